@@ -1,0 +1,254 @@
+"""Safe reading of weight files: safetensors (memory-mapped, zero-copy) first, restricted pickles otherwise.
+
+The container is recognised from the file's first bytes, never from its name, so a renamed file gets
+an error about what it really is. Pickles are only ever opened with ``torch.load(weights_only=True)``:
+a pickle that would need to run code is refused, and nothing in it is executed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import mmap
+import pickle
+import struct
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import CorruptCheckpointError, UnknownFormatError, UnsafeCheckpointError
+
+log = logging.getLogger("affordance.controlnet")
+
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
+MAX_HEADER = 100 * 1024 * 1024
+DIFFUSERS_WEIGHT_NAMES = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.fp16.safetensors",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.fp16.bin",
+)
+
+
+@dataclass
+class RawCheckpoint:
+    """Tensors of a weight file, as stored, before any layout detection.
+
+    Attributes:
+        path: the file that was read (inside a diffusers folder: its weights file).
+        container: ``"safetensors"``, ``"torch-zip"`` or ``"torch-legacy"``.
+        tensors: key -> CPU tensor; safetensors tensors are copy-on-write views of the mapped file.
+        metadata: the safetensors ``__metadata__`` (empty for pickles).
+        config: a diffusers ``config.json`` found next to the weights, else ``None``.
+        skipped: non-tensor entries of a pickle (e.g. ``epoch``), by key.
+    """
+
+    path: Path
+    container: str
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str] = field(default_factory=dict)
+    config: dict[str, object] | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+def _describe_text(head: bytes) -> str:
+    text = head.decode("utf-8", errors="replace").strip()
+    if text.startswith("version https://git-lfs"):
+        return "a Git LFS pointer, not the weights: fetch the real file (git lfs pull) and put it in place"
+    if text[:15].lower().startswith(("<!doctype", "<html")):
+        return "an HTML page (a download that saved the web page instead of the file): download the file again"
+    return f"text beginning {text[:40]!r}, not weights: replace it with the real model file"
+
+
+def sniff_container(path: Path) -> str:
+    """Tell ``safetensors``, ``torch-zip`` or ``torch-legacy`` from the first bytes of ``path``.
+
+    Raises:
+        CorruptCheckpointError: empty, too short, or not a weight file at all (with what it looks like).
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise CorruptCheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish.")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if len(head) >= 2 and head[0] == 0x80 and head[1] in (2, 3, 4, 5):
+        return "torch-legacy"
+    if len(head) >= 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n <= min(size - 8, MAX_HEADER) and head[8:9] == b"{":
+            return "safetensors"
+        if head[8:9] == b"{" and n > size - 8:
+            raise CorruptCheckpointError(
+                f"{path} is a truncated safetensors file: its header alone needs {n + 8} bytes but the file has "
+                f"{size}. Download it again."
+            )
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:32]):
+        raise CorruptCheckpointError(f"{path} is {_describe_text(head)}.")
+    raise CorruptCheckpointError(
+        f"{path} is neither a safetensors file nor a PyTorch checkpoint (first bytes {head[:8].hex()}). "
+        "It is damaged or of another kind; download the model again."
+    )
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+        try:
+            header = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptCheckpointError(f"{path} has a damaged safetensors header ({exc}). Download it again.") from exc
+        if not isinstance(header, dict):
+            raise CorruptCheckpointError(f"{path} has a safetensors header that is not a JSON object.")
+        metadata = header.pop("__metadata__", None) or {}
+        start = 8 + n
+        data_size = size - start
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > start else None
+    tensors: dict[str, torch.Tensor] = {}
+    for key, info in header.items():
+        try:
+            dtype = SAFETENSORS_DTYPES[info["dtype"]]
+            shape = [int(s) for s in info["shape"]]
+            begin, end = (int(o) for o in info["data_offsets"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptCheckpointError(f"{path}: entry {key!r} of the safetensors header is malformed ({info!r}).") from exc
+        count = math.prod(shape)
+        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        if end - begin != nbytes or begin < 0:
+            raise CorruptCheckpointError(
+                f"{path}: tensor {key!r} claims {end - begin} bytes for shape {shape} of {info['dtype']} "
+                f"({nbytes} needed). The file is damaged."
+            )
+        if end > data_size:
+            raise CorruptCheckpointError(
+                f"{path} is truncated: tensor {key!r} ends at byte {start + end} but the file has {size} bytes. "
+                "Download it again."
+            )
+        if count == 0:
+            tensors[key] = torch.empty(shape, dtype=dtype)
+            continue
+        offset = start + begin
+        if offset % torch.empty((), dtype=dtype).element_size():
+            tensors[key] = torch.frombuffer(bytearray(buf[offset : offset + nbytes]), dtype=dtype).reshape(shape)
+        else:
+            tensors[key] = torch.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
+    return tensors, {str(k): str(v) for k, v in metadata.items()}
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, object]:
+    for _ in range(3):
+        if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+            obj = obj["state_dict"]
+        elif isinstance(obj, Mapping) and len(obj) == 1 and isinstance(next(iter(obj.values())), Mapping):
+            obj = next(iter(obj.values()))
+        else:
+            break
+    if not isinstance(obj, Mapping):
+        raise UnknownFormatError(
+            f"{path} holds a {type(obj).__name__}, not a state dict of named tensors; it is not a ControlNet file."
+        )
+    return dict(obj)
+
+
+def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=container == "torch-zip")
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        if "weights_only" in msg or "Unsupported" in msg or "global" in msg.lower():
+            first = msg.strip().splitlines()[0] if msg.strip() else "a forbidden global"
+            raise UnsafeCheckpointError(
+                f"{path} is a pickle that needs to run code to load, so it was refused and nothing in it was "
+                f"executed ({first[:300]}). Get a .safetensors version of this model, or convert it on a "
+                "machine you trust."
+            ) from exc
+        raise CorruptCheckpointError(f"{path} is a damaged pickle ({msg[:200]}). Download it again.") from exc
+    except (EOFError, zipfile.BadZipFile) as exc:
+        raise CorruptCheckpointError(f"{path} is truncated or damaged ({exc}). Download it again.") from exc
+    except RuntimeError as exc:
+        raise CorruptCheckpointError(
+            f"{path} could not be read as a PyTorch checkpoint ({str(exc)[:200]}); it is truncated or damaged. "
+            "Download it again."
+        ) from exc
+    sd = _unwrap(obj, path)
+    tensors = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    skipped = sorted(str(k) for k, v in sd.items() if not isinstance(v, torch.Tensor))
+    return tensors, skipped
+
+
+def _diffusers_folder(path: Path) -> tuple[Path, dict[str, object]]:
+    cfg_path = path / "config.json"
+    weights = next((path / n for n in DIFFUSERS_WEIGHT_NAMES if (path / n).is_file()), None)
+    if weights is None:
+        raise UnknownFormatError(
+            f"{path} is a folder without a diffusers weights file (looked for {', '.join(DIFFUSERS_WEIGHT_NAMES)}). "
+            "Point to the weights file or a diffusers ControlNet folder."
+        )
+    config: dict[str, object] = {}
+    if cfg_path.is_file():
+        try:
+            loaded = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptCheckpointError(f"{cfg_path} is not valid JSON ({exc}). Restore the folder's config.json.") from exc
+        if not isinstance(loaded, dict):
+            raise CorruptCheckpointError(f"{cfg_path} is not a JSON object.")
+        config = loaded
+    return weights, config
+
+
+def read_checkpoint(path: str | Path) -> RawCheckpoint:
+    """Read every tensor of a weight file or diffusers folder onto the CPU, without executing code.
+
+    Args:
+        path: a ``.safetensors``/``.sft``/``.pth``/``.pt``/``.ckpt``/``.bin`` file (the extension is not
+            trusted), or a diffusers folder with ``config.json`` and ``diffusion_pytorch_model.*``.
+
+    Returns:
+        The raw tensors; safetensors are memory-mapped, so untouched tensors cost no RAM.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        CorruptCheckpointError: empty, truncated, damaged or not a weight file.
+        UnsafeCheckpointError: a pickle that needs code execution (refused, never executed).
+        UnknownFormatError: no tensors, or not a mapping of tensors.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no ControlNet file at {path}.")
+    config = None
+    if path.is_dir():
+        path, config = _diffusers_folder(path)
+    container = sniff_container(path)
+    metadata: dict[str, str] = {}
+    skipped: list[str] = []
+    if container == "safetensors":
+        tensors, metadata = _read_safetensors(path)
+    else:
+        tensors, skipped = _read_pickle(path, container)
+    if not tensors:
+        raise CorruptCheckpointError(
+            f"{path} holds no tensors (an empty state dict{'; other entries: ' + ', '.join(skipped[:5]) if skipped else ''}). "
+            "It is not a usable model; download it again."
+        )
+    log.debug("read %d tensors from %s (%s)", len(tensors), path, container)
+    return RawCheckpoint(path, container, tensors, metadata, config, skipped)

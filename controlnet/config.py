@@ -1,0 +1,265 @@
+"""ControlNet configuration: presets for SD1.x, SD2.x and SDXL, and inference from a state dict.
+
+The configuration is always read from the weights (keys and shapes), never from a file name. Keys are
+those of the original (lllyasviel / LDM) layout without the ``control_model.`` prefix.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import torch
+
+from .errors import KeyMismatchError, UnknownFormatError
+
+
+class Family(str, enum.Enum):
+    """The base-model family a ControlNet belongs to; it decides how many residuals it yields."""
+
+    SD1 = "sd1"
+    SD2 = "sd2"
+    SDXL = "sdxl"
+
+    @property
+    def label(self) -> str:
+        """Human name used in messages."""
+        return {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL"}[self.value]
+
+
+@dataclass(frozen=True)
+class ControlNetConfig:
+    """Architecture of a ControlNet (the trainable copy of an SD UNet encoder plus hint encoder).
+
+    Attributes:
+        model_channels: channels of the first UNet level (320 for every official model).
+        channel_mult: channel multiplier of each level, e.g. ``(1, 2, 4, 4)`` for SD1/2, ``(1, 2, 4)`` SDXL.
+        num_res_blocks: residual blocks per level.
+        transformer_depth: transformer blocks after each residual block, flattened over levels
+            (length ``sum(num_res_blocks)``; 0 means no attention).
+        transformer_depth_middle: transformer blocks in the middle block (0: two ResBlocks only).
+        context_dim: width of the text context (768 SD1, 1024 SD2, 2048 SDXL).
+        use_linear_in_transformer: linear (SD2/SDXL) instead of 1x1-conv projections.
+        num_heads: fixed head count (SD1 uses 8); -1 when ``num_head_channels`` decides.
+        num_head_channels: fixed head width (SD2/SDXL use 64); -1 when ``num_heads`` decides.
+        adm_in_channels: width of the label vector ``y`` (2816 for SDXL); ``None`` without one.
+        in_channels: latent channels (4).
+        hint_channels: channels of the hint image (3).
+        global_average_pooling: average each residual over space (the 1.1 shuffle model).
+    """
+
+    model_channels: int = 320
+    channel_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    transformer_depth: tuple[int, ...] = (1, 1, 1, 1, 1, 1, 0, 0)
+    transformer_depth_middle: int = 1
+    context_dim: int = 768
+    use_linear_in_transformer: bool = False
+    num_heads: int = 8
+    num_head_channels: int = -1
+    adm_in_channels: int | None = None
+    in_channels: int = 4
+    hint_channels: int = 3
+    global_average_pooling: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.num_res_blocks) != len(self.channel_mult):
+            raise ValueError(
+                f"num_res_blocks has {len(self.num_res_blocks)} levels but channel_mult has "
+                f"{len(self.channel_mult)}: give one entry per level."
+            )
+        if len(self.transformer_depth) != sum(self.num_res_blocks):
+            raise ValueError(
+                f"transformer_depth needs one entry per residual block ({sum(self.num_res_blocks)}), "
+                f"got {len(self.transformer_depth)}."
+            )
+        if (self.num_heads == -1) == (self.num_head_channels == -1):
+            raise ValueError(
+                f"set exactly one of num_heads ({self.num_heads}) and num_head_channels "
+                f"({self.num_head_channels}); the other must be -1."
+            )
+
+    @property
+    def family(self) -> Family:
+        """SD1, SD2 or SDXL, from the context width and label embedding."""
+        if self.adm_in_channels is not None and self.context_dim == 2048:
+            return Family.SDXL
+        if self.adm_in_channels is None and self.context_dim == 768:
+            return Family.SD1
+        if self.adm_in_channels is None and self.context_dim == 1024:
+            return Family.SD2
+        raise UnknownFormatError(
+            f"a ControlNet with context width {self.context_dim} and label width {self.adm_in_channels} "
+            "matches no supported family (SD1.x: 768 and none, SD2.x: 1024 and none, SDXL: 2048 and 2816). "
+            "Use a ControlNet made for SD1.5, SD2.x or SDXL."
+        )
+
+    @property
+    def num_input_blocks(self) -> int:
+        """Number of UNet input blocks, hence of skip residuals (12 for SD1/2, 9 for SDXL)."""
+        return 1 + sum(self.num_res_blocks) + len(self.channel_mult) - 1
+
+    @property
+    def num_residuals(self) -> int:
+        """Skip residuals plus the middle one (13 for SD1/2, 10 for SDXL)."""
+        return self.num_input_blocks + 1
+
+    def residual_channels(self) -> tuple[int, ...]:
+        """Channels of each residual in output order (input blocks, then middle)."""
+        chans = [self.model_channels]
+        for level, mult in enumerate(self.channel_mult):
+            for _ in range(self.num_res_blocks[level]):
+                chans.append(mult * self.model_channels)
+            if level != len(self.channel_mult) - 1:
+                chans.append(mult * self.model_channels)
+        chans.append(self.channel_mult[-1] * self.model_channels)
+        return tuple(chans)
+
+    def residual_downsampling(self) -> tuple[int, ...]:
+        """Spatial downsampling of each residual relative to the latent (1, 2, 4 or 8)."""
+        factors = [1]
+        factor = 1
+        for level in range(len(self.channel_mult)):
+            factors.extend([factor] * self.num_res_blocks[level])
+            if level != len(self.channel_mult) - 1:
+                factor *= 2
+                factors.append(factor)
+        factors.append(factor)
+        return tuple(factors)
+
+    def with_options(self, **changes: object) -> ControlNetConfig:
+        """Return a copy with the given fields changed (e.g. ``global_average_pooling=True``)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+SD15 = ControlNetConfig()
+SD21 = ControlNetConfig(context_dim=1024, use_linear_in_transformer=True, num_heads=-1, num_head_channels=64)
+SDXL = ControlNetConfig(
+    channel_mult=(1, 2, 4),
+    num_res_blocks=(2, 2, 2),
+    transformer_depth=(0, 0, 2, 2, 10, 10),
+    transformer_depth_middle=10,
+    context_dim=2048,
+    use_linear_in_transformer=True,
+    num_heads=-1,
+    num_head_channels=64,
+    adm_in_channels=2816,
+)
+PRESETS: dict[str, ControlNetConfig] = {"sd15": SD15, "sd21": SD21, "sdxl": SDXL}
+
+_BLOCK = re.compile(r"^input_blocks\.(\d+)\.")
+_TBLOCK = re.compile(r"\.transformer_blocks\.(\d+)\.")
+
+
+def _depth(keys: set[str], prefix: str) -> int:
+    """Number of transformer blocks under ``prefix`` (a SpatialTransformer)."""
+    found = {int(m.group(1)) for k in keys if k.startswith(prefix) and (m := _TBLOCK.search(k[len(prefix) - 1 :]))}
+    return max(found) + 1 if found else 0
+
+
+def config_from_state_dict(
+    sd: Mapping[str, torch.Tensor],
+    *,
+    num_heads: int | None = None,
+    num_head_channels: int | None = None,
+    global_average_pooling: bool = False,
+) -> ControlNetConfig:
+    """Infer the architecture from an original-layout state dict (no ``control_model.`` prefix).
+
+    Args:
+        sd: key -> tensor; only names and shapes are read.
+        num_heads: override the head count (otherwise 8 for a 768-wide context, as SD1 uses).
+        num_head_channels: override the head width (otherwise 64 for SD2/SDXL contexts).
+        global_average_pooling: the explicit shuffle-model option (weights cannot tell it).
+
+    Returns:
+        The configuration whose :class:`~controlnet.model.ControlNet` has exactly these keys and shapes.
+
+    Raises:
+        KeyMismatchError: a key needed to read the architecture is missing or has an odd shape.
+    """
+    keys = set(sd)
+
+    def need(key: str) -> torch.Tensor:
+        if key not in sd:
+            raise KeyMismatchError(
+                f"cannot read the ControlNet architecture: key {key!r} is missing "
+                f"({len(keys)} keys present). The file is incomplete or of another layout."
+            )
+        return sd[key]
+
+    conv_in = need("input_blocks.0.0.weight")
+    if conv_in.ndim != 4:
+        raise KeyMismatchError(f"input_blocks.0.0.weight should be a 4-D conv weight, got shape {tuple(conv_in.shape)}.")
+    model_channels, in_channels = int(conv_in.shape[0]), int(conv_in.shape[1])
+    hint_channels = int(need("input_hint_block.0.weight").shape[1])
+
+    indices = sorted({int(m.group(1)) for k in keys if (m := _BLOCK.match(k))})
+    if indices != list(range(len(indices))):
+        raise KeyMismatchError(f"input block indices are not contiguous: found {indices}.")
+    levels: list[list[tuple[int, int]]] = [[]]  # per level: (channel multiplier, transformer depth)
+    for i in indices[1:]:
+        if f"input_blocks.{i}.0.op.weight" in keys:  # a downsampler closes the level
+            levels.append([])
+            continue
+        out = int(need(f"input_blocks.{i}.0.out_layers.3.weight").shape[0])
+        mult, rem = divmod(out, model_channels)
+        if rem:
+            raise KeyMismatchError(f"input block {i} has {out} channels, not a multiple of {model_channels}.")
+        levels[-1].append((mult, _depth(keys, f"input_blocks.{i}.1.")))
+    if any(not level for level in levels):
+        raise KeyMismatchError("a level of the encoder has no residual block; the encoder is truncated or malformed.")
+    if any(len({m for m, _ in level}) != 1 for level in levels):
+        raise KeyMismatchError("channels change inside a level of the encoder; this is not an SD UNet encoder.")
+    mults = [level[0][0] for level in levels]
+    num_res_blocks = [len(level) for level in levels]
+    transformer_depth = [d for level in levels for _, d in level]
+
+    for i in range(len(indices)):
+        need(f"zero_convs.{i}.0.weight")
+    need("middle_block_out.0.weight")
+
+    if "middle_block.1.in_layers.0.weight" in keys:
+        depth_middle = 0
+    else:
+        depth_middle = _depth(keys, "middle_block.1.")
+
+    attn_keys = sorted(k for k in keys if k.endswith("attn2.to_k.weight"))
+    if attn_keys:
+        context_dim = int(sd[attn_keys[0]].shape[1])
+        proj = next(k for k in sorted(keys) if k.endswith("proj_in.weight"))
+        use_linear = sd[proj].ndim == 2
+    else:
+        context_dim, use_linear = 768, False
+
+    adm = int(sd["label_emb.0.0.weight"].shape[1]) if "label_emb.0.0.weight" in keys else None
+    if num_heads is None and num_head_channels is None:
+        if context_dim == 768:
+            num_heads, num_head_channels = 8, -1
+        else:
+            num_heads, num_head_channels = -1, 64
+    elif num_heads is None:
+        num_heads = -1
+    elif num_head_channels is None:
+        num_head_channels = -1
+
+    try:
+        return ControlNetConfig(
+            model_channels=model_channels,
+            channel_mult=tuple(mults),
+            num_res_blocks=tuple(num_res_blocks),
+            transformer_depth=tuple(transformer_depth),
+            transformer_depth_middle=depth_middle,
+            context_dim=context_dim,
+            use_linear_in_transformer=use_linear,
+            num_heads=num_heads,
+            num_head_channels=num_head_channels,
+            adm_in_channels=adm,
+            in_channels=in_channels,
+            hint_channels=hint_channels,
+            global_average_pooling=global_average_pooling,
+        )
+    except ValueError as exc:
+        raise KeyMismatchError(f"inconsistent ControlNet architecture in the weights: {exc}") from exc

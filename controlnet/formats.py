@@ -1,0 +1,178 @@
+"""Recognise a checkpoint's layout from its keys: specific signatures before broad ones, never file names.
+
+Other model families that users drop into ``models/controlnet`` by mistake (T2I-Adapters, LoRAs,
+SD3/Flux ControlNets, whole SD checkpoints...) are named in the error, with where they belong.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .errors import UnknownFormatError, WrongFamilyError
+
+ORIGINAL_PREFIX = "control_model."
+
+
+class Layout(str, enum.Enum):
+    """Key layouts of SD-family ControlNets that we load."""
+
+    ORIGINAL = "original"  # lllyasviel keys without prefix (1.1 safetensors, comfyanonymous fp16 files)
+    ORIGINAL_PREFIXED = "original-prefixed"  # lllyasviel .pth with "control_model." keys
+    ORIGINAL_MERGED = "original-merged"  # 1.0 full checkpoint: "control_model." next to a whole SD model
+    DIFFUSERS = "diffusers"  # diffusers ControlNetModel
+
+    @property
+    def description(self) -> str:
+        """Human description used in reports."""
+        return {
+            "original": "original ControlNet layout (lllyasviel 1.0/1.1, no prefix)",
+            "original-prefixed": "original ControlNet layout with the 'control_model.' prefix",
+            "original-merged": "ControlNet 1.0 full checkpoint ('control_model.' beside a whole SD model)",
+            "diffusers": "diffusers ControlNetModel",
+        }[self.value]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Where the ControlNet weights are in a state dict.
+
+    Attributes:
+        layout: the key layout.
+        prefix: the prefix to strip from ControlNet keys ("" or "control_model.").
+    """
+
+    layout: Layout
+    prefix: str
+
+    def selects(self, key: str) -> bool:
+        """Whether ``key`` belongs to the ControlNet (False for the rest of a merged checkpoint)."""
+        return key.startswith(self.prefix)
+
+
+def _any(keys: set[str], pred: Callable[[str], bool]) -> bool:
+    return any(pred(k) for k in keys)
+
+
+_FOREIGN: list[tuple[str, Callable[[set[str]], bool], str]] = [
+    (
+        "a Control-LoRA (Stability AI)",
+        lambda k: "lora_controlnet" in k,
+        "Control-LoRAs are not supported by Affordance yet; load it with ComfyUI's 'Load ControlNet Model' node.",
+    ),
+    (
+        "a LoRA",
+        lambda k: _any(k, lambda s: ".lora_down." in s or ".lora_up." in s or ".lora_A." in s or ".lora_B." in s)
+        or _any(k, lambda s: s.startswith(("lora_unet_", "lora_te"))),
+        "put it in ComfyUI/models/loras and load it with a LoRA loader.",
+    ),
+    (
+        "a union ControlNet (ControlNet++ / ProMax)",
+        lambda k: _any(k, lambda s: s.endswith("control_add_embedding.linear_1.bias") or s.endswith("task_embedding")),
+        "union ControlNets are not supported by Affordance yet; use ComfyUI's ControlNet nodes with "
+        "'SetUnionControlNetType'.",
+    ),
+    (
+        "an SD3/SD3.5 ControlNet",
+        lambda k: "controlnet_blocks.0.weight" in k and "pos_embed_input.proj.weight" in k,
+        "Affordance loads SD1.x, SD2.x and SDXL ControlNets; use ComfyUI's own nodes for SD3.",
+    ),
+    (
+        "a Flux ControlNet",
+        lambda k: ("controlnet_blocks.0.weight" in k or "controlnet_blocks.0.linear.weight" in k)
+        and _any(k, lambda s: s.startswith(("double_blocks.", "controlnet_x_embedder.", "single_blocks.", "controlnet_single_blocks.", "transformer_blocks.", "single_transformer_blocks.")))
+        or "controlnet_blocks.0.linear.weight" in k,
+        "Affordance loads SD1.x, SD2.x and SDXL ControlNets; use ComfyUI's own nodes for Flux.",
+    ),
+    (
+        "a HunyuanDiT ControlNet",
+        lambda k: "after_proj_list.0.weight" in k or "after_proj_list.18.bias" in k,
+        "Affordance loads SD1.x, SD2.x and SDXL ControlNets; use ComfyUI's own nodes for HunyuanDiT.",
+    ),
+    (
+        "a T2I-Adapter",
+        lambda k: "adapter.body.0.resnets.0.block1.weight" in k
+        or "body.0.in_conv.weight" in k
+        or ("conv_in.weight" in k and _any(k, lambda s: s.startswith("body.")))
+        or _any(k, lambda s: s.startswith("adapter.")),
+        "T2I-Adapters go in ComfyUI/models/t2i_adapter and apply through ComfyUI's 'Apply ControlNet'; "
+        "Affordance's Apply node chains with them.",
+    ),
+    (
+        "a Stable Cascade ControlNet",
+        lambda k: "backbone.0.0.weight" in k or "backbone.10.blocks.0.weight" in k,
+        "use ComfyUI's own nodes for Stable Cascade.",
+    ),
+    (
+        "a 'difference' ControlNet (weights stored as an offset from SD1.5)",
+        lambda k: "difference" in k and _any(k, lambda s: s.startswith(ORIGINAL_PREFIX)),
+        "it needs the base model to rebuild its weights, which Affordance does not do yet; use ComfyUI's "
+        "'Load ControlNet Model (diff)' node.",
+    ),
+]
+
+_OTHER_SD_PARTS: list[tuple[str, Callable[[set[str]], bool], str]] = [
+    (
+        "a whole Stable Diffusion checkpoint without ControlNet weights",
+        lambda k: _any(k, lambda s: s.startswith("model.diffusion_model.")),
+        "put it in ComfyUI/models/checkpoints and load it with 'Load Checkpoint'.",
+    ),
+    (
+        "a UNet (diffusers layout)",
+        lambda k: _any(k, lambda s: s.startswith("up_blocks.")) and _any(k, lambda s: s.startswith("down_blocks.")),
+        "put it in ComfyUI/models/diffusion_models; a ControlNet has no up blocks.",
+    ),
+    (
+        "a UNet (original layout)",
+        lambda k: _any(k, lambda s: s.startswith("output_blocks.")) and _any(k, lambda s: s.startswith("input_blocks.")),
+        "put it in ComfyUI/models/diffusion_models; a ControlNet has no output blocks.",
+    ),
+    (
+        "a VAE",
+        lambda k: _any(k, lambda s: s.startswith(("encoder.down", "first_stage_model.")))
+        and _any(k, lambda s: s.startswith(("decoder.", "first_stage_model.decoder"))),
+        "put it in ComfyUI/models/vae.",
+    ),
+    (
+        "a text encoder (CLIP)",
+        lambda k: _any(k, lambda s: "text_model.encoder." in s),
+        "put it in ComfyUI/models/text_encoders.",
+    ),
+]
+
+
+def detect_format(keys: Iterable[str], source: str = "the file") -> Detection:
+    """Detect the ControlNet layout of a state dict from its key names.
+
+    Args:
+        keys: all keys of the state dict.
+        source: the file name used in error messages.
+
+    Returns:
+        The :class:`Detection` (layout and prefix).
+
+    Raises:
+        WrongFamilyError: the keys belong to another kind of model (named, with where it belongs).
+        UnknownFormatError: the keys match nothing known (a sample of them is shown).
+    """
+    keys = set(keys)
+    for name, matches, fix in _FOREIGN:
+        if matches(keys):
+            raise WrongFamilyError(f"{source} is {name}, not an SD1.x/SD2.x/SDXL ControlNet: {fix}")
+    if f"{ORIGINAL_PREFIX}zero_convs.0.0.weight" in keys:
+        merged = _any(keys, lambda s: s.startswith("model.diffusion_model."))
+        return Detection(Layout.ORIGINAL_MERGED if merged else Layout.ORIGINAL_PREFIXED, ORIGINAL_PREFIX)
+    if "controlnet_cond_embedding.conv_in.weight" in keys:
+        return Detection(Layout.DIFFUSERS, "")
+    if "zero_convs.0.0.weight" in keys and "input_hint_block.0.weight" in keys:
+        return Detection(Layout.ORIGINAL, "")
+    for name, matches, fix in _OTHER_SD_PARTS:
+        if matches(keys):
+            raise WrongFamilyError(f"{source} is {name}, not a ControlNet: {fix}")
+    sample = ", ".join(sorted(keys)[:6])
+    raise UnknownFormatError(
+        f"{source} matches no known ControlNet layout ({len(keys)} keys, e.g. {sample}). Nothing was loaded. "
+        "Affordance reads lllyasviel ControlNet 1.0/1.1 files (with or without 'control_model.') and diffusers "
+        "ControlNetModel files for SD1.x, SD2.x and SDXL."
+    )

@@ -1,0 +1,206 @@
+"""Building blocks of the SD UNet encoder that a ControlNet copies.
+
+Written from the structure of the LDM UNet (Rombach et al. 2022) and the ControlNet paper (Zhang &
+Agrawala 2023); attribute names follow the original checkpoints so state dicts load without renaming.
+Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps, cosine half first as in LDM.
+
+    Args:
+        timesteps: ``(N,)`` timesteps, any real dtype, e.g. 0..999 for SD.
+        dim: embedding width.
+        max_period: lowest frequency's period.
+
+    Returns:
+        ``(N, dim)`` float32 embedding in ``[-1, 1]`` on the device of ``timesteps``.
+    """
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
+    )
+    args = timesteps.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class TimestepBlock(nn.Module):
+    """A module whose forward takes the timestep embedding (and ignores or uses the context)."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Sequence(nn.Sequential):
+    """``nn.Sequential`` that passes ``emb`` and ``context`` to the layers that take them."""
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, (TimestepBlock, SpatialTransformer)):
+                x = layer(x, emb, context)
+            else:
+                x = layer(x)
+        return x
+
+
+class ResBlock(TimestepBlock):
+    """Residual block with timestep conditioning (``in_layers``, ``emb_layers``, ``out_layers``).
+
+    Shapes: ``x`` ``(N, C_in, H, W)``, ``emb`` ``(N, E)`` -> ``(N, C_out, H, W)``.
+    """
+
+    def __init__(self, channels: int, emb_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_layers = nn.Sequential(
+            nn.GroupNorm(32, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+        )
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out_channels))
+        self.out_layers = nn.Sequential(
+            nn.GroupNorm(32, out_channels),
+            nn.SiLU(),
+            nn.Dropout(0.0),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        )
+        self.skip_connection: nn.Module = (
+            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.in_layers(x)
+        h = h + self.emb_layers(emb).to(h.dtype)[:, :, None, None]
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 convolution (key ``op``): ``(N, C, H, W)`` -> ``(N, C, ceil(H/2), ceil(W/2))``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with bias-free q/k/v projections (``to_q``, ``to_k``, ``to_v``, ``to_out.0``)."""
+
+    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.to_q = nn.Linear(query_dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``(N, L, D)``, ``context`` ``(N, S, Dc)`` or ``None`` (self-attention) -> ``(N, L, D)``."""
+        ctx = x if context is None else context
+        n = x.shape[0]
+        q, k, v = (
+            t.view(n, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
+            for t in (self.to_q(x), self.to_k(ctx), self.to_v(ctx))
+        )
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(out.transpose(1, 2).reshape(n, -1, q.shape[1] * q.shape[-1]))
+
+
+class GEGLU(nn.Module):
+    """Gated GELU projection (key ``proj``): ``(..., D)`` -> ``(..., inner)``."""
+
+    def __init__(self, dim: int, inner: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, inner * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, gate = self.proj(x).chunk(2, dim=-1)
+        return x * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    """GEGLU feed-forward with 4x expansion (keys ``net.0.proj``, ``net.2``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(GEGLU(dim, 4 * dim), nn.Dropout(0.0), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class BasicTransformerBlock(nn.Module):
+    """Self-attention, cross-attention and feed-forward, each pre-normed and residual."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int) -> None:
+        super().__init__()
+        self.attn1 = Attention(dim, None, heads, dim_head)
+        self.ff = FeedForward(dim)
+        self.attn2 = Attention(dim, context_dim, heads, dim_head)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class SpatialTransformer(nn.Module):
+    """Image-to-sequence transformer with 1x1-conv (SD1) or linear (SD2/SDXL) projections.
+
+    Shapes: ``x`` ``(N, C, H, W)``, ``context`` ``(N, S, context_dim)`` -> ``(N, C, H, W)``.
+    """
+
+    def __init__(
+        self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int, use_linear: bool
+    ) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.use_linear = use_linear
+        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        self.proj_in: nn.Module = nn.Linear(channels, inner) if use_linear else nn.Conv2d(channels, inner, 1)
+        self.transformer_blocks = nn.ModuleList(
+            BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth)
+        )
+        self.proj_out: nn.Module = nn.Linear(inner, channels) if use_linear else nn.Conv2d(inner, channels, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None) -> torch.Tensor:
+        n, c, h, w = x.shape
+        x_in = x
+        x = self.norm(x)
+        if not self.use_linear:
+            x = self.proj_in(x)
+        x = x.flatten(2).transpose(1, 2)  # (N, H*W, inner)
+        if self.use_linear:
+            x = self.proj_in(x)
+        for block in self.transformer_blocks:
+            x = block(x, context)
+        if self.use_linear:
+            x = self.proj_out(x)
+        x = x.transpose(1, 2).reshape(n, -1, h, w)
+        if not self.use_linear:
+            x = self.proj_out(x)
+        return x + x_in
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """Zero every parameter of ``module`` in place and return it (the paper's "zero convolution")."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module

@@ -1,0 +1,248 @@
+"""Load any supported ControlNet file into our :class:`~controlnet.model.ControlNet`.
+
+Pipeline: read the file safely -> detect the layout from keys -> keep only the ControlNet's tensors
+-> rename to the original layout -> infer the configuration -> check every key, shape and value ->
+build the model without allocating, then assign the (memory-mapped) tensors. Any failure rejects the
+whole file; nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import RawCheckpoint, read_checkpoint
+from .config import ControlNetConfig, Family, config_from_state_dict
+from .errors import CheckpointError, InvalidWeightsError, KeyMismatchError, UnknownFormatError
+from .formats import Detection, Layout, detect_format
+from .keymap import diffusers_to_original
+from .model import ControlNet
+
+log = logging.getLogger("affordance.controlnet")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What was found in a file and what was kept.
+
+    Attributes:
+        path: the weights file that was read.
+        container: ``safetensors``, ``torch-zip`` or ``torch-legacy``.
+        layout: the detected key layout.
+        family: SD1, SD2 or SDXL.
+        stored_dtypes: dtype name -> number of ControlNet tensors stored in it.
+        num_keys: ControlNet tensors kept.
+        dropped_keys: tensors of the file that are not part of the ControlNet (rest of a merged checkpoint).
+        num_params: parameters of the ControlNet.
+        skipped_entries: non-tensor entries of a pickle (ignored).
+    """
+
+    path: Path
+    container: str
+    layout: Layout
+    family: Family
+    stored_dtypes: dict[str, int]
+    num_keys: int
+    dropped_keys: int
+    num_params: int
+    skipped_entries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ControlNetWeights:
+    """A ControlNet state dict in the original layout (no prefix) with its configuration.
+
+    Attributes:
+        state_dict: key -> tensor, as stored (dtype unchanged, CPU, possibly memory-mapped).
+        config: the architecture inferred from the keys and shapes.
+        report: what the file held.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    config: ControlNetConfig
+    report: LoadReport
+
+
+def _heads_from_diffusers_config(cfg: Mapping[str, object], source: str) -> dict[str, int]:
+    """Head settings of a diffusers ``config.json`` (its ``attention_head_dim`` holds head *counts*)."""
+    heads = cfg.get("num_attention_heads") or cfg.get("attention_head_dim")
+    widths = cfg.get("block_out_channels")
+    if heads is None or not isinstance(widths, list):
+        return {}
+    if isinstance(heads, int):
+        return {"num_heads": heads}
+    if isinstance(heads, list) and len(heads) == len(widths):
+        if len(set(heads)) == 1:
+            return {"num_heads": int(heads[0])}
+        per_head = {int(w) // int(h) for w, h in zip(widths, heads)}
+        if len(per_head) == 1:
+            return {"num_head_channels": per_head.pop()}
+    raise UnknownFormatError(
+        f"{source}: config.json sets heads {heads} for widths {widths}; only a fixed head count or a fixed head "
+        "width is supported."
+    )
+
+
+def _check_values(sd: Mapping[str, torch.Tensor], source: str) -> None:
+    bad = []
+    for key, t in sd.items():
+        if not t.is_floating_point():
+            raise InvalidWeightsError(
+                f"{source}: ControlNet weight {key!r} is stored as {t.dtype}, not floating point; the file is damaged "
+                "or quantised in a way Affordance does not read."
+            )
+        if not torch.isfinite(t).all():
+            bad.append(key)
+    if bad:
+        raise InvalidWeightsError(
+            f"{source}: {len(bad)} weight tensor(s) hold NaN or Inf values ({', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}). The model is broken (a failed training or conversion); "
+            "use another copy."
+        )
+
+
+def _check_keys(sd: Mapping[str, torch.Tensor], config: ControlNetConfig, source: str) -> None:
+    with torch.device("meta"):
+        expected = ControlNet(config).state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = [
+        f"{k} {tuple(sd[k].shape)} (expected {tuple(expected[k].shape)})"
+        for k in sorted(set(sd) & set(expected))
+        if sd[k].shape != expected[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(
+                f"{len(unexpected)} unexpected: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}"
+            )
+        if wrong:
+            parts.append(f"{len(wrong)} with a wrong shape: {', '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''}")
+        raise KeyMismatchError(
+            f"{source} looks like a {config.family.label} ControlNet but its keys do not fit that architecture "
+            f"({'; '.join(parts)}). The file is incomplete or damaged; nothing was loaded."
+        )
+
+
+def extract_controlnet(
+    raw: RawCheckpoint, *, global_average_pooling: bool | None = None
+) -> ControlNetWeights:
+    """Turn raw file tensors into a checked, original-layout ControlNet state dict.
+
+    Args:
+        raw: the output of :func:`read_checkpoint`.
+        global_average_pooling: force the shuffle-model option on or off; ``None`` takes it from a
+            diffusers ``config.json`` (``global_pool_conditions``) or the file metadata, else off.
+
+    Raises:
+        CheckpointError: subclasses for a foreign family, unknown layout, key or value problems.
+    """
+    source = str(raw.path)
+    detection: Detection = detect_format(raw.tensors.keys(), source)
+    kept = {k[len(detection.prefix) :]: v for k, v in raw.tensors.items() if detection.selects(k)}
+    dropped = len(raw.tensors) - len(kept)
+    overrides: dict[str, int] = {}
+    if detection.layout is Layout.DIFFUSERS:
+        sd = diffusers_to_original(kept)
+        if raw.config:
+            overrides = _heads_from_diffusers_config(raw.config, source)
+            if str(raw.config.get("controlnet_conditioning_channel_order", "rgb")).lower() == "bgr":
+                raise UnknownFormatError(
+                    f"{source}: config.json asks for BGR hints (controlnet_conditioning_channel_order='bgr'), "
+                    "which Affordance does not support; convert the model or swap the hint channels."
+                )
+    else:
+        sd = kept
+    if global_average_pooling is None:
+        gap = bool(raw.config.get("global_pool_conditions", False)) if raw.config else False
+        gap = gap or raw.metadata.get("affordance.global_average_pooling") == "true"
+    else:
+        gap = global_average_pooling
+    config = config_from_state_dict(sd, global_average_pooling=gap, **overrides)
+    _check_keys(sd, config, source)
+    _check_values(sd, source)
+    report = LoadReport(
+        path=raw.path,
+        container=raw.container,
+        layout=detection.layout,
+        family=config.family,
+        stored_dtypes=dict(Counter(str(t.dtype).removeprefix("torch.") for t in sd.values())),
+        num_keys=len(sd),
+        dropped_keys=dropped,
+        num_params=sum(t.numel() for t in sd.values()),
+        skipped_entries=tuple(raw.skipped),
+    )
+    if dropped:
+        log.info("%s: kept %d ControlNet tensors, dropped %d others", source, len(sd), dropped)
+    return ControlNetWeights(sd, config, report)
+
+
+def read_controlnet(path: str | Path, *, global_average_pooling: bool | None = None) -> ControlNetWeights:
+    """Read and check a ControlNet file or diffusers folder (see :func:`extract_controlnet`)."""
+    return extract_controlnet(read_checkpoint(path), global_average_pooling=global_average_pooling)
+
+
+def _dominant_dtype(sd: Mapping[str, torch.Tensor]) -> torch.dtype:
+    counts = Counter(t.dtype for t in sd.values())
+    return max(counts, key=lambda d: counts[d])
+
+
+def build_controlnet(
+    weights: ControlNetWeights,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+) -> ControlNet:
+    """Instantiate the network and assign the weights, without a random initialisation.
+
+    Args:
+        weights: from :func:`read_controlnet`.
+        dtype: compute dtype; ``None`` keeps the stored dtype (the most common one if mixed).
+        device: where the parameters go.
+
+    Returns:
+        The model in eval mode. With the stored dtype on the CPU, parameters share memory with the
+        mapped file (copy-on-write), so loading costs no extra copy.
+    """
+    dtype = dtype or _dominant_dtype(weights.state_dict)
+    with torch.device("meta"):
+        model = ControlNet(weights.config)
+    sd = {k: v.to(device=device, dtype=dtype) for k, v in weights.state_dict.items()}
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def load_controlnet(
+    path: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    global_average_pooling: bool | None = None,
+) -> tuple[ControlNet, LoadReport]:
+    """Load a ControlNet file (any supported layout and container) as our model.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        CheckpointError: see :func:`read_checkpoint` and :func:`extract_controlnet`.
+    """
+    weights = read_controlnet(path, global_average_pooling=global_average_pooling)
+    return build_controlnet(weights, dtype=dtype, device=device), weights.report
+
+
+__all__ = [
+    "CheckpointError",
+    "ControlNetWeights",
+    "LoadReport",
+    "build_controlnet",
+    "extract_controlnet",
+    "load_controlnet",
+    "read_controlnet",
+]

@@ -1,0 +1,196 @@
+"""Our host-free ControlNet network for SD1.x, SD2.x and SDXL.
+
+Structure (Zhang & Agrawala 2023): a hint encoder of 8 convolutions (x8 downsampling) whose output is
+added after the first input block of a trainable copy of the UNet encoder; every input block and the
+middle block feed a zero-initialised 1x1 convolution whose output is one residual.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ControlNetConfig
+from .errors import HintError, InputError
+from .layers import Downsample, ResBlock, Sequence, SpatialTransformer, timestep_embedding, zero_module
+from .residuals import ControlResiduals
+
+HINT_DOWNSCALE = 8
+
+
+def _hint_block(hint_channels: int, model_channels: int) -> Sequence:
+    """Convs at indices 0, 2, ..., 14 (SiLU between): hint_ch->16->16->32/2->32->96/2->96->256/2->model."""
+    chans = [(hint_channels, 16, 1), (16, 16, 1), (16, 32, 2), (32, 32, 1), (32, 96, 2), (96, 96, 1), (96, 256, 2)]
+    layers: list[nn.Module] = []
+    for cin, cout, stride in chans:
+        layers += [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.SiLU()]
+    layers.append(zero_module(nn.Conv2d(256, model_channels, 3, padding=1)))
+    return Sequence(*layers)
+
+
+class ControlNet(nn.Module):
+    """ControlNet for SD-family UNets; parameter names match the original checkpoints.
+
+    Construct from a :class:`ControlNetConfig` (see :func:`controlnet.config.config_from_state_dict`).
+    A fresh model has zero convs at zero, so it returns all-zero residuals, as the paper prescribes.
+    """
+
+    def __init__(self, config: ControlNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        mc = config.model_channels
+        emb_dim = mc * 4
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if config.adm_in_channels is not None:
+            self.label_emb = nn.Sequential(
+                nn.Sequential(nn.Linear(config.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            )
+        self.input_hint_block = _hint_block(config.hint_channels, mc)
+
+        def heads_for(ch: int) -> tuple[int, int]:
+            if config.num_head_channels == -1:
+                heads, dim_head = config.num_heads, ch // config.num_heads
+            else:
+                heads, dim_head = ch // config.num_head_channels, config.num_head_channels
+            if heads < 1 or heads * dim_head != ch:
+                raise ValueError(
+                    f"{ch} attention channels cannot be split into heads (num_heads={config.num_heads}, "
+                    f"num_head_channels={config.num_head_channels})."
+                )
+            return heads, dim_head
+
+        def transformer(ch: int, depth: int) -> SpatialTransformer:
+            heads, dim_head = heads_for(ch)
+            return SpatialTransformer(ch, heads, dim_head, depth, config.context_dim, config.use_linear_in_transformer)
+
+        blocks: list[Sequence] = [Sequence(nn.Conv2d(config.in_channels, mc, 3, padding=1))]
+        zero_convs: list[Sequence] = [Sequence(zero_module(nn.Conv2d(mc, mc, 1)))]
+        ch = mc
+        depths = iter(config.transformer_depth)
+        for level, mult in enumerate(config.channel_mult):
+            for _ in range(config.num_res_blocks[level]):
+                layers: list[nn.Module] = [ResBlock(ch, emb_dim, mult * mc)]
+                ch = mult * mc
+                depth = next(depths)
+                if depth > 0:
+                    layers.append(transformer(ch, depth))
+                blocks.append(Sequence(*layers))
+                zero_convs.append(Sequence(zero_module(nn.Conv2d(ch, ch, 1))))
+            if level != len(config.channel_mult) - 1:
+                blocks.append(Sequence(Downsample(ch)))
+                zero_convs.append(Sequence(zero_module(nn.Conv2d(ch, ch, 1))))
+        self.input_blocks = nn.ModuleList(blocks)
+        self.zero_convs = nn.ModuleList(zero_convs)
+        middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
+        if config.transformer_depth_middle > 0:
+            middle.append(transformer(ch, config.transformer_depth_middle))
+        middle.append(ResBlock(ch, emb_dim, ch))
+        self.middle_block = Sequence(*middle)
+        self.middle_block_out = Sequence(zero_module(nn.Conv2d(ch, ch, 1)))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the parameters (the compute dtype)."""
+        return self.time_embed[0].weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.time_embed[0].weight.device
+
+    def encode_hint(self, hint: torch.Tensor) -> torch.Tensor:
+        """Run the hint encoder once; the result can be reused for every sampling step.
+
+        Args:
+            hint: ``(N or 1, hint_channels, 8h, 8w)`` float, usually in ``[0, 1]``.
+
+        Returns:
+            ``(N or 1, model_channels, h, w)`` in the model's dtype.
+        """
+        self._check_hint(hint)
+        return self.input_hint_block(hint.to(self.dtype), None, None)
+
+    def _check_hint(self, hint: torch.Tensor) -> None:
+        cfg = self.config
+        if hint.ndim != 4 or hint.shape[1] != cfg.hint_channels:
+            raise HintError(
+                f"the ControlNet expects a hint of shape (N, {cfg.hint_channels}, H, W), got {tuple(hint.shape)}. "
+                + (
+                    "Convert the image to RGB (3 channels) first."
+                    if cfg.hint_channels == 3
+                    else f"This model takes {cfg.hint_channels}-channel hints."
+                )
+            )
+        h, w = hint.shape[-2:]
+        if h % HINT_DOWNSCALE or w % HINT_DOWNSCALE:
+            raise HintError(
+                f"hint size {w}x{h} is not divisible by {HINT_DOWNSCALE}; resize it to the latent size x8, "
+                f"e.g. {w - w % 8 or 8}x{h - h % 8 or 8}."
+            )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        hint: torch.Tensor | None,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        encoded_hint: torch.Tensor | None = None,
+    ) -> ControlResiduals:
+        """Compute the residuals.
+
+        Args:
+            x: ``(N, in_channels, h, w)`` noisy latent, already scaled for the UNet input.
+            hint: ``(N or 1, hint_channels, 8h, 8w)`` control image in ``[0, 1]``; ignored when
+                ``encoded_hint`` is given.
+            timesteps: ``(N,)`` UNet timesteps (0..999 for SD).
+            context: ``(N, S, context_dim)`` text embedding.
+            y: ``(N, adm_in_channels)`` label vector; required for SDXL, refused otherwise.
+            encoded_hint: output of :meth:`encode_hint` to skip the hint encoder.
+
+        Returns:
+            :class:`ControlResiduals` in the model's dtype: ``num_input_blocks`` skip residuals and one
+            middle residual, spatially averaged when ``config.global_average_pooling``.
+        """
+        cfg = self.config
+        if x.ndim != 4 or x.shape[1] != cfg.in_channels:
+            raise InputError(f"latent must be (N, {cfg.in_channels}, h, w), got {tuple(x.shape)}.")
+        if context.ndim != 3 or context.shape[-1] != cfg.context_dim:
+            raise InputError(
+                f"context must be (N, tokens, {cfg.context_dim}) for this {cfg.family.label} ControlNet, "
+                f"got {tuple(context.shape)}. Use a text encoder of the same family."
+            )
+        if (y is None) != (cfg.adm_in_channels is None):
+            need = f"a label vector y of width {cfg.adm_in_channels}" if cfg.adm_in_channels else "no label vector y"
+            raise InputError(f"this {cfg.family.label} ControlNet takes {need}, got {None if y is None else tuple(y.shape)}.")
+        if encoded_hint is None:
+            if hint is None:
+                raise HintError("no hint given: pass hint or encoded_hint.")
+            encoded_hint = self.encode_hint(hint)
+        if encoded_hint.shape[-2:] != x.shape[-2:]:
+            raise HintError(
+                f"hint of {encoded_hint.shape[-1] * HINT_DOWNSCALE}x{encoded_hint.shape[-2] * HINT_DOWNSCALE} px does "
+                f"not match the latent of {x.shape[-1]}x{x.shape[-2]} (needs {x.shape[-1] * HINT_DOWNSCALE}x"
+                f"{x.shape[-2] * HINT_DOWNSCALE} px). Resize the hint to the latent size x8."
+            )
+        if encoded_hint.shape[0] not in (1, x.shape[0]):
+            raise HintError(f"hint batch {encoded_hint.shape[0]} fits no latent batch of {x.shape[0]}; use 1 or {x.shape[0]}.")
+
+        dtype = self.dtype
+        emb = self.time_embed(timestep_embedding(timesteps.reshape(-1), cfg.model_channels).to(dtype))
+        if y is not None:
+            emb = emb + self.label_emb(y.to(dtype))
+        context = context.to(dtype)
+        h = x.to(dtype)
+        outs: list[torch.Tensor] = []
+        for i, (block, zero_conv) in enumerate(zip(self.input_blocks, self.zero_convs)):
+            h = block(h, emb, context)
+            if i == 0:
+                h = h + encoded_hint.to(dtype)
+            outs.append(zero_conv(h, emb, context))
+        h = self.middle_block(h, emb, context)
+        outs.append(self.middle_block_out(h, emb, context))
+        if cfg.global_average_pooling:
+            outs = [o.mean(dim=(2, 3), keepdim=True).expand_as(o).contiguous() for o in outs]
+        return ControlResiduals(tuple(outs[:-1]), outs[-1])

@@ -1,0 +1,53 @@
+"""Make the pack importable as ``affordance`` whatever the clone folder is called.
+
+The root ``__init__.py`` is registered but deliberately not executed, and the repository root is never
+put on ``sys.path`` (ComfyUI owns the top-level name ``nodes``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = "affordance"
+if PKG not in sys.modules or Path(getattr(sys.modules[PKG], "__file__", "") or "").resolve() != ROOT / "__init__.py":
+    _spec = importlib.util.spec_from_file_location(PKG, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    assert _spec is not None
+    sys.modules[PKG] = importlib.util.module_from_spec(_spec)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "comfy: needs a ComfyUI checkout in COMFYUI_PATH")
+    config.addinivalue_line("markers", "gpu: needs a CUDA device")
+    config.addinivalue_line("markers", "slow: full-size models; a few seconds to a minute each")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def comfyui_path() -> Path:
+    path = os.environ.get("COMFYUI_PATH")
+    if not path:
+        pytest.skip("COMFYUI_PATH is not set")
+    return Path(path)

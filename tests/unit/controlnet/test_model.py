@@ -1,0 +1,144 @@
+"""The network: residual count and shapes, zero init, hint and input checks, dtype and pooling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.controlnet import SD15, SD21, SDXL, ControlNet, HintError, InputError
+from affordance.controlnet.layers import timestep_embedding
+
+
+@pytest.mark.parametrize(("preset", "count"), [(SD15, 13), (SD21, 13), (SDXL, 10)])
+def test_full_size_residual_layout(preset, count):
+    with torch.device("meta"):
+        model = ControlNet(preset)
+    assert preset.num_residuals == count
+    assert len(model.zero_convs) == count - 1
+    chans = [m[0].out_channels for m in model.zero_convs] + [model.middle_block_out[0].out_channels]
+    assert tuple(chans) == preset.residual_channels()
+
+
+def test_sd15_parameter_count():
+    with torch.device("meta"):
+        model = ControlNet(SD15)
+    # 361.3 M parameters, as ComfyUI's cldm.ControlNet and the official 1.1 files have.
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == 361.3
+
+
+def test_fresh_model_returns_zero_residuals(tiny_config, inputs):
+    model = ControlNet(tiny_config).eval()
+    x, hint, t, ctx, y = inputs(tiny_config)
+    out = model(x, hint, t, ctx, y)
+    assert len(out) == tiny_config.num_residuals
+    assert all(torch.count_nonzero(r) == 0 for r in out.as_list())
+
+
+def test_residual_shapes_follow_latent(tiny_model, inputs):
+    cfg = tiny_model.config
+    x, hint, t, ctx, y = inputs(cfg, n=3, h=8, w=16)
+    with torch.no_grad():
+        out = tiny_model(x, hint, t, ctx, y)
+    for r, c, f in zip(out.as_list(), cfg.residual_channels(), cfg.residual_downsampling()):
+        assert r.shape == (3, c, 8 // f, 16 // f)
+    assert all(r.abs().sum() > 0 for r in out.as_list())
+
+
+def test_hint_batch_of_one_broadcasts(tiny_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_model.config, n=2)
+    with torch.no_grad():
+        one = tiny_model(x, hint[:1], t, ctx, y)
+        both = tiny_model(x, hint[:1].expand(2, -1, -1, -1), t, ctx, y)
+    torch.testing.assert_close(one.mid, both.mid)
+
+
+def test_encoded_hint_equals_hint(tiny_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    with torch.no_grad():
+        a = tiny_model(x, hint, t, ctx, y)
+        b = tiny_model(x, None, t, ctx, y, encoded_hint=tiny_model.encode_hint(hint))
+    for r1, r2 in zip(a.as_list(), b.as_list()):
+        assert torch.equal(r1, r2)
+
+
+def test_hint_wrong_channels(tiny_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    with pytest.raises(HintError, match=r"\(N, 3, H, W\), got \(2, 1, 64, 64\).*RGB"):
+        tiny_model(x, hint[:, :1], t, ctx, y)
+
+
+def test_hint_not_divisible_by_8(tiny_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    with pytest.raises(HintError, match="60x60 is not divisible by 8"):
+        tiny_model(x, hint[..., :60, :60], t, ctx, y)
+
+
+def test_hint_size_must_match_latent(tiny_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    with pytest.raises(HintError, match="needs 64x64 px"):
+        tiny_model(x, hint[..., :56, :56], t, ctx, y)
+
+
+def test_hint_batch_mismatch(tiny_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_model.config, n=3)
+    with pytest.raises(HintError, match="hint batch 2 fits no latent batch of 3"):
+        tiny_model(x, hint[:2], t, ctx, y)
+
+
+def test_context_width_checked(tiny_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    with pytest.raises(InputError, match="context must be"):
+        tiny_model(x, hint, t, torch.randn(2, 7, 1024), y)
+
+
+def test_sdxl_requires_label(tiny_xl_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_xl_model.config)
+    with pytest.raises(InputError, match="label vector y of width 64"):
+        tiny_xl_model(x, hint, t, ctx, None)
+    with torch.no_grad():
+        out = tiny_xl_model(x, hint, t, ctx, y)
+    assert len(out) == tiny_xl_model.config.num_residuals
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_dtype_follows_model(tiny_model, inputs, dtype):
+    model = tiny_model.to(dtype)
+    x, hint, t, ctx, y = inputs(model.config)
+    with torch.no_grad():
+        out = model(x, hint, t, ctx, y)
+        ref = tiny_model.float()(x, hint, t, ctx, y)
+    assert all(r.dtype == dtype for r in out.as_list())
+    for a, b in zip(out.as_list(), ref.as_list()):
+        torch.testing.assert_close(a.float(), b, atol=5e-2, rtol=5e-2)
+
+
+def test_global_average_pooling(tiny_model, inputs):
+    pooled = ControlNet(tiny_model.config.with_options(global_average_pooling=True)).eval()
+    pooled.load_state_dict(tiny_model.state_dict())
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    with torch.no_grad():
+        plain, avg = tiny_model(x, hint, t, ctx, y), pooled(x, hint, t, ctx, y)
+    for p, a in zip(plain.as_list(), avg.as_list()):
+        assert a.shape == p.shape
+        torch.testing.assert_close(a, p.mean(dim=(2, 3), keepdim=True).expand_as(p))
+
+
+def test_timestep_embedding_formula():
+    t = torch.tensor([0.0, 999.0])
+    emb = timestep_embedding(t, 6)
+    freqs = torch.exp(-torch.log(torch.tensor(10000.0)) * torch.arange(3) / 3)
+    expected = torch.cat([torch.cos(t[:, None] * freqs), torch.sin(t[:, None] * freqs)], dim=1)
+    torch.testing.assert_close(emb, expected)
+    assert emb[0, :3].eq(1).all() and emb[0, 3:].eq(0).all()
+
+
+def test_residual_scaling_and_sum(tiny_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    with torch.no_grad():
+        out = tiny_model(x, hint, t, ctx, y)
+    zero = out.scaled(0.0)
+    assert all(torch.count_nonzero(r) == 0 for r in zero.as_list())
+    both = out + out.scaled(0.5)
+    torch.testing.assert_close(both.mid, out.mid * 1.5)
+    with pytest.raises(ValueError, match="got 3 weights for 5 residuals"):
+        out.scaled([1.0, 1.0, 1.0])
