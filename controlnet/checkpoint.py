@@ -155,9 +155,12 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
 
-def _unwrap(obj: object, path: Path) -> dict[str, object]:
+def _unwrap(obj: object, path: Path) -> tuple[dict[str, object], list[str]]:
+    """Find the state dict inside a training checkpoint; also name the entries left beside it."""
+    beside: list[str] = []
     for _ in range(3):
         if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+            beside += [str(k) for k in obj if k != "state_dict"]
             obj = obj["state_dict"]
         elif isinstance(obj, Mapping) and len(obj) == 1 and isinstance(next(iter(obj.values())), Mapping):
             obj = next(iter(obj.values()))
@@ -167,12 +170,17 @@ def _unwrap(obj: object, path: Path) -> dict[str, object]:
         raise UnknownFormatError(
             f"{path} holds a {type(obj).__name__}, not a state dict of named tensors; it is not a ControlNet file."
         )
-    return dict(obj)
+    return dict(obj), beside
 
 
 def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=container == "torch-zip")
+        if path.suffix.lower() in (".safetensors", ".sft"):
+            # torch.load dispatches on this suffix; a pickle under it must be read through a file object.
+            with path.open("rb") as f:
+                obj = torch.load(f, map_location="cpu", weights_only=True)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=container == "torch-zip")
     except pickle.UnpicklingError as exc:
         msg = str(exc)
         if "weights_only" in msg or "Unsupported" in msg or "global" in msg.lower():
@@ -190,9 +198,9 @@ def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], l
             f"{path} could not be read as a PyTorch checkpoint ({str(exc)[:200]}); it is truncated or damaged. "
             "Download it again."
         ) from exc
-    sd = _unwrap(obj, path)
+    sd, beside = _unwrap(obj, path)
     tensors = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    skipped = sorted(str(k) for k, v in sd.items() if not isinstance(v, torch.Tensor))
+    skipped = sorted(beside + [str(k) for k, v in sd.items() if not isinstance(v, torch.Tensor)])
     return tensors, skipped
 
 

@@ -133,7 +133,14 @@ def to_original(weights: ControlNetWeights, *, prefix: bool = False) -> dict[str
     return {p + k: v for k, v in weights.state_dict.items()}
 
 
-def convert_file(src: str | Path, dst: str | Path, *, to: str, prefix: bool = False) -> Path:
+def convert_file(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    to: str,
+    prefix: bool = False,
+    global_average_pooling: bool | None = None,
+) -> Path:
     """Convert ``src`` (any supported file or folder) and write ``dst`` as safetensors.
 
     Args:
@@ -142,13 +149,15 @@ def convert_file(src: str | Path, dst: str | Path, *, to: str, prefix: bool = Fa
             and ``diffusion_pytorch_model.safetensors``; for ``to="original"``, a ``.safetensors`` file.
         to: ``"diffusers"`` or ``"original"``.
         prefix: with ``to="original"``, write keys with the ``control_model.`` prefix.
+        global_average_pooling: mark the model as a shuffle-type model (kept in the metadata or the
+            diffusers config); ``None`` keeps what the source says.
 
     Returns:
         The path written (the weights file).
     """
     if to not in ("diffusers", "original"):
         raise ValueError(f"to must be 'diffusers' or 'original', got {to!r}.")
-    weights = read_controlnet(src)
+    weights = read_controlnet(src, global_average_pooling=global_average_pooling)
     dst = Path(dst)
     if to == "original":
         if dst.suffix != ".safetensors":
@@ -176,10 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dst", help="output .safetensors file, or a folder for --to diffusers")
     parser.add_argument("--to", choices=["diffusers", "original"], required=True)
     parser.add_argument("--prefix", action="store_true", help="original layout with 'control_model.' keys")
+    parser.add_argument(
+        "--global-average-pooling", action="store_true", help="mark as a shuffle-type model (averaged residuals)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = convert_file(args.src, args.dst, to=args.to, prefix=args.prefix)
+        out = convert_file(
+            args.src, args.dst, to=args.to, prefix=args.prefix, global_average_pooling=args.global_average_pooling or None
+        )
     except (ControlNetError, FileNotFoundError, ValueError) as exc:
         log.error("error: %s", exc)
         return 2

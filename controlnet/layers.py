@@ -204,3 +204,18 @@ def zero_module(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)
     return module
+
+
+def sdxl_label(pooled: torch.Tensor, time_ids: torch.Tensor, time_dim: int = 256) -> torch.Tensor:
+    """SDXL's label vector ``y``: pooled text embedding and embedded size/crop conditioning.
+
+    Args:
+        pooled: ``(N, 1280)`` pooled output of the second text encoder.
+        time_ids: ``(N, 6)`` original height/width, crop top/left, target height/width.
+        time_dim: width of each of the 6 embeddings (256 for SDXL).
+
+    Returns:
+        ``(N, 1280 + 6 * time_dim)`` (2816 for SDXL) in ``pooled``'s dtype.
+    """
+    emb = timestep_embedding(time_ids.reshape(-1), time_dim).reshape(time_ids.shape[0], -1)
+    return torch.cat([pooled, emb.to(pooled.dtype)], dim=1)

@@ -1,0 +1,218 @@
+"""Every bad file gets a typed error naming the file, what was found and how to fix it; nothing runs."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from affordance.controlnet import (
+    CorruptCheckpointError,
+    InvalidWeightsError,
+    KeyMismatchError,
+    UnknownFormatError,
+    UnsafeCheckpointError,
+    WrongFamilyError,
+    load_controlnet,
+)
+
+
+class _Payload:
+    """Pickles to a call that would create a marker file if the pickle were executed."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ["evil.pth", "evil.ckpt", "evil.safetensors", "evil.bin"])
+def test_malicious_pickle_is_refused_and_never_executed(tmp_path, name):
+    marker = tmp_path / "pwned"
+    path = tmp_path / name
+    torch.save({"input_blocks.0.0.weight": torch.zeros(1), "payload": _Payload(marker)}, path)
+    with pytest.raises(UnsafeCheckpointError, match="needs to run code to load, so it was refused") as info:
+        load_controlnet(path)
+    assert str(path) in str(info.value)
+    assert not marker.exists()
+
+
+def test_legacy_pickle_payload_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "old.pth"
+    torch.save({"w": torch.zeros(1), "p": _Payload(marker)}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeCheckpointError):
+        load_controlnet(path)
+    assert not marker.exists()
+
+
+def test_truncated_safetensors(tiny_model, write_checkpoint):
+    path = write_checkpoint(tiny_model)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptCheckpointError, match=r"is truncated: tensor '.*' ends at byte \d+ but the file has"):
+        load_controlnet(path)
+
+
+def test_truncated_header(tmp_path):
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(struct.pack("<Q", 5000) + b'{"a": {"dtype"')
+    with pytest.raises(CorruptCheckpointError, match="truncated safetensors file: its header alone needs 5008 bytes"):
+        load_controlnet(path)
+
+
+def test_damaged_header_json(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    header = b'{"a": nope}'
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(CorruptCheckpointError, match="damaged safetensors header"):
+        load_controlnet(path)
+
+
+def test_header_lies_about_sizes(tmp_path):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}).encode()
+    path = tmp_path / "lie.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    with pytest.raises(CorruptCheckpointError, match=r"claims 8 bytes for shape \[4\] of F32 \(16 needed\)"):
+        load_controlnet(path)
+
+
+@pytest.mark.parametrize("container", ["pth", "ckpt"])
+def test_truncated_pickle(tiny_model, write_checkpoint, container):
+    path = write_checkpoint(tiny_model, container=container)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CorruptCheckpointError, match="truncated or damaged"):
+        load_controlnet(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1445157120\n", "Git LFS pointer"),
+        (b"<!DOCTYPE html><html><head><title>Hugging Face</title>", "HTML page"),
+        (b"these are not the weights you are looking for\n", "text beginning 'these are not the weights"),
+    ],
+)
+def test_text_file_renamed_safetensors(tmp_path, content, message):
+    path = tmp_path / "control_v11p_sd15_canny.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(CorruptCheckpointError, match=message) as info:
+        load_controlnet(path)
+    assert str(path) in str(info.value)
+
+
+def test_random_bytes(tmp_path):
+    path = tmp_path / "noise.pth"
+    path.write_bytes(bytes(range(7, 255)) * 4)
+    with pytest.raises(CorruptCheckpointError, match="neither a safetensors file nor a PyTorch checkpoint"):
+        load_controlnet(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.safetensors"
+    path.touch()
+    with pytest.raises(CorruptCheckpointError, match=r"is empty \(0 bytes\)"):
+        load_controlnet(path)
+
+
+@pytest.mark.parametrize("container", ["safetensors", "pth"])
+def test_empty_state_dict(tmp_path, container):
+    path = tmp_path / f"empty.{container}"
+    if container == "safetensors":
+        save_file({}, path)
+    else:
+        torch.save({"epoch": 1}, path)
+    with pytest.raises(CorruptCheckpointError, match="holds no tensors"):
+        load_controlnet(path)
+
+
+def test_not_a_mapping(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(UnknownFormatError, match="holds a list, not a state dict"):
+        load_controlnet(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no ControlNet file at"):
+        load_controlnet(tmp_path / "nope.safetensors")
+
+
+def test_folder_without_weights(tmp_path):
+    with pytest.raises(UnknownFormatError, match="folder without a diffusers weights file"):
+        load_controlnet(tmp_path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_or_inf_weights(tiny_model, tmp_path, value):
+    sd = dict(tiny_model.state_dict())
+    sd["middle_block_out.0.bias"] = sd["middle_block_out.0.bias"].clone()
+    sd["middle_block_out.0.bias"][3] = value
+    save_file(sd, tmp_path / "nan.safetensors")
+    with pytest.raises(InvalidWeightsError, match=r"1 weight tensor\(s\) hold NaN or Inf values \(middle_block_out.0.bias\)"):
+        load_controlnet(tmp_path / "nan.safetensors")
+
+
+def test_integer_weights(tiny_model, tmp_path):
+    sd = dict(tiny_model.state_dict())
+    sd["middle_block_out.0.bias"] = sd["middle_block_out.0.bias"].to(torch.int8)
+    save_file(sd, tmp_path / "int.safetensors")
+    with pytest.raises(InvalidWeightsError, match="'middle_block_out.0.bias' is stored as torch.int8"):
+        load_controlnet(tmp_path / "int.safetensors")
+
+
+def test_missing_key_named(tiny_model, tmp_path):
+    sd = dict(tiny_model.state_dict())
+    del sd["input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"]
+    save_file(sd, tmp_path / "m.safetensors")
+    with pytest.raises(KeyMismatchError, match=r"1 missing: input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"):
+        load_controlnet(tmp_path / "m.safetensors")
+
+
+def test_unexpected_key_named(tiny_model, tmp_path):
+    sd = {**tiny_model.state_dict(), "middle_block.9.weight": torch.zeros(3)}
+    save_file(sd, tmp_path / "u.safetensors")
+    with pytest.raises(KeyMismatchError, match=r"1 unexpected: middle_block.9.weight"):
+        load_controlnet(tmp_path / "u.safetensors")
+
+
+def test_wrong_shape_named(tiny_model, tmp_path):
+    sd = dict(tiny_model.state_dict())
+    sd["middle_block_out.0.bias"] = torch.zeros(7)
+    save_file(sd, tmp_path / "s.safetensors")
+    with pytest.raises(KeyMismatchError, match=r"middle_block_out.0.bias \(7,\) \(expected \(64,\)\)"):
+        load_controlnet(tmp_path / "s.safetensors")
+
+
+def test_architecture_key_missing(tiny_model, tmp_path):
+    sd = dict(tiny_model.state_dict())
+    del sd["input_hint_block.0.weight"]
+    sd["zero_convs.0.0.weight"] = sd["zero_convs.0.0.weight"]
+    save_file({**sd, "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, tmp_path / "ok.safetensors")
+    del sd["input_blocks.0.0.weight"]
+    save_file({**sd, "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, tmp_path / "k.safetensors")
+    with pytest.raises(KeyMismatchError, match="key 'input_blocks.0.0.weight' is missing"):
+        load_controlnet(tmp_path / "k.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("keys", "family"),
+    [
+        ({"adapter.body.0.resnets.0.block1.weight": (8, 8, 3, 3)}, "T2I-Adapter"),
+        ({"lora_unet_mid_block_attentions_0_proj_in.lora_down.weight": (4, 8)}, "LoRA"),
+        ({"controlnet_blocks.0.weight": (8, 8), "pos_embed_input.proj.weight": (8, 16, 2, 2)}, "SD3"),
+        ({"controlnet_blocks.0.weight": (8, 8), "controlnet_x_embedder.weight": (8, 64)}, "Flux"),
+        ({"model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3), "first_stage_model.decoder.conv_in.weight": (8, 4, 3, 3)}, "whole Stable Diffusion checkpoint without ControlNet"),
+    ],
+)
+def test_other_family_file(tmp_path, keys, family):
+    path = tmp_path / "control_v11p_sd15_canny.safetensors"  # a misleading name: the keys decide
+    save_file({k: torch.zeros(s) for k, s in keys.items()}, path)
+    with pytest.raises(WrongFamilyError, match=family):
+        load_controlnet(path)

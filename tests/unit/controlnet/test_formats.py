@@ -1,0 +1,70 @@
+"""Layout detection by key signatures: ours, specific before broad, and other families named."""
+
+from __future__ import annotations
+
+import pytest
+
+from affordance.controlnet import Layout, UnknownFormatError, WrongFamilyError, detect_format
+
+ORIGINAL = {"input_hint_block.0.weight", "zero_convs.0.0.weight", "input_blocks.0.0.weight"}
+
+
+@pytest.mark.parametrize(
+    ("keys", "layout", "prefix"),
+    [
+        (ORIGINAL, Layout.ORIGINAL, ""),
+        ({"control_model." + k for k in ORIGINAL}, Layout.ORIGINAL_PREFIXED, "control_model."),
+        (
+            {"control_model." + k for k in ORIGINAL} | {"model.diffusion_model.input_blocks.0.0.weight"},
+            Layout.ORIGINAL_MERGED,
+            "control_model.",
+        ),
+        ({"controlnet_cond_embedding.conv_in.weight", "conv_in.weight"}, Layout.DIFFUSERS, ""),
+    ],
+)
+def test_detects_our_layouts(keys, layout, prefix):
+    d = detect_format(keys)
+    assert (d.layout, d.prefix) == (layout, prefix)
+
+
+def test_merged_selects_only_control_keys():
+    d = detect_format({"control_model.zero_convs.0.0.weight", "model.diffusion_model.x"})
+    assert d.selects("control_model.zero_convs.0.0.weight")
+    assert not d.selects("model.diffusion_model.x")
+
+
+@pytest.mark.parametrize(
+    ("keys", "name"),
+    [
+        ({"lora_controlnet", "input_blocks.0.0.weight"}, "Control-LoRA"),
+        ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight"}, "a LoRA"),
+        ({"diffusion_model.input_blocks.1.1.proj_in.lora_A.weight"}, "a LoRA"),
+        ({"controlnet_blocks.0.weight", "pos_embed_input.proj.weight", "transformer_blocks.0.norm1.linear.weight"}, "SD3"),
+        ({"controlnet_blocks.0.weight", "controlnet_x_embedder.weight", "transformer_blocks.0.attn.to_q.weight"}, "Flux"),
+        ({"controlnet_blocks.0.weight", "double_blocks.0.img_attn.norm.key_norm.scale"}, "Flux"),
+        ({"controlnet_blocks.0.linear.weight"}, "Flux"),
+        ({"after_proj_list.18.bias"}, "HunyuanDiT"),
+        ({"adapter.body.0.resnets.0.block1.weight"}, "T2I-Adapter"),
+        ({"conv_in.weight", "body.0.block1.weight"}, "T2I-Adapter"),
+        ({"body.0.in_conv.weight"}, "T2I-Adapter"),
+        ({"backbone.0.0.weight"}, "Stable Cascade"),
+        (
+            {"controlnet_cond_embedding.conv_in.weight", "control_add_embedding.linear_1.bias", "task_embedding"},
+            "union ControlNet",
+        ),
+        ({"control_model.zero_convs.0.0.weight", "difference"}, "difference"),
+        ({"model.diffusion_model.input_blocks.0.0.weight", "first_stage_model.encoder.conv_in.weight"}, "whole Stable Diffusion checkpoint"),
+        ({"down_blocks.0.resnets.0.conv1.weight", "up_blocks.0.resnets.0.conv1.weight"}, "UNet"),
+        ({"encoder.down.0.block.0.conv1.weight", "decoder.conv_in.weight"}, "VAE"),
+        ({"text_model.encoder.layers.0.mlp.fc1.weight"}, "text encoder"),
+    ],
+)
+def test_other_families_are_named(keys, name):
+    with pytest.raises(WrongFamilyError, match=name) as info:
+        detect_format(keys, "x.safetensors")
+    assert "x.safetensors" in str(info.value)
+
+
+def test_unknown_layout_lists_keys():
+    with pytest.raises(UnknownFormatError, match=r"matches no known ControlNet layout \(2 keys, e.g. a.weight, b.bias"):
+        detect_format({"a.weight", "b.bias"})
