@@ -204,24 +204,25 @@ def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], l
     return tensors, skipped
 
 
+def _read_config(cfg_path: Path) -> dict[str, object]:
+    try:
+        loaded = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptCheckpointError(f"{cfg_path} is not valid JSON ({exc}). Restore the folder's config.json.") from exc
+    if not isinstance(loaded, dict):
+        raise CorruptCheckpointError(f"{cfg_path} is not a JSON object.")
+    return loaded
+
+
 def _diffusers_folder(path: Path) -> tuple[Path, dict[str, object]]:
-    cfg_path = path / "config.json"
     weights = next((path / n for n in DIFFUSERS_WEIGHT_NAMES if (path / n).is_file()), None)
     if weights is None:
         raise UnknownFormatError(
             f"{path} is a folder without a diffusers weights file (looked for {', '.join(DIFFUSERS_WEIGHT_NAMES)}). "
             "Point to the weights file or a diffusers ControlNet folder."
         )
-    config: dict[str, object] = {}
-    if cfg_path.is_file():
-        try:
-            loaded = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptCheckpointError(f"{cfg_path} is not valid JSON ({exc}). Restore the folder's config.json.") from exc
-        if not isinstance(loaded, dict):
-            raise CorruptCheckpointError(f"{cfg_path} is not a JSON object.")
-        config = loaded
-    return weights, config
+    cfg_path = path / "config.json"
+    return weights, _read_config(cfg_path) if cfg_path.is_file() else {}
 
 
 def read_checkpoint(path: str | Path) -> RawCheckpoint:
@@ -246,6 +247,14 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     config = None
     if path.is_dir():
         path, config = _diffusers_folder(path)
+    elif (path.parent / "config.json").is_file():
+        # A diffusers folder inside models/controlnet lists its weights file; its config still applies.
+        try:
+            sibling = _read_config(path.parent / "config.json")
+        except CorruptCheckpointError:
+            sibling = {}  # someone else's config file; the weights speak for themselves
+        if sibling.get("_class_name") == "ControlNetModel":
+            config = sibling
     container = sniff_container(path)
     metadata: dict[str, str] = {}
     skipped: list[str] = []

@@ -8,10 +8,23 @@ Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`.
 from __future__ import annotations
 
 import math
+from types import ModuleType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+Ops = Any
+"""A namespace providing ``Linear``, ``Conv2d``, ``GroupNorm`` and ``LayerNorm`` (default: :mod:`torch.nn`).
+
+A host may pass its own layer classes with the same constructor signatures, e.g. ComfyUI's
+``comfy.ops.manual_cast``, so that it can stream or cast weights per layer."""
+
+
+def default_ops() -> ModuleType:
+    """The plain torch layers."""
+    return nn
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -63,20 +76,20 @@ class ResBlock(TimestepBlock):
     Shapes: ``x`` ``(N, C_in, H, W)``, ``emb`` ``(N, E)`` -> ``(N, C_out, H, W)``.
     """
 
-    def __init__(self, channels: int, emb_channels: int, out_channels: int) -> None:
+    def __init__(self, channels: int, emb_channels: int, out_channels: int, ops: Ops = nn) -> None:
         super().__init__()
         self.in_layers = nn.Sequential(
-            nn.GroupNorm(32, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+            ops.GroupNorm(32, channels), nn.SiLU(), ops.Conv2d(channels, out_channels, 3, padding=1)
         )
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out_channels))
+        self.emb_layers = nn.Sequential(nn.SiLU(), ops.Linear(emb_channels, out_channels))
         self.out_layers = nn.Sequential(
-            nn.GroupNorm(32, out_channels),
+            ops.GroupNorm(32, out_channels),
             nn.SiLU(),
             nn.Dropout(0.0),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+            ops.Conv2d(out_channels, out_channels, 3, padding=1),
         )
         self.skip_connection: nn.Module = (
-            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+            nn.Identity() if out_channels == channels else ops.Conv2d(channels, out_channels, 1)
         )
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,9 +101,9 @@ class ResBlock(TimestepBlock):
 class Downsample(nn.Module):
     """Stride-2 3x3 convolution (key ``op``): ``(N, C, H, W)`` -> ``(N, C, ceil(H/2), ceil(W/2))``."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, ops: Ops = nn) -> None:
         super().__init__()
-        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.op = ops.Conv2d(channels, channels, 3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -99,14 +112,14 @@ class Downsample(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention with bias-free q/k/v projections (``to_q``, ``to_k``, ``to_v``, ``to_out.0``)."""
 
-    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int) -> None:
+    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int, ops: Ops = nn) -> None:
         super().__init__()
         inner = heads * dim_head
         self.heads = heads
-        self.to_q = nn.Linear(query_dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim or query_dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim or query_dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(0.0))
+        self.to_q = ops.Linear(query_dim, inner, bias=False)
+        self.to_k = ops.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_v = ops.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_out = nn.Sequential(ops.Linear(inner, query_dim), nn.Dropout(0.0))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` ``(N, L, D)``, ``context`` ``(N, S, Dc)`` or ``None`` (self-attention) -> ``(N, L, D)``."""
@@ -123,9 +136,9 @@ class Attention(nn.Module):
 class GEGLU(nn.Module):
     """Gated GELU projection (key ``proj``): ``(..., D)`` -> ``(..., inner)``."""
 
-    def __init__(self, dim: int, inner: int) -> None:
+    def __init__(self, dim: int, inner: int, ops: Ops = nn) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, inner * 2)
+        self.proj = ops.Linear(dim, inner * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, gate = self.proj(x).chunk(2, dim=-1)
@@ -135,9 +148,9 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     """GEGLU feed-forward with 4x expansion (keys ``net.0.proj``, ``net.2``)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, ops: Ops = nn) -> None:
         super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, 4 * dim), nn.Dropout(0.0), nn.Linear(4 * dim, dim))
+        self.net = nn.Sequential(GEGLU(dim, 4 * dim, ops), nn.Dropout(0.0), ops.Linear(4 * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -146,14 +159,14 @@ class FeedForward(nn.Module):
 class BasicTransformerBlock(nn.Module):
     """Self-attention, cross-attention and feed-forward, each pre-normed and residual."""
 
-    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int) -> None:
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int, ops: Ops = nn) -> None:
         super().__init__()
-        self.attn1 = Attention(dim, None, heads, dim_head)
-        self.ff = FeedForward(dim)
-        self.attn2 = Attention(dim, context_dim, heads, dim_head)
-        self.norm1 = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.norm3 = nn.LayerNorm(dim)
+        self.attn1 = Attention(dim, None, heads, dim_head, ops)
+        self.ff = FeedForward(dim, ops)
+        self.attn2 = Attention(dim, context_dim, heads, dim_head, ops)
+        self.norm1 = ops.LayerNorm(dim)
+        self.norm2 = ops.LayerNorm(dim)
+        self.norm3 = ops.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))
@@ -168,17 +181,24 @@ class SpatialTransformer(nn.Module):
     """
 
     def __init__(
-        self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int, use_linear: bool
+        self,
+        channels: int,
+        heads: int,
+        dim_head: int,
+        depth: int,
+        context_dim: int,
+        use_linear: bool,
+        ops: Ops = nn,
     ) -> None:
         super().__init__()
         inner = heads * dim_head
         self.use_linear = use_linear
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
-        self.proj_in: nn.Module = nn.Linear(channels, inner) if use_linear else nn.Conv2d(channels, inner, 1)
+        self.norm = ops.GroupNorm(32, channels, eps=1e-6)
+        self.proj_in: nn.Module = ops.Linear(channels, inner) if use_linear else ops.Conv2d(channels, inner, 1)
         self.transformer_blocks = nn.ModuleList(
-            BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth)
+            BasicTransformerBlock(inner, heads, dim_head, context_dim, ops) for _ in range(depth)
         )
-        self.proj_out: nn.Module = nn.Linear(inner, channels) if use_linear else nn.Conv2d(inner, channels, 1)
+        self.proj_out: nn.Module = ops.Linear(inner, channels) if use_linear else ops.Conv2d(inner, channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -200,9 +220,13 @@ class SpatialTransformer(nn.Module):
 
 
 def zero_module(module: nn.Module) -> nn.Module:
-    """Zero every parameter of ``module`` in place and return it (the paper's "zero convolution")."""
+    """Zero every parameter of ``module`` in place and return it (the paper's "zero convolution").
+
+    Parameters on the meta device (a model built before its weights are assigned) are left alone.
+    """
     for p in module.parameters():
-        nn.init.zeros_(p)
+        if p.device.type != "meta":
+            nn.init.zeros_(p)
     return module
 
 

@@ -21,6 +21,7 @@ from .config import ControlNetConfig, Family, config_from_state_dict
 from .errors import CheckpointError, InvalidWeightsError, KeyMismatchError, UnknownFormatError
 from .formats import Detection, Layout, detect_format
 from .keymap import diffusers_to_original
+from .layers import Ops
 from .model import ControlNet
 
 log = logging.getLogger("affordance.controlnet")
@@ -107,8 +108,11 @@ def _check_values(sd: Mapping[str, torch.Tensor], source: str) -> None:
 
 
 def _check_keys(sd: Mapping[str, torch.Tensor], config: ControlNetConfig, source: str) -> None:
-    with torch.device("meta"):
-        expected = ControlNet(config).state_dict()
+    try:
+        with torch.device("meta"):
+            expected = ControlNet(config).state_dict()
+    except ValueError as exc:
+        raise KeyMismatchError(f"{source}: the weights describe an impossible architecture ({exc}).") from exc
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     wrong = [
@@ -200,13 +204,15 @@ def build_controlnet(
     *,
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
+    ops: Ops = None,
 ) -> ControlNet:
     """Instantiate the network and assign the weights, without a random initialisation.
 
     Args:
         weights: from :func:`read_controlnet`.
-        dtype: compute dtype; ``None`` keeps the stored dtype (the most common one if mixed).
+        dtype: weight dtype; ``None`` keeps the stored dtype (the most common one if mixed).
         device: where the parameters go.
+        ops: layer classes for the network (see :class:`~controlnet.model.ControlNet`).
 
     Returns:
         The model in eval mode. With the stored dtype on the CPU, parameters share memory with the
@@ -214,7 +220,7 @@ def build_controlnet(
     """
     dtype = dtype or _dominant_dtype(weights.state_dict)
     with torch.device("meta"):
-        model = ControlNet(weights.config)
+        model = ControlNet(weights.config, ops)
     sd = {k: v.to(device=device, dtype=dtype) for k, v in weights.state_dict.items()}
     model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)

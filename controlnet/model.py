@@ -12,19 +12,19 @@ from torch import nn
 
 from .config import ControlNetConfig
 from .errors import HintError, InputError
-from .layers import Downsample, ResBlock, Sequence, SpatialTransformer, timestep_embedding, zero_module
+from .layers import Downsample, Ops, ResBlock, Sequence, SpatialTransformer, timestep_embedding, zero_module
 from .residuals import ControlResiduals
 
 HINT_DOWNSCALE = 8
 
 
-def _hint_block(hint_channels: int, model_channels: int) -> Sequence:
+def _hint_block(hint_channels: int, model_channels: int, ops: Ops) -> Sequence:
     """Convs at indices 0, 2, ..., 14 (SiLU between): hint_ch->16->16->32/2->32->96/2->96->256/2->model."""
     chans = [(hint_channels, 16, 1), (16, 16, 1), (16, 32, 2), (32, 32, 1), (32, 96, 2), (96, 96, 1), (96, 256, 2)]
     layers: list[nn.Module] = []
     for cin, cout, stride in chans:
-        layers += [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.SiLU()]
-    layers.append(zero_module(nn.Conv2d(256, model_channels, 3, padding=1)))
+        layers += [ops.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.SiLU()]
+    layers.append(zero_module(ops.Conv2d(256, model_channels, 3, padding=1)))
     return Sequence(*layers)
 
 
@@ -33,19 +33,30 @@ class ControlNet(nn.Module):
 
     Construct from a :class:`ControlNetConfig` (see :func:`controlnet.config.config_from_state_dict`).
     A fresh model has zero convs at zero, so it returns all-zero residuals, as the paper prescribes.
+
+    Args:
+        config: the architecture.
+        ops: layer classes (``Linear``, ``Conv2d``, ``GroupNorm``, ``LayerNorm``); default :mod:`torch.nn`.
+            A host passes its own to stream or cast weights per layer.
+
+    Attributes:
+        compute_dtype: dtype the forward computes in; ``None`` means the parameters' dtype. A host that
+            stores weights in one dtype and casts them per layer sets this.
     """
 
-    def __init__(self, config: ControlNetConfig) -> None:
+    def __init__(self, config: ControlNetConfig, ops: Ops = None) -> None:
         super().__init__()
+        ops = ops if ops is not None else nn
         self.config = config
+        self.compute_dtype: torch.dtype | None = None
         mc = config.model_channels
         emb_dim = mc * 4
-        self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.time_embed = nn.Sequential(ops.Linear(mc, emb_dim), nn.SiLU(), ops.Linear(emb_dim, emb_dim))
         if config.adm_in_channels is not None:
             self.label_emb = nn.Sequential(
-                nn.Sequential(nn.Linear(config.adm_in_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+                nn.Sequential(ops.Linear(config.adm_in_channels, emb_dim), nn.SiLU(), ops.Linear(emb_dim, emb_dim))
             )
-        self.input_hint_block = _hint_block(config.hint_channels, mc)
+        self.input_hint_block = _hint_block(config.hint_channels, mc, ops)
 
         def heads_for(ch: int) -> tuple[int, int]:
             if config.num_head_channels == -1:
@@ -61,42 +72,42 @@ class ControlNet(nn.Module):
 
         def transformer(ch: int, depth: int) -> SpatialTransformer:
             heads, dim_head = heads_for(ch)
-            return SpatialTransformer(ch, heads, dim_head, depth, config.context_dim, config.use_linear_in_transformer)
+            return SpatialTransformer(
+                ch, heads, dim_head, depth, config.context_dim, config.use_linear_in_transformer, ops
+            )
 
-        blocks: list[Sequence] = [Sequence(nn.Conv2d(config.in_channels, mc, 3, padding=1))]
-        zero_convs: list[Sequence] = [Sequence(zero_module(nn.Conv2d(mc, mc, 1)))]
+        def zero_conv(ch: int) -> Sequence:
+            return Sequence(zero_module(ops.Conv2d(ch, ch, 1)))
+
+        blocks: list[Sequence] = [Sequence(ops.Conv2d(config.in_channels, mc, 3, padding=1))]
+        zero_convs: list[Sequence] = [zero_conv(mc)]
         ch = mc
         depths = iter(config.transformer_depth)
         for level, mult in enumerate(config.channel_mult):
             for _ in range(config.num_res_blocks[level]):
-                layers: list[nn.Module] = [ResBlock(ch, emb_dim, mult * mc)]
+                layers: list[nn.Module] = [ResBlock(ch, emb_dim, mult * mc, ops)]
                 ch = mult * mc
                 depth = next(depths)
                 if depth > 0:
                     layers.append(transformer(ch, depth))
                 blocks.append(Sequence(*layers))
-                zero_convs.append(Sequence(zero_module(nn.Conv2d(ch, ch, 1))))
+                zero_convs.append(zero_conv(ch))
             if level != len(config.channel_mult) - 1:
-                blocks.append(Sequence(Downsample(ch)))
-                zero_convs.append(Sequence(zero_module(nn.Conv2d(ch, ch, 1))))
+                blocks.append(Sequence(Downsample(ch, ops)))
+                zero_convs.append(zero_conv(ch))
         self.input_blocks = nn.ModuleList(blocks)
         self.zero_convs = nn.ModuleList(zero_convs)
-        middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch)]
+        middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch, ops)]
         if config.transformer_depth_middle > 0:
             middle.append(transformer(ch, config.transformer_depth_middle))
-        middle.append(ResBlock(ch, emb_dim, ch))
+        middle.append(ResBlock(ch, emb_dim, ch, ops))
         self.middle_block = Sequence(*middle)
-        self.middle_block_out = Sequence(zero_module(nn.Conv2d(ch, ch, 1)))
+        self.middle_block_out = zero_conv(ch)
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the parameters (the compute dtype)."""
-        return self.time_embed[0].weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the parameters."""
-        return self.time_embed[0].weight.device
+        """The dtype the forward computes in: ``compute_dtype`` if set, else the parameters' dtype."""
+        return self.compute_dtype or self.time_embed[0].weight.dtype
 
     def encode_hint(self, hint: torch.Tensor) -> torch.Tensor:
         """Run the hint encoder once; the result can be reused for every sampling step.

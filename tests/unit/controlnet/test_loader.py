@@ -95,4 +95,22 @@ def test_global_pool_from_diffusers_config(tiny_model, write_checkpoint):
 
 def test_device_argument(tiny_model, write_checkpoint):
     model, _ = load_controlnet(write_checkpoint(tiny_model), device="meta")
-    assert model.device.type == "meta"
+    assert model.time_embed[0].weight.device.type == "meta"
+
+
+def test_weights_file_inside_diffusers_folder_uses_its_config(tiny_model, write_checkpoint):
+    """ComfyUI lists 'folder/diffusion_pytorch_model.safetensors'; the folder's config.json still applies."""
+    import json
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["global_pool_conditions"] = True
+    (folder / "config.json").write_text(json.dumps(cfg))
+    model, report = load_controlnet(folder / "diffusion_pytorch_model.safetensors")
+    assert model.config.global_average_pooling and report.layout is Layout.DIFFUSERS
+
+
+def test_unrelated_config_json_is_ignored(tiny_model, write_checkpoint):
+    path = write_checkpoint(tiny_model)
+    (path.parent / "config.json").write_text("not json at all")
+    assert load_controlnet(path)[1].family is Family.SD1

@@ -1,0 +1,98 @@
+"""Hint geometry at apply time: resize to the latent x8 grid, batch broadcasting, masks per residual."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .errors import HintError
+
+
+def center_crop_to_aspect(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Crop ``(..., H, W)`` symmetrically so its aspect ratio matches ``width / height``.
+
+    The cropped margin on each side is ``round((size - size * ratio) / 2)``, so an image that already
+    has the target aspect is returned unchanged.
+    """
+    old_h, old_w = image.shape[-2:]
+    old_aspect, new_aspect = old_w / old_h, width / height
+    x = y = 0
+    if old_aspect > new_aspect:
+        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    return image.narrow(-2, y, old_h - 2 * y).narrow(-1, x, old_w - 2 * x)
+
+
+def fit_hint(hint: torch.Tensor, width: int, height: int, mode: str = "nearest-exact") -> torch.Tensor:
+    """Resize a hint to ``width x height`` pixels, cropping the centre to keep its aspect ratio.
+
+    This is what ComfyUI's ControlNet does with a hint (centre crop, then nearest-exact), so our nodes
+    give the same control as ComfyUI's for the same image.
+
+    Args:
+        hint: ``(B, C, H, W)`` float, usually in ``[0, 1]``.
+        width, height: target size in pixels (latent size x 8).
+        mode: ``torch.nn.functional.interpolate`` mode.
+
+    Returns:
+        ``(B, C, height, width)`` with ``hint``'s dtype and device.
+    """
+    if hint.ndim != 4:
+        raise HintError(f"a hint must be (B, C, H, W), got shape {tuple(hint.shape)}.")
+    if min(hint.shape[-2:]) < 1 or hint.shape[0] < 1:
+        raise HintError(f"the hint is empty (shape {tuple(hint.shape)}).")
+    cropped = center_crop_to_aspect(hint, width, height)
+    if cropped.shape[-2:] == (height, width):
+        return cropped
+    return F.interpolate(cropped, size=(height, width), mode=mode)
+
+
+def broadcast_batch(t: torch.Tensor, target: int, chunks: int) -> torch.Tensor:
+    """Bring a per-image tensor to a model batch of ``target`` rows made of ``chunks`` equal chunks.
+
+    A batch of 1 is returned as is (it broadcasts). Otherwise the first ``target // chunks`` entries are
+    taken (repeated cyclically when there are fewer) and repeated for every chunk (cond, uncond, ...),
+    which is how ComfyUI lays out one latent batch per chunk.
+
+    Raises:
+        HintError: ``target`` is not a multiple of ``chunks``.
+    """
+    if t.shape[0] == 1:
+        return t
+    if chunks < 1 or target % chunks:
+        raise HintError(f"a batch of {target} cannot be split into {chunks} equal chunks.")
+    per = target // chunks
+    t = t[:per]
+    if t.shape[0] < per:
+        reps = -(-per // t.shape[0])
+        t = t.repeat(reps, *([1] * (t.ndim - 1)))[:per]
+    return t.repeat(chunks, *([1] * (t.ndim - 1))) if chunks > 1 else t
+
+
+def check_hint_batch(hint_batch: int, latent_batch: int, what: str = "hint images") -> None:
+    """A batch of hints (or masks) must be 1, one per latent, or a divisor of the latent batch.
+
+    Raises:
+        HintError: naming both batch sizes and the fix.
+    """
+    if hint_batch == 1 or (hint_batch <= latent_batch and latent_batch % hint_batch == 0):
+        return
+    raise HintError(
+        f"a batch of {hint_batch} {what} fits no latent batch of {latent_batch}: use 1, {latent_batch} "
+        f"(one per latent), or a number that divides {latent_batch}."
+    )
+
+
+def mask_for(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize a ``(B, H, W)`` mask in ``[0, 1]`` to ``(B, 1, height, width)`` by area averaging.
+
+    Area averaging keeps a residual's share of a masked region proportional to its coverage at every
+    resolution (bilinear when upsampling).
+    """
+    m = mask[:, None].float()
+    if m.shape[-2:] == (height, width):
+        return m
+    if m.shape[-2] >= height and m.shape[-1] >= width:
+        return F.adaptive_avg_pool2d(m, (height, width))
+    return F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False)

@@ -1,0 +1,117 @@
+"""Per-residual weights: balanced, A1111's soft weights, control on the conditional side only, custom.
+
+Weights are listed in residual order, input blocks first and the middle block last.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import ControlNetError
+
+SOFT_BASE = 0.825
+
+
+class WeightsError(ControlNetError, ValueError):
+    """A weight list or preset that cannot apply to the ControlNet it meets."""
+
+
+class Preset(str, enum.Enum):
+    """How control is weighted across residuals (names follow the A1111 control modes)."""
+
+    BALANCED = "balanced"
+    PROMPT_MORE_IMPORTANT = "prompt_more_important"
+    CONTROLNET_MORE_IMPORTANT = "controlnet_more_important"
+    CUSTOM = "custom"
+
+
+def soft_weights(n: int, base: float = SOFT_BASE) -> tuple[float, ...]:
+    """``base ** (n - 1 - i)`` for residual ``i``: the deepest (middle) gets 1, the first input block least.
+
+    >>> [round(w, 4) for w in soft_weights(3, 0.5)]
+    [0.25, 0.5, 1.0]
+    """
+    return tuple(base ** float(n - 1 - i) for i in range(n))
+
+
+def parse_weight_list(text: str) -> tuple[float, ...]:
+    """Parse ``"1, 0.9, 0.8"`` into floats; commas, semicolons or whitespace separate values.
+
+    Raises:
+        WeightsError: a value that is not a finite number, or an empty list.
+    """
+    parts = [p for p in text.replace(";", ",").replace("\n", ",").split(",")]
+    items = [tok for p in parts for tok in p.split()]
+    values = []
+    for i, tok in enumerate(items):
+        try:
+            v = float(tok)
+        except ValueError:
+            raise WeightsError(f"custom weight #{i + 1} is {tok!r}, not a number. Write numbers separated by commas.") from None
+        if not math.isfinite(v):
+            raise WeightsError(f"custom weight #{i + 1} is {tok!r}; weights must be finite numbers.")
+        values.append(v)
+    if not values:
+        raise WeightsError("custom weights are empty: give one number per residual, separated by commas.")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class ControlWeights:
+    """A weighting of a ControlNet's residuals, resolved against the residual count it meets.
+
+    Attributes:
+        preset: the mode.
+        base_multiplier: base of the soft weights (A1111 uses 0.825).
+        custom: with ``Preset.CUSTOM``, one weight per residual, middle last.
+        uncond_multiplier: multiplies control on the unconditional (negative) side; 1 keeps it.
+    """
+
+    preset: Preset = Preset.BALANCED
+    base_multiplier: float = SOFT_BASE
+    custom: tuple[float, ...] = ()
+    uncond_multiplier: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.preset is Preset.CUSTOM and not self.custom:
+            raise WeightsError("the custom preset needs custom weights: one number per residual, middle last.")
+        if not math.isfinite(self.uncond_multiplier) or not math.isfinite(self.base_multiplier):
+            raise WeightsError("base_multiplier and uncond_multiplier must be finite numbers.")
+
+    @property
+    def cond_only(self) -> bool:
+        """Whether the unconditional side gets no control at all."""
+        return self.preset is Preset.CONTROLNET_MORE_IMPORTANT or self.uncond_multiplier == 0.0
+
+    @property
+    def effective_uncond_multiplier(self) -> float:
+        """``0`` for "ControlNet is more important" (guess mode), else ``uncond_multiplier``."""
+        return 0.0 if self.preset is Preset.CONTROLNET_MORE_IMPORTANT else self.uncond_multiplier
+
+    def resolve(self, n: int, family: str = "this ControlNet") -> tuple[float, ...]:
+        """One multiplier per residual for a ControlNet with ``n`` residuals.
+
+        Raises:
+            WeightsError: custom weights whose count is not ``n`` (named with the family).
+        """
+        if self.preset is Preset.BALANCED:
+            return (1.0,) * n
+        if self.preset in (Preset.PROMPT_MORE_IMPORTANT, Preset.CONTROLNET_MORE_IMPORTANT):
+            return soft_weights(n, self.base_multiplier)
+        if len(self.custom) != n:
+            raise WeightsError(
+                f"got {len(self.custom)} custom weights but {family} has {n} residuals "
+                f"({n - 1} input blocks and the middle block, middle last). SD1.x/SD2.x ControlNets take 13 "
+                "weights, SDXL ControlNets 10."
+            )
+        return self.custom
+
+
+def check_weights(values: Sequence[float]) -> None:
+    """Refuse non-finite weights."""
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        raise WeightsError(f"weights must be finite numbers, got {bad}.")

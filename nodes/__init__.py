@@ -1,0 +1,21 @@
+"""The node registry. ComfyUI is imported only inside node functions (see ``_host.py``)."""
+
+from __future__ import annotations
+
+from .apply import ApplyControlNet
+from .loaders import ControlNetLoader
+from .weights import ControlWeightsNode, StrengthScheduleNode
+
+NODE_CLASS_MAPPINGS = {
+    "AST_ControlNetLoader": ControlNetLoader,
+    "AST_ApplyControlNet": ApplyControlNet,
+    "AST_ControlWeights": ControlWeightsNode,
+    "AST_StrengthSchedule": StrengthScheduleNode,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "AST_ControlNetLoader": "Load ControlNet (Affordance)",
+    "AST_ApplyControlNet": "Apply ControlNet (Affordance)",
+    "AST_ControlWeights": "ControlNet Weights (Affordance)",
+    "AST_StrengthSchedule": "Strength Schedule (Affordance)",
+}

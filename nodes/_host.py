@@ -1,0 +1,110 @@
+"""The one place that imports ComfyUI, always lazily (inside functions), so the pack imports without it.
+
+Also the IMAGE/MASK layout conversions every node needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Any
+
+import torch
+
+log = logging.getLogger("affordance.nodes")
+
+
+def comfy_model_management() -> ModuleType:
+    """``comfy.model_management``."""
+    import comfy.model_management
+
+    return comfy.model_management
+
+
+def comfy_model_patcher() -> ModuleType:
+    """``comfy.model_patcher``."""
+    import comfy.model_patcher
+
+    return comfy.model_patcher
+
+
+def comfy_ops() -> ModuleType:
+    """``comfy.ops``."""
+    import comfy.ops
+
+    return comfy.ops
+
+
+def folder_paths() -> ModuleType:
+    """ComfyUI's ``folder_paths``."""
+    import folder_paths
+
+    return folder_paths
+
+
+def controlnet_files() -> list[str]:
+    """Files in ComfyUI's ``controlnet`` model folders (``extra_model_paths.yaml`` included)."""
+    try:
+        return folder_paths().get_filename_list("controlnet")
+    except ImportError:  # outside ComfyUI (tests, docs): no folder to list
+        return []
+
+
+def controlnet_path(name: str) -> str:
+    """Full path of a file listed by :func:`controlnet_files`.
+
+    Raises:
+        FileNotFoundError: naming the file and the folders searched.
+    """
+    fp = folder_paths()
+    path = fp.get_full_path("controlnet", name)
+    if path is None:
+        folders = ", ".join(fp.get_folder_paths("controlnet"))
+        raise FileNotFoundError(
+            f"ControlNet file {name!r} is not in ComfyUI's controlnet folders ({folders}). Put it there (or add a "
+            "folder in extra_model_paths.yaml) and refresh the node."
+        )
+    return path
+
+
+def image_to_hint(image: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE ``(B, H, W, C)`` in ``[0, 1]`` -> hint ``(B, 3, H, W)``.
+
+    Greyscale is repeated to RGB and an alpha channel is dropped.
+
+    Raises:
+        ValueError: not 4-D, an empty batch, or a channel count other than 1, 3 or 4.
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a ComfyUI IMAGE of shape (batch, height, width, channels), got {shape}.")
+    if image.shape[0] == 0:
+        raise ValueError("the image batch is empty; connect an image.")
+    c = image.shape[-1]
+    if c == 1:
+        image = image.expand(-1, -1, -1, 3)
+    elif c == 4:
+        image = image[..., :3]
+    elif c != 3:
+        raise ValueError(f"image has {c} channels; a hint needs RGB (3), greyscale (1) or RGBA (4).")
+    return image.movedim(-1, 1)
+
+
+def mask_batch(mask: Any) -> torch.Tensor:
+    """ComfyUI MASK ``(B, H, W)`` or ``(H, W)`` -> ``(B, H, W)`` float.
+
+    Raises:
+        ValueError: a mask of another rank (e.g. an IMAGE connected by mistake).
+    """
+    if not isinstance(mask, torch.Tensor):
+        raise ValueError(f"mask must be a ComfyUI MASK tensor, got {type(mask).__name__}.")
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3:
+        raise ValueError(
+            f"mask must have shape (batch, height, width) or (height, width), got {tuple(mask.shape)} "
+            f"(rank {mask.ndim}). Use a MASK output (e.g. 'Convert Image to Mask'), not an IMAGE."
+        )
+    if mask.shape[0] == 0 or min(mask.shape[-2:]) < 1:
+        raise ValueError(f"the mask is empty (shape {tuple(mask.shape)}).")
+    return mask.float()

@@ -1,0 +1,124 @@
+"""``AST_ApplyControlNet``: attach a ControlNet (ours or ComfyUI's) to positive and negative conditioning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..controlnet.schedule import StrengthSchedule, check_window
+from ..controlnet.weights import ControlWeights
+from ._host import image_to_hint, mask_batch
+from .control import AffordanceControl
+from .weights import SCHEDULE_TYPE, WEIGHTS_TYPE
+
+
+def _attach(conditioning: list, make: Any, cache: dict) -> list:
+    """New conditioning whose entries carry a control chained onto what each already had.
+
+    One control object per distinct previous control, shared by positive and negative, so ComfyUI can
+    batch cond and uncond in one model call.
+    """
+    out = []
+    for tensor, options in conditioning:
+        d = options.copy()
+        prev = d.get("control")
+        if prev not in cache:
+            cache[prev] = make().set_previous_controlnet(prev)
+        d["control"] = cache[prev]
+        d["control_apply_to_uncond"] = False
+        out.append([tensor, d])
+    return out
+
+
+def apply_control(
+    positive: list,
+    negative: list,
+    control_net: Any,
+    image: torch.Tensor,
+    strength: float,
+    start_percent: float,
+    end_percent: float,
+    weights: ControlWeights | None = None,
+    schedule: StrengthSchedule | None = None,
+    mask: torch.Tensor | None = None,
+    vae: Any = None,
+) -> tuple[list, list]:
+    """The node's logic, callable without ComfyUI. Strength 0 returns the inputs untouched."""
+    if strength == 0:
+        return positive, negative
+    check_window(start_percent, end_percent)
+    hint = image_to_hint(image)
+    masks = mask_batch(mask) if mask is not None else None
+    ours = isinstance(control_net, AffordanceControl)
+    if not ours:
+        if not hasattr(control_net, "copy") or not hasattr(control_net, "set_cond_hint"):
+            raise ValueError(f"control_net must be a CONTROL_NET from a ControlNet loader, got {type(control_net).__name__}.")
+        extras = [n for n, v in (("weights", weights), ("schedule", schedule), ("mask", mask)) if v is not None]
+        if extras:
+            raise ValueError(
+                f"the {', '.join(extras)} input(s) need a ControlNet loaded with 'Load ControlNet (Affordance)'; "
+                f"this one comes from another loader ({type(control_net).__name__})."
+            )
+        if getattr(control_net, "latent_format", None) is not None and vae is None:
+            raise ValueError("this ControlNet needs a VAE to encode its hint: connect a VAE to the 'vae' input.")
+
+    def make() -> Any:
+        c = control_net.copy().set_cond_hint(hint, strength, (start_percent, end_percent), vae=vae)
+        if ours:
+            c.configure(weights=weights, schedule=schedule, mask=masks)
+        return c
+
+    cache: dict = {}
+    return _attach(positive, make, cache), _attach(negative, make, cache)
+
+
+class ApplyControlNet:
+    """Apply a ControlNet to positive and negative conditioning, chained onto any control already there."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "positive": ("CONDITIONING", {"tooltip": "Positive conditioning; control is added to what it carries."}),
+                "negative": ("CONDITIONING", {"tooltip": "Negative conditioning; shares the control object."}),
+                "control_net": ("CONTROL_NET", {"tooltip": "From 'Load ControlNet (Affordance)' or ComfyUI's loader."}),
+                "image": ("IMAGE", {"tooltip": "The hint (edges, depth, pose...); resized to the latent x8."}),
+                "strength": (
+                    "FLOAT",
+                    {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Overall strength; 0 disables."},
+                ),
+                "start_percent": (
+                    "FLOAT",
+                    {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress where control starts."},
+                ),
+                "end_percent": (
+                    "FLOAT",
+                    {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress where control ends."},
+                ),
+            },
+            "optional": {
+                "weights": (WEIGHTS_TYPE, {"tooltip": "Per-residual weights from 'ControlNet Weights (Affordance)'."}),
+                "schedule": (SCHEDULE_TYPE, {"tooltip": "Strength over time from 'Strength Schedule (Affordance)'."}),
+                "mask": ("MASK", {"tooltip": "Restrict control to a region (1 = full control); one per latent or one."}),
+                "vae": ("VAE", {"tooltip": "Only for ComfyUI ControlNets that need one (e.g. SD3); ours never do."}),
+            },
+        }
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("positive", "negative")
+    FUNCTION = "apply"
+    CATEGORY = "Affordance/conditioning"
+    DESCRIPTION = (
+        "Adds a ControlNet to the conditioning with strength, a start/end window, optional per-residual weights, a "
+        "strength schedule and a mask. Chains with ComfyUI's ControlNets and T2I-Adapters in both directions."
+    )
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, start_percent: float, end_percent: float):
+        if start_percent > end_percent:
+            return f"start_percent ({start_percent}) is after end_percent ({end_percent}); swap them."
+        return True
+
+    def apply(self, positive, negative, control_net, image, strength, start_percent, end_percent, **optional):
+        return apply_control(positive, negative, control_net, image, strength, start_percent, end_percent, **optional)

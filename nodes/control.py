@@ -1,0 +1,298 @@
+"""Our control object: rides on ComfyUI's conditioning and yields weighted residuals at each model call.
+
+It fulfils ComfyUI's duck-typed control contract (``get_control``, ``pre_run``, ``cleanup``,
+``get_models``, ``get_extra_hooks``, ``inference_memory_requirements``, ``copy``, ``set_cond_hint``,
+``set_previous_controlnet``) without importing ComfyUI, so it chains both ways with ComfyUI's own
+ControlNet and T2I-Adapter objects. The sampling maths lives in :mod:`controlnet`; this file only
+adapts it to ComfyUI's calling conventions (sigmas, batched cond/uncond chunks, popped lists).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..controlnet.errors import ControlNetError
+from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for
+from ..controlnet.model import HINT_DOWNSCALE, ControlNet
+from ..controlnet.schedule import ProgressMap, StrengthSchedule
+from ..controlnet.weights import ControlWeights
+
+log = logging.getLogger("affordance.nodes")
+
+CONTEXT_FAMILIES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}
+
+
+class FamilyMismatchError(ControlNetError, ValueError):
+    """The ControlNet was made for another base-model family than the model being sampled."""
+
+
+def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[str, list]:
+    """Sum a previous control's output into ours index-wise (ComfyUI's convention, out of place).
+
+    Keys ``input``/``middle``/``output`` are always present; ``None`` entries are holes.
+    """
+    if prev is None:
+        return out
+    for key in ("input", "middle", "output"):
+        mine = out[key]
+        for i, p in enumerate(prev.get(key, [])):
+            if i >= len(mine):
+                mine.append(p)
+            elif p is not None:
+                mine[i] = p if mine[i] is None else p + mine[i]
+    return out
+
+
+class AffordanceControl:
+    """A ControlNet applied with a hint, strength, window, per-residual weights, schedule and mask.
+
+    Args:
+        network: our host-free :class:`ControlNet` (possibly built with ComfyUI's ops).
+        patcher: the ComfyUI ``ModelPatcher`` that loads/offloads ``network`` (``None`` outside ComfyUI).
+        manual_cast_dtype: compute dtype when weights are stored in another one.
+        name: file name, for messages.
+    """
+
+    def __init__(
+        self,
+        network: ControlNet,
+        patcher: Any = None,
+        *,
+        manual_cast_dtype: torch.dtype | None = None,
+        name: str = "ControlNet",
+    ) -> None:
+        self.network = network
+        self.patcher = patcher
+        self.manual_cast_dtype = manual_cast_dtype
+        self.name = name
+        # Contract attributes read by ComfyUI.
+        self.previous_controlnet: Any = None
+        self.extra_hooks: Any = None
+        self.concat_mask = False
+        self.extra_args: dict[str, Any] = {}
+        # Settings (shared by copies only through copy()).
+        self.cond_hint_original: torch.Tensor | None = None
+        self.strength = 1.0
+        self.timestep_percent_range = (0.0, 1.0)
+        self.weights = ControlWeights()
+        self.schedule: StrengthSchedule | None = None
+        self.mask: torch.Tensor | None = None
+        self._reset_run()
+
+    # ----- configuration -------------------------------------------------------------------------
+    def _reset_run(self) -> None:
+        self._window: tuple[float, float] | None = None
+        self._progress: ProgressMap | None = None
+        self._sampling: Any = None
+        self._hint_key: tuple | None = None
+        self._encoded_hint: torch.Tensor | None = None
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def num_residuals(self) -> int:
+        """13 for SD1.x/SD2.x, 10 for SDXL."""
+        return self.network.config.num_residuals
+
+    @property
+    def family_label(self) -> str:
+        """SD1.x, SD2.x or SDXL."""
+        return self.network.config.family.label
+
+    def copy(self) -> AffordanceControl:
+        """A new object sharing the network and patcher, with the same settings and no per-run state."""
+        c = AffordanceControl(self.network, self.patcher, manual_cast_dtype=self.manual_cast_dtype, name=self.name)
+        c.cond_hint_original = self.cond_hint_original
+        c.strength = self.strength
+        c.timestep_percent_range = self.timestep_percent_range
+        c.weights = self.weights
+        c.schedule = self.schedule
+        c.mask = self.mask
+        c.extra_args = dict(self.extra_args)
+        c.extra_hooks = self.extra_hooks.clone() if self.extra_hooks is not None else None
+        return c
+
+    def set_cond_hint(
+        self,
+        cond_hint: torch.Tensor,
+        strength: float = 1.0,
+        timestep_percent_range: tuple[float, float] = (0.0, 1.0),
+        vae: Any = None,
+        extra_concat: list | None = None,
+    ) -> AffordanceControl:
+        """ComfyUI's Apply nodes call this on a copy: ``(B, C, H, W)`` hint in ``[0, 1]``. Returns self."""
+        if extra_concat:
+            raise ValueError(f"{self.name} is an SD-family ControlNet; it takes no extra concatenated inputs.")
+        self.cond_hint_original = cond_hint
+        self.strength = float(strength)
+        self.timestep_percent_range = (float(timestep_percent_range[0]), float(timestep_percent_range[1]))
+        self._reset_run()
+        return self
+
+    def configure(
+        self,
+        *,
+        weights: ControlWeights | None = None,
+        schedule: StrengthSchedule | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> AffordanceControl:
+        """Set our extras: per-residual weights (checked against this family now), schedule, mask."""
+        if weights is not None:
+            weights.resolve(self.num_residuals, f"this {self.family_label} ControlNet")
+            self.weights = weights
+        self.schedule = schedule
+        self.mask = mask
+        return self
+
+    def set_previous_controlnet(self, controlnet: Any) -> AffordanceControl:
+        """Chain onto another control object (ours or ComfyUI's). Returns self."""
+        self.previous_controlnet = controlnet
+        return self
+
+    def set_extra_arg(self, argument: str, value: Any = None) -> None:
+        """Accepted for interface compatibility; SD-family ControlNets take no extra arguments."""
+        log.warning("%s ignores extra argument %r (only union ControlNets use one)", self.name, argument)
+        self.extra_args[argument] = value
+
+    # ----- ComfyUI's sampling contract -----------------------------------------------------------
+    def pre_run(self, model: Any, percent_to_timestep_function: Callable[[float], float]) -> None:
+        """Check the family against the model, and turn the window into sigmas (``t`` is a sigma)."""
+        unet_config = getattr(getattr(model, "model_config", None), "unet_config", None) or {}
+        ctx = unet_config.get("context_dim")
+        mine = self.network.config.context_dim
+        if ctx is not None and ctx != mine:
+            raise FamilyMismatchError(
+                f"{self.name} is an {self.family_label} ControlNet (text width {mine}) but the model being sampled is "
+                f"{CONTEXT_FAMILIES.get(ctx, f'a model with text width {ctx}')}. Load a ControlNet made for that model."
+            )
+        start, end = self.timestep_percent_range
+        self._window = (percent_to_timestep_function(start), percent_to_timestep_function(end))
+        sampling = getattr(model, "model_sampling", None)
+        if self.schedule is not None and (self._progress is None or sampling is not self._sampling):
+            self._progress = ProgressMap(percent_to_timestep_function)
+        self._sampling = sampling
+        if self.previous_controlnet is not None:
+            self.previous_controlnet.pre_run(model, percent_to_timestep_function)
+
+    def get_models(self) -> list:
+        """ModelPatchers to load with the UNet: the chain's, then ours."""
+        out = self.previous_controlnet.get_models() if self.previous_controlnet is not None else []
+        return out + ([self.patcher] if self.patcher is not None else [])
+
+    def get_extra_hooks(self) -> list:
+        """Hook groups of the chain (ours has none unless ComfyUI set one)."""
+        out = self.previous_controlnet.get_extra_hooks() if self.previous_controlnet is not None else []
+        return out + ([self.extra_hooks] if self.extra_hooks is not None else [])
+
+    def inference_memory_requirements(self, dtype: torch.dtype) -> int:
+        """Extra bytes needed at inference (the chain's; our weights are counted through the patcher)."""
+        if self.previous_controlnet is not None:
+            return int(self.previous_controlnet.inference_memory_requirements(dtype))
+        return 0
+
+    def cleanup(self) -> None:
+        """Forget per-run state; the object is reused by the next prompt."""
+        if self.previous_controlnet is not None:
+            self.previous_controlnet.cleanup()
+        self._reset_run()
+
+    def _multiplier(self, sigma: float) -> float:
+        m = self.strength
+        if self.schedule is not None and self._progress is not None:
+            m *= self.schedule.at(self._progress.progress(sigma))
+        return m
+
+    def _encoded(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Resize and encode the hint once per run (per latent size, device and dtype)."""
+        if self.cond_hint_original is None:
+            raise ValueError(f"{self.name} has no hint image: apply it with an Apply ControlNet node first.")
+        h, w = x.shape[-2] * HINT_DOWNSCALE, x.shape[-1] * HINT_DOWNSCALE
+        key = (h, w, x.device, dtype)
+        if self._hint_key != key or self._encoded_hint is None:
+            hint = fit_hint(self.cond_hint_original.to(x.device), w, h).to(dtype)
+            self._encoded_hint = self.network.encode_hint(hint)
+            self._hint_key = key
+        return self._encoded_hint
+
+    def _row_scale(self, n: int, chunks: int, options: dict, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        """Per-row multiplier for the unconditional chunks, or ``None`` when every row keeps 1."""
+        uncond = self.weights.effective_uncond_multiplier
+        if uncond == 1.0:
+            return None
+        order = list(options.get("cond_or_uncond", []))
+        if len(order) != chunks:
+            return None
+        per = n // chunks
+        rows = torch.tensor([uncond if c == 1 else 1.0 for c in order for _ in range(per)], device=device, dtype=dtype)
+        return rows.view(-1, 1, 1, 1)
+
+    def _mask(self, n: int, chunks: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (n, chunks, h, w, device, dtype)
+        if key not in self._mask_cache:
+            m = mask_for(self.mask.to(device), h, w).to(dtype)
+            self._mask_cache[key] = broadcast_batch(m, n, chunks)
+        return self._mask_cache[key]
+
+    def get_control(
+        self, x_noisy: torch.Tensor, t: torch.Tensor, cond: dict, batched_number: int, transformer_options: dict
+    ) -> dict[str, list] | None:
+        """Residuals for one model call, summed with the previous control's.
+
+        Args:
+            x_noisy: ``(N, 4, h, w)`` raw noisy latent (N = chunks x per-chunk batch).
+            t: ``(N,)`` sigmas.
+            cond: the model call's conditioning tensors (``c_crossattn``, ``y``...).
+            batched_number: number of cond/uncond chunks in ``x_noisy``.
+            transformer_options: holds ``cond_or_uncond`` (0 = cond, 1 = uncond per chunk).
+
+        Returns:
+            A new ``{"input": [], "middle": [mid], "output": [residual per input block]}``, or the previous
+            control's output (or ``None``) outside the window or at zero strength.
+        """
+        prev = None
+        if self.previous_controlnet is not None:
+            prev = self.previous_controlnet.get_control(x_noisy, t, cond, batched_number, transformer_options)
+        sigma = float(t[0])
+        if self._window is not None and (sigma > self._window[0] or sigma < self._window[1]):
+            return prev
+        mult = self._multiplier(sigma)
+        weights = self.weights.resolve(self.num_residuals, f"this {self.family_label} ControlNet")
+        if mult == 0.0 or not any(weights):
+            return prev  # no work whose weight is zero
+
+        net = self.network
+        dtype = self.manual_cast_dtype or net.dtype
+        n = x_noisy.shape[0]
+        per = n // max(batched_number, 1)
+        enc = self._encoded(x_noisy, dtype)
+        if enc.shape[0] != n:
+            check_hint_batch(enc.shape[0], per)
+            enc = broadcast_batch(enc, n, batched_number)
+        sampling = self._sampling
+        if sampling is None:
+            raise RuntimeError(f"{self.name} was called before pre_run; ComfyUI's sampler always calls pre_run first.")
+        context = cond.get("crossattn_controlnet", cond["c_crossattn"]).to(x_noisy.device, dtype)
+        y = cond.get("y") if net.config.adm_in_channels is not None else None
+        if net.config.adm_in_channels is not None and y is None:
+            raise FamilyMismatchError(f"{self.name} is an SDXL ControlNet but the model gives no SDXL label (y).")
+        timestep = sampling.timestep(t)
+        x = sampling.calculate_input(t, x_noisy)
+        res = net(x.to(dtype), None, timestep, context, None if y is None else y.to(x_noisy.device, dtype), encoded_hint=enc)
+
+        outs = res.as_list()
+        rows = self._row_scale(n, batched_number, transformer_options, x_noisy.device, outs[0].dtype)
+        if self.mask is not None:
+            check_hint_batch(self.mask.shape[0], per, "masks")
+        scaled = []
+        for r, w in zip(outs, weights):
+            r = r * (mult * w)
+            if rows is not None:
+                r = r * rows
+            if self.mask is not None:
+                r = r * self._mask(n, batched_number, r.shape[-2], r.shape[-1], r.device, r.dtype)
+            scaled.append(r)
+        out = {"input": [], "middle": [scaled[-1]], "output": scaled[:-1]}
+        return merge_controls(out, prev)

@@ -1,0 +1,74 @@
+"""``AST_ControlNetLoader``: a ControlNet file from ComfyUI's ``controlnet`` folders as a CONTROL_NET."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from ..controlnet.loader import build_controlnet, read_controlnet
+from ._host import comfy_model_management, comfy_model_patcher, comfy_ops, controlnet_files, controlnet_path, log
+from .control import AffordanceControl
+
+SUPPORTED_DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+
+
+def load_control(path: str | Path, *, global_average_pooling: bool | None = None) -> AffordanceControl:
+    """Read, check and wrap a ControlNet for ComfyUI: ComfyUI's dtype choice and ``ModelPatcher``.
+
+    Raises:
+        CheckpointError: any problem with the file (typed, with the file name and a fix).
+    """
+    weights = read_controlnet(path, global_average_pooling=global_average_pooling)
+    mm = comfy_model_management()
+    counts = Counter(t.dtype for t in weights.state_dict.values())
+    stored = max(counts, key=lambda d: counts[d])
+    load_device = mm.get_torch_device()
+    offload_device = mm.unet_offload_device()
+    dtype = mm.unet_dtype(model_params=-1, supported_dtypes=SUPPORTED_DTYPES, weight_dtype=stored)
+    manual_cast = mm.unet_manual_cast(dtype, load_device)
+    ops = comfy_ops().pick_operations(dtype, manual_cast)
+    network = build_controlnet(weights, dtype=dtype, device=offload_device, ops=ops)
+    network.compute_dtype = manual_cast
+    patcher = comfy_model_patcher().ModelPatcher(network, load_device=load_device, offload_device=offload_device)
+    report = weights.report
+    log.info(
+        "loaded %s: %s ControlNet (%s), %.1f M parameters, weights %s, compute %s",
+        Path(path).name,
+        report.family.label,
+        report.layout.value,
+        report.num_params / 1e6,
+        dtype,
+        manual_cast or dtype,
+    )
+    return AffordanceControl(network, patcher, manual_cast_dtype=manual_cast, name=Path(path).name)
+
+
+class ControlNetLoader:
+    """Load a ControlNet (SD1.x, SD2.x, SDXL; original or diffusers layout) from ComfyUI's controlnet folder."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "control_net_name": (
+                    controlnet_files(),
+                    {
+                        "tooltip": "A ControlNet file from ComfyUI/models/controlnet (or a folder added in "
+                        "extra_model_paths.yaml). Original (.pth/.safetensors, with or without 'control_model.') "
+                        "and diffusers layouts are detected from the weights, never from the name."
+                    },
+                )
+            }
+        }
+
+    RETURN_TYPES = ("CONTROL_NET",)
+    RETURN_NAMES = ("control_net",)
+    OUTPUT_TOOLTIPS = ("The ControlNet; it also works with ComfyUI's own 'Apply ControlNet' node.",)
+    FUNCTION = "load"
+    CATEGORY = "Affordance/loaders"
+    DESCRIPTION = "Loads a ControlNet safely (safetensors first, restricted pickles otherwise) and checks every key."
+
+    def load(self, control_net_name: str) -> tuple[AffordanceControl]:
+        return (load_control(controlnet_path(control_net_name)),)

@@ -1,0 +1,98 @@
+"""Packaging: light root, declared dependencies, install.py, CI and README commands."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = {"torch", "safetensors", "numpy", "opencv-python", "einops", "kornia", "pillow"}
+
+
+def _names(specs: list[str]) -> dict[str, str]:
+    out = {}
+    for s in specs:
+        m = re.match(r"^([A-Za-z0-9_.-]+)(.*)$", s.strip())
+        assert m, s
+        out[m.group(1).lower()] = m.group(2).strip()
+    return out
+
+
+def test_requirements_are_the_seven_with_lower_bounds_only():
+    lines = [ln for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    reqs = _names(lines)
+    assert set(reqs) == RUNTIME
+    for name, spec in reqs.items():
+        assert spec.startswith(">=") and "<" not in spec and "==" not in spec, f"{name}{spec} must be a lower bound"
+
+
+def test_pyproject_dependencies_match_requirements():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = _names(project["project"]["dependencies"])
+    reqs = _names([ln for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln.strip()])
+    assert deps == reqs
+    assert "requires-comfyui" in project["tool"]["comfy"]
+    assert "--import-mode=importlib" in project["tool"]["pytest"]["ini_options"]["addopts"]
+
+
+def test_install_py_uses_stdlib_only_and_checks_every_requirement():
+    tree = ast.parse((ROOT / "install.py").read_text())
+    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert mods <= set(sys.stdlib_module_names) | {"__future__"}, mods
+    required = next(
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "REQUIRED"
+    )
+    assert {ast.literal_eval(v) for v in required.values} == RUNTIME
+    source = (ROOT / "install.py").read_text()
+    assert "pip install" in source and "subprocess" not in source and "urllib" not in source
+
+
+def test_install_py_reports_and_fixes(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "install.py")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all dependencies import" in proc.stdout
+
+
+def _load_root_like_comfyui(code: str) -> subprocess.CompletedProcess:
+    """Import the root as ComfyUI does (a path-derived module name), in a clean interpreter."""
+    script = f"""
+import importlib.util, sys
+name = {str(ROOT)!r}.replace(".", "_x_")
+spec = importlib.util.spec_from_file_location(name, {str(ROOT / "__init__.py")!r}, submodule_search_locations=[{str(ROOT)!r}])
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+spec.loader.exec_module(module)
+{code}
+"""
+    return subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, cwd="/")
+
+
+def test_root_import_is_light():
+    proc = _load_root_like_comfyui(
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'comfy', 'cv2', 'kornia', 'numpy'))\n"
+        "assert not heavy, heavy\nassert module.WEB_DIRECTORY == './web/js'\nprint('ok')"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_node_mappings_without_comfyui():
+    proc = _load_root_like_comfyui(
+        "m = module.NODE_CLASS_MAPPINGS\nd = module.NODE_DISPLAY_NAME_MAPPINGS\n"
+        "assert all(k.startswith('AST_') for k in m), list(m)\nassert set(d) <= set(m)\n"
+        "assert not any(x.split('.')[0] in ('comfy', 'folder_paths', 'server') for x in sys.modules)\nprint(len(m))"
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    run = (ROOT / ".ci" / "run").read_text()
+    assert "bash .ci/test" in readme and "bash .ci/main" in readme
+    assert re.search(r"^exec bash \.ci/test$", run, re.M)
+    assert "exit 1" in (ROOT / ".ci" / "test").read_text() and '"$rc" -eq 5' in (ROOT / ".ci" / "test").read_text()
