@@ -1,0 +1,263 @@
+"""Harness for the ``comfy``-marked tests: ComfyUI (CPU only) next to our package, and seeded random ControlNets.
+
+ComfyUI's root goes on ``sys.path`` here, and only here: its top-level ``nodes`` must be the one that
+``import nodes`` finds. Our package stays importable as ``affordance`` because ``tests/conftest.py``
+registers it by file location, never through ``sys.path``.
+
+Every test here needs a ComfyUI checkout in ``COMFYUI_PATH`` and is skipped without one (through the
+``comfy`` fixture). Run them with the Python of ComfyUI's venv::
+
+    COMFYUI_PATH=/path/to/ComfyUI /path/to/comfy-venv/bin/pytest tests/comfy -v
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+_COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+if _COMFYUI_PATH:
+    _root = str(Path(_COMFYUI_PATH).resolve())
+    if _root not in sys.path:
+        sys.path.insert(0, _root)
+
+FAMILIES = ("sd15", "sd21", "sdxl")
+
+# The UNet configuration ComfyUI uses for a ControlNet of each family: the entries of
+# comfy/model_detection.py for SD15, SD21 and SDXL, minus the decoder-only ones. test_key_fixtures checks
+# that ComfyUI's own detection (model_config_from_unet) maps each resulting key set back to a configuration
+# that builds the very same keys, so these values cannot drift from ComfyUI's.
+_COMMON = {
+    "image_size": 32,
+    "in_channels": 4,
+    "model_channels": 320,
+    "hint_channels": 3,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "use_checkpoint": False,
+}
+UNET_CONFIGS: dict[str, dict[str, object]] = {
+    "sd15": {
+        **_COMMON,
+        "num_res_blocks": [2, 2, 2, 2],
+        "channel_mult": [1, 2, 4, 4],
+        "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+        "transformer_depth_middle": 1,
+        "context_dim": 768,
+        "use_linear_in_transformer": False,
+        "num_heads": 8,
+        "num_head_channels": -1,
+        "adm_in_channels": None,
+    },
+    "sd21": {
+        **_COMMON,
+        "num_res_blocks": [2, 2, 2, 2],
+        "channel_mult": [1, 2, 4, 4],
+        "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+        "transformer_depth_middle": 1,
+        "context_dim": 1024,
+        "use_linear_in_transformer": True,
+        "num_heads": -1,
+        "num_head_channels": 64,
+        "adm_in_channels": None,
+    },
+    "sdxl": {
+        **_COMMON,
+        "num_res_blocks": [2, 2, 2],
+        "channel_mult": [1, 2, 4],
+        "transformer_depth": [0, 0, 2, 2, 10, 10],
+        "transformer_depth_middle": 10,
+        "context_dim": 2048,
+        "use_linear_in_transformer": True,
+        "num_heads": -1,
+        "num_head_channels": 64,
+        "adm_in_channels": 2816,
+        "num_classes": "sequential",
+    },
+}
+# The class comfy.model_detection.model_config_from_unet picks for each family's ControlNet.
+COMFY_MODEL_CLASSES = {"sd15": "SD15", "sd21": "SD20", "sdxl": "SDXL"}
+
+WEIGHT_STD = 0.02
+TOLERANCE = 1e-4  # max abs difference allowed between our residuals and ComfyUI's (fp32, CPU)
+
+_PARITY: list[tuple[str, float, float]] = []  # (case, max |diff|, max |residual|) for the summary
+
+
+@pytest.fixture(scope="session")
+def comfy(comfyui_path: Path) -> SimpleNamespace:
+    """ComfyUI's modules, imported for the CPU without parsing our command line."""
+    if not (comfyui_path / "comfy" / "cldm" / "cldm.py").is_file():
+        pytest.fail(f"COMFYUI_PATH={comfyui_path} is not a ComfyUI checkout (no comfy/cldm/cldm.py)")
+    import comfy.options
+
+    comfy.options.enable_args_parsing(False)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.model_detection
+    import comfy.model_management
+    import comfy.ops
+    import comfy.utils
+
+    version_file = comfyui_path / "comfyui_version.py"
+    found = re.search(r"__version__\s*=\s*[\"']([^\"']+)", version_file.read_text()) if version_file.is_file() else None
+    return SimpleNamespace(
+        cldm=comfy.cldm.cldm,
+        controlnet=comfy.controlnet,
+        model_detection=comfy.model_detection,
+        model_management=comfy.model_management,
+        ops=comfy.ops,
+        utils=comfy.utils,
+        path=comfyui_path,
+        version=found.group(1) if found else "unknown",
+    )
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir(repo_root: Path) -> Path:
+    return repo_root / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def unet_configs() -> dict[str, dict[str, object]]:
+    """Family name -> the unet_config ComfyUI uses for a ControlNet of that family (a fresh copy)."""
+    return {family: dict(cfg) for family, cfg in UNET_CONFIGS.items()}
+
+
+@pytest.fixture(scope="session")
+def comfy_model_classes() -> dict[str, str]:
+    """Family name -> the comfy.supported_models class ComfyUI's detection picks for its ControlNet."""
+    return dict(COMFY_MODEL_CLASSES)
+
+
+@pytest.fixture(scope="session")
+def comfy_controlnet(comfy: SimpleNamespace) -> Callable[..., torch.nn.Module]:
+    """``make(config, device="meta")``: ComfyUI's ``cldm.ControlNet`` for a family name or a unet_config dict."""
+
+    def make(config: str | dict[str, object], device: str | torch.device = "meta") -> torch.nn.Module:
+        cfg = dict(UNET_CONFIGS[config] if isinstance(config, str) else config)
+        cfg.pop("out_channels", None)
+        cfg.setdefault("hint_channels", 3)
+        cfg["dtype"] = torch.float32
+        cfg["device"] = device
+        cfg["operations"] = comfy.ops.disable_weight_init
+        return comfy.cldm.ControlNet(**cfg)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def comfy_from_state_dict(comfy: SimpleNamespace, comfy_controlnet) -> Callable[..., torch.nn.Module]:
+    """ComfyUI's network for an original-layout state dict, configured the way ComfyUI's loader does it.
+
+    The configuration comes from ``comfy.model_detection.model_config_from_unet(sd, "", True)`` (the cldm
+    path of ``comfy.controlnet.load_controlnet_state_dict``), updated with ``overrides``; the tensors are
+    assigned, not copied.
+    """
+
+    def make(sd: dict[str, torch.Tensor], **overrides: object) -> torch.nn.Module:
+        model_config = comfy.model_detection.model_config_from_unet(sd, "", True)
+        assert model_config is not None, "ComfyUI did not recognise the state dict"
+        cfg = {**model_config.unet_config, **overrides}
+        cfg["hint_channels"] = sd["input_hint_block.0.weight"].shape[1]
+        model = comfy_controlnet(cfg, device="meta")
+        model.load_state_dict(sd, strict=True, assign=True)
+        return model.eval().requires_grad_(False)
+
+    return make
+
+
+@dataclass
+class Case:
+    """Seeded random weights of one family (original layout) and seeded inputs for it."""
+
+    family: str
+    state_dict: dict[str, torch.Tensor]
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
+    seconds_to_make: float
+
+
+def random_state_dict(model: torch.nn.Module, seed: int, std: float = WEIGHT_STD) -> dict[str, torch.Tensor]:
+    """Seeded N(0, std) for every tensor of ``model``'s state dict, zero convs included (so residuals are
+    non-zero); norm weights are 1 + N(0, std). Tensor ``i`` in sorted key order uses seed ``seed * 1000003 + i``.
+    """
+    norms = {
+        f"{name}.{p}" if name else p
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm))
+        for p, _ in module.named_parameters(recurse=False)
+    }
+    out: dict[str, torch.Tensor] = {}
+    for i, (key, ref) in enumerate(sorted(model.state_dict().items())):
+        g = torch.Generator().manual_seed(seed * 1000003 + i)
+        t = torch.randn(tuple(ref.shape), generator=g, dtype=torch.float32).mul_(std)
+        if key in norms and key.endswith("weight"):
+            t.add_(1.0)
+        out[key] = t
+    return out
+
+
+def make_inputs(family: str, batch: int = 2, latent: int = 8, tokens: int = 77, seed: int = 42):
+    """Latent (N, 4, h, w), hint (N, 3, 8h, 8w) in [0, 1], timesteps, context, and y for SDXL."""
+    cfg = UNET_CONFIGS[family]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 4, latent, latent, generator=g)
+    hint = torch.rand(batch, 3, 8 * latent, 8 * latent, generator=g)
+    timesteps = torch.tensor([999.0, 321.0, 500.0, 1.0][:batch])
+    context = torch.randn(batch, tokens, int(cfg["context_dim"]), generator=g)
+    adm = cfg["adm_in_channels"]
+    y = torch.randn(batch, int(adm), generator=g) if adm else None
+    return x, hint, timesteps, context, y
+
+
+@pytest.fixture(scope="module")
+def case(request: pytest.FixtureRequest, comfy_controlnet) -> Case:
+    """Parametrise indirectly with a family name; built once per module and family."""
+    family = request.param
+    start = time.perf_counter()
+    sd = random_state_dict(comfy_controlnet(family, device="meta"), seed=1 + FAMILIES.index(family))
+    return Case(family, sd, make_inputs(family), time.perf_counter() - start)
+
+
+@pytest.fixture(scope="session")
+def compare_residuals() -> Callable[..., float]:
+    """``compare(name, comfy_out, ours, tol)``: check every residual, record and return the max abs diff."""
+
+    def compare(name: str, comfy_out: dict[str, list[torch.Tensor]], ours, tol: float = TOLERANCE) -> float:
+        assert set(comfy_out) == {"middle", "output"}
+        theirs = [*comfy_out["output"], *comfy_out["middle"]]
+        mine = ours.as_list()
+        assert len(mine) == len(theirs), f"{name}: {len(mine)} residuals, ComfyUI gives {len(theirs)}"
+        worst, scale = 0.0, 0.0
+        for i, (a, b) in enumerate(zip(theirs, mine)):
+            assert a.shape == b.shape, f"{name}: residual {i} has shape {tuple(b.shape)}, ComfyUI {tuple(a.shape)}"
+            assert a.dtype == b.dtype, f"{name}: residual {i} is {b.dtype}, ComfyUI {a.dtype}"
+            assert torch.count_nonzero(a) > 0, f"{name}: residual {i} is all zero; the test weights are too trivial"
+            diff = (a.double() - b.double()).abs().max().item()
+            scale = max(scale, a.abs().max().item())
+            assert diff <= tol, f"{name}: residual {i} {tuple(a.shape)} differs by {diff:.3g} (> {tol:g})"
+            worst = max(worst, diff)
+        _PARITY.append((name, worst, scale))
+        return worst
+
+    return compare
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _PARITY:
+        return
+    terminalreporter.section("ControlNet parity with ComfyUI (max |ours - ComfyUI| over all residuals)")
+    for name, diff, scale in _PARITY:
+        terminalreporter.write_line(f"{name:<48} max|diff| {diff:.3e}   max|residual| {scale:.3g}")

@@ -1,0 +1,67 @@
+"""Hint geometry: centre crop to the latent's aspect, batch broadcasting, masks per residual."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.controlnet.errors import HintError
+from affordance.controlnet.hint import broadcast_batch, center_crop_to_aspect, check_hint_batch, fit_hint, mask_for
+
+
+def test_crop_keeps_centre_of_wider_image():
+    img = torch.arange(4 * 8, dtype=torch.float32).view(1, 1, 4, 8)
+    out = center_crop_to_aspect(img, 4, 4)
+    assert out.shape[-2:] == (4, 4)
+    assert torch.equal(out, img[..., 2:6])
+
+
+def test_crop_keeps_centre_of_taller_image():
+    img = torch.arange(8 * 4, dtype=torch.float32).view(1, 1, 8, 4)
+    assert torch.equal(center_crop_to_aspect(img, 4, 4), img[..., 2:6, :])
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 64), (48, 96), (96, 48)])
+def test_fit_hint_sizes(h, w):
+    hint = torch.rand(2, 3, 100, 70)
+    assert fit_hint(hint, w, h).shape == (2, 3, h, w)
+
+
+def test_fit_hint_same_size_is_identity():
+    hint = torch.rand(1, 3, 64, 64)
+    assert fit_hint(hint, 64, 64) is hint or torch.equal(fit_hint(hint, 64, 64), hint)
+
+
+def test_fit_hint_nearest_exact_upscale():
+    hint = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]])
+    out = fit_hint(hint, 4, 4)
+    assert torch.equal(out[0, 0], torch.tensor([[0.0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]))
+
+
+def test_broadcast_batch_layout():
+    t = torch.arange(2).view(2, 1)
+    # 2 latents, cond+uncond: each chunk gets both hints in order
+    assert broadcast_batch(t, 4, 2).flatten().tolist() == [0, 1, 0, 1]
+    # 1 hint broadcasts by shape
+    assert broadcast_batch(t[:1], 6, 2).shape[0] == 1
+    # 4 latents with 2 hints repeat cyclically
+    assert broadcast_batch(t, 8, 2).flatten().tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
+
+
+def test_hint_batch_must_fit():
+    check_hint_batch(1, 3)
+    check_hint_batch(3, 3)
+    check_hint_batch(2, 4)
+    with pytest.raises(HintError, match="a batch of 3 hint images fits no latent batch of 4"):
+        check_hint_batch(3, 4)
+    with pytest.raises(HintError, match="a batch of 5 masks fits no latent batch of 2"):
+        check_hint_batch(5, 2, "masks")
+
+
+def test_mask_area_average():
+    mask = torch.zeros(1, 8, 8)
+    mask[:, :, :4] = 1.0
+    m = mask_for(mask, 2, 2)
+    assert m.shape == (1, 1, 2, 2)
+    assert m.flatten().tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert mask_for(mask, 16, 16).shape == (1, 1, 16, 16)

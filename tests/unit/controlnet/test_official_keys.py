@@ -1,0 +1,93 @@
+"""Our full-size networks have exactly the keys and shapes of the official ControlNet layouts.
+
+The tables in tests/fixtures/control_{sd15,sd21,sdxl}_keys.json come from an independent implementation
+(ComfyUI's ``comfy.cldm.cldm.ControlNet`` on the meta device; see each file's ``source`` and
+tests/comfy/test_key_fixtures.py, which regenerates and checks them). Everything here runs on the meta
+device: no weights are allocated and ComfyUI is not needed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from affordance.controlnet import SD15, SD21, SDXL, ControlNet, Layout, config_from_state_dict, detect_format
+from affordance.controlnet.keymap import diffusers_to_original, original_to_diffusers
+
+PRESETS = {"sd15": SD15, "sd21": SD21, "sdxl": SDXL}
+# tensors, parameters (millions, 2 decimals) and residuals of each official layout
+SIZES = {"sd15": (340, 361.28, 13), "sd21": (340, 364.23, 13), "sdxl": (844, 1251.01, 10)}
+
+
+def load_fixture(repo_root: Path, family: str) -> dict[str, list[int]]:
+    data = json.loads((repo_root / "tests" / "fixtures" / f"control_{family}_keys.json").read_text())
+    assert "comfy.cldm.cldm.ControlNet" in data["source"], "the fixture must say where it comes from"
+    return data["keys"]
+
+
+def meta_state_dict(keys: dict[str, list[int]], prefix: str = "") -> dict[str, torch.Tensor]:
+    return {prefix + k: torch.empty(shape, device="meta") for k, shape in keys.items()}
+
+
+def shapes(sd: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("family", list(PRESETS))
+def test_fixture_sizes(family, repo_root):
+    keys = load_fixture(repo_root, family)
+    tensors, params, _ = SIZES[family]
+    assert len(keys) == tensors
+    total = sum(torch.Size(shape).numel() for shape in keys.values())
+    assert round(total / 1e6, 2) == params
+
+
+@pytest.mark.parametrize("family", list(PRESETS))
+def test_our_network_has_exactly_the_official_keys_and_shapes(family, repo_root):
+    expected = load_fixture(repo_root, family)
+    with torch.device("meta"):
+        model = ControlNet(PRESETS[family])
+    ours = shapes(model.state_dict())
+    missing = sorted(set(expected) - set(ours))
+    extra = sorted(set(ours) - set(expected))
+    assert missing == [], f"our {family} network lacks official keys"
+    assert extra == [], f"our {family} network has keys the official layout lacks"
+    wrong = {k: (ours[k], expected[k]) for k in expected if ours[k] != expected[k]}
+    assert wrong == {}, "shapes differ (ours, official)"
+    assert len(model.state_dict()) == len(expected)  # no buffers beyond the official tensors
+    assert PRESETS[family].num_residuals == SIZES[family][2]
+
+
+@pytest.mark.parametrize("family", list(PRESETS))
+def test_config_from_official_keys_is_the_preset(family, repo_root):
+    sd = meta_state_dict(load_fixture(repo_root, family))
+    config = config_from_state_dict(sd)
+    assert config == PRESETS[family]
+    assert config.family is PRESETS[family].family
+
+
+@pytest.mark.parametrize("family", list(PRESETS))
+def test_official_layouts_are_detected(family, repo_root):
+    keys = load_fixture(repo_root, family)
+    plain = detect_format(keys)
+    assert plain.layout is Layout.ORIGINAL and plain.prefix == ""
+
+    prefixed = meta_state_dict(keys, prefix="control_model.")  # lllyasviel .pth files
+    detection = detect_format(prefixed)
+    assert detection.layout is Layout.ORIGINAL_PREFIXED
+    assert detection.prefix == "control_model."
+    stripped = {k[len(detection.prefix) :]: v for k, v in prefixed.items() if detection.selects(k)}
+    assert shapes(stripped) == keys
+    assert config_from_state_dict(stripped) == PRESETS[family]
+
+
+@pytest.mark.parametrize("family", list(PRESETS))
+def test_diffusers_renaming_of_official_keys_round_trips(family, repo_root):
+    keys = load_fixture(repo_root, family)
+    diffusers = original_to_diffusers(meta_state_dict(keys))
+    assert len(diffusers) == len(keys)
+    assert detect_format(diffusers).layout is Layout.DIFFUSERS
+    assert shapes(diffusers_to_original(diffusers)) == keys

@@ -1,0 +1,75 @@
+"""Keyframe parsing, interpolation, window checks and the sigma -> progress map."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from affordance.controlnet.schedule import (
+    ProgressMap,
+    ScheduleError,
+    StrengthSchedule,
+    check_window,
+    parse_keyframes,
+)
+
+
+def test_parse_and_sort():
+    assert parse_keyframes("1.0:0.2, 0.0:1.0; 0.6:1") == ((0.0, 1.0), (0.6, 1.0), (1.0, 0.2))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0.5", r"should be 'progress:multiplier'"),
+        ("a:1", "not a number"),
+        ("1.5:1", "progress must be between 0 and 1"),
+        ("0.5:-1", "multiplier must be a number >= 0"),
+        ("0.5:1, 0.5:2", "appears twice"),
+        (" ", "no keyframes"),
+    ],
+)
+def test_malformed_keyframes(text, message):
+    with pytest.raises(ScheduleError, match=message):
+        parse_keyframes(text)
+
+
+def test_linear_and_step():
+    lin = StrengthSchedule.parse("0.0:1.0, 0.6:1.0, 1.0:0.2")
+    assert lin.at(0.0) == 1.0 and lin.at(0.6) == 1.0
+    assert lin.at(0.8) == pytest.approx(0.6)
+    assert lin.at(1.0) == pytest.approx(0.2)
+    step = StrengthSchedule.parse("0.0:1.0, 0.5:0.0", "step")
+    assert step.at(0.49) == 1.0 and step.at(0.5) == 0.0 and step.at(1.0) == 0.0
+    held = StrengthSchedule.parse("0.2:0.5, 0.8:1.0")
+    assert held.at(0.0) == 0.5 and held.at(0.9) == 1.0
+
+
+def test_bad_interpolation():
+    with pytest.raises(ScheduleError, match="'linear' or 'step'"):
+        StrengthSchedule.parse("0:1", "cubic")
+
+
+def test_window_checks():
+    check_window(0.0, 1.0)
+    with pytest.raises(ScheduleError, match="after end_percent"):
+        check_window(0.7, 0.3)
+    with pytest.raises(ScheduleError, match="within 0..1"):
+        check_window(-0.1, 1.0)
+
+
+def test_progress_map_inverts_a_sigma_schedule():
+    # An SD-like schedule: percent 0 -> a sentinel, then decreasing to 0 at percent 1.
+    def p2s(p: float) -> float:
+        if p <= 0:
+            return 999999999.9
+        if p >= 1:
+            return 0.0
+        return 14.6 * math.exp(-6 * p)
+
+    pm = ProgressMap(p2s)
+    for p in (0.1, 0.25, 0.5, 0.9):
+        assert pm.progress(p2s(p)) == pytest.approx(p, abs=2e-3)
+    assert pm.progress(1e12) == 0.0
+    assert pm.progress(0.0) == 1.0

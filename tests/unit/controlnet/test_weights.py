@@ -1,0 +1,58 @@
+"""Per-residual weights: presets equal their formulas; custom lists are parsed and counted."""
+
+from __future__ import annotations
+
+import pytest
+
+from affordance.controlnet.weights import ControlWeights, Preset, WeightsError, parse_weight_list, soft_weights
+
+
+def test_soft_weights_formula_a1111():
+    w = soft_weights(13)
+    assert w == tuple(0.825 ** (12 - i) for i in range(13))
+    assert w[-1] == 1.0 and w[0] == pytest.approx(0.0994, abs=1e-4)
+
+
+def test_diffusers_guess_mode_scales_match_soft_weights():
+    import torch
+
+    guess = torch.logspace(-1, 0, 13).tolist()  # diffusers' guess-mode scales
+    for a, b in zip(soft_weights(13), guess):
+        assert a == pytest.approx(b, rel=1e-2)  # 0.825 vs 10 ** (-1 / 12) = 0.8254
+
+
+@pytest.mark.parametrize(
+    ("preset", "uncond", "cond_only"),
+    [
+        (Preset.BALANCED, 1.0, False),
+        (Preset.PROMPT_MORE_IMPORTANT, 1.0, False),
+        (Preset.CONTROLNET_MORE_IMPORTANT, 0.0, True),
+    ],
+)
+def test_presets(preset, uncond, cond_only):
+    w = ControlWeights(preset)
+    assert w.effective_uncond_multiplier == uncond and w.cond_only is cond_only
+    expected = (1.0,) * 10 if preset is Preset.BALANCED else soft_weights(10)
+    assert w.resolve(10) == expected
+
+
+def test_custom_count_checked_against_family():
+    w = ControlWeights(Preset.CUSTOM, custom=(1.0,) * 13)
+    assert w.resolve(13) == (1.0,) * 13
+    with pytest.raises(WeightsError, match=r"got 13 custom weights but this SDXL ControlNet has 10 residuals"):
+        w.resolve(10, "this SDXL ControlNet")
+
+
+def test_parse_weight_list():
+    assert parse_weight_list("1, 0.5;0.25\n0") == (1.0, 0.5, 0.25, 0.0)
+    with pytest.raises(WeightsError, match=r"custom weight #2 is 'x', not a number"):
+        parse_weight_list("1, x")
+    with pytest.raises(WeightsError, match="empty"):
+        parse_weight_list(" , ")
+    with pytest.raises(WeightsError, match="finite"):
+        parse_weight_list("1, nan")
+
+
+def test_custom_needs_values():
+    with pytest.raises(WeightsError, match="needs custom weights"):
+        ControlWeights(Preset.CUSTOM)

@@ -1,0 +1,192 @@
+"""The node layer without ComfyUI: schemas, the Apply node's logic, and the loader with a stub host."""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType, SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from affordance.controlnet.weights import ControlWeights, Preset, WeightsError
+from affordance.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from affordance.nodes.apply import apply_control
+from affordance.nodes.control import AffordanceControl
+from affordance.nodes.weights import ControlWeightsNode, StrengthScheduleNode
+
+
+def _cond(n: int = 1, control=None):
+    d = {"pooled_output": None}
+    if control is not None:
+        d["control"] = control
+    return [[torch.zeros(1, 77, 768), dict(d)] for _ in range(n)]
+
+
+def test_every_node_is_prefixed_documented_and_tooltipped():
+    assert set(NODE_DISPLAY_NAME_MAPPINGS) == set(NODE_CLASS_MAPPINGS)
+    for node_id, cls in NODE_CLASS_MAPPINGS.items():
+        assert node_id.startswith("AST_")
+        assert cls.CATEGORY.startswith("Affordance/") and cls.DESCRIPTION
+        assert hasattr(cls, cls.FUNCTION)
+        spec = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, value in spec.get(section, {}).items():
+                assert len(value) == 2 and value[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+
+
+def test_strength_zero_returns_inputs_untouched(control, image):
+    pos, neg = _cond(), _cond()
+    out = apply_control(pos, neg, control, image(), 0.0, 0.0, 1.0)
+    assert out[0] is pos and out[1] is neg
+
+
+def test_positive_and_negative_share_one_control(control, image):
+    pos, neg = apply_control(_cond(2), _cond(1), control, image(), 1.0, 0.0, 1.0)
+    objs = {id(d["control"]) for _, d in pos + neg}
+    assert len(objs) == 1
+    c = pos[0][1]["control"]
+    assert isinstance(c, AffordanceControl) and c is not control  # a copy; the loader output stays clean
+    assert control.cond_hint_original is None
+    assert c.cond_hint_original.shape == (1, 3, 64, 64)
+    assert all(d["control_apply_to_uncond"] is False for _, d in pos + neg)
+
+
+def test_chains_onto_existing_control(control, image):
+    prev = object()
+    pos, neg = apply_control(_cond(1, prev), _cond(1), control, image(), 0.7, 0.1, 0.9)
+    a, b = pos[0][1]["control"], neg[0][1]["control"]
+    assert a.previous_controlnet is prev and b.previous_controlnet is None and a is not b
+    assert a.strength == 0.7 and a.timestep_percent_range == (0.1, 0.9)
+
+
+def test_inputs_are_not_mutated(control, image):
+    pos = _cond(1)
+    apply_control(pos, _cond(1), control, image(), 1.0, 0.0, 1.0)
+    assert "control" not in pos[0][1]
+
+
+@pytest.mark.parametrize(("c", "expected"), [(1, 3), (4, 3), (3, 3)])
+def test_greyscale_and_rgba_images(control, image, c, expected):
+    pos, _ = apply_control(_cond(), _cond(), control, image(c=c), 1.0, 0.0, 1.0)
+    assert pos[0][1]["control"].cond_hint_original.shape[1] == expected
+
+
+def test_bad_images(control, image):
+    with pytest.raises(ValueError, match="image has 2 channels"):
+        apply_control(_cond(), _cond(), control, image(c=2), 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"got \(64, 64, 3\)"):
+        apply_control(_cond(), _cond(), control, image()[0], 1.0, 0.0, 1.0)
+
+
+def test_window_order_checked(control, image):
+    with pytest.raises(ValueError, match="after end_percent"):
+        apply_control(_cond(), _cond(), control, image(), 1.0, 0.8, 0.2)
+
+
+def test_weight_count_checked_at_apply(control, image):
+    w = ControlWeights(Preset.CUSTOM, custom=(1.0,) * 10)
+    with pytest.raises(WeightsError, match="got 10 custom weights but this SD1.x ControlNet has 5 residuals"):
+        apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, weights=w)
+
+
+def test_mask_rank_checked(control, image):
+    with pytest.raises(ValueError, match=r"mask must have shape \(batch, height, width\).*rank 4"):
+        apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=torch.ones(1, 64, 64, 3))
+    pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=torch.ones(64, 64))
+    assert pos[0][1]["control"].mask.shape == (1, 64, 64)
+
+
+class ForeignControl:
+    """A ComfyUI ControlNet stand-in (no weights/schedule/mask support)."""
+
+    def __init__(self, latent_format=None) -> None:
+        self.latent_format = latent_format
+        self.previous_controlnet = None
+        self.hint = None
+
+    def copy(self):
+        return ForeignControl(self.latent_format)
+
+    def set_cond_hint(self, hint, strength=1.0, timestep_percent_range=(0.0, 1.0), vae=None, extra_concat=()):
+        self.hint, self.strength, self.vae = hint, strength, vae
+        return self
+
+    def set_previous_controlnet(self, c):
+        self.previous_controlnet = c
+        return self
+
+
+def test_foreign_control_is_applied_like_comfyui(image):
+    pos, neg = apply_control(_cond(), _cond(), ForeignControl(), image(), 0.5, 0.0, 1.0)
+    c = pos[0][1]["control"]
+    assert isinstance(c, ForeignControl) and c is neg[0][1]["control"] and c.strength == 0.5
+
+
+def test_foreign_control_rejects_our_extras(image):
+    with pytest.raises(ValueError, match="weights, mask input\\(s\\) need a ControlNet loaded with"):
+        apply_control(
+            _cond(), _cond(), ForeignControl(), image(), 1.0, 0.0, 1.0, weights=ControlWeights(), mask=torch.ones(1, 8, 8)
+        )
+
+
+def test_controlnet_needing_a_vae_without_one(image):
+    with pytest.raises(ValueError, match="needs a VAE to encode its hint: connect a VAE"):
+        apply_control(_cond(), _cond(), ForeignControl(latent_format="sd3"), image(), 1.0, 0.0, 1.0)
+    pos, _ = apply_control(_cond(), _cond(), ForeignControl(latent_format="sd3"), image(), 1.0, 0.0, 1.0, vae="vae")
+    assert pos[0][1]["control"].vae == "vae"
+
+
+def test_weights_node_validation():
+    assert ControlWeightsNode.VALIDATE_INPUTS("custom", 0.825, 1.0, "1, 2, x") == (
+        "custom weight #3 is 'x', not a number. Write numbers separated by commas."
+    )
+    assert ControlWeightsNode.VALIDATE_INPUTS("balanced", 0.825, 1.0, "ignored, x") is True
+    (w,) = ControlWeightsNode().build("prompt_more_important", 0.9, 0.5, "")
+    assert w.resolve(13)[0] == pytest.approx(0.9**12) and w.uncond_multiplier == 0.5
+
+
+def test_schedule_node_validation():
+    assert "progress must be between 0 and 1" in StrengthScheduleNode.VALIDATE_INPUTS("2:1", "linear")
+    (s,) = StrengthScheduleNode().build("0:1, 1:0", "linear")
+    assert s.at(0.5) == 0.5
+
+
+@pytest.fixture
+def stub_comfy(monkeypatch, tmp_path):
+    """Just enough of ComfyUI for the loader: model management, ModelPatcher, ops and folder_paths."""
+    mm = ModuleType("comfy.model_management")
+    mm.get_torch_device = lambda: torch.device("cpu")
+    mm.unet_offload_device = lambda: torch.device("cpu")
+    mm.unet_dtype = lambda model_params=0, supported_dtypes=(), weight_dtype=None: torch.float32
+    mm.unet_manual_cast = lambda dtype, device: None
+    mp = ModuleType("comfy.model_patcher")
+    mp.ModelPatcher = lambda model, load_device, offload_device: SimpleNamespace(model=model, load_device=load_device)
+    ops = ModuleType("comfy.ops")
+    ops.pick_operations = lambda dtype, cast: torch.nn
+    comfy = ModuleType("comfy")
+    comfy.model_management, comfy.model_patcher, comfy.ops = mm, mp, ops
+    fp = ModuleType("folder_paths")
+    fp.get_filename_list = lambda name: ["tiny.safetensors"]
+    fp.get_full_path = lambda name, f: str(tmp_path / f) if (tmp_path / f).exists() else None
+    fp.get_folder_paths = lambda name: [str(tmp_path)]
+    for name, mod in {"comfy": comfy, "comfy.model_management": mm, "comfy.model_patcher": mp, "comfy.ops": ops, "folder_paths": fp}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return tmp_path
+
+
+def test_loader_node_with_stub_host(stub_comfy, control):
+    save_file(control.network.state_dict(), stub_comfy / "tiny.safetensors")
+    cls = NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]
+    assert cls.INPUT_TYPES()["required"]["control_net_name"][0] == ["tiny.safetensors"]
+    (loaded,) = cls().load("tiny.safetensors")
+    assert isinstance(loaded, AffordanceControl) and loaded.get_models() == [loaded.patcher]
+    assert loaded.patcher.model is loaded.network and loaded.network.config == control.network.config
+    with pytest.raises(FileNotFoundError, match="'missing.pth' is not in ComfyUI's controlnet folders"):
+        cls().load("missing.pth")
+
+
+def test_loader_node_refuses_bad_file(stub_comfy):
+    (stub_comfy / "tiny.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(ValueError, match="Git LFS pointer"):
+        NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]().load("tiny.safetensors")

@@ -1,0 +1,257 @@
+"""Our control object driven through ComfyUI's calling sequence by a fake host."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.controlnet.schedule import StrengthSchedule
+from affordance.controlnet.weights import ControlWeights, Preset, WeightsError, soft_weights
+from affordance.nodes.control import AffordanceControl, FamilyMismatchError
+
+
+def _ready(ctrl: AffordanceControl, fake_model, image, strength=1.0, window=(0.0, 1.0), **extras):
+    c = ctrl.copy().set_cond_hint(image().movedim(-1, 1), strength, window)
+    if extras:
+        c.configure(**extras)
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    return c
+
+
+def _expected(ctrl, x, t, cond):
+    """The network's own residuals for the same call, with ComfyUI's sigma conversions."""
+    ms = ctrl._sampling
+    hint = torch.nn.functional.interpolate(ctrl.cond_hint_original, size=(x.shape[-2] * 8, x.shape[-1] * 8), mode="nearest-exact")
+    res = ctrl.network(ms.calculate_input(t, x), hint, ms.timestep(t), cond["c_crossattn"], cond.get("y"))
+    return res.as_list()
+
+
+def test_returns_network_residuals_in_comfy_layout(control, fake_model, image, call, sigma, close_lists):
+    c = _ready(control, fake_model, image)
+    out, (x, t, cond) = call(c, sigma(0.3))
+    assert set(out) == {"input", "middle", "output"} and out["input"] == []
+    assert len(out["output"]) == 4 and len(out["middle"]) == 1
+    close_lists(out["output"] + out["middle"], _expected(c, x, t, cond))
+
+
+def test_fresh_lists_every_call(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image)
+    a, _ = call(c, sigma(0.3))
+    b, _ = call(c, sigma(0.3))
+    assert a["output"] is not b["output"] and a["middle"] is not b["middle"]
+    a["output"].pop()  # the UNet pops; the next call must not notice
+    assert len(call(c, sigma(0.3))[0]["output"]) == 4
+
+
+def test_window_gates_by_sigma(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image, window=(0.3, 0.6))
+    assert call(c, sigma(0.1))[0] is None
+    assert call(c, sigma(0.8))[0] is None
+    assert call(c, sigma(0.45))[0] is not None
+
+
+def test_strength_and_soft_weights(control, fake_model, image, call, sigma, close_lists):
+    base = _ready(control, fake_model, image)
+    ref, _ = call(base, sigma(0.5))
+    soft = _ready(control, fake_model, image, strength=0.5, weights=ControlWeights(Preset.PROMPT_MORE_IMPORTANT))
+    got, _ = call(soft, sigma(0.5))
+    w = soft_weights(5)
+    close_lists(got["output"] + got["middle"], [r * 0.5 * wi for r, wi in zip(ref["output"] + ref["middle"], w)])
+
+
+def test_controlnet_more_important_is_cond_only(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image, weights=ControlWeights(Preset.CONTROLNET_MORE_IMPORTANT))
+    out, _ = call(c, sigma(0.5), n=2, order=(1, 0))  # uncond rows first, as ComfyUI batches them
+    for r in out["output"] + out["middle"]:
+        assert torch.count_nonzero(r[:2]) == 0
+        assert torch.count_nonzero(r[2:]) > 0
+
+
+def test_uncond_multiplier(control, fake_model, image, call, sigma, close_lists):
+    ref, _ = call(_ready(control, fake_model, image), sigma(0.5), order=(0, 1))
+    half, _ = call(_ready(control, fake_model, image, weights=ControlWeights(uncond_multiplier=0.25)), sigma(0.5), order=(0, 1))
+    for r, h in zip(ref["output"], half["output"]):
+        torch.testing.assert_close(h[:1], r[:1])
+        torch.testing.assert_close(h[1:], r[1:] * 0.25)
+
+
+def test_custom_weights_checked_against_family(control):
+    with pytest.raises(WeightsError, match="got 13 custom weights but this SD1.x ControlNet has 5 residuals"):
+        control.copy().configure(weights=ControlWeights(Preset.CUSTOM, custom=(1.0,) * 13))
+
+
+def test_zero_weights_skip_work(control, fake_model, image, call, sigma):
+    calls = []
+    c = _ready(control, fake_model, image, weights=ControlWeights(Preset.CUSTOM, custom=(0.0,) * 5))
+    c.network.register_forward_hook(lambda *a: calls.append(1))
+    assert call(c, sigma(0.5))[0] is None and not calls
+
+
+def test_mask_ones_zeros_and_region(control, fake_model, image, call, sigma, close_lists):
+    ref, _ = call(_ready(control, fake_model, image), sigma(0.5))
+    ones, _ = call(_ready(control, fake_model, image, mask=torch.ones(1, 64, 64)), sigma(0.5))
+    close_lists(ones["output"] + ones["middle"], ref["output"] + ref["middle"], atol=0)
+    zeros, _ = call(_ready(control, fake_model, image, mask=torch.zeros(1, 64, 64)), sigma(0.5))
+    assert all(torch.count_nonzero(r) == 0 for r in zeros["output"] + zeros["middle"])
+    left = torch.zeros(1, 64, 64)
+    left[..., :32] = 1
+    half, _ = call(_ready(control, fake_model, image, mask=left), sigma(0.5))
+    r, m = half["output"][0], ref["output"][0]
+    torch.testing.assert_close(r[..., :4], m[..., :4])
+    assert torch.count_nonzero(r[..., 4:]) == 0
+
+
+def test_schedule_scales_by_progress(control, fake_model, image, call, sigma, close_lists):
+    ref, _ = call(_ready(control, fake_model, image), sigma(0.8))
+    sched = StrengthSchedule.parse("0.0:1.0, 0.6:1.0, 1.0:0.2")
+    got, _ = call(_ready(control, fake_model, image, schedule=sched), sigma(0.8))
+    factor = sched.at(0.8)
+    assert factor == pytest.approx(0.6)
+    close_lists(got["output"], [r * factor for r in ref["output"]], atol=1e-3)
+
+
+def test_hint_encoded_once_per_run(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image)
+    calls = []
+    c.network.input_hint_block.register_forward_hook(lambda *a: calls.append(1))
+    for p in (0.1, 0.4, 0.7, 0.9):
+        call(c, sigma(p))
+    assert len(calls) == 1
+    c.cleanup()
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    call(c, sigma(0.5))
+    assert len(calls) == 2
+
+
+def test_copy_shares_weights_not_state(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image)
+    call(c, sigma(0.5))
+    d = c.copy()
+    assert d.network is c.network and d.patcher is c.patcher
+    assert d._encoded_hint is None and d._window is None and d.previous_controlnet is None
+    assert c._encoded_hint is not None
+
+
+def test_cleanup_leaves_object_reusable(control, fake_model, image, call, sigma, close_lists):
+    c = _ready(control, fake_model, image)
+    first, _ = call(c, sigma(0.5))
+    c.cleanup()
+    assert c._window is None and c._encoded_hint is None
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    again, _ = call(c, sigma(0.5))
+    close_lists(first["output"], again["output"], atol=0)
+
+
+class ComfyLikeControl:
+    """Stands for ComfyUI's ControlNet/T2I objects: same contract, its own output shape."""
+
+    def __init__(self, value: float, previous=None) -> None:
+        self.value, self.previous_controlnet, self.extra_hooks = value, previous, None
+        self.calls = []
+
+    def get_control(self, x, t, cond, batched_number, transformer_options):
+        prev = self.previous_controlnet.get_control(x, t, cond, batched_number, transformer_options) if self.previous_controlnet else None
+        n = x.shape[0]
+        out = {
+            "input": [torch.full((n, 32, 8, 8), self.value)],
+            "middle": [torch.full((n, 64, 4, 4), self.value)],
+            "output": [torch.full((n, 32, 8, 8), self.value), None],
+        }
+        if prev:
+            for k in out:
+                for i, p in enumerate(prev[k]):
+                    if i >= len(out[k]):
+                        out[k].append(p)
+                    elif p is not None:
+                        out[k][i] = p if out[k][i] is None else p + out[k][i]
+        return out
+
+    def pre_run(self, model, f):
+        self.calls.append("pre_run")
+
+    def cleanup(self):
+        self.calls.append("cleanup")
+
+    def get_models(self):
+        return ["comfy-patcher"]
+
+    def get_extra_hooks(self):
+        return []
+
+    def inference_memory_requirements(self, dtype):
+        return 123
+
+
+def test_chains_onto_comfy_control(control, fake_model, image, call, sigma):
+    prev = ComfyLikeControl(2.0)
+    mine = _ready(control, fake_model, image)
+    alone, _ = call(mine, sigma(0.5))
+    mine.set_previous_controlnet(prev)
+    chained, _ = call(mine, sigma(0.5))
+    assert len(chained["input"]) == 1 and torch.all(chained["input"][0] == 2.0)
+    torch.testing.assert_close(chained["output"][0], alone["output"][0] + 2.0)
+    torch.testing.assert_close(chained["output"][1], alone["output"][1])  # prev had a hole there
+    torch.testing.assert_close(chained["middle"][0], alone["middle"][0] + 2.0)
+    assert mine.get_models() == ["comfy-patcher"]
+    assert mine.inference_memory_requirements(torch.float32) == 123
+    model = fake_model()
+    mine.pre_run(model, model.model_sampling.percent_to_sigma)
+    mine.cleanup()
+    assert prev.calls == ["pre_run", "cleanup"]
+
+
+def test_comfy_control_chains_onto_ours(control, fake_model, image, call, sigma):
+    mine = _ready(control, fake_model, image)
+    alone, _ = call(mine, sigma(0.5))
+    theirs = ComfyLikeControl(1.0, previous=mine)
+    out, _ = call(theirs, sigma(0.5))
+    torch.testing.assert_close(out["output"][0], alone["output"][0] + 1.0)
+    torch.testing.assert_close(out["output"][2], alone["output"][2])
+
+
+def test_outside_window_passes_previous_through(control, fake_model, image, call, sigma):
+    prev = ComfyLikeControl(3.0)
+    c = _ready(control, fake_model, image, window=(0.5, 1.0)).set_previous_controlnet(prev)
+    out, _ = call(c, sigma(0.1))
+    assert torch.all(out["output"][0] == 3.0)
+
+
+def test_sdxl_control_on_sd15_model_is_refused(xl_control, fake_model, image):
+    c = xl_control.copy().set_cond_hint(image().movedim(-1, 1))
+    model = fake_model(context_dim=768)
+    with pytest.raises(FamilyMismatchError, match="SDXL ControlNet .* the model being sampled is SD1.x"):
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+
+
+def test_sdxl_uses_label(xl_control, fake_model, image, call, sigma):
+    c = xl_control.copy().set_cond_hint(image().movedim(-1, 1))
+    model = fake_model(context_dim=2048)
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    out, _ = call(c, sigma(0.5), y_dim=2816)
+    assert len(out["output"]) == 4
+    with pytest.raises(FamilyMismatchError, match="no SDXL label"):
+        call(c, sigma(0.5))
+
+
+def test_hint_batch_that_fits_no_latent_batch(control, fake_model, image, call, sigma):
+    c = control.copy().set_cond_hint(image(b=3).movedim(-1, 1))
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    with pytest.raises(ValueError, match="a batch of 3 hint images fits no latent batch of 2"):
+        call(c, sigma(0.5), n=2)
+
+
+def test_batch_of_hints_maps_to_batch_of_latents(control, fake_model, image, call, sigma):
+    hints = image(b=2).movedim(-1, 1)
+    both = control.copy().set_cond_hint(hints)
+    model = fake_model()
+    both.pre_run(model, model.model_sampling.percent_to_sigma)
+    out, (x, t, cond) = call(both, sigma(0.5), n=2, order=(0,))
+    for i in range(2):
+        single = control.copy().set_cond_hint(hints[i : i + 1])
+        single.pre_run(model, model.model_sampling.percent_to_sigma)
+        sub = single.get_control(x[i : i + 1], t[i : i + 1], {"c_crossattn": cond["c_crossattn"][i : i + 1]}, 1, {"cond_or_uncond": [0]})
+        torch.testing.assert_close(out["output"][0][i : i + 1], sub["output"][0], atol=1e-5, rtol=0)
