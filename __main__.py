@@ -1,8 +1,11 @@
-"""The main job: ``python -m affordance [inspect] [FILE ...]`` and ``python -m affordance convert ...``.
+"""The main job of the pack, from the command line.
 
-``inspect`` (the default) reports format, family, architecture, residual shapes and keys of each
-ControlNet file given; with no file it writes a small ControlNet in every supported format to a
-temporary folder and inspects those.
+- ``python -m affordance`` (no arguments): both demos below, on built-in data.
+- ``python -m affordance inspect [FILE ...]``: format, family, architecture, residual shapes and keys of
+  each ControlNet file; with no file, a small ControlNet written in every supported format.
+- ``python -m affordance hints [IMAGE] [--out DIR] [--resolution N]``: every hint the pack makes, from
+  an image (a built-in scene when none is given), written as PNGs with a contact sheet.
+- ``python -m affordance convert SRC DST --to {diffusers,original}``: layout conversion.
 """
 
 from __future__ import annotations
@@ -38,20 +41,80 @@ def _inspect(files: Sequence[str]) -> int:
     return 1 if failures else 0
 
 
+def _hints(argv: Sequence[str]) -> int:
+    import time
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .preprocessors import GALLERY, PreprocessorError
+    from .preprocessors.sheet import contact_sheet, demo_scene, save_png
+
+    parser = argparse.ArgumentParser(prog="python -m affordance hints", description="Turn an image into every hint.")
+    parser.add_argument("image", nargs="?", help="an image file (default: a built-in scene)")
+    parser.add_argument("--out", default="affordance-output/hints", help="output folder (default: %(default)s)")
+    parser.add_argument("--resolution", type=int, default=512, help="detection resolution (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.image:
+        try:
+            with Image.open(args.image) as im:
+                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        except OSError as exc:
+            log.error("error: cannot read image %s: %s", args.image, exc)
+            return 2
+        image = torch.from_numpy(arr).permute(2, 0, 1)[None]
+        name = Path(args.image).stem
+    else:
+        image, name = demo_scene(), "demo_scene"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = [("input", image)]
+    save_png(image, out / f"{name}.png")
+    for key, fn in GALLERY.items():
+        start = time.perf_counter()
+        try:
+            hint = fn(image, args.resolution)
+        except PreprocessorError as exc:
+            log.error("%s: %s", key, exc)
+            return 2
+        shown = hint.clamp(0, 1) if key != "inpaint" else (hint + 1) / 2  # -1 (masked) shows as black
+        save_png(shown, out / f"{name}_{key}.png")
+        items.append((key, shown))
+        log.info(
+            "%-17s %dx%d in %.0f ms -> %s",
+            key,
+            hint.shape[-1],
+            hint.shape[-2],
+            1000 * (time.perf_counter() - start),
+            out / f"{name}_{key}.png",
+        )
+    sheet = out / f"{name}_contact_sheet.png"
+    contact_sheet(items).save(sheet)
+    log.info("contact sheet: %s", sheet)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch the sub-commands; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if argv and argv[0] == "convert":
+    if not argv:
+        rc = _inspect([])
+        log.info("")
+        return rc or _hints([])
+    if argv[0] == "convert":
         from .controlnet.convert import main as convert_main
 
         return convert_main(argv[1:])
-    if argv and argv[0] == "inspect":
+    if argv[0] == "hints":
+        return _hints(argv[1:])
+    if argv[0] == "inspect":
         argv = argv[1:]
     parser = argparse.ArgumentParser(
-        prog="python -m affordance",
-        description="Inspect ControlNet files (no file: a demo of every format). "
-        "Sub-command 'convert' converts between layouts (see 'convert --help').",
+        prog="python -m affordance [inspect]",
+        description="Inspect ControlNet files (no file: a demo of every format). Other sub-commands: "
+        "'hints' (every preprocessor on an image), 'convert' (layout conversion).",
     )
     parser.add_argument("files", nargs="*", help="ControlNet files or diffusers folders")
     args = parser.parse_args(argv)

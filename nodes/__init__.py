@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .apply import ApplyControlNet
 from .loaders import ControlNetLoader
+from .preprocess import NODES as _PREPROCESSORS
 from .weights import ControlWeightsNode, StrengthScheduleNode
 
 NODE_CLASS_MAPPINGS = {
@@ -11,6 +12,7 @@ NODE_CLASS_MAPPINGS = {
     "AST_ApplyControlNet": ApplyControlNet,
     "AST_ControlWeights": ControlWeightsNode,
     "AST_StrengthSchedule": StrengthScheduleNode,
+    **{node_id: cls for node_id, (cls, _) in _PREPROCESSORS.items()},
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -18,4 +20,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AST_ApplyControlNet": "Apply ControlNet (Affordance)",
     "AST_ControlWeights": "ControlNet Weights (Affordance)",
     "AST_StrengthSchedule": "Strength Schedule (Affordance)",
+    **{node_id: name for node_id, (_, name) in _PREPROCESSORS.items()},
 }

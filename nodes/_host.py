@@ -108,3 +108,27 @@ def mask_batch(mask: Any) -> torch.Tensor:
     if mask.shape[0] == 0 or min(mask.shape[-2:]) < 1:
         raise ValueError(f"the mask is empty (shape {tuple(mask.shape)}).")
     return mask.float()
+
+
+def processing_device() -> torch.device:
+    """ComfyUI's compute device (a GPU when there is one); the CPU outside ComfyUI."""
+    try:
+        return comfy_model_management().get_torch_device()
+    except ImportError:
+        return torch.device("cpu")
+
+
+class Progress:
+    """ComfyUI's progress bar for a node (a no-op outside ComfyUI)."""
+
+    def __init__(self, total: int) -> None:
+        try:
+            import comfy.utils
+
+            self._bar: Any = comfy.utils.ProgressBar(total)
+        except ImportError:
+            self._bar = None
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)

@@ -1,0 +1,324 @@
+"""Preprocessor nodes: IMAGE in, IMAGE hint out at the input's size, batched on ComfyUI's device.
+
+Each node is declared by a small spec (function, parameters, description); the shared base class
+converts layouts and devices, runs the batch in chunks with a progress bar, and validates parameters
+before execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..preprocessors import (
+    ResizeMode,
+    binary,
+    canny,
+    color_grid,
+    inpaint,
+    invert,
+    lineart_standard,
+    luminance,
+    pixel_perfect_resolution,
+    resize_hint,
+    scribble,
+    scribble_xdog,
+    shuffle,
+    tile,
+)
+from ..preprocessors.base import MAX_RESOLUTION, check_image
+from ._host import Progress, mask_batch, processing_device
+
+CHUNK = 16  # images per batched call: bounds memory while keeping the work batched
+RESOLUTION = (
+    "INT",
+    {
+        "default": 512,
+        "min": 64,
+        "max": MAX_RESOLUTION,
+        "step": 64,
+        "tooltip": "Detection resolution: the short side the image is processed at (the hint comes back at the input size).",
+    },
+)
+
+
+def to_bchw(image: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """IMAGE ``(B, H, W, C)`` -> ``(B, 3, H, W)`` float on ``device`` (greyscale/RGBA converted, checked)."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a ComfyUI IMAGE (batch, height, width, channels), got {got}.")
+    return check_image(image.movedim(-1, 1).to(device))
+
+
+def to_image(hint: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` -> IMAGE ``(B, H, W, 3)`` float32 on the CPU."""
+    return hint.movedim(1, -1).float().cpu().contiguous()
+
+
+def run_batched(image: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Run ``fn`` over an IMAGE batch in chunks on ComfyUI's device, with a progress bar."""
+    x = to_bchw(image, processing_device())
+    bar = Progress(x.shape[0])
+    out = []
+    for i in range(0, x.shape[0], CHUNK):
+        part = x[i : i + CHUNK]
+        out.append(to_image(fn(part)))
+        bar.update(part.shape[0])
+    return torch.cat(out)
+
+
+class _Preprocessor:
+    """Base of the simple preprocessor nodes: ``image`` (+ ``resolution``) + parameters -> ``IMAGE``."""
+
+    PARAMS: dict[str, tuple] = {}
+    USES_RESOLUTION = True
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("hint",)
+    FUNCTION = "process"
+    CATEGORY = "Affordance/preprocessors"
+
+    @staticmethod
+    def compute(x: torch.Tensor, **params: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        required: dict[str, tuple] = {"image": ("IMAGE", {"tooltip": "The image(s) to turn into a hint."})}
+        required.update(cls.PARAMS)
+        if cls.USES_RESOLUTION:
+            required["resolution"] = RESOLUTION
+        return {"required": required}
+
+    def process(self, image: torch.Tensor, **params: Any) -> tuple[torch.Tensor]:
+        return (run_batched(image, lambda x: self.compute(x, **params)),)
+
+
+def _int(default: int, lo: int, hi: int, tip: str) -> tuple:
+    return ("INT", {"default": default, "min": lo, "max": hi, "step": 1, "tooltip": tip})
+
+
+def _float(default: float, lo: float, hi: float, step: float, tip: str) -> tuple:
+    return ("FLOAT", {"default": default, "min": lo, "max": hi, "step": step, "tooltip": tip})
+
+
+class CannyPreprocessor(_Preprocessor):
+    DESCRIPTION = (
+        "Canny edges exactly as OpenCV computes them (ControlNet's Canny), batched; on the GPU when there is one."
+    )
+    PARAMS = {
+        "low_threshold": _int(100, 0, 255, "Weak-edge threshold on the 0-255 gradient scale (ControlNet: 100)."),
+        "high_threshold": _int(200, 0, 255, "Strong-edge threshold (ControlNet: 200); must be >= low_threshold."),
+    }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, low_threshold: int, high_threshold: int, resolution: int):
+        for name, v in (("low_threshold", low_threshold), ("high_threshold", high_threshold)):
+            if not 0 <= v <= 255:
+                return f"{name} must be between 0 and 255, got {v}."
+        if low_threshold > high_threshold:
+            return f"low_threshold ({low_threshold}) is above high_threshold ({high_threshold}); swap them."
+        if not 64 <= resolution <= MAX_RESOLUTION:
+            return f"resolution must be between 64 and {MAX_RESOLUTION}, got {resolution}."
+        return True
+
+    @staticmethod
+    def compute(x, low_threshold, high_threshold, resolution):
+        return canny(x, low_threshold, high_threshold, resolution)
+
+
+class ScribblePreprocessor(_Preprocessor):
+    DESCRIPTION = "A dark-on-light drawing -> white strokes on black (ControlNet's scribble app)."
+
+    @staticmethod
+    def compute(x, resolution):
+        return scribble(x, resolution)
+
+
+class ScribbleXDoGPreprocessor(_Preprocessor):
+    DESCRIPTION = "Scribble-like lines from a photo by the eXtended Difference of Gaussians."
+    PARAMS = {"threshold": _int(32, 1, 64, "Lower keeps more lines.")}
+
+    @staticmethod
+    def compute(x, threshold, resolution):
+        return scribble_xdog(x, threshold, resolution)
+
+
+class BinaryPreprocessor(_Preprocessor):
+    DESCRIPTION = "Black/white hint: bright areas white. Threshold 0 or 255 picks Otsu's threshold per image."
+    PARAMS = {"threshold": _int(100, 0, 255, "Luminance threshold; 0 or 255 = automatic (Otsu).")}
+
+    @staticmethod
+    def compute(x, threshold, resolution):
+        return binary(x, threshold, resolution)
+
+
+class LineartStandardPreprocessor(_Preprocessor):
+    DESCRIPTION = "Lineart from a photo without a network (Gaussian difference)."
+    PARAMS = {
+        "sigma": _float(6.0, 0.1, 100.0, 0.1, "Width of the Gaussian surround in pixels."),
+        "intensity": _float(8.0, 0.0, 1000.0, 0.1, "Line strength (8 = the reference)."),
+    }
+
+    @staticmethod
+    def compute(x, sigma, intensity, resolution):
+        return lineart_standard(x, sigma, intensity, resolution)
+
+
+class ShufflePreprocessor(_Preprocessor):
+    DESCRIPTION = "Content shuffle for the 1.1 shuffle model: a smooth random warp, fixed by the seed."
+    PARAMS = {
+        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Random seed of the warp."})
+    }
+
+    @staticmethod
+    def compute(x, seed, resolution):
+        return shuffle(x, seed, resolution)
+
+
+class TilePreprocessor(_Preprocessor):
+    DESCRIPTION = "Tile hint: shrink by 2^iterations then pyrUp back (for tile/upscale ControlNets)."
+    PARAMS = {"pyrup_iters": _int(3, 0, 6, "Number of halvings and pyrUp steps; more = blurrier.")}
+
+    @staticmethod
+    def compute(x, pyrup_iters, resolution):
+        return tile(x, pyrup_iters, resolution)
+
+
+class ColorPreprocessor(_Preprocessor):
+    DESCRIPTION = "Colour grid: the image averaged on 64 px cells (the T2I colour hint)."
+
+    @staticmethod
+    def compute(x, resolution):
+        return color_grid(x, resolution)
+
+
+class LuminancePreprocessor(_Preprocessor):
+    DESCRIPTION = "Recolour hint: Lab lightness raised to gamma, as grey."
+    PARAMS = {"gamma": _float(1.0, 0.01, 10.0, 0.01, "Gamma applied to the lightness (1 = unchanged).")}
+
+    @staticmethod
+    def compute(x, gamma, resolution):
+        return luminance(x, gamma, resolution)
+
+
+class InvertHint(_Preprocessor):
+    DESCRIPTION = "Swap black and white (e.g. black-on-white lineart to the white-on-black ControlNet expects)."
+    CATEGORY = "Affordance/hints"
+    USES_RESOLUTION = False
+
+    @staticmethod
+    def compute(x):
+        return invert(x)
+
+
+class InpaintPreprocessor:
+    DESCRIPTION = "The 1.1 inpaint hint: masked pixels become -1 (as control_v11p_sd15_inpaint expects)."
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("hint",)
+    FUNCTION = "process"
+    CATEGORY = "Affordance/preprocessors"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The image to inpaint."}),
+                "mask": ("MASK", {"tooltip": "Where to inpaint (1 = repaint); resized to the image."}),
+            }
+        }
+
+    def process(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor]:
+        m = mask_batch(mask)
+        x = to_bchw(image, processing_device())
+        return (to_image(inpaint(x, m.to(x.device))),)
+
+
+class HintResize:
+    DESCRIPTION = (
+        "Bring hints to a size: just resize, crop and resize (cover), or resize and fill (fit + border colour)."
+    )
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("hint",)
+    FUNCTION = "process"
+    CATEGORY = "Affordance/hints"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The hint(s) to resize."}),
+                "mode": (
+                    [m.value for m in ResizeMode],
+                    {
+                        "default": ResizeMode.CROP_AND_RESIZE.value,
+                        "tooltip": "just_resize: stretch. crop_and_resize: cover and crop the centre. resize_and_fill: fit inside, fill the rest with the border colour.",
+                    },
+                ),
+                "width": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 8,
+                        "max": 16384,
+                        "step": 8,
+                        "tooltip": "Target width (ignored when a latent is connected).",
+                    },
+                ),
+                "height": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 8,
+                        "max": 16384,
+                        "step": 8,
+                        "tooltip": "Target height (ignored when a latent is connected).",
+                    },
+                ),
+            },
+            "optional": {"latent": ("LATENT", {"tooltip": "Take the size from this latent (its size x 8)."})},
+        }
+
+    def process(self, image, mode, width, height, latent=None) -> tuple[torch.Tensor]:
+        if latent is not None:
+            height, width = (int(s) * 8 for s in latent["samples"].shape[-2:])
+        x = to_bchw(image, processing_device())
+        return (to_image(resize_hint(x, width, height, mode)),)
+
+
+class PixelPerfectResolution:
+    DESCRIPTION = "The detection resolution that maps one hint pixel to one generated pixel for a target size."
+    RETURN_TYPES = ("INT",)
+    RETURN_NAMES = ("resolution",)
+    FUNCTION = "process"
+    CATEGORY = "Affordance/hints"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        spec = HintResize.INPUT_TYPES()
+        return spec
+
+    def process(self, image, mode, width, height, latent=None) -> tuple[int]:
+        if latent is not None:
+            height, width = (int(s) * 8 for s in latent["samples"].shape[-2:])
+        if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[0] == 0:
+            raise ValueError("image must be a non-empty ComfyUI IMAGE.")
+        return (pixel_perfect_resolution(image.shape[1], image.shape[2], height, width, mode),)
+
+
+NODES: dict[str, tuple[type, str]] = {
+    "AST_CannyPreprocessor": (CannyPreprocessor, "Canny (Affordance)"),
+    "AST_ScribblePreprocessor": (ScribblePreprocessor, "Scribble (Affordance)"),
+    "AST_ScribbleXDoGPreprocessor": (ScribbleXDoGPreprocessor, "Scribble XDoG (Affordance)"),
+    "AST_BinaryPreprocessor": (BinaryPreprocessor, "Binary (Affordance)"),
+    "AST_LineartStandardPreprocessor": (LineartStandardPreprocessor, "Lineart Standard (Affordance)"),
+    "AST_ShufflePreprocessor": (ShufflePreprocessor, "Content Shuffle (Affordance)"),
+    "AST_TilePreprocessor": (TilePreprocessor, "Tile (Affordance)"),
+    "AST_ColorPreprocessor": (ColorPreprocessor, "Colour Grid (Affordance)"),
+    "AST_LuminancePreprocessor": (LuminancePreprocessor, "Luminance (Affordance)"),
+    "AST_InpaintPreprocessor": (InpaintPreprocessor, "Inpaint Hint (Affordance)"),
+    "AST_HintResize": (HintResize, "Resize Hint (Affordance)"),
+    "AST_PixelPerfectResolution": (PixelPerfectResolution, "Pixel Perfect Resolution (Affordance)"),
+    "AST_InvertHint": (InvertHint, "Invert Hint (Affordance)"),
+}

@@ -1,0 +1,118 @@
+"""The preprocessor contract and the shared detection-resolution step.
+
+Every preprocessor maps ``(B, 3, H, W)`` float images in ``[0, 1]`` (any device) to hints of the same
+shape and size, batched. Images are brought to a *detection resolution* (short side = ``resolution``,
+padded to a multiple of 64 by repeating edge pixels, as the ControlNet 1.1 annotators do), processed,
+and brought back to the input size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ImageInputError, ParameterError
+from .filters import resize
+
+MIN_SIDE = 8
+MAX_SIDE = 8192
+MAX_RESOLUTION = 4096
+PAD_MULTIPLE = 64
+
+
+def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """Validate and normalise an image batch to ``(B, 3, H, W)`` float in ``[0, 1]``.
+
+    Greyscale ``(B, 1, H, W)`` is repeated to RGB and an alpha channel is dropped.
+
+    Raises:
+        ImageInputError: not 4-D, empty batch, a side below :data:`MIN_SIDE` or above :data:`MAX_SIDE`,
+            another channel count, or NaN/Inf values.
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ImageInputError(f"{name} must be a batch of shape (B, C, H, W), got {got}.")
+    b, c, h, w = image.shape
+    if b == 0:
+        raise ImageInputError(f"{name} batch is empty: connect at least one image.")
+    if c == 1:
+        image = image.expand(-1, 3, -1, -1)
+    elif c == 4:
+        image = image[:, :3]
+    elif c != 3:
+        raise ImageInputError(f"{name} has {c} channels; use RGB (3), greyscale (1) or RGBA (4).")
+    if min(h, w) < MIN_SIDE:
+        raise ImageInputError(f"{name} is {w}x{h} px; preprocessors need at least {MIN_SIDE}x{MIN_SIDE} px.")
+    if max(h, w) > MAX_SIDE:
+        raise ImageInputError(
+            f"{name} is {w}x{h} px, above the {MAX_SIDE} px limit per side; downscale it first (e.g. 'Upscale Image')."
+        )
+    if not image.is_floating_point():
+        image = image.float() / 255.0
+    if not torch.isfinite(image).all():
+        raise ImageInputError(f"{name} contains NaN or Inf values; check the node that produced it.")
+    return image
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise :class:`ParameterError` unless ``low <= value <= high``."""
+    if not (low <= value <= high):
+        raise ParameterError(f"{name} must be between {low} and {high}, got {value}.")
+
+
+def check_resolution(resolution: int) -> int:
+    """A detection resolution: an integer in ``[MIN_SIDE, MAX_RESOLUTION]``."""
+    if int(resolution) != resolution or not (MIN_SIDE <= resolution <= MAX_RESOLUTION):
+        raise ParameterError(
+            f"resolution must be an integer between {MIN_SIDE} and {MAX_RESOLUTION}, got {resolution}."
+        )
+    return int(resolution)
+
+
+def to_uint8_levels(image: torch.Tensor) -> torch.Tensor:
+    """Float ``[0, 1]`` -> float holding the nearest integer level ``0..255`` (what an 8-bit image holds)."""
+    return (image * 255.0).round().clamp(0, 255)
+
+
+def detection_size(height: int, width: int, resolution: int) -> tuple[int, int]:
+    """Size with the short side scaled to ``resolution`` (rounded), as the ControlNet annotators do."""
+    k = resolution / min(height, width)
+    return max(1, round(height * k)), max(1, round(width * k))
+
+
+def at_resolution(
+    image: torch.Tensor,
+    resolution: int,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    pad: bool = True,
+    binary: bool = False,
+) -> torch.Tensor:
+    """Run ``fn`` at the detection resolution and return its result at the input's size.
+
+    Args:
+        image: ``(B, 3, H, W)`` in ``[0, 1]``.
+        resolution: short side used for detection.
+        fn: ``(B, 3, h, w) -> (B, C, h, w)``.
+        pad: pad to a multiple of 64 with edge pixels before ``fn`` (and crop after), as the
+            ControlNet 1.1 annotators do.
+        binary: the hint is black/white; it is re-thresholded at 0.5 after resizing back.
+
+    Returns:
+        ``(B, 3, H, W)`` (a 1-channel result is repeated to RGB) in the input's dtype.
+    """
+    h, w = image.shape[-2:]
+    dh, dw = detection_size(h, w, resolution)
+    x = resize(image, dh, dw).clamp(0, 1)
+    ph, pw = (-dh) % PAD_MULTIPLE if pad else 0, (-dw) % PAD_MULTIPLE if pad else 0
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    y = fn(x)[..., :dh, :dw]
+    y = resize(y, h, w).clamp(0, 1)
+    if binary:
+        y = (y >= 0.5).to(y.dtype)
+    if y.shape[1] == 1:
+        y = y.expand(-1, 3, -1, -1)
+    return y.contiguous()

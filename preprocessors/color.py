@@ -1,0 +1,156 @@
+"""Colour and texture hints without learned weights: shuffle, tile, colour grid, luminance, inpaint."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import at_resolution, check_image, check_range, check_resolution, to_uint8_levels
+from .errors import ImageInputError
+from .filters import pyr_up
+
+NOISE_CELL = 256  # ControlNet 1.1's shuffle: one random control point per 256 px
+
+
+def noise_disk(
+    b: int, h: int, w: int, generator: torch.Generator, device: torch.device, cell: int = NOISE_CELL
+) -> torch.Tensor:
+    """Smooth random field in ``[0, 1]``: coarse uniform noise, bicubic-upsampled, cropped, min-max scaled.
+
+    Returns:
+        ``(B, 1, h, w)`` float32; each image scaled to span exactly ``[0, 1]``.
+    """
+    coarse = torch.rand(b, 1, h // cell + 2, w // cell + 2, generator=generator, dtype=torch.float32).to(device)
+    big = F.interpolate(coarse, size=(h + 2 * cell, w + 2 * cell), mode="bicubic", align_corners=False)
+    n = big[..., cell : cell + h, cell : cell + w]
+    lo = n.amin(dim=(2, 3), keepdim=True)
+    n = n - lo
+    return n / n.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+
+
+def remap(image: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torch.Tensor:
+    """``cv2.remap(..., INTER_LINEAR)`` with a zero border: sample ``image`` at pixel coordinates.
+
+    Args:
+        image: ``(B, C, H, W)``.
+        map_x, map_y: ``(B, 1, h, w)`` source x in ``[0, W-1]`` and y in ``[0, H-1]``.
+    """
+    h, w = image.shape[-2:]
+    grid = torch.stack([map_x[:, 0] / max(w - 1, 1) * 2 - 1, map_y[:, 0] / max(h - 1, 1) * 2 - 1], dim=-1)
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def shuffle(image: torch.Tensor, seed: int = 0, resolution: int = 512) -> torch.Tensor:
+    """ControlNet 1.1's content shuffle: warp the image by a smooth random flow (for the shuffle model).
+
+    Deterministic for a given ``seed``; each image of the batch gets its own flow.
+
+    Returns:
+        ``(B, 3, H, W)`` in ``[0, 1]``.
+    """
+    image = check_image(image)
+    g = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        fx = noise_disk(b, h, w, g, x.device) * float(w - 1)
+        fy = noise_disk(b, h, w, g, x.device) * float(h - 1)
+        return remap(x, fx, fy)
+
+    return at_resolution(image, check_resolution(resolution), run, pad=False)
+
+
+def tile(image: torch.Tensor, pyrup_iters: int = 3, resolution: int = 512) -> torch.Tensor:
+    """The tile hint: shrink by ``2 ** pyrup_iters`` (after rounding the size to 64), then ``pyrUp`` back.
+
+    Returns:
+        ``(B, 3, H, W)`` in ``[0, 1]``: a blurred copy for tile/upscale ControlNets.
+    """
+    if int(pyrup_iters) != pyrup_iters:
+        raise ImageInputError(f"pyrup_iters must be an integer, got {pyrup_iters}.")
+    check_range("pyrup_iters", pyrup_iters, 0, 6)
+    image = check_image(image)
+    k = int(pyrup_iters)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        h64, w64 = max(64, round(h / 64) * 64), max(64, round(w / 64) * 64)
+        y = F.interpolate(x, size=(h64 >> k, w64 >> k), mode="bilinear", align_corners=False, antialias=False)
+        for _ in range(k):
+            y = pyr_up(y)
+        return F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False) if y.shape[-2:] != (h, w) else y
+
+    return at_resolution(image, check_resolution(resolution), run, pad=False)
+
+
+def color_grid(image: torch.Tensor, resolution: int = 512) -> torch.Tensor:
+    """The T2I colour hint: average colours on a grid of 64 px cells (bicubic down, nearest up).
+
+    Returns:
+        ``(B, 3, H, W)`` in ``[0, 1]``.
+    """
+    image = check_image(image)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        small = F.interpolate(x, size=(max(1, h // 64), max(1, w // 64)), mode="bicubic", align_corners=False)
+        return F.interpolate(small.clamp(0, 1), size=(h, w), mode="nearest")
+
+    return at_resolution(image, check_resolution(resolution), run, pad=False)
+
+
+def _srgb_to_linear(c: torch.Tensor) -> torch.Tensor:
+    return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def lab_lightness_levels(levels: torch.Tensor) -> torch.Tensor:
+    """OpenCV's 8-bit ``COLOR_BGR2LAB`` L channel (``L * 255 / 100``) of ``(B, 3, H, W)`` levels in BGR order."""
+    b, g, r = (levels[:, i : i + 1] / 255.0 for i in range(3))
+    y = 0.212671 * _srgb_to_linear(r) + 0.715160 * _srgb_to_linear(g) + 0.072169 * _srgb_to_linear(b)
+    f = torch.where(y > 0.008856, y.clamp_min(0) ** (1 / 3), 7.787 * y + 16 / 116)
+    lightness = torch.where(y > 0.008856, 116 * f - 16, 903.3 * y)
+    return (lightness * 255 / 100).round().clamp(0, 255)
+
+
+def luminance(image: torch.Tensor, gamma: float = 1.0, resolution: int = 512) -> torch.Tensor:
+    """Recolour hint: lightness raised to ``gamma``, as grey (sd-webui-controlnet's "recolor_luminance").
+
+    As in the reference, the RGB image is handed to OpenCV's BGR->Lab conversion, so red and blue swap
+    their (small) weights; recolour ControlNets were trained on exactly that.
+
+    Returns:
+        ``(B, 3, H, W)`` in ``[0, 1]``.
+    """
+    check_range("gamma", gamma, 0.01, 100.0)
+    image = check_image(image)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        lightness = lab_lightness_levels(to_uint8_levels(x)) / 255.0
+        return ((lightness**gamma) * 255.0).clamp(0, 255).floor() / 255.0
+
+    return at_resolution(image, check_resolution(resolution), run, pad=False)
+
+
+def inpaint(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The 1.1 inpaint hint: masked pixels become -1, the rest keep the image.
+
+    Args:
+        image: ``(B, 3, H, W)`` float in ``[0, 1]``.
+        mask: ``(B or 1, H', W')`` in ``[0, 1]``; resized (bilinear) to the image, masked where > 0.5.
+
+    Returns:
+        ``(B, 3, H, W)`` in ``[-1, 1]``.
+    """
+    image = check_image(image)
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3:
+        raise ImageInputError(f"mask must be (B, H, W) or (H, W), got shape {tuple(mask.shape)}.")
+    if mask.shape[0] not in (1, image.shape[0]):
+        raise ImageInputError(
+            f"a batch of {mask.shape[0]} masks does not fit {image.shape[0]} images; use 1 or {image.shape[0]}."
+        )
+    if not torch.isfinite(mask).all():
+        raise ImageInputError("mask contains NaN or Inf values.")
+    m = F.interpolate(mask[:, None].to(image), size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.where(m > 0.5, torch.full_like(image, -1.0), image)

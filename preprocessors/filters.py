@@ -1,0 +1,108 @@
+"""Image filters written to reproduce OpenCV's results on the same data, batched and on any device.
+
+All functions take ``(B, C, H, W)`` float tensors and keep their device and dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_kernel1d(sigma: float, ksize: int | None = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """OpenCV's Gaussian kernel: size ``round(sigma * 8 + 1) | 1`` for float images when ``ksize`` is None.
+
+    >>> gaussian_kernel1d(0.5).shape
+    torch.Size([5])
+    """
+    if ksize is None:
+        ksize = int(round(sigma * 4 * 2 + 1)) | 1
+    x = torch.arange(ksize, dtype=torch.float64) - (ksize - 1) / 2
+    k = torch.exp(-(x**2) / (2 * sigma * sigma))
+    return (k / k.sum()).to(device=device, dtype=dtype)
+
+
+def _filter_axis(y: torch.Tensor, k: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
+    """1-D correlation along ``dim`` (-1 or -2) as a sum of shifted copies.
+
+    Single-channel convolutions are slow in CPU convolution backends; a weighted sum of slices is
+    several times faster there and exact on any device.
+    """
+    n = k.numel()
+    p = n // 2
+    if p == 0:
+        return y * k[0]
+    size = y.shape[dim]
+    if mode == "reflect":
+        idx = _reflect101_index(size, p, y.device)
+    else:  # replicate
+        idx = torch.arange(-p, size + p, device=y.device).clamp(0, size - 1)
+    padded = y.index_select(dim, idx)
+    out = padded.narrow(dim, 0, size) * k[0]
+    for i in range(1, n):
+        out = out + padded.narrow(dim, i, size) * k[i]
+    return out
+
+
+def _separable(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, mode: str) -> torch.Tensor:
+    return _filter_axis(_filter_axis(x, kx, -1, mode), ky, -2, mode)
+
+
+def _reflect101_index(n: int, pad: int, device) -> torch.Tensor:
+    """Indices of OpenCV's BORDER_REFLECT_101 for a padding wider than the image."""
+    idx = torch.arange(-pad, n + pad, device=device)
+    if n == 1:
+        return torch.zeros_like(idx)
+    period = 2 * (n - 1)
+    idx = idx.remainder(period)
+    return torch.where(idx >= n, period - idx, idx)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, ksize: int | None = None) -> torch.Tensor:
+    """``cv2.GaussianBlur(x, (0, 0), sigma)`` on float data (BORDER_REFLECT_101), per channel."""
+    k = gaussian_kernel1d(sigma, ksize, device=x.device, dtype=x.dtype)
+    return _separable(x, k, k, "reflect")
+
+
+def sobel3(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """3x3 Sobel derivatives with replicated borders, as ``cv2.Canny`` computes them.
+
+    Returns:
+        ``(dx, dy)``, each ``(B, C, H, W)``; exact integers for integer-valued input.
+    """
+    smooth = torch.tensor([1.0, 2.0, 1.0], device=x.device, dtype=x.dtype)
+    diff = torch.tensor([-1.0, 0.0, 1.0], device=x.device, dtype=x.dtype)
+    return _separable(x, diff, smooth, "replicate"), _separable(x, smooth, diff, "replicate")
+
+
+def pyr_up(x: torch.Tensor) -> torch.Tensor:
+    """``cv2.pyrUp``: double the size, smoothing with the 5-tap binomial kernel.
+
+    Samples are placed on the even positions of a zero grid, which is padded by mirroring its
+    second and third entries on the left and the two before last on the right (OpenCV's border rule),
+    then filtered with ``[1, 4, 6, 4, 1] / 8`` along each axis.
+    """
+    b, c, h, w = x.shape
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device, dtype=x.dtype) / 8.0
+    y = torch.zeros(b * c, 1, 2 * h, 2 * w, device=x.device, dtype=x.dtype)
+    y[..., ::2, ::2] = x.reshape(b * c, 1, h, w)
+    y = torch.cat([y[..., 2:3], y[..., 1:2], y, y[..., -2:-1], y[..., -3:-2]], dim=-1)
+    y = F.conv2d(y, k.view(1, 1, 1, -1))
+    y = torch.cat([y[..., 2:3, :], y[..., 1:2, :], y, y[..., -2:-1, :], y[..., -3:-2, :]], dim=-2)
+    y = F.conv2d(y, k.view(1, 1, -1, 1))
+    return y.reshape(b, c, 2 * h, 2 * w)
+
+
+def resize(x: torch.Tensor, height: int, width: int, *, smooth: bool = True) -> torch.Tensor:
+    """Resize like OpenCV's choice for photos: area averaging down, bicubic (a = -0.75) up.
+
+    With ``smooth=False``, nearest neighbour (for label or binary maps).
+    """
+    h, w = x.shape[-2:]
+    if (h, w) == (height, width):
+        return x
+    if not smooth:
+        return F.interpolate(x, size=(height, width), mode="nearest-exact")
+    if height <= h and width <= w:
+        return F.interpolate(x, size=(height, width), mode="area")
+    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)

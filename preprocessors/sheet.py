@@ -1,0 +1,100 @@
+"""Pictures for the main job: a built-in demo scene and a labelled contact sheet of hints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+def demo_scene(height: int = 512, width: int = 768, seed: int = 0) -> torch.Tensor:
+    """A drawn landscape (sky, sun, hills, a house, a tree, a path) with some texture.
+
+    Made by code, so it ships with the pack and belongs to nobody else.
+
+    Returns:
+        ``(1, 3, height, width)`` float32 in ``[0, 1]``.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, height)[:, None, None]
+    img = (np.array([90, 150, 230]) * (1 - y) + np.array([200, 225, 250]) * y).repeat(width, 1)
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    s = width / 768
+    cv2.circle(img, (int(620 * s), int(90 * s)), int(45 * s), (255, 220, 90), -1, cv2.LINE_AA)
+    hills = np.array(
+        [
+            [0, int(height * 0.55)],
+            [int(width * 0.3), int(height * 0.42)],
+            [int(width * 0.65), int(height * 0.5)],
+            [width, int(height * 0.4)],
+            [width, height],
+            [0, height],
+        ],
+        np.int32,
+    )
+    cv2.fillPoly(img, [hills], (95, 160, 70), cv2.LINE_AA)
+    path = np.array(
+        [
+            [int(width * 0.42), height],
+            [int(width * 0.58), height],
+            [int(width * 0.5), int(height * 0.62)],
+            [int(width * 0.47), int(height * 0.62)],
+        ],
+        np.int32,
+    )
+    cv2.fillPoly(img, [path], (190, 170, 130), cv2.LINE_AA)
+    x0, y0, hw, hh = int(width * 0.3), int(height * 0.45), int(width * 0.2), int(height * 0.18)
+    cv2.rectangle(img, (x0, y0), (x0 + hw, y0 + hh), (215, 190, 150), -1)
+    roof = np.array([[x0 - int(12 * s), y0], [x0 + hw + int(12 * s), y0], [x0 + hw // 2, y0 - int(70 * s)]], np.int32)
+    cv2.fillPoly(img, [roof], (160, 60, 50), cv2.LINE_AA)
+    cv2.rectangle(
+        img,
+        (x0 + hw // 2 - int(14 * s), y0 + hh - int(50 * s)),
+        (x0 + hw // 2 + int(14 * s), y0 + hh),
+        (110, 70, 40),
+        -1,
+    )
+    for dx in (int(hw * 0.15), int(hw * 0.7)):
+        cv2.rectangle(img, (x0 + dx, y0 + int(18 * s)), (x0 + dx + int(26 * s), y0 + int(44 * s)), (250, 240, 170), -1)
+        cv2.rectangle(img, (x0 + dx, y0 + int(18 * s)), (x0 + dx + int(26 * s), y0 + int(44 * s)), (90, 60, 40), 2)
+    tx, ty = int(width * 0.75), int(height * 0.55)
+    cv2.rectangle(img, (tx - int(8 * s), ty), (tx + int(8 * s), ty + int(80 * s)), (100, 70, 40), -1)
+    cv2.circle(img, (tx, ty - int(10 * s)), int(55 * s), (50, 120, 50), -1, cv2.LINE_AA)
+    img += rng.normal(0, 6, img.shape).astype(np.float32)
+    img = cv2.GaussianBlur(np.clip(img, 0, 255), (0, 0), 0.7)
+    return torch.from_numpy(img / 255.0).permute(2, 0, 1)[None].float().clamp(0, 1)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` or ``(1, 3, H, W)`` in ``[0, 1]`` (values outside are clipped) -> RGB PIL image."""
+    if image.ndim == 4:
+        image = image[0]
+    arr = (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr)
+
+
+def contact_sheet(items: Sequence[tuple[str, torch.Tensor]], columns: int = 4, thumb: int = 320) -> Image.Image:
+    """Thumbnails with labels on a grid; ``items`` are ``(label, (3, H, W) or (1, 3, H, W))``."""
+    rows = (len(items) + columns - 1) // columns
+    label_h = 22
+    cell_w = thumb
+    first = items[0][1]
+    h, w = first.shape[-2:]
+    cell_h = int(round(thumb * h / w))
+    sheet = Image.new("RGB", (columns * cell_w, rows * (cell_h + label_h)), (32, 32, 32))
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, img) in enumerate(items):
+        r, c = divmod(i, columns)
+        x, y = c * cell_w, r * (cell_h + label_h)
+        sheet.paste(to_pil(img).resize((cell_w, cell_h), Image.BILINEAR), (x, y + label_h))
+        draw.text((x + 6, y + 5), label, fill=(235, 235, 235))
+    return sheet
+
+
+def save_png(image: torch.Tensor, path: Path) -> None:
+    """Write ``(3, H, W)``/``(1, 3, H, W)`` in ``[0, 1]`` as a PNG."""
+    to_pil(image).save(path)
