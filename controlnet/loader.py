@@ -97,7 +97,7 @@ def _check_values(sd: Mapping[str, torch.Tensor], source: str) -> None:
                 f"{source}: ControlNet weight {key!r} is stored as {t.dtype}, not floating point; the file is damaged "
                 "or quantised in a way Affordance does not read."
             )
-        if not torch.isfinite(t).all():
+        if t.numel() and not all(torch.isfinite(v) for v in torch.aminmax(t)):  # NaN and +-Inf show in min/max
             bad.append(key)
     if bad:
         raise InvalidWeightsError(

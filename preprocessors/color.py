@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import at_resolution, check_image, check_range, check_resolution, to_uint8_levels
-from .errors import ImageInputError
+from .errors import ImageInputError, ParameterError
 from .filters import pyr_up
 
 NOISE_CELL = 256  # ControlNet 1.1's shuffle: one random control point per 256 px
@@ -60,6 +60,20 @@ def shuffle(image: torch.Tensor, seed: int = 0, resolution: int = 512) -> torch.
     return at_resolution(image, check_resolution(resolution), run, pad=False)
 
 
+def tile_core(x: torch.Tensor, pyrup_iters: int) -> torch.Tensor:
+    """The tile recipe on ``(B, C, H, W)``: size rounded to 64, shrunk by ``2 ** k`` (bilinear), ``k`` pyrUps.
+
+    Returns:
+        ``(B, C, H64, W64)`` where ``H64``/``W64`` are ``H``/``W`` rounded to multiples of 64.
+    """
+    h, w = x.shape[-2:]
+    h64, w64 = max(64, round(h / 64) * 64), max(64, round(w / 64) * 64)
+    y = F.interpolate(x, size=(h64 >> pyrup_iters, w64 >> pyrup_iters), mode="bilinear", align_corners=False)
+    for _ in range(pyrup_iters):
+        y = pyr_up(y)
+    return y
+
+
 def tile(image: torch.Tensor, pyrup_iters: int = 3, resolution: int = 512) -> torch.Tensor:
     """The tile hint: shrink by ``2 ** pyrup_iters`` (after rounding the size to 64), then ``pyrUp`` back.
 
@@ -67,20 +81,22 @@ def tile(image: torch.Tensor, pyrup_iters: int = 3, resolution: int = 512) -> to
         ``(B, 3, H, W)`` in ``[0, 1]``: a blurred copy for tile/upscale ControlNets.
     """
     if int(pyrup_iters) != pyrup_iters:
-        raise ImageInputError(f"pyrup_iters must be an integer, got {pyrup_iters}.")
+        raise ParameterError(f"pyrup_iters must be an integer, got {pyrup_iters}.")
     check_range("pyrup_iters", pyrup_iters, 0, 6)
     image = check_image(image)
-    k = int(pyrup_iters)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        h64, w64 = max(64, round(h / 64) * 64), max(64, round(w / 64) * 64)
-        y = F.interpolate(x, size=(h64 >> k, w64 >> k), mode="bilinear", align_corners=False, antialias=False)
-        for _ in range(k):
-            y = pyr_up(y)
-        return F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False) if y.shape[-2:] != (h, w) else y
+        y = tile_core(x, int(pyrup_iters))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False) if y.shape[-2:] != x.shape[-2:] else y
 
     return at_resolution(image, check_resolution(resolution), run, pad=False)
+
+
+def color_core(x: torch.Tensor) -> torch.Tensor:
+    """Average colours on 64 px cells: bicubic down to ``(H // 64, W // 64)``, nearest back up."""
+    h, w = x.shape[-2:]
+    small = F.interpolate(x, size=(max(1, h // 64), max(1, w // 64)), mode="bicubic", align_corners=False)
+    return F.interpolate(small, size=(h, w), mode="nearest")
 
 
 def color_grid(image: torch.Tensor, resolution: int = 512) -> torch.Tensor:
@@ -90,13 +106,7 @@ def color_grid(image: torch.Tensor, resolution: int = 512) -> torch.Tensor:
         ``(B, 3, H, W)`` in ``[0, 1]``.
     """
     image = check_image(image)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        small = F.interpolate(x, size=(max(1, h // 64), max(1, w // 64)), mode="bicubic", align_corners=False)
-        return F.interpolate(small.clamp(0, 1), size=(h, w), mode="nearest")
-
-    return at_resolution(image, check_resolution(resolution), run, pad=False)
+    return at_resolution(image, check_resolution(resolution), lambda x: color_core(x).clamp(0, 1), pad=False)
 
 
 def _srgb_to_linear(c: torch.Tensor) -> torch.Tensor:

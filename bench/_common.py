@@ -1,0 +1,176 @@
+"""Helpers shared by the benchmark scripts.
+
+The scripts load this file by its path (see ``_load_common`` in each script), so neither the repository
+root nor ``bench/`` has to be on ``sys.path``. ComfyUI is only ever imported from a checkout given on
+the command line or in ``COMFYUI_PATH``: it is a peer we measure against, never a dependency.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from affordance.controlnet import PRESETS, ControlNet, ControlNetConfig
+
+
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (Linux), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``--device`` value, or CUDA when available, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """A human name of the device that runs the measurement."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return f"{cpu_name()} ({os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads)"
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock timings cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def print_header(title: str, device: torch.device) -> None:
+    """Date, machine, device and versions: the first lines of every result file."""
+    print(f"# {title}")
+    print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"device: {device_name(device)}")
+    if device.type == "cuda":
+        print(f"host CPU: {cpu_name()}")
+    print_load_average("start")
+    print(f"python {platform.python_version()} ({sys.executable}), torch {torch.__version__}")
+    print(f"affordance: {package_version()}")
+
+
+def package_version() -> str:
+    """Where ``affordance`` was imported from, its git commit and whether ``controlnet/`` has local edits."""
+    import affordance
+
+    root = Path(affordance.__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "controlnet"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return str(root)
+    if not head:
+        return str(root)
+    return f"{root} at {head}" + (" with uncommitted changes in controlnet/" if dirty else "")
+
+
+def config_for(family: str) -> ControlNetConfig:
+    """The preset of a family name (``sd15``, ``sd21``, ``sdxl``)."""
+    return PRESETS[family]
+
+
+def random_state_dict(
+    config: ControlNetConfig,
+    *,
+    seed: int = 1234,
+    std: float = 0.02,
+    zero_conv_std: float = 0.05,
+    dtype: torch.dtype = torch.float16,
+) -> dict[str, torch.Tensor]:
+    """Seeded random weights for a full-size ControlNet, in the original (lllyasviel) key layout.
+
+    Every weight and bias is ``normal(0, std)``; the zero convolutions get ``zero_conv_std`` so the
+    residuals are not all zero; norm layers get weight 1, bias 0. Each tensor has its own generator
+    (seeded from ``seed`` and its index in sorted key order), so the values do not depend on the order
+    in which tensors are made. Nothing is allocated for the model itself (built on ``meta``).
+    """
+    with torch.device("meta"):
+        model = ControlNet(config)
+    norms = {
+        f"{name}.{p}" if name else p
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm))
+        for p, _ in module.named_parameters(recurse=False)
+    }
+    out: dict[str, torch.Tensor] = {}
+    for i, (key, meta) in enumerate(sorted(model.state_dict().items())):
+        if key in norms:
+            t = torch.ones(meta.shape) if key.endswith("weight") else torch.zeros(meta.shape)
+        else:
+            s = zero_conv_std if key.startswith(("zero_convs.", "middle_block_out.")) else std
+            g = torch.Generator().manual_seed(seed * 1_000_003 + i)
+            t = torch.randn(meta.shape, generator=g).mul_(s)
+        out[key] = t.to(dtype).contiguous()
+    return out
+
+
+def comfyui_root(arg: str | None) -> Path | None:
+    """``--comfyui`` or ``COMFYUI_PATH``; ``None`` when neither is set."""
+    value = arg or os.environ.get("COMFYUI_PATH")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def import_comfy(root: Path | None, device: torch.device, *, pytorch_attention: bool = False) -> tuple[object, str]:
+    """Import ComfyUI's modules from a checkout, configured for ``device``.
+
+    Returns:
+        ``(comfy package, "")`` or ``(None, why it is unavailable)``.
+    """
+    if root is None:
+        return None, "no ComfyUI checkout given (--comfyui PATH or COMFYUI_PATH)"
+    if not (root / "comfy" / "cldm" / "cldm.py").is_file():
+        return None, f"{root} is not a ComfyUI checkout (no comfy/cldm/cldm.py)"
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # the host's own root, never ours
+    try:
+        import comfy.options  # noqa: TID251 (a benchmark peer, never imported by the pack)
+
+        comfy.options.enable_args_parsing(False)  # ComfyUI must not parse our argv
+        import comfy.cli_args  # noqa: TID251
+
+        comfy.cli_args.args.cpu = device.type == "cpu"
+        if pytorch_attention:
+            comfy.cli_args.args.use_pytorch_cross_attention = True
+        import comfy.cldm.cldm  # noqa: TID251
+        import comfy.controlnet  # noqa: TID251
+        import comfy.ldm.modules.attention  # noqa: TID251
+        import comfy.model_management  # noqa: TID251, F401
+    except Exception as exc:  # any failure means "peer unavailable"
+        return None, f"importing ComfyUI from {root} failed in this interpreter: {type(exc).__name__}: {exc}"
+    return comfy, ""
+
+
+def print_load_average(when: str) -> None:
+    """The load average, so that a run disturbed by other processes shows it."""
+    if hasattr(os, "getloadavg"):
+        print(f"load average at {when} (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def median(values: list[float]) -> float:
+    """Median without numpy."""
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2

@@ -1,0 +1,152 @@
+"""Each weight-free annotator against the formula of its source, on real photographs."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from affordance.preprocessors import binary, inpaint, lineart_standard, luminance, scribble, scribble_xdog, shuffle, tile
+from affordance.preprocessors.color import color_core, lab_lightness_levels, noise_disk, remap, tile_core
+from affordance.preprocessors.lines import (
+    binary_levels,
+    grey_levels,
+    lineart_standard_levels,
+    otsu_thresholds,
+    scribble_levels,
+    xdog_levels,
+)
+
+
+def test_scribble_formula(photo, levels):
+    ref = np.min(photo, axis=2) < 127
+    assert np.array_equal(scribble_levels(levels(photo))[0, 0].numpy() > 0, ref)
+
+
+def test_xdog_formula(photo, levels):
+    x = photo.astype(np.float32)
+    g1, g2 = cv2.GaussianBlur(x, (0, 0), 0.5), cv2.GaussianBlur(x, (0, 0), 5.0)
+    dog = (255 - np.min(g2 - g1, axis=2)).clip(0, 255).astype(np.uint8)
+    ref = 2 * (255 - dog.astype(np.int32)) > 32
+    got = xdog_levels(levels(photo), 32)[0, 0].numpy() > 0
+    assert (ref == got).mean() >= 0.9999  # float rounding at exact level boundaries only
+
+
+def test_grey_equals_opencv(photo, levels):
+    ref = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    assert np.array_equal(grey_levels(levels(photo))[0, 0].numpy().astype(np.uint8), ref)
+
+
+def test_otsu_equals_opencv(photo, levels):
+    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    t, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    assert otsu_thresholds(grey_levels(levels(photo))).item() == t
+
+
+@pytest.mark.parametrize("threshold", [0, 100, 200, 255])
+def test_binary_formula(photo, levels, threshold):
+    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    flags = cv2.THRESH_BINARY_INV + (cv2.THRESH_OTSU if threshold in (0, 255) else 0)
+    _, inv = cv2.threshold(grey, 0 if threshold in (0, 255) else threshold, 255, flags)
+    ref = (255 - inv) > 0  # the reference inverts twice: bright areas white
+    assert np.array_equal(binary_levels(levels(photo), threshold)[0, 0].numpy() > 0, ref)
+
+
+def test_lineart_standard_formula(photo, levels):
+    x = photo.astype(np.float32)
+    g = cv2.GaussianBlur(x, (0, 0), 6.0)
+    v = np.min(g - x, axis=2).clip(0, 255)
+    v /= max(16, np.median(v[v > 8]))
+    ref = (v * 127).clip(0, 255).astype(np.uint8).astype(np.int32)
+    got = (lineart_standard_levels(levels(photo), 6.0, 8.0)[0, 0] * 255).round().numpy().astype(np.int32)
+    assert np.abs(ref - got).max() <= 1  # float32 blur rounding, at most one level
+    assert (ref == got).mean() >= 0.999
+
+
+def test_lineart_intensity_scales(photo, levels):
+    a = lineart_standard_levels(levels(photo), 6.0, 8.0)
+    b = lineart_standard_levels(levels(photo), 6.0, 4.0)
+    assert torch.all(b <= a) and b.sum() < a.sum()
+
+
+def test_luminance_matches_opencv_lab(photo, levels):
+    ref = cv2.cvtColor(photo, cv2.COLOR_BGR2LAB)[:, :, 0].astype(np.int32)  # the reference's BGR quirk
+    got = lab_lightness_levels(levels(photo))[0, 0].numpy().astype(np.int32)
+    assert np.abs(ref - got).max() <= 1  # OpenCV's 8-bit Lab uses lookup tables
+
+
+def test_luminance_gamma(astronaut, tensor):
+    x = tensor(astronaut)
+    one, two = luminance(x, 1.0, 512), luminance(x, 2.0, 512)
+    torch.testing.assert_close(two, (one**2 * 255).floor() / 255, atol=2 / 255, rtol=0)
+    assert torch.equal(one[:, 0], one[:, 1])  # grey
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_tile_formula(photo, k):
+    im = photo.astype(np.float32) / 255
+    h, w = (int(np.round(s / 64)) * 64 for s in im.shape[:2])
+    ref = cv2.resize(im, (w // 2**k, h // 2**k))
+    for _ in range(k):
+        ref = cv2.pyrUp(ref)
+    got = tile_core(torch.from_numpy(im).permute(2, 0, 1)[None], k)[0].permute(1, 2, 0).numpy()
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=5e-5)  # OpenCV's float resize rounding
+
+
+def test_color_formula(photo):
+    im = photo.astype(np.float32) / 255
+    h, w = im.shape[:2]
+    small = cv2.resize(im, (w // 64, h // 64), interpolation=cv2.INTER_CUBIC)
+    ref = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    got = color_core(torch.from_numpy(im).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_remap_equals_opencv():
+    rng = np.random.default_rng(0)
+    img = rng.random((40, 50, 3)).astype(np.float32)
+    mx = (rng.random((40, 50)) * 49).astype(np.float32)
+    my = (rng.random((40, 50)) * 39).astype(np.float32)
+    ref = cv2.remap(img, mx, my, cv2.INTER_LINEAR)
+    got = remap(torch.from_numpy(img).permute(2, 0, 1)[None], torch.from_numpy(mx)[None, None], torch.from_numpy(my)[None, None])
+    np.testing.assert_allclose(got[0].permute(1, 2, 0).numpy(), ref, atol=1e-5)
+
+
+def test_noise_disk_spans_unit_interval():
+    n = noise_disk(3, 300, 500, torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert n.shape == (3, 1, 300, 500)
+    assert torch.allclose(n.amin(dim=(2, 3)), torch.zeros(3, 1)) and torch.allclose(n.amax(dim=(2, 3)), torch.ones(3, 1))
+
+
+def test_shuffle_is_seeded_and_per_image(astronaut, tensor):
+    x = tensor(astronaut).repeat(2, 1, 1, 1)
+    a, b, c = shuffle(x, 7), shuffle(x, 7), shuffle(x, 8)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a[0], a[1])  # each image its own flow
+    assert a.shape == x.shape
+
+
+def test_inpaint_marks_masked_pixels(astronaut, tensor):
+    x = tensor(astronaut[:64, :96])
+    mask = torch.zeros(1, 32, 48)
+    mask[:, :16] = 1.0  # top half, given at half resolution
+    out = inpaint(x, mask)
+    assert torch.all(out[..., :30, :] == -1) and torch.equal(out[..., 34:, :], x[..., 34:, :])
+
+
+def test_binary_and_scribble_outputs_are_binary(astronaut, tensor):
+    x = tensor(astronaut)
+    for out in (binary(x, 100, 256), scribble(x, 256), scribble_xdog(x, 32, 256)):
+        assert out.shape == x.shape and set(out.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_batch_processing_equals_one_by_one(photo, tensor):
+    x = tensor(photo)
+    flipped = x.flip(-1)
+    batch = torch.cat([x, flipped])
+    for fn in (lambda t: lineart_standard(t, 6.0, 8.0, 256), lambda t: tile(t, 2, 256), lambda t: binary(t, 0, 256)):
+        both = fn(batch)
+        torch.testing.assert_close(both[:1], fn(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(both[1:], fn(flipped), atol=1e-5, rtol=0)
