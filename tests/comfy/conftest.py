@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -256,8 +257,236 @@ def compare_residuals() -> Callable[..., float]:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if not _PARITY:
-        return
-    terminalreporter.section("ControlNet parity with ComfyUI (max |ours - ComfyUI| over all residuals)")
-    for name, diff, scale in _PARITY:
-        terminalreporter.write_line(f"{name:<48} max|diff| {diff:.3e}   max|residual| {scale:.3g}")
+    if _PARITY:
+        terminalreporter.section("ControlNet parity with ComfyUI (max |ours - ComfyUI| over all residuals)")
+        for name, diff, scale in _PARITY:
+            terminalreporter.write_line(f"{name:<48} max|diff| {diff:.3e}   max|residual| {scale:.3g}")
+    if _SAMPLING:
+        terminalreporter.section(
+            "Sampling parity (max |a - b| over sampled latents; effect = max |with - without control|)"
+        )
+        for name, diff, effect in _SAMPLING:
+            terminalreporter.write_line(f"{name:<64} max|diff| {diff:.3e}   effect {effect:.3g}")
+
+
+# ----- tiny base models for sampling tests --------------------------------------------------------------
+#
+# ComfyUI samples a real BaseModel (through comfy.sample.sample) built from these reduced UNet configurations
+# with seeded random weights, and ControlNets of the same shape saved as safetensors files. They keep the
+# structure that matters (conv_in, a transformer level, a downsampler, a second level, a middle block with a
+# transformer: 4 input blocks, so 5 ControlNet residuals) at a size that samples in well under a second.
+#
+# SD1.x keeps model_channels 320 and no linear projections so that ComfyUI's own loader detection
+# (comfy.model_detection.model_config_from_unet, used by comfy.controlnet.load_controlnet) matches its SD15
+# class and uses SD1's 8 attention heads, as our loader does; the SDXL-family configuration matches no
+# ComfyUI class, so ComfyUI's loader falls back to its BASE config, whose 64-wide heads are also SDXL's and ours.
+_TINY_COMMON: dict[str, object] = {
+    "use_checkpoint": False,
+    "image_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "use_spatial_transformer": True,
+    "legacy": False,
+    "num_res_blocks": [1, 1],
+    "channel_mult": [1, 1],
+    "transformer_depth_middle": 1,
+    "use_temporal_resblock": False,
+    "use_temporal_attention": False,
+}
+TINY_UNETS: dict[str, dict[str, object]] = {
+    "sd15": {
+        **_TINY_COMMON,
+        "model_channels": 320,
+        "transformer_depth": [1, 0],
+        "transformer_depth_output": [1, 1, 0, 0],  # level 0 first; the UNet pops from the end
+        "context_dim": 768,
+        "use_linear_in_transformer": False,
+        "adm_in_channels": None,
+    },
+    "sdxl": {
+        **_TINY_COMMON,
+        "model_channels": 128,
+        "transformer_depth": [0, 1],
+        "transformer_depth_output": [0, 0, 1, 1],
+        "context_dim": 2048,
+        "use_linear_in_transformer": True,
+        "adm_in_channels": 2816,
+        "num_classes": "sequential",
+    },
+}
+TINY_MODEL_CLASSES = {"sd15": "SD15", "sdxl": "SDXL"}  # comfy.supported_models class of the sampled model
+TINY_LATENT = 4  # latent side (hint 32 px): small enough for many CPU samples
+# Scale of the UNet's output conv. Sampled latents are ~100 (noise x sigma_max / the latent scale factor) and
+# cfg 7 amplifies the fp32 rounding differences of two ControlNet implementations (~1e-6 relative) up to ~1e-3
+# at gain 1; a smaller noise prediction keeps that rounding ~10x under the 1e-3 tolerance while the control
+# still moves the latents by far more than the tolerance.
+TINY_EPS_GAIN = 0.1
+TINY_NUM_RESIDUALS = 5  # 4 input blocks and the middle block
+_SAMPLING: list[tuple[str, float, float]] = []  # (case, max |diff|, effect of the control) for the summary
+
+
+@dataclass
+class TinyFamily:
+    """A tiny base model of one family, three ControlNet files for it, and seeded inputs.
+
+    Attributes:
+        family: ``sd15`` or ``sdxl``.
+        patcher: ``comfy.model_patcher.ModelPatcher`` around the ``comfy.model_base`` model (CPU, fp32).
+        controlnet_files: three ControlNet safetensors files (original layout) with different random weights.
+        comfy_controls: each file loaded by ``comfy.controlnet.load_controlnet``.
+        our_controls: each file loaded by our ``load_control``.
+    """
+
+    family: str
+    patcher: Any
+    controlnet_files: tuple[Path, ...]
+    comfy_controls: tuple[Any, ...]
+    our_controls: tuple[Any, ...]
+
+    @property
+    def model(self) -> Any:
+        """The ``comfy.model_base.BaseModel`` (what ``pre_run`` receives during sampling)."""
+        return self.patcher.model
+
+    @property
+    def context_dim(self) -> int:
+        return int(TINY_UNETS[self.family]["context_dim"])
+
+    def conditioning(self, seed: int, batch: int = 1) -> list:
+        """A CONDITIONING: ``[[context (batch, 77, context_dim), {...}]]``, with SDXL's pooled output and sizes."""
+        g = torch.Generator().manual_seed(seed)
+        options: dict[str, object] = {}
+        context = torch.randn(batch, 77, self.context_dim, generator=g)
+        if self.family == "sdxl":
+            size = TINY_LATENT * 8
+            options.update(pooled_output=torch.randn(batch, 1280, generator=g), width=size, height=size)
+        return [[context, options]]
+
+    def image(self, seed: int, batch: int = 1, height: int | None = None, width: int | None = None) -> torch.Tensor:
+        """An IMAGE ``(batch, H, W, 3)`` in ``[0, 1]``; by default the latent size x 8."""
+        size = TINY_LATENT * 8
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(batch, height or size, width or size, 3, generator=g)
+
+    def latent(self, batch: int = 1, seed: int | None = None) -> torch.Tensor:
+        """An empty latent (zeros) or, with a seed, a random one (for img2img)."""
+        shape = (batch, 4, TINY_LATENT, TINY_LATENT)
+        if seed is None:
+            return torch.zeros(shape)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+    def model_inputs(self, seed: int, batch: int = 2, percent: float = 0.4) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """``(x_noisy, sigmas, cond)`` as the sampler hands them to ``get_control``: ``batch`` rows at the sigma
+        of sampling progress ``percent``."""
+        g = torch.Generator().manual_seed(seed)
+        sigma = self.model.model_sampling.percent_to_sigma(percent)
+        x = torch.randn(batch, 4, TINY_LATENT, TINY_LATENT, generator=g) * sigma
+        cond: dict[str, torch.Tensor] = {"c_crossattn": torch.randn(batch, 77, self.context_dim, generator=g)}
+        if self.family == "sdxl":
+            cond["y"] = torch.randn(batch, 2816, generator=g)
+        return x, torch.full((batch,), sigma), cond
+
+
+@pytest.fixture(scope="session")
+def comfy_nodes(comfy: SimpleNamespace) -> Any:
+    """ComfyUI's top-level ``nodes`` module (imported after the ``comfy`` fixture disabled argument parsing)."""
+    import nodes
+
+    assert Path(nodes.__file__).resolve() == comfy.path.resolve() / "nodes.py"
+    return nodes
+
+
+@pytest.fixture(scope="session")
+def tiny_family(comfy: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], TinyFamily]:
+    """``get(family)``: the :class:`TinyFamily` of ``sd15`` or ``sdxl``, built once per session."""
+    from comfy import model_patcher, supported_models
+    from safetensors.torch import save_file
+
+    from affordance.nodes.loaders import load_control
+
+    built: dict[str, TinyFamily] = {}
+
+    def get(family: str) -> TinyFamily:
+        if family in built:
+            return built[family]
+        unet_config = TINY_UNETS[family]
+        model_config = getattr(supported_models, TINY_MODEL_CLASSES[family])(unet_config)
+        model_config.set_inference_dtype(torch.float32, None)
+        model = model_config.get_model({}, device=torch.device("cpu"))
+        unet_sd = random_state_dict(model.diffusion_model, seed=100 + len(built))
+        for key in ("out.2.weight", "out.2.bias"):
+            unet_sd[key] *= TINY_EPS_GAIN
+        model.diffusion_model.load_state_dict(unet_sd, strict=True)
+        model.eval().requires_grad_(False)
+        cpu = torch.device("cpu")
+        patcher = model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+
+        cn_config = {k: v for k, v in model_config.unet_config.items() if k not in ("out_channels", "dtype")}
+        cn_config.update(hint_channels=3, dtype=torch.float32, device="meta", operations=comfy.ops.disable_weight_init)
+        with torch.device("meta"):
+            skeleton = comfy.cldm.ControlNet(**cn_config)
+        folder = tmp_path_factory.mktemp(f"tiny_{family}")
+        files = []
+        for i in range(3):
+            path = folder / f"tiny_{family}_control_{'abc'[i]}.safetensors"
+            save_file(random_state_dict(skeleton, seed=200 + 10 * len(built) + i), str(path))
+            files.append(path)
+        theirs = tuple(comfy.controlnet.load_controlnet(str(p)) for p in files)
+        assert all(c is not None for c in theirs), "ComfyUI could not load the tiny ControlNets"
+        ours = tuple(load_control(p) for p in files)
+        built[family] = TinyFamily(family, patcher, tuple(files), theirs, ours)
+        return built[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def comfy_sample(comfy: SimpleNamespace) -> Callable[..., torch.Tensor]:
+    """``sample(patcher, positive, negative, latent, steps=4, cfg=7.0, seed=0, denoise=1.0)`` through
+    ``comfy.sample.sample`` (euler, normal schedule) with ``comfy.sample.prepare_noise(latent, seed)``."""
+    from comfy import sample as comfy_sample_module
+
+    def sample(
+        patcher: Any,
+        positive: list,
+        negative: list,
+        latent: torch.Tensor,
+        *,
+        steps: int = 4,
+        cfg: float = 7.0,
+        seed: int = 0,
+        denoise: float = 1.0,
+        sampler_name: str = "euler",
+        scheduler: str = "normal",
+    ) -> torch.Tensor:
+        noise = comfy_sample_module.prepare_noise(latent, seed)
+        with torch.inference_mode():
+            return comfy_sample_module.sample(
+                patcher,
+                noise,
+                steps,
+                cfg,
+                sampler_name,
+                scheduler,
+                positive,
+                negative,
+                latent,
+                denoise=denoise,
+                disable_pbar=True,
+                seed=seed,
+            )
+
+    return sample
+
+
+@pytest.fixture(scope="session")
+def record_sampling() -> Callable[..., float]:
+    """``record(name, a, b, effect=0.0)``: the max abs difference of two sampled latents, kept for the summary."""
+
+    def record(name: str, a: torch.Tensor, b: torch.Tensor, effect: float = 0.0) -> float:
+        assert a.shape == b.shape, f"{name}: shapes {tuple(a.shape)} and {tuple(b.shape)}"
+        diff = (a.double() - b.double()).abs().max().item()
+        _SAMPLING.append((name, diff, effect))
+        return diff
+
+    return record

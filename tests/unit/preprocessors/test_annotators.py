@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from affordance.preprocessors import binary, inpaint, lineart_standard, luminance, scribble, scribble_xdog, shuffle, tile
+from affordance.preprocessors import (
+    binary,
+    inpaint,
+    lineart_standard,
+    luminance,
+    scribble,
+    scribble_xdog,
+    shuffle,
+    tile,
+)
 from affordance.preprocessors.color import color_core, lab_lightness_levels, noise_disk, remap, tile_core
 from affordance.preprocessors.lines import (
     binary_levels,
