@@ -119,14 +119,18 @@ def test_remap_equals_opencv():
     mx = (rng.random((40, 50)) * 49).astype(np.float32)
     my = (rng.random((40, 50)) * 39).astype(np.float32)
     ref = cv2.remap(img, mx, my, cv2.INTER_LINEAR)
-    got = remap(torch.from_numpy(img).permute(2, 0, 1)[None], torch.from_numpy(mx)[None, None], torch.from_numpy(my)[None, None])
+    got = remap(
+        torch.from_numpy(img).permute(2, 0, 1)[None], torch.from_numpy(mx)[None, None], torch.from_numpy(my)[None, None]
+    )
     np.testing.assert_allclose(got[0].permute(1, 2, 0).numpy(), ref, atol=1e-5)
 
 
 def test_noise_disk_spans_unit_interval():
     n = noise_disk(3, 300, 500, torch.Generator().manual_seed(1), torch.device("cpu"))
     assert n.shape == (3, 1, 300, 500)
-    assert torch.allclose(n.amin(dim=(2, 3)), torch.zeros(3, 1)) and torch.allclose(n.amax(dim=(2, 3)), torch.ones(3, 1))
+    assert torch.allclose(n.amin(dim=(2, 3)), torch.zeros(3, 1)) and torch.allclose(
+        n.amax(dim=(2, 3)), torch.ones(3, 1)
+    )
 
 
 def test_shuffle_is_seeded_and_per_image(astronaut, tensor):

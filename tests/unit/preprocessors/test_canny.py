@@ -67,8 +67,12 @@ def test_node_level_function_keeps_size(astronaut, tensor):
 
 @pytest.mark.parametrize(
     ("low", "high", "message"),
-    [(-1, 200, "low_threshold must be between 0 and 255"), (100, 256, "high_threshold must be between 0 and 255"),
-     (150, 100, "above high_threshold"), (10.5, 20, "must be an integer")],
+    [
+        (-1, 200, "low_threshold must be between 0 and 255"),
+        (100, 256, "high_threshold must be between 0 and 255"),
+        (150, 100, "above high_threshold"),
+        (10.5, 20, "must be an integer"),
+    ],
 )
 def test_threshold_validation(astronaut, tensor, low, high, message):
     with pytest.raises(ParameterError, match=message):

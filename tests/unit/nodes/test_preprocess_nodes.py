@@ -1,0 +1,95 @@
+"""Preprocessor nodes without ComfyUI: IMAGE in, IMAGE out at the input size; validation before running."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.nodes import NODE_CLASS_MAPPINGS
+from affordance.nodes.preprocess import NODES, CannyPreprocessor
+
+SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES()["required"]]
+
+
+def _defaults(cls) -> dict:
+    out = {}
+    for name, (kind, opts) in cls.INPUT_TYPES()["required"].items():
+        if name != "image" and isinstance(opts, dict) and "default" in opts:
+            out[name] = opts["default"]
+    return out
+
+
+def test_all_preprocessor_nodes_registered():
+    expected = {
+        "AST_CannyPreprocessor",
+        "AST_ScribblePreprocessor",
+        "AST_ScribbleXDoGPreprocessor",
+        "AST_BinaryPreprocessor",
+        "AST_LineartStandardPreprocessor",
+        "AST_ShufflePreprocessor",
+        "AST_TilePreprocessor",
+        "AST_ColorPreprocessor",
+        "AST_LuminancePreprocessor",
+        "AST_InpaintPreprocessor",
+        "AST_HintResize",
+        "AST_PixelPerfectResolution",
+        "AST_InvertHint",
+    }
+    assert expected <= set(NODE_CLASS_MAPPINGS)
+
+
+@pytest.mark.parametrize("node_id", SIMPLE)
+def test_node_keeps_input_size(node_id, image):
+    cls = NODES[node_id][0]
+    (out,) = getattr(cls(), cls.FUNCTION)(image(b=3, h=72, w=40), **_defaults(cls))
+    assert out.shape == (3, 72, 40, 3) and out.dtype == torch.float32 and out.device.type == "cpu"
+
+
+def test_resolution_default_and_range():
+    spec = CannyPreprocessor.INPUT_TYPES()["required"]
+    assert spec["resolution"][1]["default"] == 512 and spec["resolution"][1]["step"] == 64
+    assert spec["low_threshold"][1]["default"] == 100 and spec["high_threshold"][1]["default"] == 200
+
+
+def test_canny_validation_before_execution():
+    assert CannyPreprocessor.VALIDATE_INPUTS(100, 200, 512) is True
+    assert "swap them" in CannyPreprocessor.VALIDATE_INPUTS(210, 200, 512)
+    assert "between 0 and 255, got 300" in CannyPreprocessor.VALIDATE_INPUTS(100, 300, 512)
+
+
+def test_invert_and_inpaint_nodes(image):
+    x = image(b=2, h=16, w=24)
+    (inv,) = NODE_CLASS_MAPPINGS["AST_InvertHint"]().process(image=x)
+    torch.testing.assert_close(inv, 1 - x)
+    mask = torch.zeros(1, 16, 24)
+    mask[:, :, :12] = 1
+    (hint,) = NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, mask)
+    assert torch.all(hint[:, :, :10] == -1) and torch.equal(hint[:, :, 14:], x[:, :, 14:])
+    with pytest.raises(ValueError, match="rank 4"):
+        NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, torch.ones(1, 16, 24, 3))
+
+
+def test_hint_resize_from_latent(image):
+    node = NODE_CLASS_MAPPINGS["AST_HintResize"]()
+    (out,) = node.process(image(h=48, w=96), "crop_and_resize", 512, 512, latent={"samples": torch.zeros(1, 4, 8, 12)})
+    assert out.shape == (1, 64, 96, 3)
+    (out,) = node.process(image(h=48, w=96), "resize_and_fill", 64, 64)
+    assert out.shape == (1, 64, 64, 3)
+
+
+def test_pixel_perfect_node(image):
+    node = NODE_CLASS_MAPPINGS["AST_PixelPerfectResolution"]()
+    assert node.process(image(h=480, w=640), "crop_and_resize", 512, 512) == (512,)
+    assert node.process(
+        image(h=480, w=640), "resize_and_fill", 0, 0, latent={"samples": torch.zeros(1, 4, 64, 64)}
+    ) == (384,)
+
+
+def test_bad_images_in_nodes(image):
+    node = NODES["AST_CannyPreprocessor"][0]()
+    with pytest.raises(ValueError, match="is 1x1 px"):
+        node.process(image(h=1, w=1), low_threshold=100, high_threshold=200, resolution=512)
+    with pytest.raises(ValueError, match="batch is empty"):
+        node.process(torch.zeros(0, 16, 16, 3), low_threshold=100, high_threshold=200, resolution=512)
+    rgba = image(c=4, h=16, w=16)
+    assert node.process(rgba, low_threshold=100, high_threshold=200, resolution=64)[0].shape == (1, 16, 16, 3)

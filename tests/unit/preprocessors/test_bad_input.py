@@ -1,0 +1,88 @@
+"""Bad images and parameters get typed errors with the value and the fix; odd formats are converted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.preprocessors import (
+    GALLERY,
+    MAX_SIDE,
+    ImageInputError,
+    ParameterError,
+    binary,
+    canny,
+    check_image,
+    inpaint,
+    lineart_standard,
+    scribble_xdog,
+    tile,
+)
+
+
+@pytest.mark.parametrize("name", sorted(GALLERY))
+def test_every_preprocessor_converts_rgba_and_greyscale(name):
+    fn = GALLERY[name]
+    rgba = torch.rand(2, 4, 40, 56)
+    grey = torch.rand(2, 1, 40, 56)
+    assert fn(rgba, 64).shape == (2, 3, 40, 56)
+    assert fn(grey, 64).shape == (2, 3, 40, 56)
+
+
+@pytest.mark.parametrize("name", sorted(GALLERY))
+def test_every_preprocessor_rejects_tiny_images(name):
+    with pytest.raises(ImageInputError, match="is 1x1 px; preprocessors need at least 8x8 px"):
+        GALLERY[name](torch.rand(1, 3, 1, 1), 64)
+
+
+def test_too_large():
+    big = torch.empty(1, 3, 8, MAX_SIDE + 1, device="meta")
+    with pytest.raises(ImageInputError, match=f"above the {MAX_SIDE} px limit"):
+        check_image(big)
+
+
+@pytest.mark.parametrize("name", sorted(GALLERY))
+def test_every_preprocessor_rejects_nan(name):
+    x = torch.rand(1, 3, 32, 32)
+    x[0, 1, 3, 4] = float("nan")
+    with pytest.raises(ImageInputError, match="contains NaN or Inf"):
+        GALLERY[name](x, 64)
+
+
+def test_empty_batch_and_bad_rank():
+    with pytest.raises(ImageInputError, match="batch is empty"):
+        canny(torch.rand(0, 3, 32, 32))
+    with pytest.raises(ImageInputError, match=r"must be a batch of shape \(B, C, H, W\), got \(3, 32, 32\)"):
+        canny(torch.rand(3, 32, 32))
+    with pytest.raises(ImageInputError, match="has 2 channels"):
+        canny(torch.rand(1, 2, 32, 32))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda x: binary(x, 300), "threshold must be between 0 and 255, got 300"),
+        (lambda x: scribble_xdog(x, -1), "threshold must be between 0 and 255, got -1"),
+        (lambda x: lineart_standard(x, sigma=0), "sigma must be between 0.1 and 100.0, got 0"),
+        (lambda x: tile(x, 9), "pyrup_iters must be between 0 and 6, got 9"),
+        (lambda x: tile(x, 1.5), "pyrup_iters must be an integer"),
+        (lambda x: canny(x, resolution=4), "resolution must be an integer between 8 and 4096, got 4"),
+    ],
+)
+def test_parameters_out_of_range(call, message):
+    with pytest.raises((ParameterError, ImageInputError), match=message):
+        call(torch.rand(1, 3, 32, 32))
+
+
+def test_inpaint_mask_checks():
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(ImageInputError, match=r"mask must be \(B, H, W\) or \(H, W\)"):
+        inpaint(x, torch.ones(1, 1, 1, 32, 32))
+    with pytest.raises(ImageInputError, match="a batch of 3 masks does not fit 2 images"):
+        inpaint(x, torch.ones(3, 32, 32))
+    assert inpaint(x, torch.zeros(32, 32)).shape == x.shape
+
+
+def test_uint8_input_is_scaled():
+    x = (torch.rand(1, 3, 32, 32) * 255).to(torch.uint8)
+    assert check_image(x).max() <= 1.0
