@@ -13,7 +13,7 @@ SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES(
 
 def _defaults(cls) -> dict:
     out = {}
-    for name, (kind, opts) in cls.INPUT_TYPES()["required"].items():
+    for name, (_kind, opts) in cls.INPUT_TYPES()["required"].items():
         if name != "image" and isinstance(opts, dict) and "default" in opts:
             out[name] = opts["default"]
     return out
