@@ -8,8 +8,11 @@ and brought back to the input size.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,7 +54,7 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
         )
     if not image.is_floating_point():
         image = image.float() / 255.0
-    if not torch.isfinite(image).all():
+    if not all(torch.isfinite(v) for v in torch.aminmax(image)):  # NaN and +-Inf show in the min/max
         raise ImageInputError(f"{name} contains NaN or Inf values; check the node that produced it.")
     return image
 
@@ -73,7 +76,36 @@ def check_resolution(resolution: int) -> int:
 
 def to_uint8_levels(image: torch.Tensor) -> torch.Tensor:
     """Float ``[0, 1]`` -> float holding the nearest integer level ``0..255`` (what an 8-bit image holds)."""
-    return (image * 255.0).round().clamp(0, 255)
+    return (image * 255.0).round_().clamp_(0, 255)
+
+
+def map_images_cpu(
+    fn: Callable[..., np.ndarray], x: torch.Tensor, *extras: np.ndarray, uint8: bool = False
+) -> torch.Tensor:
+    """Apply an OpenCV function to each ``(H, W, C)`` float32 image of a CPU batch, on a thread pool.
+
+    OpenCV releases the GIL, so the images of a batch run in parallel; on CPUs this beats torch's
+    float kernels for small filters by a wide margin.
+
+    Args:
+        fn: ``(H, W, C) float32, *extras[i] -> (H', W', C') or (H', W')``; every image gives the same shape.
+        x: ``(B, C, H, W)`` float on the CPU.
+        extras: per-image arrays (first axis = batch) handed to ``fn`` with their image.
+        uint8: hand ``fn`` 8-bit images (levels rounded, as the reference annotators use) and scale
+            its 8-bit result back to ``[0, 1]``.
+
+    Returns:
+        ``(B, C', H', W')`` float32.
+    """
+    if uint8:
+        arr = to_uint8_levels(x).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    else:
+        arr = x.permute(0, 2, 3, 1).to(torch.float32).contiguous().numpy()
+    with ThreadPoolExecutor(max_workers=min(len(arr), os.cpu_count() or 1)) as pool:
+        out = list(pool.map(fn, arr, *extras))
+    y = torch.from_numpy(np.stack(out))
+    y = y[:, None] if y.ndim == 3 else y.permute(0, 3, 1, 2)
+    return y.to(x.dtype) / 255.0 if uint8 else y.to(x.dtype)
 
 
 def detection_size(height: int, width: int, resolution: int) -> tuple[int, int]:
@@ -105,14 +137,18 @@ def at_resolution(
     """
     h, w = image.shape[-2:]
     dh, dw = detection_size(h, w, resolution)
-    x = resize(image, dh, dw).clamp(0, 1)
+    same = (dh, dw) == (h, w)
+    x = image if same else resize(image, dh, dw).clamp_(0, 1)
     ph, pw = (-dh) % PAD_MULTIPLE if pad else 0, (-dw) % PAD_MULTIPLE if pad else 0
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    y = fn(x)[..., :dh, :dw]
-    y = resize(y, h, w).clamp(0, 1)
-    if binary:
-        y = (y >= 0.5).to(y.dtype)
+    y = fn(x)
+    if ph or pw:
+        y = y[..., :dh, :dw]
+    if not same:
+        y = resize(y, h, w).clamp_(0, 1)
+        if binary:
+            y = (y >= 0.5).to(y.dtype)
     if y.shape[1] == 1:
         y = y.expand(-1, 3, -1, -1)
-    return y.contiguous()
+    return y

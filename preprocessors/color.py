@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import at_resolution, check_image, check_range, check_resolution, to_uint8_levels
+from .base import at_resolution, check_image, check_range, check_resolution, map_images_cpu, to_uint8_levels
 from .errors import ImageInputError, ParameterError
 from .filters import pyr_up
 
 NOISE_CELL = 256  # ControlNet 1.1's shuffle: one random control point per 256 px
+
+
+def _bicubic_matrix(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
+    """``(n_out, n_in)`` matrix of 1-D bicubic upsampling (``align_corners=False``, a = -0.75)."""
+    eye = torch.eye(n_in, device=device).view(n_in, 1, 1, n_in)
+    return F.interpolate(eye, size=(1, n_out), mode="bicubic", align_corners=False).view(n_in, n_out).T
 
 
 def noise_disk(
@@ -17,14 +25,17 @@ def noise_disk(
 ) -> torch.Tensor:
     """Smooth random field in ``[0, 1]``: coarse uniform noise, bicubic-upsampled, cropped, min-max scaled.
 
+    The upsampling is separable, so it runs as two small matrix products instead of an image resize.
+
     Returns:
         ``(B, 1, h, w)`` float32; each image scaled to span exactly ``[0, 1]``.
     """
-    coarse = torch.rand(b, 1, h // cell + 2, w // cell + 2, generator=generator, dtype=torch.float32).to(device)
-    big = F.interpolate(coarse, size=(h + 2 * cell, w + 2 * cell), mode="bicubic", align_corners=False)
-    n = big[..., cell : cell + h, cell : cell + w]
-    lo = n.amin(dim=(2, 3), keepdim=True)
-    n = n - lo
+    ch, cw = h // cell + 2, w // cell + 2
+    coarse = torch.rand(b, ch, cw, generator=generator, dtype=torch.float32).to(device)
+    wy = _bicubic_matrix(ch, h + 2 * cell, device)[cell : cell + h]
+    wx = _bicubic_matrix(cw, w + 2 * cell, device)[cell : cell + w]
+    n = (wy @ coarse @ wx.T)[:, None]
+    n = n - n.amin(dim=(2, 3), keepdim=True)
     return n / n.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
 
 
@@ -55,7 +66,10 @@ def shuffle(image: torch.Tensor, seed: int = 0, resolution: int = 512) -> torch.
         b, _, h, w = x.shape
         fx = noise_disk(b, h, w, g, x.device) * float(w - 1)
         fy = noise_disk(b, h, w, g, x.device) * float(h - 1)
-        return remap(x, fx, fy)
+        if x.device.type != "cpu":
+            return remap(x, fx, fy)
+        flows = torch.cat([fx, fy], dim=1).permute(0, 2, 3, 1).contiguous().numpy()
+        return map_images_cpu(lambda im, flow: cv2.remap(im, flow, None, cv2.INTER_LINEAR), x, flows, uint8=True)
 
     return at_resolution(image, check_resolution(resolution), run, pad=False)
 
@@ -85,11 +99,29 @@ def tile(image: torch.Tensor, pyrup_iters: int = 3, resolution: int = 512) -> to
     check_range("pyrup_iters", pyrup_iters, 0, 6)
     image = check_image(image)
 
+    k = int(pyrup_iters)
+
     def run(x: torch.Tensor) -> torch.Tensor:
-        y = tile_core(x, int(pyrup_iters))
-        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False) if y.shape[-2:] != x.shape[-2:] else y
+        if x.device.type == "cpu":
+            return map_images_cpu(lambda im: _tile_cv2(im, k), x, uint8=True)
+        y = tile_core(x, k)
+        return (
+            F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            if y.shape[-2:] != x.shape[-2:]
+            else y
+        )
 
     return at_resolution(image, check_resolution(resolution), run, pad=False)
+
+
+def _tile_cv2(im: np.ndarray, k: int) -> np.ndarray:
+    """:func:`tile_core` on one ``(H, W, C)`` image (8-bit like the reference, or float) with OpenCV."""
+    h, w = im.shape[:2]
+    h64, w64 = max(64, round(h / 64) * 64), max(64, round(w / 64) * 64)
+    y = cv2.resize(im, (w64 >> k, h64 >> k), interpolation=cv2.INTER_LINEAR)
+    for _ in range(k):
+        y = cv2.pyrUp(y)
+    return y if y.shape[:2] == (h, w) else cv2.resize(y, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def color_core(x: torch.Tensor) -> torch.Tensor:

@@ -163,3 +163,25 @@ def test_batch_processing_equals_one_by_one(photo, tensor):
         both = fn(batch)
         torch.testing.assert_close(both[:1], fn(x), atol=1e-5, rtol=0)
         torch.testing.assert_close(both[1:], fn(flipped), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("k", [0, 2, 3])
+def test_tile_cpu_and_torch_paths_agree(photo, k):
+    from affordance.preprocessors.color import _tile_cv2
+
+    im = photo.astype(np.float32) / 255
+    x = torch.from_numpy(im).permute(2, 0, 1)[None]
+    ref = tile_core(x, k)
+    if ref.shape[-2:] != x.shape[-2:]:
+        ref = torch.nn.functional.interpolate(ref, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(_tile_cv2(im, k), ref[0].permute(1, 2, 0).numpy(), atol=2e-3)
+
+
+def test_noise_disk_is_the_reference_recipe():
+    """Coarse uniform noise, cv2 bicubic resize to (H + 2F, W + 2F), crop F, min-max: ControlNet 1.1's make_noise_disk."""
+    h, w, f = 300, 520, 256
+    coarse = torch.rand(1, h // f + 2, w // f + 2, generator=torch.Generator().manual_seed(5))
+    big = cv2.resize(coarse[0].numpy(), (w + 2 * f, h + 2 * f), interpolation=cv2.INTER_CUBIC)[f : f + h, f : f + w]
+    ref = (big - big.min()) / (big - big.min()).max()
+    got = noise_disk(1, h, w, torch.Generator().manual_seed(5), torch.device("cpu"))[0, 0].numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-4)
