@@ -133,8 +133,8 @@ def main() -> None:
     print(f"{'annotator':<10} {'peers (img/s)':>14} {'ours (img/s)':>13} {'ours/peers':>11}")
     for name, (ours, theirs) in cases.items():
         x = images.to(device)
-        t_ours = timed(lambda: ours(x), device, args.rounds)
-        t_peer = timed(lambda: peer_loop(theirs, images, res), device, args.rounds)
+        t_ours = timed(lambda fn=ours, x=x: fn(x), device, args.rounds)
+        t_peer = timed(lambda fn=theirs: peer_loop(fn, images, res), device, args.rounds)
         print(f"{name:<10} {args.batch / t_peer:>14.1f} {args.batch / t_ours:>13.1f} {t_peer / t_ours:>10.2f}x")
         if name == "canny":
             same = torch.equal(ours(images[:2].to(device)).cpu(), peer_loop(theirs, images[:2], res))

@@ -12,6 +12,7 @@ Every test here needs a ComfyUI checkout in ``COMFYUI_PATH`` and is skipped with
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -387,9 +388,27 @@ class TinyFamily:
         return x, torch.full((batch,), sigma), cond
 
 
+def tiny_controlnet_weights(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """``random_state_dict``, with the hint encoder's conv weights at He scale (std sqrt(2 / fan_in)).
+
+    At std 0.02 the eight hint convolutions shrink the hint ~1000-fold, so the hint image would hardly matter;
+    at He scale the encoded hint is of the order of the features it is added to, and a different hint (or a
+    hint resized differently) visibly changes the sampled latents.
+    """
+    sd = random_state_dict(model, seed)
+    for key, t in sd.items():
+        if key.startswith("input_hint_block.") and key.endswith(".weight"):
+            sd[key] = t * (math.sqrt(2.0 / t[0].numel()) / WEIGHT_STD)
+    return sd
+
+
 @pytest.fixture(scope="session")
 def comfy_nodes(comfy: SimpleNamespace) -> Any:
     """ComfyUI's top-level ``nodes`` module (imported after the ``comfy`` fixture disabled argument parsing)."""
+    if "nodes" not in sys.modules:
+        # As in ComfyUI's main.py: its ``utils`` package first, before nodes.py puts comfy/ (with comfy/utils.py)
+        # at the front of sys.path; otherwise ``utils.install_util`` (needed by server.py) cannot be found.
+        import utils.extra_config  # noqa: F401
     import nodes
 
     assert Path(nodes.__file__).resolve() == comfy.path.resolve() / "nodes.py"
@@ -429,7 +448,7 @@ def tiny_family(comfy: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory
         files = []
         for i in range(3):
             path = folder / f"tiny_{family}_control_{'abc'[i]}.safetensors"
-            save_file(random_state_dict(skeleton, seed=200 + 10 * len(built) + i), str(path))
+            save_file(tiny_controlnet_weights(skeleton, seed=200 + 10 * len(built) + i), str(path))
             files.append(path)
         theirs = tuple(comfy.controlnet.load_controlnet(str(p)) for p in files)
         assert all(c is not None for c in theirs), "ComfyUI could not load the tiny ControlNets"
