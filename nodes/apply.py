@@ -53,7 +53,9 @@ def apply_control(
     ours = isinstance(control_net, AffordanceControl)
     if not ours:
         if not hasattr(control_net, "copy") or not hasattr(control_net, "set_cond_hint"):
-            raise ValueError(f"control_net must be a CONTROL_NET from a ControlNet loader, got {type(control_net).__name__}.")
+            raise ValueError(
+                f"control_net must be a CONTROL_NET from a ControlNet loader, got {type(control_net).__name__}."
+            )
         extras = [n for n, v in (("weights", weights), ("schedule", schedule), ("mask", mask)) if v is not None]
         if extras:
             raise ValueError(
@@ -80,7 +82,10 @@ class ApplyControlNet:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "positive": ("CONDITIONING", {"tooltip": "Positive conditioning; control is added to what it carries."}),
+                "positive": (
+                    "CONDITIONING",
+                    {"tooltip": "Positive conditioning; control is added to what it carries."},
+                ),
                 "negative": ("CONDITIONING", {"tooltip": "Negative conditioning; shares the control object."}),
                 "control_net": ("CONTROL_NET", {"tooltip": "From 'Load ControlNet (Affordance)' or ComfyUI's loader."}),
                 "image": ("IMAGE", {"tooltip": "The hint (edges, depth, pose...); resized to the latent x8."}),
@@ -90,17 +95,32 @@ class ApplyControlNet:
                 ),
                 "start_percent": (
                     "FLOAT",
-                    {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress where control starts."},
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "Sampling progress where control starts.",
+                    },
                 ),
                 "end_percent": (
                     "FLOAT",
-                    {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Sampling progress where control ends."},
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "Sampling progress where control ends.",
+                    },
                 ),
             },
             "optional": {
                 "weights": (WEIGHTS_TYPE, {"tooltip": "Per-residual weights from 'ControlNet Weights (Affordance)'."}),
                 "schedule": (SCHEDULE_TYPE, {"tooltip": "Strength over time from 'Strength Schedule (Affordance)'."}),
-                "mask": ("MASK", {"tooltip": "Restrict control to a region (1 = full control); one per latent or one."}),
+                "mask": (
+                    "MASK",
+                    {"tooltip": "Restrict control to a region (1 = full control); one per latent or one."},
+                ),
                 "vae": ("VAE", {"tooltip": "Only for ComfyUI ControlNets that need one (e.g. SD3); ours never do."}),
             },
         }

@@ -217,7 +217,9 @@ class AffordanceControl:
             self._hint_key = key
         return self._encoded_hint
 
-    def _row_scale(self, n: int, chunks: int, options: dict, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    def _row_scale(
+        self, n: int, chunks: int, options: dict, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor | None:
         """Per-row multiplier for the unconditional chunks, or ``None`` when every row keeps 1."""
         uncond = self.weights.effective_uncond_multiplier
         if uncond == 1.0:
@@ -280,7 +282,9 @@ class AffordanceControl:
             raise FamilyMismatchError(f"{self.name} is an SDXL ControlNet but the model gives no SDXL label (y).")
         timestep = sampling.timestep(t)
         x = sampling.calculate_input(t, x_noisy)
-        res = net(x.to(dtype), None, timestep, context, None if y is None else y.to(x_noisy.device, dtype), encoded_hint=enc)
+        res = net(
+            x.to(dtype), None, timestep, context, None if y is None else y.to(x_noisy.device, dtype), encoded_hint=enc
+        )
 
         outs = res.as_list()
         rows = self._row_scale(n, batched_number, transformer_options, x_noisy.device, outs[0].dtype)

@@ -29,7 +29,9 @@ from ..preprocessors import (
     tile,
 )
 from ..preprocessors.base import MAX_RESOLUTION, check_image
+from ..preprocessors.hed import HED_FILE, HEDNet, fake_scribble, hed
 from ._host import Progress, mask_batch, processing_device
+from .annotators import annotator_model
 
 CHUNK = 16  # images per batched call: bounds memory while keeping the work batched
 RESOLUTION = (
@@ -213,6 +215,28 @@ class InvertHint(_Preprocessor):
         return invert(x)
 
 
+class HEDPreprocessor(_Preprocessor):
+    DESCRIPTION = (
+        "Soft edges with ControlNet's HED network (ControlNetHED.pth from ComfyUI/models/annotators), batched on the "
+        "GPU, loaded once and kept warm."
+    )
+    PARAMS = {"safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels (hides textures)."})}
+
+    def process(self, image: torch.Tensor, safe: bool, resolution: int) -> tuple[torch.Tensor]:
+        net = annotator_model(HED_FILE, HEDNet)
+        return (run_batched(image, lambda x: hed(x, net, safe, resolution)),)
+
+
+class FakeScribblePreprocessor(_Preprocessor):
+    DESCRIPTION = (
+        "ControlNet 1.0's fake scribble: HED edges thinned and thresholded into bold strokes (ControlNetHED.pth)."
+    )
+
+    def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
+        net = annotator_model(HED_FILE, HEDNet)
+        return (run_batched(image, lambda x: fake_scribble(x, net, resolution)),)
+
+
 class InpaintPreprocessor:
     DESCRIPTION = "The 1.1 inpaint hint: masked pixels become -1 (as control_v11p_sd15_inpaint expects)."
     RETURN_TYPES = ("IMAGE",)
@@ -318,6 +342,8 @@ NODES: dict[str, tuple[type, str]] = {
     "AST_ColorPreprocessor": (ColorPreprocessor, "Colour Grid (Affordance)"),
     "AST_LuminancePreprocessor": (LuminancePreprocessor, "Luminance (Affordance)"),
     "AST_InpaintPreprocessor": (InpaintPreprocessor, "Inpaint Hint (Affordance)"),
+    "AST_HEDPreprocessor": (HEDPreprocessor, "HED Soft Edges (Affordance)"),
+    "AST_FakeScribblePreprocessor": (FakeScribblePreprocessor, "Fake Scribble (Affordance)"),
     "AST_HintResize": (HintResize, "Resize Hint (Affordance)"),
     "AST_PixelPerfectResolution": (PixelPerfectResolution, "Pixel Perfect Resolution (Affordance)"),
     "AST_InvertHint": (InvertHint, "Invert Hint (Affordance)"),

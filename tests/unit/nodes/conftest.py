@@ -3,7 +3,9 @@ exactly as ComfyUI's sampler does (pre_run, get_control per model call, cleanup)
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -138,3 +140,44 @@ def close_lists():
     return assert_close_lists
 
 
+
+
+@pytest.fixture
+def stub_comfy(monkeypatch, tmp_path):
+    """Just enough of ComfyUI for the loader: model management, ModelPatcher, ops and folder_paths."""
+    mm = ModuleType("comfy.model_management")
+    mm.get_torch_device = lambda: torch.device("cpu")
+    mm.unet_offload_device = lambda: torch.device("cpu")
+    mm.unet_dtype = lambda model_params=0, supported_dtypes=(), weight_dtype=None: torch.float32
+    mm.unet_manual_cast = lambda dtype, device: None
+    mm.should_use_fp16 = lambda device=None: False
+    mm.load_models_gpu = lambda models, **kw: None
+    mp = ModuleType("comfy.model_patcher")
+    mp.ModelPatcher = lambda model, load_device, offload_device: SimpleNamespace(model=model, load_device=load_device)
+    ops = ModuleType("comfy.ops")
+    ops.pick_operations = lambda dtype, cast: torch.nn
+    comfy = ModuleType("comfy")
+    comfy.model_management, comfy.model_patcher, comfy.ops = mm, mp, ops
+    fp = ModuleType("folder_paths")
+    fp.models_dir = str(tmp_path / "models")
+    fp.folder_names_and_paths = {}
+
+    def add_model_folder_path(name, path, is_default=False):
+        fp.folder_names_and_paths.setdefault(name, ([], set()))[0].append(path)
+
+    fp.add_model_folder_path = add_model_folder_path
+    fp.get_filename_list = lambda name: ["tiny.safetensors"]
+    def get_folder_paths(name):
+        return fp.folder_names_and_paths[name][0] if name in fp.folder_names_and_paths else [str(tmp_path)]
+
+    def get_full_path(name, f):
+        for folder in get_folder_paths(name):
+            if (Path(folder) / f).exists():
+                return str(Path(folder) / f)
+        return None
+
+    fp.get_full_path = get_full_path
+    fp.get_folder_paths = get_folder_paths
+    for name, mod in {"comfy": comfy, "comfy.model_management": mm, "comfy.model_patcher": mp, "comfy.ops": ops, "folder_paths": fp}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return tmp_path

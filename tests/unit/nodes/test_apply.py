@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from types import ModuleType, SimpleNamespace
-
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -150,29 +147,6 @@ def test_schedule_node_validation():
     assert "progress must be between 0 and 1" in StrengthScheduleNode.VALIDATE_INPUTS("2:1", "linear")
     (s,) = StrengthScheduleNode().build("0:1, 1:0", "linear")
     assert s.at(0.5) == 0.5
-
-
-@pytest.fixture
-def stub_comfy(monkeypatch, tmp_path):
-    """Just enough of ComfyUI for the loader: model management, ModelPatcher, ops and folder_paths."""
-    mm = ModuleType("comfy.model_management")
-    mm.get_torch_device = lambda: torch.device("cpu")
-    mm.unet_offload_device = lambda: torch.device("cpu")
-    mm.unet_dtype = lambda model_params=0, supported_dtypes=(), weight_dtype=None: torch.float32
-    mm.unet_manual_cast = lambda dtype, device: None
-    mp = ModuleType("comfy.model_patcher")
-    mp.ModelPatcher = lambda model, load_device, offload_device: SimpleNamespace(model=model, load_device=load_device)
-    ops = ModuleType("comfy.ops")
-    ops.pick_operations = lambda dtype, cast: torch.nn
-    comfy = ModuleType("comfy")
-    comfy.model_management, comfy.model_patcher, comfy.ops = mm, mp, ops
-    fp = ModuleType("folder_paths")
-    fp.get_filename_list = lambda name: ["tiny.safetensors"]
-    fp.get_full_path = lambda name, f: str(tmp_path / f) if (tmp_path / f).exists() else None
-    fp.get_folder_paths = lambda name: [str(tmp_path)]
-    for name, mod in {"comfy": comfy, "comfy.model_management": mm, "comfy.model_patcher": mp, "comfy.ops": ops, "folder_paths": fp}.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    return tmp_path
 
 
 def test_loader_node_with_stub_host(stub_comfy, control):

@@ -8,7 +8,8 @@ import torch
 from affordance.nodes import NODE_CLASS_MAPPINGS
 from affordance.nodes.preprocess import NODES, CannyPreprocessor
 
-SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES()["required"]]
+LEARNED = {"AST_HEDPreprocessor", "AST_FakeScribblePreprocessor"}  # need annotator weights (see below)
+SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES()["required"] and k not in LEARNED]
 
 
 def _defaults(cls) -> dict:
@@ -93,3 +94,24 @@ def test_bad_images_in_nodes(image):
         node.process(torch.zeros(0, 16, 16, 3), low_threshold=100, high_threshold=200, resolution=512)
     rgba = image(c=4, h=16, w=16)
     assert node.process(rgba, low_threshold=100, high_threshold=200, resolution=64)[0].shape == (1, 16, 16, 3)
+
+
+def test_hed_nodes_load_weights_once_from_the_annotators_folder(stub_comfy, image, monkeypatch):
+    from affordance.nodes import annotators
+    from affordance.preprocessors.hed import HED_FILE, HEDNet
+
+    annotators.clear_cache()
+    folder = stub_comfy / "models" / "annotators"
+    with pytest.raises(ValueError, match=r"'ControlNetHED.pth' \(HED soft edges, fake scribble, about 29 MB\) were not found in .*annotators"):
+        NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]().process(image(), safe=False, resolution=64)
+    folder.mkdir(parents=True)
+    torch.save(HEDNet().state_dict(), folder / HED_FILE)
+    reads = []
+    original = annotators.load_annotator
+    monkeypatch.setattr(annotators, "load_annotator", lambda *a: reads.append(a) or original(*a))
+    (out,) = NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]().process(image(b=2, h=40, w=56), safe=True, resolution=64)
+    assert out.shape == (2, 40, 56, 3)
+    (out,) = NODE_CLASS_MAPPINGS["AST_FakeScribblePreprocessor"]().process(image(h=40, w=56), resolution=64)
+    assert out.shape == (1, 40, 56, 3)
+    assert len(reads) == 1  # loaded once, kept warm
+    annotators.clear_cache()

@@ -1,0 +1,74 @@
+"""Learned annotators inside ComfyUI: weights from the ``annotators`` model folder, loaded once, managed.
+
+The folder ``ComfyUI/models/annotators`` is registered on first use (paths from
+``extra_model_paths.yaml`` under ``annotators:`` are kept). Each network is loaded once per file and
+wrapped in a ``ModelPatcher``, so ComfyUI moves it to the GPU when needed, offloads it under memory
+pressure and unloads it with "free memory".
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from ..preprocessors.weights import load_annotator, missing_file_error
+from ._host import comfy_model_management, comfy_model_patcher, folder_paths, log
+
+FOLDER = "annotators"
+_CACHE: dict[tuple[str, float, int], Any] = {}
+_LOCK = threading.Lock()
+
+
+def annotator_folders() -> list[str]:
+    """ComfyUI's annotator folders, registering ``models/annotators`` the first time."""
+    fp = folder_paths()
+    default = os.path.join(fp.models_dir, FOLDER)
+    if FOLDER not in fp.folder_names_and_paths or default not in fp.get_folder_paths(FOLDER):
+        fp.add_model_folder_path(FOLDER, default, is_default=FOLDER not in fp.folder_names_and_paths)
+    return fp.get_folder_paths(FOLDER)
+
+
+def annotator_path(name: str) -> str:
+    """Full path of an official annotator file; a clear error naming folders and source when missing."""
+    folders = annotator_folders()
+    path = folder_paths().get_full_path(FOLDER, name)
+    if path is None:
+        raise missing_file_error(name, folders)
+    return path
+
+
+def annotator_model(name: str, build: Callable[[], nn.Module]) -> nn.Module:
+    """The network of ``name`` on ComfyUI's device, loaded once and kept under model management.
+
+    Half precision on GPUs that support it; the same file is never read twice while unchanged.
+    """
+    path = annotator_path(name)
+    stat = os.stat(path)
+    key = (path, stat.st_mtime, stat.st_size)
+    mm = comfy_model_management()
+    with _LOCK:
+        patcher = _CACHE.get(key)
+        if patcher is None:
+            for old in [k for k in _CACHE if k[0] == path]:
+                del _CACHE[old]  # the file changed on disk
+            net = load_annotator(path, build(), name)
+            device = mm.get_torch_device()
+            if mm.should_use_fp16(device):
+                net = net.half()
+            patcher = comfy_model_patcher().ModelPatcher(
+                net, load_device=device, offload_device=mm.unet_offload_device()
+            )
+            _CACHE[key] = patcher
+            log.info("loaded annotator %s (%s) from %s", name, type(net).__name__, path)
+    mm.load_models_gpu([patcher])
+    return patcher.model
+
+
+def clear_cache() -> None:
+    """Forget loaded annotators (tests, or after replacing files)."""
+    with _LOCK:
+        _CACHE.clear()
