@@ -95,4 +95,5 @@ def test_ci_runs_exactly_the_readme_test_command():
     run = (ROOT / ".ci" / "run").read_text()
     assert "bash .ci/test" in readme and "bash .ci/main" in readme
     assert re.search(r"^exec bash \.ci/test$", run, re.M)
-    assert "exit 1" in (ROOT / ".ci" / "test").read_text() and '"$rc" -eq 5' in (ROOT / ".ci" / "test").read_text()
+    test = (ROOT / ".ci" / "test").read_text()
+    assert "exit 1" in test and '"$rc" -eq 5' in test and ".venv-ref/bin/pytest tests/reference" in test
