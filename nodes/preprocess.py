@@ -30,6 +30,8 @@ from ..preprocessors import (
 )
 from ..preprocessors.base import MAX_RESOLUTION, check_image
 from ..preprocessors.hed import HED_FILE, HEDNet, fake_scribble, hed
+from ..preprocessors.lineart import LINEART_COARSE_FILE, LINEART_FILE, LineartNet, lineart
+from ..preprocessors.lineart_anime import LINEART_ANIME_FILE, LineartAnimeNet, lineart_anime
 from ._host import Progress, mask_batch, processing_device
 from .annotators import annotator_model
 
@@ -237,6 +239,32 @@ class FakeScribblePreprocessor(_Preprocessor):
         return (run_batched(image, lambda x: fake_scribble(x, net, resolution)),)
 
 
+class LineartPreprocessor(_Preprocessor):
+    DESCRIPTION = "Lineart with the Informative Drawings generator (sk_model.pth; coarse: sk_model2.pth), white on black."
+    PARAMS = {
+        "coarse": (
+            "BOOLEAN",
+            {
+                "default": False,
+                "tooltip": "Use the coarse model (sk_model2.pth) for bolder, simpler lines; off uses the fine model "
+                "(sk_model.pth).",
+            },
+        )
+    }
+
+    def process(self, image: torch.Tensor, coarse: bool, resolution: int) -> tuple[torch.Tensor]:
+        net = annotator_model(LINEART_COARSE_FILE if coarse else LINEART_FILE, LineartNet)
+        return (run_batched(image, lambda x: lineart(x, net, resolution)),)
+
+
+class LineartAnimePreprocessor(_Preprocessor):
+    DESCRIPTION = "Anime lineart with the anime U-Net (netG.pth); the network runs at the next multiple of 256."
+
+    def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
+        net = annotator_model(LINEART_ANIME_FILE, LineartAnimeNet)
+        return (run_batched(image, lambda x: lineart_anime(x, net, resolution)),)
+
+
 class InpaintPreprocessor:
     DESCRIPTION = "The 1.1 inpaint hint: masked pixels become -1 (as control_v11p_sd15_inpaint expects)."
     RETURN_TYPES = ("IMAGE",)
@@ -344,6 +372,8 @@ NODES: dict[str, tuple[type, str]] = {
     "AST_InpaintPreprocessor": (InpaintPreprocessor, "Inpaint Hint (Affordance)"),
     "AST_HEDPreprocessor": (HEDPreprocessor, "HED Soft Edges (Affordance)"),
     "AST_FakeScribblePreprocessor": (FakeScribblePreprocessor, "Fake Scribble (Affordance)"),
+    "AST_LineartPreprocessor": (LineartPreprocessor, "Lineart (Affordance)"),
+    "AST_LineartAnimePreprocessor": (LineartAnimePreprocessor, "Lineart Anime (Affordance)"),
     "AST_HintResize": (HintResize, "Resize Hint (Affordance)"),
     "AST_PixelPerfectResolution": (PixelPerfectResolution, "Pixel Perfect Resolution (Affordance)"),
     "AST_InvertHint": (InvertHint, "Invert Hint (Affordance)"),

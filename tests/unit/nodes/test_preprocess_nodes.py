@@ -8,7 +8,12 @@ import torch
 from affordance.nodes import NODE_CLASS_MAPPINGS
 from affordance.nodes.preprocess import NODES, CannyPreprocessor
 
-LEARNED = {"AST_HEDPreprocessor", "AST_FakeScribblePreprocessor"}  # need annotator weights (see below)
+LEARNED = {  # these need annotator weights (see the stub-host test below)
+    "AST_HEDPreprocessor",
+    "AST_FakeScribblePreprocessor",
+    "AST_LineartPreprocessor",
+    "AST_LineartAnimePreprocessor",
+}
 SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES()["required"] and k not in LEARNED]
 
 
@@ -114,4 +119,27 @@ def test_hed_nodes_load_weights_once_from_the_annotators_folder(stub_comfy, imag
     (out,) = NODE_CLASS_MAPPINGS["AST_FakeScribblePreprocessor"]().process(image(h=40, w=56), resolution=64)
     assert out.shape == (1, 40, 56, 3)
     assert len(reads) == 1  # loaded once, kept warm
+    annotators.clear_cache()
+
+
+@pytest.mark.parametrize(
+    ("node_id", "kwargs", "files"),
+    [
+        ("AST_LineartPreprocessor", {"coarse": False}, ["sk_model.pth"]),
+        ("AST_LineartPreprocessor", {"coarse": True}, ["sk_model2.pth"]),
+        ("AST_LineartAnimePreprocessor", {}, ["netG.pth"]),
+    ],
+)
+def test_lineart_nodes_use_their_official_files(stub_comfy, image, node_id, kwargs, files):
+    from affordance.nodes import annotators
+    from affordance.preprocessors.lineart import LineartNet
+    from affordance.preprocessors.lineart_anime import LineartAnimeNet
+
+    annotators.clear_cache()
+    folder = stub_comfy / "models" / "annotators"
+    folder.mkdir(parents=True)
+    net = LineartAnimeNet() if node_id == "AST_LineartAnimePreprocessor" else LineartNet()
+    torch.save(net.state_dict(), folder / files[0])
+    (out,) = NODE_CLASS_MAPPINGS[node_id]().process(image(h=40, w=56), resolution=64, **kwargs)
+    assert out.shape == (1, 40, 56, 3)
     annotators.clear_cache()
