@@ -32,6 +32,7 @@ from ..preprocessors.base import MAX_RESOLUTION, check_image
 from ..preprocessors.hed import HED_FILE, HEDNet, fake_scribble, hed
 from ..preprocessors.lineart import LINEART_COARSE_FILE, LINEART_FILE, LineartNet, lineart
 from ..preprocessors.lineart_anime import LINEART_ANIME_FILE, LineartAnimeNet, lineart_anime
+from ..preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet, normal_bae
 from ._host import Progress, mask_batch, processing_device
 from .annotators import annotator_model
 
@@ -265,6 +266,14 @@ class LineartAnimePreprocessor(_Preprocessor):
         return (run_batched(image, lambda x: lineart_anime(x, net, resolution)),)
 
 
+class NormalBAEPreprocessor(_Preprocessor):
+    DESCRIPTION = "Surface normals with Bae et al.'s estimator (scannet.pt), as ControlNet 1.1's normalbae model expects."
+
+    def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
+        net = annotator_model(NORMALBAE_FILE, NormalBaeNet)
+        return (run_batched(image, lambda x: normal_bae(x, net, resolution)),)
+
+
 class InpaintPreprocessor:
     DESCRIPTION = "The 1.1 inpaint hint: masked pixels become -1 (as control_v11p_sd15_inpaint expects)."
     RETURN_TYPES = ("IMAGE",)
@@ -374,6 +383,7 @@ NODES: dict[str, tuple[type, str]] = {
     "AST_FakeScribblePreprocessor": (FakeScribblePreprocessor, "Fake Scribble (Affordance)"),
     "AST_LineartPreprocessor": (LineartPreprocessor, "Lineart (Affordance)"),
     "AST_LineartAnimePreprocessor": (LineartAnimePreprocessor, "Lineart Anime (Affordance)"),
+    "AST_NormalBAEPreprocessor": (NormalBAEPreprocessor, "NormalBAE Normals (Affordance)"),
     "AST_HintResize": (HintResize, "Resize Hint (Affordance)"),
     "AST_PixelPerfectResolution": (PixelPerfectResolution, "Pixel Perfect Resolution (Affordance)"),
     "AST_InvertHint": (InvertHint, "Invert Hint (Affordance)"),

@@ -13,6 +13,7 @@ LEARNED = {  # these need annotator weights (see the stub-host test below)
     "AST_FakeScribblePreprocessor",
     "AST_LineartPreprocessor",
     "AST_LineartAnimePreprocessor",
+    "AST_NormalBAEPreprocessor",
 }
 SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES()["required"] and k not in LEARNED]
 
