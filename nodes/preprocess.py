@@ -32,6 +32,7 @@ from ..preprocessors.base import MAX_RESOLUTION, check_image
 from ..preprocessors.hed import HED_FILE, HEDNet, fake_scribble, hed
 from ..preprocessors.lineart import LINEART_COARSE_FILE, LINEART_FILE, LineartNet, lineart
 from ..preprocessors.lineart_anime import LINEART_ANIME_FILE, LineartAnimeNet, lineart_anime
+from ..preprocessors.midas import MIDAS_FILE, DPTHybridNet, midas_depth, midas_normal
 from ..preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet, normal_bae
 from ._host import Progress, mask_batch, processing_device
 from .annotators import annotator_model
@@ -274,6 +275,35 @@ class NormalBAEPreprocessor(_Preprocessor):
         return (run_batched(image, lambda x: normal_bae(x, net, resolution)),)
 
 
+class MiDaSDepthPreprocessor(_Preprocessor):
+    DESCRIPTION = "Depth with MiDaS v3 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the file ControlNet's depth models used)."
+
+    def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
+        net = annotator_model(MIDAS_FILE, DPTHybridNet)
+        return (run_batched(image, lambda x: midas_depth(x, net, resolution)),)
+
+
+class MiDaSNormalPreprocessor(_Preprocessor):
+    DESCRIPTION = "Normals from MiDaS depth, as ControlNet 1.0's normal model expects (dpt_hybrid-midas-501f0c75.pt)."
+    PARAMS = {
+        "a": _float(
+            6.28,
+            0.0,
+            15.7,
+            0.01,
+            "Strength of the flat 'facing the camera' component against the depth gradients; larger gives flatter "
+            "normals (2 pi by default).",
+        ),
+        "bg_threshold": _float(
+            0.1, 0.0, 1.0, 0.01, "Scaled depth below which pixels count as background and face the camera."
+        ),
+    }
+
+    def process(self, image: torch.Tensor, a: float, bg_threshold: float, resolution: int) -> tuple[torch.Tensor]:
+        net = annotator_model(MIDAS_FILE, DPTHybridNet)
+        return (run_batched(image, lambda x: midas_normal(x, net, a, bg_threshold, resolution)),)
+
+
 class InpaintPreprocessor:
     DESCRIPTION = "The 1.1 inpaint hint: masked pixels become -1 (as control_v11p_sd15_inpaint expects)."
     RETURN_TYPES = ("IMAGE",)
@@ -384,6 +414,8 @@ NODES: dict[str, tuple[type, str]] = {
     "AST_LineartPreprocessor": (LineartPreprocessor, "Lineart (Affordance)"),
     "AST_LineartAnimePreprocessor": (LineartAnimePreprocessor, "Lineart Anime (Affordance)"),
     "AST_NormalBAEPreprocessor": (NormalBAEPreprocessor, "NormalBAE Normals (Affordance)"),
+    "AST_MiDaSDepthPreprocessor": (MiDaSDepthPreprocessor, "MiDaS Depth (Affordance)"),
+    "AST_MiDaSNormalPreprocessor": (MiDaSNormalPreprocessor, "MiDaS Normals (Affordance)"),
     "AST_HintResize": (HintResize, "Resize Hint (Affordance)"),
     "AST_PixelPerfectResolution": (PixelPerfectResolution, "Pixel Perfect Resolution (Affordance)"),
     "AST_InvertHint": (InvertHint, "Invert Hint (Affordance)"),

@@ -14,6 +14,8 @@ LEARNED = {  # these need annotator weights (see the stub-host test below)
     "AST_LineartPreprocessor",
     "AST_LineartAnimePreprocessor",
     "AST_NormalBAEPreprocessor",
+    "AST_MiDaSDepthPreprocessor",
+    "AST_MiDaSNormalPreprocessor",
 }
 SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES()["required"] and k not in LEARNED]
 
