@@ -34,6 +34,7 @@ from ..preprocessors.lineart import LINEART_COARSE_FILE, LINEART_FILE, LineartNe
 from ..preprocessors.lineart_anime import LINEART_ANIME_FILE, LineartAnimeNet, lineart_anime
 from ..preprocessors.midas import MIDAS_FILE, DPTHybridNet, midas_depth, midas_normal
 from ..preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet, normal_bae
+from ..preprocessors.openpose import BODY_FILE, FACE_FILE, HAND_FILE, BodyPoseNet, FaceNet, HandPoseNet, openpose
 from ._host import Progress, mask_batch, processing_device
 from .annotators import annotator_model
 
@@ -242,7 +243,9 @@ class FakeScribblePreprocessor(_Preprocessor):
 
 
 class LineartPreprocessor(_Preprocessor):
-    DESCRIPTION = "Lineart with the Informative Drawings generator (sk_model.pth; coarse: sk_model2.pth), white on black."
+    DESCRIPTION = (
+        "Lineart with the Informative Drawings generator (sk_model.pth; coarse: sk_model2.pth), white on black."
+    )
     PARAMS = {
         "coarse": (
             "BOOLEAN",
@@ -268,7 +271,9 @@ class LineartAnimePreprocessor(_Preprocessor):
 
 
 class NormalBAEPreprocessor(_Preprocessor):
-    DESCRIPTION = "Surface normals with Bae et al.'s estimator (scannet.pt), as ControlNet 1.1's normalbae model expects."
+    DESCRIPTION = (
+        "Surface normals with Bae et al.'s estimator (scannet.pt), as ControlNet 1.1's normalbae model expects."
+    )
 
     def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
         net = annotator_model(NORMALBAE_FILE, NormalBaeNet)
@@ -276,7 +281,9 @@ class NormalBAEPreprocessor(_Preprocessor):
 
 
 class MiDaSDepthPreprocessor(_Preprocessor):
-    DESCRIPTION = "Depth with MiDaS v3 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the file ControlNet's depth models used)."
+    DESCRIPTION = (
+        "Depth with MiDaS v3 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the file ControlNet's depth models used)."
+    )
 
     def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
         net = annotator_model(MIDAS_FILE, DPTHybridNet)
@@ -302,6 +309,39 @@ class MiDaSNormalPreprocessor(_Preprocessor):
     def process(self, image: torch.Tensor, a: float, bg_threshold: float, resolution: int) -> tuple[torch.Tensor]:
         net = annotator_model(MIDAS_FILE, DPTHybridNet)
         return (run_batched(image, lambda x: midas_normal(x, net, a, bg_threshold, resolution)),)
+
+
+class OpenPosePreprocessor(_Preprocessor):
+    DESCRIPTION = (
+        "OpenPose skeletons (body_pose_model.pth; hands: hand_pose_model.pth; face: facenet.pth) for the openpose "
+        "ControlNets, plus the keypoints in the OpenPose JSON format."
+    )
+    PARAMS = {
+        "detect_body": ("BOOLEAN", {"default": True, "tooltip": "Draw the body skeletons."}),
+        "detect_hand": ("BOOLEAN", {"default": False, "tooltip": "Detect and draw hands (needs hand_pose_model.pth)."}),
+        "detect_face": (
+            "BOOLEAN",
+            {"default": False, "tooltip": "Detect and draw face landmarks (needs facenet.pth)."},
+        ),
+    }
+    RETURN_TYPES = ("IMAGE", "POSE_KEYPOINT")
+    RETURN_NAMES = ("hint", "keypoints")
+    OUTPUT_TOOLTIPS = ("The rendered skeletons.", "Keypoints per image (OpenPose JSON: people, canvas size).")
+
+    def process(
+        self, image: torch.Tensor, detect_body: bool, detect_hand: bool, detect_face: bool, resolution: int
+    ) -> tuple[torch.Tensor, list]:
+        body = annotator_model(BODY_FILE, BodyPoseNet)
+        hand = annotator_model(HAND_FILE, HandPoseNet) if detect_hand else None
+        face = annotator_model(FACE_FILE, FaceNet) if detect_face else None
+        keypoints: list = []
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            hint, kps = openpose(x, body, hand, face, detect_body, detect_hand, detect_face, resolution)
+            keypoints.extend(kps)
+            return hint
+
+        return run_batched(image, run), keypoints
 
 
 class InpaintPreprocessor:
@@ -416,6 +456,7 @@ NODES: dict[str, tuple[type, str]] = {
     "AST_NormalBAEPreprocessor": (NormalBAEPreprocessor, "NormalBAE Normals (Affordance)"),
     "AST_MiDaSDepthPreprocessor": (MiDaSDepthPreprocessor, "MiDaS Depth (Affordance)"),
     "AST_MiDaSNormalPreprocessor": (MiDaSNormalPreprocessor, "MiDaS Normals (Affordance)"),
+    "AST_OpenPosePreprocessor": (OpenPosePreprocessor, "OpenPose (Affordance)"),
     "AST_HintResize": (HintResize, "Resize Hint (Affordance)"),
     "AST_PixelPerfectResolution": (PixelPerfectResolution, "Pixel Perfect Resolution (Affordance)"),
     "AST_InvertHint": (InvertHint, "Invert Hint (Affordance)"),

@@ -16,6 +16,7 @@ LEARNED = {  # these need annotator weights (see the stub-host test below)
     "AST_NormalBAEPreprocessor",
     "AST_MiDaSDepthPreprocessor",
     "AST_MiDaSNormalPreprocessor",
+    "AST_OpenPosePreprocessor",
 }
 SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES()["required"] and k not in LEARNED]
 
@@ -145,4 +146,22 @@ def test_lineart_nodes_use_their_official_files(stub_comfy, image, node_id, kwar
     torch.save(net.state_dict(), folder / files[0])
     (out,) = NODE_CLASS_MAPPINGS[node_id]().process(image(h=40, w=56), resolution=64, **kwargs)
     assert out.shape == (1, 40, 56, 3)
+    annotators.clear_cache()
+
+
+def test_openpose_node_outputs_hint_and_keypoints(stub_comfy, image):
+    from affordance.nodes import annotators
+    from affordance.preprocessors.openpose import BODY_FILE, BodyPoseNet
+
+    annotators.clear_cache()
+    folder = stub_comfy / "models" / "annotators"
+    folder.mkdir(parents=True)
+    torch.save(BodyPoseNet().state_dict(), folder / BODY_FILE)
+    node = NODE_CLASS_MAPPINGS["AST_OpenPosePreprocessor"]
+    assert node.RETURN_TYPES == ("IMAGE", "POSE_KEYPOINT")
+    hint, keypoints = node().process(image(b=2, h=64, w=64), True, False, False, 64)
+    assert hint.shape == (2, 64, 64, 3) and len(keypoints) == 2
+    assert {"people", "canvas_width", "canvas_height"} <= set(keypoints[0])
+    with pytest.raises(ValueError, match="hand_pose_model.pth"):
+        node().process(image(), True, True, False, 64)
     annotators.clear_cache()
