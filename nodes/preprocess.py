@@ -33,8 +33,10 @@ from ..preprocessors.hed import HED_FILE, HEDNet, fake_scribble, hed
 from ..preprocessors.lineart import LINEART_COARSE_FILE, LINEART_FILE, LineartNet, lineart
 from ..preprocessors.lineart_anime import LINEART_ANIME_FILE, LineartAnimeNet, lineart_anime
 from ..preprocessors.midas import MIDAS_FILE, DPTHybridNet, midas_depth, midas_normal
+from ..preprocessors.mlsd import MLSD_FILE, MLSDNet, mlsd
 from ..preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet, normal_bae
 from ..preprocessors.openpose import BODY_FILE, FACE_FILE, HAND_FILE, BodyPoseNet, FaceNet, HandPoseNet, openpose
+from ..preprocessors.pidinet import PIDINET_FILE, PiDiNet, pidinet
 from ._host import Progress, mask_batch, processing_device
 from .annotators import annotator_model
 
@@ -344,6 +346,33 @@ class OpenPosePreprocessor(_Preprocessor):
         return run_batched(image, run), keypoints
 
 
+class PiDiNetPreprocessor(_Preprocessor):
+    DESCRIPTION = "Soft edges with PiDiNet (table5_pidinet.pth), for softedge and scribble ControlNets."
+    PARAMS = {
+        "safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels, hiding textures (pidisafe)."}),
+    }
+
+    def process(self, image: torch.Tensor, safe: bool, resolution: int) -> tuple[torch.Tensor]:
+        net = annotator_model(PIDINET_FILE, PiDiNet)
+        return (run_batched(image, lambda x: pidinet(x, net, safe, resolution)),)
+
+
+class MLSDPreprocessor(_Preprocessor):
+    DESCRIPTION = "Straight lines with M-LSD large (mlsd_large_512_fp32.pth), white on black, for the mlsd ControlNet."
+    PARAMS = {
+        "score_threshold": _float(0.1, 0.01, 2.0, 0.01, "Minimum confidence of a line segment's centre."),
+        "distance_threshold": _float(
+            0.1, 0.01, 20.0, 0.01, "Minimum segment length (in half-resolution pixels); shorter segments are dropped."
+        ),
+    }
+
+    def process(
+        self, image: torch.Tensor, score_threshold: float, distance_threshold: float, resolution: int
+    ) -> tuple[torch.Tensor]:
+        net = annotator_model(MLSD_FILE, MLSDNet)
+        return (run_batched(image, lambda x: mlsd(x, net, score_threshold, distance_threshold, resolution)),)
+
+
 class InpaintPreprocessor:
     DESCRIPTION = "The 1.1 inpaint hint: masked pixels become -1 (as control_v11p_sd15_inpaint expects)."
     RETURN_TYPES = ("IMAGE",)
@@ -457,6 +486,8 @@ NODES: dict[str, tuple[type, str]] = {
     "AST_MiDaSDepthPreprocessor": (MiDaSDepthPreprocessor, "MiDaS Depth (Affordance)"),
     "AST_MiDaSNormalPreprocessor": (MiDaSNormalPreprocessor, "MiDaS Normals (Affordance)"),
     "AST_OpenPosePreprocessor": (OpenPosePreprocessor, "OpenPose (Affordance)"),
+    "AST_PiDiNetPreprocessor": (PiDiNetPreprocessor, "PiDiNet Soft Edges (Affordance)"),
+    "AST_MLSDPreprocessor": (MLSDPreprocessor, "M-LSD Lines (Affordance)"),
     "AST_HintResize": (HintResize, "Resize Hint (Affordance)"),
     "AST_PixelPerfectResolution": (PixelPerfectResolution, "Pixel Perfect Resolution (Affordance)"),
     "AST_InvertHint": (InvertHint, "Invert Hint (Affordance)"),

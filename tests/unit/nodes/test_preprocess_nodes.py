@@ -17,6 +17,8 @@ LEARNED = {  # these need annotator weights (see the stub-host test below)
     "AST_MiDaSDepthPreprocessor",
     "AST_MiDaSNormalPreprocessor",
     "AST_OpenPosePreprocessor",
+    "AST_PiDiNetPreprocessor",
+    "AST_MLSDPreprocessor",
 }
 SIMPLE = [k for k, (cls, _) in NODES.items() if "resolution" in cls.INPUT_TYPES()["required"] and k not in LEARNED]
 
@@ -111,7 +113,10 @@ def test_hed_nodes_load_weights_once_from_the_annotators_folder(stub_comfy, imag
 
     annotators.clear_cache()
     folder = stub_comfy / "models" / "annotators"
-    with pytest.raises(ValueError, match=r"'ControlNetHED.pth' \(HED soft edges, fake scribble, about 29 MB\) were not found in .*annotators"):
+    with pytest.raises(
+        ValueError,
+        match=r"'ControlNetHED.pth' \(HED soft edges, fake scribble, about 29 MB\) were not found in .*annotators",
+    ):
         NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]().process(image(), safe=False, resolution=64)
     folder.mkdir(parents=True)
     torch.save(HEDNet().state_dict(), folder / HED_FILE)
@@ -164,4 +169,38 @@ def test_openpose_node_outputs_hint_and_keypoints(stub_comfy, image):
     assert {"people", "canvas_width", "canvas_height"} <= set(keypoints[0])
     with pytest.raises(ValueError, match="hand_pose_model.pth"):
         node().process(image(), True, True, False, 64)
+    annotators.clear_cache()
+
+
+@pytest.mark.parametrize(
+    ("node_id", "kwargs"),
+    [
+        ("AST_PiDiNetPreprocessor", {"safe": True}),
+        ("AST_MLSDPreprocessor", {"score_threshold": 0.1, "distance_threshold": 0.1}),
+        ("AST_NormalBAEPreprocessor", {}),
+        ("AST_MiDaSDepthPreprocessor", {}),
+        ("AST_MiDaSNormalPreprocessor", {"a": 6.28, "bg_threshold": 0.1}),
+    ],
+)
+def test_learned_nodes_run_with_their_files(stub_comfy, image, node_id, kwargs):
+    from affordance.nodes import annotators
+    from affordance.preprocessors.midas import MIDAS_FILE, DPTHybridNet
+    from affordance.preprocessors.mlsd import MLSD_FILE, MLSDNet
+    from affordance.preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet
+    from affordance.preprocessors.pidinet import PIDINET_FILE, PiDiNet
+
+    files = {
+        "AST_PiDiNetPreprocessor": (PIDINET_FILE, PiDiNet),
+        "AST_MLSDPreprocessor": (MLSD_FILE, MLSDNet),
+        "AST_NormalBAEPreprocessor": (NORMALBAE_FILE, NormalBaeNet),
+        "AST_MiDaSDepthPreprocessor": (MIDAS_FILE, DPTHybridNet),
+        "AST_MiDaSNormalPreprocessor": (MIDAS_FILE, DPTHybridNet),
+    }
+    name, build = files[node_id]
+    annotators.clear_cache()
+    folder = stub_comfy / "models" / "annotators"
+    folder.mkdir(parents=True)
+    torch.save(build().state_dict(), folder / name)
+    (out,) = NODE_CLASS_MAPPINGS[node_id]().process(image(h=64, w=64), resolution=64, **kwargs)
+    assert out.shape == (1, 64, 64, 3) and torch.isfinite(out).all()
     annotators.clear_cache()
