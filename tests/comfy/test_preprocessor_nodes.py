@@ -1,0 +1,101 @@
+"""Every preprocessor node runs inside the real ComfyUI (its folder_paths and model management) and its
+hint feeds AST_ApplyControlNet in a sampling run that it visibly steers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.comfy
+
+
+def _he(net: torch.nn.Module, seed: int) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(net.state_dict(keep_vars=True).items()):
+            if p.is_floating_point():
+                fan_in = p[0].numel() if p.ndim > 1 else 0
+                p.copy_(torch.randn(p.shape, generator=g) * (0.5 * (2.0 / fan_in) ** 0.5 if fan_in else 0.05))
+                if name.endswith("running_var"):
+                    p.abs_().add_(0.5)
+    return net
+
+
+@pytest.fixture(scope="module")
+def annotator_folder(comfy, comfy_nodes, tmp_path_factory):
+    """Random-weight files under the official names, in an annotators folder registered like a user's yaml entry."""
+    import folder_paths
+
+    from affordance.nodes import annotators
+    from affordance.preprocessors.hed import HED_FILE, HEDNet
+    from affordance.preprocessors.lineart import LINEART_COARSE_FILE, LINEART_FILE, LineartNet
+    from affordance.preprocessors.lineart_anime import LINEART_ANIME_FILE, LineartAnimeNet
+    from affordance.preprocessors.midas import MIDAS_FILE, DPTHybridNet
+    from affordance.preprocessors.mlsd import MLSD_FILE, MLSDNet
+    from affordance.preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet
+    from affordance.preprocessors.openpose import BODY_FILE, FACE_FILE, HAND_FILE, BodyPoseNet, FaceNet, HandPoseNet
+    from affordance.preprocessors.pidinet import PIDINET_FILE, PiDiNet
+
+    folder = tmp_path_factory.mktemp("annotators")
+    nets = {
+        HED_FILE: HEDNet,
+        LINEART_FILE: LineartNet,
+        LINEART_COARSE_FILE: LineartNet,
+        LINEART_ANIME_FILE: LineartAnimeNet,
+        MIDAS_FILE: DPTHybridNet,
+        MLSD_FILE: MLSDNet,
+        NORMALBAE_FILE: NormalBaeNet,
+        PIDINET_FILE: PiDiNet,
+        BODY_FILE: BodyPoseNet,
+        HAND_FILE: HandPoseNet,
+        FACE_FILE: FaceNet,
+    }
+    for i, (name, build) in enumerate(nets.items()):
+        torch.save(_he(build(), i).state_dict(), folder / name)
+    folder_paths.add_model_folder_path("annotators", str(folder))
+    annotators.clear_cache()
+    yield folder
+    annotators.clear_cache()
+
+
+CASES = {
+    "AST_CannyPreprocessor": {"low_threshold": 100, "high_threshold": 200},
+    "AST_ScribblePreprocessor": {},
+    "AST_ScribbleXDoGPreprocessor": {"threshold": 32},
+    "AST_BinaryPreprocessor": {"threshold": 0},
+    "AST_LineartStandardPreprocessor": {"sigma": 6.0, "intensity": 8.0},
+    "AST_ShufflePreprocessor": {"seed": 3},
+    "AST_TilePreprocessor": {"pyrup_iters": 3},
+    "AST_ColorPreprocessor": {},
+    "AST_LuminancePreprocessor": {"gamma": 1.0},
+    "AST_HEDPreprocessor": {"safe": False},
+    "AST_FakeScribblePreprocessor": {},
+    "AST_PiDiNetPreprocessor": {"safe": True},
+    "AST_MLSDPreprocessor": {"score_threshold": 0.1, "distance_threshold": 0.1},
+    "AST_LineartPreprocessor": {"coarse": True},
+    "AST_LineartAnimePreprocessor": {},
+    "AST_MiDaSDepthPreprocessor": {},
+    "AST_MiDaSNormalPreprocessor": {"a": 6.28, "bg_threshold": 0.1},
+    "AST_NormalBAEPreprocessor": {},
+    "AST_OpenPosePreprocessor": {"detect_body": True, "detect_hand": True, "detect_face": True},
+}
+
+
+@pytest.mark.parametrize("node_id", sorted(CASES))
+def test_node_feeds_apply_controlnet(node_id, annotator_folder, tiny_family, comfy_sample):
+    from affordance.nodes import NODE_CLASS_MAPPINGS
+
+    fam = tiny_family("sd15")
+    photo = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(7))
+    node = NODE_CLASS_MAPPINGS[node_id]()
+    out = getattr(node, node.FUNCTION)(photo, resolution=64, **CASES[node_id])
+    hint = out[0]
+    assert hint.shape == (1, 64, 64, 3) and torch.isfinite(hint).all()
+    if node_id == "AST_OpenPosePreprocessor":
+        assert len(out[1]) == 1 and "people" in out[1][0]
+    apply = NODE_CLASS_MAPPINGS["AST_ApplyControlNet"]()
+    positive, negative = fam.conditioning(1), fam.conditioning(2)
+    pos, neg = apply.apply(positive, negative, fam.our_controls[0], hint, 1.0, 0.0, 1.0)
+    steered = comfy_sample(fam.patcher, pos, neg, fam.latent(), steps=2)
+    plain = comfy_sample(fam.patcher, positive, negative, fam.latent(), steps=2)
+    assert torch.isfinite(steered).all() and (steered - plain).abs().max() > 1e-3
