@@ -5,6 +5,8 @@
   each ControlNet file; with no file, a small ControlNet written in every supported format.
 - ``python -m affordance hints [IMAGE] [--out DIR] [--resolution N]``: every hint the pack makes, from
   an image (a built-in scene when none is given), written as PNGs with a contact sheet.
+- ``python -m affordance annotators FOLDER``: size, SHA-256 and a load check of every official annotator
+  file found in FOLDER (e.g. ``ComfyUI/models/annotators``).
 - ``python -m affordance convert SRC DST --to {diffusers,original}``: layout conversion.
 """
 
@@ -95,6 +97,52 @@ def _hints(argv: Sequence[str]) -> int:
     return 0
 
 
+def _annotators(argv: Sequence[str]) -> int:
+    from .preprocessors.hed import HEDNet
+    from .preprocessors.lineart import LineartNet
+    from .preprocessors.lineart_anime import LineartAnimeNet
+    from .preprocessors.midas import DPTHybridNet
+    from .preprocessors.mlsd import MLSDNet
+    from .preprocessors.normalbae import NormalBaeNet
+    from .preprocessors.openpose import BodyPoseNet, FaceNet, HandPoseNet
+    from .preprocessors.pidinet import PiDiNet
+    from .preprocessors.errors import PreprocessorError
+    from .preprocessors.weights import ANNOTATOR_FILES, load_annotator, sha256_of
+
+    parser = argparse.ArgumentParser(
+        prog="python -m affordance annotators", description="Check annotator weight files."
+    )
+    parser.add_argument("folder", help="a folder holding official annotator files (e.g. ComfyUI/models/annotators)")
+    args = parser.parse_args(argv)
+    builders = {
+        "ControlNetHED.pth": HEDNet,
+        "table5_pidinet.pth": PiDiNet,
+        "mlsd_large_512_fp32.pth": MLSDNet,
+        "sk_model.pth": LineartNet,
+        "sk_model2.pth": LineartNet,
+        "netG.pth": LineartAnimeNet,
+        "dpt_hybrid-midas-501f0c75.pt": DPTHybridNet,
+        "scannet.pt": NormalBaeNet,
+        "body_pose_model.pth": BodyPoseNet,
+        "hand_pose_model.pth": HandPoseNet,
+        "facenet.pth": FaceNet,
+    }
+    bad = 0
+    for name in ANNOTATOR_FILES:
+        path = Path(args.folder) / name
+        if not path.is_file():
+            log.info("%-30s missing", name)
+            continue
+        try:
+            load_annotator(path, builders[name](), name)
+            status = "loads"
+        except PreprocessorError as exc:
+            bad += 1
+            status = f"REJECTED: {exc}"
+        log.info("%-30s %12d bytes  sha256 %s  %s", name, path.stat().st_size, sha256_of(path), status)
+    return 1 if bad else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch the sub-commands; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -109,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return convert_main(argv[1:])
     if argv[0] == "hints":
         return _hints(argv[1:])
+    if argv[0] == "annotators":
+        return _annotators(argv[1:])
     if argv[0] == "inspect":
         argv = argv[1:]
     parser = argparse.ArgumentParser(

@@ -143,3 +143,14 @@ def load_annotator(path: str | Path, net: nn.Module, name: str | None = None) ->
         raise AnnotatorWeightsError(f"{path} has NaN or Inf weights ({', '.join(bad[:4])}); download it again.")
     net.load_state_dict(sd)
     return net.eval().requires_grad_(False)
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -60,3 +60,20 @@ def test_hints_from_a_user_image(tmp_path):
     assert (tmp_path / "o" / "red_contact_sheet.png").is_file()
     proc = _run("hints", str(tmp_path / "missing.png"), cwd=tmp_path)
     assert proc.returncode == 2 and "cannot read image" in proc.stderr
+
+
+def test_annotators_check(tmp_path):
+    import hashlib
+
+    import torch
+
+    from affordance.preprocessors.hed import HEDNet
+
+    torch.save(HEDNet().state_dict(), tmp_path / "ControlNetHED.pth")
+    (tmp_path / "netG.pth").write_text("version https://git-lfs.github.com/spec/v1\n")
+    proc = _run("annotators", str(tmp_path), cwd=tmp_path)
+    out = proc.stderr + proc.stdout
+    assert proc.returncode == 1  # netG.pth is refused
+    digest = hashlib.sha256((tmp_path / "ControlNetHED.pth").read_bytes()).hexdigest()
+    assert f"sha256 {digest}  loads" in out
+    assert "netG.pth" in out and "Git LFS pointer" in out and "scannet.pt                     missing" in out
