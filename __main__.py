@@ -98,6 +98,7 @@ def _hints(argv: Sequence[str]) -> int:
 
 
 def _annotators(argv: Sequence[str]) -> int:
+    from .preprocessors.errors import PreprocessorError
     from .preprocessors.hed import HEDNet
     from .preprocessors.lineart import LineartNet
     from .preprocessors.lineart_anime import LineartAnimeNet
@@ -106,7 +107,6 @@ def _annotators(argv: Sequence[str]) -> int:
     from .preprocessors.normalbae import NormalBaeNet
     from .preprocessors.openpose import BodyPoseNet, FaceNet, HandPoseNet
     from .preprocessors.pidinet import PiDiNet
-    from .preprocessors.errors import PreprocessorError
     from .preprocessors.weights import ANNOTATOR_FILES, load_annotator, sha256_of
 
     parser = argparse.ArgumentParser(
