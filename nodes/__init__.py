@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from .apply import ApplyControlNet
 from .loaders import ControlNetLoader
-from .preprocess import NODES as _PREPROCESSORS
+from .preprocess import NODES as _SIMPLE_PREPROCESSORS
+from .preprocess_learned import LEARNED_NODES as _LEARNED_PREPROCESSORS
 from .weights import ControlWeightsNode, StrengthScheduleNode
+
+_PREPROCESSORS = {**_SIMPLE_PREPROCESSORS, **_LEARNED_PREPROCESSORS}
 
 NODE_CLASS_MAPPINGS = {
     "AST_ControlNetLoader": ControlNetLoader,
