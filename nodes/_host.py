@@ -132,3 +132,30 @@ class Progress:
     def update(self, n: int = 1) -> None:
         if self._bar is not None:
             self._bar.update(n)
+
+
+def preview_images(images: torch.Tensor, prefix: str = "affordance") -> list[dict[str, str]]:
+    """Save an IMAGE batch ``(B, H, W, 3)`` in ``[0, 1]`` as PNGs in ComfyUI's temp folder for the node's preview.
+
+    Values outside ``[0, 1]`` (the inpaint hint's -1) are clipped for display. Returns ComfyUI's UI image
+    records; outside ComfyUI (no temp folder) nothing is written and the list is empty.
+    """
+    try:
+        temp = folder_paths().get_temp_directory()
+    except ImportError:
+        return []
+    import uuid
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    Path(temp).mkdir(parents=True, exist_ok=True)
+    stem = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    records = []
+    for i, img in enumerate(images):
+        arr = (img.detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+        name = f"{stem}_{i:05d}.png"
+        Image.fromarray(arr).save(Path(temp) / name, compress_level=1)
+        records.append({"filename": name, "subfolder": "", "type": "temp"})
+    return records

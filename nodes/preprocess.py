@@ -29,7 +29,7 @@ from ..preprocessors import (
     tile,
 )
 from ..preprocessors.base import MAX_RESOLUTION, check_image
-from ._host import Progress, mask_batch, processing_device
+from ._host import Progress, mask_batch, preview_images, processing_device
 
 CHUNK = 16  # images per batched call: bounds memory while keeping the work batched
 RESOLUTION = (
@@ -55,6 +55,11 @@ def to_bchw(image: torch.Tensor, device: torch.device) -> torch.Tensor:
 def to_image(hint: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` -> IMAGE ``(B, H, W, 3)`` float32 on the CPU."""
     return hint.movedim(1, -1).float().cpu().contiguous()
+
+
+def with_preview(hint: torch.Tensor, *more: Any) -> dict[str, Any]:
+    """A node result that also shows ``hint`` on the node after execution (ComfyUI's UI images)."""
+    return {"ui": {"images": preview_images(hint)}, "result": (hint, *more)}
 
 
 def run_batched(image: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -91,8 +96,8 @@ class _Preprocessor:
             required["resolution"] = RESOLUTION
         return {"required": required}
 
-    def process(self, image: torch.Tensor, **params: Any) -> tuple[torch.Tensor]:
-        return (run_batched(image, lambda x: self.compute(x, **params)),)
+    def process(self, image: torch.Tensor, **params: Any) -> dict[str, Any]:
+        return with_preview(run_batched(image, lambda x: self.compute(x, **params)))
 
 
 def _int(default: int, lo: int, hi: int, tip: str) -> tuple:
@@ -229,10 +234,10 @@ class InpaintPreprocessor:
             }
         }
 
-    def process(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
         m = mask_batch(mask)
         x = to_bchw(image, processing_device())
-        return (to_image(inpaint(x, m.to(x.device))),)
+        return with_preview(to_image(inpaint(x, m.to(x.device))))
 
 
 class HintResize:
@@ -280,11 +285,11 @@ class HintResize:
             "optional": {"latent": ("LATENT", {"tooltip": "Take the size from this latent (its size x 8)."})},
         }
 
-    def process(self, image, mode, width, height, latent=None) -> tuple[torch.Tensor]:
+    def process(self, image, mode, width, height, latent=None) -> dict[str, Any]:
         if latent is not None:
             height, width = (int(s) * 8 for s in latent["samples"].shape[-2:])
         x = to_bchw(image, processing_device())
-        return (to_image(resize_hint(x, width, height, mode)),)
+        return with_preview(to_image(resize_hint(x, width, height, mode)))
 
 
 class PixelPerfectResolution:

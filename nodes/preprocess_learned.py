@@ -14,7 +14,7 @@ from ..preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet, normal_bae
 from ..preprocessors.openpose import BODY_FILE, FACE_FILE, HAND_FILE, BodyPoseNet, FaceNet, HandPoseNet, openpose
 from ..preprocessors.pidinet import PIDINET_FILE, PiDiNet, pidinet
 from .annotators import annotator_model
-from .preprocess import _float, _Preprocessor, run_batched
+from .preprocess import _float, _Preprocessor, run_batched, with_preview
 
 
 class HEDPreprocessor(_Preprocessor):
@@ -24,9 +24,9 @@ class HEDPreprocessor(_Preprocessor):
     )
     PARAMS = {"safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels (hides textures)."})}
 
-    def process(self, image: torch.Tensor, safe: bool, resolution: int) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, safe: bool, resolution: int) -> dict:
         net = annotator_model(HED_FILE, HEDNet)
-        return (run_batched(image, lambda x: hed(x, net, safe, resolution)),)
+        return with_preview(run_batched(image, lambda x: hed(x, net, safe, resolution)))
 
 
 class FakeScribblePreprocessor(_Preprocessor):
@@ -34,9 +34,9 @@ class FakeScribblePreprocessor(_Preprocessor):
         "ControlNet 1.0's fake scribble: HED edges thinned and thresholded into bold strokes (ControlNetHED.pth)."
     )
 
-    def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, resolution: int) -> dict:
         net = annotator_model(HED_FILE, HEDNet)
-        return (run_batched(image, lambda x: fake_scribble(x, net, resolution)),)
+        return with_preview(run_batched(image, lambda x: fake_scribble(x, net, resolution)))
 
 
 class LineartPreprocessor(_Preprocessor):
@@ -54,17 +54,17 @@ class LineartPreprocessor(_Preprocessor):
         )
     }
 
-    def process(self, image: torch.Tensor, coarse: bool, resolution: int) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, coarse: bool, resolution: int) -> dict:
         net = annotator_model(LINEART_COARSE_FILE if coarse else LINEART_FILE, LineartNet)
-        return (run_batched(image, lambda x: lineart(x, net, resolution)),)
+        return with_preview(run_batched(image, lambda x: lineart(x, net, resolution)))
 
 
 class LineartAnimePreprocessor(_Preprocessor):
     DESCRIPTION = "Anime lineart with the anime U-Net (netG.pth); the network runs at the next multiple of 256."
 
-    def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, resolution: int) -> dict:
         net = annotator_model(LINEART_ANIME_FILE, LineartAnimeNet)
-        return (run_batched(image, lambda x: lineart_anime(x, net, resolution)),)
+        return with_preview(run_batched(image, lambda x: lineart_anime(x, net, resolution)))
 
 
 class NormalBAEPreprocessor(_Preprocessor):
@@ -72,9 +72,9 @@ class NormalBAEPreprocessor(_Preprocessor):
         "Surface normals with Bae et al.'s estimator (scannet.pt), as ControlNet 1.1's normalbae model expects."
     )
 
-    def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, resolution: int) -> dict:
         net = annotator_model(NORMALBAE_FILE, NormalBaeNet)
-        return (run_batched(image, lambda x: normal_bae(x, net, resolution)),)
+        return with_preview(run_batched(image, lambda x: normal_bae(x, net, resolution)))
 
 
 class MiDaSDepthPreprocessor(_Preprocessor):
@@ -82,9 +82,9 @@ class MiDaSDepthPreprocessor(_Preprocessor):
         "Depth with MiDaS v3 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the file ControlNet's depth models used)."
     )
 
-    def process(self, image: torch.Tensor, resolution: int) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, resolution: int) -> dict:
         net = annotator_model(MIDAS_FILE, DPTHybridNet)
-        return (run_batched(image, lambda x: midas_depth(x, net, resolution)),)
+        return with_preview(run_batched(image, lambda x: midas_depth(x, net, resolution)))
 
 
 class MiDaSNormalPreprocessor(_Preprocessor):
@@ -103,9 +103,9 @@ class MiDaSNormalPreprocessor(_Preprocessor):
         ),
     }
 
-    def process(self, image: torch.Tensor, a: float, bg_threshold: float, resolution: int) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, a: float, bg_threshold: float, resolution: int) -> dict:
         net = annotator_model(MIDAS_FILE, DPTHybridNet)
-        return (run_batched(image, lambda x: midas_normal(x, net, a, bg_threshold, resolution)),)
+        return with_preview(run_batched(image, lambda x: midas_normal(x, net, a, bg_threshold, resolution)))
 
 
 class OpenPosePreprocessor(_Preprocessor):
@@ -127,7 +127,7 @@ class OpenPosePreprocessor(_Preprocessor):
 
     def process(
         self, image: torch.Tensor, detect_body: bool, detect_hand: bool, detect_face: bool, resolution: int
-    ) -> tuple[torch.Tensor, list]:
+    ) -> dict:
         body = annotator_model(BODY_FILE, BodyPoseNet)
         hand = annotator_model(HAND_FILE, HandPoseNet) if detect_hand else None
         face = annotator_model(FACE_FILE, FaceNet) if detect_face else None
@@ -138,7 +138,8 @@ class OpenPosePreprocessor(_Preprocessor):
             keypoints.extend(kps)
             return hint
 
-        return run_batched(image, run), keypoints
+        hint = run_batched(image, run)
+        return with_preview(hint, keypoints)
 
 
 class PiDiNetPreprocessor(_Preprocessor):
@@ -147,9 +148,9 @@ class PiDiNetPreprocessor(_Preprocessor):
         "safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels, hiding textures (pidisafe)."}),
     }
 
-    def process(self, image: torch.Tensor, safe: bool, resolution: int) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, safe: bool, resolution: int) -> dict:
         net = annotator_model(PIDINET_FILE, PiDiNet)
-        return (run_batched(image, lambda x: pidinet(x, net, safe, resolution)),)
+        return with_preview(run_batched(image, lambda x: pidinet(x, net, safe, resolution)))
 
 
 class MLSDPreprocessor(_Preprocessor):
@@ -161,11 +162,9 @@ class MLSDPreprocessor(_Preprocessor):
         ),
     }
 
-    def process(
-        self, image: torch.Tensor, score_threshold: float, distance_threshold: float, resolution: int
-    ) -> tuple[torch.Tensor]:
+    def process(self, image: torch.Tensor, score_threshold: float, distance_threshold: float, resolution: int) -> dict:
         net = annotator_model(MLSD_FILE, MLSDNet)
-        return (run_batched(image, lambda x: mlsd(x, net, score_threshold, distance_threshold, resolution)),)
+        return with_preview(run_batched(image, lambda x: mlsd(x, net, score_threshold, distance_threshold, resolution)))
 
 
 LEARNED_NODES: dict[str, tuple[type, str]] = {

@@ -88,8 +88,10 @@ def test_node_feeds_apply_controlnet(node_id, annotator_folder, tiny_family, com
     fam = tiny_family("sd15")
     photo = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(7))
     node = NODE_CLASS_MAPPINGS[node_id]()
-    out = getattr(node, node.FUNCTION)(photo, resolution=64, **CASES[node_id])
+    result = getattr(node, node.FUNCTION)(photo, resolution=64, **CASES[node_id])
+    out = result["result"]
     hint = out[0]
+    assert len(result["ui"]["images"]) == 1  # the hint is shown on the node
     assert hint.shape == (1, 64, 64, 3) and torch.isfinite(hint).all()
     if node_id == "AST_OpenPosePreprocessor":
         assert len(out[1]) == 1 and "people" in out[1][0]

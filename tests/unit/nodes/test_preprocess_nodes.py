@@ -53,7 +53,7 @@ def test_all_preprocessor_nodes_registered():
 @pytest.mark.parametrize("node_id", SIMPLE)
 def test_node_keeps_input_size(node_id, image):
     cls = NODES[node_id][0]
-    (out,) = getattr(cls(), cls.FUNCTION)(image(b=3, h=72, w=40), **_defaults(cls))
+    (out,) = getattr(cls(), cls.FUNCTION)(image(b=3, h=72, w=40), **_defaults(cls))["result"]
     assert out.shape == (3, 72, 40, 3) and out.dtype == torch.float32 and out.device.type == "cpu"
 
 
@@ -71,11 +71,11 @@ def test_canny_validation_before_execution():
 
 def test_invert_and_inpaint_nodes(image):
     x = image(b=2, h=16, w=24)
-    (inv,) = NODE_CLASS_MAPPINGS["AST_InvertHint"]().process(image=x)
+    (inv,) = NODE_CLASS_MAPPINGS["AST_InvertHint"]().process(image=x)["result"]
     torch.testing.assert_close(inv, 1 - x)
     mask = torch.zeros(1, 16, 24)
     mask[:, :, :12] = 1
-    (hint,) = NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, mask)
+    (hint,) = NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, mask)["result"]
     assert torch.all(hint[:, :, :10] == -1) and torch.equal(hint[:, :, 14:], x[:, :, 14:])
     with pytest.raises(ValueError, match="rank 4"):
         NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, torch.ones(1, 16, 24, 3))
@@ -83,9 +83,11 @@ def test_invert_and_inpaint_nodes(image):
 
 def test_hint_resize_from_latent(image):
     node = NODE_CLASS_MAPPINGS["AST_HintResize"]()
-    (out,) = node.process(image(h=48, w=96), "crop_and_resize", 512, 512, latent={"samples": torch.zeros(1, 4, 8, 12)})
+    (out,) = node.process(image(h=48, w=96), "crop_and_resize", 512, 512, latent={"samples": torch.zeros(1, 4, 8, 12)})[
+        "result"
+    ]
     assert out.shape == (1, 64, 96, 3)
-    (out,) = node.process(image(h=48, w=96), "resize_and_fill", 64, 64)
+    (out,) = node.process(image(h=48, w=96), "resize_and_fill", 64, 64)["result"]
     assert out.shape == (1, 64, 64, 3)
 
 
@@ -104,7 +106,7 @@ def test_bad_images_in_nodes(image):
     with pytest.raises(ValueError, match="batch is empty"):
         node.process(torch.zeros(0, 16, 16, 3), low_threshold=100, high_threshold=200, resolution=512)
     rgba = image(c=4, h=16, w=16)
-    assert node.process(rgba, low_threshold=100, high_threshold=200, resolution=64)[0].shape == (1, 16, 16, 3)
+    assert node.process(rgba, low_threshold=100, high_threshold=200, resolution=64)["result"][0].shape == (1, 16, 16, 3)
 
 
 def test_hed_nodes_load_weights_once_from_the_annotators_folder(stub_comfy, image, monkeypatch):
@@ -123,9 +125,11 @@ def test_hed_nodes_load_weights_once_from_the_annotators_folder(stub_comfy, imag
     reads = []
     original = annotators.load_annotator
     monkeypatch.setattr(annotators, "load_annotator", lambda *a: reads.append(a) or original(*a))
-    (out,) = NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]().process(image(b=2, h=40, w=56), safe=True, resolution=64)
+    (out,) = NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]().process(image(b=2, h=40, w=56), safe=True, resolution=64)[
+        "result"
+    ]
     assert out.shape == (2, 40, 56, 3)
-    (out,) = NODE_CLASS_MAPPINGS["AST_FakeScribblePreprocessor"]().process(image(h=40, w=56), resolution=64)
+    (out,) = NODE_CLASS_MAPPINGS["AST_FakeScribblePreprocessor"]().process(image(h=40, w=56), resolution=64)["result"]
     assert out.shape == (1, 40, 56, 3)
     assert len(reads) == 1  # loaded once, kept warm
     annotators.clear_cache()
@@ -149,7 +153,7 @@ def test_lineart_nodes_use_their_official_files(stub_comfy, image, node_id, kwar
     folder.mkdir(parents=True)
     net = LineartAnimeNet() if node_id == "AST_LineartAnimePreprocessor" else LineartNet()
     torch.save(net.state_dict(), folder / files[0])
-    (out,) = NODE_CLASS_MAPPINGS[node_id]().process(image(h=40, w=56), resolution=64, **kwargs)
+    (out,) = NODE_CLASS_MAPPINGS[node_id]().process(image(h=40, w=56), resolution=64, **kwargs)["result"]
     assert out.shape == (1, 40, 56, 3)
     annotators.clear_cache()
 
@@ -164,7 +168,7 @@ def test_openpose_node_outputs_hint_and_keypoints(stub_comfy, image):
     torch.save(BodyPoseNet().state_dict(), folder / BODY_FILE)
     node = NODE_CLASS_MAPPINGS["AST_OpenPosePreprocessor"]
     assert node.RETURN_TYPES == ("IMAGE", "POSE_KEYPOINT")
-    hint, keypoints = node().process(image(b=2, h=64, w=64), True, False, False, 64)
+    hint, keypoints = node().process(image(b=2, h=64, w=64), True, False, False, 64)["result"]
     assert hint.shape == (2, 64, 64, 3) and len(keypoints) == 2
     assert {"people", "canvas_width", "canvas_height"} <= set(keypoints[0])
     with pytest.raises(ValueError, match="hand_pose_model.pth"):
@@ -201,6 +205,27 @@ def test_learned_nodes_run_with_their_files(stub_comfy, image, node_id, kwargs):
     folder = stub_comfy / "models" / "annotators"
     folder.mkdir(parents=True)
     torch.save(build().state_dict(), folder / name)
-    (out,) = NODE_CLASS_MAPPINGS[node_id]().process(image(h=64, w=64), resolution=64, **kwargs)
+    (out,) = NODE_CLASS_MAPPINGS[node_id]().process(image(h=64, w=64), resolution=64, **kwargs)["result"]
     assert out.shape == (1, 64, 64, 3) and torch.isfinite(out).all()
     annotators.clear_cache()
+
+
+def test_preprocessor_nodes_show_their_hint(stub_comfy, image):
+    """After execution the node shows its hint: PNGs in ComfyUI's temp folder, listed in the UI result."""
+    temp = stub_comfy / "temp"
+    result = NODE_CLASS_MAPPINGS["AST_CannyPreprocessor"]().process(
+        image(b=2, h=32, w=48), low_threshold=100, high_threshold=200, resolution=64
+    )
+    images = result["ui"]["images"]
+    assert [r["type"] for r in images] == ["temp", "temp"]
+    from PIL import Image
+
+    with Image.open(temp / images[0]["filename"]) as im:
+        assert im.size == (48, 32)
+    (hint,) = result["result"]
+    assert hint.shape == (2, 32, 48, 3)
+
+
+def test_no_preview_outside_comfyui(image):
+    result = NODE_CLASS_MAPPINGS["AST_InvertHint"]().process(image=image())
+    assert result["ui"] == {"images": []}
