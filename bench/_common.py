@@ -13,6 +13,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -167,6 +168,19 @@ def print_load_average(when: str) -> None:
     """The load average, so that a run disturbed by other processes shows it."""
     if hasattr(os, "getloadavg"):
         print(f"load average at {when} (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def timed(fn, device: torch.device, rounds: int) -> float:
+    """Median wall time of ``fn()`` over ``rounds`` calls after one warm-up call (GPU work synchronised)."""
+    fn()
+    sync(device)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return median(times)
 
 
 def median(values: list[float]) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,18 +69,6 @@ def write_weights(folder: Path) -> None:
         (FACE_FILE, FaceNet(), 5),
     ):
         torch.save(seeded(net, seed).state_dict(), folder / name)
-
-
-def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> float:
-    fn()
-    C.sync(device)
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        C.sync(device)
-        times.append(time.perf_counter() - start)
-    return C.median(times)
 
 
 def main() -> None:
@@ -147,18 +134,28 @@ def main() -> None:
                     def pose_peer():
                         det = OpenposeDetector.from_pretrained(tmp).to(device)
                         return [
-                            det(a, args.size, args.size, include_body=True, include_hand=True, include_face=True, output_type="np")
+                            det(
+                                a,
+                                args.size,
+                                args.size,
+                                include_body=True,
+                                include_hand=True,
+                                include_face=True,
+                                output_type="np",
+                            )
                             for a in arrays
                         ]
 
                     peers[name] = pose_peer
-        print(f"batch {args.batch} of {args.size}x{args.size}, median of {args.rounds} rounds; ours {'fp16' if half else 'fp32'}")
+        print(
+            f"batch {args.batch} of {args.size}x{args.size}, median of {args.rounds} rounds; ours {'fp16' if half else 'fp32'}"
+        )
         print(f"{'annotator':<10} {'peers, reload (img/s)':>22} {'ours, warm (img/s)':>19} {'ratio':>8}")
         x = images.to(device)
         for name, fn in ours.items():
-            t_ours = timed(lambda fn=fn: fn(x), device, args.rounds)
+            t_ours = C.timed(lambda fn=fn: fn(x), device, args.rounds)
             if name in peers:
-                t_peer = timed(peers[name], device, args.rounds)
+                t_peer = C.timed(peers[name], device, args.rounds)
                 print(f"{name:<10} {args.batch / t_peer:>22.1f} {args.batch / t_ours:>19.1f} {t_peer / t_ours:>7.1f}x")
             else:
                 print(f"{name:<10} {'-':>22} {args.batch / t_ours:>19.1f} {'-':>8}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,18 +94,6 @@ def peer_loop(fn: Callable[[np.ndarray, int], np.ndarray], images: torch.Tensor,
     return torch.stack(out)
 
 
-def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> float:
-    fn()  # warm-up
-    C.sync(device)
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        C.sync(device)
-        times.append(time.perf_counter() - start)
-    return C.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None)
@@ -133,8 +120,8 @@ def main() -> None:
     print(f"{'annotator':<10} {'peers (img/s)':>14} {'ours (img/s)':>13} {'ours/peers':>11}")
     for name, (ours, theirs) in cases.items():
         x = images.to(device)
-        t_ours = timed(lambda fn=ours, x=x: fn(x), device, args.rounds)
-        t_peer = timed(lambda fn=theirs: peer_loop(fn, images, res), device, args.rounds)
+        t_ours = C.timed(lambda fn=ours, x=x: fn(x), device, args.rounds)
+        t_peer = C.timed(lambda fn=theirs: peer_loop(fn, images, res), device, args.rounds)
         print(f"{name:<10} {args.batch / t_peer:>14.1f} {args.batch / t_ours:>13.1f} {t_peer / t_ours:>10.2f}x")
         if name == "canny":
             same = torch.equal(ours(images[:2].to(device)).cpu(), peer_loop(theirs, images[:2], res))
