@@ -161,6 +161,7 @@ def stub_comfy(monkeypatch, tmp_path):
     fp = ModuleType("folder_paths")
     fp.models_dir = str(tmp_path / "models")
     fp.get_temp_directory = lambda: str(tmp_path / "temp")
+    fp.get_input_directory = lambda: str(tmp_path / "input")
     fp.folder_names_and_paths = {}
 
     def add_model_folder_path(name, path, is_default=False):

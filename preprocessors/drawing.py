@@ -1,0 +1,123 @@
+"""Scribble-canvas drawings: checking a drawing's file reference and reading it as a binary hint.
+
+The in-graph canvas (``web/js/lib/strokes.js``) uploads white-on-black PNGs to ComfyUI's input folder
+and keeps their path as the node's value. This module reads such a file back with the same rules the
+canvas uses: ink where luminance times alpha is above half, the drawing placed top-left on a black
+canvas of the node's size. Pure numpy/PIL/torch; the node decides where the input folder is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import PreprocessorError
+
+DRAWING_MAX_SIDE = 4096
+"""Largest width or height of a drawing (the canvas and its widgets refuse larger ones too)."""
+DRAWING_MIN_SIDE = 8
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+
+
+class DrawingError(PreprocessorError):
+    """A drawing reference, file or size that cannot be used."""
+
+
+def check_drawing_size(width: int, height: int) -> None:
+    """Refuse a drawing size outside ``[DRAWING_MIN_SIDE, DRAWING_MAX_SIDE]`` (message says what to change)."""
+    for name, v in (("width", width), ("height", height)):
+        if v > DRAWING_MAX_SIDE:
+            raise DrawingError(
+                f"the drawing is larger than the maximum of {DRAWING_MAX_SIDE}x{DRAWING_MAX_SIDE} pixels: {name} is "
+                f"{v}. Lower the {name}."
+            )
+        if v < DRAWING_MIN_SIDE:
+            raise DrawingError(f"the drawing {name} must be at least {DRAWING_MIN_SIDE} pixels, got {v}.")
+
+
+def parse_drawing_reference(value: str) -> tuple[str, ...]:
+    """Split a drawing reference (``"affordance_scribbles/scribble_512x512_<hash>.png"``) into path parts.
+
+    Only relative paths of plain names are accepted, so a reference can never leave the input folder.
+
+    Raises:
+        DrawingError: an absolute path, ``..``, empty parts, backslashes or other unsafe characters.
+    """
+    if not isinstance(value, str) or not value:
+        raise DrawingError(f"the drawing reference must be a non-empty file path, got {value!r}.")
+    parts = tuple(value.split("/"))
+    if any(not _SAFE_PART.match(p) or p in (".", "..") for p in parts):
+        raise DrawingError(
+            f"the drawing reference {value!r} is not a file in ComfyUI's input folder; expected something like "
+            "'affordance_scribbles/scribble_512x512_0123456789abcdef.png'. Clear the canvas and draw again."
+        )
+    return parts
+
+
+def resolve_drawing(input_dir: str | Path, value: str) -> Path:
+    """The file a reference names inside ``input_dir``.
+
+    Raises:
+        DrawingError: an unsafe reference, or a file that does not exist (named with the folder).
+    """
+    root = Path(input_dir).resolve()
+    path = root.joinpath(*parse_drawing_reference(value)).resolve()
+    if not path.is_relative_to(root):  # a symlink pointing outside
+        raise DrawingError(f"the drawing {value!r} resolves outside ComfyUI's input folder ({root}).")
+    if not path.is_file():
+        raise DrawingError(
+            f"the drawing {value!r} is not in ComfyUI's input folder ({root}). Open the workflow in the graph editor "
+            "(the canvas uploads its drawing again) or draw it anew."
+        )
+    return path
+
+
+def ink_from_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Binary ink of an image: ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 -> ``(H, W)`` bool.
+
+    Ink is luminance (ITU-R 601) times alpha above 127.5, the canvas's rule.
+    """
+    a = pixels.astype(np.float64)
+    if a.ndim == 2:
+        lum = a
+    elif a.ndim == 3 and a.shape[2] in (3, 4):
+        lum = 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
+        if a.shape[2] == 4:
+            lum = lum * (a[..., 3] / 255.0)
+    else:
+        raise DrawingError(f"a drawing must be a greyscale, RGB or RGBA image, got an array of shape {pixels.shape}.")
+    return lum > 127.5
+
+
+def read_drawing(path: str | Path, width: int, height: int) -> torch.Tensor:
+    """Read a drawing file as a ``(height, width)`` float32 tensor of 0/1 (1 = ink), placed top-left.
+
+    A file smaller than the size is padded with black, a larger one cropped (what the canvas shows after
+    its width or height changed).
+
+    Raises:
+        DrawingError: a size beyond the limits, a file larger than ``DRAWING_MAX_SIDE`` or one that is not
+            an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    check_drawing_size(width, height)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size  # header only: refuse huge files before decoding them
+            if w > DRAWING_MAX_SIDE or h > DRAWING_MAX_SIDE:
+                raise DrawingError(
+                    f"the drawing file {Path(path).name} is {w}x{h} pixels, larger than the maximum of "
+                    f"{DRAWING_MAX_SIDE}x{DRAWING_MAX_SIDE}; use a smaller image or clear the canvas."
+                )
+            pixels = np.asarray(im.convert("RGBA") if im.mode not in ("L", "RGB", "RGBA") else im)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DrawingError(f"the drawing file {Path(path).name} cannot be read as an image ({exc}).") from exc
+    ink = ink_from_pixels(pixels)
+    out = torch.zeros(height, width, dtype=torch.float32)
+    hh, ww = min(height, ink.shape[0]), min(width, ink.shape[1])
+    out[:hh, :ww] = torch.from_numpy(ink[:hh, :ww].astype(np.float32))
+    return out

@@ -1,0 +1,131 @@
+"""AST_ScribbleCanvas: reads the canvas's uploaded drawing back as a white-on-black hint, refuses bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from affordance.nodes import NODE_CLASS_MAPPINGS
+from affordance.preprocessors.drawing import (
+    DRAWING_MAX_SIDE,
+    DrawingError,
+    ink_from_pixels,
+    parse_drawing_reference,
+    read_drawing,
+)
+
+Node = NODE_CLASS_MAPPINGS["AST_ScribbleCanvas"]
+REF = "affordance_scribbles/scribble_64x48_0123456789abcdef.png"
+
+
+def write_drawing(input_dir: Path, ref: str, pixels: np.ndarray) -> Path:
+    path = input_dir.joinpath(*ref.split("/"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def strokes(h: int = 48, w: int = 64) -> np.ndarray:
+    a = np.zeros((h, w), np.uint8)
+    a[10:14, 5:60] = 255  # a horizontal bar
+    a[:, 30:32] = 255  # a vertical one
+    return a
+
+
+def test_widget_types_and_limits():
+    spec = Node.INPUT_TYPES()
+    assert list(spec["required"]) == ["width", "height", "drawing"]
+    assert spec["required"]["drawing"][0] == "AST_SCRIBBLE"
+    assert spec["required"]["width"][1]["max"] == DRAWING_MAX_SIDE == 4096
+    assert spec["optional"]["background"][0] == "IMAGE"
+    assert Node.RETURN_TYPES == ("IMAGE", "MASK")
+
+
+def test_reads_the_drawing_as_white_on_black(stub_comfy):
+    write_drawing(stub_comfy / "input", REF, strokes())
+    assert Node.VALIDATE_INPUTS(64, 48, REF) is True
+    out = Node().draw(64, 48, REF)
+    image, mask = out["result"]
+    assert image.shape == (1, 48, 64, 3) and image.dtype == torch.float32
+    assert mask.shape == (1, 48, 64)
+    expected = torch.from_numpy(strokes().astype(np.float32) / 255.0)
+    assert torch.equal(mask[0], expected)
+    assert torch.equal(image[0, ..., 0], expected) and torch.equal(image[0, ..., 2], expected)
+    assert out["ui"] == {}
+
+
+def test_size_change_crops_or_pads_top_left(stub_comfy):
+    write_drawing(stub_comfy / "input", REF, strokes())
+    small = Node().draw(32, 16, REF)["result"][1][0]
+    assert torch.equal(small, torch.from_numpy(strokes()[:16, :32].astype(np.float32) / 255))
+    big = Node().draw(80, 56, REF)["result"][1][0]
+    assert big.shape == (56, 80) and big[48:].sum() == 0 and big[:, 64:].sum() == 0
+    assert torch.equal(big[:48, :64], torch.from_numpy(strokes().astype(np.float32) / 255))
+
+
+def test_rgba_and_grey_files_use_the_canvas_rule():
+    px = np.array([[[200, 200, 200, 255], [200, 200, 200, 100], [255, 0, 0, 255], [0, 255, 0, 255]]], np.uint8)
+    # the same four pixels as tests/js/strokes.test.mjs (luminance times alpha above half)
+    assert ink_from_pixels(px).tolist() == [[True, False, False, True]]
+    assert ink_from_pixels(np.array([[127, 128]], np.uint8)).tolist() == [[False, True]]
+    with pytest.raises(DrawingError, match="greyscale, RGB or RGBA"):
+        ink_from_pixels(np.zeros((2, 2, 2), np.uint8))
+
+
+def test_empty_canvas_is_black_at_the_node_size(stub_comfy):
+    assert Node.VALIDATE_INPUTS(64, 32, "") is True
+    image, mask = Node().draw(64, 32, "")["result"]
+    assert image.shape == (1, 32, 64, 3) and image.sum() == 0 and mask.sum() == 0
+
+
+def test_background_is_shown_for_tracing_never_drawn(stub_comfy):
+    write_drawing(stub_comfy / "input", REF, strokes())
+    bg = torch.rand(2, 40, 50, 3)
+    out = Node().draw(64, 48, REF, background=bg)
+    (record,) = out["ui"]["ast_background"]
+    assert record["type"] == "temp"
+    with Image.open(stub_comfy / "temp" / record["filename"]) as im:
+        assert im.size == (50, 40)
+    assert torch.equal(out["result"][1][0], torch.from_numpy(strokes().astype(np.float32) / 255))
+    with pytest.raises(DrawingError, match="background must be a ComfyUI IMAGE"):
+        Node().draw(64, 48, REF, background=torch.rand(40, 50))
+
+
+def test_missing_unsafe_and_oversized_drawings_are_refused(stub_comfy):
+    msg = Node.VALIDATE_INPUTS(64, 48, REF)
+    assert "is not in ComfyUI's input folder" in msg and "draw it anew" in msg
+    for bad in ("../outside.png", "/etc/passwd", "a//b.png", "a\\b.png"):
+        assert "not a file in ComfyUI's input folder" in Node.VALIDATE_INPUTS(64, 48, bad)
+        with pytest.raises(DrawingError):
+            parse_drawing_reference(bad)
+    assert "larger than the maximum of 4096x4096 pixels: width is 5000" in Node.VALIDATE_INPUTS(5000, 48, "")
+    big = "affordance_scribbles/huge.png"
+    path = write_drawing(stub_comfy / "input", big, np.zeros((8, DRAWING_MAX_SIDE + 8), np.uint8))
+    with pytest.raises(DrawingError, match=r"is 4104x8 pixels, larger than the maximum"):
+        read_drawing(path, 64, 48)
+    (stub_comfy / "input" / "affordance_scribbles" / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(DrawingError, match="cannot be read as an image"):
+        Node().draw(64, 48, "affordance_scribbles/junk.png")
+
+
+def test_symlink_out_of_the_input_folder_is_refused(stub_comfy, tmp_path):
+    outside = tmp_path / "elsewhere.png"
+    Image.fromarray(strokes()).save(outside)
+    (stub_comfy / "input").mkdir(exist_ok=True)
+    (stub_comfy / "input" / "link.png").symlink_to(outside)
+    assert "outside ComfyUI's input folder" in Node.VALIDATE_INPUTS(64, 48, "link.png")
+
+
+def test_is_changed_follows_the_file_content(stub_comfy):
+    path = write_drawing(stub_comfy / "input", REF, strokes())
+    first = Node.IS_CHANGED(64, 48, REF)
+    assert Node.IS_CHANGED(64, 48, REF) == first
+    a = strokes()
+    a[40:, :] = 255
+    Image.fromarray(a).save(path)
+    assert Node.IS_CHANGED(64, 48, REF) != first
+    assert Node.IS_CHANGED(64, 48, "") != Node.IS_CHANGED(64, 40, "")
