@@ -18,6 +18,7 @@ import torch
 from ..controlnet.errors import ControlNetError
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
+from ..controlnet.reuse import ResidualCache, ReusePolicy, ReuseStats
 from ..controlnet.schedule import ProgressMap, StrengthSchedule
 from ..controlnet.weights import ControlWeights
 
@@ -81,6 +82,7 @@ class AffordanceControl:
         self.weights = ControlWeights()
         self.schedule: StrengthSchedule | None = None
         self.mask: torch.Tensor | None = None
+        self.reuse: ReusePolicy | None = None  # lossy residual reuse (AST_ControlResidualReuse); None = exact
         self._reset_run()
 
     # ----- configuration -------------------------------------------------------------------------
@@ -91,6 +93,7 @@ class AffordanceControl:
         self._hint_key: tuple | None = None
         self._encoded_hint: torch.Tensor | None = None
         self._mask_cache: dict[tuple, torch.Tensor] = {}
+        self._reuse_cache: ResidualCache | None = None
 
     @property
     def num_residuals(self) -> int:
@@ -111,6 +114,7 @@ class AffordanceControl:
         c.weights = self.weights
         c.schedule = self.schedule
         c.mask = self.mask
+        c.reuse = self.reuse
         c.extra_args = dict(self.extra_args)
         c.extra_hooks = self.extra_hooks.clone() if self.extra_hooks is not None else None
         return c
@@ -147,6 +151,17 @@ class AffordanceControl:
         self.mask = mask
         return self
 
+    def set_reuse(self, policy: ReusePolicy | None) -> AffordanceControl:
+        """Reuse residuals across evaluations (lossy) per ``policy``; ``None`` or ``every_k == 1`` is exact."""
+        self.reuse = policy
+        self._reuse_cache = None
+        return self
+
+    @property
+    def reuse_stats(self) -> ReuseStats | None:
+        """Computed/reused counts of the current run (``None`` when reuse is off or nothing ran yet)."""
+        return None if self._reuse_cache is None else self._reuse_cache.stats
+
     def set_previous_controlnet(self, controlnet: Any) -> AffordanceControl:
         """Chain onto another control object (ours or ComfyUI's). Returns self."""
         self.previous_controlnet = controlnet
@@ -171,9 +186,11 @@ class AffordanceControl:
         start, end = self.timestep_percent_range
         self._window = (percent_to_timestep_function(start), percent_to_timestep_function(end))
         sampling = getattr(model, "model_sampling", None)
-        if self.schedule is not None and (self._progress is None or sampling is not self._sampling):
+        needs_progress = self.schedule is not None or (self._lossy and self.reuse.windowed)
+        if needs_progress and (self._progress is None or sampling is not self._sampling):
             self._progress = ProgressMap(percent_to_timestep_function)
         self._sampling = sampling
+        self._reuse_cache = None  # a new run never reuses residuals of an earlier one
         if self.previous_controlnet is not None:
             self.previous_controlnet.pre_run(model, percent_to_timestep_function)
 
@@ -197,7 +214,20 @@ class AffordanceControl:
         """Forget per-run state; the object is reused by the next prompt."""
         if self.previous_controlnet is not None:
             self.previous_controlnet.cleanup()
+        stats = self.reuse_stats
+        if stats is not None and stats.reused:
+            log.info(
+                "%s: ControlNet computed %d times, reused %d times (every_k_steps=%d, lossy)",
+                self.name,
+                stats.computed,
+                stats.reused,
+                self.reuse.every_k,
+            )
         self._reset_run()
+
+    @property
+    def _lossy(self) -> bool:
+        return self.reuse is not None and self.reuse.lossy
 
     def _multiplier(self, sigma: float) -> float:
         m = self.strength
@@ -238,6 +268,34 @@ class AffordanceControl:
             self._mask_cache[key] = broadcast_batch(m, n, chunks)
         return self._mask_cache[key]
 
+    def _reused_or_computed(
+        self,
+        sigma: float,
+        x_noisy: torch.Tensor,
+        batched_number: int,
+        transformer_options: dict,
+        conditioning: tuple[torch.Tensor | None, ...],
+        compute: Callable[[], list[torch.Tensor]],
+    ) -> list[torch.Tensor]:
+        """Unweighted residuals from the run's reuse cache, keyed by ComfyUI's batch layout.
+
+        The layout is the latent's shape, dtype and device, the cond/uncond order of the chunks and the ids of
+        the conditioning entries batched together (``uuids``, when ComfyUI gives them), so residuals of one
+        prompt or area are never served to another.
+        """
+        if self._reuse_cache is None:
+            self._reuse_cache = ResidualCache(self.reuse)
+        layout = (
+            tuple(x_noisy.shape),
+            x_noisy.dtype,
+            x_noisy.device,
+            batched_number,
+            tuple(transformer_options.get("cond_or_uncond", ())),
+            tuple(str(u) for u in transformer_options.get("uuids", ())),
+        )
+        progress = self._progress.progress(sigma) if self._progress is not None else None
+        return self._reuse_cache.get(sigma, layout, conditioning, compute, reuse_allowed=self.reuse.allows(progress))
+
     def get_control(
         self, x_noisy: torch.Tensor, t: torch.Tensor, cond: dict, batched_number: int, transformer_options: dict
     ) -> dict[str, list] | None:
@@ -263,16 +321,14 @@ class AffordanceControl:
         mult = self._multiplier(sigma)
         weights = self.weights.resolve(self.num_residuals, f"this {self.family_label} ControlNet")
         if mult == 0.0 or not any(weights):
+            if self._reuse_cache is not None:
+                self._reuse_cache.invalidate()  # never bridge a gap in control with old residuals
             return prev  # no work whose weight is zero
 
         net = self.network
         dtype = self.manual_cast_dtype or net.dtype
         n = x_noisy.shape[0]
         per = n // max(batched_number, 1)
-        enc = self._encoded(x_noisy, dtype)
-        if enc.shape[0] != n:
-            check_hint_batch(enc.shape[0], per)
-            enc = broadcast_batch(enc, n, batched_number)
         sampling = self._sampling
         if sampling is None:
             raise RuntimeError(f"{self.name} was called before pre_run; ComfyUI's sampler always calls pre_run first.")
@@ -280,13 +336,21 @@ class AffordanceControl:
         y = cond.get("y") if net.config.adm_in_channels is not None else None
         if net.config.adm_in_channels is not None and y is None:
             raise FamilyMismatchError(f"{self.name} is an SDXL ControlNet but the model gives no SDXL label (y).")
-        timestep = sampling.timestep(t)
-        x = sampling.calculate_input(t, x_noisy)
-        res = net(
-            x.to(dtype), None, timestep, context, None if y is None else y.to(x_noisy.device, dtype), encoded_hint=enc
-        )
+        if y is not None:
+            y = y.to(x_noisy.device, dtype)
 
-        outs = res.as_list()
+        def compute() -> list[torch.Tensor]:
+            enc = self._encoded(x_noisy, dtype)
+            if enc.shape[0] != n:
+                check_hint_batch(enc.shape[0], per)
+                enc = broadcast_batch(enc, n, batched_number)
+            x = sampling.calculate_input(t, x_noisy)
+            return net(x.to(dtype), None, sampling.timestep(t), context, y, encoded_hint=enc).as_list()
+
+        if self._lossy:
+            outs = self._reused_or_computed(sigma, x_noisy, batched_number, transformer_options, (context, y), compute)
+        else:
+            outs = compute()
         rows = self._row_scale(n, batched_number, transformer_options, x_noisy.device, outs[0].dtype)
         if self.mask is not None:
             check_hint_batch(self.mask.shape[0], per, "masks")

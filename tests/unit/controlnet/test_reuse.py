@@ -1,0 +1,187 @@
+"""The residual-reuse policy and cache: when residuals are computed, when they are served again."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.controlnet.reuse import MAX_EVERY_K, ResidualCache, ReuseError, ReusePolicy
+
+SIGMAS = [14.6, 9.7, 6.1, 4.0, 2.9, 1.9, 1.2, 0.9, 0.5, 0.03]
+
+
+class Net:
+    """A stand-in network: counts calls and returns fresh residuals tagged with the call number."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> list[torch.Tensor]:
+        self.calls += 1
+        return [torch.full((2, 3), float(self.calls))]
+
+
+def run(cache: ResidualCache, sigmas, layout="L", conditioning=(), net: Net | None = None) -> tuple[Net, list[float]]:
+    net = net or Net()
+    tags = [float(cache.get(s, layout, conditioning, net)[0][0, 0]) for s in sigmas]
+    return net, tags
+
+
+# ----- policy ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("k", "message"),
+    [
+        (0, "every_k_steps must be from 1 to 16, got 0"),
+        (MAX_EVERY_K + 1, "every_k_steps must be from 1 to 16, got 17"),
+        (-2, "got -2"),
+        (2.0, r"whole number from 1 to 16, got 2.0 \(float\)"),
+        ("2", r"got '2' \(str\)"),
+        (True, r"got True \(bool\)"),
+        (None, r"got None \(NoneType\)"),
+    ],
+)
+def test_bad_k_is_refused_with_what_and_how(k, message):
+    with pytest.raises(ReuseError, match=message) as info:
+        ReusePolicy(k)
+    assert "use 1 for exact sampling" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        (-0.1, 1.0, "within 0..1, got -0.1 and 1.0"),
+        (0.0, 1.5, "within 0..1, got 0.0 and 1.5"),
+        (0.8, 0.2, r"start_percent \(0.8\) is after its end_percent \(0.2\); swap them"),
+        (float("nan"), 1.0, "two numbers within 0..1"),
+        ("0", 1.0, "two numbers within 0..1"),
+    ],
+)
+def test_bad_window_is_refused(start, end, message):
+    with pytest.raises(ReuseError, match=message):
+        ReusePolicy(2, start, end)
+
+
+def test_policy_flags_and_window():
+    assert not ReusePolicy().lossy and ReusePolicy(2).lossy
+    assert not ReusePolicy(2).windowed and ReusePolicy(2, 0.0, 0.8).windowed
+    p = ReusePolicy(3, 0.2, 0.8)
+    assert [p.allows(x) for x in (0.0, 0.2, 0.5, 0.8, 0.81)] == [False, True, True, True, False]
+    assert p.allows(None) is False  # windowed but no progress known: stay exact
+    assert ReusePolicy(3).allows(None) is True
+
+
+# ----- cache -----------------------------------------------------------------------------------------------
+def test_k1_computes_every_evaluation_and_keeps_nothing():
+    cache = ResidualCache(ReusePolicy(1))
+    net, tags = run(cache, SIGMAS)
+    assert net.calls == len(SIGMAS) and tags == [float(i + 1) for i in range(len(SIGMAS))]
+    assert cache._entries == [] and cache.stats.reused == 0
+
+
+@pytest.mark.parametrize(("k", "computed"), [(2, 5), (3, 4), (4, 3), (16, 1)])
+def test_every_k_computes_one_evaluation_in_k(k, computed):
+    cache = ResidualCache(ReusePolicy(k))
+    net, tags = run(cache, SIGMAS)
+    assert net.calls == computed == cache.stats.computed
+    assert cache.stats.reused == len(SIGMAS) - computed
+    # computed at evaluations 0, k, 2k...; each reuse serves the latest computation
+    assert tags == [float(i // k + 1) for i in range(len(SIGMAS))]
+
+
+def test_first_evaluation_is_always_computed():
+    cache = ResidualCache(ReusePolicy(4))
+    net, _ = run(cache, SIGMAS[:1])
+    assert net.calls == 1 and cache.stats.reused == 0
+
+
+def test_reuse_serves_the_cached_list_itself():
+    cache = ResidualCache(ReusePolicy(2))
+    a = cache.get(10.0, "L", (), Net())
+    b = cache.get(5.0, "L", (), Net())
+    assert b is a
+
+
+def test_each_layout_has_its_own_entry():
+    """cond and uncond split into two calls per step: each layout is computed, then reused, on its own."""
+    cache = ResidualCache(ReusePolicy(2))
+    net = Net()
+    tags = []
+    for s in SIGMAS[:4]:
+        for layout in ("cond", "uncond"):
+            tags.append(float(cache.get(s, layout, (), net)[0][0, 0]))
+    assert tags == [1, 2, 1, 2, 3, 4, 3, 4]
+
+
+def test_layout_change_forces_a_computation_and_old_entries_expire():
+    cache = ResidualCache(ReusePolicy(2))
+    net = Net()
+    cache.get(SIGMAS[0], ("batched", 2), (), net)  # computed
+    cache.get(SIGMAS[1], ("split", 1), (), net)  # new layout: computed
+    cache.get(SIGMAS[2], ("batched", 2), (), net)  # its entry is 2 evaluations old: computed, not reused
+    assert net.calls == 3 and cache.stats.reused == 0
+
+
+def test_conditioning_must_be_equal_not_identical():
+    cache = ResidualCache(ReusePolicy(2))
+    net = Net()
+    ctx = torch.randn(2, 5, 8)
+    cache.get(SIGMAS[0], "L", (ctx, None), net)
+    cache.get(SIGMAS[1], "L", (ctx.clone(), None), net)  # same values, new tensor: reused
+    assert net.calls == 1
+    cache.get(SIGMAS[2], "L", (ctx, None), net)
+    cache.get(SIGMAS[3], "L", (ctx + 1, None), net)  # another prompt: computed
+    cache.get(SIGMAS[4], "L", (ctx, torch.zeros(2, 4)), net)  # a label where there was none: computed
+    cache.get(SIGMAS[5], "L", (ctx.double(), None), net)  # another dtype: computed
+    assert net.calls == 5
+
+
+def test_cached_conditioning_is_a_copy():
+    cache = ResidualCache(ReusePolicy(2))
+    net = Net()
+    ctx = torch.zeros(1, 3)
+    cache.get(SIGMAS[0], "L", (ctx,), net)
+    ctx += 1  # the host changes its tensor in place: the cache must not follow it
+    cache.get(SIGMAS[1], "L", (ctx,), net)
+    assert net.calls == 2
+
+
+def test_repeated_sigma_counts_as_a_new_evaluation_for_the_same_layout():
+    """Heun-like samplers evaluate twice at some sigmas: with k=2 every other evaluation is still computed."""
+    cache = ResidualCache(ReusePolicy(2))
+    net, tags = run(cache, [14.6, 2.9, 2.9, 0.9, 0.9, 0.03])
+    assert tags == [1, 1, 2, 2, 3, 3] and net.calls == 3
+
+
+def test_rising_sigma_drops_the_cache():
+    cache = ResidualCache(ReusePolicy(4))
+    net, _ = run(cache, [14.6, 2.9, 14.6, 2.9])
+    assert net.calls == 2  # the rise at the third call recomputes; the fourth reuses that
+
+
+def test_reuse_not_allowed_computes_and_refreshes():
+    cache = ResidualCache(ReusePolicy(2))
+    net = Net()
+    cache.get(SIGMAS[0], "L", (), net)
+    cache.get(SIGMAS[1], "L", (), net, reuse_allowed=False)
+    assert net.calls == 2
+    assert float(cache.get(SIGMAS[2], "L", (), net)[0][0, 0]) == 2  # reuses the forced computation
+    assert net.calls == 2
+
+
+def test_invalidate_forces_the_next_computation():
+    cache = ResidualCache(ReusePolicy(4))
+    net = Net()
+    cache.get(SIGMAS[0], "L", (), net)
+    cache.invalidate()
+    cache.get(SIGMAS[1], "L", (), net)
+    assert net.calls == 2
+
+
+def test_entries_are_bounded():
+    cache = ResidualCache(ReusePolicy(16), max_entries=3)
+    net = Net()
+    for i in range(10):
+        cache.get(1.0, ("layout", i), (), net)
+    assert len(cache._entries) == 3
+    assert [e.layout for e in cache._entries] == [("layout", 7), ("layout", 8), ("layout", 9)]
