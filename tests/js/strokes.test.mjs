@@ -199,3 +199,12 @@ test("RGBA conversion: opaque white-on-black for upload, transparent for display
   const px = new Uint8ClampedArray([200, 200, 200, 255, 200, 200, 200, 100, 255, 0, 0, 255, 0, 255, 0, 255]);
   assert.deepEqual([...fromRGBA(px, 4, 1).data], [255, 0, 0, 255]);
 });
+
+test("a drawing made of quantized points renders identically after the workflow round trip", () => {
+  const q = (v) => Math.round(v * 10) / 10;
+  const ops = [{ t: "s", r: 9, e: 0, p: [12.3456, 40.987, 100.02, 77.77, 180.55, 20.01].map(q) }, { t: "s", r: 3, e: 1, p: [90.04, 60.06].map(q) }];
+  const before = render(200, 100, ops);
+  const record = JSON.parse(JSON.stringify(encodeRecord(null, ops)));
+  const after = render(200, 100, decodeRecord(record).ops);
+  assert.equal(fileNameFor(after), fileNameFor(before));
+});

@@ -1,0 +1,568 @@
+// AST_ScribbleCanvas: a drawing canvas inside the node (brush, eraser, undo, clear, a background to trace).
+//
+// The drawing's pixels come from web/js/lib/strokes.js (pure, unit-tested). After each stroke the drawing
+// is uploaded to ComfyUI's input folder (subfolder affordance_scribbles, content-hashed name) and that
+// reference becomes the node's `drawing` value; the strokes themselves are kept in node.properties so a
+// reopened workflow redraws (and, where the file is missing, re-uploads) the very same drawing.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import * as S from "./lib/strokes.js";
+
+const NODE_ID = "AST_ScribbleCanvas";
+const WIDGET = "drawing";
+const RECORD = "ast_scribble";
+const BRUSH = "ast_brush";
+const UPLOAD_DELAY_MS = 300;
+const LOG = "[affordance.scribble]";
+
+function toast(severity, summary, detail) {
+  try {
+    app.extensionManager?.toast?.add({ severity, summary, detail, life: 6000 });
+  } catch {
+    /* no toast service: the node's status line still says it */
+  }
+}
+
+function button(label, title) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  b.title = title;
+  b.className = "ast-scribble-btn";
+  Object.assign(b.style, {
+    padding: "2px 7px", fontSize: "12px", cursor: "pointer", borderRadius: "4px",
+    border: "1px solid var(--border-color, #555)", background: "var(--comfy-input-bg, #222)",
+    color: "var(--input-text, #ddd)",
+  });
+  return b;
+}
+
+function viewURL(ref, type = "input") {
+  const { subfolder, filename } = S.parseReference(ref);
+  const q = new URLSearchParams({ filename, subfolder, type });
+  return api.apiURL(`/view?${q}`);
+}
+
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error(`cannot load ${src}`));
+    img.src = src;
+  });
+}
+
+function imagePixels(img) {
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth;
+  c.height = img.naturalHeight;
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(img, 0, 0);
+  return ctx.getImageData(0, 0, c.width, c.height).data;
+}
+
+/** All state and DOM of one canvas node. */
+class ScribbleCanvas {
+  constructor(node) {
+    this.node = node;
+    this.value = "";
+    this.ops = [];
+    this.base = null; // raster loaded from a file without strokes (e.g. a workflow written by hand)
+    this.baseRef = null;
+    this.raster = S.createRaster(512, 512);
+    this.active = null; // the stroke being drawn
+    this.eraser = false;
+    this.uploaded = new Set(); // references known to exist on the server
+    this.uploadTimer = null;
+    this.uploading = null; // promise of the upload in flight
+    this.uploadError = null;
+    this.bgSrc = null;
+    this.bgExecuted = null;
+    this.restoring = null;
+    this.configuring = false;
+    this.buildDom();
+  }
+
+  // ---- DOM --------------------------------------------------------------------------------------------
+  buildDom() {
+    const root = document.createElement("div");
+    root.className = "ast-scribble";
+    Object.assign(root.style, { display: "flex", flexDirection: "column", gap: "4px", width: "100%", height: "100%", boxSizing: "border-box" });
+    const bar = document.createElement("div");
+    Object.assign(bar.style, { display: "flex", gap: "4px", alignItems: "center", flexWrap: "wrap", fontSize: "12px", color: "var(--input-text, #ddd)" });
+    const size = document.createElement("input");
+    size.type = "range";
+    size.min = String(S.MIN_BRUSH);
+    size.max = "64";
+    size.className = "ast-scribble-size";
+    size.title = "Brush size (pixels of the drawing)";
+    size.style.width = "80px";
+    const sizeLabel = document.createElement("span");
+    sizeLabel.style.minWidth = "2.5em";
+    const erase = button("Eraser", "Toggle the eraser (paints black)");
+    erase.classList.add("ast-scribble-eraser");
+    const undo = button("Undo", "Undo the last stroke or clear");
+    undo.classList.add("ast-scribble-undo");
+    const clear = button("Clear", "Clear the canvas (undoable)");
+    clear.classList.add("ast-scribble-clear");
+    const fit = button("Fit to background", "Set width and height to the background image's size");
+    fit.classList.add("ast-scribble-fit");
+    fit.style.display = "none";
+    bar.append(size, sizeLabel, erase, undo, clear, fit);
+
+    const stage = document.createElement("div");
+    Object.assign(stage.style, { flex: "1 1 auto", minHeight: "0", display: "grid", placeItems: "center", overflow: "hidden" });
+    const bg = document.createElement("canvas");
+    const ink = document.createElement("canvas");
+    ink.className = "ast-scribble-canvas";
+    for (const c of [bg, ink]) {
+      Object.assign(c.style, { gridArea: "1 / 1", imageRendering: "pixelated" });
+    }
+    Object.assign(ink.style, { cursor: "crosshair", touchAction: "none" });
+    bg.style.outline = "1px solid var(--border-color, #555)";
+    stage.append(bg, ink);
+
+    const status = document.createElement("div");
+    status.className = "ast-scribble-status";
+    Object.assign(status.style, { fontSize: "11px", minHeight: "14px", whiteSpace: "nowrap", overflow: "hidden", textOverflow: "ellipsis", color: "var(--descrip-text, #999)" });
+    root.append(bar, stage, status);
+
+    this.el = { root, size, sizeLabel, erase, undo, clear, fit, bg, ink, status };
+    this.inkCtx = ink.getContext("2d");
+    this.bgCtx = bg.getContext("2d");
+    this.bgImage = null;
+
+    size.value = String(this.brush());
+    sizeLabel.textContent = `${this.brush()} px`;
+    size.addEventListener("input", () => {
+      this.node.properties[BRUSH] = Number(size.value);
+      sizeLabel.textContent = `${size.value} px`;
+    });
+    erase.addEventListener("click", () => {
+      this.eraser = !this.eraser;
+      erase.style.outline = this.eraser ? "2px solid #e8a33c" : "none";
+    });
+    undo.addEventListener("click", () => this.undo());
+    clear.addEventListener("click", () => this.clear());
+    fit.addEventListener("click", () => this.fitToBackground());
+    for (const type of ["pointerdown", "pointermove", "pointerup", "pointercancel", "lostpointercapture"]) {
+      ink.addEventListener(type, (e) => this.onPointer(e));
+    }
+    for (const el of [root]) {
+      // keep the graph from panning/zooming or selecting while the canvas is used
+      el.addEventListener("pointerdown", (e) => e.stopPropagation());
+      el.addEventListener("wheel", (e) => e.stopPropagation(), { passive: true });
+      el.addEventListener("contextmenu", (e) => e.stopPropagation());
+    }
+  }
+
+  brush() {
+    const b = Number(this.node.properties?.[BRUSH]);
+    return Number.isFinite(b) && b >= S.MIN_BRUSH && b <= S.MAX_BRUSH ? b : 8;
+  }
+
+  setStatus(text, isError = false) {
+    this.el.status.textContent = text;
+    this.el.status.title = text;
+    this.el.status.style.color = isError ? "#ff6b6b" : "var(--descrip-text, #999)";
+    this.el.status.dataset.state = isError ? "error" : "ok";
+  }
+
+  widgetValue(name) {
+    return this.node.widgets?.find((w) => w.name === name)?.value;
+  }
+
+  /**
+   * The size the widgets ask for. A size that is not allowed (e.g. beyond the 4096 px maximum) is refused:
+   * the widgets go back to the current size, the status line says why, and null is returned.
+   */
+  wantedSize() {
+    const w = Number(this.widgetValue("width"));
+    const h = Number(this.widgetValue("height"));
+    const problem = S.sizeProblem(w, h);
+    if (!problem) return [w, h];
+    const { width, height } = this.raster;
+    for (const [name, v] of [["width", width], ["height", height]]) {
+      const widget = this.node.widgets?.find((x) => x.name === name);
+      if (widget) widget.value = v;
+    }
+    const msg = `Size refused: ${problem} Kept ${width}x${height}.`;
+    this.setStatus(msg, true);
+    toast("warn", "Scribble canvas", msg);
+    return null;
+  }
+
+  // ---- drawing ------------------------------------------------------------------------------------------
+  /** Re-render the whole drawing (size change, undo, clear, restore) and refresh the reference. */
+  rebuild() {
+    const size = this.wantedSize();
+    if (!size) return;
+    this.raster = S.render(size[0], size[1], this.ops, this.base);
+    this.paintAll();
+    this.afterChange();
+  }
+
+  paintAll() {
+    const { width, height } = this.raster;
+    for (const c of [this.el.ink, this.el.bg]) {
+      if (c.width !== width || c.height !== height) {
+        c.width = width;
+        c.height = height;
+      }
+    }
+    this.imageData = this.inkCtx.createImageData(width, height);
+    S.toRGBA(this.raster, false, this.imageData.data);
+    this.inkCtx.putImageData(this.imageData, 0, 0);
+    this.paintBackground();
+  }
+
+  paintRect(rect) {
+    if (!rect) return;
+    const [l, t, r, b] = rect;
+    S.toRGBA(this.raster, false, this.imageData.data, rect);
+    this.inkCtx.putImageData(this.imageData, 0, 0, l, t, r - l, b - t);
+  }
+
+  paintBackground() {
+    const { width, height } = this.raster;
+    const ctx = this.bgCtx;
+    ctx.globalAlpha = 1;
+    ctx.fillStyle = "#000";
+    ctx.fillRect(0, 0, width, height);
+    if (this.bgImage) {
+      ctx.globalAlpha = 0.5;
+      ctx.drawImage(this.bgImage, 0, 0, width, height);
+      ctx.globalAlpha = 1;
+    }
+  }
+
+  onPointer(e) {
+    const ink = this.el.ink;
+    if (e.type === "pointerdown") {
+      if (e.button !== 0) return;
+      e.preventDefault();
+      e.stopPropagation();
+      if (S.countPoints(this.ops) >= S.MAX_POINTS) {
+        this.setStatus(`This drawing already has ${S.MAX_POINTS} points, the most a node keeps: clear it or undo.`, true);
+        return;
+      }
+      ink.setPointerCapture?.(e.pointerId);
+      // points are kept at the 0.1 px the workflow stores, so a reopened drawing is pixel-identical
+      const [x, y] = S.clientToDrawing(e.clientX, e.clientY, ink.getBoundingClientRect(), this.raster.width, this.raster.height).map(S.quantize);
+      this.active = { t: "s", r: this.brush(), e: this.eraser ? 1 : 0, p: [x, y] };
+      this.paintRect(S.stampStroke(this.raster, this.active, 0));
+      return;
+    }
+    if (!this.active) return;
+    e.preventDefault();
+    e.stopPropagation();
+    if (e.type === "pointermove") {
+      const events = e.getCoalescedEvents?.() ?? [];
+      const rect = ink.getBoundingClientRect();
+      let changed = null;
+      for (const ev of events.length ? events : [e]) {
+        const [x, y] = S.clientToDrawing(ev.clientX, ev.clientY, rect, this.raster.width, this.raster.height).map(S.quantize);
+        const p = this.active.p;
+        if (p[p.length - 2] === x && p[p.length - 1] === y) continue;
+        p.push(x, y);
+        changed = S.unionRect(changed, S.stampStroke(this.raster, this.active, p.length / 2 - 1));
+      }
+      this.paintRect(changed);
+      return;
+    }
+    // pointerup / pointercancel / lostpointercapture: the stroke is done
+    const op = this.active;
+    this.active = null;
+    this.ops.push(op);
+    this.afterChange();
+  }
+
+  undo() {
+    if (!this.ops.length) {
+      this.setStatus("Nothing to undo.");
+      return;
+    }
+    this.ops.pop();
+    this.rebuild();
+  }
+
+  clear() {
+    if (!this.ops.length && !this.base && !this.value) return;
+    this.ops.push({ t: "c" });
+    this.rebuild();
+  }
+
+  fitToBackground() {
+    if (!this.bgImage) return;
+    const round8 = (v) => Math.max(S.MIN_SIDE, Math.min(S.MAX_SIDE, Math.round(v / 8) * 8));
+    const [w, h] = [round8(this.bgImage.naturalWidth), round8(this.bgImage.naturalHeight)];
+    for (const [name, v] of [["width", w], ["height", h]]) {
+      const widget = this.node.widgets?.find((x) => x.name === name);
+      if (widget) {
+        widget.value = v;
+        widget.callback?.(v);
+      }
+    }
+    this.rebuild();
+  }
+
+  /** After any edit: keep the strokes in the workflow, point the widget at the drawing's file, upload it. */
+  afterChange() {
+    this.node.properties[RECORD] = S.encodeRecord(this.baseRef, this.ops);
+    const blank = !this.base && !this.raster.data.some((v) => v);
+    const ref = blank ? "" : S.referenceFor(this.raster);
+    if (ref !== this.value) {
+      this.value = ref;
+      this.widget?.callback?.(ref);
+    }
+    const { width, height } = this.raster;
+    if (!ref) this.setStatus(`${width}x${height} - blank canvas (outputs black)`);
+    else if (this.uploaded.has(ref)) this.setStatus(`${width}x${height} - saved as input/${ref}`);
+    else this.scheduleUpload();
+    this.node.setDirtyCanvas?.(true, true);
+    try {
+      app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState();
+    } catch {
+      /* older frontends track changes on their own */
+    }
+  }
+
+  // ---- upload -----------------------------------------------------------------------------------------
+  scheduleUpload() {
+    clearTimeout(this.uploadTimer);
+    this.setStatus("Unsaved changes - uploading...");
+    this.uploadTimer = setTimeout(() => void this.upload(), UPLOAD_DELAY_MS);
+  }
+
+  /** Upload the current drawing (if not there yet). Resolves true when the server has it. */
+  upload() {
+    clearTimeout(this.uploadTimer);
+    this.uploadTimer = null;
+    const ref = this.value;
+    if (!ref || this.uploaded.has(ref)) return Promise.resolve(true);
+    if (this.uploading?.ref === ref) return this.uploading.promise;
+    const raster = this.raster;
+    const promise = (async () => {
+      try {
+        const { subfolder, filename } = S.parseReference(ref);
+        const c = document.createElement("canvas");
+        c.width = raster.width;
+        c.height = raster.height;
+        const ctx = c.getContext("2d");
+        const img = ctx.createImageData(raster.width, raster.height);
+        S.toRGBA(raster, true, img.data);
+        ctx.putImageData(img, 0, 0);
+        const blob = await new Promise((res, rej) => c.toBlob((b) => (b ? res(b) : rej(new Error("the browser could not encode the PNG"))), "image/png"));
+        const body = new FormData();
+        body.append("image", new File([blob], filename, { type: "image/png" }));
+        body.append("type", "input");
+        body.append("subfolder", subfolder);
+        body.append("overwrite", "true");
+        const resp = await api.fetchApi("/upload/image", { method: "POST", body });
+        if (resp.status !== 200) {
+          const text = (await resp.text().catch(() => "")).slice(0, 200);
+          throw new Error(`the server answered ${resp.status} ${resp.statusText}${text ? `: ${text}` : ""}`);
+        }
+        const answer = await resp.json();
+        const got = answer.subfolder ? `${answer.subfolder}/${answer.name}` : answer.name;
+        if (got !== ref) throw new Error(`the server stored it as ${JSON.stringify(got)} instead of ${JSON.stringify(ref)}`);
+        this.uploaded.add(ref);
+        this.uploadError = null;
+        if (this.value === ref) this.setStatus(`${raster.width}x${raster.height} - saved as input/${ref}`);
+        return true;
+      } catch (err) {
+        this.uploadError = err;
+        const msg = `Upload failed: ${err.message}. The drawing is kept in the node and its strokes in the workflow; it is uploaded again with the next stroke or when you queue.`;
+        if (this.value === ref) this.setStatus(msg, true);
+        toast("error", "Scribble canvas: upload failed", msg);
+        console.warn(LOG, msg);
+        return false;
+      } finally {
+        if (this.uploading?.ref === ref) this.uploading = null;
+      }
+    })();
+    this.uploading = { ref, promise };
+    return promise;
+  }
+
+  /** What the prompt gets: waits for the upload, retries once, refuses to queue a drawing the server lacks. */
+  async serialize() {
+    if (this.restoring) await this.restoring;
+    if (!this.value) return "";
+    if (await this.upload()) return this.value;
+    if (await this.upload()) return this.value;
+    throw new Error(
+      `Scribble canvas (node ${this.node.id}): the drawing could not be uploaded to ComfyUI's input folder ` +
+        `(${this.uploadError?.message}). It is still in the node; check the server and queue again.`,
+    );
+  }
+
+  // ---- restore ----------------------------------------------------------------------------------------
+  /** A workflow was loaded (or pasted): redraw from the kept strokes, or from the file alone. */
+  restore() {
+    const task = (async () => {
+      const saved = this.value;
+      let record;
+      try {
+        record = S.decodeRecord(this.node.properties?.[RECORD]);
+      } catch (err) {
+        this.setStatus(`The saved strokes cannot be read (${err.message}); showing the drawing file instead.`, true);
+        console.warn(LOG, err.message);
+        record = { base: null, ops: [] };
+      }
+      this.ops = record.ops;
+      this.baseRef = record.base;
+      if (!this.baseRef && !this.ops.length && saved) this.baseRef = saved;
+      this.base = null;
+      if (this.baseRef) {
+        try {
+          const img = await loadImage(viewURL(this.baseRef));
+          this.base = S.fromRGBA(imagePixels(img), img.naturalWidth, img.naturalHeight);
+          this.uploaded.add(this.baseRef);
+        } catch (err) {
+          const why = err instanceof S.ScribbleError ? err.message : `input/${this.baseRef} is missing or not an image`;
+          this.setStatus(`The drawing could not be loaded: ${why}. Draw again or clear the canvas.`, true);
+          this.value = saved;
+          this.paintAll();
+          return;
+        }
+      }
+      this.value = saved;
+      const [w, h] = this.wantedSize() ?? [this.raster.width, this.raster.height];
+      this.raster = S.render(w, h, this.ops, this.base);
+      this.paintAll();
+      // The saved reference names this very drawing (content hash), but this server may lack the file (a
+      // workflow from another machine): afterChange uploads it unless this page already did. Uploading the
+      // same bytes under the same name is harmless, and probing with a request that may 404 would log errors.
+      this.afterChange();
+    })();
+    this.restoring = task.finally(() => {
+      this.restoring = null;
+    });
+    return this.restoring;
+  }
+
+  /** Called on every frame of the graph canvas: fit the drawing to the node and follow the background input. */
+  onFrame() {
+    const stage = this.el.ink.parentElement;
+    const sw = stage.clientWidth;
+    const sh = stage.clientHeight;
+    const { width, height } = this.raster;
+    const key = `${sw}x${sh}/${width}x${height}`;
+    if (sw > 0 && sh > 0 && key !== this.layoutKey) {
+      this.layoutKey = key;
+      const scale = Math.min(sw / width, sh / height);
+      for (const c of [this.el.ink, this.el.bg]) {
+        c.style.width = `${Math.max(1, Math.floor(width * scale))}px`;
+        c.style.height = `${Math.max(1, Math.floor(height * scale))}px`;
+      }
+    }
+    this.checkBackground();
+  }
+
+  // ---- background to trace ------------------------------------------------------------------------------
+  /** The image to trace: the preview of the node connected to `background`, else the last run's. */
+  checkBackground() {
+    const slot = this.node.inputs?.findIndex((i) => i.name === "background") ?? -1;
+    let src = null;
+    if (slot >= 0 && this.node.inputs[slot].link != null) {
+      const origin = this.node.getInputNode?.(slot);
+      src = origin?.imgs?.[0]?.src ?? this.bgExecuted;
+    } else {
+      this.bgExecuted = null;
+    }
+    if (src === this.bgSrc) return;
+    this.bgSrc = src;
+    this.el.fit.style.display = src ? "" : "none";
+    if (!src) {
+      this.bgImage = null;
+      this.paintBackground();
+      return;
+    }
+    loadImage(src)
+      .then((img) => {
+        if (this.bgSrc !== src) return;
+        this.bgImage = img;
+        this.paintBackground();
+      })
+      .catch(() => this.setStatus("The background image could not be loaded (it is only shown for tracing).", true));
+  }
+}
+
+app.registerExtension({
+  name: "affordance.scribbleCanvas",
+
+  getCustomWidgets() {
+    return {
+      AST_SCRIBBLE(node, inputName) {
+        const state = new ScribbleCanvas(node);
+        const widget = node.addDOMWidget(inputName, "AST_SCRIBBLE", state.el.root, {
+          getValue: () => state.value,
+          setValue: (v) => {
+            state.value = typeof v === "string" ? v : "";
+          },
+          getMinHeight: () => 220,
+          onDraw: () => state.onFrame(),
+          socketless: true,
+        });
+        widget.serializeValue = () => state.serialize();
+        state.widget = widget;
+        node.astScribble = state;
+        return { widget, minWidth: 320, minHeight: 420 };
+      },
+    };
+  },
+
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name !== NODE_ID) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const r = onNodeCreated?.apply(this, arguments);
+      const state = this.astScribble;
+      if (state) {
+        this.properties ??= {};
+        for (const name of ["width", "height"]) {
+          const w = this.widgets?.find((x) => x.name === name);
+          if (!w) continue;
+          const cb = w.callback;
+          w.callback = function () {
+            const out = cb?.apply(this, arguments);
+            if (!state.configuring && !state.restoring) state.rebuild();
+            return out;
+          };
+        }
+        this.setSize([Math.max(this.size[0], 360), Math.max(this.size[1], 500)]);
+        state.rebuild();
+      }
+      return r;
+    };
+    // While a saved node is configured, widget values and properties arrive one by one: no redraw until the
+    // end (onConfigure), or a half-restored state would overwrite the saved strokes.
+    const configure = nodeType.prototype.configure;
+    nodeType.prototype.configure = function () {
+      const state = this.astScribble;
+      if (state) state.configuring = true;
+      try {
+        return configure.apply(this, arguments);
+      } finally {
+        if (state) state.configuring = false;
+      }
+    };
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function () {
+      const r = onConfigure?.apply(this, arguments);
+      void this.astScribble?.restore();
+      return r;
+    };
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (output) {
+      const r = onExecuted?.apply(this, arguments);
+      const rec = output?.ast_background?.[0];
+      if (rec && this.astScribble) {
+        const q = new URLSearchParams({ filename: rec.filename, subfolder: rec.subfolder ?? "", type: rec.type ?? "temp" });
+        this.astScribble.bgExecuted = api.apiURL(`/view?${q}`);
+      }
+      return r;
+    };
+  },
+});
