@@ -208,3 +208,13 @@ test("a drawing made of quantized points renders identically after the workflow 
   const after = render(200, 100, decodeRecord(record).ops);
   assert.equal(fileNameFor(after), fileNameFor(before));
 });
+
+test("the scribble example workflow's strokes render to the drawing it references", async () => {
+  const { readFileSync } = await import("node:fs");
+  const wf = JSON.parse(readFileSync(new URL("../../example_workflows/scribble_canvas_to_image.json", import.meta.url), "utf8"));
+  const node = wf.nodes.find((n) => n.type === "AST_ScribbleCanvas");
+  const [width, height, ref] = node.widgets_values;
+  const { base, ops } = decodeRecord(node.properties.ast_scribble);
+  assert.equal(base, null);
+  assert.equal(referenceFor(render(width, height, ops)), ref);
+});

@@ -410,6 +410,8 @@ class ScribbleCanvas {
         console.warn(LOG, err.message);
         record = { base: null, ops: [] };
       }
+      this.el.size.value = String(this.brush());
+      this.el.sizeLabel.textContent = `${this.brush()} px`;
       this.ops = record.ops;
       this.baseRef = record.base;
       if (!this.baseRef && !this.ops.length && saved) this.baseRef = saved;

@@ -11,7 +11,7 @@ from affordance.nodes import NODE_CLASS_MAPPINGS
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "AST_SCRIBBLE"}  # AST_SCRIBBLE: the canvas widget
 
 
 def _widgets(cls) -> list[str]:
@@ -36,7 +36,7 @@ def _links(cls) -> dict[str, str]:
 
 def test_there_are_example_workflows():
     names = {p.name for p in WORKFLOWS}
-    assert {"single_controlnet.json", "style_transfer_two_controlnets.json"} <= names
+    assert {"single_controlnet.json", "style_transfer_two_controlnets.json", "scribble_canvas_to_image.json"} <= names
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -72,3 +72,17 @@ def test_multi_controlnet_example_chains_two(tmp_path):
     ids = {n["id"] for n in applies}
     chained = [lk for lk in wf["links"] if lk[1] in ids and lk[3] in ids]
     assert len(chained) == 2  # positive and negative flow from the first Apply into the second
+
+
+def test_scribble_example_keeps_its_strokes_and_reference():
+    """The canvas redraws (and re-uploads) the drawing from the strokes kept in the workflow."""
+    wf = json.loads((ROOT / "example_workflows" / "scribble_canvas_to_image.json").read_text())
+    (canvas,) = [n for n in wf["nodes"] if n["type"] == "AST_ScribbleCanvas"]
+    width, height, ref = canvas["widgets_values"]
+    assert (width, height) == (512, 512)
+    assert ref.startswith(f"affordance_scribbles/scribble_{width}x{height}_") and ref.endswith(".png")
+    record = canvas["properties"]["ast_scribble"]
+    assert record["v"] == 1 and record["base"] is None and len(record["ops"]) >= 5
+    (apply,) = [n for n in wf["nodes"] if n["type"] == "AST_ApplyControlNet"]
+    image_link = next(i["link"] for i in apply["inputs"] if i["name"] == "image")
+    assert any(lk[0] == image_link and lk[1] == canvas["id"] for lk in wf["links"])
