@@ -1,0 +1,105 @@
+// Plot geometry shared by the weights and schedule plots: value <-> pixel mapping in CSS pixels of the
+// canvas element. Pure: no DOM, no ComfyUI; runs under Node.
+
+/** Default padding around the plot area (room for the header line and the axis labels). */
+export const PAD = Object.freeze({ left: 30, right: 10, top: 20, bottom: 16 });
+
+/** Top of the value axis: ``max(1, largest value rounded up to a multiple of 0.5)``. */
+export function axisMax(values) {
+  const finite = values.filter(Number.isFinite);
+  const top = finite.length ? Math.max(...finite) : 0;
+  return Math.max(1, Math.ceil(top / 0.5) * 0.5);
+}
+
+/**
+ * The highest value a drag may reach while the axis tops at ``yMax`` (the axis stays fixed during a drag;
+ * release and it grows, so the next drag can go higher).
+ */
+export function dragLimit(yMax) {
+  return yMax + 0.5;
+}
+
+/** Bottom of the value axis: 0, or the smallest value rounded down to a multiple of 0.5 when negative. */
+export function axisMin(values) {
+  const finite = values.filter(Number.isFinite);
+  const low = finite.length ? Math.min(...finite) : 0;
+  return Math.min(0, Math.floor(low / 0.5) * 0.5);
+}
+
+/**
+ * The plot area of a ``width`` x ``height`` canvas and its value range.
+ *
+ * Returns ``{width, height, left, top, right, bottom, yMin, yMax}``; ``left..right`` and ``top..bottom``
+ * bound the area where values are drawn (``top`` shows ``yMax``, ``bottom`` shows ``yMin``).
+ */
+export function makeFrame(width, height, yMin, yMax, pad = PAD) {
+  const left = Math.min(pad.left, width / 2);
+  const right = Math.max(left + 1, width - pad.right);
+  const top = Math.min(pad.top, height / 2);
+  const bottom = Math.max(top + 1, height - pad.bottom);
+  return { width, height, left, top, right, bottom, yMin, yMax: yMax > yMin ? yMax : yMin + 1 };
+}
+
+/** Pixel row of ``value``. */
+export function valueToY(frame, value) {
+  const { top, bottom, yMin, yMax } = frame;
+  return bottom - ((value - yMin) / (yMax - yMin)) * (bottom - top);
+}
+
+/** Value at pixel row ``y`` (the inverse of :func:`valueToY`, not clamped). */
+export function yToValue(frame, y) {
+  const { top, bottom, yMin, yMax } = frame;
+  return yMin + ((bottom - y) / (bottom - top)) * (yMax - yMin);
+}
+
+/** Pixel column of a fraction ``t`` in ``[0, 1]`` across the plot area (sampling progress). */
+export function fractionToX(frame, t) {
+  return frame.left + t * (frame.right - frame.left);
+}
+
+/** Fraction across the plot area at pixel column ``x`` (not clamped). */
+export function xToFraction(frame, x) {
+  return (x - frame.left) / (frame.right - frame.left);
+}
+
+/** Tick values for the value axis: steps of 0.5 up to 2, then 1, then wider, always including 0. */
+export function yTicks(yMin, yMax) {
+  const span = yMax - yMin;
+  const step = span <= 2 ? 0.5 : span <= 5 ? 1 : Math.ceil(span / 5);
+  const ticks = [];
+  for (let v = Math.ceil(yMin / step) * step; v <= yMax + 1e-9; v += step) ticks.push(Math.round(v * 1e6) / 1e6);
+  return ticks;
+}
+
+/** Split ``text`` into lines no wider than ``maxWidth`` as measured by ``measure(str) -> px``. */
+export function wrapText(text, maxWidth, measure) {
+  const lines = [];
+  for (const paragraph of String(text).split("\n")) {
+    let line = "";
+    for (const word of paragraph.split(" ")) {
+      const candidate = line ? `${line} ${word}` : word;
+      if (line && measure(candidate) > maxWidth) {
+        lines.push(line);
+        line = word;
+      } else {
+        line = candidate;
+      }
+    }
+    lines.push(line);
+  }
+  return lines;
+}
+
+/** Index of the point nearest to ``(x, y)`` within ``radius`` pixels, or -1. */
+export function nearestPoint(points, x, y, radius) {
+  let best = -1;
+  let bestD = radius * radius;
+  points.forEach((pt, i) => {
+    const d = (pt.x - x) ** 2 + (pt.y - y) ** 2;
+    if (d <= bestD) {
+      best = i;
+      bestD = d;
+    }
+  });
+  return best;
+}
