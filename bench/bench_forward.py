@@ -32,10 +32,6 @@ from pathlib import Path
 
 import torch
 
-from affordance.controlnet import ControlNet, ControlNetConfig
-from affordance.controlnet.keymap import original_to_diffusers
-from affordance.controlnet.layers import timestep_embedding
-
 
 def _load_common():
     spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
@@ -48,70 +44,6 @@ def _load_common():
 C = _load_common()
 
 Outputs = list[torch.Tensor]
-
-
-def make_inputs(
-    config: ControlNetConfig, batch: int, size: int, device: torch.device, dtype: torch.dtype, seed: int
-) -> dict:
-    """Latent, hint, timesteps, text context and (SDXL) pooled text + size conditioning, seeded."""
-    g = torch.Generator().manual_seed(seed)
-    latent = size // 8
-    inputs = {
-        "x": torch.randn(batch, config.in_channels, latent, latent, generator=g),
-        "hint": torch.rand(batch, config.hint_channels, size, size, generator=g),
-        # integer timesteps, exact in fp16 (ComfyUI passes timesteps in the model dtype)
-        "t": torch.linspace(999, 1, batch).round(),
-        "context": torch.randn(batch, 77, config.context_dim, generator=g),
-        "y": None,
-        "added": None,
-    }
-    if config.adm_in_channels is not None:
-        # SDXL: y = pooled text (1280) + sinusoidal embeddings (256 each) of the 6 size/crop values, which
-        # is how ComfyUI builds it and what diffusers computes from text_embeds and time_ids.
-        time_ids = torch.tensor([[size, size, 0, 0, size, size]] * batch, dtype=torch.float32)
-        pooled_width = config.adm_in_channels - 6 * 256
-        text_embeds = torch.randn(batch, pooled_width, generator=g)
-        inputs["y"] = torch.cat([text_embeds, timestep_embedding(time_ids.flatten(), 256).reshape(batch, -1)], dim=-1)
-        inputs["added"] = {"text_embeds": text_embeds, "time_ids": time_ids}
-    for key in ("x", "hint", "t", "context", "y"):
-        if inputs[key] is not None:
-            inputs[key] = inputs[key].to(device=device, dtype=dtype)
-    if inputs["added"] is not None:
-        inputs["added"] = {k: v.to(device=device, dtype=dtype) for k, v in inputs["added"].items()}
-    return inputs
-
-
-def build_ours(config: ControlNetConfig, sd: dict[str, torch.Tensor], device: torch.device) -> ControlNet:
-    with torch.device("meta"):
-        model = ControlNet(config)
-    model.load_state_dict(sd, strict=True, assign=True)  # shares the tensors of sd, no copy
-    return model.to(device).eval().requires_grad_(False)
-
-
-def build_comfy(
-    comfy: object, sd: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype
-) -> torch.nn.Module:
-    control = comfy.controlnet.load_controlnet_state_dict(sd, model_options={"dtype": dtype})
-    if control is None:
-        raise RuntimeError("ComfyUI did not recognise the weights as a ControlNet")
-    return control.control_model.to(device).eval().requires_grad_(False)
-
-
-def build_diffusers(config: ControlNetConfig, sd: dict[str, torch.Tensor], device: torch.device) -> torch.nn.Module:
-    from diffusers import ControlNetModel
-
-    from affordance.controlnet import diffusers_config
-
-    cfg = {k: v for k, v in diffusers_config(config).items() if not k.startswith("_")}
-    dsd = original_to_diffusers(sd)
-    try:
-        with torch.device("meta"):
-            model = ControlNetModel.from_config(cfg)
-        model.load_state_dict(dsd, strict=True, assign=True)
-    except Exception:  # some diffusers versions cannot be built on "meta": build normally, then copy
-        model = ControlNetModel.from_config(cfg).to(next(iter(sd.values())).dtype)
-        model.load_state_dict(dsd, strict=True)
-    return model.to(device).eval().requires_grad_(False)
 
 
 def main() -> None:
@@ -165,9 +97,9 @@ def main() -> None:
     impls: dict[str, Callable[[], Outputs]] = {}
     models: dict[str, torch.nn.Module] = {}
     missing: dict[str, str] = {}
-    inp = make_inputs(config, args.batch, size, device, dtype, args.seed + 1)
+    inp = C.make_inputs(config, args.batch, size, device, dtype, args.seed + 1)
 
-    ours = build_ours(config, sd, device)
+    ours = C.build_ours(config, sd, device)
     models["ours"] = ours
     impls["ours"] = lambda: ours(inp["x"], inp["hint"], inp["t"], inp["context"], inp["y"]).as_list()
     with torch.inference_mode():
@@ -181,7 +113,7 @@ def main() -> None:
         missing["comfyui"] = why
     else:
         try:
-            cm = build_comfy(comfy, sd, device, dtype)
+            cm = C.build_comfy(comfy, sd, device, dtype)
             models["comfyui"] = cm
 
             def run_comfy() -> Outputs:
@@ -200,7 +132,7 @@ def main() -> None:
         try:
             import diffusers
 
-            dm = build_diffusers(config, sd, device)
+            dm = C.build_diffusers(config, sd, device)
             models["diffusers"] = dm
 
             def run_diffusers() -> Outputs:
