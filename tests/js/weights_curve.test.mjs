@@ -225,3 +225,20 @@ test("wrapText breaks on spaces at the measured width", () => {
   assert.deepEqual(lines, ["aa bb", "cc dd"]);
   assert.deepEqual(wrapText("one\ntwo", 100, (s) => s.length), ["one", "two"]);
 });
+
+test("the browser extensions import only names the modules export", async () => {
+  // The extensions import ComfyUI's app and cannot run under Node; check their relative imports instead.
+  const { readFileSync } = await import("node:fs");
+  const web = new URL("../../web/js/", import.meta.url);
+  for (const file of ["weights_plot.js", "schedule_plot.js", "plot_widget.js"]) {
+    const source = readFileSync(new URL(file, web), "utf8");
+    const imports = [...source.matchAll(/import\s*\{([^}]*)\}\s*from\s*"(\.\/[^"]+)"/g)];
+    assert.ok(imports.length > 0, file);
+    for (const [, names, path] of imports) {
+      const mod = await import(new URL(path, web));
+      for (const name of names.split(",").map((s) => s.trim()).filter(Boolean)) {
+        assert.ok(name in mod, `${file} imports ${name} from ${path}, which does not export it`);
+      }
+    }
+  }
+});
