@@ -130,7 +130,8 @@ def at_resolution(
         fn: ``(B, 3, h, w) -> (B, C, h, w)``.
         pad: pad to a multiple of 64 with edge pixels before ``fn`` (and crop after), as the
             ControlNet 1.1 annotators do.
-        binary: the hint is black/white; it is re-thresholded at 0.5 after resizing back.
+        binary: the hint is black/white; it is re-thresholded after resizing back (any ink when shrinking,
+            half when enlarging), so thin lines detected above the input's size survive.
 
     Returns:
         ``(B, 3, H, W)`` (a 1-channel result is repeated to RGB) in the input's dtype.
@@ -148,7 +149,11 @@ def at_resolution(
     if not same:
         y = resize(y, h, w).clamp_(0, 1)
         if binary:
-            y = (y >= 0.5).to(y.dtype)
+            # Shrinking averages areas: a one-pixel line detected at 4x the input's size arrives at 0.25, so
+            # any ink in the area is ink (lines survive, at least one pixel wide). Enlarging interpolates
+            # (bicubic): half is the edge.
+            shrunk = h <= dh and w <= dw
+            y = (y > 1e-3 if shrunk else y >= 0.5).to(y.dtype)
     if y.shape[1] == 1:
         y = y.expand(-1, 3, -1, -1)
     return y

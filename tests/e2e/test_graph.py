@@ -69,3 +69,47 @@ def test_example_workflow_opens_without_missing_nodes_or_errors(fresh: Page, pat
         assert "saved as input/" + ref in status
     page.screenshot(f"example_{path.stem}")
     assert page.console_errors() == []
+
+
+def test_preprocessor_node_shows_its_hint_after_execution(fresh: Page):
+    import numpy as np
+    from PIL import Image
+
+    page = fresh
+    img = np.zeros((96, 128, 3), np.uint8)
+    img[24:72, 32:96] = 255
+    Image.fromarray(img).save(page.server.input_dir / "square.png")
+    load = page.add_node("LoadImage", (40, 40))
+    canny = page.add_node("AST_CannyPreprocessor", (420, 40))
+    sink = page.add_node("PreviewImage", (800, 40))  # preprocessors are not output nodes: something must use the hint
+    page.js("app.graph.getNodeById(arguments[0]).connect(0, app.graph.getNodeById(arguments[1]), 0);", canny, sink)
+    page.js(
+        "const l = app.graph.getNodeById(arguments[0]); const w = l.widgets.find(w => w.name === 'image');"
+        "w.options.values = ['square.png']; w.value = 'square.png';"
+        "l.connect(0, app.graph.getNodeById(arguments[1]), 0);",
+        load,
+        canny,
+    )
+    prompt = page.js_async(
+        "const p = await app.graphToPrompt(); try { return await window.comfyAPI.api.api.queuePrompt(0, p); }"
+        " catch (e) { throw new Error(JSON.stringify(e.response || String(e))); }"
+    )
+    entry = page.server.wait_history(prompt["prompt_id"])
+    (record,) = entry["outputs"][str(canny)]["images"]
+    assert record["type"] == "temp"
+    import io
+
+    with Image.open(io.BytesIO(page.server.view(record))) as im:
+        hint = np.asarray(im.convert("L"))
+    assert hint.shape == (96, 128) and hint[20:28, 40:88].max() == 255 and hint[40:56, 48:80].max() == 0, "edges"
+    # the frontend shows it on the node
+    src = page.wait(
+        "const n = app.graph.getNodeById(arguments[0]); return n.imgs && n.imgs[0] && n.imgs[0].complete && n.imgs[0].src;",
+        30,
+        canny,
+    )
+    assert record["filename"] in src
+    page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+    time.sleep(0.5)
+    page.screenshot_node(canny, "preprocessor_preview")
+    assert page.console_errors() == []
