@@ -153,6 +153,9 @@ export function addPlotWidget(app, node, spec) {
     getMinHeight: () => spec.minHeight,
     onDraw: () => redraw(),
   });
+  // The frontend resizes the element after the frame that called onDraw: redraw when its size changes, so
+  // the plot (and the geometry pointer events are hit-tested against) always matches what is on screen.
+  if (globalThis.ResizeObserver) new ResizeObserver(() => redraw()).observe(canvas);
   // LGraphNode.serialize() and configure() test the widget's own `serialize` field (options.serialize only
   // keeps it out of the prompt): without it the plot would take a slot in widgets_values.
   widget.serialize = false;
@@ -166,6 +169,7 @@ export function addPlotWidget(app, node, spec) {
   let capturing = null;
   canvas.addEventListener("pointerdown", (event) => {
     event.stopPropagation();
+    redraw(); // a no-op unless something changed since the last frame: hit-test what is on screen
     if (event.button !== 0 || !geometry) return;
     if (spec.down?.(localPos(event), event)) {
       capturing = event.pointerId;

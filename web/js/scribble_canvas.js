@@ -124,7 +124,7 @@ class ScribbleCanvas {
 
     const status = document.createElement("div");
     status.className = "ast-scribble-status";
-    Object.assign(status.style, { fontSize: "11px", minHeight: "14px", whiteSpace: "nowrap", overflow: "hidden", textOverflow: "ellipsis", color: "var(--descrip-text, #999)" });
+    Object.assign(status.style, { fontSize: "11px", lineHeight: "13px", minHeight: "13px", maxHeight: "39px", overflow: "hidden", overflowWrap: "anywhere", color: "var(--descrip-text, #999)" });
     root.append(bar, stage, status);
 
     this.el = { root, size, sizeLabel, erase, undo, clear, fit, bg, ink, status };

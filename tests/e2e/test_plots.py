@@ -1,0 +1,154 @@
+"""The weights and schedule plots in a real browser: drawn from the widgets, edited by dragging, bad text refused."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any as Page
+
+WIDGET = "const n = app.graph.getNodeById(arguments[0]); const w = n.widgets.find(w => w.name === arguments[1]);"
+
+
+def plot_widget(page: Page, nid: int, name: str) -> None:
+    page.js("const n = app.graph.getNodeById(arguments[0]); n.setSize([420, Math.max(n.size[1], 420)]);", nid)
+    page.wait(
+        WIDGET + "app.canvas.setDirty(true, true); app.canvas.draw(true, true);"
+        "const g = w && w.plotGeometry && w.plotGeometry(); return !!g && g.width > 50 && w.element?.getBoundingClientRect().width > 50;",
+        20,
+        nid,
+        name,
+    )
+
+
+def geometry(page: Page, nid: int, name: str) -> dict:
+    return page.js(
+        WIDGET + "const g = w.plotGeometry(); const r = w.element.getBoundingClientRect();"
+        "return {bars: g.bars, points: g.points, plot: g.plot, scale: g.clientScale, left: r.left, top: r.top,"
+        " toggle: g.residualToggle || null};",
+        nid,
+        name,
+    )
+
+
+def value(page: Page, nid: int, name: str):
+    return page.js(WIDGET + "return w.value;", nid, name)
+
+
+def set_text(page: Page, nid: int, name: str, text: str) -> None:
+    """Set a text widget the way the prompt dialog does (value, then its callback)."""
+    page.js(WIDGET + "w.value = arguments[2]; w.callback?.(arguments[2], app.canvas, n);", nid, name, text)
+
+
+def drag(page: Page, nid: int, name: str, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """Press at ``start`` and release at ``end`` (local plot pixels), as a real mouse's pointer events."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    el = page.js(WIDGET + "return w.element.querySelector('canvas') || w.element;", nid, name)
+    rect = page.js("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height];", el)
+    g = geometry(page, nid, name)
+    s = g["scale"]
+
+    def off(p):  # selenium offsets are from the element's centre
+        return int(round(p[0] * s - rect[2] / 2)), int(round(p[1] * s - rect[3] / 2))
+
+    ActionChains(page.driver, duration=20).move_to_element_with_offset(el, *off(start)).click_and_hold().move_to_element_with_offset(
+        el, *off(((start[0] + end[0]) / 2, (start[1] + end[1]) / 2))
+    ).move_to_element_with_offset(el, *off(end)).release().perform()
+
+
+def test_weights_plot_shows_presets_and_edits_by_dragging(fresh: Page):
+    page = fresh
+    nid = page.add_node("AST_ControlWeights", (60, 60))
+    plot_widget(page, nid, "ast_weights_plot")
+    assert [b["value"] for b in geometry(page, nid, "ast_weights_plot")["bars"]] == [1.0] * 13
+    # a preset change redraws live with the soft weights
+    page.js(WIDGET + "w.value = 'prompt_more_important'; w.callback?.(w.value);", nid, "preset")
+    time.sleep(0.3)
+    page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+    bars = geometry(page, nid, "ast_weights_plot")["bars"]
+    assert [round(b["value"], 6) for b in bars] == [round(0.825 ** (12 - i), 6) for i in range(13)]
+    page.screenshot_node(nid, "weights_plot_soft")
+    # drag bar 3 down to about 0.3: preset becomes custom, custom_weights rewritten
+    g = geometry(page, nid, "ast_weights_plot")
+    bar = g["bars"][3]
+    target_y = page.js(WIDGET + "return w.plotGeometry().yOf(0.3);", nid, "ast_weights_plot")
+    drag(page, nid, "ast_weights_plot", (bar["x"], bar["y"]), (bar["x"], target_y))
+    assert value(page, nid, "preset") == "custom"
+    weights = [float(v) for v in value(page, nid, "custom_weights").split(",")]
+    assert len(weights) == 13 and abs(weights[3] - 0.3) < 0.02
+    assert weights[12] == 1.0 and abs(weights[0] - round(0.825**12, 3)) < 1e-9
+    # the SDXL toggle only applies to presets; custom shows its own count
+    assert geometry(page, nid, "ast_weights_plot")["toggle"] is None
+    page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+    page.screenshot_node(nid, "weights_plot_custom")
+    # the prompt carries the edited text, and the plot itself is never serialised
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")
+    assert sorted(prompt[str(nid)]["inputs"]) == ["base_multiplier", "custom_weights", "preset", "uncond_multiplier"]
+    saved = json.loads(page.js("return JSON.stringify(app.graph.serialize());"))
+    (node,) = [n for n in saved["nodes"] if n["id"] == nid]
+    assert len(node["widgets_values"]) == 4 and node["widgets_values"][0] == "custom"
+    assert page.console_errors() == []
+
+
+def test_weights_plot_refuses_bad_text_and_keeps_the_last_good(fresh: Page):
+    page = fresh
+    nid = page.add_node("AST_ControlWeights", (60, 60))
+    plot_widget(page, nid, "ast_weights_plot")
+    page.js(WIDGET + "w.value = 'custom'; w.callback?.(w.value);", nid, "preset")
+    set_text(page, nid, "custom_weights", "1, 0.5, 0.25")
+    assert value(page, nid, "custom_weights") == "1, 0.5, 0.25"
+    set_text(page, nid, "custom_weights", "1, zero, 0.25")
+    assert value(page, nid, "custom_weights") == "1, 0.5, 0.25", "the last good text is kept"
+    page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+    toast = page.wait("return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join('\\n');", 10)
+    assert "zero" in toast and "not a number" in toast
+    page.screenshot_node(nid, "weights_plot_bad_text")
+    assert page.console_errors() == []
+
+
+def test_schedule_plot_drag_add_remove_and_bad_text(fresh: Page):
+    page = fresh
+    nid = page.add_node("AST_StrengthSchedule", (60, 60))
+    plot_widget(page, nid, "ast_schedule_plot")
+    g = geometry(page, nid, "ast_schedule_plot")
+    assert [(p["progress"], p["multiplier"]) for p in g["points"]] == [(0.0, 1.0), (0.6, 1.0), (1.0, 0.2)]
+    # drag the middle keyframe to about (0.4, 0.5)
+    mid = g["points"][1]
+    x = page.js(WIDGET + "return w.plotGeometry().xOf(0.4);", nid, "ast_schedule_plot")
+    y = page.js(WIDGET + "return w.plotGeometry().yOf(0.5);", nid, "ast_schedule_plot")
+    drag(page, nid, "ast_schedule_plot", (mid["x"], mid["y"]), (x, y))
+    pairs = [tuple(float(v) for v in kv.split(":")) for kv in value(page, nid, "keyframes").split(",")]
+    assert len(pairs) == 3 and pairs[0] == (0.0, 1.0) and pairs[2] == (1.0, 0.2)
+    assert abs(pairs[1][0] - 0.4) < 0.015 and abs(pairs[1][1] - 0.5) < 0.015, pairs
+    # double-click empty space adds a keyframe; double-click on it removes it again
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    el = page.js(WIDGET + "return w.element.querySelector('canvas') || w.element;", nid, "ast_schedule_plot")
+    r = page.js("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", el)
+    s = geometry(page, nid, "ast_schedule_plot")["scale"]
+    ax = page.js(WIDGET + "return w.plotGeometry().xOf(0.8);", nid, "ast_schedule_plot")
+    ay = page.js(WIDGET + "return w.plotGeometry().yOf(0.9);", nid, "ast_schedule_plot")
+    ActionChains(page.driver).move_to_element_with_offset(el, int(ax * s - r[0] / 2), int(ay * s - r[1] / 2)).double_click().perform()
+    pts = geometry(page, nid, "ast_schedule_plot")["points"]
+    assert len(pts) == 4 and any(abs(p["progress"] - 0.8) < 0.015 for p in pts), value(page, nid, "keyframes")
+    added = next(p for p in pts if abs(p["progress"] - 0.8) < 0.015)
+    ActionChains(page.driver).move_to_element_with_offset(
+        el, int(added["x"] * s - r[0] / 2), int(added["y"] * s - r[1] / 2)
+    ).double_click().perform()
+    assert len(geometry(page, nid, "ast_schedule_plot")["points"]) == 3
+    page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+    page.screenshot_node(nid, "schedule_plot")
+    # bad keyframes are refused, the last good text stays
+    good = value(page, nid, "keyframes")
+    set_text(page, nid, "keyframes", "0:1, 1.5:0.2")
+    assert value(page, nid, "keyframes") == good
+    toast = page.wait("return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join('\\n');", 10)
+    assert "1.5" in toast and "between 0 and 1" in toast
+    # step interpolation redraws live
+    page.js(WIDGET + "w.value = 'step'; w.callback?.(w.value);", nid, "interpolation")
+    page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+    page.screenshot_node(nid, "schedule_plot_step")
+    saved = json.loads(page.js("return JSON.stringify(app.graph.serialize());"))
+    (node,) = [n for n in saved["nodes"] if n["id"] == nid]
+    assert node["widgets_values"] == [good, "step"]
+    assert page.console_errors() == []
