@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -254,3 +255,57 @@ def median(values: list[float]) -> float:
     s = sorted(values)
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def random_module_weights(
+    module: torch.nn.Module, *, seed: int, std: float = 0.02, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    """Seeded random values for every tensor of ``module``'s state dict (any architecture, e.g. a UNet).
+
+    Norm layers get weight 1 and bias 0, everything else ``normal(0, std)``; tensor ``i`` in sorted key
+    order has its own generator, as in :func:`random_state_dict`.
+    """
+    norms = {
+        f"{name}.{p}" if name else p
+        for name, m in module.named_modules()
+        if isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm))
+        for p, _ in m.named_parameters(recurse=False)
+    }
+    out: dict[str, torch.Tensor] = {}
+    for i, (key, ref) in enumerate(sorted(module.state_dict().items())):
+        if key in norms:
+            t = torch.ones(ref.shape) if key.endswith("weight") else torch.zeros(ref.shape)
+        else:
+            t = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)).mul_(std)
+        out[key] = t.to(dtype)
+    return out
+
+
+def interleaved_ms(
+    impls: dict[str, Callable[[], object]], device: torch.device, *, warmup: int, rounds: int, calls: int
+) -> dict[str, list[float]]:
+    """Milliseconds per call of each implementation, one value per round, implementations interleaved per round.
+
+    Each implementation first runs ``warmup`` untimed calls; GPU work is synchronised around every timed block.
+    """
+    for fn in impls.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    out: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name, fn in impls.items():
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            sync(device)
+            out[name].append((time.perf_counter() - start) / calls * 1000)
+    return out
+
+
+def max_abs_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float | None:
+    """Largest ``|a - b|`` over lists of tensors (in fp32); ``None`` when the counts or shapes differ."""
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        return None
+    return max(float((x.float() - y.float()).abs().max()) for x, y in zip(a, b))

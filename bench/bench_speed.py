@@ -1,0 +1,700 @@
+"""Issue 7's speed figures in one process: ControlNet cost per step, alone and inside a ComfyUI sampling run.
+
+Every implementation gets the SAME seeded random weights (nothing is downloaded) and the same inputs.
+
+1. Forward cost per step (batch ``--batch`` = cond + uncond), SD1.5 at ``--size`` and SDXL at ``--xl-size``:
+
+     ours          ``model(x, None, t, context, y, encoded_hint=...)``: the hint encoded once per run, as the
+                   sampler integration does
+     comfyui       ``comfy.cldm.cldm.ControlNet`` built by ComfyUI's ``load_controlnet_state_dict``
+     diffusers     ``diffusers.ControlNetModel`` (weights renamed by ``original_to_diffusers``)
+     ... x2        two ControlNets (different weights) on the same latent, residuals summed: two of ours back
+                   to back, two of ComfyUI's (what its chained controls compute), diffusers'
+                   ``MultiControlNetModel``
+
+   Before timing, every output is compared with an fp32 eager reference (ours in fp32, hint encoder in the
+   call; for x2 the sum of two) and with ours. Then median ms per call, ratios to each peer, and PASS/MISS
+   against the issue's H100 targets on CUDA.
+
+2. Inside a real ComfyUI sampling run (``comfy.sample.sample``, euler, normal schedule, cfg 7: cond and uncond
+   in one model call), a seeded random SD1.5 UNet built with ComfyUI's own classes, conditioning tensors
+   passed directly (no CLIP, no VAE): UNet only, ComfyUI's ControlNet (``comfy.controlnet.load_controlnet`` +
+   ComfyUI's ``ControlNetApplyAdvanced``), ours (``load_control`` + ``apply_control``, the logic of
+   AST_ControlNetLoader and AST_ApplyControlNet), and two chained ControlNets of each. Per step is the median
+   interval between the sampler's per-step callbacks (GPU synchronised), so the one-off work of a run (loading
+   weights, preparing the hint) is left out; the whole ``sample`` call is printed too. Every run starts with all
+   models unloaded; on CUDA its peak allocated memory is printed.
+
+On the CPU the models default to reduced architectures (``--models tiny``, seconds per figure), and targets
+print as n/a. Missing peers (no ComfyUI checkout, diffusers not importable) are reported and skipped.
+
+  python -P bench/bench_speed.py --comfyui /path/to/ComfyUI             # GPU: full models, 512 / 1024 px, fp16
+  python -P bench/bench_speed.py --device cpu --comfyui /path/to/ComfyUI   # CPU: tiny models, 64 / 128 px, 4 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import importlib.util
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from affordance.controlnet import SD15, SDXL, ControlNetConfig
+
+
+def _load_common():
+    spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+C = _load_common()
+
+Outputs = list[torch.Tensor]
+
+# Reduced architectures for the CPU: each family's text width, label vector and attention layout, two levels of
+# one block. SD1.5's keeps 320 channels so that ComfyUI's loader recognises it as SD15 (8 heads, as ours); the
+# SDXL one matches no ComfyUI class and gets ComfyUI's default 64-wide heads, which are SDXL's.
+TINY = {
+    "sd15": replace(SD15, channel_mult=(1, 1), num_res_blocks=(1, 1), transformer_depth=(1, 1)),
+    "sdxl": replace(
+        SDXL,
+        model_channels=128,
+        channel_mult=(1, 2),
+        num_res_blocks=(1, 1),
+        transformer_depth=(0, 2),
+        transformer_depth_middle=2,
+    ),
+}
+FULL = {"sd15": SD15, "sdxl": SDXL}
+# Issue 7 (NVIDIA H100, fp16, batch 2; SD1.5 at 512 px, SDXL at 1024 px) and the peers' anchors on that card.
+TARGET_MS = {("sd15", "ours"): 4.0, ("sd15", "ours x2"): 8.0, ("sdxl", "ours"): 15.0}
+ANCHOR_MS = {
+    ("sd15", "ours"): "ComfyUI 11.0 ms, diffusers ~10 ms",
+    ("sd15", "ours x2"): "peers 21-25 ms",
+    ("sdxl", "ours"): "ComfyUI 26.3 ms",
+}
+TARGET_SIZE = {"sd15": 512, "sdxl": 1024}
+TARGET_STEP_RATIO = 1.15
+ANCHOR_COMFY_STEP_RATIO = 1.47
+# Agreement with the fp32 reference: max abs difference over max |reference|.
+REL_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+# Sampled latents, ours vs ComfyUI's ControlNet: max abs difference over the control's own effect.
+SAMPLE_TOL = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
+CFG = 7.0
+
+
+@dataclass
+class Options:
+    device: torch.device
+    dtype: torch.dtype
+    models: str
+    batch: int
+    warmup: int
+    rounds: int
+    calls: int
+    steps: int
+    runs: int
+    seed: int
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def config(self, family: str) -> ControlNetConfig:
+        return (FULL if self.models == "full" else TINY)[family]
+
+
+@dataclass
+class Report:
+    """What the run found, for the summary and for tests."""
+
+    forward_ms: dict[tuple[str, str], float] = field(default_factory=dict)  # (family, implementation) -> ms
+    agree: dict[str, bool] = field(default_factory=dict)  # check name -> within tolerance
+    step_ms: dict[str, float] = field(default_factory=dict)  # sampling variant -> median ms per step
+    peak_mib: dict[str, float] = field(default_factory=dict)  # sampling variant -> peak allocated MiB (CUDA)
+    missing: dict[str, str] = field(default_factory=dict)
+    off_target: dict[str, str] = field(default_factory=dict)  # section -> why not the targets' setup ("" if it is)
+
+
+def fmt_ratio(mine: float, peer: float) -> str:
+    r = mine / peer
+    return f"{r:.2f}x ({'ours ' + format(1 / r, '.2f') + 'x faster' if r <= 1 else 'ours ' + format(r, '.2f') + 'x slower'})"
+
+
+def verdict(ok: bool, off: str) -> str:
+    """PASS or MISS, or n/a with the reason when the run is not in the targets' setup (``off`` non-empty)."""
+    return f"n/a ({off})" if off else ("PASS" if ok else "MISS")
+
+
+def off_target(opts: Options, size: int, target_size: int) -> str:
+    """Why this run's setup is not the one of issue 7's targets; empty when it is."""
+    if not opts.cuda:
+        return "targets are for CUDA"
+    wrong = [
+        what
+        for what, bad in (
+            (f"{opts.models} models", opts.models != "full"),
+            (f"batch {opts.batch}", opts.batch != 2),
+            (opts.dtype_name, opts.dtype != torch.float16),
+            (f"{size} px", size != target_size),
+        )
+        if bad
+    ]
+    return f"targets are for full models, batch 2, fp16, {target_size} px; here {', '.join(wrong)}" if wrong else ""
+
+
+def add(a: Outputs, b: Outputs) -> Outputs:
+    return [x + y for x, y in zip(a, b)]
+
+
+# ----- 1. forward cost per step --------------------------------------------------------------------------------
+def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffusers: bool, report: Report) -> None:
+    config = opts.config(family)
+    dev, dtype = opts.device, opts.dtype
+    print(
+        f"\n## 1. ControlNet forward per step: {family} ({opts.models} architecture), {size}x{size} px, batch {opts.batch}, {opts.dtype_name}"
+    )
+    t0 = time.perf_counter()
+    sds = [C.random_state_dict(config, seed=opts.seed + 10 * i, dtype=dtype) for i in range(2)]
+    print(
+        f"weights: two ControlNets of {sum(v.numel() for v in sds[0].values()) / 1e6:.1f} M parameters, "
+        f"seeded random (made in {time.perf_counter() - t0:.1f} s)"
+    )
+    inp = C.make_inputs(config, opts.batch, size, dev, dtype, opts.seed + 1)
+    x, hint, t, ctx, y = inp["x"], inp["hint"], inp["t"], inp["context"], inp["y"]
+
+    with torch.inference_mode():
+        refs: list[Outputs] = []
+        for sd in sds:  # fp32 eager reference: ours, hint encoder inside the call
+            ref_model = C.build_ours(config, {k: v.float() for k, v in sd.items()}, dev)
+            f32 = [None if v is None else v.float() for v in (x, hint, t, ctx, y)]
+            refs.append([o.float() for o in ref_model(*f32).as_list()])
+            del ref_model
+        ref2 = add(refs[0], refs[1])
+        gc.collect()
+
+        ours = [C.build_ours(config, sd, dev) for sd in sds]
+        encoded = [m.encode_hint(hint) for m in ours]
+        single: dict[str, Callable[[], Outputs]] = {}
+        double: dict[str, Callable[[], Outputs]] = {}
+
+        def run_ours(i: int) -> Outputs:
+            return ours[i](x, None, t, ctx, y, encoded_hint=encoded[i]).as_list()
+
+        single["ours"] = lambda: run_ours(0)
+        double["ours x2"] = lambda: add(run_ours(0), run_ours(1))
+
+        if comfy is not None:
+            if opts.models == "tiny" and family == "sdxl":
+                print(
+                    "(ComfyUI logs 'no match' for this reduced SDXL: it builds it from its default config, 64-wide heads as SDXL's)"
+                )
+            try:
+                cms = [C.build_comfy(comfy, sd, dev, dtype) for sd in sds]
+
+                def run_comfy(i: int) -> Outputs:
+                    out = cms[i](x=x, hint=hint, timesteps=t, context=ctx, y=y)
+                    return [*out["output"], *out["middle"]]
+
+                single["comfyui"] = lambda: run_comfy(0)
+                double["comfyui x2"] = lambda: add(run_comfy(0), run_comfy(1))
+            except Exception as exc:
+                report.missing[f"comfyui ({family})"] = (
+                    f"building ComfyUI's ControlNet failed: {type(exc).__name__}: {exc}"
+                )
+        if use_diffusers:
+            try:
+                import diffusers
+
+                dms = [C.build_diffusers(config, sd, dev) for sd in sds]
+                multi = diffusers.MultiControlNetModel(dms)
+
+                def run_diffusers() -> Outputs:
+                    down, mid = dms[0](
+                        x,
+                        t,
+                        encoder_hidden_states=ctx,
+                        controlnet_cond=hint,
+                        added_cond_kwargs=inp["added"],
+                        return_dict=False,
+                    )
+                    return [*down, mid]
+
+                def run_multi() -> Outputs:
+                    down, mid = multi(
+                        x,
+                        t,
+                        encoder_hidden_states=ctx,
+                        controlnet_cond=[hint, hint],
+                        conditioning_scale=[1.0, 1.0],
+                        added_cond_kwargs=inp["added"],
+                        return_dict=False,
+                    )
+                    return [*down, mid]
+
+                single["diffusers"] = run_diffusers
+                double["diffusers x2"] = run_multi
+            except Exception as exc:
+                report.missing[f"diffusers ({family})"] = (
+                    f"building diffusers' ControlNetModel failed: {type(exc).__name__}: {exc}"
+                )
+        del sds
+        gc.collect()
+
+        tol = REL_TOL[dtype]
+        scale = max(float(r.abs().max()) for r in refs[0])
+        scale2 = max(float(r.abs().max()) for r in ref2)
+        print(
+            f"outputs: {len(refs[0])} residuals; max abs diff vs the fp32 eager reference (max |ref| {scale:.4g}, "
+            f"x2: {scale2:.4g}), tolerance {tol:g} of max |ref| for {opts.dtype_name}:"
+        )
+        mine = {"ours": single["ours"](), "ours x2": double["ours x2"]()}
+        for name, fn in {**single, **double}.items():
+            try:
+                out = fn()
+            except Exception as exc:  # a peer that cannot run here is reported and left out, never fatal
+                report.missing[f"{name} ({family})"] = f"its forward failed: {type(exc).__name__}: {exc}"
+                print(f"  {name:<13} forward failed ({type(exc).__name__}: {exc}); left out")
+                (double if name.endswith("x2") else single).pop(name)
+                continue
+            ref, s = (ref2, scale2) if name.endswith("x2") else (refs[0], scale)
+            d = C.max_abs_diff(out, ref)
+            dm = C.max_abs_diff(out, mine["ours x2" if name.endswith("x2") else "ours"])
+            ok = d is not None and d <= tol * s
+            report.agree[f"{family} {name}"] = ok
+            if d is None:
+                print(f"  {name:<13} residual shapes differ: {[tuple(o.shape) for o in out]}  DIFFERS")
+                continue
+            vs_ours = "" if name.startswith("ours") else f"; vs ours {dm:.3g}"
+            print(f"  {name:<13} {d:.3g} ({d / s:.2g} of max |ref|{vs_ours})  {'ok' if ok else 'DIFFERS'}")
+        del mine, refs, ref2
+
+        # set after building the peers (ComfyUI may change it): no autotuning inside the timings
+        torch.backends.cudnn.benchmark = False
+        t0 = time.perf_counter()
+        for _ in range(opts.calls):
+            ours[0].encode_hint(hint)
+        C.sync(dev)
+        hint_ms = (time.perf_counter() - t0) / opts.calls * 1000
+        per_call = C.interleaved_ms({**single, **double}, dev, warmup=opts.warmup, rounds=opts.rounds, calls=opts.calls)
+
+    med = {name: C.median(v) for name, v in per_call.items()}
+    for name, v in med.items():
+        report.forward_ms[family, name] = v
+    off = off_target(opts, size, TARGET_SIZE[family])
+    report.off_target[family] = off
+    print(
+        f"\nms per step: median of {opts.rounds} rounds x {opts.calls} calls after {opts.warmup} warm-up call(s), "
+        "implementations interleaved per round"
+    )
+    print(f"{'implementation':<14} {'median ms':>10} {'min':>8} {'max':>8}")
+    for name, values in per_call.items():
+        print(f"{name:<14} {med[name]:>10.2f} {min(values):>8.2f} {max(values):>8.2f}")
+    print(f"ours hint encoder alone: {hint_ms:.2f} ms (paid once per sampling run, not per step)")
+    print("ratios (ours / peer; < 1 means ours is faster):")
+    for mine_name, peers in (("ours", ("comfyui", "diffusers")), ("ours x2", ("comfyui x2", "diffusers x2"))):
+        for peer in peers:
+            if peer in med:
+                print(f"  {mine_name} vs {peer}: {fmt_ratio(med[mine_name], med[peer])}")
+            else:
+                print(f"  {mine_name} vs {peer}: peer missing, no ratio")
+    for (fam, name), limit in TARGET_MS.items():
+        if fam == family:
+            print(
+                f"target: {name} <= {limit:g} ms per step (H100; {ANCHOR_MS[family, name]}): {med[name]:.2f} ms "
+                f"{verdict(med[name] <= limit, off)}"
+            )
+
+
+# ----- 2. inside a ComfyUI sampling run --------------------------------------------------------------------------
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """Peak allocated GPU memory since :func:`reset_peak_memory`; ``None`` on the CPU (not measured)."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def comfy_unet_config(config: ControlNetConfig) -> dict[str, Any]:
+    """ComfyUI's ``unet_config`` of the UNet whose encoder ``config`` copies (output depths per level, level 0 first)."""
+    depths, i = [], 0
+    for n in config.num_res_blocks:
+        depths.append(config.transformer_depth[i])
+        i += n
+    return {
+        "use_checkpoint": False,
+        "image_size": 32,
+        "in_channels": config.in_channels,
+        "out_channels": config.in_channels,
+        "model_channels": config.model_channels,
+        "num_res_blocks": list(config.num_res_blocks),
+        "channel_mult": list(config.channel_mult),
+        "transformer_depth": list(config.transformer_depth),
+        "transformer_depth_middle": config.transformer_depth_middle,
+        "transformer_depth_output": [d for d, n in zip(depths, config.num_res_blocks) for _ in range(n + 1)],
+        "context_dim": config.context_dim,
+        "use_linear_in_transformer": config.use_linear_in_transformer,
+        "num_heads": config.num_heads,
+        "num_head_channels": config.num_head_channels,
+        "adm_in_channels": config.adm_in_channels,
+        "use_spatial_transformer": True,
+        "legacy": False,
+        "use_temporal_resblock": False,
+        "use_temporal_attention": False,
+    }
+
+
+def comfy_apply_node(root: Path) -> tuple[Callable[..., tuple], str]:
+    """ComfyUI's ``ControlNetApplyAdvanced.apply_controlnet``; our ``apply_control`` (same steps) if unavailable."""
+    from affordance.nodes.apply import apply_control
+
+    try:
+        if "nodes" not in sys.modules:
+            importlib.import_module("utils.extra_config")  # as ComfyUI's main.py: its utils package before nodes.py
+        nodes = importlib.import_module("nodes")
+        if Path(nodes.__file__).resolve() != root / "nodes.py":
+            raise ImportError(f"'nodes' is {nodes.__file__}, not ComfyUI's")
+        return nodes.ControlNetApplyAdvanced().apply_controlnet, "ComfyUI's ControlNetApplyAdvanced"
+    except Exception as exc:
+        return apply_control, f"our apply_control (ComfyUI's nodes.py not importable: {type(exc).__name__}: {exc})"
+
+
+def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: Report) -> None:
+    import comfy.model_patcher  # noqa: TID251 (a benchmark peer)
+    import comfy.sample  # noqa: TID251
+    import comfy.supported_models  # noqa: TID251
+    from safetensors.torch import save_file
+
+    from affordance.nodes.apply import apply_control
+    from affordance.nodes.loaders import load_control
+
+    mm = comfy.model_management
+    dev, dtype = opts.device, opts.dtype
+    config = opts.config("sd15")
+    latent_batch = max(1, opts.batch // 2)
+    print(
+        f"\n## 2. Inside a ComfyUI sampling run: sd15 ({opts.models} architecture), {size}x{size} px, latent batch "
+        f"{latent_batch} (cond + uncond: model batch {2 * latent_batch}), {opts.dtype_name}, {opts.steps} steps euler/normal, cfg {CFG:g}"
+    )
+    t0 = time.perf_counter()
+    model_config = comfy.supported_models.SD15(comfy_unet_config(config))
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, device=torch.device("cpu"))
+    unet_sd = C.random_module_weights(model.diffusion_model, seed=opts.seed + 100, dtype=dtype)
+    model.diffusion_model.load_state_dict(unet_sd, strict=True)
+    del unet_sd
+    model.eval().requires_grad_(False)
+    patcher = comfy.model_patcher.ModelPatcher(
+        model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+    )
+    n_unet = sum(p.numel() for p in model.diffusion_model.parameters())
+    apply_theirs, apply_label = comfy_apply_node(root)
+
+    g = torch.Generator().manual_seed(opts.seed + 2)
+    positive = [[torch.randn(latent_batch, 77, config.context_dim, generator=g), {}]]
+    negative = [[torch.randn(latent_batch, 77, config.context_dim, generator=g), {}]]
+    image = torch.rand(latent_batch, size, size, 3, generator=g)
+    latent = torch.zeros(latent_batch, 4, size // 8, size // 8)
+    with tempfile.TemporaryDirectory(prefix="affordance-bench-speed-") as tmp:
+        files = []
+        for i in range(2):
+            path = Path(tmp) / f"controlnet_{'ab'[i]}.safetensors"
+            save_file(C.random_state_dict(config, seed=opts.seed + 10 * i, dtype=dtype), str(path))
+            files.append(path)
+        theirs = [comfy.controlnet.load_controlnet(str(p)) for p in files]
+        ours = [load_control(p) for p in files]
+    if any(c is None for c in theirs):
+        raise RuntimeError("ComfyUI's load_controlnet did not recognise the ControlNet file")
+    print(
+        f"UNet: {n_unet / 1e6:.1f} M parameters, ComfyUI SD15 model ({type(model.diffusion_model).__name__}), seeded random; "
+        f"ControlNets: 2 files of {sum(p.numel() for p in ours[0].network.parameters()) / 1e6:.1f} M parameters "
+        f"(made in {time.perf_counter() - t0:.1f} s)"
+    )
+    print(
+        f"ComfyUI ControlNet: weights {theirs[0].control_model.dtype}, compute {theirs[0].manual_cast_dtype or theirs[0].control_model.dtype}; "
+        f"ours: weights {ours[0].network.time_embed[0].weight.dtype}, compute {ours[0].network.dtype}; "
+        f"ComfyUI attention {comfy.ldm.modules.attention.optimized_attention.__name__}"
+    )
+    print(f"ComfyUI's control applied with {apply_label}; ours with apply_control (AST_ApplyControlNet)")
+
+    def chain(apply: Callable[..., tuple], controls: list) -> tuple[list, list]:
+        pos, neg = positive, negative
+        for c in controls:
+            pos, neg = apply(pos, neg, c, image, 1.0, 0.0, 1.0)
+        return pos, neg
+
+    variants = {
+        "UNet only": (positive, negative),
+        "ComfyUI ControlNet": chain(apply_theirs, theirs[:1]),
+        "ours": chain(apply_control, ours[:1]),
+        "ComfyUI ControlNet x2": chain(apply_theirs, theirs),
+        "ours x2": chain(apply_control, ours),
+    }
+    noise = comfy.sample.prepare_noise(latent, opts.seed)
+
+    def sample(pos: list, neg: list) -> tuple[torch.Tensor, list[float], float, float | None]:
+        mm.unload_all_models()  # every run starts from the same state (weights loaded by the run itself)
+        mm.soft_empty_cache()
+        reset_peak_memory(dev)
+        marks: list[float] = []
+
+        def callback(step: int, x0: Any, x: Any, total: int) -> None:
+            C.sync(dev)
+            marks.append(time.perf_counter())
+
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = comfy.sample.sample(
+                patcher,
+                noise,
+                opts.steps,
+                CFG,
+                "euler",
+                "normal",
+                pos,
+                neg,
+                latent,
+                callback=callback,
+                disable_pbar=True,
+                seed=opts.seed,
+            )
+        C.sync(dev)
+        total = time.perf_counter() - start
+        return out, [(b - a) * 1000 for a, b in zip(marks, marks[1:])], total * 1000, peak_memory_mib(dev)
+
+    finals = {name: sample(*conds)[0] for name, conds in variants.items()}  # warm-up run, outputs kept
+    steps: dict[str, list[float]] = {name: [] for name in variants}
+    totals: dict[str, list[float]] = {name: [] for name in variants}
+    peaks: dict[str, float] = {}
+    for _ in range(opts.runs):
+        for name, conds in variants.items():
+            _, intervals, total, peak = sample(*conds)
+            steps[name] += intervals
+            totals[name].append(total)
+            if peak is not None:
+                peaks[name] = max(peaks.get(name, 0.0), peak)
+
+    tol = SAMPLE_TOL[dtype]
+    print(f"sampled latents (max abs diff; tolerance {tol:g} of the control's effect for {opts.dtype_name}):")
+    for mine, theirs_name in (("ours", "ComfyUI ControlNet"), ("ours x2", "ComfyUI ControlNet x2")):
+        effect = float((finals[theirs_name] - finals["UNet only"]).abs().max())
+        diff = float((finals[mine] - finals[theirs_name]).abs().max())
+        ok = diff <= tol * effect
+        report.agree[f"sampling {mine}"] = ok
+        print(
+            f"  {mine} vs {theirs_name}: {diff:.3g} (effect of the control {effect:.3g})  {'ok' if ok else 'DIFFERS'}"
+        )
+
+    med = {name: C.median(v) for name, v in steps.items()}
+    report.step_ms.update(med)
+    base = med["UNet only"]
+    print(
+        f"\nms per step: median of {len(steps['UNet only'])} step intervals ({opts.runs} run(s) of {opts.steps} steps after one "
+        "warm-up run per variant, variants interleaved)"
+    )
+    print(f"{'variant':<22} {'ms/step':>9} {'x UNet-only':>12} {'CN ms/step':>11} {'whole run ms':>13} {'peak MiB':>9}")
+    for name in variants:
+        peak = f"{peaks[name]:>9.0f}" if name in peaks else f"{'n/a':>9}"
+        print(
+            f"{name:<22} {med[name]:>9.2f} {med[name] / base:>11.3f}x {med[name] - base:>11.2f} "
+            f"{C.median(totals[name]):>13.1f} {peak}"
+        )
+    report.peak_mib.update(peaks)
+    r_ours, r_comfy = med["ours"] / base, med["ComfyUI ControlNet"] / base
+    cn_ours, cn_comfy = med["ours"] - base, med["ComfyUI ControlNet"] - base
+    if cn_comfy > 0:
+        print(f"ControlNet cost per step in the run, ours / ComfyUI's: {cn_ours / cn_comfy:.2f}")
+    off = off_target(opts, size, TARGET_SIZE["sd15"])
+    report.off_target["sampling"] = off
+    print(
+        f"target: step with ours <= {TARGET_STEP_RATIO:g}x the UNet-only step (ComfyUI's own: {ANCHOR_COMFY_STEP_RATIO:g}x "
+        f"on the H100; here {r_comfy:.3f}x): ours {r_ours:.3f}x {verdict(r_ours <= TARGET_STEP_RATIO, off)}"
+    )
+    if peaks:
+        print(
+            f"target: peak memory with ours <= ComfyUI's path: {peaks['ours']:.0f} MiB vs {peaks['ComfyUI ControlNet']:.0f} MiB "
+            f"{verdict(peaks['ours'] <= peaks['ComfyUI ControlNet'], '')}; two ControlNets: {peaks['ours x2']:.0f} vs "
+            f"{peaks['ComfyUI ControlNet x2']:.0f} MiB"
+        )
+    else:
+        print("target: peak memory with ours <= ComfyUI's path: n/a (CPU)")
+    del variants, theirs, ours, finals
+    mm.unload_all_models()
+    gc.collect()
+
+
+# ----- driver ----------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", help="cuda or cpu (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], help="default: fp16 on CUDA, fp32 on the CPU")
+    p.add_argument("--models", choices=["full", "tiny"], help="architectures (default: full on CUDA, tiny on the CPU)")
+    p.add_argument("--size", type=int, help="SD1.5 pixels (default: 512 on CUDA, 64 on the CPU)")
+    p.add_argument("--xl-size", type=int, help="SDXL pixels, 0 skips SDXL (default: 1024 on CUDA, 128 on the CPU)")
+    p.add_argument(
+        "--batch", type=int, default=2, help="forward batch; the sampling run uses batch/2 latents (cond+uncond)"
+    )
+    p.add_argument("--rounds", type=int, help="timed forward rounds (default: 5 on CUDA, 3 on the CPU)")
+    p.add_argument("--calls", type=int, help="forward calls per round (default: 20 on CUDA, 2 on the CPU)")
+    p.add_argument("--warmup", type=int, help="untimed forward calls first (default: 5 on CUDA, 1 on the CPU)")
+    p.add_argument("--steps", type=int, help="sampling steps per run (default: 20 on CUDA, 4 on the CPU)")
+    p.add_argument("--runs", type=int, help="timed sampling runs per variant (default: 3 on CUDA, 2 on the CPU)")
+    p.add_argument("--parts", nargs="+", choices=["forward", "sampling"], default=["forward", "sampling"])
+    p.add_argument("--comfyui", help="ComfyUI checkout for the ComfyUI peer (default: $COMFYUI_PATH)")
+    p.add_argument("--no-comfyui", action="store_true", help="skip ComfyUI (and the sampling part)")
+    p.add_argument("--no-diffusers", action="store_true", help="skip the diffusers peer")
+    p.add_argument(
+        "--comfy-pytorch-attention", action="store_true", help="make ComfyUI use torch SDPA (its default on NVIDIA)"
+    )
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Report:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = C.pick_device(args.device)
+    cuda = device.type == "cuda"
+    opts = Options(
+        device=device,
+        dtype={"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[
+            args.dtype or ("fp16" if cuda else "fp32")
+        ],
+        models=args.models or ("full" if cuda else "tiny"),
+        batch=args.batch,
+        warmup=args.warmup if args.warmup is not None else (5 if cuda else 1),
+        rounds=args.rounds or (5 if cuda else 3),
+        calls=args.calls or (20 if cuda else 2),
+        steps=args.steps or (20 if cuda else 4),
+        runs=args.runs or (3 if cuda else 2),
+        seed=args.seed,
+    )
+    size = args.size or (512 if cuda else 64)
+    xl_size = args.xl_size if args.xl_size is not None else (1024 if cuda else 128)
+    for family, px in (("sd15", size), ("sdxl", xl_size)):
+        step = 8 * 2 ** (len(opts.config(family).channel_mult) - 1)
+        if px and px % step:
+            raise SystemExit(f"{family} size {px} px must be a multiple of {step} for the {opts.models} architecture")
+
+    C.print_header("bench_speed: ControlNet cost per step, alone and inside ComfyUI sampling, ours vs peers", device)
+    name = torch.cuda.get_device_name(device) if cuda else "the CPU"
+    if not cuda:
+        print("targets: issue 7's are NVIDIA H100 figures; on the CPU they print as n/a and only ratios mean anything")
+    elif "H100" not in name:
+        print(f"targets: issue 7's are NVIDIA H100 figures; this card is {name}, so PASS/MISS is only indicative")
+    else:
+        print(f"targets: issue 7's, measured on {name}")
+    report = Report()
+    comfy, root = None, C.comfyui_root(args.comfyui)
+    if args.no_comfyui:
+        report.missing["comfyui"] = "skipped (--no-comfyui)"
+    else:
+        comfy, why = C.import_comfy(root, device, pytorch_attention=args.comfy_pytorch_attention)
+        if comfy is None:
+            report.missing["comfyui"] = why
+        else:
+            print(f"ComfyUI: {root}, attention function {comfy.ldm.modules.attention.optimized_attention.__name__}")
+    use_diffusers = not args.no_diffusers
+    if args.no_diffusers:
+        report.missing["diffusers"] = "skipped (--no-diffusers)"
+    else:
+        try:
+            import diffusers
+
+            print(f"diffusers: {diffusers.__version__}")
+        except ImportError as exc:
+            report.missing["diffusers"] = f"not importable in this interpreter ({exc})"
+            use_diffusers = False
+    for peer, why in report.missing.items():
+        print(f"peer missing: {peer}: {why}")
+
+    if "forward" in args.parts:
+        forward_section("sd15", size, opts, comfy, use_diffusers, report)
+        if xl_size:
+            free_memory(opts)
+            forward_section("sdxl", xl_size, opts, comfy, use_diffusers, report)
+        free_memory(opts)
+    if "sampling" in args.parts:
+        if comfy is None:
+            print(f"\n## 2. Inside a ComfyUI sampling run: skipped, ComfyUI is missing ({report.missing['comfyui']})")
+        else:
+            try:
+                sampling_section(comfy, root, size, opts, report)
+            except Exception as exc:  # report it with its traceback, and still print the summary
+                report.missing["sampling"] = f"the sampling part failed: {type(exc).__name__}: {exc}"
+                print(f"\nthe sampling part failed:\n{traceback.format_exc()}")
+    print_summary(report, opts)
+    C.print_load_average("end")
+    return report
+
+
+def free_memory(opts: Options) -> None:
+    gc.collect()
+    if opts.cuda:
+        torch.cuda.empty_cache()
+
+
+def print_summary(report: Report, opts: Options) -> None:
+    print("\n## Summary (issue 7's targets: NVIDIA H100, full models, fp16, batch 2, 512 / 1024 px)")
+    rows = [
+        ("SD1.5 one ControlNet per step", ("sd15", "ours"), f"<= {TARGET_MS['sd15', 'ours']:g} ms"),
+        ("SD1.5 two ControlNets per step", ("sd15", "ours x2"), f"<= {TARGET_MS['sd15', 'ours x2']:g} ms"),
+        ("SDXL one ControlNet per step", ("sdxl", "ours"), f"<= {TARGET_MS['sdxl', 'ours']:g} ms"),
+    ]
+    for label, key, target in rows:
+        if key not in report.forward_ms:
+            print(f"  {label:<40} {target:<10} not measured")
+            continue
+        ms = report.forward_ms[key]
+        peer = report.forward_ms.get((key[0], "comfyui" + key[1][4:]))
+        vs = f" (ComfyUI here {peer:.2f} ms)" if peer else ""
+        off = "not the targets' setup" if report.off_target.get(key[0], "x") else ""
+        print(f"  {label:<40} {target:<10} {ms:.2f} ms{vs}  {verdict(ms <= TARGET_MS[key], off)}")
+    if report.step_ms:
+        base = report.step_ms["UNet only"]
+        r, rc = report.step_ms["ours"] / base, report.step_ms["ComfyUI ControlNet"] / base
+        off = "not the targets' setup" if report.off_target.get("sampling", "x") else ""
+        print(
+            f"  {'step with ours / UNet-only step':<40} {'<= 1.15x':<10} {r:.3f}x (ComfyUI here {rc:.3f}x, anchor 1.47x)  "
+            f"{verdict(r <= TARGET_STEP_RATIO, off)}"
+        )
+        if report.peak_mib:
+            ok = report.peak_mib["ours"] <= report.peak_mib["ComfyUI ControlNet"]
+            print(
+                f"  {'peak memory, ours vs ComfyUI path':<40} {'<= ComfyUI':<10} {report.peak_mib['ours']:.0f} vs "
+                f"{report.peak_mib['ComfyUI ControlNet']:.0f} MiB  {verdict(ok, '')}"
+            )
+        else:
+            print(f"  {'peak memory, ours vs ComfyUI path':<40} {'<= ComfyUI':<10} n/a (CPU)")
+    else:
+        print(f"  {'step with ours / UNet-only step':<40} {'<= 1.15x':<10} not measured (needs ComfyUI)")
+    bad = [name for name, ok in report.agree.items() if not ok]
+    print(
+        f"  outputs agree with the reference: {'yes' if not bad else 'NO: ' + ', '.join(bad)} "
+        f"({len(report.agree)} checks{'' if not report.missing else '; missing: ' + ', '.join(report.missing)})"
+    )
+
+
+if __name__ == "__main__":
+    main()

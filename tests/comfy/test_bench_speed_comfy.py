@@ -1,0 +1,60 @@
+"""bench/bench_speed.py with its ComfyUI parts: ComfyUI's ControlNet as a forward peer and a real sampling run.
+
+Tiny architectures on the CPU. The GPU-only printing (peak memory, PASS/MISS) is exercised with stand-ins for the
+memory probe and the target setup, so a GPU run does not meet that code for the first time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.comfy
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_speed.py"
+
+
+@pytest.fixture()
+def bench():
+    spec = importlib.util.spec_from_file_location("affordance_bench_speed_comfy", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_comfyui_forward_peer_and_sampling_run(bench, comfy, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "peak_memory_mib", lambda device: 100.0)
+    monkeypatch.setattr(bench, "off_target", lambda opts, size, target: "")
+    threads = torch.get_num_threads()
+    try:
+        report = bench.main(
+            ["--device", "cpu", "--comfyui", str(comfy.path), "--xl-size", "0", "--rounds", "1", "--calls", "1",
+             "--warmup", "0", "--steps", "3", "--runs", "1", "--threads", "1", "--no-diffusers"]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert not set(report.missing) - {"diffusers"}, report.missing
+    for name in ("ours", "comfyui", "ours x2", "comfyui x2"):
+        assert report.forward_ms["sd15", name] > 0 and report.agree[f"sd15 {name}"], out
+    assert "ours vs comfyui: " in out and "ours x2 vs comfyui x2: " in out
+    assert "applied with ComfyUI's ControlNetApplyAdvanced" in out
+    variants = ("UNet only", "ComfyUI ControlNet", "ours", "ComfyUI ControlNet x2", "ours x2")
+    assert set(report.step_ms) == set(variants) and all(v > 0 for v in report.step_ms.values())
+    assert report.agree["sampling ours"] and report.agree["sampling ours x2"], out
+    assert report.peak_mib == dict.fromkeys(variants, 100.0)
+    assert "target: peak memory with ours <= ComfyUI's path: 100 MiB vs 100 MiB PASS" in out
+    assert re.search(r"step with ours / UNet-only step +<= 1.15x +[\d.]+x \(ComfyUI here [\d.]+x, anchor 1.47x\)  (PASS|MISS)", out)
+    assert re.search(r"peak memory, ours vs ComfyUI path +<= ComfyUI 100 vs 100 MiB  PASS", out)
+    assert re.search(r"SDXL one ControlNet per step +<= 15 ms +not measured", out)  # --xl-size 0
+    assert "outputs agree with the reference: yes" in out

@@ -1,0 +1,115 @@
+"""Smoke test of bench/bench_speed.py: the whole comparison, tiny, on the CPU, with the peers this venv has.
+
+ComfyUI is left out here (``--no-comfyui``); tests/comfy/test_bench_speed_comfy.py runs the ComfyUI parts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "bench_speed.py"
+TINY_ARGS = ["--device", "cpu", "--size", "64", "--xl-size", "128", "--rounds", "1", "--calls", "1", "--warmup", "0"]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("affordance_bench_speed", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_bench()
+
+
+def has_diffusers() -> bool:
+    return importlib.util.find_spec("diffusers") is not None
+
+
+def table_rows(out: str, names: tuple[str, ...]) -> dict[str, list[float]]:
+    """Median ms of each implementation's rows in the ms-per-step tables (one row per section)."""
+    rows: dict[str, list[float]] = {}
+    for line in out.splitlines():
+        m = re.fullmatch(r"(\S+(?: x2)?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", line)
+        if m and m.group(1) in names:
+            rows.setdefault(m.group(1), []).append(float(m.group(2)))
+    return rows
+
+
+def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:  # one thread: on a small shared CPU, torch's threads wait for each other and take several times longer
+        report = bench.main([*TINY_ARGS, "--no-comfyui", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    peers = ("diffusers",) if has_diffusers() else ()
+    names = ("ours", "ours x2", *peers, *(f"{p} x2" for p in peers))
+    for family in ("sd15", "sdxl"):
+        assert f"## 1. ControlNet forward per step: {family} (tiny architecture)" in out
+        for name in names:
+            assert report.forward_ms[family, name] > 0
+            assert report.agree[f"{family} {name}"], out
+    rows = table_rows(out, names)
+    assert set(rows) == set(names) and all(len(v) == 2 for v in rows.values()), out  # one row per section
+    assert "peer missing: comfyui: skipped (--no-comfyui)" in out
+    assert "ours vs comfyui: peer missing, no ratio" in out
+    if peers:
+        assert "ours vs diffusers: " in out and "ours x2 vs diffusers x2: " in out
+    else:
+        assert "peer missing: diffusers" in out
+    assert "## 2. Inside a ComfyUI sampling run: skipped" in out
+    assert "target: ours <= 4 ms per step" in out and "n/a (targets are for CUDA)" in out
+    assert "outputs agree with the reference: yes" in out
+    assert "device: " in out and "affordance: " in out  # the header
+
+
+def test_verdicts_and_target_setup(bench):
+    import torch
+
+    opts = bench.Options(
+        device=torch.device("cpu"),
+        dtype=torch.float16,
+        models="full",
+        batch=2,
+        warmup=0,
+        rounds=1,
+        calls=1,
+        steps=2,
+        runs=1,
+        seed=0,
+    )
+    assert bench.off_target(opts, 512, 512) == "targets are for CUDA"
+    opts.device = torch.device("cuda")  # only read, never used: no GPU needed
+    assert bench.off_target(opts, 512, 512) == ""
+    assert bench.off_target(opts, 256, 512).endswith("here 256 px")
+    assert bench.verdict(True, "") == "PASS" and bench.verdict(False, "") == "MISS"
+    assert bench.verdict(True, "why").startswith("n/a (why")
+
+
+def test_comfy_unet_config_matches_comfyuis_sd15_and_sdxl(bench):
+    """The UNet configurations ComfyUI's model detection gives SD1.5 and SDXL checkpoints."""
+    sd15 = bench.comfy_unet_config(bench.FULL["sd15"])
+    assert sd15["transformer_depth_output"] == [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert sd15["num_heads"] == 8 and sd15["num_head_channels"] == -1 and not sd15["use_linear_in_transformer"]
+    sdxl = bench.comfy_unet_config(bench.FULL["sdxl"])
+    assert sdxl["transformer_depth_output"] == [0, 0, 0, 2, 2, 2, 10, 10, 10]
+    assert sdxl["adm_in_channels"] == 2816 and sdxl["num_head_channels"] == 64
+
+
+def test_bad_size_is_refused(bench):
+    with pytest.raises(SystemExit, match="multiple of 16"):
+        bench.main([*TINY_ARGS, "--size", "72", "--no-comfyui", "--no-diffusers"])
