@@ -7,7 +7,6 @@ from .loaders import ControlNetLoader
 from .preprocess import NODES as _SIMPLE_PREPROCESSORS
 from .preprocess_learned import LEARNED_NODES as _LEARNED_PREPROCESSORS
 from .reuse import ControlResidualReuse
-from .reuse import ControlResidualReuse
 from .scribble import ScribbleCanvas
 from .weights import ControlWeightsNode, StrengthScheduleNode
 
@@ -19,7 +18,6 @@ NODE_CLASS_MAPPINGS = {
     "AST_ControlWeights": ControlWeightsNode,
     "AST_StrengthSchedule": StrengthScheduleNode,
     "AST_ControlResidualReuse": ControlResidualReuse,
-    "AST_ControlResidualReuse": ControlResidualReuse,
     "AST_ScribbleCanvas": ScribbleCanvas,
     **{node_id: cls for node_id, (cls, _) in _PREPROCESSORS.items()},
 }
@@ -29,7 +27,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "AST_ApplyControlNet": "Apply ControlNet (Affordance)",
     "AST_ControlWeights": "ControlNet Weights (Affordance)",
     "AST_StrengthSchedule": "Strength Schedule (Affordance)",
-    "AST_ControlResidualReuse": "ControlNet Residual Reuse (Affordance, lossy)",
     "AST_ControlResidualReuse": "ControlNet Residual Reuse (Affordance, lossy)",
     "AST_ScribbleCanvas": "Scribble Canvas (Affordance)",
     **{node_id: name for node_id, (_, name) in _PREPROCESSORS.items()},
