@@ -379,7 +379,8 @@ def comfy_apply_node(root: Path) -> tuple[Callable[..., tuple], str]:
         return apply_control, f"our apply_control (ComfyUI's nodes.py not importable: {type(exc).__name__}: {exc})"
 
 
-def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: Report) -> None:
+def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: Report, folder: Path) -> None:
+    """Section 2; the two ControlNet files are written to ``folder``."""
     import comfy.model_patcher  # noqa: TID251 (a benchmark peer)
     import comfy.sample  # noqa: TID251
     import comfy.supported_models  # noqa: TID251
@@ -415,14 +416,13 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
     negative = [[torch.randn(latent_batch, 77, config.context_dim, generator=g), {}]]
     image = torch.rand(latent_batch, size, size, 3, generator=g)
     latent = torch.zeros(latent_batch, 4, size // 8, size // 8)
-    with tempfile.TemporaryDirectory(prefix="affordance-bench-speed-") as tmp:
-        files = []
-        for i in range(2):
-            path = Path(tmp) / f"controlnet_{'ab'[i]}.safetensors"
-            save_file(C.random_state_dict(config, seed=opts.seed + 10 * i, dtype=dtype), str(path))
-            files.append(path)
-        theirs = [comfy.controlnet.load_controlnet(str(p)) for p in files]
-        ours = [load_control(p) for p in files]
+    files = []
+    for i in range(2):
+        path = folder / f"controlnet_{'ab'[i]}.safetensors"
+        save_file(C.random_state_dict(config, seed=opts.seed + 10 * i, dtype=dtype), str(path))
+        files.append(path)
+    theirs = [comfy.controlnet.load_controlnet(str(p)) for p in files]
+    ours = [load_control(p) for p in files]  # on the CPU its tensors map the file: keep it until the end
     if any(c is None for c in theirs):
         raise RuntimeError("ComfyUI's load_controlnet did not recognise the ControlNet file")
     print(
@@ -641,7 +641,8 @@ def main(argv: list[str] | None = None) -> Report:
             print(f"\n## 2. Inside a ComfyUI sampling run: skipped, ComfyUI is missing ({report.missing['comfyui']})")
         else:
             try:
-                sampling_section(comfy, root, size, opts, report)
+                with tempfile.TemporaryDirectory(prefix="affordance-bench-speed-") as tmp:
+                    sampling_section(comfy, root, size, opts, report, Path(tmp))
             except Exception as exc:  # report it with its traceback, and still print the summary
                 report.missing["sampling"] = f"the sampling part failed: {type(exc).__name__}: {exc}"
                 print(f"\nthe sampling part failed:\n{traceback.format_exc()}")
