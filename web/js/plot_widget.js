@@ -2,7 +2,8 @@
 // the workflow, redrawn when its inputs change, with pointer handling and a guard that keeps the last
 // widget text that parsed. Helpers only: importing this module registers nothing.
 
-import { wrapText } from "./lib/plot.js";
+import { formatNumber } from "./lib/parse.js";
+import { valueToY, wrapText, yTicks } from "./lib/plot.js";
 
 const NEUTRAL = { bg: "#222", text: "#ddd", muted: "#999", outline: "#666" };
 export const ACCENT = "#4c8ed9";
@@ -228,6 +229,32 @@ export function addPlotWidget(app, node, spec) {
   const size = node.computeSize?.();
   if (size) node.setSize?.([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
   return widget;
+}
+
+/** The plot's background panel and its y axis: a rounded frame, horizontal grid lines and their labels. */
+export function drawPanel(ctx, width, height, frame, colours) {
+  ctx.fillStyle = colours.bg;
+  ctx.strokeStyle = colours.outline;
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.roundRect(0.5, 0.5, width - 1, height - 1, 4);
+  ctx.fill();
+  ctx.stroke();
+  ctx.font = "10px sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "right";
+  for (const t of yTicks(frame.yMin, frame.yMax)) {
+    const y = valueToY(frame, t);
+    ctx.strokeStyle = colours.outline;
+    ctx.globalAlpha = t === 0 ? 0.9 : 0.35;
+    ctx.beginPath();
+    ctx.moveTo(frame.left, Math.round(y) + 0.5);
+    ctx.lineTo(frame.right, Math.round(y) + 0.5);
+    ctx.stroke();
+    ctx.globalAlpha = 1;
+    ctx.fillStyle = colours.muted;
+    ctx.fillText(formatNumber(t, 2), frame.left - 4, y);
+  }
 }
 
 /** Draw ``text`` in red, wrapped, on a translucent panel inside ``frame``'s area, from its top. */

@@ -3,7 +3,7 @@
 // to remove it (never the last). Text that does not parse is refused and shown.
 
 import { app } from "../../scripts/app.js";
-import { dragLimit, fractionToX, valueToY, yTicks } from "./lib/plot.js";
+import { dragLimit, fractionToX, valueToY } from "./lib/plot.js";
 import {
   addKeyframe,
   curveVertices,
@@ -22,6 +22,7 @@ import {
   addPlotWidget,
   chainCallback,
   drawMessage,
+  drawPanel,
   findWidget,
   guardText,
   isLinked,
@@ -87,29 +88,7 @@ function setupSchedulePlot(node) {
     const geo = scheduleGeometry(keyframes, width, height, { yMax: drag?.yMax });
     const { frame, points } = geo;
 
-    ctx.fillStyle = colours.bg;
-    ctx.strokeStyle = colours.outline;
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.roundRect(0.5, 0.5, width - 1, height - 1, 4);
-    ctx.fill();
-    ctx.stroke();
-
-    ctx.font = "10px sans-serif";
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    for (const t of yTicks(frame.yMin, frame.yMax)) {
-      const y = valueToY(frame, t);
-      ctx.strokeStyle = colours.outline;
-      ctx.globalAlpha = t === 0 ? 0.9 : 0.35;
-      ctx.beginPath();
-      ctx.moveTo(frame.left, Math.round(y) + 0.5);
-      ctx.lineTo(frame.right, Math.round(y) + 0.5);
-      ctx.stroke();
-      ctx.globalAlpha = 1;
-      ctx.fillStyle = colours.muted;
-      ctx.fillText(formatNumber(t, 2), frame.left - 4, y);
-    }
+    drawPanel(ctx, width, height, frame, colours);
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     for (const t of [0, 0.25, 0.5, 0.75, 1]) {

@@ -3,7 +3,7 @@
 // SD1.x/SD2.x and SDXL residual counts for the presets. Text that does not parse is refused and shown.
 
 import { app } from "../../scripts/app.js";
-import { dragLimit, valueToY, yTicks } from "./lib/plot.js";
+import { dragLimit, valueToY } from "./lib/plot.js";
 import {
   RESIDUALS,
   barAt,
@@ -23,6 +23,7 @@ import {
   addPlotWidget,
   chainCallback,
   drawMessage,
+  drawPanel,
   drawNote,
   findWidget,
   guardText,
@@ -101,29 +102,7 @@ function setupWeightsPlot(node) {
     const geo = barGeometry(shown, width, height, { yMax: drag?.yMax });
     const { frame, bars } = geo;
 
-    ctx.fillStyle = colours.bg;
-    ctx.strokeStyle = colours.outline;
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.roundRect(0.5, 0.5, width - 1, height - 1, 4);
-    ctx.fill();
-    ctx.stroke();
-
-    ctx.font = "10px sans-serif";
-    ctx.textBaseline = "middle";
-    ctx.textAlign = "right";
-    for (const t of yTicks(frame.yMin, frame.yMax)) {
-      const y = valueToY(frame, t);
-      ctx.strokeStyle = colours.outline;
-      ctx.globalAlpha = t === 0 ? 0.9 : 0.35;
-      ctx.beginPath();
-      ctx.moveTo(frame.left, Math.round(y) + 0.5);
-      ctx.lineTo(frame.right, Math.round(y) + 0.5);
-      ctx.stroke();
-      ctx.globalAlpha = 1;
-      ctx.fillStyle = colours.muted;
-      ctx.fillText(formatNumber(t, 2), frame.left - 4, y);
-    }
+    drawPanel(ctx, width, height, frame, colours);
 
     const active = drag ? drag.index : hover;
     ctx.textAlign = "center";
