@@ -93,6 +93,7 @@ class AffordanceControl:
         self._hint_key: tuple | None = None
         self._encoded_hint: torch.Tensor | None = None
         self._mask_cache: dict[tuple, torch.Tensor] = {}
+        self._factor_cache: dict[tuple, torch.Tensor | None] = {}
         self._reuse_cache: ResidualCache | None = None
 
     @property
@@ -261,6 +262,20 @@ class AffordanceControl:
         rows = torch.tensor([uncond if c == 1 else 1.0 for c in order for _ in range(per)], device=device, dtype=dtype)
         return rows.view(-1, 1, 1, 1)
 
+    def _factor(
+        self, n: int, chunks: int, order: tuple, h: int, w: int, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor | None:
+        """The per-row uncond multiplier times the mask, made once per run and layout (no per-step copies)."""
+        key = (n, chunks, order, h, w, device, dtype)
+        if key not in self._factor_cache:
+            rows = self._row_scale(n, chunks, {"cond_or_uncond": list(order)}, device, dtype)
+            mask = self._mask(n, chunks, h, w, device, dtype) if self.mask is not None else None
+            if rows is None:
+                self._factor_cache[key] = mask
+            else:
+                self._factor_cache[key] = rows if mask is None else rows * mask
+        return self._factor_cache[key]
+
     def _mask(self, n: int, chunks: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         key = (n, chunks, h, w, device, dtype)
         if key not in self._mask_cache:
@@ -351,16 +366,13 @@ class AffordanceControl:
             outs = self._reused_or_computed(sigma, x_noisy, batched_number, transformer_options, (context, y), compute)
         else:
             outs = compute()
-        rows = self._row_scale(n, batched_number, transformer_options, x_noisy.device, outs[0].dtype)
         if self.mask is not None:
             check_hint_batch(self.mask.shape[0], per, "masks")
+        order = tuple(transformer_options.get("cond_or_uncond", ()))
         scaled = []
         for r, w in zip(outs, weights):
-            r = r * (mult * w)
-            if rows is not None:
-                r = r * rows
-            if self.mask is not None:
-                r = r * self._mask(n, batched_number, r.shape[-2], r.shape[-1], r.device, r.dtype)
-            scaled.append(r)
+            factor = self._factor(n, batched_number, order, r.shape[-2], r.shape[-1], r.device, r.dtype)
+            # one new tensor per residual (the raw outputs may be kept for reuse, so never scaled in place)
+            scaled.append(r * (mult * w) if factor is None else torch.mul(r, factor).mul_(mult * w))
         out = {"input": [], "middle": [scaled[-1]], "output": scaled[:-1]}
         return merge_controls(out, prev)
