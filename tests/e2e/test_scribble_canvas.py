@@ -35,7 +35,8 @@ def draw(page: Page, nid: int, path: list[tuple[float, float]]) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
     el = page.js(STATE + "return s.el.ink;", nid)
-    w, h = el.size["width"], el.size["height"]
+    # the element's on-screen box (the graph's zoom is a CSS transform, which el.size does not include)
+    w, h = page.js("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", el)
 
     def off(fx: float, fy: float) -> tuple[int, int]:  # offsets from the element's centre
         return int(round((fx - 0.5) * w)), int(round((fy - 0.5) * h))
@@ -233,4 +234,21 @@ def test_background_image_to_trace(fresh: Page, source: str):
     assert page.js(STATE + "return [s.raster.width, s.raster.height];", nid) == [160, 96]
     draw(page, nid, [(0.1, 0.1), (0.45, 0.9)])
     page.screenshot_node(nid, "scribble_background")
+    assert page.console_errors() == []
+
+
+def test_strokes_land_under_the_pointer_at_any_graph_zoom(fresh: Page):
+    page = fresh
+    nid = add_canvas(page, 200, 100)
+    page.js("app.canvas.ds.scale = 1.6; app.canvas.ds.offset = [-20, -20]; app.canvas.setDirty(true, true);"
+            "app.canvas.draw(true, true);")
+    page.wait(STATE + "app.canvas.draw(true, true); const r = s.el.ink.getBoundingClientRect(); return r.width > 300;", 20, nid)
+    draw(page, nid, [(0.2, 0.5), (0.8, 0.5)])
+    drawn = raster(page, nid)
+    cols = np.nonzero(drawn[50])[0]
+    rows = np.nonzero(drawn[:, 100])[0]
+    # brush 8 px: the line spans x = 40..160 (+-4 for the round caps, +-2 for pointer rounding), centred on y = 50
+    assert abs(cols.min() - 40) <= 6 and abs(cols.max() - 160) <= 6, (cols.min(), cols.max())
+    assert abs(rows.mean() - 50) <= 2 and 6 <= len(rows) <= 10, rows
+    page.clear_graph()
     assert page.console_errors() == []
