@@ -7,6 +7,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import * as S from "./lib/strokes.js";
+import { imagePixels, loadImage, uploadDrawing, viewURL } from "./scribble_io.js";
 
 const NODE_ID = "AST_ScribbleCanvas";
 const WIDGET = "drawing";
@@ -35,30 +36,6 @@ function button(label, title) {
     color: "var(--input-text, #ddd)",
   });
   return b;
-}
-
-function viewURL(ref, type = "input") {
-  const { subfolder, filename } = S.parseReference(ref);
-  const q = new URLSearchParams({ filename, subfolder, type });
-  return api.apiURL(`/view?${q}`);
-}
-
-function loadImage(src) {
-  return new Promise((resolve, reject) => {
-    const img = new Image();
-    img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`cannot load ${src}`));
-    img.src = src;
-  });
-}
-
-function imagePixels(img) {
-  const c = document.createElement("canvas");
-  c.width = img.naturalWidth;
-  c.height = img.naturalHeight;
-  const ctx = c.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(img, 0, 0);
-  return ctx.getImageData(0, 0, c.width, c.height).data;
 }
 
 /** All state and DOM of one canvas node. */
@@ -344,28 +321,7 @@ class ScribbleCanvas {
     const raster = this.raster;
     const promise = (async () => {
       try {
-        const { subfolder, filename } = S.parseReference(ref);
-        const c = document.createElement("canvas");
-        c.width = raster.width;
-        c.height = raster.height;
-        const ctx = c.getContext("2d");
-        const img = ctx.createImageData(raster.width, raster.height);
-        S.toRGBA(raster, true, img.data);
-        ctx.putImageData(img, 0, 0);
-        const blob = await new Promise((res, rej) => c.toBlob((b) => (b ? res(b) : rej(new Error("the browser could not encode the PNG"))), "image/png"));
-        const body = new FormData();
-        body.append("image", new File([blob], filename, { type: "image/png" }));
-        body.append("type", "input");
-        body.append("subfolder", subfolder);
-        body.append("overwrite", "true");
-        const resp = await api.fetchApi("/upload/image", { method: "POST", body });
-        if (resp.status !== 200) {
-          const text = (await resp.text().catch(() => "")).slice(0, 200);
-          throw new Error(`the server answered ${resp.status} ${resp.statusText}${text ? `: ${text}` : ""}`);
-        }
-        const answer = await resp.json();
-        const got = answer.subfolder ? `${answer.subfolder}/${answer.name}` : answer.name;
-        if (got !== ref) throw new Error(`the server stored it as ${JSON.stringify(got)} instead of ${JSON.stringify(ref)}`);
+        await uploadDrawing(raster, ref);
         this.uploaded.add(ref);
         this.uploadError = null;
         if (this.value === ref) this.setStatus(`${raster.width}x${raster.height} - saved as input/${ref}`);
