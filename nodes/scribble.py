@@ -18,7 +18,6 @@ from ..preprocessors.drawing import (
     DRAWING_MIN_SIDE,
     DrawingError,
     check_drawing_size,
-    parse_drawing_reference,
     read_drawing,
     resolve_drawing,
 )
@@ -108,7 +107,6 @@ class ScribbleCanvas:
         self, width: int, height: int, drawing: str, background: torch.Tensor | None = None
     ) -> dict[str, Any]:
         if drawing:
-            parse_drawing_reference(drawing)
             ink = read_drawing(resolve_drawing(_input_dir(), drawing), width, height)
         else:
             check_drawing_size(width, height)

@@ -70,6 +70,18 @@ export function setWidgetValue(app, node, widget, value) {
   }
 }
 
+/** A ``check`` for guardText from a parser that throws: ``""`` when the text parses, else the parser's message. */
+export function parseProblem(parse) {
+  return (text) => {
+    try {
+      parse(text ?? "");
+      return "";
+    } catch (err) {
+      return err.message;
+    }
+  };
+}
+
 /**
  * Keep the last text of ``widget`` that ``check(text)`` accepts (``check`` returns an error message or "").
  *

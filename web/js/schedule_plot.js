@@ -25,6 +25,7 @@ import {
   drawPanel,
   findWidget,
   guardText,
+  parseProblem,
   isLinked,
   setWidgetValue,
   themeColours,
@@ -46,14 +47,7 @@ function setupSchedulePlot(node) {
 
   const guard = guardText(app, node, keyframesWidget, {
     label: "keyframes",
-    check: (text) => {
-      try {
-        parseKeyframes(text ?? "");
-        return "";
-      } catch (err) {
-        return err.message;
-      }
-    },
+    check: parseProblem(parseKeyframes),
     onAccept: () => {
       rejected = null;
     },

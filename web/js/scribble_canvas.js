@@ -380,7 +380,6 @@ class ScribbleCanvas {
         } catch (err) {
           const why = err instanceof S.ScribbleError ? err.message : `input/${this.baseRef} is missing or not an image`;
           this.setStatus(`The drawing could not be loaded: ${why}. Draw again or clear the canvas.`, true);
-          this.value = saved;
           this.paintAll();
           return;
         }

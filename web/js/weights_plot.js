@@ -27,6 +27,7 @@ import {
   drawNote,
   findWidget,
   guardText,
+  parseProblem,
   isLinked,
   markChanged,
   setWidgetValue,
@@ -69,14 +70,7 @@ function setupWeightsPlot(node) {
   const linked = () => isLinked(node, "custom_weights") || isLinked(node, "preset");
   const guard = guardText(app, node, customWidget, {
     label: "custom_weights",
-    check: (text) => {
-      try {
-        parseWeightList(text ?? "");
-        return "";
-      } catch (err) {
-        return err.message;
-      }
-    },
+    check: parseProblem(parseWeightList),
     onAccept: () => {
       rejected = null;
     },
