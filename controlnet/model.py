@@ -7,6 +7,8 @@ middle block feed a zero-initialised 1x1 convolution whose output is one residua
 
 from __future__ import annotations
 
+from collections.abc import Sequence as Seq
+
 import torch
 from torch import nn
 
@@ -148,6 +150,7 @@ class ControlNet(nn.Module):
         y: torch.Tensor | None = None,
         *,
         encoded_hint: torch.Tensor | None = None,
+        needed: Seq[bool] | None = None,
     ) -> ControlResiduals:
         """Compute the residuals.
 
@@ -159,6 +162,9 @@ class ControlNet(nn.Module):
             context: ``(N, S, context_dim)`` text embedding.
             y: ``(N, adm_in_channels)`` label vector; required for SDXL, refused otherwise.
             encoded_hint: output of :meth:`encode_hint` to skip the hint encoder.
+            needed: one flag per residual (middle last); a ``False`` entry is not computed and comes back
+                as ``None``: its zero conv is skipped, and so are the blocks after the last needed
+                residual (the middle block too when the middle residual is not needed). ``None``: all.
 
         Returns:
             :class:`ControlResiduals` in the model's dtype: ``num_input_blocks`` skip residuals and one
@@ -174,7 +180,9 @@ class ControlNet(nn.Module):
             )
         if (y is None) != (cfg.adm_in_channels is None):
             need = f"a label vector y of width {cfg.adm_in_channels}" if cfg.adm_in_channels else "no label vector y"
-            raise InputError(f"this {cfg.family.label} ControlNet takes {need}, got {None if y is None else tuple(y.shape)}.")
+            raise InputError(
+                f"this {cfg.family.label} ControlNet takes {need}, got {None if y is None else tuple(y.shape)}."
+            )
         if encoded_hint is None:
             if hint is None:
                 raise HintError("no hint given: pass hint or encoded_hint.")
@@ -185,23 +193,37 @@ class ControlNet(nn.Module):
                 f"not match the latent of {x.shape[-1]}x{x.shape[-2]} (needs {x.shape[-1] * HINT_DOWNSCALE}x"
                 f"{x.shape[-2] * HINT_DOWNSCALE} px). Resize the hint to the latent size x8."
             )
+        if needed is not None and len(needed) != cfg.num_residuals:
+            raise InputError(
+                f"needed has {len(needed)} flags but this {cfg.family.label} ControlNet has {cfg.num_residuals} "
+                "residuals: give one per input block and one for the middle block, middle last."
+            )
         if encoded_hint.shape[0] not in (1, x.shape[0]):
-            raise HintError(f"hint batch {encoded_hint.shape[0]} fits no latent batch of {x.shape[0]}; use 1 or {x.shape[0]}.")
+            raise HintError(
+                f"hint batch {encoded_hint.shape[0]} fits no latent batch of {x.shape[0]}; use 1 or {x.shape[0]}."
+            )
 
+        want = [True] * cfg.num_residuals if needed is None else [bool(f) for f in needed]
+        last = max((i for i, f in enumerate(want) if f), default=-1)
+        outs: list[torch.Tensor | None] = [None] * cfg.num_residuals
+        if last < 0:
+            return ControlResiduals(tuple(outs[:-1]), outs[-1])
         dtype = self.dtype
         emb = self.time_embed(timestep_embedding(timesteps.reshape(-1), cfg.model_channels).to(dtype))
         if y is not None:
             emb = emb + self.label_emb(y.to(dtype))
         context = context.to(dtype)
         h = x.to(dtype)
-        outs: list[torch.Tensor] = []
-        for i, (block, zero_conv) in enumerate(zip(self.input_blocks, self.zero_convs)):
-            h = block(h, emb, context)
+        n_in = len(self.input_blocks)
+        for i in range(min(last + 1, n_in)):
+            h = self.input_blocks[i](h, emb, context)
             if i == 0:
                 h = h + encoded_hint.to(dtype)
-            outs.append(zero_conv(h, emb, context))
-        h = self.middle_block(h, emb, context)
-        outs.append(self.middle_block_out(h, emb, context))
+            if want[i]:
+                outs[i] = self.zero_convs[i](h, emb, context)
+        if want[n_in]:
+            h = self.middle_block(h, emb, context)
+            outs[n_in] = self.middle_block_out(h, emb, context)
         if cfg.global_average_pooling:
-            outs = [o.mean(dim=(2, 3), keepdim=True).expand_as(o).contiguous() for o in outs]
+            outs = [None if o is None else o.mean(dim=(2, 3), keepdim=True).expand_as(o).contiguous() for o in outs]
         return ControlResiduals(tuple(outs[:-1]), outs[-1])

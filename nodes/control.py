@@ -32,9 +32,11 @@ class FamilyMismatchError(ControlNetError, ValueError):
 
 
 def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[str, list]:
-    """Sum a previous control's output into ours index-wise (ComfyUI's convention, out of place).
+    """Sum a previous control's output into ours index-wise (ComfyUI's convention).
 
-    Keys ``input``/``middle``/``output`` are always present; ``None`` entries are holes.
+    Keys ``input``/``middle``/``output`` are always present; ``None`` entries are holes. ``out``'s tensors
+    must be fresh (made for this call): the previous control's are added into them in place when shape
+    and dtype allow it (no new tensor); ``prev``'s tensors are never modified.
     """
     if prev is None:
         return out
@@ -44,7 +46,15 @@ def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[s
             if i >= len(mine):
                 mine.append(p)
             elif p is not None:
-                mine[i] = p if mine[i] is None else p + mine[i]
+                m = mine[i]
+                if m is None:
+                    mine[i] = p
+                elif m.shape == torch.broadcast_shapes(m.shape, p.shape) and m.dtype == torch.promote_types(
+                    m.dtype, p.dtype
+                ):
+                    m.add_(p)
+                else:
+                    mine[i] = p + m
     return out
 
 
@@ -92,6 +102,7 @@ class AffordanceControl:
         self._sampling: Any = None
         self._hint_key: tuple | None = None
         self._encoded_hint: torch.Tensor | None = None
+        self._hint_layouts: dict[tuple[int, int], torch.Tensor] = {}
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self._factor_cache: dict[tuple, torch.Tensor | None] = {}
         self._reuse_cache: ResidualCache | None = None
@@ -230,14 +241,23 @@ class AffordanceControl:
     def _lossy(self) -> bool:
         return self.reuse is not None and self.reuse.lossy
 
-    def _multiplier(self, sigma: float) -> float:
+    @property
+    def _needs_sigma(self) -> bool:
+        """Whether a call must read its sigma on the host: a window narrower than the whole run, a schedule or reuse."""
+        return self.timestep_percent_range != (0.0, 1.0) or self.schedule is not None or self._lossy
+
+    def _multiplier(self, sigma: float | None) -> float:
         m = self.strength
-        if self.schedule is not None and self._progress is not None:
+        if self.schedule is not None and self._progress is not None and sigma is not None:
             m *= self.schedule.at(self._progress.progress(sigma))
         return m
 
-    def _encoded(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Resize and encode the hint once per run (per latent size, device and dtype)."""
+    def _encoded(self, x: torch.Tensor, dtype: torch.dtype, n: int, chunks: int) -> torch.Tensor:
+        """The encoded hint for ``n`` rows in ``chunks`` chunks, made once per run and layout (no per-step work).
+
+        The hint is resized and encoded once per latent size, device and dtype; its batch is then mapped
+        onto each batch layout once (``(N or 1, C, h, w)`` -> ``(n, C, h, w)`` or kept at 1 row).
+        """
         if self.cond_hint_original is None:
             raise ValueError(f"{self.name} has no hint image: apply it with an Apply ControlNet node first.")
         h, w = x.shape[-2] * HINT_DOWNSCALE, x.shape[-1] * HINT_DOWNSCALE
@@ -246,7 +266,14 @@ class AffordanceControl:
             hint = fit_hint(self.cond_hint_original.to(x.device), w, h).to(dtype)
             self._encoded_hint = self.network.encode_hint(hint)
             self._hint_key = key
-        return self._encoded_hint
+            self._hint_layouts = {}
+        enc = self._encoded_hint
+        if enc.shape[0] in (1, n):
+            return enc
+        if (n, chunks) not in self._hint_layouts:
+            check_hint_batch(enc.shape[0], n // max(chunks, 1))
+            self._hint_layouts[(n, chunks)] = broadcast_batch(enc, n, chunks)
+        return self._hint_layouts[(n, chunks)]
 
     def _row_scale(
         self, n: int, chunks: int, options: dict, device: torch.device, dtype: torch.dtype
@@ -330,9 +357,11 @@ class AffordanceControl:
         prev = None
         if self.previous_controlnet is not None:
             prev = self.previous_controlnet.get_control(x_noisy, t, cond, batched_number, transformer_options)
-        sigma = float(t[0])
-        if self._window is not None and (sigma > self._window[0] or sigma < self._window[1]):
-            return prev
+        sigma = None
+        if self._needs_sigma:  # reading the sigma waits for the GPU: only when the window, schedule or reuse need it
+            sigma = float(t[0])
+            if self._window is not None and (sigma > self._window[0] or sigma < self._window[1]):
+                return prev
         mult = self._multiplier(sigma)
         weights = self.weights.resolve(self.num_residuals, f"this {self.family_label} ControlNet")
         if mult == 0.0 or not any(weights):
@@ -354,25 +383,32 @@ class AffordanceControl:
         if y is not None:
             y = y.to(x_noisy.device, dtype)
 
-        def compute() -> list[torch.Tensor]:
-            enc = self._encoded(x_noisy, dtype)
-            if enc.shape[0] != n:
-                check_hint_batch(enc.shape[0], per)
-                enc = broadcast_batch(enc, n, batched_number)
-            x = sampling.calculate_input(t, x_noisy)
-            return net(x.to(dtype), None, sampling.timestep(t), context, y, encoded_hint=enc).as_list()
+        needed = tuple(w != 0.0 for w in weights)  # residuals weighted zero are never computed
 
-        if self._lossy:
+        def compute() -> list[torch.Tensor | None]:
+            enc = self._encoded(x_noisy, dtype, n, batched_number)
+            x = sampling.calculate_input(t, x_noisy)
+            return net(x.to(dtype), None, sampling.timestep(t), context, y, encoded_hint=enc, needed=needed).as_list()
+
+        lossy = self._lossy
+        if lossy:
             outs = self._reused_or_computed(sigma, x_noisy, batched_number, transformer_options, (context, y), compute)
         else:
             outs = compute()
         if self.mask is not None:
             check_hint_batch(self.mask.shape[0], per, "masks")
         order = tuple(transformer_options.get("cond_or_uncond", ()))
-        scaled = []
+        scaled: list[torch.Tensor | None] = []
         for r, w in zip(outs, weights):
+            if r is None:
+                scaled.append(None)
+                continue
             factor = self._factor(n, batched_number, order, r.shape[-2], r.shape[-1], r.device, r.dtype)
-            # one new tensor per residual (the raw outputs may be kept for reuse, so never scaled in place)
-            scaled.append(r * (mult * w) if factor is None else torch.mul(r, factor).mul_(mult * w))
+            # Fresh outputs are ours to scale in place; kept (reusable) ones get one new tensor each.
+            if factor is not None:
+                r = r.mul_(factor) if not lossy else torch.mul(r, factor)
+                scaled.append(r.mul_(mult * w))
+            else:
+                scaled.append(r.mul_(mult * w) if not lossy else r * (mult * w))
         out = {"input": [], "middle": [scaled[-1]], "output": scaled[:-1]}
         return merge_controls(out, prev)

@@ -142,3 +142,71 @@ def test_residual_scaling_and_sum(tiny_model, inputs):
     torch.testing.assert_close(both.mid, out.mid * 1.5)
     with pytest.raises(ValueError, match="got 3 weights for 5 residuals"):
         out.scaled([1.0, 1.0, 1.0])
+
+
+def _count_calls(modules) -> list[int]:
+    counts = [0] * len(modules)
+    for i, m in enumerate(modules):
+        m.register_forward_hook(lambda *a, i=i: counts.__setitem__(i, counts[i] + 1))
+    return counts
+
+
+def test_needed_skips_zero_convs_and_trailing_blocks(tiny_model, inputs):
+    cfg = tiny_model.config
+    x, hint, t, ctx, y = inputs(cfg)
+    with torch.no_grad():
+        full = tiny_model(x, hint, t, ctx, y).as_list()
+        needed = [False] * cfg.num_residuals
+        needed[0] = needed[2] = True
+        blocks = _count_calls(list(tiny_model.input_blocks) + [tiny_model.middle_block])
+        convs = _count_calls(list(tiny_model.zero_convs) + [tiny_model.middle_block_out])
+        part = tiny_model(x, hint, t, ctx, y, needed=needed).as_list()
+    for i, (a, b) in enumerate(zip(part, full)):
+        if needed[i]:
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        else:
+            assert a is None
+    assert blocks == [1, 1, 1] + [0] * (cfg.num_residuals - 3)  # nothing after the last needed residual runs
+    assert convs == [int(f) for f in needed]
+
+
+def test_needed_middle_only_runs_every_block(tiny_model, inputs):
+    cfg = tiny_model.config
+    x, hint, t, ctx, y = inputs(cfg)
+    needed = [False] * (cfg.num_residuals - 1) + [True]
+    with torch.no_grad():
+        full = tiny_model(x, hint, t, ctx, y)
+        convs = _count_calls(list(tiny_model.zero_convs))
+        part = tiny_model(x, hint, t, ctx, y, needed=needed)
+    assert all(r is None for r in part.down) and not any(convs)
+    torch.testing.assert_close(part.mid, full.mid, rtol=0, atol=0)
+
+
+def test_needed_nothing_runs_nothing(tiny_model, inputs):
+    cfg = tiny_model.config
+    x, hint, t, ctx, y = inputs(cfg)
+    calls = _count_calls([tiny_model.time_embed, tiny_model.input_blocks[0]])
+    out = tiny_model(x, None, t, ctx, y, encoded_hint=tiny_model.encode_hint(hint), needed=[False] * cfg.num_residuals)
+    assert out.as_list() == [None] * cfg.num_residuals and calls == [0, 0]
+    assert out.scaled(2.0).as_list() == [None] * cfg.num_residuals
+
+
+def test_needed_of_wrong_length_is_refused(tiny_model, inputs):
+    cfg = tiny_model.config
+    x, hint, t, ctx, y = inputs(cfg)
+    with pytest.raises(InputError, match=f"needed has 3 flags but this .* has {cfg.num_residuals} residuals"):
+        tiny_model(x, hint, t, ctx, y, needed=[True] * 3)
+
+
+def test_residuals_with_holes_add_and_scale(tiny_model, inputs):
+    cfg = tiny_model.config
+    x, hint, t, ctx, y = inputs(cfg)
+    needed = [i % 2 == 0 for i in range(cfg.num_residuals)]
+    with torch.no_grad():
+        full = tiny_model(x, hint, t, ctx, y)
+        part = tiny_model(x, hint, t, ctx, y, needed=needed)
+    total = (part + full).as_list()
+    for i, (s, f) in enumerate(zip(total, full.as_list())):
+        torch.testing.assert_close(s, f * 2 if needed[i] else f)
+    holes = (part + part.scaled(0.5)).as_list()
+    assert [h is None for h in holes] == [not f for f in needed]

@@ -255,3 +255,81 @@ def test_batch_of_hints_maps_to_batch_of_latents(control, fake_model, image, cal
         single.pre_run(model, model.model_sampling.percent_to_sigma)
         sub = single.get_control(x[i : i + 1], t[i : i + 1], {"c_crossattn": cond["c_crossattn"][i : i + 1]}, 1, {"cond_or_uncond": [0]})
         torch.testing.assert_close(out["output"][0][i : i + 1], sub["output"][0], atol=1e-5, rtol=0)
+
+
+def test_residuals_weighted_zero_are_holes_and_not_computed(control, fake_model, image, call, sigma, close_lists):
+    ref, _ = call(_ready(control, fake_model, image), sigma(0.5))
+    weights = (1.0, 0.0, 0.5, 0.0, 0.0)  # 4 skips + middle: the last input block and the middle are not needed
+    c = _ready(control, fake_model, image, weights=ControlWeights(Preset.CUSTOM, custom=weights))
+    calls = []
+    c.network.middle_block.register_forward_hook(lambda *a: calls.append("middle"))
+    c.network.input_blocks[-1].register_forward_hook(lambda *a: calls.append("last input"))
+    out, _ = call(c, sigma(0.5))
+    got = out["output"] + out["middle"]
+    assert [r is None for r in got] == [w == 0.0 for w in weights]
+    close_lists([got[0], got[2]], [ref["output"][0], ref["output"][2] * 0.5])
+    assert calls == []
+
+
+def test_merging_never_modifies_the_previous_controls_tensors(control, fake_model, image, call, sigma):
+    first = _ready(control, fake_model, image)
+    kept = []
+    original = first.get_control
+
+    def spy(*args):
+        out = original(*args)
+        kept.append([r.clone() for r in out["output"] + out["middle"]])
+        kept.append(out["output"] + out["middle"])
+        return out
+
+    first.get_control = spy
+    second = _ready(control, fake_model, image, strength=0.5).set_previous_controlnet(first)
+    alone, _ = call(_ready(control, fake_model, image, strength=0.5), sigma(0.5))
+    out, _ = call(second, sigma(0.5))
+    before, tensors = kept
+    for b, a in zip(before, tensors):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # the previous control's outputs are untouched
+    for o, a, b in zip(out["output"] + out["middle"], alone["output"] + alone["middle"], before):
+        torch.testing.assert_close(o, a + b)
+
+
+class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts reads of tensor values on the host (``float(t)``, ``.item()``): on a GPU each one waits for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.reads += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("extras", "reads"),
+    [
+        ({}, False),
+        ({"weights": ControlWeights(uncond_multiplier=0.5)}, False),
+        ({"mask": torch.ones(1, 64, 64)}, False),
+        ({"window": (0.0, 0.5)}, True),
+        ({"schedule": StrengthSchedule.parse("0:1, 1:0.5")}, True),
+    ],
+)
+def test_no_host_reads_unless_the_window_or_schedule_needs_the_sigma(control, fake_model, image, call, sigma, extras, reads):
+    window = extras.pop("window", (0.0, 1.0))
+    c = _ready(control, fake_model, image, window=window, **extras)
+    call(c, sigma(0.3), order=(1, 0))  # first call of the run: hint encoded, factors made
+    s = sigma(0.4)
+    with _HostReads() as mode:
+        out, _ = call(c, s, order=(1, 0))
+    assert out is not None
+    assert (mode.reads > 0) == reads
+
+
+def test_batch_one_hint_is_never_copied_per_step(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image)
+    call(c, sigma(0.3), n=2, order=(1, 0))
+    enc = c._encoded_hint
+    call(c, sigma(0.5), n=2, order=(1, 0))
+    assert c._encoded_hint is enc and enc.shape[0] == 1 and c._hint_layouts == {}
