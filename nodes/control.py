@@ -10,12 +10,14 @@ adapts it to ComfyUI's calling conventions (sigmas, batched cond/uncond chunks, 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from ..controlnet.errors import ControlNetError
+from ..controlnet.graphs import GraphBackend, GraphedControlNet
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
 from ..controlnet.reuse import ResidualCache, ReusePolicy, ReuseStats
@@ -25,6 +27,12 @@ from ..controlnet.weights import ControlWeights
 log = logging.getLogger("affordance.nodes")
 
 CONTEXT_FAMILIES = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}
+GRAPHS_ENV = "AFFORDANCE_CUDA_GRAPHS"
+
+
+def graphs_requested() -> bool:
+    """Whether the user asked for CUDA-graph replay (``AFFORDANCE_CUDA_GRAPHS=1``; off by default)."""
+    return os.environ.get(GRAPHS_ENV, "").strip().lower() in ("1", "on", "true", "yes")
 
 
 class FamilyMismatchError(ControlNetError, ValueError):
@@ -93,10 +101,16 @@ class AffordanceControl:
         self.schedule: StrengthSchedule | None = None
         self.mask: torch.Tensor | None = None
         self.reuse: ReusePolicy | None = None  # lossy residual reuse (AST_ControlResidualReuse); None = exact
+        self.cuda_graphs = graphs_requested()  # replay the forward as a CUDA graph where it is safe (lossless)
+        self.graph_backend: GraphBackend | None = None  # None: CUDA graphs (tests pass a stand-in)
+        self._graph: GraphedControlNet | None = None
         self._reset_run()
 
     # ----- configuration -------------------------------------------------------------------------
     def _reset_run(self) -> None:
+        if getattr(self, "_graph", None) is not None:
+            self._graph.release()  # recordings hold device memory: they live for one run
+        self._graph = None
         self._window: tuple[float, float] | None = None
         self._progress: ProgressMap | None = None
         self._sampling: Any = None
@@ -127,6 +141,8 @@ class AffordanceControl:
         c.schedule = self.schedule
         c.mask = self.mask
         c.reuse = self.reuse
+        c.cuda_graphs = self.cuda_graphs
+        c.graph_backend = self.graph_backend
         c.extra_args = dict(self.extra_args)
         c.extra_hooks = self.extra_hooks.clone() if self.extra_hooks is not None else None
         return c
@@ -387,8 +403,15 @@ class AffordanceControl:
 
         def compute() -> list[torch.Tensor | None]:
             enc = self._encoded(x_noisy, dtype, n, batched_number)
-            x = sampling.calculate_input(t, x_noisy)
-            return net(x.to(dtype), None, sampling.timestep(t), context, y, encoded_hint=enc, needed=needed).as_list()
+            x = sampling.calculate_input(t, x_noisy).to(dtype)
+            timesteps = sampling.timestep(t)
+            if not self.cuda_graphs:
+                return net(x, None, timesteps, context, y, encoded_hint=enc, needed=needed).as_list()
+            if self._graph is None:
+                self._graph = GraphedControlNet(net, self.graph_backend)
+            outs = self._graph(x, timesteps, context, y, enc, needed)
+            # a recording's outputs are overwritten by its next replay: copies are kept for reuse
+            return [None if o is None else o.clone() for o in outs] if self._lossy else outs
 
         lossy = self._lossy
         if lossy:

@@ -51,3 +51,41 @@ def comfyui_path() -> Path:
     if not path:
         pytest.skip("COMFYUI_PATH is not set")
     return Path(path)
+
+
+class StandInGraphs:
+    """A graph backend without a GPU: "records" by keeping the forward and replays it into the same tensors.
+
+    It keeps a recording's contract (static inputs read at replay time, static outputs overwritten by each
+    replay) so the runner's logic is tested on the CPU. ``reason`` refuses capture, ``fail`` makes the
+    capture raise, ``corrupt`` makes replays wrong (as a bad recording would be).
+    """
+
+    def __init__(self, reason: str | None = None, fail: str | None = None, corrupt: bool = False) -> None:
+        self.reason, self.fail, self.corrupt = reason, fail, corrupt
+        self.captures = 0
+
+    def why_not(self, network, x):
+        return self.reason
+
+    def capture(self, forward, device):
+        from affordance.controlnet.graphs import Captured
+
+        reference = forward()
+        if self.fail:
+            raise RuntimeError(self.fail)
+        outputs = forward()
+        self.captures += 1
+
+        def replay() -> None:
+            for o, fresh in zip(outputs, forward()):
+                if o is not None:
+                    o.copy_(fresh + 1 if self.corrupt else fresh)
+
+        return Captured(replay, outputs, reference)
+
+
+@pytest.fixture
+def standin_graphs():
+    """Factory of :class:`StandInGraphs` backends."""
+    return StandInGraphs

@@ -1,0 +1,242 @@
+"""Replaying a ControlNet forward as a CUDA graph: one capture per batch layout, checked, with an eager fallback.
+
+An eager ControlNet step launches several hundred small kernels, and on a fast GPU the launches, not the
+maths, set its cost. A CUDA graph records the launches once and replays them with one call. A graph
+reads and writes fixed addresses, so :class:`GraphedControlNet` keeps static input buffers (the inputs
+are copied in before each replay) and returns the graph's static outputs, which the next replay
+overwrites.
+
+Safety: a graph is captured only when every weight already sits on the input's device, no layer casts
+or patches its weights per call (ComfyUI's low-VRAM streaming and manual casting do), and autograd is
+off. Right after a capture the replay is compared with an eager forward of the same inputs; a failed
+capture or a replay that disagrees turns graphs off for that layout and the eager forward is used, so
+the result never depends on the graph. The capture itself is behind :class:`GraphBackend` so that
+everything else here is exercised without a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+log = logging.getLogger("affordance.controlnet")
+
+Outputs = list[torch.Tensor | None]
+
+
+@dataclass
+class Captured:
+    """A recorded forward.
+
+    Attributes:
+        replay: re-runs the recorded kernels, reading the static inputs and overwriting ``outputs``.
+        outputs: the static outputs (``None`` where a residual was not requested).
+        reference: an eager forward of the same inputs, run just before the capture (the warm-up).
+        handle: whatever keeps the recording alive (the ``torch.cuda.CUDAGraph``).
+    """
+
+    replay: Callable[[], Any]
+    outputs: Outputs
+    reference: Outputs
+    handle: Any = None
+
+
+class GraphBackend(Protocol):
+    """What a graph runner needs from the device: whether it can capture, and the capture itself."""
+
+    def why_not(self, network: nn.Module, x: torch.Tensor) -> str | None:
+        """``None`` when ``network`` can be captured for inputs like ``x``, else the reason in words."""
+        ...
+
+    def capture(self, forward: Callable[[], Outputs], device: torch.device) -> Captured:
+        """Warm ``forward`` up (the eager reference), then record it."""
+        ...
+
+
+def weights_movable_reason(network: nn.Module, device: torch.device) -> str | None:
+    """Why ``network``'s weights cannot be baked into a recording on ``device``, or ``None``.
+
+    Weights must all be on ``device`` and no layer may cast or patch them per call (ComfyUI's ops set
+    ``comfy_cast_weights`` for low-VRAM streaming and manual casting, and hold patch functions in
+    ``weight_function``/``bias_function``).
+    """
+    for name, t in [*network.named_parameters(), *network.named_buffers()]:
+        if t.device != device:
+            return f"weight {name} is on {t.device}, not {device} (offloaded, e.g. low-VRAM mode)"
+    for name, m in network.named_modules():
+        if getattr(m, "comfy_cast_weights", False):
+            return f"layer {name or 'root'} casts its weights per call (low-VRAM or manual-cast mode)"
+        if getattr(m, "weight_function", None) or getattr(m, "bias_function", None):
+            return f"layer {name or 'root'} patches its weights per call"
+    if torch.is_grad_enabled() and any(p.requires_grad for p in network.parameters()):
+        return "autograd is on (graphs are for inference)"
+    return None
+
+
+class CudaGraphBackend:
+    """Captures with :class:`torch.cuda.CUDAGraph` (warm-up on a side stream, as PyTorch requires)."""
+
+    def why_not(self, network: nn.Module, x: torch.Tensor) -> str | None:
+        if x.device.type != "cuda":
+            return f"the input is on {x.device}, not a CUDA device"
+        return weights_movable_reason(network, x.device)
+
+    def capture(self, forward: Callable[[], Outputs], device: torch.device) -> Captured:
+        current = torch.cuda.current_stream(device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            reference = forward()  # lazy library set-up (cuBLAS, cuDNN plans) happens here, not in the capture
+        current.wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = forward()
+        return Captured(graph.replay, outputs, reference, graph)
+
+
+@dataclass
+class _Layout:
+    static: tuple[torch.Tensor | None, ...]
+    captured: Captured | None  # None: this layout runs eagerly
+
+
+def _signature(t: torch.Tensor | None) -> Hashable:
+    return None if t is None else (tuple(t.shape), t.dtype, t.device, t.stride())
+
+
+def agree(a: Outputs, b: Outputs, rtol: float = 2e-3) -> bool:
+    """Whether two output lists match: same holes, and values within ``rtol`` of each tensor's range."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if (x is None) != (y is None):
+            return False
+        if x is None or y is None:
+            continue
+        if x.shape != y.shape:
+            return False
+        scale = float(y.detach().abs().amax()) if y.numel() else 0.0
+        if not torch.allclose(x.detach().float(), y.detach().float(), rtol=rtol, atol=rtol * max(scale, 1e-6)):
+            return False
+    return True
+
+
+class GraphedControlNet:
+    """Runs a ControlNet forward through a recorded graph per input layout, else eagerly.
+
+    One runner serves one caller for one sampling run: its outputs are overwritten by its next call
+    (copy what must outlive it), and :meth:`release` frees the recordings' memory at the end of the run.
+
+    Args:
+        network: the ControlNet (its ``forward(x, hint, timesteps, context, y, encoded_hint=, needed=)``).
+        backend: the capture; default :class:`CudaGraphBackend`.
+        max_layouts: at most this many layouts are recorded; later ones run eagerly.
+        check: compare each fresh recording with the eager forward before trusting it.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        backend: GraphBackend | None = None,
+        *,
+        max_layouts: int = 4,
+        check: bool = True,
+    ) -> None:
+        self.network = network
+        self.backend: GraphBackend = backend if backend is not None else CudaGraphBackend()
+        self.max_layouts = max_layouts
+        self.check = check
+        self._layouts: dict[Hashable, _Layout] = {}
+        self.replays = 0
+        self.eager_calls = 0
+
+    @property
+    def recorded(self) -> int:
+        """How many layouts currently replay a recording."""
+        return sum(1 for v in self._layouts.values() if v.captured is not None)
+
+    def release(self) -> None:
+        """Drop every recording and static buffer (their memory returns to the allocator)."""
+        self._layouts.clear()
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        y: torch.Tensor | None,
+        encoded_hint: torch.Tensor,
+        needed: Sequence[bool] | None = None,
+    ) -> Outputs:
+        """The residuals (middle last), as the network's forward with ``encoded_hint`` would give them.
+
+        Args:
+            x: ``(N, C, h, w)`` UNet input; timesteps ``(N,)``; context ``(N, S, D)``; y ``(N, A)`` or ``None``;
+                encoded_hint ``(N or 1, model_channels, h, w)``; needed: one flag per residual or ``None``.
+
+        Returns:
+            One tensor per residual (``None`` where not needed). When recorded these are the static
+            outputs, valid until this runner's next call.
+        """
+        inputs = (x, timesteps, context, y, encoded_hint)
+        flags = None if needed is None else tuple(bool(f) for f in needed)
+        key = (tuple(_signature(t) for t in inputs), flags)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout, outputs = self._record(key, inputs, flags)
+            if outputs is not None:
+                return outputs
+        if layout.captured is None:
+            return self._eager(inputs, flags)
+        for dst, src in zip(layout.static, inputs):
+            if dst is not None and src is not None:
+                dst.copy_(src)
+        layout.captured.replay()
+        self.replays += 1
+        return layout.captured.outputs
+
+    def _eager(self, inputs: tuple[torch.Tensor | None, ...], flags: tuple[bool, ...] | None) -> Outputs:
+        self.eager_calls += 1
+        x, timesteps, context, y, enc = inputs
+        return self.network(x, None, timesteps, context, y, encoded_hint=enc, needed=flags).as_list()
+
+    def _record(
+        self, key: Hashable, inputs: tuple[torch.Tensor | None, ...], flags: tuple[bool, ...] | None
+    ) -> tuple[_Layout, Outputs | None]:
+        """Record a new layout; returns it and, when recording produced them, this call's outputs."""
+        eager = _Layout((), None)
+        if self.recorded >= self.max_layouts:
+            log.info("CUDA graphs: %d layouts recorded already; this one runs eagerly", self.max_layouts)
+            self._layouts[key] = eager
+            return eager, None
+        reason = self.backend.why_not(self.network, inputs[0])
+        if reason is not None:
+            log.info("CUDA graphs off for this ControlNet: %s", reason)
+            self._layouts[key] = eager
+            return eager, None
+        static = tuple(None if t is None else t.clone() for t in inputs)
+        sx, st, sctx, sy, senc = static
+
+        def forward() -> Outputs:
+            return self.network(sx, None, st, sctx, sy, encoded_hint=senc, needed=flags).as_list()
+
+        try:
+            captured = self.backend.capture(forward, inputs[0].device)
+            captured.replay()
+            if self.check and not agree(captured.outputs, captured.reference):
+                log.warning("CUDA graphs off for this layout: the replay disagreed with the eager forward")
+                self._layouts[key] = eager
+                return eager, captured.reference
+        except Exception as exc:  # any capture failure falls back to eager; the result never depends on graphs
+            log.warning("CUDA graphs off for this layout: capture failed (%s: %s)", type(exc).__name__, exc)
+            self._layouts[key] = eager
+            return eager, None
+        layout = _Layout(static, captured)
+        self._layouts[key] = layout
+        self.replays += 1
+        return layout, captured.outputs

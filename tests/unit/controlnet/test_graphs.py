@@ -1,0 +1,127 @@
+"""The CUDA-graph runner: replays match the eager forward, layouts, refusals, failed or wrong recordings."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from affordance.controlnet.graphs import CudaGraphBackend, GraphedControlNet, agree, weights_movable_reason
+
+
+def _eager(model, x, t, ctx, y, enc, needed=None):
+    return model(x, None, t, ctx, y, encoded_hint=enc, needed=needed).as_list()
+
+
+def _steps(model, inputs, n=3):
+    x, hint, t, ctx, y = inputs(model.config)
+    enc = model.encode_hint(hint)
+    for i in range(n):  # new values, same layout: what a sampling run does
+        yield x * (1 + i) + i, t - 100 * i, ctx.roll(i, dims=1), y, enc
+
+
+def _assert_same(a, b):
+    assert len(a) == len(b)
+    for p, q in zip(a, b):
+        assert (p is None) == (q is None)
+        if p is not None:
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_replays_follow_new_inputs(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend)
+    seen = []
+    for args in _steps(tiny_model, inputs):
+        got = runner(*args)
+        _assert_same(got, _eager(tiny_model, *args))
+        seen.append(got)
+    assert backend.captures == 1 and runner.replays == 3 and runner.eager_calls == 0 and runner.recorded == 1
+    assert all(a is b for a, b in zip(seen[0], seen[2]))  # static outputs: the next call overwrites them
+
+
+@torch.no_grad()
+def test_each_layout_is_recorded_once_up_to_a_limit(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend, max_layouts=2)
+    cfg = tiny_model.config
+    for n, h in [(2, 8), (1, 8), (2, 8), (2, 16), (1, 8)]:
+        x, hint, t, ctx, y = inputs(cfg, n=n, h=h, w=h)
+        enc = tiny_model.encode_hint(hint)
+        _assert_same(runner(x, t, ctx, y, enc), _eager(tiny_model, x, t, ctx, y, enc))
+    assert backend.captures == 2 and runner.recorded == 2 and runner.eager_calls == 1  # the third layout ran eagerly
+    runner.release()
+    assert runner.recorded == 0
+
+
+@torch.no_grad()
+def test_needed_flags_are_part_of_the_layout(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend)
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    enc = tiny_model.encode_hint(hint)
+    needed = [True, False] + [False] * (tiny_model.config.num_residuals - 2)
+    _assert_same(runner(x, t, ctx, y, enc, needed), _eager(tiny_model, x, t, ctx, y, enc, needed))
+    _assert_same(runner(x, t, ctx, y, enc), _eager(tiny_model, x, t, ctx, y, enc))
+    assert backend.captures == 2
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(
+    ("backend_args", "message"),
+    [
+        ({"reason": "weights are offloaded"}, "CUDA graphs off for this ControlNet: weights are offloaded"),
+        ({"fail": "operation not permitted when stream is capturing"}, "capture failed (RuntimeError: operation not"),
+        ({"corrupt": True}, "the replay disagreed with the eager forward"),
+    ],
+)
+def test_refusals_and_bad_recordings_fall_back_to_eager(tiny_model, inputs, standin_graphs, caplog, backend_args, message):
+    runner = GraphedControlNet(tiny_model, standin_graphs(**backend_args))
+    with caplog.at_level(logging.INFO, logger="affordance.controlnet"):
+        for args in _steps(tiny_model, inputs):
+            _assert_same(runner(*args), _eager(tiny_model, *args))
+    assert message in caplog.text and caplog.text.count(message) == 1
+    assert runner.recorded == 0 and runner.replays == 0
+
+
+def test_weights_that_cannot_be_recorded(tiny_model):
+    assert weights_movable_reason(tiny_model, torch.device("cpu")) is not None  # autograd on, trainable weights
+    with torch.no_grad():
+        assert weights_movable_reason(tiny_model, torch.device("cpu")) is None
+        assert "not cuda" in weights_movable_reason(tiny_model, torch.device("cuda"))
+        layer = tiny_model.input_blocks[0][0]
+        layer.comfy_cast_weights = True
+        assert "input_blocks.0.0 casts its weights per call" in weights_movable_reason(tiny_model, torch.device("cpu"))
+        layer.comfy_cast_weights = False
+        layer.weight_function = [lambda w: w * 2]
+        assert "input_blocks.0.0 patches its weights per call" in weights_movable_reason(tiny_model, torch.device("cpu"))
+
+
+def test_cuda_backend_refuses_cpu_inputs(tiny_model):
+    assert "not a CUDA device" in CudaGraphBackend().why_not(tiny_model, torch.zeros(1))
+
+
+def test_agree_compares_holes_shapes_and_values():
+    a = [torch.ones(2, 3), None]
+    assert agree(a, [torch.ones(2, 3) * (1 + 1e-4), None])
+    assert not agree(a, [torch.ones(2, 3) * 1.01, None])
+    assert not agree(a, [torch.ones(2, 3), torch.ones(1)])
+    assert not agree(a, [torch.ones(3, 2), None])
+    assert not agree(a, a[:1])
+
+
+@pytest.mark.gpu
+@torch.inference_mode()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cuda_graph_replays_equal_eager_on_a_gpu(tiny_model, inputs, dtype):
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    model = tiny_model.to("cuda", dtype)
+    enc = model.encode_hint(hint.to("cuda", dtype))
+    runner = GraphedControlNet(model)
+    for i in range(3):
+        args = ((x * (1 + i) + i).to("cuda", dtype), (t - 100 * i).cuda(), ctx.roll(i, 1).to("cuda", dtype), None, enc)
+        got = [o.clone() for o in runner(*args)]
+        assert agree(got, _eager(model, *args), rtol=1e-3)
+    assert runner.recorded == 1 and runner.replays == 3

@@ -1,0 +1,105 @@
+"""CUDA-graph replay inside our control object (stand-in backend): same residuals as eager, per run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.controlnet.reuse import ReusePolicy
+from affordance.controlnet.weights import ControlWeights, Preset
+from affordance.nodes.control import GRAPHS_ENV, AffordanceControl, graphs_requested
+
+
+def _ready(base: AffordanceControl, fake_model, image, graphs, backend=None, **extras) -> AffordanceControl:
+    c = base.copy().set_cond_hint(image().movedim(-1, 1), extras.pop("strength", 1.0))
+    c.cuda_graphs, c.graph_backend = graphs, backend
+    reuse = extras.pop("reuse", None)
+    if extras:
+        c.configure(**extras)
+    if reuse:
+        c.set_reuse(reuse)
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    return c
+
+
+def _flat(out):
+    return None if out is None else out["output"] + out["middle"]
+
+
+def _same(a, b):
+    assert (a is None) == (b is None)
+    for p, q in zip(a or [], b or []):
+        assert (p is None) == (q is None)
+        if p is not None:
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+# sigmas of a short run, each called with cond+uncond batched, then cond and uncond one at a time (as ComfyUI
+# does when they do not fit together): two recorded layouts, three kinds of call with different inputs
+SCHEDULE = [(p, order) for p in (0.05, 0.2, 0.45, 0.7, 0.9) for order in ((1, 0), (0,), (1,))]
+
+
+@pytest.mark.parametrize(
+    "extras",
+    [
+        {},
+        {"weights": ControlWeights(uncond_multiplier=0.3), "mask": torch.ones(1, 64, 64).tril()},
+        {"weights": ControlWeights(Preset.CUSTOM, custom=(1.0, 0.0, 0.5, 0.0, 2.0)), "strength": 0.7},
+        {"reuse": ReusePolicy(2)},
+    ],
+    ids=["plain", "uncond-and-mask", "zero-weights", "reuse"],
+)
+def test_graphed_run_equals_eager_run(control, fake_model, image, call, sigma, standin_graphs, extras):
+    backend = standin_graphs()
+    eager = _ready(control, fake_model, image, False, **dict(extras))
+    graphed = _ready(control, fake_model, image, True, backend, **dict(extras))
+    with torch.no_grad():
+        for p, order in SCHEDULE:
+            s = sigma(p)
+            a, _ = call(eager, s, order=order, seed=sum(order) + len(order))
+            b, _ = call(graphed, s, order=order, seed=sum(order) + len(order))
+            _same(_flat(b), _flat(a))
+    assert backend.captures == 2
+    if "reuse" in extras:  # residuals kept for reuse must not be overwritten by later replays
+        assert graphed.reuse_stats.reused > 0 and graphed._graph.replays == graphed.reuse_stats.computed
+    else:
+        assert graphed._graph.replays == len(SCHEDULE)
+    graphed.cleanup()
+    assert graphed._graph is None
+
+
+def test_two_controls_on_one_network_do_not_share_a_recording(control, fake_model, image, call, sigma, standin_graphs):
+    def chain(graphs):
+        backend = standin_graphs()
+        first = _ready(control, fake_model, image, graphs, backend)
+        second = _ready(control, fake_model, lambda: image(seed=9), graphs, backend, strength=0.5)
+        second.set_previous_controlnet(first)
+        return second, backend
+
+    eager, _ = chain(False)
+    graphed, backend = chain(True)
+    with torch.no_grad():
+        for p in (0.1, 0.5, 0.8):
+            s = sigma(p)
+            _same(_flat(call(graphed, s)[0]), _flat(call(eager, s)[0]))
+    assert backend.captures == 2  # one recording per control object, each with its own outputs
+
+
+def test_graphs_off_by_default_and_requested_by_environment(control, monkeypatch):
+    monkeypatch.delenv(GRAPHS_ENV, raising=False)
+    assert not graphs_requested() and not AffordanceControl(control.network).cuda_graphs
+    for value, on in [("1", True), ("on", True), (" TRUE ", True), ("0", False), ("off", False), ("", False)]:
+        monkeypatch.setenv(GRAPHS_ENV, value)
+        assert graphs_requested() is on
+    monkeypatch.setenv(GRAPHS_ENV, "1")
+    c = AffordanceControl(control.network)
+    assert c.cuda_graphs and c.copy().cuda_graphs
+
+
+def test_graphs_requested_on_the_cpu_run_eagerly(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image, True)  # the real CUDA backend refuses CPU inputs
+    ref = _ready(control, fake_model, image, False)
+    with torch.no_grad():
+        _same(_flat(call(c, sigma(0.5))[0]), _flat(call(ref, sigma(0.5))[0]))
+    assert c._graph.recorded == 0 and c._graph.eager_calls == 1
