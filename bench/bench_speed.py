@@ -109,6 +109,7 @@ class Options:
     steps: int
     runs: int
     seed: int
+    variants: bool = False  # also time CUDA graphs and channels-last (on the CPU graphs fall back to eager)
 
     @property
     def cuda(self) -> bool:
@@ -201,6 +202,8 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
 
         single["ours"] = lambda: run_ours(0)
         double["ours x2"] = lambda: add(run_ours(0), run_ours(1))
+        if opts.variants:  # candidates for the default, measured beside it (by default on CUDA only)
+            add_cuda_variants(config, ours, encoded, (x, t, ctx, y), single, double)
 
         if comfy is not None:
             if opts.models == "tiny" and family == "sdxl":
@@ -310,18 +313,58 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
         print(f"{name:<14} {med[name]:>10.2f} {min(values):>8.2f} {max(values):>8.2f}")
     print(f"ours hint encoder alone: {hint_ms:.2f} ms (paid once per sampling run, not per step)")
     print("ratios (ours / peer; < 1 means ours is faster):")
-    for mine_name, peers in (("ours", ("comfyui", "diffusers")), ("ours x2", ("comfyui x2", "diffusers x2"))):
+    for mine_name, peers in (
+        ("ours", ("comfyui", "diffusers")),
+        ("ours x2", ("comfyui x2", "diffusers x2")),
+        ("ours graph", ("comfyui", "diffusers", "ours")),
+        ("ours graph x2", ("comfyui x2", "diffusers x2", "ours x2")),
+        ("ours cl", ("ours",)),
+        ("ours graph cl", ("ours graph",)),
+    ):
+        if mine_name not in med:
+            continue
         for peer in peers:
             if peer in med:
                 print(f"  {mine_name} vs {peer}: {fmt_ratio(med[mine_name], med[peer])}")
             else:
                 print(f"  {mine_name} vs {peer}: peer missing, no ratio")
     for (fam, name), limit in TARGET_MS.items():
-        if fam == family:
-            print(
-                f"target: {name} <= {limit:g} ms per step (H100; {ANCHOR_MS[family, name]}): {med[name]:.2f} ms "
-                f"{verdict(med[name] <= limit, off)}"
-            )
+        for variant in (name, name.replace("ours", "ours graph")):
+            if fam == family and variant in med:
+                print(
+                    f"target: {variant} <= {limit:g} ms per step (H100; {ANCHOR_MS[family, name]}): {med[variant]:.2f} ms "
+                    f"{verdict(med[variant] <= limit, off)}"
+                )
+
+
+def add_cuda_variants(
+    config: ControlNetConfig,
+    ours: list,
+    encoded: list[torch.Tensor],
+    inputs: tuple[torch.Tensor | None, ...],
+    single: dict[str, Callable[[], Outputs]],
+    double: dict[str, Callable[[], Outputs]],
+) -> None:
+    """ours graph: CUDA-graph replay (AFFORDANCE_CUDA_GRAPHS=1); ours cl: channels-last weights and inputs; both."""
+    from affordance.controlnet.graphs import GraphedControlNet
+
+    x, t, ctx, y = inputs
+    graphs = [GraphedControlNet(m) for m in ours]
+    single["ours graph"] = lambda: graphs[0](x, t, ctx, y, encoded[0])
+    double["ours graph x2"] = lambda: add(graphs[0](x, t, ctx, y, encoded[0]), graphs[1](x, t, ctx, y, encoded[1]))
+    cl = torch.channels_last
+    cl_models = [copy_channels_last(m) for m in ours[:1]]
+    x_cl, enc_cl = x.contiguous(memory_format=cl), encoded[0].contiguous(memory_format=cl)
+    cl_graph = GraphedControlNet(cl_models[0])
+    single["ours cl"] = lambda: cl_models[0](x_cl, None, t, ctx, y, encoded_hint=enc_cl).as_list()
+    single["ours graph cl"] = lambda: cl_graph(x_cl, t, ctx, y, enc_cl)
+
+
+def copy_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose 4-D weights are channels-last (the original is untouched)."""
+    import copy
+
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
 # ----- 2. inside a ComfyUI sampling run --------------------------------------------------------------------------
@@ -450,6 +493,12 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
         "ComfyUI ControlNet x2": chain(apply_theirs, theirs),
         "ours x2": chain(apply_control, ours),
     }
+    if opts.variants:  # the same files with CUDA-graph replay on (AFFORDANCE_CUDA_GRAPHS=1)
+        graphed = [load_control(p) for p in files]
+        for c in graphed:
+            c.cuda_graphs = True
+        variants["ours graph"] = chain(apply_control, graphed[:1])
+        variants["ours graph x2"] = chain(apply_control, graphed)
     noise = comfy.sample.prepare_noise(latent, opts.seed)
 
     def sample(pos: list, neg: list) -> tuple[torch.Tensor, list[float], float, float | None]:
@@ -496,7 +545,9 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
 
     tol = SAMPLE_TOL[dtype]
     print(f"sampled latents (max abs diff; tolerance {tol:g} of the control's effect for {opts.dtype_name}):")
-    for mine, theirs_name in (("ours", "ComfyUI ControlNet"), ("ours x2", "ComfyUI ControlNet x2")):
+    pairs = [("ours", "ComfyUI ControlNet"), ("ours x2", "ComfyUI ControlNet x2")]
+    pairs += [(f"ours graph{s}", f"ComfyUI ControlNet{s}") for s in ("", " x2") if f"ours graph{s}" in finals]
+    for mine, theirs_name in pairs:
         effect = float((finals[theirs_name] - finals["UNet only"]).abs().max())
         diff = float((finals[mine] - finals[theirs_name]).abs().max())
         ok = diff <= tol * effect
@@ -538,6 +589,12 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
         )
     else:
         print("target: peak memory with ours <= ComfyUI's path: n/a (CPU)")
+    if "ours graph" in med:
+        r_graph = med["ours graph"] / base
+        print(
+            f"with CUDA graphs (AFFORDANCE_CUDA_GRAPHS=1): ours {r_graph:.3f}x {verdict(r_graph <= TARGET_STEP_RATIO, off)}"
+            + (f"; peak {peaks['ours graph']:.0f} MiB" if "ours graph" in peaks else "")
+        )
     del variants, theirs, ours, finals
     mm.unload_all_models()
     gc.collect()
@@ -566,6 +623,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--comfy-pytorch-attention", action="store_true", help="make ComfyUI use torch SDPA (its default on NVIDIA)"
     )
+    p.add_argument(
+        "--variants",
+        choices=["auto", "all", "none"],
+        default="auto",
+        help="also time ours with CUDA graphs and channels-last: auto = on CUDA only (on the CPU graphs run eagerly)",
+    )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return p.parse_args(argv)
@@ -590,6 +653,7 @@ def main(argv: list[str] | None = None) -> Report:
         steps=args.steps or (20 if cuda else 4),
         runs=args.runs or (3 if cuda else 2),
         seed=args.seed,
+        variants=args.variants == "all" or (args.variants == "auto" and cuda),
     )
     size = args.size or (512 if cuda else 64)
     xl_size = args.xl_size if args.xl_size is not None else (1024 if cuda else 128)
@@ -660,19 +724,22 @@ def free_memory(opts: Options) -> None:
 def print_summary(report: Report, opts: Options) -> None:
     print("\n## Summary (issue 7's targets: NVIDIA H100, full models, fp16, batch 2, 512 / 1024 px)")
     rows = [
-        ("SD1.5 one ControlNet per step", ("sd15", "ours"), f"<= {TARGET_MS['sd15', 'ours']:g} ms"),
-        ("SD1.5 two ControlNets per step", ("sd15", "ours x2"), f"<= {TARGET_MS['sd15', 'ours x2']:g} ms"),
-        ("SDXL one ControlNet per step", ("sdxl", "ours"), f"<= {TARGET_MS['sdxl', 'ours']:g} ms"),
+        ("SD1.5 one ControlNet per step", ("sd15", "ours"), TARGET_MS["sd15", "ours"]),
+        ("SD1.5 two ControlNets per step", ("sd15", "ours x2"), TARGET_MS["sd15", "ours x2"]),
+        ("SDXL one ControlNet per step", ("sdxl", "ours"), TARGET_MS["sdxl", "ours"]),
     ]
-    for label, key, target in rows:
-        if key not in report.forward_ms:
+    for label, (family, name), limit in rows:
+        target = f"<= {limit:g} ms"
+        if (family, name) not in report.forward_ms:
             print(f"  {label:<40} {target:<10} not measured")
             continue
-        ms = report.forward_ms[key]
-        peer = report.forward_ms.get((key[0], "comfyui" + key[1][4:]))
+        peer = report.forward_ms.get((family, "comfyui" + name[4:]))
         vs = f" (ComfyUI here {peer:.2f} ms)" if peer else ""
-        off = "not the targets' setup" if report.off_target.get(key[0], "x") else ""
-        print(f"  {label:<40} {target:<10} {ms:.2f} ms{vs}  {verdict(ms <= TARGET_MS[key], off)}")
+        off = "not the targets' setup" if report.off_target.get(family, "x") else ""
+        for variant, how in ((name, ""), (name.replace("ours", "ours graph"), ", CUDA graphs")):
+            if (family, variant) in report.forward_ms:
+                ms = report.forward_ms[family, variant]
+                print(f"  {label + how:<40} {target:<10} {ms:.2f} ms{vs}  {verdict(ms <= limit, off)}")
     if report.step_ms:
         base = report.step_ms["UNet only"]
         r, rc = report.step_ms["ours"] / base, report.step_ms["ComfyUI ControlNet"] / base
@@ -681,12 +748,21 @@ def print_summary(report: Report, opts: Options) -> None:
             f"  {'step with ours / UNet-only step':<40} {'<= 1.15x':<10} {r:.3f}x (ComfyUI here {rc:.3f}x, anchor 1.47x)  "
             f"{verdict(r <= TARGET_STEP_RATIO, off)}"
         )
+        if "ours graph" in report.step_ms:
+            rg = report.step_ms["ours graph"] / base
+            label = "step with ours / UNet-only, CUDA graphs"
+            print(f"  {label:<40} {'<= 1.15x':<10} {rg:.3f}x  {verdict(rg <= TARGET_STEP_RATIO, off)}")
         if report.peak_mib:
-            ok = report.peak_mib["ours"] <= report.peak_mib["ComfyUI ControlNet"]
-            print(
-                f"  {'peak memory, ours vs ComfyUI path':<40} {'<= ComfyUI':<10} {report.peak_mib['ours']:.0f} vs "
-                f"{report.peak_mib['ComfyUI ControlNet']:.0f} MiB  {verdict(ok, '')}"
-            )
+            theirs = report.peak_mib["ComfyUI ControlNet"]
+            for variant, label in (
+                ("ours", "peak memory, ours vs ComfyUI path"),
+                ("ours graph", "peak memory, CUDA graphs"),
+            ):
+                if variant in report.peak_mib:
+                    mine = report.peak_mib[variant]
+                    print(
+                        f"  {label:<40} {'<= ComfyUI':<10} {mine:.0f} vs {theirs:.0f} MiB  {verdict(mine <= theirs, '')}"
+                    )
         else:
             print(f"  {'peak memory, ours vs ComfyUI path':<40} {'<= ComfyUI':<10} n/a (CPU)")
     else:

@@ -41,7 +41,7 @@ def table_rows(out: str, names: tuple[str, ...]) -> dict[str, list[float]]:
     """Median ms of each implementation's rows in the ms-per-step tables (one row per section)."""
     rows: dict[str, list[float]] = {}
     for line in out.splitlines():
-        m = re.fullmatch(r"(\S+(?: x2)?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", line)
+        m = re.fullmatch(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", line)
         if m and m.group(1) in names:
             rows.setdefault(m.group(1), []).append(float(m.group(2)))
     return rows
@@ -75,6 +75,26 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys):
     assert "target: ours <= 4 ms per step" in out and "n/a (targets are for CUDA)" in out
     assert "outputs agree with the reference: yes" in out
     assert "device: " in out and "affordance: " in out  # the header
+
+
+def test_cuda_variants_run_on_the_cpu_too(bench, capsys):
+    """``--variants all``: the CUDA-graph and channels-last candidates are wired and checked (graphs run eagerly)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        report = bench.main([*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--variants", "all", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    names = ("ours", "ours x2", "ours graph", "ours graph x2", "ours cl", "ours graph cl")
+    for name in names:
+        assert report.forward_ms["sd15", name] > 0 and report.agree[f"sd15 {name}"], out
+    assert set(table_rows(out, names)) == set(names), out
+    assert "ours graph vs ours: " in out and "ours graph cl vs ours graph: " in out
+    assert "target: ours graph <= 4 ms per step" in out
+    assert re.search(r"SD1.5 one ControlNet per step, CUDA graphs +<= 4 ms +[\d.]+ ms", out)
+    assert "outputs agree with the reference: yes" in out
 
 
 def test_verdicts_and_target_setup(bench):

@@ -39,7 +39,7 @@ def test_comfyui_forward_peer_and_sampling_run(bench, comfy, capsys, monkeypatch
     try:
         report = bench.main(
             ["--device", "cpu", "--comfyui", str(comfy.path), "--xl-size", "0", "--rounds", "1", "--calls", "1",
-             "--warmup", "0", "--steps", "3", "--runs", "1", "--threads", "1", "--no-diffusers"]
+             "--warmup", "0", "--steps", "3", "--runs", "1", "--threads", "1", "--no-diffusers", "--variants", "all"]
         )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
@@ -49,9 +49,12 @@ def test_comfyui_forward_peer_and_sampling_run(bench, comfy, capsys, monkeypatch
         assert report.forward_ms["sd15", name] > 0 and report.agree[f"sd15 {name}"], out
     assert "ours vs comfyui: " in out and "ours x2 vs comfyui x2: " in out
     assert "applied with ComfyUI's ControlNetApplyAdvanced" in out
-    variants = ("UNet only", "ComfyUI ControlNet", "ours", "ComfyUI ControlNet x2", "ours x2")
+    variants = ("UNet only", "ComfyUI ControlNet", "ours", "ComfyUI ControlNet x2", "ours x2", "ours graph", "ours graph x2")
     assert set(report.step_ms) == set(variants) and all(v > 0 for v in report.step_ms.values())
-    assert report.agree["sampling ours"] and report.agree["sampling ours x2"], out
+    for name in ("ours", "ours x2", "ours graph", "ours graph x2"):  # graphs requested run eagerly on the CPU
+        assert report.agree[f"sampling {name}"], out
+    assert re.search(r"with CUDA graphs \(AFFORDANCE_CUDA_GRAPHS=1\): ours [\d.]+x (PASS|MISS); peak 100 MiB", out)
+    assert re.search(r"peak memory, CUDA graphs +<= ComfyUI 100 vs 100 MiB  PASS", out)
     assert report.peak_mib == dict.fromkeys(variants, 100.0)
     assert "target: peak memory with ours <= ComfyUI's path: 100 MiB vs 100 MiB PASS" in out
     assert re.search(r"step with ours / UNet-only step +<= 1.15x +[\d.]+x \(ComfyUI here [\d.]+x, anchor 1.47x\)  (PASS|MISS)", out)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue 7's GPU checks in one command, for a lent GPU machine (bench/README.md, "Issue 7 on a GPU").
+#
+# Runs from the repository root with the machine's own python3 (torch with CUDA). Needs two folders that git
+# ignores and that must travel with the working tree:
+#   .comfy/  a copy of a ComfyUI checkout (its Python tree; the big tokenizer file is not needed)
+#   .whl/    wheels of what that python3 lacks: diffusers (with importlib_metadata, zipp) and, for ComfyUI's
+#            samplers, torchsde and trampoline
+# Writes everything to $OUT (default bench/results/gpu-run): the gpu-marked tests, bench_speed's whole
+# comparison, and profiles of one SD1.5 and one SDXL forward (eager, CUDA graph, channels-last).
+# Each step has its own time limit; a failed step is reported and the next one still runs.
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-bench/results/gpu-run}
+mkdir -p "$OUT"
+status=0
+nvidia-smi -L | tee "$OUT/gpu.txt" || echo "nvidia-smi failed: no NVIDIA GPU here?"
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site
+fi
+# bench scripts import the pack as `affordance` (tests register it themselves): a link named so, outside the repo
+mkdir -p /tmp/pk && ln -sfn "$PWD" /tmp/pk/affordance
+export PYTHONPATH=/tmp/pk${PYTHONPATH:+:$PYTHONPATH}
+COMFY=${COMFYUI_PATH:-.comfy}
+
+step() {  # step NAME SECONDS COMMAND...: run with a limit, output to $OUT/NAME.txt
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (limit ${limit}s): $*"
+    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
+    local rc=$?
+    tail -n 40 "$OUT/$name.txt"
+    [ "$rc" -eq 0 ] || { echo "== $name: exit $rc"; status=1; }
+}
+
+# limits sum to 8.5 minutes, leaving room in a 15-minute device budget for the machine's start and one rerun
+step gpu-tests 90 python3 -P -m pytest -q -p no:cacheprovider --import-mode=importlib -m gpu \
+    tests/unit/controlnet/test_graphs.py tests/unit/controlnet/test_model.py
+step speed 300 python3 -P bench/bench_speed.py --comfyui "$COMFY" --runs 2 ${SPEED_ARGS:-}
+step profile-sd15 60 python3 -P bench/profile_forward.py --family sd15 --channels-last --top 20 ${PROFILE_ARGS:-}
+step profile-sdxl 60 python3 -P bench/profile_forward.py --family sdxl --channels-last --top 20 ${PROFILE_ARGS:-}
+exit $status
