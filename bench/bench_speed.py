@@ -318,6 +318,8 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
         ("ours x2", ("comfyui x2", "diffusers x2")),
         ("ours graph", ("comfyui", "diffusers", "ours")),
         ("ours graph x2", ("comfyui x2", "diffusers x2", "ours x2")),
+        ("ours x2 streams", ("ours x2",)),
+        ("ours graph x2 streams", ("ours graph x2", "comfyui x2")),
         ("ours cl", ("ours",)),
         ("ours graph cl", ("ours graph",)),
     ):
@@ -345,7 +347,8 @@ def add_cuda_variants(
     single: dict[str, Callable[[], Outputs]],
     double: dict[str, Callable[[], Outputs]],
 ) -> None:
-    """ours graph: CUDA-graph replay (AFFORDANCE_CUDA_GRAPHS=1); ours cl: channels-last weights and inputs; both."""
+    """ours graph: CUDA-graph replay (AFFORDANCE_CUDA_GRAPHS=1); ours cl: channels-last weights and inputs; both;
+    on CUDA also two ControlNets on two streams at once (eager and graphed)."""
     from affordance.controlnet.graphs import GraphedControlNet
 
     x, t, ctx, y = inputs
@@ -358,6 +361,29 @@ def add_cuda_variants(
     cl_graph = GraphedControlNet(cl_models[0])
     single["ours cl"] = lambda: cl_models[0](x_cl, None, t, ctx, y, encoded_hint=enc_cl).as_list()
     single["ours graph cl"] = lambda: cl_graph(x_cl, t, ctx, y, enc_cl)
+    if x.is_cuda:  # two ControlNets at once: the second on a side stream, joined before the sum
+        side = torch.cuda.Stream(x.device)
+
+        def concurrently(first: Callable[[], Outputs], second: Callable[[], Outputs], record: bool = True) -> Outputs:
+            main = torch.cuda.current_stream(x.device)
+            side.wait_stream(main)
+            with torch.cuda.stream(side):
+                b = second()
+            a = first()
+            main.wait_stream(side)
+            for r in b if record else ():  # fresh tensors made on the side stream, read on the main one
+                r.record_stream(main)
+            return add(a, b)
+
+        double["ours x2 streams"] = lambda: concurrently(
+            lambda: ours[0](x, None, t, ctx, y, encoded_hint=encoded[0]).as_list(),
+            lambda: ours[1](x, None, t, ctx, y, encoded_hint=encoded[1]).as_list(),
+        )
+        double["ours graph x2 streams"] = lambda: concurrently(
+            lambda: graphs[0](x, t, ctx, y, encoded[0]),
+            lambda: graphs[1](x, t, ctx, y, encoded[1]),
+            record=False,  # a recording's static outputs are never freed: nothing to record
+        )
 
 
 def copy_channels_last(model: torch.nn.Module) -> torch.nn.Module:
