@@ -86,6 +86,27 @@ def test_refusals_and_bad_recordings_fall_back_to_eager(tiny_model, inputs, stan
     assert runner.recorded == 0 and runner.replays == 0
 
 
+@torch.no_grad()
+def test_replaced_weights_are_recorded_again_and_in_place_updates_are_not(tiny_model, inputs, standin_graphs, caplog):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend, max_rerecords=2)
+    args = next(_steps(tiny_model, inputs, n=1))
+    conv = tiny_model.zero_convs[0][0]
+    with caplog.at_level(logging.INFO, logger="affordance.controlnet"):
+        runner(*args)
+        conv.weight.mul_(2)  # in place: a recording reads the new values at the same address
+        _assert_same(runner(*args), _eager(tiny_model, *args))
+        assert backend.captures == 1 and runner.rerecords == 0
+        for i in range(3):  # as ComfyUI's patcher does (set_attr_param): a new tensor at a new address
+            conv.weight = torch.nn.Parameter(conv.weight * 0.5, requires_grad=False)
+            _assert_same(runner(*args), _eager(tiny_model, *args))
+            assert backend.captures == min(i + 2, 3)
+        _assert_same(runner(*args), _eager(tiny_model, *args))
+    assert caplog.text.count("weights were replaced or moved; recording again") == 2
+    assert "CUDA graphs off for this run: the ControlNet's weights were replaced 3 times" in caplog.text
+    assert runner.rerecords == 3 and runner.recorded == 0 and runner.eager_calls == 2
+
+
 def test_weights_that_cannot_be_recorded(tiny_model):
     assert weights_movable_reason(tiny_model, torch.device("cpu")) is not None  # autograd on, trainable weights
     with torch.no_grad():
