@@ -7,7 +7,8 @@
 #   .whl/    wheels of what that python3 lacks: diffusers (with importlib_metadata, zipp) and, for ComfyUI's
 #            samplers, torchsde and trampoline
 # Writes everything to $OUT (default bench/results/gpu-run): the gpu-marked tests, bench_speed's whole
-# comparison, and profiles of one SD1.5 and one SDXL forward (eager, CUDA graph, channels-last).
+# comparison, profiles of one SD1.5 and one SDXL forward (eager, CUDA graph, channels-last), and last the
+# residual-reuse run (lossy mode's speed-up and PSNR at 512 px, fp16).
 # Each step has its own time limit; a failed step is reported and the next one still runs.
 set -u
 export PYTHONUNBUFFERED=1
@@ -34,10 +35,11 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, output to $OUT/NAME.
     [ "$rc" -eq 0 ] || { echo "== $name: exit $rc"; status=1; }
 }
 
-# limits sum to 8.5 minutes, leaving room in a 15-minute device budget for the machine's start and one rerun
+# limits sum to 10 minutes (most steps end well before theirs); the first four, 8.5 minutes, are the targets
 step gpu-tests 90 python3 -P -m pytest -q -p no:cacheprovider --import-mode=importlib -m gpu \
     tests/unit/controlnet/test_graphs.py tests/unit/controlnet/test_model.py
 step speed 300 python3 -P bench/bench_speed.py --comfyui "$COMFY" --runs 2 ${SPEED_ARGS:-}
 step profile-sd15 60 python3 -P bench/profile_forward.py --family sd15 --channels-last --top 20 ${PROFILE_ARGS:-}
 step profile-sdxl 60 python3 -P bench/profile_forward.py --family sdxl --channels-last --top 20 ${PROFILE_ARGS:-}
+step reuse 90 python3 -P bench/bench_reuse.py ${REUSE_ARGS:-}
 exit $status
