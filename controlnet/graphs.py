@@ -96,7 +96,8 @@ class CudaGraphBackend:
             reference = forward()  # lazy library set-up (cuBLAS, cuDNN plans) happens here, not in the capture
         current.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: CUDA calls of the host's other threads (previews, a server) must not break the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             outputs = forward()
         return Captured(graph.replay, outputs, reference, graph)
 
