@@ -219,6 +219,9 @@ class AffordanceControl:
             self._progress = ProgressMap(percent_to_timestep_function)
         self._sampling = sampling
         self._reuse_cache = None  # a new run never reuses residuals of an earlier one
+        if self._graph is not None:  # nor recordings (if the last run ended without cleanup)
+            self._graph.release()
+            self._graph = None
         if self.previous_controlnet is not None:
             self.previous_controlnet.pre_run(model, percent_to_timestep_function)
 

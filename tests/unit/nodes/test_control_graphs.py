@@ -103,3 +103,16 @@ def test_graphs_requested_on_the_cpu_run_eagerly(control, fake_model, image, cal
     with torch.no_grad():
         _same(_flat(call(c, sigma(0.5))[0]), _flat(call(ref, sigma(0.5))[0]))
     assert c._graph.recorded == 0 and c._graph.eager_calls == 1
+
+
+def test_a_new_run_never_replays_the_last_runs_recordings(control, fake_model, image, call, sigma, standin_graphs):
+    backend = standin_graphs()
+    c = _ready(control, fake_model, image, True, backend)
+    with torch.no_grad():
+        call(c, sigma(0.5))
+        first = c._graph
+        model = fake_model()
+        c.pre_run(model, model.model_sampling.percent_to_sigma)  # no cleanup() in between
+        assert c._graph is None and first.recorded == 0
+        call(c, sigma(0.5))
+    assert backend.captures == 2
