@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark scripts.
 
-The scripts load this file by its path (see ``_load_common`` in each script), so neither the repository
-root nor ``bench/`` has to be on ``sys.path``. ComfyUI is only ever imported from a checkout given on
+The scripts import it as ``affordance.bench._common`` (the pack is installed, or registered by the tests),
+so neither the repository root nor ``bench/`` has to be on ``sys.path``. ComfyUI is only ever imported from a checkout given on
 the command line or in ``COMFYUI_PATH``: it is a peer we measure against, never a dependency.
 """
 
@@ -113,22 +113,8 @@ def random_state_dict(
     """
     with torch.device("meta"):
         model = ControlNet(config)
-    norms = {
-        f"{name}.{p}" if name else p
-        for name, module in model.named_modules()
-        if isinstance(module, (torch.nn.GroupNorm, torch.nn.LayerNorm))
-        for p, _ in module.named_parameters(recurse=False)
-    }
-    out: dict[str, torch.Tensor] = {}
-    for i, (key, meta) in enumerate(sorted(model.state_dict().items())):
-        if key in norms:
-            t = torch.ones(meta.shape) if key.endswith("weight") else torch.zeros(meta.shape)
-        else:
-            s = zero_conv_std if key.startswith(("zero_convs.", "middle_block_out.")) else std
-            g = torch.Generator().manual_seed(seed * 1_000_003 + i)
-            t = torch.randn(meta.shape, generator=g).mul_(s)
-        out[key] = t.to(dtype).contiguous()
-    return out
+    zero_convs = {"zero_convs.": zero_conv_std, "middle_block_out.": zero_conv_std}
+    return random_module_weights(model, seed=seed, std=std, dtype=dtype, std_by_prefix=zero_convs)
 
 
 def make_inputs(
@@ -258,12 +244,19 @@ def median(values: list[float]) -> float:
 
 
 def random_module_weights(
-    module: torch.nn.Module, *, seed: int, std: float = 0.02, dtype: torch.dtype = torch.float32
+    module: torch.nn.Module,
+    *,
+    seed: int,
+    std: float = 0.02,
+    dtype: torch.dtype = torch.float32,
+    std_by_prefix: dict[str, float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Seeded random values for every tensor of ``module``'s state dict (any architecture, e.g. a UNet).
 
-    Norm layers get weight 1 and bias 0, everything else ``normal(0, std)``; tensor ``i`` in sorted key
-    order has its own generator, as in :func:`random_state_dict`.
+    Norm layers get weight 1 and bias 0, everything else ``normal(0, std)`` (or the std of the first
+    ``std_by_prefix`` key that starts the tensor's name); tensor ``i`` in sorted key order has its own
+    generator, so the values do not depend on the order in which tensors are made. ``module`` may live on
+    ``meta`` (only shapes are read).
     """
     norms = {
         f"{name}.{p}" if name else p
@@ -276,7 +269,8 @@ def random_module_weights(
         if key in norms:
             t = torch.ones(ref.shape) if key.endswith("weight") else torch.zeros(ref.shape)
         else:
-            t = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)).mul_(std)
+            s = next((v for prefix, v in (std_by_prefix or {}).items() if key.startswith(prefix)), std)
+            t = torch.randn(ref.shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i)).mul_(s)
         out[key] = t.to(dtype)
     return out
 

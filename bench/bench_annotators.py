@@ -11,7 +11,6 @@ random weights in the official layouts for both. Prints images/s and ratios (war
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from affordance.bench import _common as C
 from affordance.preprocessors.hed import HED_FILE, HEDNet, hed
 from affordance.preprocessors.midas import MIDAS_FILE, DPTHybridNet, midas_depth
 from affordance.preprocessors.openpose import (
@@ -32,17 +32,6 @@ from affordance.preprocessors.openpose import (
 )
 from affordance.preprocessors.sheet import demo_scene
 from affordance.preprocessors.weights import load_annotator
-
-
-def _load_common():
-    spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _load_common()
 
 
 def seeded(net: torch.nn.Module, seed: int, gain: float = 0.5) -> torch.nn.Module:

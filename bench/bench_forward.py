@@ -25,23 +25,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-
-def _load_common():
-    spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _load_common()
+from affordance.bench import _common as C
 
 Outputs = list[torch.Tensor]
 

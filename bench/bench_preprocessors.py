@@ -11,27 +11,15 @@ Ours: one batched call on the device. Prints images/s for both and their ratio.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from affordance.bench import _common as C
 from affordance.preprocessors import canny, shuffle, tile
 from affordance.preprocessors.sheet import demo_scene
-
-
-def _load_common():
-    spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _load_common()
 
 
 def _pad64(x: int) -> int:

@@ -23,31 +23,19 @@ a fraction of the control's effect (``|x_k - x_exact| / |x_exact - x_none|``, L2
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
 
+from affordance.bench import _common as C
 from affordance.controlnet import ControlNet, ControlNetConfig
 from affordance.nodes.apply import apply_control
 from affordance.nodes.control import AffordanceControl
 from affordance.nodes.reuse import reuse_residuals
-
-
-def _load_common():
-    spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _load_common()
 
 # diffusers UNet / VAE configurations matching our ControlNet presets
 UNETS: dict[str, dict[str, Any]] = {

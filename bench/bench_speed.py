@@ -49,18 +49,8 @@ from typing import Any
 
 import torch
 
+from affordance.bench import _common as C
 from affordance.controlnet import SD15, SDXL, ControlNetConfig
-
-
-def _load_common():
-    spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _load_common()
 
 Outputs = list[torch.Tensor]
 

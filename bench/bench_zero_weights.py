@@ -13,21 +13,10 @@ always run the whole network and multiply by zero), so the ratios are against ou
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import torch
 
-
-def _load_common():
-    spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _load_common()
+from affordance.bench import _common as C
 
 
 def patterns(count: int) -> dict[str, list[bool]]:

@@ -13,27 +13,15 @@ random weights (nothing is downloaded), batch 2, the hint encoded once (as the s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from affordance.bench import _common as C
 from affordance.controlnet.graphs import GraphedControlNet
-
-
-def _load_common():
-    spec = importlib.util.spec_from_file_location("affordance_bench_common", Path(__file__).with_name("_common.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-C = _load_common()
 
 
 def profile_calls(fn: Callable[[], object], device: torch.device, calls: int, top: int, title: str) -> dict[str, float]:

@@ -220,9 +220,9 @@ class GraphedControlNet:
         """
         inputs = (x, timesteps, context, y, encoded_hint)
         flags = None if needed is None else tuple(bool(f) for f in needed)
+        if self.rerecords <= self.max_rerecords:
+            self._weights_changed()  # drops the recordings if a weight was replaced or moved
         if self.rerecords > self.max_rerecords:
-            return self._eager(inputs, flags)
-        if self._weights_changed() and self.rerecords > self.max_rerecords:
             return self._eager(inputs, flags)
         key = (tuple(_signature(t) for t in inputs), flags)
         layout = self._layouts.get(key)

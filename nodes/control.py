@@ -44,7 +44,7 @@ def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[s
 
     Keys ``input``/``middle``/``output`` are always present; ``None`` entries are holes. ``out``'s tensors
     must be fresh (made for this call): the previous control's are added into them in place when shape
-    and dtype allow it (no new tensor); ``prev``'s tensors are never modified.
+    and dtype match (no new tensor); ``prev``'s tensors are never modified.
     """
     if prev is None:
         return out
@@ -57,9 +57,7 @@ def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[s
                 m = mine[i]
                 if m is None:
                     mine[i] = p
-                elif m.shape == torch.broadcast_shapes(m.shape, p.shape) and m.dtype == torch.promote_types(
-                    m.dtype, p.dtype
-                ):
+                elif m.shape == p.shape and m.dtype == p.dtype:
                     m.add_(p)
                 else:
                     mine[i] = p + m
@@ -107,10 +105,14 @@ class AffordanceControl:
         self._reset_run()
 
     # ----- configuration -------------------------------------------------------------------------
+    def _drop_recordings(self) -> None:
+        """Free the CUDA-graph recordings: they hold device memory and live for one run."""
+        if self._graph is not None:
+            self._graph.release()
+            self._graph = None
+
     def _reset_run(self) -> None:
-        if getattr(self, "_graph", None) is not None:
-            self._graph.release()  # recordings hold device memory: they live for one run
-        self._graph = None
+        self._drop_recordings()
         self._window: tuple[float, float] | None = None
         self._progress: ProgressMap | None = None
         self._sampling: Any = None
@@ -219,9 +221,7 @@ class AffordanceControl:
             self._progress = ProgressMap(percent_to_timestep_function)
         self._sampling = sampling
         self._reuse_cache = None  # a new run never reuses residuals of an earlier one
-        if self._graph is not None:  # nor recordings (if the last run ended without cleanup)
-            self._graph.release()
-            self._graph = None
+        self._drop_recordings()  # nor recordings (if the last run ended without cleanup)
         if self.previous_controlnet is not None:
             self.previous_controlnet.pre_run(model, percent_to_timestep_function)
 

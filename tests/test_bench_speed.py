@@ -5,32 +5,18 @@ ComfyUI is left out here (``--no-comfyui``); tests/comfy/test_bench_speed_comfy.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "bench_speed.py"
 TINY_ARGS = ["--device", "cpu", "--size", "64", "--xl-size", "128", "--rounds", "1", "--calls", "1", "--warmup", "0"]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("affordance_bench_speed", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_bench()
+    return importlib.import_module("affordance.bench.bench_speed")
 
 
 def has_diffusers() -> bool:

@@ -6,30 +6,18 @@ memory probe and the target setup, so a GPU run does not meet that code for the 
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 pytestmark = pytest.mark.comfy
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_speed.py"
-
 
 @pytest.fixture()
 def bench():
-    spec = importlib.util.spec_from_file_location("affordance_bench_speed_comfy", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return importlib.import_module("affordance.bench.bench_speed")
 
 
 def test_comfyui_forward_peer_and_sampling_run(bench, comfy, capsys, monkeypatch):
