@@ -39,9 +39,7 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
         ``(N, dim)`` float32 embedding in ``[-1, 1]`` on the device of ``timesteps``.
     """
     half = dim // 2
-    freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
-    )
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half)
     args = timesteps.float()[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
@@ -50,7 +48,9 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
 
 
 class TimestepBlock(nn.Module):
-    """A module whose forward takes the timestep embedding (and ignores or uses the context)."""
+    """A module whose forward takes the timestep embedding (and ignores or uses the context).
+
+    The embedding passed down the network is the SiLU-activated one (see :meth:`ResBlock.forward`)."""
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -73,7 +73,8 @@ class Sequence(nn.Sequential):
 class ResBlock(TimestepBlock):
     """Residual block with timestep conditioning (``in_layers``, ``emb_layers``, ``out_layers``).
 
-    Shapes: ``x`` ``(N, C_in, H, W)``, ``emb`` ``(N, E)`` -> ``(N, C_out, H, W)``.
+    Shapes: ``x`` ``(N, C_in, H, W)``, ``emb`` ``(N, E)`` (already through SiLU) -> ``(N, C_out, H, W)``.
+    ``emb_layers`` is ``SiLU, Linear`` as in the checkpoints; its SiLU is shared by all blocks of a network.
     """
 
     def __init__(self, channels: int, emb_channels: int, out_channels: int, ops: Ops = nn) -> None:
@@ -88,14 +89,20 @@ class ResBlock(TimestepBlock):
             nn.Dropout(0.0),
             ops.Conv2d(out_channels, out_channels, 3, padding=1),
         )
-        self.skip_connection: nn.Module = (
-            nn.Identity() if out_channels == channels else ops.Conv2d(channels, out_channels, 1)
-        )
+        self.identity_skip = out_channels == channels
+        self.skip_connection: nn.Module = nn.Identity() if self.identity_skip else ops.Conv2d(channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.in_layers(x)
-        h = h + self.emb_layers(emb).to(h.dtype)[:, :, None, None]
-        return self.skip_connection(x) + self.out_layers(h)
+        """``emb``: the timestep embedding **after** its SiLU (the network applies it once for all blocks).
+
+        The parameter-free layers (SiLU, dropout at 0, the containers) are applied directly: the same
+        values as calling the ``nn.Sequential``s, with fewer Python calls per step. The layers that hold
+        weights are still called as modules, so a host's layer classes (casting, streaming) keep working.
+        """
+        h = self.in_layers[2](F.silu(self.in_layers[0](x)))
+        h = h + self.emb_layers[1](emb).to(h.dtype)[:, :, None, None]
+        h = self.out_layers[3](F.silu(self.out_layers[0](h)))
+        return (x if self.identity_skip else self.skip_connection(x)) + h
 
 
 class Downsample(nn.Module):
@@ -130,7 +137,7 @@ class Attention(nn.Module):
             for t in (self.to_q(x), self.to_k(ctx), self.to_v(ctx))
         )
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.to_out(out.transpose(1, 2).reshape(n, -1, q.shape[1] * q.shape[-1]))
+        return self.to_out[0](out.transpose(1, 2).reshape(n, -1, q.shape[1] * q.shape[-1]))  # [1] is dropout at 0
 
 
 class GEGLU(nn.Module):
@@ -153,7 +160,7 @@ class FeedForward(nn.Module):
         self.net = nn.Sequential(GEGLU(dim, 4 * dim, ops), nn.Dropout(0.0), ops.Linear(4 * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net[2](self.net[0](x))  # net[1] is dropout at 0
 
 
 class BasicTransformerBlock(nn.Module):

@@ -159,7 +159,7 @@ def test_needed_skips_zero_convs_and_trailing_blocks(tiny_model, inputs):
         needed = [False] * cfg.num_residuals
         needed[0] = needed[2] = True
         blocks = _count_calls(list(tiny_model.input_blocks) + [tiny_model.middle_block])
-        convs = _count_calls(list(tiny_model.zero_convs) + [tiny_model.middle_block_out])
+        convs = _count_calls([z[0] for z in tiny_model.zero_convs] + [tiny_model.middle_block_out[0]])
         part = tiny_model(x, hint, t, ctx, y, needed=needed).as_list()
     for i, (a, b) in enumerate(zip(part, full)):
         if needed[i]:
@@ -176,7 +176,7 @@ def test_needed_middle_only_runs_every_block(tiny_model, inputs):
     needed = [False] * (cfg.num_residuals - 1) + [True]
     with torch.no_grad():
         full = tiny_model(x, hint, t, ctx, y)
-        convs = _count_calls(list(tiny_model.zero_convs))
+        convs = _count_calls([z[0] for z in tiny_model.zero_convs])
         part = tiny_model(x, hint, t, ctx, y, needed=needed)
     assert all(r is None for r in part.down) and not any(convs)
     torch.testing.assert_close(part.mid, full.mid, rtol=0, atol=0)
@@ -185,7 +185,7 @@ def test_needed_middle_only_runs_every_block(tiny_model, inputs):
 def test_needed_nothing_runs_nothing(tiny_model, inputs):
     cfg = tiny_model.config
     x, hint, t, ctx, y = inputs(cfg)
-    calls = _count_calls([tiny_model.time_embed, tiny_model.input_blocks[0]])
+    calls = _count_calls([tiny_model.time_embed[0], tiny_model.input_blocks[0]])
     out = tiny_model(x, None, t, ctx, y, encoded_hint=tiny_model.encode_hint(hint), needed=[False] * cfg.num_residuals)
     assert out.as_list() == [None] * cfg.num_residuals and calls == [0, 0]
     assert out.scaled(2.0).as_list() == [None] * cfg.num_residuals
@@ -210,3 +210,59 @@ def test_residuals_with_holes_add_and_scale(tiny_model, inputs):
         torch.testing.assert_close(s, f * 2 if needed[i] else f)
     holes = (part + part.scaled(0.5)).as_list()
     assert [h is None for h in holes] == [not f for f in needed]
+
+
+def _checkpoint_forward(model: ControlNet, x, hint, t, ctx, y) -> list[torch.Tensor]:
+    """The forward as the checkpoints' containers spell it: every ``nn.Sequential`` called whole, and each
+    ResBlock applying its own ``emb_layers`` (SiLU, Linear) to the raw embedding."""
+    from affordance.controlnet.layers import ResBlock, SpatialTransformer
+
+    emb = model.time_embed(timestep_embedding(t, model.config.model_channels))
+    if y is not None:
+        emb = emb + model.label_emb(y)
+
+    def run(seq, h):
+        for layer in seq:
+            if isinstance(layer, ResBlock):
+                e = layer.emb_layers(emb)[:, :, None, None]
+                h = layer.skip_connection(h) + layer.out_layers(layer.in_layers(h) + e)
+            elif isinstance(layer, SpatialTransformer):
+                h = layer(h, None, ctx)
+            else:
+                h = layer(h)
+        return h
+
+    outs, h = [], x
+    for i, (block, zero) in enumerate(zip(model.input_blocks, model.zero_convs)):
+        h = run(block, h)
+        if i == 0:
+            h = h + model.input_hint_block(hint, None, None)
+        outs.append(zero(h, None, None))
+    return outs + [model.middle_block_out(run(model.middle_block, h), None, None)]
+
+
+@pytest.mark.parametrize("which", ["tiny_model", "tiny_xl_model"])
+def test_step_shortcuts_equal_the_checkpoint_containers(which, request, inputs):
+    """The per-step path skips no-op modules and applies the embedding's SiLU once: bit-identical results."""
+    model = request.getfixturevalue(which)
+    x, hint, t, ctx, y = inputs(model.config)
+    with torch.no_grad():
+        ours = model(x, hint, t, ctx, y).as_list()
+        ref = _checkpoint_forward(model, x, hint, t, ctx, y)
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_step_calls_no_parameter_free_module(tiny_xl_model, inputs):
+    """SiLU, dropout-at-0 and identity modules cost Python calls per step and are applied directly instead."""
+    from torch import nn
+
+    model = tiny_xl_model
+    x, hint, t, ctx, y = inputs(model.config)
+    free = [m for name, m in model.named_modules() if isinstance(m, (nn.SiLU, nn.Dropout, nn.Identity))]
+    free = [m for m in free if not any(m is h for h in model.input_hint_block.modules())]
+    assert free  # the checkpoint layout has them (emb_layers.0, to_out.1, net.1, skip_connection...)
+    calls = _count_calls(free)
+    with torch.no_grad():
+        model(x, None, t, ctx, y, encoded_hint=model.encode_hint(hint))
+    assert sum(calls) == 0
