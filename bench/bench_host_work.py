@@ -1,0 +1,246 @@
+"""Host work of one ControlNet step, ours vs ComfyUI vs diffusers: operators, Python module calls, host time.
+
+On a GPU an eager ControlNet step is bound by the host, not by the GPU: on an H100, SD1.5 at 512 px, ours took
+14.7 ms per eager call while the same kernels replayed as one CUDA graph take about 5 ms (bench/results). What
+the host does per step is dispatching operators (each one at least one kernel launch on a GPU) and running
+Python (module calls and the code around them). This script counts both **exactly** for each implementation,
+on the same seeded weights and inputs, and times the host work where compute is negligible: every block,
+attention layer and norm of the full architecture, with the channels narrowed (``--width``) at 64 px, on the CPU
+(one thread). The counts do not depend on the machine; the times are ratios for this host.
+
+  python -P bench/bench_host_work.py --comfyui /path/to/ComfyUI          # SD1.5 and SDXL, all peers found
+  python -P bench/bench_host_work.py --families sd15 --rounds 3          # ours alone without ComfyUI/diffusers
+
+Rows: ``ours`` is a step as our sampler integration runs it (hint encoded once per run); ``ours, hint in call``
+re-encodes the hint in every call, as ComfyUI and diffusers do, for a like-for-like count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch.nn.modules.module import register_module_forward_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from affordance.bench import _common as C
+
+# Operators that only make views (no kernel, no new memory); everything else is counted.
+VIEW_OPS = frozenset(
+    "view _unsafe_view transpose permute unsqueeze squeeze expand slice select t split chunk alias detach "
+    "as_strided _reshape_alias reshape unbind split_with_sizes flatten lift_fresh".split()
+)
+
+
+class OperatorCount(TorchDispatchMode):
+    """Counts the aten operators dispatched inside the mode by name, views excluded (top level only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_name: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        name = func.__name__.split(".")[0]
+        if name not in VIEW_OPS:
+            self.by_name[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass
+class Work:
+    """One implementation's host work per call."""
+
+    operators: int
+    module_calls: int
+    top: list[tuple[str, int]]
+    ms: float = float("nan")
+    ms_min: float = float("nan")
+
+
+def count_work(fn: Callable[[], object]) -> Work:
+    """Operators and Python module calls of one call of ``fn`` (after one warm-up call)."""
+    fn()
+    calls = [0]
+
+    def hook(module: torch.nn.Module, args: tuple) -> None:
+        calls[0] += 1
+
+    handle = register_module_forward_pre_hook(hook)
+    try:
+        with OperatorCount() as ops:
+            fn()
+    finally:
+        handle.remove()
+    return Work(sum(ops.by_name.values()), calls[0], ops.by_name.most_common(8))
+
+
+@contextlib.contextmanager
+def comfy_sdpa(comfy: Any) -> Iterator[str]:
+    """ComfyUI's attention set to its torch-SDPA function (what it uses on GPUs) for the block, then restored.
+
+    ComfyUI picks its attention function when its attention module is imported (sub-quadratic on the CPU) and
+    reads the module's global at every call, so the global is swapped here, and put back (ComfyUI may be
+    imported in the same process for other work, e.g. the tests).
+    """
+    if comfy is None:
+        yield ""
+        return
+    attn = comfy.ldm.modules.attention
+    saved = attn.optimized_attention, attn.optimized_attention_masked
+    attn.optimized_attention = attn.optimized_attention_masked = attn.attention_pytorch
+    try:
+        yield attn.optimized_attention.__name__
+    finally:
+        attn.optimized_attention, attn.optimized_attention_masked = saved
+
+
+def narrowed(family: str, width: int) -> Any:
+    """The family's full architecture (every block, depth and layer kind) with ``model_channels`` and the text
+    width both ``width``, and 64-wide heads.
+
+    64-wide heads (SDXL's layout, SD1.5 has 8 heads) are what ComfyUI assumes for a ControlNet that matches no
+    known model: with them, all implementations build the same network. Neither the widths nor the head count
+    change any count; narrow widths make the compute negligible, so the time is the host's.
+    """
+    return replace(C.config_for(family), model_channels=width, context_dim=width, num_heads=-1, num_head_channels=64)
+
+
+def implementations(
+    family: str, width: int, size: int, comfy: Any, use_diffusers: bool, missing: dict[str, str]
+) -> tuple[dict[str, Callable[[], list[torch.Tensor]]], int]:
+    """The calls to compare (same weights and inputs) and the parameter count."""
+    config = narrowed(family, width)
+    dev, dtype = torch.device("cpu"), torch.float32
+    sd = C.random_state_dict(config, dtype=dtype)
+    inp = C.make_inputs(config, 2, size, dev, dtype, seed=1)
+    x, hint, t, ctx, y = inp["x"], inp["hint"], inp["t"], inp["context"], inp["y"]
+    ours = C.build_ours(config, sd, dev)
+    enc = ours.encode_hint(hint)
+    impls: dict[str, Callable[[], list[torch.Tensor]]] = {
+        "ours": lambda: ours(x, None, t, ctx, y, encoded_hint=enc).as_list(),
+        "ours, hint in call": lambda: ours(x, hint, t, ctx, y).as_list(),
+    }
+    if comfy is not None:
+        try:
+            cm = C.build_comfy(comfy, sd, dev, dtype)
+
+            def run_comfy() -> list[torch.Tensor]:
+                out = cm(x=x, hint=hint, timesteps=t, context=ctx, y=y)
+                return [*out["output"], *out["middle"]]
+
+            impls["comfyui"] = run_comfy
+        except Exception as exc:  # a peer that cannot be built is reported, the rest still runs
+            missing[f"comfyui ({family})"] = f"building ComfyUI's ControlNet failed: {type(exc).__name__}: {exc}"
+    if use_diffusers:
+        try:
+            dm = C.build_diffusers(config, sd, dev)
+
+            def run_diffusers() -> list[torch.Tensor]:
+                down, mid = dm(
+                    x,
+                    t,
+                    encoder_hidden_states=ctx,
+                    controlnet_cond=hint,
+                    added_cond_kwargs=inp["added"],
+                    return_dict=False,
+                )
+                return [*down, mid]
+
+            impls["diffusers"] = run_diffusers
+        except Exception as exc:
+            missing[f"diffusers ({family})"] = (
+                f"building diffusers' ControlNetModel failed: {type(exc).__name__}: {exc}"
+            )
+    return impls, sum(v.numel() for v in sd.values())
+
+
+def family_section(family: str, args: argparse.Namespace, comfy: Any, use_diffusers: bool, missing: dict) -> dict:
+    impls, params = implementations(family, args.width, args.size, comfy, use_diffusers, missing)
+    print(
+        f"\n## {family}: full depth, model_channels and text width {args.width} ({params / 1e6:.1f} M parameters), "
+        f"batch 2, {args.size}x{args.size} px, float32, CPU"
+    )
+    found: dict[str, Work] = {}
+    with torch.inference_mode():
+        ref = impls["ours"]()
+        scale = max(float(r.abs().max()) for r in ref)
+        print(f"outputs vs ours (max |ours| {scale:.4g}):", end="")
+        for name, fn in impls.items():
+            diff = C.max_abs_diff(ref, fn())
+            if diff is None or diff > 1e-4 * scale:
+                raise SystemExit(f"{name} does not compute the same residuals as ours (max abs diff {diff})")
+            print(f" {name} {diff:.2g};", end="")
+        print(" all agree")
+        per_call = C.interleaved_ms(impls, torch.device("cpu"), warmup=2, rounds=args.rounds, calls=args.calls)
+    with torch.no_grad():  # counted outside inference mode, where composite operators are already decomposed
+        for name, fn in impls.items():
+            found[name] = count_work(fn)
+    for name, values in per_call.items():
+        found[name].ms, found[name].ms_min = C.median(values), min(values)
+    print(
+        f"{'implementation':<20} {'operators':>9} {'module calls':>12} {'host ms':>8} {'min ms':>7}  most frequent operators"
+    )
+    for name, w in found.items():
+        top = ", ".join(f"{op} {n}" for op, n in w.top[:5])
+        print(f"{name:<20} {w.operators:>9} {w.module_calls:>12} {w.ms:>8.2f} {w.ms_min:>7.2f}  {top}")
+    print(f"host ms: median of {args.rounds} rounds x {args.calls} calls, implementations interleaved per round")
+    for peer in ("comfyui", "diffusers"):
+        if peer in found:
+            for mine in ("ours", "ours, hint in call"):
+                m, p = found[mine], found[peer]
+                print(
+                    f"  {mine} / {peer}: operators {m.operators / p.operators:.2f}x, module calls "
+                    f"{m.module_calls / p.module_calls:.2f}x, host time {m.ms / p.ms:.2f}x"
+                )
+    return found
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, Work]]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--families", nargs="+", choices=["sd15", "sd21", "sdxl"], default=["sd15", "sdxl"])
+    p.add_argument("--width", type=int, default=64, help="model_channels of the narrowed architectures (default 64)")
+    p.add_argument("--size", type=int, default=32, help="pixels (default 32: a 4x4 latent, every level at least 1x1)")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--calls", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--comfyui", help="ComfyUI checkout (default: $COMFYUI_PATH)")
+    p.add_argument("--no-diffusers", action="store_true", help="leave diffusers out")
+    args = p.parse_args(argv)
+    if args.width % 64:
+        p.error(f"--width must be a multiple of 64 (64-wide attention heads), got {args.width}")
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    C.print_header("bench_host_work: host work of one ControlNet step (operators, module calls, host time)", device)
+    missing: dict[str, str] = {}
+    comfy, why = C.import_comfy(C.comfyui_root(args.comfyui), device, pytorch_attention=True)
+    if comfy is None:
+        missing["comfyui"] = why
+    use_diffusers = not args.no_diffusers
+    if use_diffusers:
+        try:
+            import diffusers
+
+            print(f"diffusers: {diffusers.__version__}")
+        except ImportError as exc:
+            missing["diffusers"] = f"not importable: {exc}"
+            use_diffusers = False
+    with comfy_sdpa(comfy) as attention:
+        if comfy is not None:
+            print(
+                f"ComfyUI: attention function {attention} (as on GPUs); it logs 'no match' for these narrowed models "
+                "and builds them from the weights' shapes"
+            )
+        found = {fam: family_section(fam, args, comfy, use_diffusers, missing) for fam in args.families}
+    for name, why in missing.items():
+        print(f"not measured: {name}: {why}")
+    C.print_load_average("end")
+    return found
+
+
+if __name__ == "__main__":
+    main()
