@@ -106,6 +106,18 @@ def test_verdicts_and_target_setup(bench):
     assert bench.verdict(True, "why").startswith("n/a (why")
 
 
+def test_memory_target_needs_allocated_and_reserved_both_no_higher(bench):
+    alloc = {"ours graph": 900.0, "ComfyUI ControlNet": 900.0, "ours": 880.0}
+    held = {"ours graph": 1100.0, "ComfyUI ControlNet": 1000.0, "ours": 1000.0}
+    # a recording's pool is invisible in the allocated peak but not in the reserved one
+    assert bench.memory_verdict("ours graph", "ComfyUI ControlNet", alloc, held) == (
+        "900 vs 900 MiB allocated, 1100 vs 1000 MiB reserved  MISS"
+    )
+    assert bench.memory_verdict("ours", "ComfyUI ControlNet", alloc, held).endswith("1000 vs 1000 MiB reserved  PASS")
+    assert bench.memory_verdict("ours", "ComfyUI ControlNet", {**alloc, "ours": 901.0}, held).endswith("MISS")
+    assert bench.memory_verdict("ours", "ComfyUI ControlNet", alloc, {}) == "880 vs 900 MiB allocated  PASS"
+
+
 def test_comfy_unet_config_matches_comfyuis_sd15_and_sdxl(bench):
     """The UNet configurations ComfyUI's model detection gives SD1.5 and SDXL checkpoints."""
     sd15 = bench.comfy_unet_config(bench.FULL["sd15"])

@@ -22,6 +22,7 @@ def bench():
 
 def test_comfyui_forward_peer_and_sampling_run(bench, comfy, capsys, monkeypatch):
     monkeypatch.setattr(bench, "peak_memory_mib", lambda device: 100.0)
+    monkeypatch.setattr(bench, "peak_reserved_mib", lambda device: 120.0)
     monkeypatch.setattr(bench, "off_target", lambda opts, size, target: "")
     threads = torch.get_num_threads()
     try:
@@ -41,11 +42,14 @@ def test_comfyui_forward_peer_and_sampling_run(bench, comfy, capsys, monkeypatch
     assert set(report.step_ms) == set(variants) and all(v > 0 for v in report.step_ms.values())
     for name in ("ours", "ours x2", "ours graph", "ours graph x2"):  # graphs requested run eagerly on the CPU
         assert report.agree[f"sampling {name}"], out
-    assert re.search(r"with CUDA graphs \(AFFORDANCE_CUDA_GRAPHS=1\): ours [\d.]+x (PASS|MISS); peak 100 MiB", out)
-    assert re.search(r"peak memory, CUDA graphs +<= ComfyUI 100 vs 100 MiB  PASS", out)
-    assert report.peak_mib == dict.fromkeys(variants, 100.0)
-    assert "target: peak memory with ours <= ComfyUI's path: 100 MiB vs 100 MiB PASS" in out
+    assert re.search(r"with CUDA graphs \(AFFORDANCE_CUDA_GRAPHS=1\): ours [\d.]+x (PASS|MISS); peak 100 vs 100 MiB allocated, 120 vs 120 MiB reserved  PASS", out)
+    for label in ("CUDA graphs", "CUDA graphs x2", "two ControlNets", "ours vs ComfyUI path"):
+        assert re.search(rf"peak memory, {label} +<= ComfyUI 100 vs 100 MiB allocated, 120 vs 120 MiB reserved  PASS", out)
+    assert report.peak_mib == dict.fromkeys(variants, 100.0) and report.reserved_mib == dict.fromkeys(variants, 120.0)
+    assert (
+        "target: peak memory with ours <= ComfyUI's path: 100 vs 100 MiB allocated, 120 vs 120 MiB reserved  PASS; "
+        "two ControlNets: 100 vs 100 MiB allocated, 120 vs 120 MiB reserved  PASS" in out
+    )
     assert re.search(r"step with ours / UNet-only step +<= 1.15x +[\d.]+x \(ComfyUI here [\d.]+x, anchor 1.47x\)  (PASS|MISS)", out)
-    assert re.search(r"peak memory, ours vs ComfyUI path +<= ComfyUI 100 vs 100 MiB  PASS", out)
     assert re.search(r"SDXL one ControlNet per step +<= 15 ms +not measured", out)  # --xl-size 0
     assert "outputs agree with the reference: yes" in out
