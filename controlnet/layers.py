@@ -148,8 +148,12 @@ class GEGLU(nn.Module):
         self.proj = ops.Linear(dim, inner * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, gate = self.proj(x).chunk(2, dim=-1)
-        return x * F.gelu(gate)
+        """Without autograd the gate is applied in place in the projection's output: the result is a view of it
+        (rows strided ``2 * inner``) and no further activation of that size is made (the same values)."""
+        h, gate = self.proj(x).chunk(2, dim=-1)
+        if torch.is_grad_enabled() and h.requires_grad:  # autograd keeps gelu's and mul's inputs
+            return h * F.gelu(gate)
+        return h.mul_(torch.ops.aten.gelu_(gate))
 
 
 class FeedForward(nn.Module):
@@ -160,7 +164,11 @@ class FeedForward(nn.Module):
         self.net = nn.Sequential(GEGLU(dim, 4 * dim, ops), nn.Dropout(0.0), ops.Linear(4 * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net[2](self.net[0](x))  # net[1] is dropout at 0
+        """``(..., D)`` -> ``(..., D)``; ``net[1]`` is dropout at 0 and is not called."""
+        h = self.net[0](x)
+        # 2-D so that the output layer is one matmul with bias also for GEGLU's strided in-place result
+        out = self.net[2](h.flatten(0, -2))
+        return out.view(*h.shape[:-1], out.shape[-1])
 
 
 class BasicTransformerBlock(nn.Module):

@@ -1,0 +1,54 @@
+"""Layer-level behaviour that the network tests do not pin down: the feed-forward's in-place gate."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from affordance.controlnet.layers import FeedForward
+
+
+def _ff(seed: int = 0) -> FeedForward:
+    torch.manual_seed(seed)
+    return FeedForward(16)
+
+
+def _reference(ff: FeedForward, x: torch.Tensor) -> torch.Tensor:
+    """GEGLU feed-forward written out: proj, split, x * gelu(gate), output layer."""
+    h, gate = F.linear(x, ff.net[0].proj.weight, ff.net[0].proj.bias).chunk(2, dim=-1)
+    return F.linear(h * F.gelu(gate), ff.net[2].weight, ff.net[2].bias)
+
+
+def test_inference_gate_is_in_place_in_the_projection_output():
+    ff = _ff()
+    x = torch.randn(2, 5, 16)
+    seen = {}
+    ff.net[0].proj.register_forward_hook(lambda m, a, out: seen.setdefault("proj", out))
+    ff.net[0].register_forward_hook(lambda m, a, out: seen.setdefault("gated", out))
+    with torch.no_grad():
+        out = ff(x)
+        ref = _reference(ff, x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert out.shape == (2, 5, 16)
+    # the gated activation lives in the projection's buffer: no second activation of that size
+    assert seen["gated"].untyped_storage().data_ptr() == seen["proj"].untyped_storage().data_ptr()
+
+
+def test_training_keeps_the_out_of_place_gate_and_its_gradients():
+    ff = _ff(1)
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    out = ff(x)
+    out.square().sum().backward()
+    grads = [p.grad.clone() for p in ff.parameters()] + [x.grad.clone()]
+    ff.zero_grad()
+    x2 = x.detach().clone().requires_grad_(True)
+    _reference(ff, x2).square().sum().backward()
+    for a, b in zip(grads, [p.grad for p in ff.parameters()] + [x2.grad]):
+        torch.testing.assert_close(a, b)
+
+
+def test_grad_enabled_but_frozen_weights_may_gate_in_place():
+    """A frozen network under grad mode (e.g. a host that forgot no_grad) has nothing to differentiate."""
+    ff = _ff(2).requires_grad_(False)
+    x = torch.randn(3, 4, 16)
+    torch.testing.assert_close(ff(x), _reference(ff, x), rtol=0, atol=0)
