@@ -226,6 +226,7 @@ class ControlNet(nn.Module):
             h = self.input_blocks[i](h, emb, context)
             if i == 0:
                 h = h + encoded_hint.to(dtype)
+                encoded_hint = None  # not needed again: freed now if this call encoded it
             if want[i]:
                 outs[i] = self.zero_convs[i][0](h)
         if want[n_in]:
