@@ -7,6 +7,7 @@ the command line or in ``COMFYUI_PATH``: it is a peer we measure against, never 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -14,8 +15,9 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -215,6 +217,26 @@ def import_comfy(root: Path | None, device: torch.device, *, pytorch_attention: 
     except Exception as exc:  # any failure means "peer unavailable"
         return None, f"importing ComfyUI from {root} failed in this interpreter: {type(exc).__name__}: {exc}"
     return comfy, ""
+
+
+@contextlib.contextmanager
+def comfy_sdpa(comfy: Any) -> Iterator[str]:
+    """ComfyUI's attention set to its torch-SDPA function (what it uses on GPUs) for the block, then restored.
+
+    ComfyUI picks its attention function when its attention module is imported (sub-quadratic on the CPU) and
+    reads the module's global at every call, so the global is swapped here, and put back (ComfyUI may be
+    imported in the same process for other work, e.g. the tests).
+    """
+    if comfy is None:
+        yield ""
+        return
+    attn = comfy.ldm.modules.attention
+    saved = attn.optimized_attention, attn.optimized_attention_masked
+    attn.optimized_attention = attn.optimized_attention_masked = attn.attention_pytorch
+    try:
+        yield attn.optimized_attention.__name__
+    finally:
+        attn.optimized_attention, attn.optimized_attention_masked = saved
 
 
 def print_load_average(when: str) -> None:

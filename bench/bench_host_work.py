@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -77,26 +76,6 @@ def count_work(fn: Callable[[], object]) -> Work:
     finally:
         handle.remove()
     return Work(sum(ops.by_name.values()), calls[0], ops.by_name.most_common(8))
-
-
-@contextlib.contextmanager
-def comfy_sdpa(comfy: Any) -> Iterator[str]:
-    """ComfyUI's attention set to its torch-SDPA function (what it uses on GPUs) for the block, then restored.
-
-    ComfyUI picks its attention function when its attention module is imported (sub-quadratic on the CPU) and
-    reads the module's global at every call, so the global is swapped here, and put back (ComfyUI may be
-    imported in the same process for other work, e.g. the tests).
-    """
-    if comfy is None:
-        yield ""
-        return
-    attn = comfy.ldm.modules.attention
-    saved = attn.optimized_attention, attn.optimized_attention_masked
-    attn.optimized_attention = attn.optimized_attention_masked = attn.attention_pytorch
-    try:
-        yield attn.optimized_attention.__name__
-    finally:
-        attn.optimized_attention, attn.optimized_attention_masked = saved
 
 
 def narrowed(family: str, width: int) -> Any:
@@ -229,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Work]]:
         except ImportError as exc:
             missing["diffusers"] = f"not importable: {exc}"
             use_diffusers = False
-    with comfy_sdpa(comfy) as attention:
+    with C.comfy_sdpa(comfy) as attention:
         if comfy is not None:
             print(
                 f"ComfyUI: attention function {attention} (as on GPUs); it logs 'no match' for these narrowed models "

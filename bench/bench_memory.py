@@ -1,0 +1,252 @@
+"""Working memory of one ControlNet step at full size, ours vs ComfyUI vs diffusers, without a GPU.
+
+Every implementation runs on PyTorch's ``meta`` device (exact shapes and dtypes, no data, seconds on any CPU)
+under a dispatch mode that follows the bytes of every tensor made during the call until it is freed. It
+reports, per forward: the **peak** of those bytes, the bytes still live at the end (the **outputs**), and the
+operator and shape at which the peak occurred. Weights and inputs are made before the call and not counted.
+
+Why it matters for issue 7: the step's peak GPU memory must be no higher than ComfyUI's, and a CUDA-graph
+recording keeps a forward's whole working memory (its peak) reserved between replays. The GPU benchmark
+(``bench_speed.py``) measures the allocator's peaks in a real sampling run; this script says where they come from.
+
+Model of the GPU: attention runs as one fused kernel (``torch.nn.functional.scaled_dot_product_attention`` is
+replaced for the run by the flash-attention operator's shape function, which is what SDPA picks for fp16 on
+GPUs; on ``meta`` SDPA would otherwise take its unfused path with a full attention matrix). Not counted: kernel
+workspaces (cuBLAS, cuDNN) and the caching allocator's rounding (512 B blocks), the same for every implementation.
+
+  python -P bench/bench_memory.py --comfyui /path/to/ComfyUI      # SD1.5 at 512 px and SDXL at 1024 px, fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from affordance.bench import _common as C
+from affordance.bench.bench_speed import comfy_unet_config
+from affordance.controlnet import ControlNet, diffusers_config
+
+MIB = 2**20
+META = torch.device("meta")
+
+
+class LiveBytes(TorchDispatchMode):
+    """Follows the storages made by the operators dispatched inside the mode: current and peak bytes.
+
+    A storage counts from the operator that made it until the last tensor viewing it is freed (views made inside
+    the mode keep it alive, as on a device). Storages made outside the mode (weights, inputs) are not counted.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._bytes: dict[int, int] = {}
+        self._views: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+        self.peak_at = ""
+
+    def _release(self, key: int) -> None:
+        self._views[key] -= 1
+        if not self._views[key]:
+            del self._views[key]
+            self.current -= self._bytes.pop(key)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key = storage._cdata
+            if key not in self._views:
+                if any(
+                    isinstance(a, torch.Tensor) and a.untyped_storage()._cdata == key for a in tree_flatten(args)[0]
+                ):
+                    continue  # a view or in-place result of an input made outside the mode
+                self._views[key] = 0
+                self._bytes[key] = storage.nbytes()
+                self.current += storage.nbytes()
+                if self.current > self.peak:
+                    self.peak = self.current
+                    self.peak_at = f"{func.__name__.split('.')[0]} -> {tuple(t.shape)}"
+            self._views[key] += 1
+            weakref.finalize(t, self._release, key)
+        return out
+
+
+def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """What a fused (flash) attention kernel allocates: its output and log-sum-exp, no attention matrix."""
+    if args or kwargs.get("attn_mask") is not None or kwargs.get("is_causal"):
+        raise NotImplementedError("the memory model covers unmasked, non-causal attention (all a ControlNet uses)")
+    return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[0]
+
+
+@contextlib.contextmanager
+def fused_attention() -> Iterator[None]:
+    """``torch.nn.functional.scaled_dot_product_attention`` modelled as a fused kernel for the block, then restored.
+
+    Ours, ComfyUI's attention_pytorch and diffusers' AttnProcessor2_0 all look the function up at call time.
+    """
+    saved = F.scaled_dot_product_attention
+    F.scaled_dot_product_attention = _fused_attention
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = saved
+
+
+@dataclass
+class Memory:
+    """One implementation's working memory per forward, in bytes."""
+
+    peak: int
+    outputs: int
+    peak_at: str
+
+
+def measure(fn: Callable[[], list[torch.Tensor]]) -> Memory:
+    """Peak and end bytes of the tensors made by one call of ``fn`` (on ``meta``, attention fused)."""
+    with torch.no_grad(), fused_attention():
+        mode = LiveBytes()
+        with mode:
+            outs = fn()
+        live = mode.current
+        del outs
+    return Memory(mode.peak, live, mode.peak_at)
+
+
+def implementations(
+    family: str, size: int, dtype: torch.dtype, comfy: Any, use_diffusers: bool, missing: dict[str, str]
+) -> tuple[dict[str, Callable[[], list[torch.Tensor]]], int]:
+    """The forwards to compare on ``meta`` (same shapes for all) and the parameter bytes of one ControlNet."""
+    config = C.config_for(family)
+    lat = size // 8
+    with torch.device(META):
+        ours = ControlNet(config).to(dtype).eval()
+        x = torch.empty(2, config.in_channels, lat, lat, dtype=dtype)
+        hint = torch.empty(2, config.hint_channels, size, size, dtype=dtype)
+        t = torch.empty(2, dtype=dtype)
+        ctx = torch.empty(2, 77, config.context_dim, dtype=dtype)
+        y = torch.empty(2, config.adm_in_channels, dtype=dtype) if config.adm_in_channels else None
+        enc = torch.empty(2, config.model_channels, lat, lat, dtype=dtype)
+    impls: dict[str, Callable[[], list[torch.Tensor]]] = {
+        "ours": lambda: ours(x, None, t, ctx, y, encoded_hint=enc).as_list(),
+        "ours, hint in call": lambda: ours(x, hint, t, ctx, y).as_list(),
+    }
+    if comfy is not None:
+        try:
+            cfg = {k: v for k, v in comfy_unet_config(config).items() if k != "out_channels"}
+            cfg.update(hint_channels=config.hint_channels, dtype=dtype, device=META)
+            cm = comfy.cldm.cldm.ControlNet(**cfg, operations=comfy.ops.disable_weight_init).eval()
+
+            def run_comfy() -> list[torch.Tensor]:
+                out = cm(x=x, hint=hint, timesteps=t, context=ctx, y=y)
+                return [*out["output"], *out["middle"]]
+
+            impls["comfyui"] = run_comfy
+        except Exception as exc:  # a peer that cannot be built is reported, the rest still runs
+            missing[f"comfyui ({family})"] = f"building ComfyUI's ControlNet failed: {type(exc).__name__}: {exc}"
+    if use_diffusers:
+        try:
+            from diffusers import ControlNetModel
+
+            dcfg = {k: v for k, v in diffusers_config(config).items() if not k.startswith("_")}
+            with torch.device(META):
+                dm = ControlNetModel.from_config(dcfg).to(dtype).eval()
+            added = None
+            if y is not None:
+                with torch.device(META):
+                    added = {
+                        "text_embeds": torch.empty(2, config.adm_in_channels - 6 * 256, dtype=dtype),
+                        "time_ids": torch.empty(2, 6, dtype=dtype),
+                    }
+
+            def run_diffusers() -> list[torch.Tensor]:
+                down, mid = dm(
+                    x, t, encoder_hidden_states=ctx, controlnet_cond=hint, added_cond_kwargs=added, return_dict=False
+                )
+                return [*down, mid]
+
+            impls["diffusers"] = run_diffusers
+        except Exception as exc:
+            missing[f"diffusers ({family})"] = (
+                f"building diffusers' ControlNetModel failed: {type(exc).__name__}: {exc}"
+            )
+    weights = sum(p.numel() * p.element_size() for p in ours.parameters())
+    return impls, weights
+
+
+def family_section(
+    family: str, size: int, dtype: torch.dtype, comfy: Any, use_diffusers: bool, missing: dict
+) -> dict[str, Memory]:
+    impls, weights = implementations(family, size, dtype, comfy, use_diffusers, missing)
+    name = str(dtype).removeprefix("torch.")
+    print(
+        f"\n## {family}: batch 2, {size}x{size} px, {name}; one ControlNet's weights: {weights / MIB:.0f} MiB (not counted)"
+    )
+    found = {impl: measure(fn) for impl, fn in impls.items()}
+    print(f"{'implementation':<20} {'peak MiB':>9} {'outputs MiB':>12} {'peak - outputs':>15}  peak reached at")
+    for impl, m in found.items():
+        print(
+            f"{impl:<20} {m.peak / MIB:>9.1f} {m.outputs / MIB:>12.1f} {(m.peak - m.outputs) / MIB:>15.1f}  {m.peak_at}"
+        )
+    for peer in ("comfyui", "diffusers"):
+        if peer in found:
+            for mine in ("ours", "ours, hint in call"):
+                print(f"  {mine} / {peer}: peak {found[mine].peak / found[peer].peak:.2f}x")
+    print(
+        "a CUDA-graph recording of ours keeps its peak reserved between replays "
+        f"({found['ours'].peak / MIB:.1f} MiB, of which {found['ours'].outputs / MIB:.1f} MiB are the outputs it hands out)"
+    )
+    return found
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, Memory]]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--families", nargs="+", choices=["sd15", "sd21", "sdxl"], default=["sd15", "sdxl"])
+    p.add_argument("--size", type=int, help="pixels (default: 512, SDXL 1024)")
+    p.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], default="float16")
+    p.add_argument("--comfyui", help="ComfyUI checkout (default: $COMFYUI_PATH)")
+    p.add_argument("--no-diffusers", action="store_true", help="leave diffusers out")
+    args = p.parse_args(argv)
+    if args.size is not None and (args.size <= 0 or args.size % 64):
+        p.error(f"--size must be a positive multiple of 64 (three downsamplings of the latent), got {args.size}")
+    dtype = getattr(torch, args.dtype)
+    C.print_header(
+        "bench_memory: working memory of one ControlNet step (meta device, attention fused)", torch.device("cpu")
+    )
+    print("computed on PyTorch's meta device: exact tensor sizes, no data, no GPU needed")
+    missing: dict[str, str] = {}
+    comfy, why = C.import_comfy(C.comfyui_root(args.comfyui), torch.device("cpu"))
+    if comfy is None:
+        missing["comfyui"] = why
+    use_diffusers = not args.no_diffusers
+    if use_diffusers:
+        try:
+            import diffusers
+
+            print(f"diffusers: {diffusers.__version__}")
+        except ImportError as exc:
+            missing["diffusers"] = f"not importable: {exc}"
+            use_diffusers = False
+    found = {}
+    with C.comfy_sdpa(comfy):  # ComfyUI's torch-SDPA attention, as on GPUs (then modelled as fused like the rest)
+        for family in args.families:
+            size = args.size or (1024 if family == "sdxl" else 512)
+            found[family] = family_section(family, size, dtype, comfy, use_diffusers, missing)
+    for name, why in missing.items():
+        print(f"not measured: {name}: {why}")
+    return found
+
+
+if __name__ == "__main__":
+    main()
