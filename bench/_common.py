@@ -219,6 +219,75 @@ def import_comfy(root: Path | None, device: torch.device, *, pytorch_attention: 
     return comfy, ""
 
 
+def cpu_peers(comfyui: str | None, want_diffusers: bool) -> tuple[Any, bool, dict[str, str]]:
+    """ComfyUI (configured for the CPU) and diffusers as peers of a CPU-side benchmark, each if available.
+
+    Returns ``(comfy package or None, whether diffusers is used, {peer: why it is missing})``; prints
+    diffusers' version when it is used.
+    """
+    missing: dict[str, str] = {}
+    comfy, why = import_comfy(comfyui_root(comfyui), torch.device("cpu"))
+    if comfy is None:
+        missing["comfyui"] = why
+    if not want_diffusers:
+        return comfy, False, missing
+    try:
+        import diffusers
+    except ImportError as exc:
+        missing["diffusers"] = f"not importable: {exc}"
+        return comfy, False, missing
+    print(f"diffusers: {diffusers.__version__}")
+    return comfy, True, missing
+
+
+def try_build(what: str, missing: dict[str, str], build: Callable[[], Any]) -> Any:
+    """``build()``, or ``None`` with the reason recorded in ``missing[what]`` (a peer that cannot be built is
+    reported and the rest of a benchmark still runs)."""
+    try:
+        return build()
+    except Exception as exc:
+        missing[what] = f"building it failed: {type(exc).__name__}: {exc}"
+        return None
+
+
+def step_calls(
+    ours: ControlNet, encoded: torch.Tensor, comfy_model: Any, diffusers_model: Any, inputs: dict
+) -> dict[str, Callable[[], list[torch.Tensor]]]:
+    """One ControlNet step of each implementation, each returning its residuals (input blocks, middle last).
+
+    ``ours`` runs as our sampler integration does (``encoded``: its hint encoded once) and with the hint
+    encoded in the call, like for like with the peers, which encode it at every step; a ``None`` peer is left
+    out. ``inputs`` as :func:`make_inputs` returns them.
+    """
+    x, hint, t, ctx, y = inputs["x"], inputs["hint"], inputs["t"], inputs["context"], inputs["y"]
+    calls: dict[str, Callable[[], list[torch.Tensor]]] = {
+        "ours": lambda: ours(x, None, t, ctx, y, encoded_hint=encoded).as_list(),
+        "ours, hint in call": lambda: ours(x, hint, t, ctx, y).as_list(),
+    }
+    if comfy_model is not None:
+
+        def run_comfy() -> list[torch.Tensor]:
+            out = comfy_model(x=x, hint=hint, timesteps=t, context=ctx, y=y)
+            return [*out["output"], *out["middle"]]
+
+        calls["comfyui"] = run_comfy
+    if diffusers_model is not None:
+
+        def run_diffusers() -> list[torch.Tensor]:
+            down, mid = diffusers_model(
+                x,
+                t,
+                encoder_hidden_states=ctx,
+                controlnet_cond=hint,
+                added_cond_kwargs=inputs["added"],
+                return_dict=False,
+            )
+            return [*down, mid]
+
+        calls["diffusers"] = run_diffusers
+    return calls
+
+
 @contextlib.contextmanager
 def comfy_sdpa(comfy: Any) -> Iterator[str]:
     """ComfyUI's attention set to its torch-SDPA function (what it uses on GPUs) for the block, then restored.

@@ -97,44 +97,14 @@ def implementations(
     dev, dtype = torch.device("cpu"), torch.float32
     sd = C.random_state_dict(config, dtype=dtype)
     inp = C.make_inputs(config, 2, size, dev, dtype, seed=1)
-    x, hint, t, ctx, y = inp["x"], inp["hint"], inp["t"], inp["context"], inp["y"]
     ours = C.build_ours(config, sd, dev)
-    enc = ours.encode_hint(hint)
-    impls: dict[str, Callable[[], list[torch.Tensor]]] = {
-        "ours": lambda: ours(x, None, t, ctx, y, encoded_hint=enc).as_list(),
-        "ours, hint in call": lambda: ours(x, hint, t, ctx, y).as_list(),
-    }
-    if comfy is not None:
-        try:
-            cm = C.build_comfy(comfy, sd, dev, dtype)
-
-            def run_comfy() -> list[torch.Tensor]:
-                out = cm(x=x, hint=hint, timesteps=t, context=ctx, y=y)
-                return [*out["output"], *out["middle"]]
-
-            impls["comfyui"] = run_comfy
-        except Exception as exc:  # a peer that cannot be built is reported, the rest still runs
-            missing[f"comfyui ({family})"] = f"building ComfyUI's ControlNet failed: {type(exc).__name__}: {exc}"
-    if use_diffusers:
-        try:
-            dm = C.build_diffusers(config, sd, dev)
-
-            def run_diffusers() -> list[torch.Tensor]:
-                down, mid = dm(
-                    x,
-                    t,
-                    encoder_hidden_states=ctx,
-                    controlnet_cond=hint,
-                    added_cond_kwargs=inp["added"],
-                    return_dict=False,
-                )
-                return [*down, mid]
-
-            impls["diffusers"] = run_diffusers
-        except Exception as exc:
-            missing[f"diffusers ({family})"] = (
-                f"building diffusers' ControlNetModel failed: {type(exc).__name__}: {exc}"
-            )
+    cm = C.try_build(f"comfyui ({family})", missing, lambda: C.build_comfy(comfy, sd, dev, dtype)) if comfy else None
+    dm = (
+        C.try_build(f"diffusers ({family})", missing, lambda: C.build_diffusers(config, sd, dev))
+        if use_diffusers
+        else None
+    )
+    impls = C.step_calls(ours, ours.encode_hint(inp["hint"]), cm, dm, inp)
     return impls, sum(v.numel() for v in sd.values())
 
 
@@ -193,21 +163,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Work]]:
     if args.width % 64:
         p.error(f"--width must be a multiple of 64 (64-wide attention heads), got {args.width}")
     torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    C.print_header("bench_host_work: host work of one ControlNet step (operators, module calls, host time)", device)
-    missing: dict[str, str] = {}
-    comfy, why = C.import_comfy(C.comfyui_root(args.comfyui), device, pytorch_attention=True)
-    if comfy is None:
-        missing["comfyui"] = why
-    use_diffusers = not args.no_diffusers
-    if use_diffusers:
-        try:
-            import diffusers
-
-            print(f"diffusers: {diffusers.__version__}")
-        except ImportError as exc:
-            missing["diffusers"] = f"not importable: {exc}"
-            use_diffusers = False
+    C.print_header(
+        "bench_host_work: host work of one ControlNet step (operators, module calls, host time)", torch.device("cpu")
+    )
+    comfy, use_diffusers, missing = C.cpu_peers(args.comfyui, not args.no_diffusers)
     with C.comfy_sdpa(comfy) as attention:
         if comfy is not None:
             print(

@@ -132,55 +132,34 @@ def implementations(
     lat = size // 8
     with torch.device(META):
         ours = ControlNet(config).to(dtype).eval()
-        x = torch.empty(2, config.in_channels, lat, lat, dtype=dtype)
-        hint = torch.empty(2, config.hint_channels, size, size, dtype=dtype)
-        t = torch.empty(2, dtype=dtype)
-        ctx = torch.empty(2, 77, config.context_dim, dtype=dtype)
-        y = torch.empty(2, config.adm_in_channels, dtype=dtype) if config.adm_in_channels else None
+        inp = {
+            "x": torch.empty(2, config.in_channels, lat, lat, dtype=dtype),
+            "hint": torch.empty(2, config.hint_channels, size, size, dtype=dtype),
+            "t": torch.empty(2, dtype=dtype),
+            "context": torch.empty(2, 77, config.context_dim, dtype=dtype),
+            "y": torch.empty(2, config.adm_in_channels, dtype=dtype) if config.adm_in_channels else None,
+            "added": None,
+        }
+        if config.adm_in_channels:  # diffusers builds SDXL's label from the pooled text and the 6 size values
+            pooled = torch.empty(2, config.adm_in_channels - 6 * 256, dtype=dtype)
+            inp["added"] = {"text_embeds": pooled, "time_ids": torch.empty(2, 6, dtype=dtype)}
         enc = torch.empty(2, config.model_channels, lat, lat, dtype=dtype)
-    impls: dict[str, Callable[[], list[torch.Tensor]]] = {
-        "ours": lambda: ours(x, None, t, ctx, y, encoded_hint=enc).as_list(),
-        "ours, hint in call": lambda: ours(x, hint, t, ctx, y).as_list(),
-    }
-    if comfy is not None:
-        try:
-            cfg = {k: v for k, v in comfy_unet_config(config).items() if k != "out_channels"}
-            cfg.update(hint_channels=config.hint_channels, dtype=dtype, device=META)
-            cm = comfy.cldm.cldm.ControlNet(**cfg, operations=comfy.ops.disable_weight_init).eval()
 
-            def run_comfy() -> list[torch.Tensor]:
-                out = cm(x=x, hint=hint, timesteps=t, context=ctx, y=y)
-                return [*out["output"], *out["middle"]]
+    def build_comfy() -> torch.nn.Module:
+        cfg = {k: v for k, v in comfy_unet_config(config).items() if k != "out_channels"}
+        cfg.update(hint_channels=config.hint_channels, dtype=dtype, device=META)
+        return comfy.cldm.cldm.ControlNet(**cfg, operations=comfy.ops.disable_weight_init).eval()
 
-            impls["comfyui"] = run_comfy
-        except Exception as exc:  # a peer that cannot be built is reported, the rest still runs
-            missing[f"comfyui ({family})"] = f"building ComfyUI's ControlNet failed: {type(exc).__name__}: {exc}"
-    if use_diffusers:
-        try:
-            from diffusers import ControlNetModel
+    def build_diffusers() -> torch.nn.Module:
+        from diffusers import ControlNetModel
 
-            dcfg = {k: v for k, v in diffusers_config(config).items() if not k.startswith("_")}
-            with torch.device(META):
-                dm = ControlNetModel.from_config(dcfg).to(dtype).eval()
-            added = None
-            if y is not None:
-                with torch.device(META):
-                    added = {
-                        "text_embeds": torch.empty(2, config.adm_in_channels - 6 * 256, dtype=dtype),
-                        "time_ids": torch.empty(2, 6, dtype=dtype),
-                    }
+        dcfg = {k: v for k, v in diffusers_config(config).items() if not k.startswith("_")}
+        with torch.device(META):
+            return ControlNetModel.from_config(dcfg).to(dtype).eval()
 
-            def run_diffusers() -> list[torch.Tensor]:
-                down, mid = dm(
-                    x, t, encoder_hidden_states=ctx, controlnet_cond=hint, added_cond_kwargs=added, return_dict=False
-                )
-                return [*down, mid]
-
-            impls["diffusers"] = run_diffusers
-        except Exception as exc:
-            missing[f"diffusers ({family})"] = (
-                f"building diffusers' ControlNetModel failed: {type(exc).__name__}: {exc}"
-            )
+    cm = C.try_build(f"comfyui ({family})", missing, build_comfy) if comfy else None
+    dm = C.try_build(f"diffusers ({family})", missing, build_diffusers) if use_diffusers else None
+    impls = C.step_calls(ours, enc, cm, dm, inp)
     weights = sum(p.numel() * p.element_size() for p in ours.parameters())
     return impls, weights
 
@@ -225,19 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Memory]]:
         "bench_memory: working memory of one ControlNet step (meta device, attention fused)", torch.device("cpu")
     )
     print("computed on PyTorch's meta device: exact tensor sizes, no data, no GPU needed")
-    missing: dict[str, str] = {}
-    comfy, why = C.import_comfy(C.comfyui_root(args.comfyui), torch.device("cpu"))
-    if comfy is None:
-        missing["comfyui"] = why
-    use_diffusers = not args.no_diffusers
-    if use_diffusers:
-        try:
-            import diffusers
-
-            print(f"diffusers: {diffusers.__version__}")
-        except ImportError as exc:
-            missing["diffusers"] = f"not importable: {exc}"
-            use_diffusers = False
+    comfy, use_diffusers, missing = C.cpu_peers(args.comfyui, not args.no_diffusers)
     found = {}
     with C.comfy_sdpa(comfy):  # ComfyUI's torch-SDPA attention, as on GPUs (then modelled as fused like the rest)
         for family in args.families:
