@@ -124,14 +124,10 @@ def measure(fn: Callable[[], list[torch.Tensor]]) -> Memory:
     return Memory(mode.peak, live, mode.peak_at)
 
 
-def implementations(
-    family: str, size: int, dtype: torch.dtype, comfy: Any, use_diffusers: bool, missing: dict[str, str]
-) -> tuple[dict[str, Callable[[], list[torch.Tensor]]], int]:
-    """The forwards to compare on ``meta`` (same shapes for all) and the parameter bytes of one ControlNet."""
-    config = C.config_for(family)
+def meta_inputs(config: Any, size: int, dtype: torch.dtype) -> tuple[dict, torch.Tensor]:
+    """Batch-2 inputs on ``meta`` in :func:`_common.make_inputs`' layout, and the encoded hint."""
     lat = size // 8
     with torch.device(META):
-        ours = ControlNet(config).to(dtype).eval()
         inp = {
             "x": torch.empty(2, config.in_channels, lat, lat, dtype=dtype),
             "hint": torch.empty(2, config.hint_channels, size, size, dtype=dtype),
@@ -144,6 +140,25 @@ def implementations(
             pooled = torch.empty(2, config.adm_in_channels - 6 * 256, dtype=dtype)
             inp["added"] = {"text_embeds": pooled, "time_ids": torch.empty(2, 6, dtype=dtype)}
         enc = torch.empty(2, config.model_channels, lat, lat, dtype=dtype)
+    return inp, enc
+
+
+def ours_working_memory(config: Any, size: int, dtype: torch.dtype) -> Memory:
+    """One step of our ControlNet of ``config`` (hint encoded once), measured on ``meta``."""
+    with torch.device(META):
+        model = ControlNet(config).to(dtype).eval()
+    inp, enc = meta_inputs(config, size, dtype)
+    return measure(lambda: model(inp["x"], None, inp["t"], inp["context"], inp["y"], encoded_hint=enc).as_list())
+
+
+def implementations(
+    family: str, size: int, dtype: torch.dtype, comfy: Any, use_diffusers: bool, missing: dict[str, str]
+) -> tuple[dict[str, Callable[[], list[torch.Tensor]]], int]:
+    """The forwards to compare on ``meta`` (same shapes for all) and the parameter bytes of one ControlNet."""
+    config = C.config_for(family)
+    with torch.device(META):
+        ours = ControlNet(config).to(dtype).eval()
+    inp, enc = meta_inputs(config, size, dtype)
 
     def build_comfy() -> torch.nn.Module:
         cfg = {k: v for k, v in comfy_unet_config(config).items() if k != "out_channels"}

@@ -21,6 +21,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from affordance.bench import _common as C
+from affordance.bench.bench_memory import MIB, ours_working_memory
+from affordance.controlnet import ControlNet, ControlNetConfig
 from affordance.controlnet.graphs import GraphedControlNet
 
 
@@ -58,6 +60,52 @@ def profile_calls(fn: Callable[[], object], device: torch.device, calls: int, to
     return {"wall_ms": wall_ms, "device_ms": device_ms, "launched": launched}
 
 
+def memory_section(
+    model: ControlNet, config: ControlNetConfig, size: int, dtype: torch.dtype, device: torch.device, inputs: tuple
+) -> dict[str, float]:
+    """Working memory of one forward: predicted on ``meta`` (bench_memory.py) and, on CUDA, measured (MiB).
+
+    Measured: the allocated peak of one eager forward above what was allocated before it, what stays allocated
+    with its outputs held, and the memory a CUDA-graph recording adds to what the allocator holds (its pool and
+    static inputs) once the allocator's unused cache is released.
+    """
+    x, t, ctx, y, enc = inputs
+    predicted = ours_working_memory(config, size, dtype)
+    found = {"predicted_peak": predicted.peak / MIB, "predicted_outputs": predicted.outputs / MIB}
+    print("\n### working memory of one forward")
+    print(
+        f"predicted (bench_memory.py, meta device): peak {predicted.peak / MIB:.1f} MiB, outputs "
+        f"{predicted.outputs / MIB:.1f} MiB, peak at {predicted.peak_at}"
+    )
+    if device.type != "cuda":
+        print("measured: n/a (needs CUDA)")
+        return found
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    out = model(x, None, t, ctx, y, encoded_hint=enc)
+    torch.cuda.synchronize(device)
+    found["eager_peak"] = (torch.cuda.max_memory_allocated(device) - base) / MIB
+    found["eager_outputs"] = (torch.cuda.memory_allocated(device) - base) / MIB
+    del out
+    torch.cuda.empty_cache()
+    held = torch.cuda.memory_reserved(device)
+    runner = GraphedControlNet(model)
+    runner(x, t, ctx, y, enc)
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    found["graph_reserved"] = (torch.cuda.memory_reserved(device) - held) / MIB
+    recorded = runner.recorded
+    runner.release()
+    print(
+        f"measured eager: peak {found['eager_peak']:.1f} MiB, outputs {found['eager_outputs']:.1f} MiB (allocated); "
+        f"a CUDA-graph recording holds {found['graph_reserved']:.1f} MiB more for its run"
+        + ("" if recorded else " (NOT recorded: ran eagerly)")
+    )
+    return found
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
@@ -84,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     found: dict[str, dict[str, float]] = {}
     with torch.inference_mode():
         enc = model.encode_hint(inp["hint"])
+        found["memory"] = memory_section(model, config, size, dtype, device, (x, t, ctx, y, enc))
         found["eager"] = profile_calls(
             lambda: model(x, None, t, ctx, y, encoded_hint=enc), device, args.calls, args.top, "eager"
         )
