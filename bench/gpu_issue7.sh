@@ -37,7 +37,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, output to $OUT/NAME.
 
 # limits sum to 10 minutes (most steps end well before theirs); the first four, 8.5 minutes, are the targets
 step gpu-tests 90 python3 -P -m pytest -q -p no:cacheprovider --import-mode=importlib -m gpu \
-    tests/unit/controlnet/test_graphs.py tests/unit/controlnet/test_model.py
+    tests/unit/controlnet/test_graphs.py tests/unit/controlnet/test_model.py tests/unit/controlnet/test_layers.py
 step speed 300 python3 -P bench/bench_speed.py --comfyui "$COMFY" --runs 2 ${SPEED_ARGS:-}
 step profile-sd15 60 python3 -P bench/profile_forward.py --family sd15 --channels-last --top 20 ${PROFILE_ARGS:-}
 step profile-sdxl 60 python3 -P bench/profile_forward.py --family sdxl --channels-last --top 20 ${PROFILE_ARGS:-}
