@@ -6,8 +6,10 @@ reports, per forward: the **peak** of those bytes, the bytes still live at the e
 operator and shape at which the peak occurred. Weights and inputs are made before the call and not counted.
 
 Why it matters for issue 7: the step's peak GPU memory must be no higher than ComfyUI's, and a CUDA-graph
-recording keeps a forward's whole working memory (its peak) reserved between replays. The GPU benchmark
-(``bench_speed.py``) measures the allocator's peaks in a real sampling run; this script says where they come from.
+recording keeps a forward's whole working memory (its peak) reserved between replays. With a ComfyUI checkout it
+also follows one whole sampling model call (ComfyUI's UNet with the ControlNets' residuals, batch 2) for ComfyUI's
+path, ours, and ours with CUDA graphs, one and two ControlNets: the activations' side of that target. The GPU
+benchmark (``bench_speed.py``) measures the allocator's peaks in a real run; this script says where they come from.
 
 Model of the GPU: attention runs as one fused kernel (``torch.nn.functional.scaled_dot_product_attention`` is
 replaced for the run by the flash-attention operator's shape function, which is what SDPA picks for fp16 on
@@ -204,6 +206,90 @@ def family_section(
     return found
 
 
+def step_variants(family: str, size: int, dtype: torch.dtype, comfy: Any) -> dict[str, Callable[[], object]]:
+    """One sampling model call (batch 2: cond + uncond) of ComfyUI's UNet with each way of adding ControlNets.
+
+    ComfyUI's path: its ControlNet's forward, its own ``control_merge`` (strength applied in place, a chain summed
+    into new tensors). Ours: our forward and our ``merge_controls`` (in place). Ours graph: a recording holds its
+    working memory (its peak: scratch and static outputs) for the whole run and a replay allocates nothing, so the
+    scratch and outputs are made once and held through the step. x2: two ControlNets chained.
+    """
+    from affordance.nodes.control import merge_controls
+
+    config = C.config_for(family)
+    cfg = comfy_unet_config(config)
+    unet_cfg = dict(cfg, num_classes="sequential") if config.adm_in_channels else cfg  # SDXL's label input
+    with torch.device(META):
+        ours = ControlNet(config).to(dtype).eval()
+    inp, enc = meta_inputs(config, size, dtype)
+    x, hint, t, ctx, y = inp["x"], inp["hint"], inp["t"], inp["context"], inp["y"]
+    unet_cls = comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel
+    unet = unet_cls(**unet_cfg, dtype=dtype, device=META, operations=comfy.ops.disable_weight_init).eval()
+    ccfg = {k: v for k, v in cfg.items() if k != "out_channels"}
+    theirs = comfy.cldm.cldm.ControlNet(
+        **ccfg, hint_channels=config.hint_channels, dtype=dtype, device=META, operations=comfy.ops.disable_weight_init
+    ).eval()
+    merger = comfy.controlnet.ControlBase()  # its control_merge: strength 1, constant, no pooling
+    scratch = ours_working_memory(config, size, dtype)
+    scratch_bytes = scratch.peak - scratch.outputs
+    with torch.no_grad(), fused_attention():
+        shapes = [o.shape for o in ours(x, None, t, ctx, y, encoded_hint=enc).as_list()]
+
+    def comfy_control(prev: dict | None) -> dict:
+        out = theirs(x=x, hint=hint, timesteps=t, context=ctx, y=y)
+        return merger.control_merge(out, prev, None)
+
+    def our_control(prev: dict | None) -> dict:
+        res = [r.mul_(1.0) for r in ours(x, None, t, ctx, y, encoded_hint=enc).as_list()]
+        return merge_controls({"input": [], "middle": res[-1:], "output": res[:-1]}, prev)
+
+    def recording() -> Callable[[dict | None], dict]:
+        held = torch.empty(scratch_bytes, dtype=torch.uint8, device=META)  # the recording's scratch
+        static = [torch.empty(shape, dtype=dtype, device=META) for shape in shapes]
+
+        def replay(prev: dict | None) -> dict:
+            assert held is not None  # held for as long as the recording exists
+            res = [r.mul_(1.0) for r in static]  # a replay rewrites its static outputs; scaled in place
+            return merge_controls({"input": [], "middle": res[-1:], "output": res[:-1]}, prev)
+
+        return replay
+
+    def step(controls: list[Callable[[dict | None], dict]]) -> list[torch.Tensor]:
+        control = None
+        for make in controls:
+            control = make(control)
+        return [unet(x, timesteps=t, context=ctx, y=y, control=control)]
+
+    def graphs(n: int) -> Callable[[], list[torch.Tensor]]:
+        return lambda: step([recording() for _ in range(n)])
+
+    return {
+        "UNet only": lambda: step([]),
+        "ComfyUI ControlNet": lambda: step([comfy_control]),
+        "ours": lambda: step([our_control]),
+        "ours graph": graphs(1),
+        "ComfyUI ControlNet x2": lambda: step([comfy_control, comfy_control]),
+        "ours x2": lambda: step([our_control, our_control]),
+        "ours graph x2": graphs(2),
+    }
+
+
+def step_section(family: str, size: int, dtype: torch.dtype, comfy: Any, missing: dict[str, str]) -> dict[str, Memory]:
+    """The activations' peak of one sampling model call per way of adding ControlNets (needs ComfyUI's UNet)."""
+    variants = C.try_build(f"sampling step ({family})", missing, lambda: step_variants(family, size, dtype, comfy))
+    if variants is None:
+        return {}
+    print(f"\n### {family}: one sampling model call (ComfyUI's UNet, batch 2: cond + uncond), activations only")
+    found = {name: measure(fn) for name, fn in variants.items()}
+    base = {"": found["ComfyUI ControlNet"].peak, " x2": found["ComfyUI ControlNet x2"].peak}
+    print(f"{'variant':<24} {'peak MiB':>9} {'vs ComfyUI':>11}  peak reached at")
+    for name, m in found.items():
+        ref = base[" x2" if name.endswith(" x2") else ""]
+        vs = "" if name == "UNet only" else f"{m.peak / ref:.3f}x"
+        print(f"{name:<24} {m.peak / MIB:>9.1f} {vs:>11}  {m.peak_at}")
+    return found
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Memory]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--families", nargs="+", choices=["sd15", "sd21", "sdxl"], default=["sd15", "sdxl"])
@@ -225,6 +311,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Memory]]:
         for family in args.families:
             size = args.size or (1024 if family == "sdxl" else 512)
             found[family] = family_section(family, size, dtype, comfy, use_diffusers, missing)
+            if comfy is not None:
+                found[f"{family} step"] = step_section(family, size, dtype, comfy, missing)
     for name, why in missing.items():
         print(f"not measured: {name}: {why}")
     return found
