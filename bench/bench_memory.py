@@ -64,15 +64,16 @@ class LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
+        inputs: set[int] | None = None  # storages of the operator's inputs, read once when first needed
         for t in tree_flatten(out)[0]:
             if not isinstance(t, torch.Tensor):
                 continue
             storage = t.untyped_storage()
             key = storage._cdata
             if key not in self._views:
-                if any(
-                    isinstance(a, torch.Tensor) and a.untyped_storage()._cdata == key for a in tree_flatten(args)[0]
-                ):
+                if inputs is None:
+                    inputs = {a.untyped_storage()._cdata for a in tree_flatten(args)[0] if isinstance(a, torch.Tensor)}
+                if key in inputs:
                     continue  # a view or in-place result of an input made outside the mode
                 self._views[key] = 0
                 self._bytes[key] = storage.nbytes()
@@ -247,8 +248,7 @@ def step_variants(family: str, size: int, dtype: torch.dtype, comfy: Any) -> dic
         held = torch.empty(scratch_bytes, dtype=torch.uint8, device=META)  # the recording's scratch
         static = [torch.empty(shape, dtype=dtype, device=META) for shape in shapes]
 
-        def replay(prev: dict | None) -> dict:
-            assert held is not None  # held for as long as the recording exists
+        def replay(prev: dict | None, _scratch: torch.Tensor = held) -> dict:  # holds the scratch while it exists
             res = [r.mul_(1.0) for r in static]  # a replay rewrites its static outputs; scaled in place
             return merge_controls({"input": [], "middle": res[-1:], "output": res[:-1]}, prev)
 
