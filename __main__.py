@@ -5,8 +5,8 @@
   each ControlNet file; with no file, a small ControlNet written in every supported format.
 - ``python -m affordance hints [IMAGE] [--out DIR] [--resolution N]``: every hint the pack makes, from
   an image (a built-in scene when none is given), written as PNGs with a contact sheet.
-- ``python -m affordance annotators FOLDER``: size, SHA-256 and a load check of every official annotator
-  file found in FOLDER (e.g. ``ComfyUI/models/annotators``).
+- ``python -m affordance annotators FOLDER``: size, SHA-256 (compared with the official file's) and a load
+  check of every official annotator file found in FOLDER (e.g. ``ComfyUI/models/annotators``).
 - ``python -m affordance convert SRC DST --to {diffusers,original}``: layout conversion.
 """
 
@@ -139,7 +139,11 @@ def _annotators(argv: Sequence[str]) -> int:
         except PreprocessorError as exc:
             bad += 1
             status = f"REJECTED: {exc}"
-        log.info("%-30s %12d bytes  sha256 %s  %s", name, path.stat().st_size, sha256_of(path), status)
+        digest = sha256_of(path)
+        official = ANNOTATOR_FILES[name]
+        # a file that differs can still be right (an fp16 or safetensors conversion): said, not failed
+        origin = "official" if digest == official.sha256 else f"not the official file (sha256 {official.sha256})"
+        log.info("%-30s %12d bytes  sha256 %s  %s, %s", name, path.stat().st_size, digest, status, origin)
     return 1 if bad else 0
 
 

@@ -29,33 +29,98 @@ class AnnotatorWeightsError(PreprocessorError):
 
 @dataclass(frozen=True)
 class AnnotatorFile:
-    """An official annotator file.
+    """An official annotator file, as published in ``lllyasviel/Annotators``.
 
     Attributes:
-        name: file name in the ``lllyasviel/Annotators`` repository.
+        name: file name in the repository.
         annotator: what uses it.
-        approx_size: human size of the official file.
+        size: exact size in bytes.
+        sha256: SHA-256 of the file (lower-case hex), from the repository's Git LFS pointer.
     """
 
     name: str
     annotator: str
-    approx_size: str
+    size: int
+    sha256: str
+
+    @property
+    def approx_size(self) -> str:
+        """The size for people, e.g. ``"29 MB"`` (decimal megabytes, as Hugging Face shows them)."""
+        return f"{self.size / 1e6:.0f} MB" if self.size >= 5e6 else f"{self.size / 1e6:.1f} MB"
 
 
+# Sizes and SHA-256 sums read off the Git LFS pointers of lllyasviel/Annotators (revision 982e7ed; each file
+# has been unchanged since its upload). Five of them are also in lllyasviel/ControlNet's annotator/ckpts
+# (body and hand pose, MiDaS, M-LSD) with the same sums.
 ANNOTATOR_FILES: dict[str, AnnotatorFile] = {
     f.name: f
     for f in (
-        AnnotatorFile("ControlNetHED.pth", "HED soft edges, fake scribble", "29 MB"),
-        AnnotatorFile("table5_pidinet.pth", "PiDiNet soft edges", "3 MB"),
-        AnnotatorFile("mlsd_large_512_fp32.pth", "M-LSD straight lines", "6 MB"),
-        AnnotatorFile("sk_model.pth", "lineart (fine)", "17 MB"),
-        AnnotatorFile("sk_model2.pth", "lineart (coarse)", "17 MB"),
-        AnnotatorFile("netG.pth", "lineart anime", "218 MB"),
-        AnnotatorFile("dpt_hybrid-midas-501f0c75.pt", "MiDaS depth and normals", "493 MB"),
-        AnnotatorFile("scannet.pt", "NormalBAE normals", "292 MB"),
-        AnnotatorFile("body_pose_model.pth", "OpenPose body", "209 MB"),
-        AnnotatorFile("hand_pose_model.pth", "OpenPose hands", "147 MB"),
-        AnnotatorFile("facenet.pth", "OpenPose face", "154 MB"),
+        AnnotatorFile(
+            "ControlNetHED.pth",
+            "HED soft edges, fake scribble",
+            29_444_406,
+            "5ca93762ffd68a29fee1af9d495bf6aab80ae86f08905fb35472a083a4c7a8fa",
+        ),
+        AnnotatorFile(
+            "table5_pidinet.pth",
+            "PiDiNet soft edges",
+            2_871_148,
+            "80860ac267258b5f27486e0ef152a211d0b08120f62aeb185a050acc30da486c",
+        ),
+        AnnotatorFile(
+            "mlsd_large_512_fp32.pth",
+            "M-LSD straight lines",
+            6_341_481,
+            "5696f168eb2c30d4374bbfd45436f7415bb4d88da29bea97eea0101520fba082",
+        ),
+        AnnotatorFile(
+            "sk_model.pth",
+            "lineart (fine)",
+            17_173_511,
+            "c686ced2a666b4850b4bb6ccf0748031c3eda9f822de73a34b8979970d90f0c6",
+        ),
+        AnnotatorFile(
+            "sk_model2.pth",
+            "lineart (coarse)",
+            17_173_511,
+            "30a534781061f34e83bb9406b4335da4ff2616c95d22a585c1245aa8363e74e0",
+        ),
+        AnnotatorFile(
+            "netG.pth",
+            "lineart anime",
+            217_631_959,
+            "ccabdcc3f5cf3c07cf65d58776acb21df7dfda825cdc70c9766a93fd62bfc488",
+        ),
+        AnnotatorFile(
+            "dpt_hybrid-midas-501f0c75.pt",
+            "MiDaS depth and normals",
+            492_757_791,
+            "501f0c75b3bca7daec6b3682c5054c09b366765aef6fa3a09d03a5cb4b230853",
+        ),
+        AnnotatorFile(
+            "scannet.pt",
+            "NormalBAE normals",
+            290_767_728,
+            "03dbf1600c51ee3d45c29f77b77bf1a3b7a24c3452dba62a4ae658f37330c209",
+        ),
+        AnnotatorFile(
+            "body_pose_model.pth",
+            "OpenPose body",
+            209_267_595,
+            "25a948c16078b0f08e236bda51a385d855ef4c153598947c28c0d47ed94bb746",
+        ),
+        AnnotatorFile(
+            "hand_pose_model.pth",
+            "OpenPose hands",
+            147_341_049,
+            "b76b00d1750901abd07b9f9d8c98cc3385b8fe834a26d4b4f0aad439e75fc600",
+        ),
+        AnnotatorFile(
+            "facenet.pth",
+            "OpenPose face",
+            153_718_792,
+            "8beb52e548624ffcc4aed12af7aee7dcbfaeea420c75609fee999fe7add79d43",
+        ),
     )
 }
 
@@ -64,12 +129,34 @@ def missing_file_error(name: str, folders: list[str]) -> AnnotatorWeightsError:
     """The error for an official file that is not in any annotator folder."""
     info = ANNOTATOR_FILES.get(name)
     what = f" ({info.annotator}, about {info.approx_size})" if info else ""
+    check = (
+        f" The official file is {info.size:,} bytes with SHA-256 {info.sha256}; "
+        "`python -m affordance annotators FOLDER` checks a folder against these."
+        if info
+        else ""
+    )
     where = ", ".join(folders) or "ComfyUI/models/annotators"
     return AnnotatorWeightsError(
         f"annotator weights {name!r}{what} were not found in {where}. Download {name} from {SOURCE} "
         f"(file {SOURCE}/blob/main/{name}) and put it in one of those folders under that exact name; "
-        "Affordance never downloads anything itself."
+        f"Affordance never downloads anything itself.{check}"
     )
+
+
+def size_note(path: Path, name: str) -> str:
+    """``" This file is M bytes; the official NAME is N bytes."`` when the sizes differ, else ``""``.
+
+    A cheap hint for damaged or foreign files (no reading, no hashing); converted files (fp16,
+    safetensors) differ in size too, so this is said only next to an error.
+    """
+    info = ANNOTATOR_FILES.get(name)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return ""
+    if info is None or size == info.size:
+        return ""
+    return f" This file is {size:,} bytes; the official {name} is {info.size:,} bytes."
 
 
 def _read(path: Path) -> Mapping[str, object]:
@@ -122,13 +209,16 @@ def load_annotator(path: str | Path, net: nn.Module, name: str | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise missing_file_error(name or path.name, [str(path.parent)])
-    sd = unwrap_state_dict(_read(path), str(path))
+    expected_name = name or path.name
+    try:
+        sd = unwrap_state_dict(_read(path), str(path))
+    except AnnotatorWeightsError as exc:
+        raise AnnotatorWeightsError(f"{exc}{size_note(path, expected_name)}") from exc
     expected = net.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     wrong = [k for k in sorted(set(sd) & set(expected)) if sd[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        expected_name = name or path.name
         parts = [
             f"{len(missing)} missing ({', '.join(missing[:4])})" if missing else "",
             f"{len(unexpected)} unexpected ({', '.join(unexpected[:4])})" if unexpected else "",
@@ -136,7 +226,7 @@ def load_annotator(path: str | Path, net: nn.Module, name: str | None = None) ->
         ]
         raise AnnotatorWeightsError(
             f"{path} does not hold the weights of {expected_name} ({'; '.join(p for p in parts if p)}). "
-            f"It is another model or a damaged file; get {expected_name} from {SOURCE}."
+            f"It is another model or a damaged file; get {expected_name} from {SOURCE}.{size_note(path, expected_name)}"
         )
     bad = [k for k, v in sd.items() if v.is_floating_point() and not all(torch.isfinite(t) for t in torch.aminmax(v))]
     if bad:

@@ -1,0 +1,96 @@
+"""The official annotator files: sizes and SHA-256 sums in code and README agree, and they are used."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from affordance.__main__ import main
+from affordance.preprocessors.hed import HED_FILE, HEDNet
+from affordance.preprocessors.weights import (
+    ANNOTATOR_FILES,
+    AnnotatorWeightsError,
+    load_annotator,
+    missing_file_error,
+    sha256_of,
+    size_note,
+)
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def test_every_official_file_has_exact_size_and_sha256():
+    assert len(ANNOTATOR_FILES) == 11
+    for name, info in ANNOTATOR_FILES.items():
+        assert info.name == name
+        assert re.fullmatch(r"[0-9a-f]{64}", info.sha256), name
+        assert isinstance(info.size, int) and info.size > 1_000_000, name
+    assert len({f.sha256 for f in ANNOTATOR_FILES.values()}) == 11  # no sum pasted twice
+    # torch hub names a file after its sum's first 8 hex digits: a check on the MiDaS row independent of the table
+    midas = ANNOTATOR_FILES["dpt_hybrid-midas-501f0c75.pt"]
+    assert midas.sha256.startswith("501f0c75")
+    assert ANNOTATOR_FILES[HED_FILE].approx_size == "29 MB"
+    assert ANNOTATOR_FILES["table5_pidinet.pth"].approx_size == "2.9 MB"
+
+
+def test_readme_table_lists_the_same_files_sizes_and_sums():
+    rows = re.findall(r"^\| `([^`]+)` \| [^|]+ \| ([\d,]+) \| `([0-9a-f]{64})` \|$", README.read_text(), re.M)
+    assert {name: (int(size.replace(",", "")), digest) for name, size, digest in rows} == {
+        f.name: (f.size, f.sha256) for f in ANNOTATOR_FILES.values()
+    }
+    assert len(rows) == len(ANNOTATOR_FILES)
+
+
+def test_missing_file_error_gives_size_and_sum():
+    msg = str(missing_file_error(HED_FILE, ["/models/annotators"]))
+    assert "29,444,406 bytes" in msg and ANNOTATOR_FILES[HED_FILE].sha256 in msg
+    assert "python -m affordance annotators" in msg
+
+
+def test_size_note_only_when_sizes_differ(tmp_path, monkeypatch):
+    path = tmp_path / HED_FILE
+    path.write_bytes(b"x" * 10)
+    assert size_note(path, HED_FILE) == " This file is 10 bytes; the official ControlNetHED.pth is 29,444,406 bytes."
+    assert size_note(path, "not_official.pth") == ""
+    assert size_note(tmp_path / "absent.pth", HED_FILE) == ""
+    same = dataclasses.replace(ANNOTATOR_FILES[HED_FILE], size=10)
+    monkeypatch.setitem(ANNOTATOR_FILES, HED_FILE, same)
+    assert size_note(path, HED_FILE) == ""
+
+
+def test_truncated_and_foreign_files_compare_sizes(tmp_path):
+    path = tmp_path / HED_FILE
+    torch.save(HEDNet().state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AnnotatorWeightsError, match=rf"truncated or damaged.* This file is {len(data) // 2:,} bytes"):
+        load_annotator(path, HEDNet(), HED_FILE)
+    torch.save({"conv1_1.weight": torch.zeros(64, 3, 3, 3)}, path)
+    with pytest.raises(AnnotatorWeightsError, match=r"does not hold the weights.* the official ControlNetHED.pth is"):
+        load_annotator(path, HEDNet(), HED_FILE)
+
+
+def test_annotators_command_tells_official_from_other_files(tmp_path, monkeypatch, caplog):
+    torch.manual_seed(0)
+    torch.save(HEDNet().state_dict(), tmp_path / HED_FILE)
+    torch.save(HEDNet().state_dict(), tmp_path / "sk_model.pth")  # another network under a lineart name
+    digest = hashlib.sha256((tmp_path / HED_FILE).read_bytes()).hexdigest()
+    assert sha256_of(tmp_path / HED_FILE, chunk=7) == digest
+    # pretend the file we made is the official one: the command must then say so
+    monkeypatch.setitem(ANNOTATOR_FILES, HED_FILE, dataclasses.replace(ANNOTATOR_FILES[HED_FILE], sha256=digest))
+    with caplog.at_level(logging.INFO):
+        rc = main(["annotators", str(tmp_path)])
+    lines = {r.getMessage().split()[0]: r.getMessage() for r in caplog.records if r.getMessage().strip()}
+    assert rc == 1  # sk_model.pth holds HED weights: refused
+    assert lines[HED_FILE].endswith(f"sha256 {digest}  loads, official")
+    sk = ANNOTATOR_FILES["sk_model.pth"]
+    assert (
+        "REJECTED" in lines["sk_model.pth"] and f"not the official file (sha256 {sk.sha256})" in lines["sk_model.pth"]
+    )
+    assert lines["scannet.pt"].split()[1] == "missing"
