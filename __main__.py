@@ -99,14 +99,7 @@ def _hints(argv: Sequence[str]) -> int:
 
 def _annotators(argv: Sequence[str]) -> int:
     from .preprocessors.errors import PreprocessorError
-    from .preprocessors.hed import HEDNet
-    from .preprocessors.lineart import LineartNet
-    from .preprocessors.lineart_anime import LineartAnimeNet
-    from .preprocessors.midas import DPTHybridNet
-    from .preprocessors.mlsd import MLSDNet
-    from .preprocessors.normalbae import NormalBaeNet
-    from .preprocessors.openpose import BodyPoseNet, FaceNet, HandPoseNet
-    from .preprocessors.pidinet import PiDiNet
+    from .preprocessors.networks import NETWORK_FOR_FILE
     from .preprocessors.weights import ANNOTATOR_FILES, load_annotator, sha256_of
 
     parser = argparse.ArgumentParser(
@@ -114,19 +107,6 @@ def _annotators(argv: Sequence[str]) -> int:
     )
     parser.add_argument("folder", help="a folder holding official annotator files (e.g. ComfyUI/models/annotators)")
     args = parser.parse_args(argv)
-    builders = {
-        "ControlNetHED.pth": HEDNet,
-        "table5_pidinet.pth": PiDiNet,
-        "mlsd_large_512_fp32.pth": MLSDNet,
-        "sk_model.pth": LineartNet,
-        "sk_model2.pth": LineartNet,
-        "netG.pth": LineartAnimeNet,
-        "dpt_hybrid-midas-501f0c75.pt": DPTHybridNet,
-        "scannet.pt": NormalBaeNet,
-        "body_pose_model.pth": BodyPoseNet,
-        "hand_pose_model.pth": HandPoseNet,
-        "facenet.pth": FaceNet,
-    }
     bad = 0
     for name in ANNOTATOR_FILES:
         path = Path(args.folder) / name
@@ -134,7 +114,7 @@ def _annotators(argv: Sequence[str]) -> int:
             log.info("%-30s missing", name)
             continue
         try:
-            load_annotator(path, builders[name](), name)
+            load_annotator(path, NETWORK_FOR_FILE[name](), name)
             status = "loads"
         except PreprocessorError as exc:
             bad += 1

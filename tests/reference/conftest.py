@@ -7,6 +7,9 @@ torchvision 0.29.1 on this workplace: the README's test command builds that seco
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -54,3 +57,22 @@ def photo_512(request) -> np.ndarray:
 @pytest.fixture
 def photo():
     return crop_512
+
+
+@pytest.fixture
+def official_file():
+    """``get(name)``: the path of the real official annotator file ``name`` in ``AFFORDANCE_ANNOTATORS``, or a skip.
+
+    CI has no official files; on a machine with them these parity tests also run on the real weights.
+    """
+    from affordance.preprocessors.weights import ANNOTATOR_FILES, sha256_of
+
+    def get(name: str) -> Path:
+        folder = os.environ.get("AFFORDANCE_ANNOTATORS")
+        if not folder or not (Path(folder) / name).is_file():
+            pytest.skip(f"the official {name} is not here (set AFFORDANCE_ANNOTATORS to a folder holding it)")
+        path = Path(folder) / name
+        assert sha256_of(path) == ANNOTATOR_FILES[name].sha256, f"{path} is not the published {name}"
+        return path
+
+    return get

@@ -1,4 +1,4 @@
-"""Our PiDiNet soft edges and scribble against controlnet-aux's PidiNetDetector on the same (seeded) weights."""
+"""Our PiDiNet soft edges and scribble against controlnet-aux's PidiNetDetector on the same weights (seeded; official too where given)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from affordance.preprocessors.weights import load_annotator
 aux_pidi = pytest.importorskip("controlnet_aux.pidi")
 
 
-@pytest.fixture
-def nets(tmp_path, seeded):
+@pytest.fixture(params=["seeded", "official"])
+def nets(request, tmp_path, seeded, official_file):
+    if request.param == "official":  # the real weights, where a folder of official files is given
+        path = official_file(PIDINET_FILE)
+        ours = load_annotator(path, PiDiNet(), PIDINET_FILE)
+        return ours, aux_pidi.PidiNetDetector.from_pretrained(str(path.parent), filename=PIDINET_FILE)
     tmp = tmp_path
     ref_net = seeded(aux_pidi.pidinet(), 7, gain=0.8)
     with torch.no_grad():  # shift the fused logits so the maps are mostly dark with bright structures
