@@ -58,6 +58,8 @@ class RawCheckpoint:
         metadata: the safetensors ``__metadata__`` (empty for pickles).
         config: a diffusers ``config.json`` found next to the weights, else ``None``.
         skipped: non-tensor entries of a pickle (e.g. ``epoch``), by key.
+        config_is_sibling: ``config`` lies beside a weights file given by itself (not a diffusers folder
+            given as such): it may belong to another model in the same folder.
     """
 
     path: Path
@@ -66,6 +68,7 @@ class RawCheckpoint:
     metadata: dict[str, str] = field(default_factory=dict)
     config: dict[str, object] | None = None
     skipped: list[str] = field(default_factory=list)
+    config_is_sibling: bool = False
 
 
 def _describe_text(head: bytes) -> str:
@@ -225,6 +228,22 @@ def _diffusers_folder(path: Path) -> tuple[Path, dict[str, object]]:
     return weights, _read_config(cfg_path) if cfg_path.is_file() else {}
 
 
+_WEIGHT_SUFFIXES = (".safetensors", ".sft", ".pth", ".pt", ".ckpt", ".bin")
+
+
+def _only_diffusers_weights(folder: Path) -> bool:
+    """Whether every weight file in ``folder`` is a diffusers model file (``diffusion_pytorch_model*``).
+
+    That is diffusers' own rule for which weights a folder's ``config.json`` describes (variants such as
+    ``.fp16.safetensors`` included); a config among other weight files may belong to any of them.
+    """
+    try:
+        names = [p.name for p in folder.iterdir() if p.suffix.lower() in _WEIGHT_SUFFIXES]
+    except OSError:
+        return False
+    return all(n.startswith("diffusion_pytorch_model") for n in names)
+
+
 def read_checkpoint(path: str | Path) -> RawCheckpoint:
     """Read every tensor of a weight file or diffusers folder onto the CPU, without executing code.
 
@@ -245,16 +264,18 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     if not path.exists():
         raise FileNotFoundError(f"no ControlNet file at {path}.")
     config = None
+    sibling_config = False
     if path.is_dir():
         path, config = _diffusers_folder(path)
-    elif (path.parent / "config.json").is_file():
-        # A diffusers folder inside models/controlnet lists its weights file; its config still applies.
+    elif (path.parent / "config.json").is_file() and _only_diffusers_weights(path.parent):
+        # A diffusers folder inside models/controlnet lists its weights file; its config still applies. A
+        # config.json beside other weight files (e.g. at the folder's root) may be any model's: not read.
         try:
             sibling = _read_config(path.parent / "config.json")
         except CorruptCheckpointError:
             sibling = {}  # someone else's config file; the weights speak for themselves
         if sibling.get("_class_name") == "ControlNetModel":
-            config = sibling
+            config, sibling_config = sibling, True  # used only if it describes these weights (the loader checks)
     container = sniff_container(path)
     metadata: dict[str, str] = {}
     skipped: list[str] = []
@@ -268,4 +289,4 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
             "It is not a usable model; download it again."
         )
     log.debug("read %d tensors from %s (%s)", len(tensors), path, container)
-    return RawCheckpoint(path, container, tensors, metadata, config, skipped)
+    return RawCheckpoint(path, container, tensors, metadata, config, skipped, config_is_sibling=sibling_config)

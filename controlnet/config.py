@@ -48,6 +48,12 @@ class ControlNetConfig:
         in_channels: latent channels (4).
         hint_channels: channels of the hint image (3).
         global_average_pooling: average each residual over space (the 1.1 shuffle model).
+        attention: per residual block, whether an attention layer follows it; ``None`` (the usual case):
+            where ``transformer_depth`` is above 0. An attention layer of depth 0 (norm and projections
+            around no transformer block, added to its input) occurs in diffusers' SDXL "small" and "mid"
+            ControlNets (``transformer_layers_per_block`` ``[0, 0, 0]`` and ``[0, 0, 1]``).
+        attention_middle: whether the middle block has an attention layer; ``None``: where
+            ``transformer_depth_middle`` is above 0.
     """
 
     model_channels: int = 320
@@ -63,6 +69,8 @@ class ControlNetConfig:
     in_channels: int = 4
     hint_channels: int = 3
     global_average_pooling: bool = False
+    attention: tuple[bool, ...] | None = None
+    attention_middle: bool | None = None
 
     def __post_init__(self) -> None:
         if len(self.num_res_blocks) != len(self.channel_mult):
@@ -75,11 +83,34 @@ class ControlNetConfig:
                 f"transformer_depth needs one entry per residual block ({sum(self.num_res_blocks)}), "
                 f"got {len(self.transformer_depth)}."
             )
+        if self.attention is not None:
+            if len(self.attention) != len(self.transformer_depth):
+                raise ValueError(
+                    f"attention needs one entry per residual block ({len(self.transformer_depth)}), "
+                    f"got {len(self.attention)}."
+                )
+            if any(d > 0 and not a for d, a in zip(self.transformer_depth, self.attention)):
+                raise ValueError("a residual block with transformer blocks must have its attention layer.")
+        if self.transformer_depth_middle > 0 and self.attention_middle is False:
+            raise ValueError("the middle block has transformer blocks, so it must have its attention layer.")
         if (self.num_heads == -1) == (self.num_head_channels == -1):
             raise ValueError(
                 f"set exactly one of num_heads ({self.num_heads}) and num_head_channels "
                 f"({self.num_head_channels}); the other must be -1."
             )
+
+    def has_attention(self, block: int) -> bool:
+        """Whether residual block ``block`` (0-based, over all levels) is followed by an attention layer."""
+        if self.attention is not None:
+            return self.attention[block]
+        return self.transformer_depth[block] > 0
+
+    @property
+    def has_middle_attention(self) -> bool:
+        """Whether the middle block has an attention layer (between its two ResBlocks)."""
+        if self.attention_middle is not None:
+            return self.attention_middle
+        return self.transformer_depth_middle > 0
 
     @property
     def family(self) -> Family:
@@ -159,6 +190,15 @@ def _depth(keys: set[str], prefix: str) -> int:
     return max(found) + 1 if found else 0
 
 
+def _ndim(t: torch.Tensor, key: str, ndim: int) -> torch.Tensor:
+    """``t`` (the weight ``key``), checked to have ``ndim`` dimensions (a damaged or foreign file otherwise)."""
+    if t.ndim != ndim:
+        raise KeyMismatchError(
+            f"{key} should have {ndim} dimensions, got shape {tuple(t.shape)}: the file is damaged or not a ControlNet."
+        )
+    return t
+
+
 def config_from_state_dict(
     sd: Mapping[str, torch.Tensor],
     *,
@@ -194,47 +234,44 @@ def config_from_state_dict(
     if conv_in.ndim != 4:
         raise KeyMismatchError(f"input_blocks.0.0.weight should be a 4-D conv weight, got shape {tuple(conv_in.shape)}.")
     model_channels, in_channels = int(conv_in.shape[0]), int(conv_in.shape[1])
-    hint_channels = int(need("input_hint_block.0.weight").shape[1])
+    hint_channels = int(_ndim(need("input_hint_block.0.weight"), "input_hint_block.0.weight", 4).shape[1])
 
     indices = sorted({int(m.group(1)) for k in keys if (m := _BLOCK.match(k))})
     if indices != list(range(len(indices))):
         raise KeyMismatchError(f"input block indices are not contiguous: found {indices}.")
-    levels: list[list[tuple[int, int]]] = [[]]  # per level: (channel multiplier, transformer depth)
+    levels: list[list[tuple[int, int, bool]]] = [[]]  # per level: (channel multiplier, depth, attention)
     for i in indices[1:]:
         if f"input_blocks.{i}.0.op.weight" in keys:  # a downsampler closes the level
             levels.append([])
             continue
-        out = int(need(f"input_blocks.{i}.0.out_layers.3.weight").shape[0])
+        out = int(_ndim(need(key := f"input_blocks.{i}.0.out_layers.3.weight"), key, 4).shape[0])
         mult, rem = divmod(out, model_channels)
         if rem:
             raise KeyMismatchError(f"input block {i} has {out} channels, not a multiple of {model_channels}.")
-        levels[-1].append((mult, _depth(keys, f"input_blocks.{i}.1.")))
+        has_attn = any(k.startswith(f"input_blocks.{i}.1.") for k in keys)
+        levels[-1].append((mult, _depth(keys, f"input_blocks.{i}.1."), has_attn))
     if any(not level for level in levels):
         raise KeyMismatchError("a level of the encoder has no residual block; the encoder is truncated or malformed.")
-    if any(len({m for m, _ in level}) != 1 for level in levels):
+    if any(len({m for m, _, _ in level}) != 1 for level in levels):
         raise KeyMismatchError("channels change inside a level of the encoder; this is not an SD UNet encoder.")
     mults = [level[0][0] for level in levels]
     num_res_blocks = [len(level) for level in levels]
-    transformer_depth = [d for level in levels for _, d in level]
+    transformer_depth = [d for level in levels for _, d, _ in level]
+    attention = tuple(a for level in levels for _, _, a in level)
 
     for i in range(len(indices)):
         need(f"zero_convs.{i}.0.weight")
     need("middle_block_out.0.weight")
 
-    if "middle_block.1.in_layers.0.weight" in keys:
-        depth_middle = 0
-    else:
-        depth_middle = _depth(keys, "middle_block.1.")
+    attention_middle = "middle_block.1.norm.weight" in keys
+    depth_middle = _depth(keys, "middle_block.1.") if attention_middle else 0
 
+    adm = int(_ndim(sd["label_emb.0.0.weight"], "label_emb.0.0.weight", 2).shape[1]) if "label_emb.0.0.weight" in keys else None
     attn_keys = sorted(k for k in keys if k.endswith("attn2.to_k.weight"))
-    if attn_keys:
-        context_dim = int(sd[attn_keys[0]].shape[1])
-        proj = next(k for k in sorted(keys) if k.endswith("proj_in.weight"))
-        use_linear = sd[proj].ndim == 2
-    else:
-        context_dim, use_linear = 768, False
-
-    adm = int(sd["label_emb.0.0.weight"].shape[1]) if "label_emb.0.0.weight" in keys else None
+    # without cross-attention (SDXL "small") the text width is never used; it still names the family
+    context_dim = int(_ndim(sd[attn_keys[0]], attn_keys[0], 2).shape[1]) if attn_keys else (2048 if adm is not None else 768)
+    proj = next((k for k in sorted(keys) if k.endswith("proj_in.weight")), None)
+    use_linear = proj is not None and sd[proj].ndim == 2
     if num_heads is None and num_head_channels is None:
         if context_dim == 768:
             num_heads, num_head_channels = 8, -1
@@ -260,6 +297,9 @@ def config_from_state_dict(
             in_channels=in_channels,
             hint_channels=hint_channels,
             global_average_pooling=global_average_pooling,
+            # explicit only where an attention layer has no transformer block, so usual files equal the presets
+            attention=attention if any(a and not d for a, d in zip(attention, transformer_depth)) else None,
+            attention_middle=True if attention_middle and not depth_middle else None,
         )
     except ValueError as exc:
         raise KeyMismatchError(f"inconsistent ControlNet architecture in the weights: {exc}") from exc

@@ -38,13 +38,23 @@ def diffusers_config(config: ControlNetConfig) -> dict[str, object]:
             cannot express.
     """
     depths: list[int] = []
+    attention: list[bool] = []  # per level: a cross-attention block type (its depth may be 0)
     i = 0
     for n in config.num_res_blocks:
-        level = set(config.transformer_depth[i : i + n])
+        level = {(config.transformer_depth[b], config.has_attention(b)) for b in range(i, i + n)}
         i += n
         if len(level) != 1:
-            raise UnknownFormatError(f"transformer depths {sorted(level)} inside one level cannot be written for diffusers.")
-        depths.append(level.pop())
+            raise UnknownFormatError(
+                f"transformer depths / attention layers {sorted(level)} inside one level cannot be written for diffusers."
+            )
+        depth, attn = level.pop()
+        depths.append(depth)
+        attention.append(attn)
+    if not config.has_middle_attention:
+        raise UnknownFormatError(
+            "a middle block without attention (two ResBlocks) cannot be written for diffusers: its UNetMidBlock2D "
+            "has a single ResBlock. Keep this ControlNet in the original layout."
+        )
     if len(set(config.num_res_blocks)) != 1:
         raise UnknownFormatError(f"diffusers needs the same number of blocks per level, got {config.num_res_blocks}.")
     widths = [m * config.model_channels for m in config.channel_mult]
@@ -66,7 +76,7 @@ def diffusers_config(config: ControlNetConfig) -> dict[str, object]:
         "conditioning_embedding_out_channels": [16, 32, 96, 256],
         "controlnet_conditioning_channel_order": "rgb",
         "cross_attention_dim": config.context_dim,
-        "down_block_types": ["CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depths],
+        "down_block_types": ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention],
         "downsample_padding": 1,
         "encoder_hid_dim": None,
         "encoder_hid_dim_type": None,
@@ -76,7 +86,7 @@ def diffusers_config(config: ControlNetConfig) -> dict[str, object]:
         "in_channels": config.in_channels,
         "layers_per_block": config.num_res_blocks[0],
         "mid_block_scale_factor": 1,
-        "mid_block_type": "UNetMidBlock2DCrossAttn" if config.transformer_depth_middle else "UNetMidBlock2D",
+        "mid_block_type": "UNetMidBlock2DCrossAttn",
         "norm_eps": 1e-05,
         "norm_num_groups": 32,
         "num_attention_heads": None,
@@ -84,19 +94,22 @@ def diffusers_config(config: ControlNetConfig) -> dict[str, object]:
         "only_cross_attention": False,
         "projection_class_embeddings_input_dim": config.adm_in_channels,
         "resnet_time_scale_shift": "default",
-        "transformer_layers_per_block": _layers_per_block(depths, config.transformer_depth_middle),
+        "transformer_layers_per_block": _layers_per_block(depths, attention, config.transformer_depth_middle),
         "upcast_attention": False,
         "use_linear_projection": config.use_linear_in_transformer,
     }
 
 
-def _layers_per_block(depths: list[int], middle: int) -> int | list[int]:
-    """diffusers' ``transformer_layers_per_block``: one depth per level, the last one also the middle's."""
-    if {d for d in depths if d} <= {1} and middle in (0, 1):
+def _layers_per_block(depths: list[int], attention: list[bool], middle: int) -> int | list[int]:
+    """diffusers' ``transformer_layers_per_block``: one depth per level, the last one also the middle's.
+
+    Levels without attention ignore their entry (written as 1); attention levels of depth 0 stay 0.
+    """
+    if all(d == 1 for d, a in zip(depths, attention) if a) and middle == 1:
         return 1
-    per_level = [max(d, 1) for d in depths]
-    if middle and per_level[-1] != middle:
-        if depths[-1]:
+    per_level = [d if a else 1 for d, a in zip(depths, attention)]
+    if per_level[-1] != middle:
+        if attention[-1]:
             raise UnknownFormatError(f"diffusers ties the middle depth to the last level's; got {depths} and {middle}.")
         per_level[-1] = middle
     return per_level

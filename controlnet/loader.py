@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint import RawCheckpoint, read_checkpoint
 from .config import ControlNetConfig, Family, config_from_state_dict
-from .errors import CheckpointError, InvalidWeightsError, KeyMismatchError, UnknownFormatError
+from .errors import CheckpointError, CorruptCheckpointError, InvalidWeightsError, KeyMismatchError, UnknownFormatError
 from .formats import Detection, Layout, detect_format
 from .keymap import diffusers_to_original
 from .layers import Ops
@@ -69,24 +69,66 @@ class ControlNetWeights:
     report: LoadReport
 
 
+def _positive_ints(value: object) -> bool:
+    """Whether ``value`` is a positive int or a non-empty list of them (``bool`` excluded)."""
+    items = value if isinstance(value, list) and value else [value]
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items)
+
+
 def _heads_from_diffusers_config(cfg: Mapping[str, object], source: str) -> dict[str, int]:
-    """Head settings of a diffusers ``config.json`` (its ``attention_head_dim`` holds head *counts*)."""
+    """Head settings of a diffusers ``config.json`` (its ``attention_head_dim`` holds head *counts*).
+
+    Raises:
+        CorruptCheckpointError: head counts or widths that are not positive whole numbers.
+        UnknownFormatError: per-level heads that are neither a fixed count nor a fixed width.
+    """
     heads = cfg.get("num_attention_heads") or cfg.get("attention_head_dim")
     widths = cfg.get("block_out_channels")
     if heads is None or not isinstance(widths, list):
         return {}
+    for name, value in (("attention_head_dim", heads), ("block_out_channels", widths)):
+        if not _positive_ints(value):
+            raise CorruptCheckpointError(
+                f"{source}: config.json's {name} is {value!r}, not a positive whole number or a list of them. "
+                "Restore the original config.json, or remove it (the weights alone are enough to load the model)."
+            )
     if isinstance(heads, int):
         return {"num_heads": heads}
-    if isinstance(heads, list) and len(heads) == len(widths):
+    if len(heads) == len(widths):
         if len(set(heads)) == 1:
-            return {"num_heads": int(heads[0])}
-        per_head = {int(w) // int(h) for w, h in zip(widths, heads)}
+            return {"num_heads": heads[0]}
+        per_head = {w // h for w, h in zip(widths, heads)}
         if len(per_head) == 1:
             return {"num_head_channels": per_head.pop()}
     raise UnknownFormatError(
         f"{source}: config.json sets heads {heads} for widths {widths}; only a fixed head count or a fixed head "
         "width is supported."
     )
+
+
+def _config_mismatch(cfg: Mapping[str, object], sd: Mapping[str, torch.Tensor]) -> str | None:
+    """How a diffusers ``config.json`` contradicts the weights it came with, or ``None`` when it fits them."""
+    try:
+        base = config_from_state_dict(sd)
+    except CheckpointError:
+        return None  # the weights themselves are wrong: reported by the normal checks, with their own message
+    expected: dict[str, object] = {
+        "block_out_channels": [m * base.model_channels for m in base.channel_mult],
+        "in_channels": base.in_channels,
+        "conditioning_channels": base.hint_channels,
+        "projection_class_embeddings_input_dim": base.adm_in_channels,
+    }
+    if len(set(base.num_res_blocks)) == 1:
+        expected["layers_per_block"] = base.num_res_blocks[0]
+    if any(k.endswith("attn2.to_k.weight") for k in sd):  # without cross-attention the width is not in the weights
+        expected["cross_attention_dim"] = base.context_dim
+    defaults = {"in_channels": 4, "conditioning_channels": 3, "projection_class_embeddings_input_dim": None}
+    wrong = [
+        f"{key} {cfg.get(key, defaults.get(key))!r} (the weights have {value!r})"
+        for key, value in expected.items()
+        if cfg.get(key, defaults.get(key)) != value
+    ]
+    return "; ".join(wrong) or None
 
 
 def _check_values(sd: Mapping[str, torch.Tensor], source: str) -> None:
@@ -154,11 +196,22 @@ def extract_controlnet(
     kept = {k[len(detection.prefix) :]: v for k, v in raw.tensors.items() if detection.selects(k)}
     dropped = len(raw.tensors) - len(kept)
     overrides: dict[str, int] = {}
+    cfg_json: Mapping[str, object] | None = None  # a diffusers config.json that describes these weights
     if detection.layout is Layout.DIFFUSERS:
         sd = diffusers_to_original(kept)
-        if raw.config:
-            overrides = _heads_from_diffusers_config(raw.config, source)
-            if str(raw.config.get("controlnet_conditioning_channel_order", "rgb")).lower() == "bgr":
+        cfg_json = raw.config or None
+        why = _config_mismatch(cfg_json, sd) if cfg_json else None
+        if why and raw.config_is_sibling:  # another model's config.json in the same folder: never applied
+            log.warning("%s: ignoring the config.json beside it, which describes another model (%s)", source, why)
+            cfg_json = None
+        elif why:
+            raise CorruptCheckpointError(
+                f"{source}: the folder's config.json does not describe these weights: {why}. Restore the "
+                "config.json that came with the model, or remove it (the weights alone are enough to load it)."
+            )
+        if cfg_json:
+            overrides = _heads_from_diffusers_config(cfg_json, source)
+            if str(cfg_json.get("controlnet_conditioning_channel_order", "rgb")).lower() == "bgr":
                 raise UnknownFormatError(
                     f"{source}: config.json asks for BGR hints (controlnet_conditioning_channel_order='bgr'), "
                     "which Affordance does not support; convert the model or swap the hint channels."
@@ -166,7 +219,7 @@ def extract_controlnet(
     else:
         sd = kept
     if global_average_pooling is None:
-        gap = bool(raw.config.get("global_pool_conditions", False)) if raw.config else False
+        gap = cfg_json.get("global_pool_conditions") is True if cfg_json else False  # not "false" (a string)
         gap = gap or raw.metadata.get("affordance.global_average_pooling") == "true"
     else:
         gap = global_average_pooling

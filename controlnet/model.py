@@ -85,14 +85,14 @@ class ControlNet(nn.Module):
         blocks: list[Sequence] = [Sequence(ops.Conv2d(config.in_channels, mc, 3, padding=1))]
         zero_convs: list[Sequence] = [zero_conv(mc)]
         ch = mc
-        depths = iter(config.transformer_depth)
+        block = 0
         for level, mult in enumerate(config.channel_mult):
             for _ in range(config.num_res_blocks[level]):
                 layers: list[nn.Module] = [ResBlock(ch, emb_dim, mult * mc, ops)]
                 ch = mult * mc
-                depth = next(depths)
-                if depth > 0:
-                    layers.append(transformer(ch, depth))
+                if config.has_attention(block):  # depth 0 possible: norm and projections only
+                    layers.append(transformer(ch, config.transformer_depth[block]))
+                block += 1
                 blocks.append(Sequence(*layers))
                 zero_convs.append(zero_conv(ch))
             if level != len(config.channel_mult) - 1:
@@ -101,7 +101,7 @@ class ControlNet(nn.Module):
         self.input_blocks = nn.ModuleList(blocks)
         self.zero_convs = nn.ModuleList(zero_convs)
         middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch, ops)]
-        if config.transformer_depth_middle > 0:
+        if config.has_middle_attention:
             middle.append(transformer(ch, config.transformer_depth_middle))
         middle.append(ResBlock(ch, emb_dim, ch, ops))
         self.middle_block = Sequence(*middle)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from affordance.controlnet import Family, Layout, build_controlnet, load_controlnet, read_controlnet
+from affordance.controlnet.convert import diffusers_config
+from affordance.controlnet.errors import CorruptCheckpointError, KeyMismatchError
 
 LAYOUTS = [
     ("original", Layout.ORIGINAL),
@@ -119,3 +122,63 @@ def test_unrelated_config_json_is_ignored(tiny_model, write_checkpoint):
     path = write_checkpoint(tiny_model)
     (path.parent / "config.json").write_text("not json at all")
     assert load_controlnet(path)[1].family is Family.SD1
+
+
+def _shuffle_config_beside(model, folder):
+    import json
+
+    cfg = diffusers_config(model.config)
+    cfg["global_pool_conditions"] = True
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def test_stray_config_json_beside_other_weights_is_never_applied(tiny_model, tiny_xl_model, write_checkpoint):
+    """A diffusers shuffle config.json left in models/controlnet must not change the other models there."""
+    sd15 = write_checkpoint(tiny_model, "diffusers", name="sd15_canny")
+    xl = write_checkpoint(tiny_xl_model, "diffusers", name="xl_canny")
+    original = write_checkpoint(tiny_model, "original", name="v11_canny")
+    _shuffle_config_beside(tiny_model, sd15.parent)  # matches the SD1.5 file's architecture, even
+    for path in (sd15, xl, original):
+        assert not load_controlnet(path)[0].config.global_average_pooling, path.name
+
+
+def test_folder_config_json_must_describe_its_weights(tiny_model, tiny_xl_model, write_checkpoint):
+    import json
+
+    folder = write_checkpoint(tiny_xl_model, "diffusers-folder")
+    (folder / "config.json").write_text(json.dumps(diffusers_config(tiny_model.config)))  # another model's
+    with pytest.raises(
+        CorruptCheckpointError, match=r"config.json does not describe these weights: block_out_channels"
+    ):
+        load_controlnet(folder)
+
+
+@pytest.mark.parametrize("heads", [[None, 8], [0, 8], [[8], [8]], "8", 8.0, True, -1, {"a": 1}])
+def test_bad_head_counts_in_config_json_are_typed_errors(tiny_model, write_checkpoint, heads):
+    import json
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["attention_head_dim"] = heads
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CorruptCheckpointError, match=r"config.json's attention_head_dim is .*not a positive whole"):
+        load_controlnet(folder)
+
+
+def test_global_pool_needs_a_true_boolean(tiny_model, write_checkpoint):
+    import json
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["global_pool_conditions"] = "false"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert not load_controlnet(folder)[0].config.global_average_pooling
+
+
+@pytest.mark.parametrize("key", ["input_hint_block.0.weight", "input_blocks.1.0.out_layers.3.weight"])
+def test_misshapen_architecture_keys_are_typed_errors(tiny_model, tmp_path, key):
+    sd = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    sd[key] = torch.zeros(sd[key].shape[0])
+    save_file(sd, tmp_path / "bad.safetensors")
+    with pytest.raises(KeyMismatchError, match=rf"{key} should have 4 dimensions, got shape"):
+        load_controlnet(tmp_path / "bad.safetensors")

@@ -55,7 +55,10 @@ def _inputs(name: str):
     ctx = torch.randn(2, 11, ctx_dim, generator=g)
     added = None
     if name == "sdxl":
-        added = {"text_embeds": torch.randn(2, 1280, generator=g), "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * 2)}
+        added = {
+            "text_embeds": torch.randn(2, 1280, generator=g),
+            "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * 2),
+        }
     return x, hint, t, ctx, added
 
 
@@ -93,3 +96,71 @@ def test_residuals_equal_diffusers(name, tmp_path):
         assert all(b.abs().max() > 1e-2 for b in expected)  # the comparison is not between zeros
         del model
         gc.collect()
+
+
+# diffusers' SDXL "small" and "mid" ControlNets: cross-attention levels with 0 (mid: 0, then 1) transformer
+# blocks, whose norm and projections still run (added to their input); narrowed widths, the real structure.
+SMALL_MID = {
+    "sdxl_small": [0, 0, 0],
+    "sdxl_mid": [0, 0, 1],
+}
+
+
+def _small_mid(layers: list[int]):
+    torch.manual_seed(0)
+    model = diffusers.ControlNetModel(
+        block_out_channels=(64, 128, 128),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        cross_attention_dim=2048,
+        attention_head_dim=[1, 2, 2],
+        transformer_layers_per_block=layers,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    ).eval()
+    g = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters()):
+            p.normal_(0.0, 0.05, generator=g)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_MID))
+def test_sdxl_small_and_mid_equal_diffusers(name, tmp_path):
+    ref = _small_mid(SMALL_MID[name])
+    g = torch.Generator().manual_seed(7)
+    x, hint = torch.randn(2, 4, 8, 8, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    t, ctx = torch.tensor([981.0, 37.0]), torch.randn(2, 11, 2048, generator=g)
+    added = {
+        "text_embeds": torch.randn(2, 1280, generator=g),
+        "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * 2),
+    }
+    with torch.no_grad():
+        down, mid = ref(x, t, ctx, hint, added_cond_kwargs=added, return_dict=False)
+    expected = [*down, mid]
+    folder = tmp_path / "diffusers"
+    ref.save_pretrained(folder)
+    original = convert_file(folder, tmp_path / "original.safetensors", to="original")
+    back = convert_file(original, tmp_path / "back", to="diffusers").parent
+    y = sdxl_label(added["text_embeds"], added["time_ids"])
+    for what, path in {
+        "folder": folder,
+        "single file": folder / "diffusion_pytorch_model.safetensors",
+        "original layout": original,
+    }.items():
+        model, report = load_controlnet(path)
+        assert report.family is Family.SDXL, what
+        with torch.no_grad():
+            got = model(x, hint, t, ctx, y).as_list()
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert (a - b).abs().max().item() <= 1e-4, f"{what}: residual {i}"
+    # our conversion back to diffusers is read by diffusers itself as the same model (no weight dropped)
+    again = diffusers.ControlNetModel.from_pretrained(back).eval()
+    assert again.config.transformer_layers_per_block[1:] == SMALL_MID[name][1:]
+    with torch.no_grad():
+        down2, mid2 = again(x, t, ctx, hint, added_cond_kwargs=added, return_dict=False)
+    for a, b in zip([*down2, mid2], expected, strict=True):
+        assert torch.equal(a, b)
+    # the comparison is not between zeros
+    assert all(b.abs().max() > 1e-2 for b in expected)
