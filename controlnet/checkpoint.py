@@ -119,11 +119,16 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         raw = f.read(n)
         try:
             header = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise CorruptCheckpointError(f"{path} has a damaged safetensors header ({exc}). Download it again.") from exc
         if not isinstance(header, dict):
             raise CorruptCheckpointError(f"{path} has a safetensors header that is not a JSON object.")
         metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict):
+            raise CorruptCheckpointError(
+                f"{path}: the safetensors header's __metadata__ is a {type(metadata).__name__}, not a JSON object. "
+                "The file is damaged; download it again."
+            )
         start = 8 + n
         data_size = size - start
         buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > start else None
@@ -133,6 +138,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             dtype = SAFETENSORS_DTYPES[info["dtype"]]
             shape = [int(s) for s in info["shape"]]
             begin, end = (int(o) for o in info["data_offsets"])
+            if any(s < 0 for s in shape):
+                raise ValueError(f"negative dimension in {shape}")
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptCheckpointError(f"{path}: entry {key!r} of the safetensors header is malformed ({info!r}).") from exc
         count = math.prod(shape)
@@ -194,8 +201,14 @@ def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], l
                 "machine you trust."
             ) from exc
         raise CorruptCheckpointError(f"{path} is a damaged pickle ({msg[:200]}). Download it again.") from exc
-    except (EOFError, zipfile.BadZipFile) as exc:
+    except (EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise CorruptCheckpointError(f"{path} is truncated or damaged ({exc}). Download it again.") from exc
+    except OSError as exc:  # the zip reader of a cut-off file; the file itself exists (checked before)
+        if not path.is_file():
+            raise
+        raise CorruptCheckpointError(
+            f"{path} could not be read as a PyTorch checkpoint ({exc}); it is truncated or damaged. Download it again."
+        ) from exc
     except RuntimeError as exc:
         raise CorruptCheckpointError(
             f"{path} could not be read as a PyTorch checkpoint ({str(exc)[:200]}); it is truncated or damaged. "

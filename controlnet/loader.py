@@ -131,6 +131,18 @@ def _config_mismatch(cfg: Mapping[str, object], sd: Mapping[str, torch.Tensor]) 
     return "; ".join(wrong) or None
 
 
+_FP8 = tuple(
+    getattr(torch, n)
+    for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+    if hasattr(torch, n)
+)
+
+
+def _widen_fp8(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fp8 weights as fp16 (exact: every fp8 value is an fp16 value); the model computes in fp16 or wider."""
+    return {k: v.to(torch.float16) if v.dtype in _FP8 else v for k, v in sd.items()}
+
+
 def _check_values(sd: Mapping[str, torch.Tensor], source: str) -> None:
     bad = []
     for key, t in sd.items():
@@ -225,13 +237,15 @@ def extract_controlnet(
         gap = global_average_pooling
     config = config_from_state_dict(sd, global_average_pooling=gap, **overrides)
     _check_keys(sd, config, source)
+    stored = dict(Counter(str(t.dtype).removeprefix("torch.") for t in sd.values()))
+    sd = _widen_fp8(sd)
     _check_values(sd, source)
     report = LoadReport(
         path=raw.path,
         container=raw.container,
         layout=detection.layout,
         family=config.family,
-        stored_dtypes=dict(Counter(str(t.dtype).removeprefix("torch.") for t in sd.values())),
+        stored_dtypes=stored,
         num_keys=len(sd),
         dropped_keys=dropped,
         num_params=sum(t.numel() for t in sd.values()),

@@ -155,7 +155,9 @@ def test_nan_or_inf_weights(tiny_model, tmp_path, value):
     sd["middle_block_out.0.bias"] = sd["middle_block_out.0.bias"].clone()
     sd["middle_block_out.0.bias"][3] = value
     save_file(sd, tmp_path / "nan.safetensors")
-    with pytest.raises(InvalidWeightsError, match=r"1 weight tensor\(s\) hold NaN or Inf values \(middle_block_out.0.bias\)"):
+    with pytest.raises(
+        InvalidWeightsError, match=r"1 weight tensor\(s\) hold NaN or Inf values \(middle_block_out.0.bias\)"
+    ):
         load_controlnet(tmp_path / "nan.safetensors")
 
 
@@ -208,7 +210,13 @@ def test_architecture_key_missing(tiny_model, tmp_path):
         ({"lora_unet_mid_block_attentions_0_proj_in.lora_down.weight": (4, 8)}, "LoRA"),
         ({"controlnet_blocks.0.weight": (8, 8), "pos_embed_input.proj.weight": (8, 16, 2, 2)}, "SD3"),
         ({"controlnet_blocks.0.weight": (8, 8), "controlnet_x_embedder.weight": (8, 64)}, "Flux"),
-        ({"model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3), "first_stage_model.decoder.conv_in.weight": (8, 4, 3, 3)}, "whole Stable Diffusion checkpoint without ControlNet"),
+        (
+            {
+                "model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3),
+                "first_stage_model.decoder.conv_in.weight": (8, 4, 3, 3),
+            },
+            "whole Stable Diffusion checkpoint without ControlNet",
+        ),
     ],
 )
 def test_other_family_file(tmp_path, keys, family):
@@ -216,3 +224,50 @@ def test_other_family_file(tmp_path, keys, family):
     save_file({k: torch.zeros(s) for k, s in keys.items()}, path)
     with pytest.raises(WrongFamilyError, match=family):
         load_controlnet(path)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (
+            {"__metadata__": "oops", "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+            "__metadata__ is a str",
+        ),
+        ({"__metadata__": [1], "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, "__metadata__ is a list"),
+        ({"w": {"dtype": "F32", "shape": [-1, -4], "data_offsets": [0, 16]}}, "header is malformed"),
+    ],
+)
+def test_malformed_safetensors_header_entries(tmp_path, header, message):
+    raw = json.dumps(header).encode()
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(16))
+    with pytest.raises(CorruptCheckpointError, match=message):
+        load_controlnet(path)
+
+
+def test_deeply_nested_header_is_a_typed_error(tmp_path):
+    raw = b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    with pytest.raises(CorruptCheckpointError, match="damaged safetensors header"):
+        load_controlnet(path)
+
+
+def test_pth_cut_anywhere_is_a_typed_error(tiny_model, write_checkpoint):
+    """A zip checkpoint cut at any point (the zip reader raises OSError for early cuts) is reported as damaged."""
+    path = write_checkpoint(tiny_model, container="pth")
+    data = path.read_bytes()
+    for cut in sorted({64, 512, 4096, 20_000, 70_000, len(data) // 2, len(data) - 10} - {len(data)}):
+        path.write_bytes(data[:cut])
+        with pytest.raises(CorruptCheckpointError, match="truncated or damaged"):
+            load_controlnet(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_fp8_weights_load_exactly(tiny_model, tmp_path, dtype):
+    sd = {k: v.to(dtype) for k, v in tiny_model.state_dict().items()}
+    save_file(sd, tmp_path / "fp8.safetensors")
+    model, report = load_controlnet(tmp_path / "fp8.safetensors")
+    assert report.stored_dtypes == {str(dtype).removeprefix("torch."): len(sd)}
+    for key, value in model.state_dict().items():  # every fp8 value is an fp16 value: nothing rounded
+        assert value.dtype == torch.float16 and torch.equal(value, sd[key].to(torch.float16)), key
