@@ -136,7 +136,12 @@ class ApplyControlNet:
 
     @classmethod
     def VALIDATE_INPUTS(cls, start_percent: float, end_percent: float):
-        if start_percent > end_percent:
+        # naming them here turns off ComfyUI's own range check, so the range is checked here too; a widget fed
+        # by a link is None (checked when the node runs)
+        for name, v in (("start_percent", start_percent), ("end_percent", end_percent)):
+            if v is not None and not 0.0 <= v <= 1.0:
+                return f"{name} must be within 0..1, got {v}."
+        if start_percent is not None and end_percent is not None and start_percent > end_percent:
             return f"start_percent ({start_percent}) is after end_percent ({end_percent}); swap them."
         return True
 

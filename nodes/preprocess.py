@@ -119,12 +119,13 @@ class CannyPreprocessor(_Preprocessor):
 
     @classmethod
     def VALIDATE_INPUTS(cls, low_threshold: int, high_threshold: int, resolution: int):
+        # a widget fed by a link is None here (its value exists only when the node runs, and is checked then)
         for name, v in (("low_threshold", low_threshold), ("high_threshold", high_threshold)):
-            if not 0 <= v <= 255:
+            if v is not None and not 0 <= v <= 255:
                 return f"{name} must be between 0 and 255, got {v}."
-        if low_threshold > high_threshold:
+        if low_threshold is not None and high_threshold is not None and low_threshold > high_threshold:
             return f"low_threshold ({low_threshold}) is above high_threshold ({high_threshold}); swap them."
-        if not 64 <= resolution <= MAX_RESOLUTION:
+        if resolution is not None and not 64 <= resolution <= MAX_RESOLUTION:
             return f"resolution must be between 64 and {MAX_RESOLUTION}, got {resolution}."
         return True
 

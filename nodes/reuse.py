@@ -144,6 +144,8 @@ class ControlResidualReuse:
 
     @classmethod
     def VALIDATE_INPUTS(cls, every_k_steps: int, start_percent: float, end_percent: float):
+        if None in (every_k_steps, start_percent, end_percent):
+            return True  # a linked widget: its value is checked when the node runs
         try:
             ReusePolicy(every_k_steps, start_percent, end_percent)
         except ReuseError as exc:

@@ -85,7 +85,8 @@ class ScribbleCanvas:
     @classmethod
     def VALIDATE_INPUTS(cls, width: int, height: int, drawing: str):
         try:
-            check_drawing_size(width, height)
+            if width is not None and height is not None:  # None: fed by a link, checked when the node runs
+                check_drawing_size(width, height)
             if drawing:
                 resolve_drawing(_input_dir(), drawing)
         except DrawingError as exc:

@@ -15,6 +15,9 @@ def make_weights(preset: str, base_multiplier: float, uncond_multiplier: float, 
         p = Preset(preset)
     except ValueError:
         raise WeightsError(f"preset must be one of {[x.value for x in Preset]}, got {preset!r}.") from None
+    for name, v in (("base_multiplier", base_multiplier), ("uncond_multiplier", uncond_multiplier)):
+        if not 0.0 <= float(v) <= 1.0:  # also NaN
+            raise WeightsError(f"{name} must be within 0..1, got {v}.")
     custom = parse_weight_list(custom_weights) if p is Preset.CUSTOM else ()
     return ControlWeights(p, float(base_multiplier), custom, float(uncond_multiplier))
 
@@ -69,6 +72,8 @@ class ControlWeightsNode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, preset: str, base_multiplier: float, uncond_multiplier: float, custom_weights: str):
+        if None in (preset, base_multiplier, uncond_multiplier, custom_weights):
+            return True  # a linked widget: its value is checked when the node runs
         try:
             make_weights(preset, base_multiplier, uncond_multiplier, custom_weights)
         except WeightsError as exc:
@@ -111,6 +116,8 @@ class StrengthScheduleNode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, keyframes: str, interpolation: str):
+        if keyframes is None or interpolation is None:
+            return True  # a linked widget: its value is checked when the node runs
         try:
             StrengthSchedule.parse(keyframes, interpolation)
         except ScheduleError as exc:

@@ -123,7 +123,15 @@ def test_foreign_control_is_applied_like_comfyui(image):
 def test_foreign_control_rejects_our_extras(image):
     with pytest.raises(ValueError, match="weights, mask input\\(s\\) need a ControlNet loaded with"):
         apply_control(
-            _cond(), _cond(), ForeignControl(), image(), 1.0, 0.0, 1.0, weights=ControlWeights(), mask=torch.ones(1, 8, 8)
+            _cond(),
+            _cond(),
+            ForeignControl(),
+            image(),
+            1.0,
+            0.0,
+            1.0,
+            weights=ControlWeights(),
+            mask=torch.ones(1, 8, 8),
         )
 
 
@@ -164,3 +172,47 @@ def test_loader_node_refuses_bad_file(stub_comfy):
     (stub_comfy / "tiny.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
     with pytest.raises(ValueError, match="Git LFS pointer"):
         NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]().load("tiny.safetensors")
+
+
+def _widget_defaults(cls) -> dict:
+    spec = cls.INPUT_TYPES()
+    out = {}
+    for section in ("required", "optional"):
+        for name, (kind, opts) in spec.get(section, {}).items():
+            if "default" in opts:
+                out[name] = opts["default"]
+            elif isinstance(kind, list) and kind:
+                out[name] = kind[0]
+    return out
+
+
+def test_validate_inputs_accepts_linked_widgets():
+    """ComfyUI validates a prompt with None for every widget fed by a link (e.g. Pixel Perfect -> Canny)."""
+    import inspect
+
+    checked = 0
+    for node_id, cls in NODE_CLASS_MAPPINGS.items():
+        if not hasattr(cls, "VALIDATE_INPUTS"):
+            continue
+        params = list(inspect.signature(cls.VALIDATE_INPUTS).parameters)
+        defaults = _widget_defaults(cls)
+        assert cls.VALIDATE_INPUTS(**{p: defaults[p] for p in params}) is True, node_id
+        for linked in params:  # each widget linked in turn, the others at their defaults
+            args = {p: None if p == linked else defaults[p] for p in params}
+            assert cls.VALIDATE_INPUTS(**args) is True, f"{node_id} with {linked} linked"
+        assert cls.VALIDATE_INPUTS(**dict.fromkeys(params)) is True, node_id
+        checked += 1
+    assert checked >= 6
+
+
+def test_range_checks_that_validate_inputs_takes_over_from_comfyui():
+    """Inputs named in VALIDATE_INPUTS skip ComfyUI's min/max check, so ours must refuse out-of-range values."""
+    apply_cls = NODE_CLASS_MAPPINGS["AST_ApplyControlNet"]
+    assert "within 0..1" in apply_cls.VALIDATE_INPUTS(start_percent=-0.5, end_percent=1.0)
+    assert "within 0..1" in apply_cls.VALIDATE_INPUTS(start_percent=0.0, end_percent=3.0)
+    msg = ControlWeightsNode.VALIDATE_INPUTS("prompt_more_important", 50.0, 1.0, "")
+    assert isinstance(msg, str) and "base_multiplier must be within 0..1, got 50.0" in msg
+    msg = ControlWeightsNode.VALIDATE_INPUTS("balanced", 0.825, -3.0, "")
+    assert isinstance(msg, str) and "uncond_multiplier" in msg
+    with pytest.raises(WeightsError, match="uncond_multiplier"):
+        ControlWeightsNode().build("balanced", 0.825, float("nan"), "")
