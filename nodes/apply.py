@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ..controlnet.schedule import StrengthSchedule, check_window
+from ..controlnet.schedule import ScheduleError, StrengthSchedule, check_window
 from ..controlnet.weights import ControlWeights
 from ._host import image_to_hint, mask_batch
 from .control import AffordanceControl
@@ -136,13 +136,14 @@ class ApplyControlNet:
 
     @classmethod
     def VALIDATE_INPUTS(cls, start_percent: float, end_percent: float):
-        # naming them here turns off ComfyUI's own range check, so the range is checked here too; a widget fed
-        # by a link is None (checked when the node runs)
-        for name, v in (("start_percent", start_percent), ("end_percent", end_percent)):
-            if v is not None and not 0.0 <= v <= 1.0:
-                return f"{name} must be within 0..1, got {v}."
-        if start_percent is not None and end_percent is not None and start_percent > end_percent:
-            return f"start_percent ({start_percent}) is after end_percent ({end_percent}); swap them."
+        # naming them here turns off ComfyUI's own range check, so the whole window is checked; a widget fed by a
+        # link is None here and is checked when the node runs (apply_control)
+        if start_percent is None or end_percent is None:
+            return True
+        try:
+            check_window(start_percent, end_percent)
+        except ScheduleError as exc:
+            return str(exc)
         return True
 
     def apply(self, positive, negative, control_net, image, strength, start_percent, end_percent, **optional):
