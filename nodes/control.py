@@ -287,7 +287,7 @@ class AffordanceControl:
             self._hint_key = key
             self._hint_layouts = {}
         enc = self._encoded_hint
-        if enc.shape[0] in (1, n):
+        if enc.shape[0] == 1 or (chunks <= 1 and enc.shape[0] == n):
             return enc
         if (n, chunks) not in self._hint_layouts:
             check_hint_batch(enc.shape[0], n // max(chunks, 1))

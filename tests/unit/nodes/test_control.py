@@ -244,6 +244,17 @@ def test_hint_batch_that_fits_no_latent_batch(control, fake_model, image, call, 
         call(c, sigma(0.5), n=2)
 
 
+@pytest.mark.parametrize("order", [(1, 0), (0,)], ids=["cond-uncond-batched", "one-chunk"])
+def test_hint_batch_larger_than_latent_batch_refused_in_every_layout(control, fake_model, image, call, sigma, order):
+    # 4 hints for 2 latents: with cond and uncond batched the model batch is 4 too, which must not let it pass
+    # (it used to, mapping hints 3-4 onto the uncond rows) while separate chunks refused it.
+    c = control.copy().set_cond_hint(image(b=4).movedim(-1, 1))
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    with pytest.raises(ValueError, match="a batch of 4 hint images fits no latent batch of 2"):
+        call(c, sigma(0.5), n=2, order=order)
+
+
 def test_batch_of_hints_maps_to_batch_of_latents(control, fake_model, image, call, sigma):
     hints = image(b=2).movedim(-1, 1)
     both = control.copy().set_cond_hint(hints)
