@@ -12,7 +12,9 @@ def center_crop_to_aspect(image: torch.Tensor, width: int, height: int) -> torch
     """Crop ``(..., H, W)`` symmetrically so its aspect ratio matches ``width / height``.
 
     The cropped margin on each side is ``round((size - size * ratio) / 2)``, so an image that already
-    has the target aspect is returned unchanged.
+    has the target aspect is returned unchanged. At least one row and column always remain: a strip
+    far thinner than the target (say 1 x 4 px for a square) keeps its middle pixel instead of becoming
+    empty.
     """
     old_h, old_w = image.shape[-2:]
     old_aspect, new_aspect = old_w / old_h, width / height
@@ -21,6 +23,7 @@ def center_crop_to_aspect(image: torch.Tensor, width: int, height: int) -> torch
         x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
     elif old_aspect < new_aspect:
         y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    x, y = min(x, (old_w - 1) // 2), min(y, (old_h - 1) // 2)
     return image.narrow(-2, y, old_h - 2 * y).narrow(-1, x, old_w - 2 * x)
 
 

@@ -21,6 +21,18 @@ def test_crop_keeps_centre_of_taller_image():
     assert torch.equal(center_crop_to_aspect(img, 4, 4), img[..., 2:6, :])
 
 
+@pytest.mark.parametrize(("h", "w"), [(1, 4), (1, 6), (4, 1), (1, 2000), (3, 2000), (2000, 1)])
+def test_thin_strip_keeps_its_middle_instead_of_cropping_to_nothing(h, w):
+    img = torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w)
+    out = center_crop_to_aspect(img, 64, 64)
+    assert min(out.shape[-2:]) >= 1
+    assert out.shape[-2] == h if h <= w else out.shape[-1] == w
+    # the kept pixels are the strip's middle
+    mid = img[..., (h - out.shape[-2]) // 2 :, (w - out.shape[-1]) // 2 :][..., : out.shape[-2], : out.shape[-1]]
+    assert torch.equal(out, mid)
+    assert fit_hint(img, 64, 48).shape == (1, 1, 48, 64)
+
+
 @pytest.mark.parametrize(("h", "w"), [(64, 64), (48, 96), (96, 48)])
 def test_fit_hint_sizes(h, w):
     hint = torch.rand(2, 3, 100, 70)
