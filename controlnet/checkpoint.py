@@ -216,7 +216,18 @@ def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], l
         ) from exc
     sd, beside = _unwrap(obj, path)
     tensors = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-    skipped = sorted(beside + [str(k) for k, v in sd.items() if not isinstance(v, torch.Tensor)])
+    if not tensors:
+        # Several state dicts side by side (an IP-Adapter .bin: {"image_proj": {...}, "ip_adapter": {...}}):
+        # name their tensors "<part>.<key>" so the format check can say what the file is.
+        tensors = {
+            f"{k}.{kk}": vv
+            for k, v in sd.items()
+            if isinstance(v, Mapping)
+            for kk, vv in v.items()
+            if isinstance(vv, torch.Tensor)
+        }
+    nested = {k.split(".", 1)[0] for k in tensors if k not in sd}
+    skipped = sorted(beside + [str(k) for k, v in sd.items() if not isinstance(v, torch.Tensor) and str(k) not in nested])
     return tensors, skipped
 
 

@@ -100,6 +100,12 @@ _FOREIGN: list[tuple[str, Callable[[set[str]], bool], str]] = [
         "Affordance's Apply node chains with them.",
     ),
     (
+        "an IP-Adapter (image prompt adapter)",
+        lambda k: _any(k, lambda s: s.startswith(("ip_adapter.", "image_proj."))),
+        "IP-Adapters go in ComfyUI/models/ipadapter and are applied by an IP-Adapter node pack "
+        "(e.g. ComfyUI_IPAdapter_plus); Affordance's Apply node chains with them.",
+    ),
+    (
         "a Stable Cascade ControlNet",
         lambda k: "backbone.0.0.weight" in k or "backbone.10.blocks.0.weight" in k,
         "use ComfyUI's own nodes for Stable Cascade.",

@@ -226,6 +226,27 @@ def test_other_family_file(tmp_path, keys, family):
         load_controlnet(path)
 
 
+def test_ip_adapter_bin_is_named_not_called_corrupt(tmp_path):
+    # IP-Adapter .bin files hold two state dicts side by side; they used to be reported as an empty, corrupt file.
+    path = tmp_path / "ip-adapter_sd15.bin"
+    torch.save(
+        {
+            "image_proj": {"proj.weight": torch.zeros(3072, 1024), "norm.weight": torch.ones(768)},
+            "ip_adapter": {"1.to_k_ip.weight": torch.zeros(320, 768), "1.to_v_ip.weight": torch.zeros(320, 768)},
+        },
+        path,
+    )
+    with pytest.raises(WrongFamilyError, match=r"ip-adapter_sd15.bin is an IP-Adapter .*models/ipadapter"):
+        load_controlnet(path)
+
+
+def test_side_by_side_dicts_without_tensors_still_called_empty(tmp_path):
+    path = tmp_path / "odd.pth"
+    torch.save({"a": {"note": "x"}, "b": {"step": 3}}, path)
+    with pytest.raises(CorruptCheckpointError, match="holds no tensors .*other entries: a, b"):
+        load_controlnet(path)
+
+
 @pytest.mark.parametrize(
     ("header", "message"),
     [

@@ -48,6 +48,7 @@ def test_merged_selects_only_control_keys():
         ({"conv_in.weight", "body.0.block1.weight"}, "T2I-Adapter"),
         ({"body.0.in_conv.weight"}, "T2I-Adapter"),
         ({"backbone.0.0.weight"}, "Stable Cascade"),
+        ({"image_proj.proj.weight", "ip_adapter.1.to_k_ip.weight"}, "IP-Adapter"),
         (
             {"controlnet_cond_embedding.conv_in.weight", "control_add_embedding.linear_1.bias", "task_embedding"},
             "union ControlNet",
