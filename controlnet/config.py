@@ -54,6 +54,8 @@ class ControlNetConfig:
             ControlNets (``transformer_layers_per_block`` ``[0, 0, 0]`` and ``[0, 0, 1]``).
         attention_middle: whether the middle block has an attention layer; ``None``: where
             ``transformer_depth_middle`` is above 0.
+        middle_resblocks: ResBlocks in the middle block: 2 (around its attention layer, every official
+            model) or 1 (a lone ResBlock without attention: diffusers' ``mid_block_type`` "UNetMidBlock2D").
     """
 
     model_channels: int = 320
@@ -71,6 +73,7 @@ class ControlNetConfig:
     global_average_pooling: bool = False
     attention: tuple[bool, ...] | None = None
     attention_middle: bool | None = None
+    middle_resblocks: int = 2
 
     def __post_init__(self) -> None:
         if len(self.num_res_blocks) != len(self.channel_mult):
@@ -93,6 +96,10 @@ class ControlNetConfig:
                 raise ValueError("a residual block with transformer blocks must have its attention layer.")
         if self.transformer_depth_middle > 0 and self.attention_middle is False:
             raise ValueError("the middle block has transformer blocks, so it must have its attention layer.")
+        if self.middle_resblocks not in (1, 2):
+            raise ValueError(f"the middle block has 1 or 2 ResBlocks, got {self.middle_resblocks}.")
+        if self.middle_resblocks == 1 and self.has_middle_attention:
+            raise ValueError("a middle block with an attention layer has two ResBlocks around it.")
         if (self.num_heads == -1) == (self.num_head_channels == -1):
             raise ValueError(
                 f"set exactly one of num_heads ({self.num_heads}) and num_head_channels "
@@ -265,6 +272,8 @@ def config_from_state_dict(
 
     attention_middle = "middle_block.1.norm.weight" in keys
     depth_middle = _depth(keys, "middle_block.1.") if attention_middle else 0
+    # a lone ResBlock (diffusers' UNetMidBlock2D) leaves nothing after middle_block.0
+    middle_resblocks = 2 if any(k.startswith("middle_block.1.") for k in keys) else 1
 
     adm = int(_ndim(sd["label_emb.0.0.weight"], "label_emb.0.0.weight", 2).shape[1]) if "label_emb.0.0.weight" in keys else None
     attn_keys = sorted(k for k in keys if k.endswith("attn2.to_k.weight"))
@@ -300,6 +309,7 @@ def config_from_state_dict(
             # explicit only where an attention layer has no transformer block, so usual files equal the presets
             attention=attention if any(a and not d for a, d in zip(attention, transformer_depth)) else None,
             attention_middle=True if attention_middle and not depth_middle else None,
+            middle_resblocks=middle_resblocks,
         )
     except ValueError as exc:
         raise KeyMismatchError(f"inconsistent ControlNet architecture in the weights: {exc}") from exc

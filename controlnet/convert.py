@@ -50,9 +50,9 @@ def diffusers_config(config: ControlNetConfig) -> dict[str, object]:
         depth, attn = level.pop()
         depths.append(depth)
         attention.append(attn)
-    if not config.has_middle_attention:
+    if not config.has_middle_attention and config.middle_resblocks == 2:
         raise UnknownFormatError(
-            "a middle block without attention (two ResBlocks) cannot be written for diffusers: its UNetMidBlock2D "
+            "a middle block of two ResBlocks without attention cannot be written for diffusers: its UNetMidBlock2D "
             "has a single ResBlock. Keep this ControlNet in the original layout."
         )
     if len(set(config.num_res_blocks)) != 1:
@@ -86,7 +86,7 @@ def diffusers_config(config: ControlNetConfig) -> dict[str, object]:
         "in_channels": config.in_channels,
         "layers_per_block": config.num_res_blocks[0],
         "mid_block_scale_factor": 1,
-        "mid_block_type": "UNetMidBlock2DCrossAttn",
+        "mid_block_type": "UNetMidBlock2DCrossAttn" if config.has_middle_attention else "UNetMidBlock2D",
         "norm_eps": 1e-05,
         "norm_num_groups": 32,
         "num_attention_heads": None,
@@ -94,21 +94,24 @@ def diffusers_config(config: ControlNetConfig) -> dict[str, object]:
         "only_cross_attention": False,
         "projection_class_embeddings_input_dim": config.adm_in_channels,
         "resnet_time_scale_shift": "default",
-        "transformer_layers_per_block": _layers_per_block(depths, attention, config.transformer_depth_middle),
+        "transformer_layers_per_block": _layers_per_block(
+            depths, attention, config.transformer_depth_middle if config.has_middle_attention else None
+        ),
         "upcast_attention": False,
         "use_linear_projection": config.use_linear_in_transformer,
     }
 
 
-def _layers_per_block(depths: list[int], attention: list[bool], middle: int) -> int | list[int]:
+def _layers_per_block(depths: list[int], attention: list[bool], middle: int | None) -> int | list[int]:
     """diffusers' ``transformer_layers_per_block``: one depth per level, the last one also the middle's.
 
     Levels without attention ignore their entry (written as 1); attention levels of depth 0 stay 0.
+    ``middle`` is ``None`` for a middle block without attention (it reads no depth).
     """
-    if all(d == 1 for d, a in zip(depths, attention) if a) and middle == 1:
+    if all(d == 1 for d, a in zip(depths, attention) if a) and middle in (1, None):
         return 1
     per_level = [d if a else 1 for d, a in zip(depths, attention)]
-    if per_level[-1] != middle:
+    if middle is not None and per_level[-1] != middle:
         if attention[-1]:
             raise UnknownFormatError(f"diffusers ties the middle depth to the last level's; got {depths} and {middle}.")
         per_level[-1] = middle

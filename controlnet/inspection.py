@@ -49,7 +49,8 @@ class Inspection:
             + (f"; ignored non-tensor entries: {', '.join(r.skipped_entries)}" if r.skipped_entries else ""),
             f"config:      model_channels={c.model_channels} channel_mult={c.channel_mult} "
             f"res_blocks={c.num_res_blocks} transformer_depth={c.transformer_depth} "
-            f"middle_depth={c.transformer_depth_middle}",
+            f"middle_depth={c.transformer_depth_middle}"
+            + ("" if c.middle_resblocks == 2 else f" middle_resblocks={c.middle_resblocks}"),
             f"             context_dim={c.context_dim} linear_proj={c.use_linear_in_transformer} "
             f"heads={c.num_heads if c.num_heads > 0 else f'{c.num_head_channels} ch each'} "
             f"label_dim={c.adm_in_channels} hint_channels={c.hint_channels} "

@@ -24,8 +24,12 @@ _RESNET_SUBKEYS = (
 )
 
 
-def prefix_pairs(num_res_blocks: tuple[int, ...], mid_attention: bool) -> list[tuple[str, str, bool]]:
-    """The table of ``(diffusers prefix, original prefix, is_resnet)`` for one encoder structure."""
+def prefix_pairs(num_res_blocks: tuple[int, ...], mid_attention: bool, mid_resnets: int = 2) -> list[tuple[str, str, bool]]:
+    """The table of ``(diffusers prefix, original prefix, is_resnet)`` for one encoder structure.
+
+    ``mid_resnets`` is 2 for a middle block of two ResBlocks (around its attention layer, if any) and 1
+    for a lone ResBlock (diffusers' ``UNetMidBlock2D``).
+    """
     pairs: list[tuple[str, str, bool]] = [
         ("conv_in.", "input_blocks.0.0.", False),
         ("time_embedding.linear_1.", "time_embed.0.", False),
@@ -51,7 +55,7 @@ def prefix_pairs(num_res_blocks: tuple[int, ...], mid_attention: bool) -> list[t
     if mid_attention:
         pairs.append(("mid_block.attentions.0.", "middle_block.1.", False))
         pairs.append(("mid_block.resnets.1.", "middle_block.2.", True))
-    else:
+    elif mid_resnets == 2:
         pairs.append(("mid_block.resnets.1.", "middle_block.1.", True))
     return pairs
 
@@ -86,8 +90,8 @@ def _rename(
 _DOWN_RESNET = re.compile(r"^down_blocks\.(\d+)\.resnets\.(\d+)\.")
 
 
-def diffusers_structure(keys: set[str]) -> tuple[tuple[int, ...], bool]:
-    """Read ``(num_res_blocks per level, middle has attention)`` from diffusers keys."""
+def diffusers_structure(keys: set[str]) -> tuple[tuple[int, ...], bool, int]:
+    """Read ``(num_res_blocks per level, middle has attention, middle ResBlocks)`` from diffusers keys."""
     counts: dict[int, int] = {}
     for k in keys:
         if m := _DOWN_RESNET.match(k):
@@ -96,11 +100,12 @@ def diffusers_structure(keys: set[str]) -> tuple[tuple[int, ...], bool]:
     if not counts or sorted(counts) != list(range(len(counts))):
         raise KeyMismatchError(f"diffusers ControlNet has no contiguous down blocks (levels found: {sorted(counts)}).")
     mid_attention = any(k.startswith("mid_block.attentions.0.") for k in keys)
-    return tuple(counts[i] for i in range(len(counts))), mid_attention
+    mid_resnets = 2 if mid_attention or any(k.startswith("mid_block.resnets.1.") for k in keys) else 1
+    return tuple(counts[i] for i in range(len(counts))), mid_attention, mid_resnets
 
 
-def original_structure(keys: set[str]) -> tuple[tuple[int, ...], bool]:
-    """Read ``(num_res_blocks per level, middle has attention)`` from original-layout keys."""
+def original_structure(keys: set[str]) -> tuple[tuple[int, ...], bool, int]:
+    """Read ``(num_res_blocks per level, middle has attention, middle ResBlocks)`` from original-layout keys."""
     indices = sorted({int(k.split(".")[1]) for k in keys if k.startswith("input_blocks.")})
     counts = [0]
     for i in indices[1:]:
@@ -109,7 +114,8 @@ def original_structure(keys: set[str]) -> tuple[tuple[int, ...], bool]:
         else:
             counts[-1] += 1
     mid_attention = any(k.startswith("middle_block.1.proj_in.") for k in keys)
-    return tuple(counts), mid_attention
+    mid_resnets = 2 if any(k.startswith("middle_block.1.") for k in keys) else 1
+    return tuple(counts), mid_attention, mid_resnets
 
 
 def diffusers_to_original(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

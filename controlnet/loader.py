@@ -122,7 +122,14 @@ def _config_mismatch(cfg: Mapping[str, object], sd: Mapping[str, torch.Tensor]) 
         expected["layers_per_block"] = base.num_res_blocks[0]
     if any(k.endswith("attn2.to_k.weight") for k in sd):  # without cross-attention the width is not in the weights
         expected["cross_attention_dim"] = base.context_dim
-    defaults = {"in_channels": 4, "conditioning_channels": 3, "projection_class_embeddings_input_dim": None}
+    if base.has_middle_attention or base.middle_resblocks == 1:  # the two middle blocks diffusers can build
+        expected["mid_block_type"] = "UNetMidBlock2DCrossAttn" if base.has_middle_attention else "UNetMidBlock2D"
+    defaults = {
+        "in_channels": 4,
+        "conditioning_channels": 3,
+        "projection_class_embeddings_input_dim": None,
+        "mid_block_type": "UNetMidBlock2DCrossAttn",
+    }
     wrong = [
         f"{key} {cfg.get(key, defaults.get(key))!r} (the weights have {value!r})"
         for key, value in expected.items()

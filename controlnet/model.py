@@ -103,7 +103,8 @@ class ControlNet(nn.Module):
         middle: list[nn.Module] = [ResBlock(ch, emb_dim, ch, ops)]
         if config.has_middle_attention:
             middle.append(transformer(ch, config.transformer_depth_middle))
-        middle.append(ResBlock(ch, emb_dim, ch, ops))
+        if config.middle_resblocks == 2:
+            middle.append(ResBlock(ch, emb_dim, ch, ops))
         self.middle_block = Sequence(*middle)
         self.middle_block_out = zero_conv(ch)
 

@@ -153,6 +153,32 @@ def test_folder_config_json_must_describe_its_weights(tiny_model, tiny_xl_model,
         load_controlnet(folder)
 
 
+def test_lone_middle_resblock_round_trips_and_its_config_json_is_checked(tiny_config, write_checkpoint):
+    """A middle block of one ResBlock (diffusers' UNetMidBlock2D) loads from every layout, bit-identical."""
+    import dataclasses
+    import json
+
+    from affordance.controlnet.model import ControlNet
+
+    model = ControlNet(dataclasses.replace(tiny_config, transformer_depth_middle=0, middle_resblocks=1))
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        for p in model.parameters():
+            p.normal_(0.0, 0.05, generator=g)
+    assert len(model.middle_block) == 1
+    for layout in ("original", "diffusers", "diffusers-folder"):
+        loaded, _ = load_controlnet(write_checkpoint(model, layout, name=f"lone_{layout.replace('-', '_')}"))
+        assert loaded.config == model.config, layout
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    folder = write_checkpoint(model, "diffusers-folder", name="lone_cfg")
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["mid_block_type"] == "UNetMidBlock2D"
+    cfg["mid_block_type"] = "UNetMidBlock2DCrossAttn"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CorruptCheckpointError, match="mid_block_type 'UNetMidBlock2DCrossAttn' .*'UNetMidBlock2D'"):
+        load_controlnet(folder)
+
+
 @pytest.mark.parametrize("heads", [[None, 8], [0, 8], [[8], [8]], "8", 8.0, True, -1, {"a": 1}])
 def test_bad_head_counts_in_config_json_are_typed_errors(tiny_model, write_checkpoint, heads):
     import json

@@ -164,3 +164,55 @@ def test_sdxl_small_and_mid_equal_diffusers(name, tmp_path):
         assert torch.equal(a, b)
     # the comparison is not between zeros
     assert all(b.abs().max() > 1e-2 for b in expected)
+
+
+def _lone_mid_resnet():
+    """A diffusers ControlNet whose middle block is one ResBlock (``mid_block_type="UNetMidBlock2D"``)."""
+    torch.manual_seed(0)
+    model = diffusers.ControlNetModel(
+        block_out_channels=(64, 64, 128, 128),
+        cross_attention_dim=768,
+        attention_head_dim=8,  # SD1's head count: the original layout does not store it
+        mid_block_type="UNetMidBlock2D",
+    ).eval()
+    g = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters()):
+            p.normal_(0.0, 0.05, generator=g)
+    return model
+
+
+def test_middle_block_of_one_resblock_equals_diffusers(tmp_path):
+    ref = _lone_mid_resnet()
+    assert not any(k.startswith(("mid_block.resnets.1.", "mid_block.attentions.")) for k in ref.state_dict())
+    g = torch.Generator().manual_seed(7)
+    x, hint = torch.randn(2, 4, 8, 8, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    t, ctx = torch.tensor([981.0, 37.0]), torch.randn(2, 11, 768, generator=g)
+    with torch.no_grad():
+        down, mid = ref(x, t, ctx, hint, return_dict=False)
+    expected = [*down, mid]
+    folder = tmp_path / "diffusers"
+    ref.save_pretrained(folder)
+    original = convert_file(folder, tmp_path / "original.safetensors", to="original")
+    back = convert_file(original, tmp_path / "back", to="diffusers").parent
+    for what, path in {
+        "folder": folder,
+        "single file": folder / "diffusion_pytorch_model.safetensors",
+        "original layout": original,
+    }.items():
+        model, report = load_controlnet(path)
+        assert report.family is Family.SD1, what
+        assert model.config.middle_resblocks == 1, what
+        assert len(model.middle_block) == 1, what
+        with torch.no_grad():
+            got = model(x, hint, t, ctx).as_list()
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert (a - b).abs().max().item() <= 1e-4, f"{what}: residual {i}"
+    # our conversion back is read by diffusers itself as the same model
+    again = diffusers.ControlNetModel.from_pretrained(back).eval()
+    assert again.config.mid_block_type == "UNetMidBlock2D"
+    with torch.no_grad():
+        down2, mid2 = again(x, t, ctx, hint, return_dict=False)
+    for a, b in zip([*down2, mid2], expected, strict=True):
+        assert torch.equal(a, b)
+    assert all(b.abs().max() > 1e-2 for b in expected)  # the comparison is not between zeros
