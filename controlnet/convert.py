@@ -13,16 +13,16 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import sys
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from .config import ControlNetConfig
-from .errors import ControlNetError, UnknownFormatError
+from .errors import ControlNetError, OutputError, UnknownFormatError
 from .formats import ORIGINAL_PREFIX
 from .keymap import original_to_diffusers
 from .loader import ControlNetWeights, read_controlnet
@@ -118,17 +118,60 @@ def _layers_per_block(depths: list[int], attention: list[bool], middle: int | No
     return per_level
 
 
-def _atomic_save(tensors: Mapping[str, torch.Tensor], dst: Path, metadata: dict[str, str]) -> None:
-    """Write to a temporary file in the target folder, then rename: a crash never leaves half a file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=dst.parent)
-    os.close(fd)
+def _staged(dst: Path, write: Callable[[str], None]) -> Path:
+    """Write a file beside ``dst`` under a temporary name; returns that name.
+
+    The file gets the permissions of the file it will replace, or those of any new file (the umask
+    applies), never a private 0600 that a ComfyUI server running as another user could not read.
+    """
+    tmp = dst.with_name(f".tmp-{secrets.token_hex(6)}-{dst.name}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, dst)
+        mode = (dst if dst.is_file() else tmp).stat().st_mode & 0o7777  # read before a writer recreates it
+        write(str(tmp))
+        os.chmod(tmp, mode)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return tmp
+
+
+def _atomic_save(files: Mapping[Path, Callable[[str], None]]) -> None:
+    """Write every file to a temporary name first, then rename them into place.
+
+    Nothing is replaced until everything is written, so a failure (disk full, no permission, a crash)
+    leaves what was there untouched; the renames themselves are atomic.
+    """
+    staged: dict[Path, Path] = {}
+    try:
+        for dst, write in files.items():
+            staged[dst] = _staged(dst, write)
+        for dst, tmp in staged.items():
+            os.replace(tmp, dst)
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _safetensors_writer(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> Callable[[str], None]:
+    return lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+
+
+def _check_target(path: Path, overwrite: bool, source: Path) -> None:
+    """Refuse to write over a folder, or over an existing file unless ``overwrite`` is set.
+
+    Raises:
+        OutputError: naming the path and how to go on.
+    """
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name ending in .safetensors (or another folder).")
+    if path.exists() and not overwrite:
+        same = source.exists() and path.resolve() == source.resolve()
+        raise OutputError(
+            f"{path} already exists{' (it is the file being converted)' if same else ''}; nothing was written. "
+            "Choose another name, or pass --force (overwrite=True) to replace it; the old file stays intact "
+            "until the new one is completely written."
+        )
 
 
 def _metadata(weights: ControlNetWeights, layout: str) -> dict[str, str]:
@@ -156,6 +199,7 @@ def convert_file(
     to: str,
     prefix: bool = False,
     global_average_pooling: bool | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Convert ``src`` (any supported file or folder) and write ``dst`` as safetensors.
 
@@ -167,28 +211,51 @@ def convert_file(
         prefix: with ``to="original"``, write keys with the ``control_model.`` prefix.
         global_average_pooling: mark the model as a shuffle-type model (kept in the metadata or the
             diffusers config); ``None`` keeps what the source says.
+        overwrite: replace files that already exist (the source itself included). Either way a file is
+            only replaced once its successor is completely written.
 
     Returns:
         The path written (the weights file).
+
+    Raises:
+        OutputError: the destination exists (without ``overwrite``), is a folder where a file is due or a
+            file where a folder is due, or cannot be written.
     """
     if to not in ("diffusers", "original"):
         raise ValueError(f"to must be 'diffusers' or 'original', got {to!r}.")
+    src, dst = Path(src), Path(dst)
+    single_file = dst.suffix.lower() == ".safetensors"
+    if to == "original" and not single_file:
+        raise ValueError(f"write original-layout files as .safetensors, got {dst.name!r}.")
+    folder = dst.parent if single_file else dst
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(
+            f"{folder} is a file, not a folder; a diffusers ControlNet is written as a folder (config.json + "
+            "diffusion_pytorch_model.safetensors). Give a folder name, or a name ending in .safetensors."
+        )
+    targets = [dst] if single_file else [dst / "diffusion_pytorch_model.safetensors", dst / "config.json"]
+    for path in targets:
+        _check_target(path, overwrite, src)
     weights = read_controlnet(src, global_average_pooling=global_average_pooling)
-    dst = Path(dst)
     if to == "original":
-        if dst.suffix != ".safetensors":
-            raise ValueError(f"write original-layout files as .safetensors, got {dst.name!r}.")
-        _atomic_save(to_original(weights, prefix=prefix), dst, _metadata(weights, "original"))
-        return dst
-    tensors = to_diffusers(weights)
-    if dst.suffix == ".safetensors":
-        _atomic_save(tensors, dst, _metadata(weights, "diffusers"))
-        return dst
-    dst.mkdir(parents=True, exist_ok=True)
-    (dst / "config.json").write_text(json.dumps(diffusers_config(weights.config), indent=2) + "\n", encoding="utf-8")
-    target = dst / "diffusion_pytorch_model.safetensors"
-    _atomic_save(tensors, target, _metadata(weights, "diffusers"))
-    return target
+        writers = {dst: _safetensors_writer(to_original(weights, prefix=prefix), _metadata(weights, "original"))}
+    elif single_file:
+        writers = {dst: _safetensors_writer(to_diffusers(weights), _metadata(weights, "diffusers"))}
+    else:
+        config = json.dumps(diffusers_config(weights.config), indent=2) + "\n"
+        writers = {
+            targets[0]: _safetensors_writer(to_diffusers(weights), _metadata(weights, "diffusers")),
+            targets[1]: lambda tmp: Path(tmp).write_text(config, encoding="utf-8"),
+        }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_save(writers)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {dst}: {exc.strerror or exc}. Nothing there was changed; choose a writable place "
+            "with enough free space."
+        ) from exc
+    return targets[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,13 +271,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--global-average-pooling", action="store_true", help="mark as a shuffle-type model (averaged residuals)"
     )
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         out = convert_file(
-            args.src, args.dst, to=args.to, prefix=args.prefix, global_average_pooling=args.global_average_pooling or None
+            args.src,
+            args.dst,
+            to=args.to,
+            prefix=args.prefix,
+            global_average_pooling=args.global_average_pooling or None,
+            overwrite=args.force,
         )
-    except (ControlNetError, FileNotFoundError, ValueError) as exc:
+    except (ControlNetError, OSError, ValueError) as exc:
         log.error("error: %s", exc)
         return 2
     log.info("wrote %s", out)

@@ -39,6 +39,10 @@ class InvalidWeightsError(CheckpointError):
     """Weights hold NaN or Inf values, or have shapes the architecture cannot take."""
 
 
+class OutputError(ControlNetError, OSError):
+    """A converted file cannot be written where it was asked for (exists, a folder, not writable)."""
+
+
 class HintError(ControlNetError, ValueError):
     """A control hint (the conditioning image) has the wrong shape, channel count or size."""
 

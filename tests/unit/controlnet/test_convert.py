@@ -12,6 +12,7 @@ from safetensors import safe_open
 
 from affordance.controlnet import Layout, convert_file, diffusers_config, read_controlnet
 from affordance.controlnet.convert import main as convert_main
+from affordance.controlnet.errors import OutputError
 
 
 def _tensors(path):
@@ -64,8 +65,77 @@ def test_global_pooling_survives_conversion(tiny_model, write_checkpoint, tmp_pa
 def test_convert_in_place_is_safe(tiny_model, write_checkpoint):
     src = write_checkpoint(tiny_model)
     before = _tensors(src)
-    convert_file(src, src, to="original")
+    with pytest.raises(OutputError, match=r"already exists \(it is the file being converted\); nothing was written"):
+        convert_file(src, src, to="original")
+    convert_file(src, src, to="original", overwrite=True)
     _assert_bit_exact(_tensors(src), before)
+
+
+def test_existing_files_are_never_replaced_without_overwrite(tiny_model, tiny_xl_model, write_checkpoint, tmp_path):
+    src = write_checkpoint(tiny_model)
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"someone else's model")
+    with pytest.raises(OutputError, match="other.safetensors already exists"):
+        convert_file(src, other, to="original")
+    assert other.read_bytes() == b"someone else's model"
+    folder = tmp_path / "xl"
+    convert_file(write_checkpoint(tiny_xl_model, name="xl"), folder, to="diffusers")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(OutputError, match="diffusion_pytorch_model.safetensors already exists"):
+        convert_file(src, folder, to="diffusers")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    convert_file(src, folder, to="diffusers", overwrite=True)
+    assert read_controlnet(folder).config == tiny_model.config
+
+
+@pytest.mark.parametrize("to", ["original", "diffusers"])
+def test_a_folder_or_file_in_the_way_is_a_typed_error(tiny_model, write_checkpoint, tmp_path, to):
+    src = write_checkpoint(tiny_model)
+    (tmp_path / "d.safetensors").mkdir()
+    with pytest.raises(OutputError, match="d.safetensors is a folder"):
+        convert_file(src, tmp_path / "d.safetensors", to=to)
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(OutputError, match="plain is a file, not a folder"):
+        convert_file(src, tmp_path / "plain" / "x.safetensors", to=to)
+
+
+def test_upper_case_suffix_is_a_file(tiny_model, write_checkpoint, tmp_path):
+    out = convert_file(write_checkpoint(tiny_model), tmp_path / "X.SAFETENSORS", to="diffusers")
+    assert out.is_file()
+    assert convert_file(write_checkpoint(tiny_model), tmp_path / "Y.SafeTensors", to="original").is_file()
+
+
+def test_failed_folder_write_leaves_the_old_folder_whole(tiny_model, tiny_xl_model, write_checkpoint, tmp_path, monkeypatch):
+    """The weights and config.json are replaced together or not at all (the config used to be written first)."""
+    from affordance.controlnet import convert as convert_module
+
+    folder = tmp_path / "xl"
+    convert_file(write_checkpoint(tiny_xl_model, name="xl"), folder, to="diffusers")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(convert_module, "save_file", disk_full)
+    with pytest.raises(OutputError, match="cannot write .*No space left on device. Nothing there was changed"):
+        convert_file(write_checkpoint(tiny_model), folder, to="diffusers", overwrite=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temporary file left either
+    assert read_controlnet(folder).config == tiny_xl_model.config
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_written_files_are_readable_by_others_like_any_new_file(tiny_model, write_checkpoint, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = convert_file(write_checkpoint(tiny_model), tmp_path / "new.safetensors", to="original")
+        assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+        os.chmod(out, 0o640)
+        convert_file(write_checkpoint(tiny_model), out, to="original", overwrite=True)
+        assert out.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its permissions
+    finally:
+        os.umask(old)
 
 
 def test_original_needs_safetensors_name(tiny_model, write_checkpoint, tmp_path):
@@ -78,6 +148,9 @@ def test_cli(tiny_model, write_checkpoint, tmp_path, caplog):
     assert convert_main([str(src), str(tmp_path / "d.safetensors"), "--to", "diffusers"]) == 0
     assert convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors"), "--to", "original"]) == 2
     assert "no ControlNet file at" in caplog.text
+    assert convert_main([str(src), str(tmp_path / "d.safetensors"), "--to", "original"]) == 2
+    assert "already exists" in caplog.text and "--force" in caplog.text
+    assert convert_main([str(src), str(tmp_path / "d.safetensors"), "--to", "original", "--force"]) == 0
 
 
 def test_cli_as_module(tiny_model, write_checkpoint, tmp_path, repo_root):
