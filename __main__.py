@@ -18,6 +18,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("affordance.main")
 
@@ -34,7 +38,7 @@ def _inspect(files: Sequence[str]) -> int:
         for path in paths:
             try:
                 report = inspect_file(path)
-            except (ControlNetError, FileNotFoundError) as exc:
+            except (ControlNetError, OSError) as exc:
                 failures += 1
                 log.error("file:        %s\nerror:       %s: %s\n", path, type(exc).__name__, exc)
                 continue
@@ -43,12 +47,38 @@ def _inspect(files: Sequence[str]) -> int:
     return 1 if failures else 0
 
 
-def _hints(argv: Sequence[str]) -> int:
-    import time
+def _read_image(path: str) -> torch.Tensor:
+    """An image file as ``(1, 3, H, W)`` float32 in ``[0, 1]``, keeping the range of 16-bit and float images.
 
+    8-bit images (any PIL mode) are converted to RGB (alpha dropped, as ComfyUI's Load Image does); 16- and
+    32-bit integer images are scaled by 65535 (or their maximum above it); float images are used as they are
+    when within ``[0, 1]``, else scaled by their maximum.
+
+    Raises:
+        OSError: unreadable or not an image (PIL's errors, decompression bombs included, are reported so).
+    """
     import numpy as np
     import torch
     from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode.startswith("I") or im.mode == "F":
+                arr = np.asarray(im, dtype=np.float64)
+                top = arr.max(initial=0.0)
+                scale = (1.0 if top <= 1.0 else float(top)) if im.mode == "F" else max(65535.0, float(top))
+                arr = np.nan_to_num(arr / scale).clip(0.0, 1.0).astype(np.float32)
+                arr = np.repeat(arr[..., None], 3, axis=-1)
+            else:
+                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except Image.DecompressionBombError as exc:
+        raise OSError(f"{exc} Scale the image down first.") from exc
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
+
+
+def _hints(argv: Sequence[str]) -> int:
+    import time
 
     from .preprocessors import GALLERY, PreprocessorError
     from .preprocessors.sheet import contact_sheet, demo_scene, save_png
@@ -60,19 +90,22 @@ def _hints(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.image:
         try:
-            with Image.open(args.image) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            image = _read_image(args.image)
         except OSError as exc:
             log.error("error: cannot read image %s: %s", args.image, exc)
             return 2
-        image = torch.from_numpy(arr).permute(2, 0, 1)[None]
         name = Path(args.image).stem
     else:
         image, name = demo_scene(), "demo_scene"
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.error("error: cannot use %s as the output folder: %s", out, exc.strerror or exc)
+        return 2
     items = [("input", image)]
-    save_png(image, out / f"{name}.png")
+    # "_input": every file written is NAME_something.png, so the source image itself is never overwritten
+    save_png(image, out / f"{name}_input.png")
     for key, fn in GALLERY.items():
         start = time.perf_counter()
         try:
@@ -107,6 +140,9 @@ def _annotators(argv: Sequence[str]) -> int:
     )
     parser.add_argument("folder", help="a folder holding official annotator files (e.g. ComfyUI/models/annotators)")
     args = parser.parse_args(argv)
+    if not Path(args.folder).is_dir():
+        log.error("error: %s is not a folder; give the folder that holds the annotator files.", args.folder)
+        return 2
     bad = 0
     for name in ANNOTATOR_FILES:
         path = Path(args.folder) / name
@@ -119,12 +155,27 @@ def _annotators(argv: Sequence[str]) -> int:
         except PreprocessorError as exc:
             bad += 1
             status = f"REJECTED: {exc}"
-        digest = sha256_of(path)
+        try:
+            digest = sha256_of(path)
+        except OSError as exc:
+            if not status.startswith("REJECTED"):
+                bad += 1
+                status = f"REJECTED: cannot read it ({exc.strerror or exc})"
+            log.info("%-30s %s", name, status)
+            continue
         official = ANNOTATOR_FILES[name]
         # a file that differs can still be right (an fp16 or safetensors conversion): said, not failed
         origin = "official" if digest == official.sha256 else f"not the official file (sha256 {official.sha256})"
         log.info("%-30s %12d bytes  sha256 %s  %s, %s", name, path.stat().st_size, digest, status, origin)
     return 1 if bad else 0
+
+
+_COMMANDS = ("inspect", "hints", "annotators", "convert")
+
+
+def _looks_like_a_command(word: str) -> bool:
+    """A bare word (no folder, no extension) that names no existing file: a mistyped sub-command."""
+    return not word.startswith("-") and Path(word).name == word and not Path(word).suffix and not Path(word).exists()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _annotators(argv[1:])
     if argv[0] == "inspect":
         argv = argv[1:]
+    elif _looks_like_a_command(argv[0]):
+        import difflib
+
+        near = difflib.get_close_matches(argv[0], _COMMANDS, n=1)
+        log.error(
+            "error: unknown sub-command %r%s; the sub-commands are %s (or give ControlNet files to inspect).",
+            argv[0],
+            f" (did you mean {near[0]!r}?)" if near else "",
+            ", ".join(_COMMANDS),
+        )
+        return 2
     parser = argparse.ArgumentParser(
         prog="python -m affordance [inspect]",
         description="Inspect ControlNet files (no file: a demo of every format). Other sub-commands: "

@@ -12,6 +12,7 @@ import logging
 import math
 import mmap
 import pickle
+import re
 import struct
 import zipfile
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CorruptCheckpointError, UnknownFormatError, UnsafeCheckpointError
+from .errors import CorruptCheckpointError, UnknownFormatError, UnreadableCheckpointError, UnsafeCheckpointError
 
 log = logging.getLogger("affordance.controlnet")
 
@@ -183,6 +184,17 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, object], list[str]]:
     return dict(obj), beside
 
 
+# What torch's weights-only unpickler says when a pickle asks for code (a global, a call, a class) rather
+# than when its bytes are damaged ("Unsupported operand", which torch words the same way otherwise).
+_NEEDS_CODE = re.compile(r"GLOBAL|unrecognized function|unsupported class|can only (?:build|create)", re.IGNORECASE)
+
+
+def _code_request(message: str) -> str | None:
+    """The line of a weights-only refusal that names the code a pickle asked for; ``None`` if it asked none."""
+    line = next((ln.strip() for ln in message.splitlines() if _NEEDS_CODE.search(ln)), None)
+    return line.split(" Please use", 1)[0] if line else None  # not torch's advice to allowlist it
+
+
 def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     try:
         if path.suffix.lower() in (".safetensors", ".sft"):
@@ -193,16 +205,19 @@ def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], l
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=container == "torch-zip")
     except pickle.UnpicklingError as exc:
         msg = str(exc)
-        if "weights_only" in msg or "Unsupported" in msg or "global" in msg.lower():
-            first = msg.strip().splitlines()[0] if msg.strip() else "a forbidden global"
+        if wanted := _code_request(msg):
             raise UnsafeCheckpointError(
                 f"{path} is a pickle that needs to run code to load, so it was refused and nothing in it was "
-                f"executed ({first[:300]}). Get a .safetensors version of this model, or convert it on a "
+                f"executed ({wanted[:300]}). Get a .safetensors version of this model, or convert it on a "
                 "machine you trust."
             ) from exc
-        raise CorruptCheckpointError(f"{path} is a damaged pickle ({msg[:200]}). Download it again.") from exc
-    except (EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise CorruptCheckpointError(f"{path} is truncated or damaged ({exc}). Download it again.") from exc
+        detail = next((ln.strip() for ln in msg.splitlines() if "Unsupported operand" in ln), msg.strip()[:200])
+        raise CorruptCheckpointError(f"{path} is a damaged pickle ({detail}). Download it again.") from exc
+    except (EOFError, zipfile.BadZipFile, UnicodeDecodeError, IndexError, KeyError, ValueError, OverflowError) as exc:
+        # what the unpickler raises on damaged bytes besides UnpicklingError (an empty stack, a missing memo entry)
+        raise CorruptCheckpointError(
+            f"{path} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]}). Download it again."
+        ) from exc
     except OSError as exc:  # the zip reader of a cut-off file; the file itself exists (checked before)
         if not path.is_file():
             raise
@@ -283,8 +298,20 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
         CorruptCheckpointError: empty, truncated, damaged or not a weight file.
         UnsafeCheckpointError: a pickle that needs code execution (refused, never executed).
         UnknownFormatError: no tensors, or not a mapping of tensors.
+        UnreadableCheckpointError: the file or a folder on its way may not be read (permissions).
     """
     path = Path(path)
+    try:
+        return _read_checkpoint(path)
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        where = exc.filename or path
+        raise UnreadableCheckpointError(
+            f"cannot read {where}: {exc.strerror or exc}. Let the user that runs ComfyUI read the file and its "
+            "folders (e.g. chmod a+rX), or copy the model to a folder of your own."
+        ) from exc
+
+
+def _read_checkpoint(path: Path) -> RawCheckpoint:
     if not path.exists():
         raise FileNotFoundError(f"no ControlNet file at {path}.")
     config = None

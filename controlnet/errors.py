@@ -19,6 +19,10 @@ class CorruptCheckpointError(CheckpointError):
     """The file is truncated, damaged, empty, or not the kind of file its content claims to be."""
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """The file exists but the operating system refuses to read it (permissions, a folder in the way)."""
+
+
 class UnsafeCheckpointError(CheckpointError):
     """A pickle would need to execute code to load; it was refused and never executed."""
 

@@ -9,6 +9,7 @@ refused. The state dict is unwrapped the way the original loaders do (``state_di
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -159,6 +160,11 @@ def size_note(path: Path, name: str) -> str:
     return f" This file is {size:,} bytes; the official {name} is {info.size:,} bytes."
 
 
+# torch's weights-only refusals that name code a pickle asked for (a global, a call, a class), as opposed to
+# damaged bytes ("Unsupported operand"), which it words alike otherwise.
+_NEEDS_CODE = re.compile(r"GLOBAL|unrecognized function|unsupported class|can only (?:build|create)", re.IGNORECASE)
+
+
 def _read(path: Path) -> Mapping[str, object]:
     with path.open("rb") as f:
         head = f.read(64)
@@ -178,11 +184,15 @@ def _read(path: Path) -> Mapping[str, object]:
         with path.open("rb") as f:
             return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise AnnotatorWeightsError(
-            f"{path} is a pickle that needs to run code to load; it was refused and nothing in it was executed "
-            f"({str(exc).strip().splitlines()[0][:200]}). Use the official file from {SOURCE}."
-        ) from exc
-    except (EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+        msg = str(exc)
+        if wanted := next((ln.strip().split(" Please use", 1)[0] for ln in msg.splitlines() if _NEEDS_CODE.search(ln)), None):
+            raise AnnotatorWeightsError(
+                f"{path} is a pickle that needs to run code to load; it was refused and nothing in it was "
+                f"executed ({wanted[:200]}). Use the official file from {SOURCE}."
+            ) from exc
+        detail = next((ln.strip() for ln in msg.splitlines() if "Unsupported operand" in ln), msg.strip()[:200])
+        raise AnnotatorWeightsError(f"{path} is a damaged pickle ({detail}); download it again.") from exc
+    except (EOFError, RuntimeError, zipfile.BadZipFile, UnicodeDecodeError, IndexError, KeyError, ValueError) as exc:
         raise AnnotatorWeightsError(f"{path} is truncated or damaged ({str(exc)[:200]}); download it again.") from exc
 
 
@@ -207,13 +217,19 @@ def load_annotator(path: str | Path, net: nn.Module, name: str | None = None) ->
             (named keys), e.g. a different file saved under an official name.
     """
     path = Path(path)
-    if not path.is_file():
-        raise missing_file_error(name or path.name, [str(path.parent)])
-    expected_name = name or path.name
     try:
-        sd = unwrap_state_dict(_read(path), str(path))
-    except AnnotatorWeightsError as exc:
-        raise AnnotatorWeightsError(f"{exc}{size_note(path, expected_name)}") from exc
+        if not path.is_file():
+            raise missing_file_error(name or path.name, [str(path.parent)])
+        expected_name = name or path.name
+        try:
+            sd = unwrap_state_dict(_read(path), str(path))
+        except AnnotatorWeightsError as exc:
+            raise AnnotatorWeightsError(f"{exc}{size_note(path, expected_name)}") from exc
+    except OSError as exc:
+        raise AnnotatorWeightsError(
+            f"cannot read {exc.filename or path}: {exc.strerror or exc}. Let the user that runs ComfyUI read the "
+            "file and its folders (e.g. chmod a+rX)."
+        ) from exc
     expected = net.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))

@@ -77,3 +77,48 @@ def test_annotators_check(tmp_path):
     digest = hashlib.sha256((tmp_path / "ControlNetHED.pth").read_bytes()).hexdigest()
     assert f"sha256 {digest}  loads" in out
     assert "netG.pth" in out and "Git LFS pointer" in out and "scannet.pt                     missing" in out
+
+
+def test_mistyped_sub_command_is_named(tmp_path):
+    proc = _run("hint", "x.png", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown sub-command 'hint' (did you mean 'hints'?)" in proc.stderr
+
+
+def test_hints_never_overwrite_the_source_image(tmp_path):
+    src = tmp_path / "photo.png"
+    Image.new("RGBA", (64, 48), (10, 200, 30, 128)).save(src)
+    before = src.read_bytes()
+    proc = _run("hints", str(src), "--out", str(tmp_path), "--resolution", "64", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert src.read_bytes() == before
+    assert (tmp_path / "photo_input.png").is_file()
+
+
+@pytest.mark.parametrize("mode", ["I;16", "F"])
+def test_hints_keep_the_range_of_16_bit_and_float_images(tmp_path, mode):
+    import numpy as np
+
+    from affordance.__main__ import _read_image
+
+    ramp = np.linspace(0.0, 1.0, 64 * 32).reshape(32, 64)
+    path = tmp_path / ("g16.png" if mode == "I;16" else "f.tif")
+    if mode == "I;16":
+        Image.fromarray((ramp * 65535).astype(np.uint16)).save(path)
+    else:
+        Image.fromarray(ramp.astype(np.float32), mode="F").save(path)
+    image = _read_image(str(path))
+    assert image.shape == (1, 3, 32, 64)
+    # a ramp over the whole range stays one (it used to become almost all white or all black)
+    assert abs(image.mean().item() - 0.5) < 0.01 and image.min() == 0 and image.max() > 0.99
+
+
+def test_hints_output_folder_problems_are_clean_errors(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    proc = _run("hints", "--out", str(tmp_path / "afile"), cwd=tmp_path)
+    assert proc.returncode == 2 and "cannot use" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_annotators_needs_a_folder(tmp_path):
+    proc = _run("annotators", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert proc.returncode == 2 and "is not a folder" in proc.stderr

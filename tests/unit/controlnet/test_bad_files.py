@@ -107,6 +107,41 @@ def test_text_file_renamed_safetensors(tmp_path, content, message):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_damaged_pickle_is_called_damaged_not_unsafe(tmp_path, seed):
+    """torch words every weights-only failure alike ("Unsupported operand" too): only a request for code is unsafe."""
+    g = torch.Generator().manual_seed(seed)
+    path = tmp_path / "damaged.pth"
+    path.write_bytes(b"\x80\x02" + bytes(torch.randint(0, 256, (200,), generator=g, dtype=torch.uint8).tolist()))
+    with pytest.raises(CorruptCheckpointError, match="is a damaged pickle|truncated or damaged") as info:
+        load_controlnet(path)
+    assert "weights_only" not in str(info.value)  # never torch's advice to load it unsafely
+
+
+def test_unsafe_message_names_what_the_pickle_asked_for(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(1), "p": _Payload(marker)}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"executed \(.*GLOBAL [\w.]+ was not an allowed global by default\.\)") as info:
+        load_controlnet(path)
+    assert "weights_only` set to `False`" not in str(info.value) and "add_safe_globals" not in str(info.value)
+
+
+def test_unreadable_file_is_a_typed_error(tiny_model, write_checkpoint, monkeypatch):
+    """A file the server may not read (permissions) is named, with the fix; simulated, as root reads anything."""
+    from affordance.controlnet import checkpoint
+    from affordance.controlnet.errors import UnreadableCheckpointError
+
+    path = write_checkpoint(tiny_model)
+
+    def denied(p):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(checkpoint, "sniff_container", denied)
+    with pytest.raises(UnreadableCheckpointError, match=r"cannot read .*cn.safetensors: Permission denied. .*chmod"):
+        load_controlnet(path)
+
+
 def test_random_bytes(tmp_path):
     path = tmp_path / "noise.pth"
     path.write_bytes(bytes(range(7, 255)) * 4)

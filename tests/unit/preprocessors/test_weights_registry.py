@@ -76,6 +76,42 @@ def test_truncated_and_foreign_files_compare_sizes(tmp_path):
         load_annotator(path, HEDNet(), HED_FILE)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_damaged_pickle_is_not_called_unsafe(tmp_path, seed):
+    g = torch.Generator().manual_seed(seed)
+    path = tmp_path / HED_FILE
+    path.write_bytes(b"\x80\x02" + bytes(torch.randint(0, 256, (300,), generator=g, dtype=torch.uint8).tolist()))
+    with pytest.raises(AnnotatorWeightsError, match="damaged") as info:
+        load_annotator(path, HEDNet(), HED_FILE)
+    assert "needs to run code" not in str(info.value)
+
+
+def test_pickle_asking_for_code_is_refused_with_what_it_asked(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("never",))
+
+    path = tmp_path / HED_FILE
+    torch.save({"w": Payload()}, path)
+    with pytest.raises(AnnotatorWeightsError, match=r"needs to run code .*GLOBAL print was not an allowed global") as info:
+        load_annotator(path, HEDNet(), HED_FILE)
+    assert "add_safe_globals" not in str(info.value)
+
+
+def test_unreadable_annotator_file_is_a_typed_error(tmp_path, monkeypatch):
+    from affordance.preprocessors import weights
+
+    path = tmp_path / HED_FILE
+    torch.save(HEDNet().state_dict(), path)
+
+    def denied(p):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(weights, "_read", denied)
+    with pytest.raises(AnnotatorWeightsError, match=r"cannot read .*ControlNetHED.pth: Permission denied.*chmod"):
+        load_annotator(path, HEDNet(), HED_FILE)
+
+
 def test_annotators_command_tells_official_from_other_files(tmp_path, monkeypatch, caplog):
     torch.manual_seed(0)
     torch.save(HEDNet().state_dict(), tmp_path / HED_FILE)
