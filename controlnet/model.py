@@ -190,6 +190,11 @@ class ControlNet(nn.Module):
             raise InputError(
                 f"this {cfg.family.label} ControlNet takes {need}, got {None if y is None else tuple(y.shape)}."
             )
+        if y is not None and (y.ndim != 2 or y.shape[-1] != cfg.adm_in_channels):
+            raise InputError(
+                f"this {cfg.family.label} ControlNet takes a label vector y of shape (N, {cfg.adm_in_channels}), got "
+                f"{tuple(y.shape)}. Sample with a model of the same family (an SDXL base or refiner differ here)."
+            )
         if encoded_hint is None:
             if hint is None:
                 raise HintError("no hint given: pass hint or encoded_hint.")

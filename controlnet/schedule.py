@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from .errors import ControlNetError
 
+# A keyframe multiplier above this only overflows half precision in the UNet; Apply's strength stops at 10 too.
+MAX_MULTIPLIER = 10.0
+
 
 class ScheduleError(ControlNetError, ValueError):
     """A keyframe text or window that cannot be used."""
@@ -47,8 +50,10 @@ def parse_keyframes(text: str) -> tuple[tuple[float, float], ...]:
             raise ScheduleError(f"keyframe #{i + 1} {chunk!r} holds something that is not a number.") from None
         if not (math.isfinite(p) and 0.0 <= p <= 1.0):
             raise ScheduleError(f"keyframe #{i + 1} {chunk!r}: progress must be between 0 and 1, got {a}.")
-        if not math.isfinite(m) or m < 0:
-            raise ScheduleError(f"keyframe #{i + 1} {chunk!r}: the multiplier must be a number >= 0, got {b}.")
+        if not math.isfinite(m) or not 0 <= m <= MAX_MULTIPLIER:
+            raise ScheduleError(
+                f"keyframe #{i + 1} {chunk!r}: the multiplier must be a number from 0 to {MAX_MULTIPLIER:g}, got {b}."
+            )
         pairs.append((p, m))
     if not pairs:
         raise ScheduleError("no keyframes: write at least one 'progress:multiplier' pair, e.g. '0.0:1.0'.")

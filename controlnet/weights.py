@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from .errors import ControlNetError
 
 SOFT_BASE = 0.825
+# Larger weights only overflow half precision (65504) on the way through the UNet; Apply's strength stops at 10 too.
+MAX_WEIGHT = 10.0
 
 
 class WeightsError(ControlNetError, ValueError):
@@ -43,7 +45,15 @@ def parse_weight_list(text: str) -> tuple[float, ...]:
     Raises:
         WeightsError: a value that is not a finite number, or an empty list.
     """
-    parts = [p for p in text.replace(";", ",").replace("\n", ",").split(",")]
+    parts = text.replace(";", ",").replace("\n", ",").split(",")
+    while parts and not parts[-1].strip():  # a trailing comma (or blank line) is harmless
+        parts.pop()
+    gap = next((i for i, p in enumerate(parts) if not p.strip()), None)
+    if len(parts) > 1 and gap is not None:
+        raise WeightsError(
+            f"custom weights: field #{gap + 1} between commas is empty (two commas in a row?); every later weight "
+            "would move to another residual. Write one number between each pair of commas."
+        )
     items = [tok for p in parts for tok in p.split()]
     values = []
     for i, tok in enumerate(items):
@@ -51,8 +61,10 @@ def parse_weight_list(text: str) -> tuple[float, ...]:
             v = float(tok)
         except ValueError:
             raise WeightsError(f"custom weight #{i + 1} is {tok!r}, not a number. Write numbers separated by commas.") from None
-        if not math.isfinite(v):
-            raise WeightsError(f"custom weight #{i + 1} is {tok!r}; weights must be finite numbers.")
+        if not math.isfinite(v) or abs(v) > MAX_WEIGHT:
+            raise WeightsError(
+                f"custom weight #{i + 1} is {tok!r}; weights must be finite numbers from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}."
+            )
         values.append(v)
     if not values:
         raise WeightsError("custom weights are empty: give one number per residual, separated by commas.")

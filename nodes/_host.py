@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..controlnet.errors import HintError
+
 log = logging.getLogger("affordance.nodes")
 
 
@@ -67,47 +69,64 @@ def controlnet_path(name: str) -> str:
     return path
 
 
-def image_to_hint(image: torch.Tensor) -> torch.Tensor:
-    """ComfyUI IMAGE ``(B, H, W, C)`` in ``[0, 1]`` -> hint ``(B, 3, H, W)``.
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" mode
 
-    Greyscale is repeated to RGB and an alpha channel is dropped.
+
+def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
+    """ComfyUI IMAGE ``(B, H, W, C)`` in ``[0, 1]`` -> hint ``(B, channels, H, W)``.
+
+    For the usual 3-channel ControlNet, greyscale is repeated to RGB and an alpha channel is dropped. A
+    1-channel ControlNet gets greyscale as is and the luminance of colour images; a 4-channel one needs
+    RGBA and gets it whole.
 
     Raises:
-        ValueError: not 4-D, an empty batch, or a channel count other than 1, 3 or 4.
+        HintError: not 4-D, an empty batch, or channels that cannot become ``channels``.
     """
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a ComfyUI IMAGE of shape (batch, height, width, channels), got {shape}.")
+        raise HintError(f"image must be a ComfyUI IMAGE of shape (batch, height, width, channels), got {shape}.")
     if image.shape[0] == 0:
-        raise ValueError("the image batch is empty; connect an image.")
+        raise HintError("the image batch is empty; connect an image.")
     c = image.shape[-1]
-    if c == 1:
-        image = image.expand(-1, -1, -1, 3)
-    elif c == 4:
-        image = image[..., :3]
-    elif c != 3:
-        raise ValueError(f"image has {c} channels; a hint needs RGB (3), greyscale (1) or RGBA (4).")
+    if c not in (1, 3, 4):
+        raise HintError(f"image has {c} channels; a hint needs RGB (3), greyscale (1) or RGBA (4).")
+    if channels == c:
+        pass
+    elif channels == 3:
+        image = image.expand(-1, -1, -1, 3) if c == 1 else image[..., :3]
+    elif channels == 1:
+        luma = torch.tensor(_LUMA, dtype=image.dtype, device=image.device)
+        image = (image[..., :3] * luma).sum(-1, keepdim=True)
+    else:
+        raise HintError(
+            f"this ControlNet takes {channels}-channel hints but the image has {c} channel(s)"
+            + (": give it an RGBA image (e.g. 'Join Image with Alpha')." if channels == 4 else ".")
+        )
     return image.movedim(-1, 1)
 
 
 def mask_batch(mask: Any) -> torch.Tensor:
-    """ComfyUI MASK ``(B, H, W)`` or ``(H, W)`` -> ``(B, H, W)`` float.
+    """ComfyUI MASK ``(B, H, W)`` or ``(H, W)`` -> ``(B, H, W)`` float in ``[0, 1]``.
+
+    8-bit masks (0..255) are scaled to ``[0, 1]``, booleans become 0/1, NaN counts as 0 and everything
+    is clamped to ``[0, 1]``: a mask only ever lets control through or holds it back.
 
     Raises:
-        ValueError: a mask of another rank (e.g. an IMAGE connected by mistake).
+        HintError: a mask of another rank (e.g. an IMAGE connected by mistake) or an empty one.
     """
     if not isinstance(mask, torch.Tensor):
-        raise ValueError(f"mask must be a ComfyUI MASK tensor, got {type(mask).__name__}.")
+        raise HintError(f"mask must be a ComfyUI MASK tensor, got {type(mask).__name__}.")
     if mask.ndim == 2:
         mask = mask[None]
     if mask.ndim != 3:
-        raise ValueError(
+        raise HintError(
             f"mask must have shape (batch, height, width) or (height, width), got {tuple(mask.shape)} "
             f"(rank {mask.ndim}). Use a MASK output (e.g. 'Convert Image to Mask'), not an IMAGE."
         )
     if mask.shape[0] == 0 or min(mask.shape[-2:]) < 1:
-        raise ValueError(f"the mask is empty (shape {tuple(mask.shape)}).")
-    return mask.float()
+        raise HintError(f"the mask is empty (shape {tuple(mask.shape)}).")
+    scale = 255.0 if mask.dtype == torch.uint8 else 1.0
+    return (mask.float() / scale).nan_to_num(nan=0.0).clamp(0.0, 1.0)
 
 
 def processing_device() -> torch.device:

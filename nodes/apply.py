@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -45,12 +46,14 @@ def apply_control(
     vae: Any = None,
 ) -> tuple[list, list]:
     """The node's logic, callable without ComfyUI. Strength 0 returns the inputs untouched."""
+    if not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise ScheduleError(f"strength must be a finite number (0 to 10), got {strength!r}.")
     if strength == 0:
         return positive, negative
     check_window(start_percent, end_percent)
-    hint = image_to_hint(image)
-    masks = mask_batch(mask) if mask is not None else None
     ours = isinstance(control_net, AffordanceControl)
+    hint = image_to_hint(image, control_net.network.config.hint_channels if ours else 3)
+    masks = mask_batch(mask) if mask is not None else None
     if not ours:
         if not hasattr(control_net, "copy") or not hasattr(control_net, "set_cond_hint"):
             raise ValueError(

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..controlnet.errors import ControlNetError
+from ..controlnet.errors import ControlNetError, InputError
 from ..controlnet.graphs import GraphBackend, GraphedControlNet
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
@@ -60,7 +60,14 @@ def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[s
                 elif m.shape == p.shape and m.dtype == p.dtype:
                     m.add_(p)
                 else:
-                    mine[i] = p + m
+                    try:
+                        mine[i] = p + m
+                    except RuntimeError as exc:
+                        raise InputError(
+                            f"the control chained before this ControlNet gives its {key} residual #{i} the shape "
+                            f"{tuple(p.shape)}, this one {tuple(m.shape)}: ControlNets (and T2I-Adapters) in one "
+                            "chain must be made for the same model family. Remove the one that does not fit."
+                        ) from exc
     return out
 
 

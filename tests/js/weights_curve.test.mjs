@@ -59,7 +59,7 @@ test("pySplit / pyStrip use Python's whitespace, not JavaScript's", () => {
 test("parseWeightList: commas, semicolons, newlines and whitespace all separate", () => {
   assert.deepEqual(parseWeightList("1, 0.9, 0.8"), [1, 0.9, 0.8]);
   assert.deepEqual(parseWeightList("1;0.5\n0.25 0.125\t2"), [1, 0.5, 0.25, 0.125, 2]);
-  assert.deepEqual(parseWeightList(" 1 ,, 2 , "), [1, 2]);
+  assert.deepEqual(parseWeightList(" 1 , 2 , "), [1, 2]); // a trailing comma is harmless
   assert.deepEqual(parseWeightList("-1, +2, 1e-3"), [-1, 2, 0.001]);
 });
 
@@ -68,7 +68,11 @@ test("parseWeightList refuses bad tokens, non-finite values and empty lists, nam
     name: "WeightsError",
     message: "custom weight #2 is 'abc', not a number. Write numbers separated by commas.",
   });
-  assert.throws(() => parseWeightList("1 nan"), /custom weight #2 is 'nan'; weights must be finite numbers\./);
+  assert.throws(() => parseWeightList("1 nan"), /custom weight #2 is 'nan'; weights must be finite numbers from -10 to 10\./);
+  assert.throws(() => parseWeightList("1, -10.5"), /custom weight #2 is '-10.5'; .* from -10 to 10\./);
+  for (const gap of ["1,,2", ",1", "1, ,2"]) {
+    assert.throws(() => parseWeightList(gap), /between commas is empty .*would move to another residual/, gap);
+  }
   assert.throws(() => parseWeightList("inf"), /finite/);
   assert.throws(() => parseWeightList("1e400"), /finite/);
   for (const empty of ["", "  ", ",", ";;", "\n"]) {

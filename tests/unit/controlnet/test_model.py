@@ -91,6 +91,13 @@ def test_context_width_checked(tiny_model, inputs):
         tiny_model(x, hint, t, torch.randn(2, 7, 1024), y)
 
 
+def test_label_width_checked(tiny_xl_model, inputs):
+    x, hint, t, ctx, y = inputs(tiny_xl_model.config)
+    width = tiny_xl_model.config.adm_in_channels
+    with pytest.raises(InputError, match=rf"label vector y of shape \(N, {width}\), got \(2, {width - 1}\)"):
+        tiny_xl_model(x, hint, t, ctx, y[:, :-1])  # was a raw "mat1 and mat2 shapes cannot be multiplied"
+
+
 def test_sdxl_requires_label(tiny_xl_model, inputs):
     x, hint, t, ctx, y = inputs(tiny_xl_model.config)
     with pytest.raises(InputError, match="label vector y of width 64"):

@@ -25,7 +25,8 @@ def test_parse_and_sort():
         ("0.5", r"should be 'progress:multiplier'"),
         ("a:1", "not a number"),
         ("1.5:1", "progress must be between 0 and 1"),
-        ("0.5:-1", "multiplier must be a number >= 0"),
+        ("0.5:-1", "multiplier must be a number from 0 to 10"),
+        ("0:1e308, 1:1e308", "multiplier must be a number from 0 to 10, got 1e308"),  # overflowed to inf
         ("0.5:1, 0.5:2", "appears twice"),
         (" ", "no keyframes"),
     ],

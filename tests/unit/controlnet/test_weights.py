@@ -51,6 +51,12 @@ def test_parse_weight_list():
         parse_weight_list(" , ")
     with pytest.raises(WeightsError, match="finite"):
         parse_weight_list("1, nan")
+    with pytest.raises(WeightsError, match=r"custom weight #2 is '1e300'; .* from -10 to 10"):
+        parse_weight_list("1, 1e300")  # overflowed half precision in the UNet
+    assert parse_weight_list("1, 0.5,") == (1.0, 0.5)  # a trailing comma is harmless
+    for gap in ("1,,0.5", ",1, 0.5", "1, ,0.5"):
+        with pytest.raises(WeightsError, match="field #[12] between commas is empty .*would move to another residual"):
+            parse_weight_list(gap)  # used to be dropped, shifting every later weight
 
 
 def test_custom_needs_values():

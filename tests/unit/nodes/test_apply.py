@@ -94,6 +94,56 @@ def test_mask_rank_checked(control, image):
     assert pos[0][1]["control"].mask.shape == (1, 64, 64)
 
 
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_strength_is_refused(control, image, strength):
+    # ComfyUI's min/max check lets NaN through (and a linked value is not checked at all): a black image
+    with pytest.raises(ValueError, match=r"strength must be a finite number \(0 to 10\), got (nan|inf|-inf)"):
+        apply_control(_cond(), _cond(), control, image(), strength, 0.0, 1.0)
+
+
+def test_masks_are_brought_into_0_1(control, image):
+    raw = torch.tensor([[[0.5, float("nan")], [2.0, -1.0]]])
+    pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=raw)
+    assert pos[0][1]["control"].mask.tolist() == [[[0.5, 0.0], [1.0, 0.0]]]
+    eight_bit = torch.tensor([[[0, 255], [51, 255]]], dtype=torch.uint8)
+    pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=eight_bit)
+    torch.testing.assert_close(pos[0][1]["control"].mask, torch.tensor([[[0.0, 1.0], [0.2, 1.0]]]))
+    pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=torch.ones(1, 2, 2, dtype=torch.bool))
+    assert pos[0][1]["control"].mask.dtype == torch.float32
+
+
+@pytest.mark.parametrize(("hint_channels", "c"), [(1, 1), (1, 3), (1, 4), (4, 4)])
+def test_controlnets_of_other_hint_widths_get_hints_they_take(image, fake_model, call, sigma, hint_channels, c):
+    """A 1- or 4-channel ControlNet loads; Apply must hand it hints of its width (it used to force RGB)."""
+    import dataclasses
+
+    from .conftest import TINY, randomized
+
+    ctl = AffordanceControl(randomized(dataclasses.replace(TINY, hint_channels=hint_channels)), None, name="odd")
+    img = image(c=c)
+    pos, _ = apply_control(_cond(), _cond(), ctl, img, 1.0, 0.0, 1.0)
+    mine = pos[0][1]["control"]
+    hint = mine.cond_hint_original
+    assert hint.shape == (1, hint_channels, 64, 64)
+    if hint_channels == 1 and c >= 3:  # luminance, as PIL's "L"
+        luma = img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+        torch.testing.assert_close(hint[:, 0], luma)
+    model = fake_model()
+    mine.pre_run(model, model.model_sampling.percent_to_sigma)
+    out, _ = call(mine, sigma(0.5))
+    assert all(torch.isfinite(t).all() for t in out["output"] if t is not None)
+
+
+def test_four_channel_controlnet_needs_rgba(image):
+    import dataclasses
+
+    from .conftest import TINY, randomized
+
+    ctl = AffordanceControl(randomized(dataclasses.replace(TINY, hint_channels=4)), None, name="rgba")
+    with pytest.raises(ValueError, match="takes 4-channel hints but the image has 3 channel.*RGBA"):
+        apply_control(_cond(), _cond(), ctl, image(c=3), 1.0, 0.0, 1.0)
+
+
 class ForeignControl:
     """A ComfyUI ControlNet stand-in (no weights/schedule/mask support)."""
 

@@ -7,7 +7,7 @@ import torch
 
 from affordance.controlnet.schedule import StrengthSchedule
 from affordance.controlnet.weights import ControlWeights, Preset, WeightsError, soft_weights
-from affordance.nodes.control import AffordanceControl, FamilyMismatchError
+from affordance.nodes.control import AffordanceControl, FamilyMismatchError, merge_controls
 
 
 def _ready(ctrl: AffordanceControl, fake_model, image, strength=1.0, window=(0.0, 1.0), **extras):
@@ -344,3 +344,13 @@ def test_batch_one_hint_is_never_copied_per_step(control, fake_model, image, cal
     enc = c._encoded_hint
     call(c, sigma(0.5), n=2, order=(1, 0))
     assert c._encoded_hint is enc and enc.shape[0] == 1 and c._hint_layouts == {}
+
+
+def test_chained_residuals_of_another_shape_are_a_typed_error():
+    mine = {"input": [], "middle": [torch.zeros(2, 8, 4, 4)], "output": [torch.zeros(2, 4, 8, 8)]}
+    theirs = {"middle": [None], "output": [torch.ones(2, 4, 16, 16)]}
+    with pytest.raises(ValueError, match=r"output residual #0 the shape \(2, 4, 16, 16\), this one \(2, 4, 8, 8\)"):
+        merge_controls(mine, theirs)
+    pooled = {"output": [torch.ones(2, 4, 1, 1)]}  # a pooled (shuffle) residual broadcasts, as in ComfyUI
+    out = merge_controls({"input": [], "middle": [], "output": [torch.zeros(2, 4, 8, 8)]}, pooled)
+    assert out["output"][0].shape == (2, 4, 8, 8) and out["output"][0].eq(1).all()

@@ -35,6 +35,7 @@ WEIGHT_TEXTS = [
     "1e-3", "1e-3, 2E2", ".5 5. -1 +1", "1_000, 2", "1__0", "0x10", "1, 2, abc", "1.2.3", "1e400",
     "1e-400", "\t1\r\n2", "1\u00a02", "1\u20032", "1\x1c2", "1\x852", "1\ufeff2", "١,٢", "𝟙 𝟚",
     "- 1", "1e", "1;2\n3 4,5", "0.825, 0.825", "1,\n", "1\r2", "-0", "1\x002", "0.1" + ", 0.2" * 40,
+    "10", "-10", "10.000001", "1, -1e3", "1,\u00a0,2", "1 ,\t, 2", "1,2,,", ",", "1,,",
 ]  # fmt: skip
 
 KEYFRAME_TEXTS = [
@@ -44,6 +45,7 @@ KEYFRAME_TEXTS = [
     "0.5:1, 0.25:2, 0.75:0", "0_5:1", "0.5:1_0", "  0.3:0.5  ,", "0.5:0", "1:0", "0:0", "1.0:2, 1:3",
     "0.3:1, 0.30000000000000004:2", "0:1, 0.5:x", "a:b", "0:1 1:0", "0\u00a0:\u20031", "٠:١", "+0.5:+1",
     "0.5:1;;0.7:2", "0.5:1\r\n0.7:2", "1e-400:1", "0.5:1e-400", "0.2:1, 0.1:1, 0.1:2",
+    "0:10", "0:10.0001", "0:1e3",
 ]  # fmt: skip
 
 SCHEDULES = [
@@ -208,7 +210,8 @@ EDITS = [
     {"kind": "drag_bar", "values": [1.0] * 13, "index": 4, "value": 0.33333},
     {"kind": "drag_bar", "values": [0.825 ** (12 - i) for i in range(13)], "index": 12, "value": 1.75},
     {"kind": "drag_bar", "values": [1.0] * 10, "index": 0, "value": -2.0},
-    {"kind": "drag_bar", "values": [1e300, 1e-9, 2.5], "index": 2, "value": 0.0005},
+    {"kind": "drag_bar", "values": [9.99999, 1e-9, 2.5], "index": 2, "value": 0.0005},
+    {"kind": "drag_bar", "values": [1.0, 2.0], "index": 0, "value": 50.0},  # held at the largest weight, 10
     {"kind": "move_keyframe", "keyframes": EDIT_KEYFRAMES, "index": 1, "progress": 0.123456, "multiplier": 0.98765},
     {"kind": "move_keyframe", "keyframes": EDIT_KEYFRAMES, "index": 1, "progress": 5.0, "multiplier": -1.0},
     {"kind": "move_keyframe", "keyframes": EDIT_KEYFRAMES, "index": 0, "progress": 0.9, "multiplier": 3.0},

@@ -8,6 +8,8 @@ import { clamp, formatNumber, pyFloat, pyFloatRepr, pyRepr, pyStrip, roundTo } f
 export const INTERPOLATIONS = Object.freeze(["linear", "step"]);
 /** Keyframes written by the editor sit on this progress grid (3 decimals). */
 export const GRID = 1000;
+/** Largest keyframe multiplier (controlnet/schedule.py MAX_MULTIPLIER: more only overflows half precision). */
+export const MAX_MULTIPLIER = 10;
 
 /** A keyframe text or interpolation the backend would refuse (Python's ScheduleError). */
 export class ScheduleError extends Error {
@@ -38,8 +40,8 @@ export function parseKeyframes(text) {
     if (!(Number.isFinite(p) && p >= 0 && p <= 1)) {
       throw new ScheduleError(`${where}: progress must be between 0 and 1, got ${a}.`);
     }
-    if (!Number.isFinite(m) || m < 0) {
-      throw new ScheduleError(`${where}: the multiplier must be a number >= 0, got ${b}.`);
+    if (!Number.isFinite(m) || !(m >= 0 && m <= MAX_MULTIPLIER)) {
+      throw new ScheduleError(`${where}: the multiplier must be a number from 0 to ${MAX_MULTIPLIER}, got ${b}.`);
     }
     pairs.push([p, m]);
   });
@@ -149,7 +151,7 @@ export function moveKeyframe(keyframes, index, progress, multiplier, max = Infin
   const hi = next ? gridBelow(next[0]) : 1;
   const old = keyframes[index][0];
   const p = lo <= hi ? clamp(roundTo(Number.isFinite(progress) ? progress : old), lo, hi) : old;
-  const m = clamp(roundTo(Number.isFinite(multiplier) ? multiplier : 0), 0, max);
+  const m = clamp(roundTo(Number.isFinite(multiplier) ? multiplier : 0), 0, Math.min(max, MAX_MULTIPLIER));
   const moved = keyframes.map((k, i) => (i === index ? [p, m] : k.slice()));
   const changed = p !== old || m !== keyframes[index][1];
   return result(moved, index, changed);
@@ -161,7 +163,7 @@ export function moveKeyframe(keyframes, index, progress, multiplier, max = Infin
  */
 export function addKeyframe(keyframes, progress, multiplier, max = Infinity) {
   const p = clamp(roundTo(Number.isFinite(progress) ? progress : 0), 0, 1);
-  const m = clamp(roundTo(Number.isFinite(multiplier) ? multiplier : 0), 0, max);
+  const m = clamp(roundTo(Number.isFinite(multiplier) ? multiplier : 0), 0, Math.min(max, MAX_MULTIPLIER));
   if (keyframes.some(([q]) => q === p || roundTo(q) === p)) return result(keyframes, -1, false);
   const index = bisectRight(keyframes, p);
   const added = [...keyframes.slice(0, index), [p, m], ...keyframes.slice(index)];

@@ -3,9 +3,11 @@
 // make_weights), the text written back after a drag, and the bar geometry. Pure: runs under Node.
 
 import { PAD, axisMax, axisMin, dragLimit, makeFrame, valueToY, yToValue } from "./plot.js";
-import { clamp, formatNumber, pyFloat, pyRepr, pySplit } from "./parse.js";
+import { clamp, formatNumber, pyFloat, pyRepr, pySplit, pyStrip } from "./parse.js";
 
 export const SOFT_BASE = 0.825;
+/** Largest weight magnitude (controlnet/weights.py MAX_WEIGHT: more only overflows half precision). */
+export const MAX_WEIGHT = 10;
 export const PRESETS = Object.freeze(["balanced", "prompt_more_important", "controlnet_more_important", "custom"]);
 /** Residual counts: 12 input blocks + middle for SD1.x/SD2.x, 9 + middle for SDXL. */
 export const RESIDUALS = Object.freeze({ 13: "SD1.x/SD2.x", 10: "SDXL" });
@@ -31,14 +33,24 @@ export function softWeights(n, base = SOFT_BASE) {
  */
 export function parseWeightList(text) {
   const parts = String(text).replaceAll(";", ",").replaceAll("\n", ",").split(",");
+  while (parts.length && !pyStrip(parts[parts.length - 1])) parts.pop(); // a trailing comma is harmless
+  const gap = parts.findIndex((p) => !pyStrip(p));
+  if (parts.length > 1 && gap >= 0) {
+    throw new WeightsError(
+      `custom weights: field #${gap + 1} between commas is empty (two commas in a row?); every later weight ` +
+        "would move to another residual. Write one number between each pair of commas.",
+    );
+  }
   const items = parts.flatMap(pySplit);
   const values = items.map((tok, i) => {
     const v = pyFloat(tok);
     if (v === null) {
       throw new WeightsError(`custom weight #${i + 1} is ${pyRepr(tok)}, not a number. Write numbers separated by commas.`);
     }
-    if (!Number.isFinite(v)) {
-      throw new WeightsError(`custom weight #${i + 1} is ${pyRepr(tok)}; weights must be finite numbers.`);
+    if (!Number.isFinite(v) || Math.abs(v) > MAX_WEIGHT) {
+      throw new WeightsError(
+        `custom weight #${i + 1} is ${pyRepr(tok)}; weights must be finite numbers from -${MAX_WEIGHT} to ${MAX_WEIGHT}.`,
+      );
     }
     return v;
   });
@@ -143,7 +155,7 @@ export function dragBar(values, index, value, max = Infinity) {
     throw new RangeError(`bar index ${index} is outside 0..${values.length - 1}`);
   }
   const next = values.slice();
-  next[index] = clamp(Number.isFinite(value) ? value : 0, 0, max);
+  next[index] = clamp(Number.isFinite(value) ? value : 0, 0, Math.min(max, MAX_WEIGHT));
   const text = formatWeightList(next);
   return { text, values: parseWeightList(text) };
 }
