@@ -126,44 +126,54 @@ def _small_mid(layers: list[int]):
     return model
 
 
-@pytest.mark.parametrize("name", sorted(SMALL_MID))
-def test_sdxl_small_and_mid_equal_diffusers(name, tmp_path):
-    ref = _small_mid(SMALL_MID[name])
+def _equal_diffusers_in_every_layout(ref, family: Family, tmp_path, sdxl: bool):
+    """Load ``ref``'s folder, its bare weights file and our original-layout conversion: each must give
+    diffusers' residuals within 1e-4; our conversion back to diffusers must be read by diffusers itself as
+    the same model (no weight dropped). Returns what diffusers read back, and our models, for more checks."""
     g = torch.Generator().manual_seed(7)
     x, hint = torch.randn(2, 4, 8, 8, generator=g), torch.rand(2, 3, 64, 64, generator=g)
-    t, ctx = torch.tensor([981.0, 37.0]), torch.randn(2, 11, 2048, generator=g)
-    added = {
-        "text_embeds": torch.randn(2, 1280, generator=g),
-        "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * 2),
-    }
+    t = torch.tensor([981.0, 37.0])
+    ctx = torch.randn(2, 11, ref.config.cross_attention_dim, generator=g)
+    added = y = None
+    if sdxl:
+        added = {
+            "text_embeds": torch.randn(2, 1280, generator=g),
+            "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024]] * 2),
+        }
+        y = sdxl_label(added["text_embeds"], added["time_ids"])
     with torch.no_grad():
         down, mid = ref(x, t, ctx, hint, added_cond_kwargs=added, return_dict=False)
     expected = [*down, mid]
+    assert all(b.abs().max() > 1e-2 for b in expected)  # the comparison is not between zeros
     folder = tmp_path / "diffusers"
     ref.save_pretrained(folder)
     original = convert_file(folder, tmp_path / "original.safetensors", to="original")
     back = convert_file(original, tmp_path / "back", to="diffusers").parent
-    y = sdxl_label(added["text_embeds"], added["time_ids"])
+    models = {}
     for what, path in {
         "folder": folder,
         "single file": folder / "diffusion_pytorch_model.safetensors",
         "original layout": original,
     }.items():
         model, report = load_controlnet(path)
-        assert report.family is Family.SDXL, what
+        assert report.family is family, what
         with torch.no_grad():
             got = model(x, hint, t, ctx, y).as_list()
         for i, (a, b) in enumerate(zip(got, expected, strict=True)):
             assert (a - b).abs().max().item() <= 1e-4, f"{what}: residual {i}"
-    # our conversion back to diffusers is read by diffusers itself as the same model (no weight dropped)
+        models[what] = model
     again = diffusers.ControlNetModel.from_pretrained(back).eval()
-    assert again.config.transformer_layers_per_block[1:] == SMALL_MID[name][1:]
     with torch.no_grad():
         down2, mid2 = again(x, t, ctx, hint, added_cond_kwargs=added, return_dict=False)
     for a, b in zip([*down2, mid2], expected, strict=True):
         assert torch.equal(a, b)
-    # the comparison is not between zeros
-    assert all(b.abs().max() > 1e-2 for b in expected)
+    return again, models
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_MID))
+def test_sdxl_small_and_mid_equal_diffusers(name, tmp_path):
+    again, _ = _equal_diffusers_in_every_layout(_small_mid(SMALL_MID[name]), Family.SDXL, tmp_path, sdxl=True)
+    assert again.config.transformer_layers_per_block[1:] == SMALL_MID[name][1:]
 
 
 def _lone_mid_resnet():
@@ -185,34 +195,7 @@ def _lone_mid_resnet():
 def test_middle_block_of_one_resblock_equals_diffusers(tmp_path):
     ref = _lone_mid_resnet()
     assert not any(k.startswith(("mid_block.resnets.1.", "mid_block.attentions.")) for k in ref.state_dict())
-    g = torch.Generator().manual_seed(7)
-    x, hint = torch.randn(2, 4, 8, 8, generator=g), torch.rand(2, 3, 64, 64, generator=g)
-    t, ctx = torch.tensor([981.0, 37.0]), torch.randn(2, 11, 768, generator=g)
-    with torch.no_grad():
-        down, mid = ref(x, t, ctx, hint, return_dict=False)
-    expected = [*down, mid]
-    folder = tmp_path / "diffusers"
-    ref.save_pretrained(folder)
-    original = convert_file(folder, tmp_path / "original.safetensors", to="original")
-    back = convert_file(original, tmp_path / "back", to="diffusers").parent
-    for what, path in {
-        "folder": folder,
-        "single file": folder / "diffusion_pytorch_model.safetensors",
-        "original layout": original,
-    }.items():
-        model, report = load_controlnet(path)
-        assert report.family is Family.SD1, what
-        assert model.config.middle_resblocks == 1, what
-        assert len(model.middle_block) == 1, what
-        with torch.no_grad():
-            got = model(x, hint, t, ctx).as_list()
-        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
-            assert (a - b).abs().max().item() <= 1e-4, f"{what}: residual {i}"
-    # our conversion back is read by diffusers itself as the same model
-    again = diffusers.ControlNetModel.from_pretrained(back).eval()
+    again, models = _equal_diffusers_in_every_layout(ref, Family.SD1, tmp_path, sdxl=False)
     assert again.config.mid_block_type == "UNetMidBlock2D"
-    with torch.no_grad():
-        down2, mid2 = again(x, t, ctx, hint, return_dict=False)
-    for a, b in zip([*down2, mid2], expected, strict=True):
-        assert torch.equal(a, b)
-    assert all(b.abs().max() > 1e-2 for b in expected)  # the comparison is not between zeros
+    for what, model in models.items():
+        assert model.config.middle_resblocks == 1 and len(model.middle_block) == 1, what
