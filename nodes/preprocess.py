@@ -179,8 +179,18 @@ class ShufflePreprocessor(_Preprocessor):
     }
 
     @staticmethod
-    def compute(x, seed, resolution):
-        return shuffle(x, seed, resolution)
+    def compute(x, seed, resolution, first=0):
+        return shuffle(x, seed, resolution, first)
+
+    def process(self, image: torch.Tensor, seed: int, resolution: int) -> dict[str, Any]:
+        done = [0]  # images before the current chunk: each image's flow is fixed by its index in the batch
+
+        def chunk(x: torch.Tensor) -> torch.Tensor:
+            out = self.compute(x, seed, resolution, done[0])
+            done[0] += x.shape[0]
+            return out
+
+        return with_preview(run_batched(image, chunk))
 
 
 class TilePreprocessor(_Preprocessor):

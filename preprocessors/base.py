@@ -22,6 +22,10 @@ from .filters import resize
 MIN_SIDE = 8
 MAX_SIDE = 8192
 MAX_RESOLUTION = 4096
+MIN_RESOLUTION = 64  # where the nodes' resolution inputs start
+# Longest side a detection may run at: the short side goes to the resolution, so an image of extreme
+# aspect (8x8192 px at 512) would otherwise be processed at 512x524288 px.
+MAX_DETECTION_SIDE = 16384
 PAD_MULTIPLE = 64
 
 
@@ -32,7 +36,9 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
 
     Raises:
         ImageInputError: not 4-D, empty batch, a side below :data:`MIN_SIDE` or above :data:`MAX_SIDE`,
-            another channel count, or NaN/Inf values.
+            another channel count, integers other than 8-bit levels, or NaN/Inf values.
+
+    Booleans become 0/1, 8-bit levels are divided by 255, values outside ``[0, 1]`` are clamped.
     """
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
@@ -52,24 +58,39 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
         raise ImageInputError(
             f"{name} is {w}x{h} px, above the {MAX_SIDE} px limit per side; downscale it first (e.g. 'Upscale Image')."
         )
-    if not image.is_floating_point():
+    if image.dtype == torch.bool:
+        image = image.float()
+    elif image.dtype == torch.uint8:
         image = image.float() / 255.0
-    if not all(torch.isfinite(v) for v in torch.aminmax(image)):  # NaN and +-Inf show in the min/max
+    elif not image.is_floating_point():
+        raise ImageInputError(
+            f"{name} holds {str(image.dtype).removeprefix('torch.')} values; give a float image in [0, 1] "
+            "(ComfyUI's IMAGE) or 8-bit levels (uint8)."
+        )
+    lo, hi = torch.aminmax(image)
+    if not (torch.isfinite(lo) and torch.isfinite(hi)):  # NaN and +-Inf show in the min/max
         raise ImageInputError(f"{name} contains NaN or Inf values; check the node that produced it.")
+    if lo < 0 or hi > 1:  # e.g. an upscaler's overshoot: hints are defined on [0, 1]
+        image = image.clamp(0.0, 1.0)
     return image
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:
-    """Raise :class:`ParameterError` unless ``low <= value <= high``."""
-    if not (low <= value <= high):
-        raise ParameterError(f"{name} must be between {low} and {high}, got {value}.")
+    """Raise :class:`ParameterError` unless ``value`` is a number with ``low <= value <= high``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+        raise ParameterError(f"{name} must be between {low} and {high}, got {value!r}.")
 
 
 def check_resolution(resolution: int) -> int:
     """A detection resolution: an integer in ``[MIN_SIDE, MAX_RESOLUTION]``."""
-    if int(resolution) != resolution or not (MIN_SIDE <= resolution <= MAX_RESOLUTION):
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, float))
+        or int(resolution) != resolution
+        or not (MIN_SIDE <= resolution <= MAX_RESOLUTION)
+    ):
         raise ParameterError(
-            f"resolution must be an integer between {MIN_SIDE} and {MAX_RESOLUTION}, got {resolution}."
+            f"resolution must be an integer between {MIN_SIDE} and {MAX_RESOLUTION}, got {resolution!r}."
         )
     return int(resolution)
 
@@ -109,9 +130,20 @@ def map_images_cpu(
 
 
 def detection_size(height: int, width: int, resolution: int) -> tuple[int, int]:
-    """Size with the short side scaled to ``resolution`` (rounded), as the ControlNet annotators do."""
+    """Size with the short side scaled to ``resolution`` (rounded), as the ControlNet annotators do.
+
+    Raises:
+        ImageInputError: the long side would exceed :data:`MAX_DETECTION_SIDE` (an image of extreme aspect).
+    """
     k = resolution / min(height, width)
-    return max(1, round(height * k)), max(1, round(width * k))
+    dh, dw = max(1, round(height * k)), max(1, round(width * k))
+    if max(dh, dw) > MAX_DETECTION_SIDE:
+        raise ImageInputError(
+            f"a {width}x{height} px image at resolution {resolution} would be processed at {dw}x{dh} px, above "
+            f"the {MAX_DETECTION_SIDE} px limit per side. Lower the resolution to at most "
+            f"{max(1, resolution * MAX_DETECTION_SIDE // max(dh, dw))}, or crop the image to a less extreme aspect."
+        )
+    return dh, dw
 
 
 def at_resolution(

@@ -58,16 +58,24 @@ def _hysteresis_cpu(candidate: torch.Tensor, strong: torch.Tensor) -> torch.Tens
     return torch.from_numpy(keep[labels])
 
 
-def _hysteresis_torch(candidate: torch.Tensor, strong: torch.Tensor, check_every: int = 16) -> torch.Tensor:
-    """Grow strong pixels through candidates by 3x3 dilation until stable (for GPUs)."""
+def _hysteresis_torch(
+    candidate: torch.Tensor, strong: torch.Tensor, check_every: int = 16, max_checks: int = 16
+) -> torch.Tensor:
+    """Grow strong pixels through candidates by 3x3 dilation until stable (for GPUs).
+
+    Each pass grows edges by one pixel, so a long winding chain (a maze, small text) needs as many passes
+    as it is long; after ``check_every * max_checks`` passes the CPU labelling finishes the job, with the
+    same result (both keep the 8-connected candidate components that hold a strong pixel).
+    """
     edges = strong.float()[:, None]
     cand = candidate.float()[:, None]
-    while True:
+    for _ in range(max_checks):
         before = edges
         for _ in range(check_every):
             edges = F.max_pool2d(edges, 3, stride=1, padding=1) * cand
         if torch.equal(edges, before):
             return edges[:, 0].bool()
+    return _hysteresis_cpu(candidate.cpu(), strong.cpu()).to(candidate.device)
 
 
 def canny_levels(levels: torch.Tensor, low: int, high: int) -> torch.Tensor:
@@ -145,9 +153,9 @@ def canny(
         ``(B, 3, H, W)`` float in ``{0, 1}``.
     """
     for name, v in (("low_threshold", low_threshold), ("high_threshold", high_threshold)):
+        check_range(name, v, 0, 255)  # a number first (None or text is refused here)
         if int(v) != v:
-            raise ParameterError(f"{name} must be an integer, got {v}.")
-        check_range(name, v, 0, 255)
+            raise ParameterError(f"{name} must be an integer, got {v!r}.")
     if low_threshold > high_threshold:
         raise ParameterError(f"low_threshold ({low_threshold}) is above high_threshold ({high_threshold}); swap them.")
     image = check_image(image)

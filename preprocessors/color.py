@@ -51,21 +51,29 @@ def remap(image: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torc
     return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def shuffle(image: torch.Tensor, seed: int = 0, resolution: int = 512) -> torch.Tensor:
+_GOLDEN = 0x9E37_79B9_7F4A_7C15  # spreads consecutive image indices over the seed space
+
+
+def shuffle(image: torch.Tensor, seed: int = 0, resolution: int = 512, first: int = 0) -> torch.Tensor:
     """ControlNet 1.1's content shuffle: warp the image by a smooth random flow (for the shuffle model).
 
-    Deterministic for a given ``seed``; each image of the batch gets its own flow.
+    Deterministic for a given ``seed``; each image of the batch gets its own flow, fixed by the seed and
+    its index in the batch (``first`` + position), so a batch run in chunks (``first`` = the chunk's
+    start) equals the batch run at once.
 
     Returns:
         ``(B, 3, H, W)`` in ``[0, 1]``.
     """
     image = check_image(image)
-    g = torch.Generator().manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        fx = noise_disk(b, h, w, g, x.device) * float(w - 1)
-        fy = noise_disk(b, h, w, g, x.device) * float(h - 1)
+        fx, fy = [], []
+        for i in range(b):
+            g = torch.Generator().manual_seed((int(seed) + _GOLDEN * (first + i)) & 0xFFFF_FFFF_FFFF_FFFF)
+            fx.append(noise_disk(1, h, w, g, x.device) * float(w - 1))
+            fy.append(noise_disk(1, h, w, g, x.device) * float(h - 1))
+        fx, fy = torch.cat(fx), torch.cat(fy)
         if x.device.type != "cpu":
             return remap(x, fx, fy)
         flows = torch.cat([fx, fy], dim=1).permute(0, 2, 3, 1).contiguous().numpy()
@@ -94,9 +102,9 @@ def tile(image: torch.Tensor, pyrup_iters: int = 3, resolution: int = 512) -> to
     Returns:
         ``(B, 3, H, W)`` in ``[0, 1]``: a blurred copy for tile/upscale ControlNets.
     """
-    if int(pyrup_iters) != pyrup_iters:
-        raise ParameterError(f"pyrup_iters must be an integer, got {pyrup_iters}.")
     check_range("pyrup_iters", pyrup_iters, 0, 6)
+    if int(pyrup_iters) != pyrup_iters:
+        raise ParameterError(f"pyrup_iters must be an integer, got {pyrup_iters!r}.")
     image = check_image(image)
 
     k = int(pyrup_iters)
@@ -184,10 +192,12 @@ def inpaint(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ``(B, 3, H, W)`` in ``[-1, 1]``.
     """
     image = check_image(image)
+    if not isinstance(mask, torch.Tensor):
+        raise ImageInputError(f"mask must be a tensor of shape (B, H, W), got {type(mask).__name__}.")
     if mask.ndim == 2:
         mask = mask[None]
-    if mask.ndim != 3:
-        raise ImageInputError(f"mask must be (B, H, W) or (H, W), got shape {tuple(mask.shape)}.")
+    if mask.ndim != 3 or mask.numel() == 0:
+        raise ImageInputError(f"mask must be a non-empty (B, H, W) or (H, W), got shape {tuple(mask.shape)}.")
     if mask.shape[0] not in (1, image.shape[0]):
         raise ImageInputError(
             f"a batch of {mask.shape[0]} masks does not fit {image.shape[0]} images; use 1 or {image.shape[0]}."

@@ -114,7 +114,7 @@ def read_drawing(path: str | Path, width: int, height: int) -> torch.Tensor:
                     f"{DRAWING_MAX_SIDE}x{DRAWING_MAX_SIDE}; use a smaller image or clear the canvas."
                 )
             pixels = np.asarray(im.convert("RGBA") if im.mode not in ("L", "RGB", "RGBA") else im)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DrawingError(f"the drawing file {Path(path).name} cannot be read as an image ({exc}).") from exc
     ink = ink_from_pixels(pixels)
     out = torch.zeros(height, width, dtype=torch.float32)

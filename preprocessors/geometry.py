@@ -12,9 +12,12 @@ import enum
 
 import torch
 
-from .base import check_image
-from .errors import ParameterError
+from .base import MAX_RESOLUTION, MIN_RESOLUTION, check_image
+from .errors import ImageInputError, ParameterError
 from .filters import resize
+
+# Above this many pixels (and 16x the output), crop_and_resize crops before it scales.
+CROP_FIRST_PIXELS = 1 << 24
 
 
 class ResizeMode(str, enum.Enum):
@@ -43,10 +46,12 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return resize(x, h, w).clamp(float(x.min()), float(x.max()))
 
 
-def _check_size(width: int, height: int) -> None:
+def _check_size(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` as ints (``64.0`` is fine, ``64.5`` or ``None`` is not)."""
     for name, v in (("width", width), ("height", height)):
-        if int(v) != v or not (8 <= v <= 16384):
-            raise ParameterError(f"{name} must be an integer between 8 and 16384, got {v}.")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or not (8 <= v <= 16384):
+            raise ParameterError(f"{name} must be an integer between 8 and 16384, got {v!r}.")
+    return int(width), int(height)
 
 
 def resize_hint(
@@ -58,21 +63,27 @@ def resize_hint(
         ``(B, C, height, width)`` with the input's dtype and device; binary hints stay binary.
     """
     mode = _mode(mode)
-    _check_size(width, height)
+    width, height = _check_size(width, height)
     image = check_image(image)
     h, w = image.shape[-2:]
     if mode is ResizeMode.JUST_RESIZE:
         return _resize(image, height, width)
     k = max(height / h, width / w) if mode is ResizeMode.CROP_AND_RESIZE else min(height / h, width / w)
     nh, nw = max(1, round(h * k)), max(1, round(w * k))
+    if mode is ResizeMode.CROP_AND_RESIZE and nh * nw > max(16 * height * width, CROP_FIRST_PIXELS):
+        # Scaling the whole image first (A1111's order) would build a picture far larger than the output
+        # (an 8x8 image cropped to 16384x8 px: 16384x16384); crop the same centre in source pixels instead.
+        ch, cw = min(h, max(1, round(height / k))), min(w, max(1, round(width / k)))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return _resize(image[..., top : top + ch, left : left + cw], height, width)
     scaled = _resize(image, nh, nw)
     if mode is ResizeMode.CROP_AND_RESIZE:
         top, left = max(0, (nh - height) // 2), max(0, (nw - width) // 2)
         return scaled[..., top : top + height, left : left + width].contiguous()
     border = torch.cat(
         [image[..., 0, :], image[..., -1, :], image[..., :, 0], image[..., :, -1]], dim=-1
-    )  # (B, C, 2W + 2H)
-    fill = border.median(dim=-1).values if border.shape[-1] % 2 else border.quantile(0.5, dim=-1)
+    )  # (B, C, 2W + 2H), always an even count: the median is the mean of the middle two, as numpy's
+    fill = border.float().quantile(0.5, dim=-1).to(image.dtype)  # quantile takes float32/64 only
     out = fill[..., None, None].expand(-1, -1, height, width).clone()
     top, left = max(0, (height - nh) // 2), max(0, (width - nw) // 2)
     out[..., top : top + nh, left : left + nw] = scaled[..., : height - top, : width - left]
@@ -96,7 +107,10 @@ def pixel_perfect_resolution(
     384
     """
     mode = _mode(mode)
-    _check_size(target_width, target_height)
+    target_width, target_height = _check_size(target_width, target_height)
+    if min(image_height, image_width) < 1:
+        raise ImageInputError(f"the image is {image_width}x{image_height} px; pixel perfect needs a non-empty image.")
     k0, k1 = target_height / image_height, target_width / image_width
     k = min(k0, k1) if mode is ResizeMode.RESIZE_AND_FILL else max(k0, k1)
-    return int(round(k * min(image_height, image_width)))
+    # within what a resolution input takes, so the result can always be wired into one
+    return min(MAX_RESOLUTION, max(MIN_RESOLUTION, int(round(k * min(image_height, image_width)))))

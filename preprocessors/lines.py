@@ -58,10 +58,15 @@ def scribble_xdog(image: torch.Tensor, threshold: int = 32, resolution: int = 51
 
 
 def grey_levels(levels: torch.Tensor) -> torch.Tensor:
-    """OpenCV's 8-bit ``RGB2GRAY``: ``0.299 R + 0.587 G + 0.114 B`` rounded, ``(B, 1, H, W)``."""
-    r, g, b = levels[:, 0:1], levels[:, 1:2], levels[:, 2:3]
+    """OpenCV's 8-bit ``RGB2GRAY``: ``0.299 R + 0.587 G + 0.114 B`` rounded, ``(B, 1, H, W)``.
+
+    Computed in float32 whatever the input's dtype (the fixed-point sums reach 8.4 million, past half
+    precision's 65504), returned in the input's dtype (levels 0..255 are exact in fp16 and bf16).
+    """
+    f = levels.float()
+    r, g, b = f[:, 0:1], f[:, 1:2], f[:, 2:3]
     # OpenCV's 15-bit fixed-point weights with rounding.
-    return ((r * 9798 + g * 19235 + b * 3735 + 16384) / 32768).floor()
+    return ((r * 9798 + g * 19235 + b * 3735 + 16384) / 32768).floor().to(levels.dtype)
 
 
 def otsu_thresholds(grey: torch.Tensor) -> torch.Tensor:

@@ -229,3 +229,15 @@ def test_preprocessor_nodes_show_their_hint(stub_comfy, image):
 def test_no_preview_outside_comfyui(image):
     result = NODE_CLASS_MAPPINGS["AST_InvertHint"]().process(image=image())
     assert result["ui"] == {"images": []}
+
+
+def test_shuffle_node_batch_in_chunks_equals_the_whole_batch(image):
+    """The node runs 16 images per call; image 16 used to restart the seed and get image 0's warp."""
+    from affordance.nodes.preprocess import CHUNK
+    from affordance.preprocessors import shuffle
+
+    x = image(h=32, w=32).expand(CHUNK + 1, -1, -1, -1).contiguous()
+    (out,) = NODE_CLASS_MAPPINGS["AST_ShufflePreprocessor"]().process(x, seed=5, resolution=64)["result"]
+    whole = shuffle(x.movedim(-1, 1), 5, 64).movedim(1, -1)
+    torch.testing.assert_close(out, whole, atol=0, rtol=0)
+    assert not torch.equal(out[CHUNK], out[0])

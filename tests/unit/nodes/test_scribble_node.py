@@ -129,3 +129,13 @@ def test_is_changed_follows_the_file_content(stub_comfy):
     Image.fromarray(a).save(path)
     assert Node.IS_CHANGED(64, 48, REF) != first
     assert Node.IS_CHANGED(64, 48, "") != Node.IS_CHANGED(64, 40, "")
+
+
+def test_decompression_bomb_drawing_is_a_drawing_error(tmp_path):
+    """A tiny PNG whose header claims 16384x16384 px: PIL's own bomb check fires before ours."""
+    from PIL import Image
+
+    path = tmp_path / "bomb.png"
+    Image.new("1", (16384, 16384)).save(path)
+    with pytest.raises(DrawingError, match="cannot be read as an image|larger than the maximum"):
+        read_drawing(path, 64, 48)

@@ -76,8 +76,12 @@ def test_parameters_out_of_range(call, message):
 
 def test_inpaint_mask_checks():
     x = torch.rand(2, 3, 32, 32)
-    with pytest.raises(ImageInputError, match=r"mask must be \(B, H, W\) or \(H, W\)"):
+    with pytest.raises(ImageInputError, match=r"mask must be a non-empty \(B, H, W\) or \(H, W\)"):
         inpaint(x, torch.ones(1, 1, 1, 32, 32))
+    with pytest.raises(ImageInputError, match=r"non-empty .*got shape \(1, 0, 5\)"):
+        inpaint(x, torch.ones(1, 0, 5))
+    with pytest.raises(ImageInputError, match="mask must be a tensor .*got list"):
+        inpaint(x, [[1.0]])
     with pytest.raises(ImageInputError, match="a batch of 3 masks does not fit 2 images"):
         inpaint(x, torch.ones(3, 32, 32))
     assert inpaint(x, torch.zeros(32, 32)).shape == x.shape
@@ -86,3 +90,28 @@ def test_inpaint_mask_checks():
 def test_uint8_input_is_scaled():
     x = (torch.rand(1, 3, 32, 32) * 255).to(torch.uint8)
     assert check_image(x).max() <= 1.0
+
+
+def test_image_values_are_brought_into_0_1_and_odd_dtypes_refused():
+    x = torch.rand(1, 3, 16, 16) * 3 - 1  # an upscaler's overshoot
+    y = check_image(x)
+    assert y.min() >= 0 and y.max() <= 1
+    assert torch.equal(check_image(torch.ones(1, 3, 16, 16, dtype=torch.bool)), torch.ones(1, 3, 16, 16))
+    with pytest.raises(ImageInputError, match="holds int16 values; give a float image in \\[0, 1\\]"):
+        check_image(torch.full((1, 3, 16, 16), 1000, dtype=torch.int16))  # was divided by 255: 3.9
+
+
+@pytest.mark.parametrize("bad", [None, "100", True])
+def test_non_numbers_are_parameter_errors(bad):
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(ParameterError, match="must be between 0 and 255, got"):
+        canny(x, bad, 200, 64)
+    with pytest.raises(ParameterError, match="resolution must be an integer"):
+        canny(x, 100, 200, bad)
+
+
+def test_extreme_aspect_is_refused_before_it_is_processed():
+    x = torch.rand(1, 3, 8, 8192)
+    with pytest.raises(ImageInputError, match=r"would be processed at 524288x512 px, above the 16384 px limit.*at most 16"):
+        canny(x, 100, 200, 512)
+    assert canny(x, 100, 200, 16).shape == x.shape

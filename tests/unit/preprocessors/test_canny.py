@@ -84,3 +84,35 @@ def test_gpu_equals_opencv(photo, levels):
     ref = cv2.Canny(photo, 100, 200) > 0
     got = canny_levels(levels(photo).cuda(), 100, 200)[0, 0].cpu().numpy() > 0
     assert (ref == got).mean() >= 0.99
+
+
+def test_long_winding_edges_finish_on_the_cpu_with_the_same_result():
+    """The device path grows one pixel per pass; a serpentine chain thousands of pixels long is handed over."""
+    import importlib
+
+    mod = importlib.import_module("affordance.preprocessors.canny")
+    h = w = 48
+    cand = torch.zeros(1, h, w, dtype=torch.bool)
+    for r in range(0, h, 2):  # rows joined at alternating ends: one path of about h * w / 2 pixels
+        cand[0, r, 1:-1] = True
+        if r + 2 < h:
+            cand[0, r + 1, (w - 2) if (r // 2) % 2 == 0 else 1] = True
+    strong = torch.zeros_like(cand)
+    strong[0, 0, 1] = True
+    expected = mod._hysteresis_cpu(cand, strong)
+    assert expected.sum() == cand.sum()  # the whole chain is reached from its one strong end
+    calls = []
+    real_cpu = mod._hysteresis_cpu
+
+    def spy(c, s):
+        calls.append(1)
+        return real_cpu(c, s)
+
+    import pytest as _pytest
+
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mod, "_hysteresis_cpu", spy)
+        got = mod._hysteresis_torch(cand, strong, check_every=4, max_checks=3)
+    assert calls and torch.equal(got, expected)
+    # with enough passes the device path converges by itself, to the same edges
+    assert torch.equal(mod._hysteresis_torch(cand, strong, check_every=64, max_checks=64), expected)

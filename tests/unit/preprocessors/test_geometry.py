@@ -83,3 +83,43 @@ def test_at_resolution_returns_input_size_and_pads_to_64():
     out = at_resolution(torch.rand(2, 3, 300, 451), 200, fn)
     assert out.shape == (2, 3, 300, 451)
     assert seen == [(256, 320)]  # (200, 301) padded up to multiples of 64
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("mode", list(ResizeMode))
+def test_half_precision_hints_resize_like_float32(dtype, mode):
+    x = _marked(16, 24)
+    ref = resize_hint(x, 64, 40, mode)
+    out = resize_hint(x.to(dtype), 64, 40, mode)  # resize_and_fill's median raised a raw error here
+    assert out.dtype == dtype and out.shape == ref.shape
+    assert (out.float() - ref).abs().max() < 0.02
+
+
+def test_crop_and_resize_of_extreme_aspect_crops_first():
+    """An 8x8 image cropped to 16384x8 px would be scaled to 16384x16384 first (3 GB); the same centre is
+    cropped in source pixels instead."""
+    x = torch.rand(1, 3, 8, 8)
+    out = resize_hint(x, 16384, 8, "crop_and_resize")
+    assert out.shape == (1, 3, 8, 16384)
+    # the kept source row band is the centre one (rows 3..4 of 8 at this scale): its colours, stretched
+    centre = x[..., 4:5, :].mean(dim=(-2, -1))
+    assert (out.mean(dim=(-2, -1)) - centre).abs().max() < 0.15
+    # ordinary sizes keep A1111's order (scale, then crop): unchanged results
+    y = torch.rand(1, 3, 48, 64)
+    assert resize_hint(y, 64, 64, "crop_and_resize").shape == (1, 3, 64, 64)
+
+
+def test_pixel_perfect_stays_within_what_a_resolution_input_takes():
+    assert pixel_perfect_resolution(8, 8, 16384, 16384) == 4096
+    assert pixel_perfect_resolution(8, 256, 16384, 8, "resize_and_fill") == 64
+    assert pixel_perfect_resolution(64, 64, 64.0, 64.0) == 64  # whole floats are fine
+    with pytest.raises(ParameterError, match="height must be an integer between 8 and 16384, got None"):
+        pixel_perfect_resolution(64, 64, None, 64)
+
+
+def test_detection_size_has_a_ceiling():
+    from affordance.preprocessors import ImageInputError
+
+    with pytest.raises(ImageInputError, match="above the 16384 px limit per side"):
+        detection_size(8, 8192, 512)
+    assert max(detection_size(8, 8192, 16)) == 16384
