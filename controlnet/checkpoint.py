@@ -1,4 +1,5 @@
-"""Safe reading of weight files: safetensors (memory-mapped, zero-copy) first, restricted pickles otherwise.
+"""Safe reading of weight files: safetensors (memory-mapped: untouched tensors are never read) first,
+restricted pickles otherwise.
 
 The container is recognised from the file's first bytes, never from its name, so a renamed file gets
 an error about what it really is. Pickles are only ever opened with ``torch.load(weights_only=True)``:

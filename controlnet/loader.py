@@ -289,13 +289,15 @@ def build_controlnet(
         ops: layer classes for the network (see :class:`~controlnet.model.ControlNet`).
 
     Returns:
-        The model in eval mode. With the stored dtype on the CPU, parameters share memory with the
-        mapped file (copy-on-write), so loading costs no extra copy.
+        The model in eval mode. Its parameters own their memory (one copy of each tensor, made while
+        converting or moving it anyway): views of the memory-mapped file would make the running model
+        depend on the file, so that replacing the file changed the weights silently and truncating it
+        crashed the process (SIGBUS) at the next step.
     """
     dtype = dtype or _dominant_dtype(weights.state_dict)
     with torch.device("meta"):
         model = ControlNet(weights.config, ops)
-    sd = {k: v.to(device=device, dtype=dtype) for k, v in weights.state_dict.items()}
+    sd = {k: v.to(device=device, dtype=dtype, copy=True) for k, v in weights.state_dict.items()}
     model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 

@@ -72,17 +72,30 @@ def test_sdxl_family(tiny_xl_model, write_checkpoint, inputs):
         _same_residuals(model, tiny_xl_model, inputs)
 
 
-def test_safetensors_load_is_zero_copy(tiny_model, write_checkpoint):
-    path = write_checkpoint(tiny_model, "original", "safetensors")
+@pytest.mark.parametrize("container", ["safetensors", "pth"])
+def test_loaded_model_does_not_depend_on_its_file(tiny_model, write_checkpoint, inputs, container):
+    """A model built from a memory-mapped file owns its weights: replacing the file (in place, same size)
+    used to change them silently, and truncating it crashed the process (SIGBUS) at the next forward."""
+    path = write_checkpoint(tiny_model, "original", container)
     weights = read_controlnet(path)
     model = build_controlnet(weights)
     key = "input_blocks.0.0.weight"
-    assert model.state_dict()[key].data_ptr() == weights.state_dict[key].data_ptr()
-    # Copy-on-write: writing the parameter never touches the file.
-    before = path.read_bytes()
+    assert model.state_dict()[key].data_ptr() != weights.state_dict[key].data_ptr()
+    expected = model.state_dict()[key].clone()
+    del weights
+    data = path.read_bytes()
+    with path.open("r+b") as f:  # overwrite in place: same inode, as `cp new old` does
+        f.write(bytes(len(data)))
+    assert torch.equal(model.state_dict()[key], expected)
+    with path.open("r+b") as f:
+        f.truncate(16)
+    x, hint, t, ctx, y = inputs(model.config)
+    assert torch.isfinite(model(x, hint, t, ctx, y).as_list()[0]).all()
+    # and writing a parameter never touches the file
+    path.write_bytes(data)
     with torch.no_grad():
         model.input_blocks[0][0].weight.add_(1.0)
-    assert path.read_bytes() == before
+    assert path.read_bytes() == data
 
 
 def test_global_average_pooling_is_explicit(tiny_model, write_checkpoint):
