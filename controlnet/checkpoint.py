@@ -196,7 +196,23 @@ def _code_request(message: str) -> str | None:
     return line.split(" Please use", 1)[0] if line else None  # not torch's advice to allowlist it
 
 
+def _plain_pickle_protocol(path: Path) -> int | None:
+    """The protocol of a bare pickle written by Python's ``pickle`` (4 or 5), which ``torch.save`` never
+    writes (it uses protocol 2); ``None`` otherwise."""
+    with path.open("rb") as f:
+        head = f.read(2)
+    return head[1] if len(head) == 2 and head[0] == 0x80 and head[1] >= 4 else None
+
+
 def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    if container == "torch-legacy" and (protocol := _plain_pickle_protocol(path)) is not None:
+        # torch's safe loader cannot parse these at all ("Unsupported operand 149"), so it would call a
+        # perfectly whole file damaged; say what it is instead.
+        raise UnsafeCheckpointError(
+            f"{path} is a plain Python pickle (protocol {protocol}), not a PyTorch checkpoint: such a file can run "
+            "code when loaded, so it was refused unread and nothing in it was executed. Get a .safetensors "
+            "version of this model, or convert it with torch.save/safetensors on a machine you trust."
+        )
     try:
         if path.suffix.lower() in (".safetensors", ".sft"):
             # torch.load dispatches on this suffix; a pickle under it must be read through a file object.
@@ -322,10 +338,9 @@ def _read_checkpoint(path: Path) -> RawCheckpoint:
     elif (path.parent / "config.json").is_file() and _only_diffusers_weights(path.parent):
         # A diffusers folder inside models/controlnet lists its weights file; its config still applies. A
         # config.json beside other weight files (e.g. at the folder's root) may be any model's: not read.
-        try:
-            sibling = _read_config(path.parent / "config.json")
-        except CorruptCheckpointError:
-            sibling = {}  # someone else's config file; the weights speak for themselves
+        # Only diffusers weights are here, so a config.json that is not JSON is theirs and damaged: said, not
+        # skipped (a shuffle model would silently lose its pooling).
+        sibling = _read_config(path.parent / "config.json")
         if sibling.get("_class_name") == "ControlNetModel":
             config, sibling_config = sibling, True  # used only if it describes these weights (the loader checks)
     container = sniff_container(path)

@@ -242,7 +242,12 @@ def extract_controlnet(
         gap = gap or raw.metadata.get("affordance.global_average_pooling") == "true"
     else:
         gap = global_average_pooling
-    config = config_from_state_dict(sd, global_average_pooling=gap, **overrides)
+    try:
+        config = config_from_state_dict(sd, global_average_pooling=gap, **overrides)
+    except KeyMismatchError as exc:
+        raise KeyMismatchError(
+            f"{source}: {exc} If it is meant to be a ControlNet, download it again."
+        ) from exc
     _check_keys(sd, config, source)
     stored = dict(Counter(str(t.dtype).removeprefix("torch.") for t in sd.values()))
     sd = _widen_fp8(sd)

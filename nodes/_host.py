@@ -6,6 +6,7 @@ Also the IMAGE/MASK layout conversions every node needs.
 from __future__ import annotations
 
 import logging
+import os
 from types import ModuleType
 from typing import Any
 
@@ -62,6 +63,13 @@ def controlnet_path(name: str) -> str:
     path = fp.get_full_path("controlnet", name)
     if path is None:
         folders = ", ".join(fp.get_folder_paths("controlnet"))
+        for folder in fp.get_folder_paths("controlnet"):
+            link = os.path.join(folder, name)
+            if os.path.islink(link) and not os.path.exists(link):  # listed, but its target is gone (or a loop)
+                raise FileNotFoundError(
+                    f"ControlNet file {name!r} is a broken symbolic link in {folder} (it points to "
+                    f"{os.readlink(link)!r}, which cannot be reached). Fix or remove the link, or put the file there."
+                )
         raise FileNotFoundError(
             f"ControlNet file {name!r} is not in ComfyUI's controlnet folders ({folders}). Put it there (or add a "
             "folder in extra_model_paths.yaml) and refresh the node."

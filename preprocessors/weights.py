@@ -180,6 +180,12 @@ def _read(path: Path) -> Mapping[str, object]:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
             raise AnnotatorWeightsError(f"{path} is a damaged safetensors file ({exc}); download it again.") from exc
+    if head[0] == 0x80 and len(head) > 1 and head[1] >= 4:  # torch.save writes protocol 2
+        raise AnnotatorWeightsError(
+            f"{path} is a plain Python pickle (protocol {head[1]}), not a PyTorch checkpoint: such a file can run "
+            f"code when loaded, so it was refused unread and nothing in it was executed. Use the official file "
+            f"from {SOURCE}."
+        )
     try:
         with path.open("rb") as f:
             return torch.load(f, map_location="cpu", weights_only=True)

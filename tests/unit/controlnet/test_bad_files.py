@@ -127,6 +127,20 @@ def test_unsafe_message_names_what_the_pickle_asked_for(tmp_path):
     assert "weights_only` set to `False`" not in str(info.value) and "add_safe_globals" not in str(info.value)
 
 
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_plain_python_pickle_is_refused_as_such(tmp_path, protocol):
+    """pickle.dump (protocol 4/5), not torch.save: torch's safe loader cannot parse it and said 'damaged'."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    with path.open("wb") as f:
+        pickle.dump({"state_dict": _Payload(marker)}, f, protocol=protocol)
+    with pytest.raises(UnsafeCheckpointError, match=rf"plain Python pickle \(protocol {protocol}\).*refused unread"):
+        load_controlnet(path)
+    assert not marker.exists()
+
+
 def test_unreadable_file_is_a_typed_error(tiny_model, write_checkpoint, monkeypatch):
     """A file the server may not read (permissions) is named, with the fix; simulated, as root reads anything."""
     from affordance.controlnet import checkpoint
@@ -234,7 +248,7 @@ def test_architecture_key_missing(tiny_model, tmp_path):
     save_file({**sd, "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, tmp_path / "ok.safetensors")
     del sd["input_blocks.0.0.weight"]
     save_file({**sd, "input_hint_block.0.weight": torch.zeros(16, 3, 3, 3)}, tmp_path / "k.safetensors")
-    with pytest.raises(KeyMismatchError, match="key 'input_blocks.0.0.weight' is missing"):
+    with pytest.raises(KeyMismatchError, match=r"k.safetensors: .*key 'input_blocks.0.0.weight' is missing.*download it again"):
         load_controlnet(tmp_path / "k.safetensors")
 
 

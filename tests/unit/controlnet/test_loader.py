@@ -155,6 +155,15 @@ def test_stray_config_json_beside_other_weights_is_never_applied(tiny_model, tin
         assert not load_controlnet(path)[0].config.global_average_pooling, path.name
 
 
+def test_damaged_config_json_beside_diffusers_weights_is_reported(tiny_model, write_checkpoint):
+    """Selecting the weights file of a diffusers folder whose config.json is broken used to load silently
+    (a shuffle model then lost its pooling)."""
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CorruptCheckpointError, match=r"config.json is not valid JSON .*Restore the folder's config.json"):
+        load_controlnet(folder / "diffusion_pytorch_model.safetensors")
+
+
 def test_folder_config_json_must_describe_its_weights(tiny_model, tiny_xl_model, write_checkpoint):
     import json
 

@@ -218,6 +218,13 @@ def test_loader_node_with_stub_host(stub_comfy, control):
         cls().load("missing.pth")
 
 
+@pytest.mark.parametrize("target", ["gone.safetensors", "loop.safetensors"])
+def test_loader_names_a_broken_link(stub_comfy, target):
+    (stub_comfy / "loop.safetensors").symlink_to(stub_comfy / target)  # missing target, or itself
+    with pytest.raises(FileNotFoundError, match=rf"'loop.safetensors' is a broken symbolic link .*{target}"):
+        NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]().load("loop.safetensors")
+
+
 def test_loader_node_refuses_bad_file(stub_comfy):
     (stub_comfy / "tiny.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
     with pytest.raises(ValueError, match="Git LFS pointer"):

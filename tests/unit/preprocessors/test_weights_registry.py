@@ -98,6 +98,15 @@ def test_pickle_asking_for_code_is_refused_with_what_it_asked(tmp_path):
     assert "add_safe_globals" not in str(info.value)
 
 
+def test_plain_python_pickle_annotator_is_refused_as_such(tmp_path):
+    import pickle
+
+    path = tmp_path / HED_FILE
+    path.write_bytes(pickle.dumps({"w": 1}, protocol=5))
+    with pytest.raises(AnnotatorWeightsError, match=r"plain Python pickle \(protocol 5\).*refused unread"):
+        load_annotator(path, HEDNet(), HED_FILE)
+
+
 def test_unreadable_annotator_file_is_a_typed_error(tmp_path, monkeypatch):
     from affordance.preprocessors import weights
 
