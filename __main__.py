@@ -48,11 +48,8 @@ def _inspect(files: Sequence[str]) -> int:
 
 
 def _read_image(path: str) -> torch.Tensor:
-    """An image file as ``(1, 3, H, W)`` float32 in ``[0, 1]``, keeping the range of 16-bit and float images.
-
-    8-bit images (any PIL mode) are converted to RGB (alpha dropped, as ComfyUI's Load Image does); 16- and
-    32-bit integer images are scaled by 65535 (or their maximum above it); float images are used as they are
-    when within ``[0, 1]``, else scaled by their maximum.
+    """An image file as ``(1, 3, H, W)`` float32 in ``[0, 1]``, keeping the range of 16-bit and float images
+    (see :func:`preprocessors.sheet.image_array`); alpha is dropped, as ComfyUI's Load Image does.
 
     Raises:
         OSError: unreadable or not an image (PIL's errors, decompression bombs included, are reported so).
@@ -61,17 +58,12 @@ def _read_image(path: str) -> torch.Tensor:
     import torch
     from PIL import Image
 
+    from .preprocessors.sheet import image_array
+
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode.startswith("I") or im.mode == "F":
-                arr = np.asarray(im, dtype=np.float64)
-                top = arr.max(initial=0.0)
-                scale = (1.0 if top <= 1.0 else float(top)) if im.mode == "F" else max(65535.0, float(top))
-                arr = np.nan_to_num(arr / scale).clip(0.0, 1.0).astype(np.float32)
-                arr = np.repeat(arr[..., None], 3, axis=-1)
-            else:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+            arr = image_array(im)[..., :3]  # alpha dropped, as ComfyUI's Load Image does
     except Image.DecompressionBombError as exc:
         raise OSError(f"{exc} Scale the image down first.") from exc
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]

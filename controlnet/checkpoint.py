@@ -355,5 +355,5 @@ def _read_checkpoint(path: Path) -> RawCheckpoint:
             f"{path} holds no tensors (an empty state dict{'; other entries: ' + ', '.join(skipped[:5]) if skipped else ''}). "
             "It is not a usable model; download it again."
         )
-    log.debug("read %d tensors from %s (%s)", len(tensors), path, container)
+    log.debug("read %d tensors from %r (%s)", len(tensors), path, container)
     return RawCheckpoint(path, container, tensors, metadata, config, skipped, config_is_sibling=sibling_config)

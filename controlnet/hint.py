@@ -81,10 +81,8 @@ def check_hint_batch(hint_batch: int, latent_batch: int, what: str = "hint image
     """
     if hint_batch == 1 or (hint_batch <= latent_batch and latent_batch % hint_batch == 0):
         return
-    raise HintError(
-        f"a batch of {hint_batch} {what} fits no latent batch of {latent_batch}: use 1, {latent_batch} "
-        f"(one per latent), or a number that divides {latent_batch}."
-    )
+    fits = "1" if latent_batch == 1 else f"1, {latent_batch} (one per latent), or a number that divides {latent_batch}"
+    raise HintError(f"a batch of {hint_batch} {what} fits no latent batch of {latent_batch}: use {fits}.")
 
 
 def mask_for(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -221,7 +221,7 @@ def extract_controlnet(
         cfg_json = raw.config or None
         why = _config_mismatch(cfg_json, sd) if cfg_json else None
         if why and raw.config_is_sibling:  # another model's config.json in the same folder: never applied
-            log.warning("%s: ignoring the config.json beside it, which describes another model (%s)", source, why)
+            log.warning("%r: ignoring the config.json beside it, which describes another model (%s)", source, why)
             cfg_json = None
         elif why:
             raise CorruptCheckpointError(
@@ -264,7 +264,7 @@ def extract_controlnet(
         skipped_entries=tuple(raw.skipped),
     )
     if dropped:
-        log.info("%s: kept %d ControlNet tensors, dropped %d others", source, len(sd), dropped)
+        log.info("%r: kept %d ControlNet tensors, dropped %d others", source, len(sd), dropped)
     return ControlNetWeights(sd, config, report)
 
 

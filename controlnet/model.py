@@ -212,7 +212,8 @@ class ControlNet(nn.Module):
             )
         if encoded_hint.shape[0] not in (1, x.shape[0]):
             raise HintError(
-                f"hint batch {encoded_hint.shape[0]} fits no latent batch of {x.shape[0]}; use 1 or {x.shape[0]}."
+                f"hint batch {encoded_hint.shape[0]} fits no latent batch of {x.shape[0]}; use "
+                + ("1." if x.shape[0] == 1 else f"1 or {x.shape[0]}.")
             )
 
         want = [True] * cfg.num_residuals if needed is None else [bool(f) for f in needed]

@@ -34,7 +34,7 @@ def load_control(path: str | Path, *, global_average_pooling: bool | None = None
     patcher = comfy_model_patcher().ModelPatcher(network, load_device=load_device, offload_device=offload_device)
     report = weights.report
     log.info(
-        "loaded %s: %s ControlNet (%s), %.1f M parameters, weights %s, compute %s",
+        "loaded %r: %s ControlNet (%s), %.1f M parameters, weights %s, compute %s",  # %r: any file name prints
         Path(path).name,
         report.family.label,
         report.layout.value,

@@ -140,8 +140,12 @@ def detection_size(height: int, width: int, resolution: int) -> tuple[int, int]:
     if max(dh, dw) > MAX_DETECTION_SIDE:
         raise ImageInputError(
             f"a {width}x{height} px image at resolution {resolution} would be processed at {dw}x{dh} px, above "
-            f"the {MAX_DETECTION_SIDE} px limit per side. Lower the resolution to at most "
-            f"{max(1, resolution * MAX_DETECTION_SIDE // max(dh, dw))}, or crop the image to a less extreme aspect."
+            f"the {MAX_DETECTION_SIDE} px limit per side. "
+            + (
+                f"Lower the resolution to at most {fit // 64 * 64}, or crop the image to a less extreme aspect."
+                if (fit := resolution * MAX_DETECTION_SIDE // max(dh, dw)) >= 64
+                else "Crop the image to a less extreme aspect (no resolution the nodes offer fits it)."
+            )
         )
     return dh, dw
 

@@ -171,7 +171,7 @@ def luminance(image: torch.Tensor, gamma: float = 1.0, resolution: int = 512) ->
     Returns:
         ``(B, 3, H, W)`` in ``[0, 1]``.
     """
-    check_range("gamma", gamma, 0.01, 100.0)
+    check_range("gamma", gamma, 0.01, 10.0)  # the node's own range
     image = check_image(image)
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -200,7 +200,8 @@ def inpaint(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise ImageInputError(f"mask must be a non-empty (B, H, W) or (H, W), got shape {tuple(mask.shape)}.")
     if mask.shape[0] not in (1, image.shape[0]):
         raise ImageInputError(
-            f"a batch of {mask.shape[0]} masks does not fit {image.shape[0]} images; use 1 or {image.shape[0]}."
+            f"a batch of {mask.shape[0]} masks does not fit {image.shape[0]} image(s); use "
+            + ("1 mask." if image.shape[0] == 1 else f"1 mask or {image.shape[0]}.")
         )
     if not torch.isfinite(mask).all():
         raise ImageInputError("mask contains NaN or Inf values.")

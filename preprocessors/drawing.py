@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import PreprocessorError
+from .sheet import image_array
 
 DRAWING_MAX_SIDE = 4096
 """Largest width or height of a drawing (the canvas and its widgets refuse larger ones too)."""
@@ -113,7 +114,7 @@ def read_drawing(path: str | Path, width: int, height: int) -> torch.Tensor:
                     f"the drawing file {Path(path).name} is {w}x{h} pixels, larger than the maximum of "
                     f"{DRAWING_MAX_SIDE}x{DRAWING_MAX_SIDE}; use a smaller image or clear the canvas."
                 )
-            pixels = np.asarray(im.convert("RGBA") if im.mode not in ("L", "RGB", "RGBA") else im)
+            pixels = np.rint(image_array(im) * 255.0).astype(np.uint8)  # 16-bit and float files keep their range
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DrawingError(f"the drawing file {Path(path).name} cannot be read as an image ({exc}).") from exc
     ink = ink_from_pixels(pixels)

@@ -1,4 +1,4 @@
-"""Pictures for the main job: a built-in demo scene and a labelled contact sheet of hints."""
+"""Pictures for the main job: reading user images, a built-in demo scene and a contact sheet of hints."""
 
 from __future__ import annotations
 
@@ -9,6 +9,24 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+
+def image_array(im: Image.Image) -> np.ndarray:
+    """A PIL image as ``(H, W, 3)`` (or ``(H, W, 4)`` with alpha) float32 in ``[0, 1]``, any bit depth.
+
+    8-bit modes are converted to RGB/RGBA and divided by 255. 16- and 32-bit integer images (``I;16``,
+    ``I``) are divided by 65535 (or their maximum above it) and float images (``F``) taken as they are
+    within ``[0, 1]``, else divided by their maximum: converting those with PIL clips them to 8 bits
+    (a 16-bit photo turns almost white, a float one black).
+    """
+    if im.mode.startswith("I") or im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        top = float(arr.max(initial=0.0))
+        scale = (1.0 if top <= 1.0 else top) if im.mode == "F" else max(65535.0, top)
+        grey = np.nan_to_num(arr / scale).clip(0.0, 1.0).astype(np.float32)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    rgba = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    return np.asarray(im.convert("RGBA" if rgba else "RGB"), dtype=np.float32) / 255.0
 
 
 def demo_scene(height: int = 512, width: int = 768, seed: int = 0) -> torch.Tensor:

@@ -226,6 +226,18 @@ def test_sdxl_control_on_sd15_model_is_refused(xl_control, fake_model, image):
         c.pre_run(model, model.model_sampling.percent_to_sigma)
 
 
+@pytest.mark.parametrize("unet_config", [{"image_model": "flux", "guidance_embed": True}, {"in_channels": 16}])
+def test_transformer_models_are_refused_before_sampling(control, image, unet_config):
+    from types import SimpleNamespace
+
+    from .conftest import FakeSampling
+
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    model = SimpleNamespace(model_sampling=FakeSampling(), model_config=SimpleNamespace(unet_config=unet_config))
+    with pytest.raises(FamilyMismatchError, match="is not an SD1.x, SD2.x or SDXL UNet"):
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+
+
 def test_sdxl_uses_label(xl_control, fake_model, image, call, sigma):
     c = xl_control.copy().set_cond_hint(image().movedim(-1, 1))
     model = fake_model(context_dim=2048)

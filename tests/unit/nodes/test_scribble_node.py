@@ -139,3 +139,16 @@ def test_decompression_bomb_drawing_is_a_drawing_error(tmp_path):
     Image.new("1", (16384, 16384)).save(path)
     with pytest.raises(DrawingError, match="cannot be read as an image|larger than the maximum"):
         read_drawing(path, 64, 48)
+
+
+def test_16_bit_drawing_keeps_its_range(tmp_path):
+    """A nearly black 16-bit file used to become all ink (PIL's 8-bit conversion clips 1000 to 255)."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / "dark16.png"
+    arr = np.full((16, 16), 1000, np.uint16)
+    arr[:, 8:] = 60000  # right half nearly white: ink
+    Image.fromarray(arr).save(path)
+    out = read_drawing(path, 16, 16)
+    assert out[:, :8].sum() == 0 and out[:, 8:].eq(1).all()

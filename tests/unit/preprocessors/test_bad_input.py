@@ -82,7 +82,7 @@ def test_inpaint_mask_checks():
         inpaint(x, torch.ones(1, 0, 5))
     with pytest.raises(ImageInputError, match="mask must be a tensor .*got list"):
         inpaint(x, [[1.0]])
-    with pytest.raises(ImageInputError, match="a batch of 3 masks does not fit 2 images"):
+    with pytest.raises(ImageInputError, match=r"a batch of 3 masks does not fit 2 image\(s\); use 1 mask or 2"):
         inpaint(x, torch.ones(3, 32, 32))
     assert inpaint(x, torch.zeros(32, 32)).shape == x.shape
 
@@ -112,6 +112,8 @@ def test_non_numbers_are_parameter_errors(bad):
 
 def test_extreme_aspect_is_refused_before_it_is_processed():
     x = torch.rand(1, 3, 8, 8192)
-    with pytest.raises(ImageInputError, match=r"would be processed at 524288x512 px, above the 16384 px limit.*at most 16"):
+    with pytest.raises(ImageInputError, match=r"would be processed at 524288x512 px, above the 16384 px limit.*Crop the image"):
         canny(x, 100, 200, 512)
     assert canny(x, 100, 200, 16).shape == x.shape
+    with pytest.raises(ImageInputError, match="Lower the resolution to at most 128, or crop"):
+        canny(torch.rand(1, 3, 64, 8192), 100, 200, 512)  # 128 fits exactly: 128 x 16384
