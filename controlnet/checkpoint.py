@@ -196,23 +196,48 @@ def _code_request(message: str) -> str | None:
     return line.split(" Please use", 1)[0] if line else None  # not torch's advice to allowlist it
 
 
-def _plain_pickle_protocol(path: Path) -> int | None:
-    """The protocol of a bare pickle written by Python's ``pickle`` (4 or 5), which ``torch.save`` never
-    writes (it uses protocol 2); ``None`` otherwise."""
+def _pickle_protocol(path: Path) -> int | None:
+    """The protocol byte of a bare pickle file (``0x80 N`` at its start); ``None`` for other files."""
     with path.open("rb") as f:
         head = f.read(2)
-    return head[1] if len(head) == 2 and head[0] == 0x80 and head[1] >= 4 else None
+    return head[1] if len(head) == 2 and head[0] == 0x80 else None
+
+
+# Unpickler opcode 149 is FRAME, the first opcode of every pickle of protocol 4 or newer: torch's safe loader
+# cannot parse those at all, so a whole file (Python's pickle.dump, or torch.save(pickle_protocol=4)) would
+# otherwise be called damaged.
+_FRAME = "Unsupported operand 149"
+
+
+def _new_protocol_error(path: Path, protocol: str) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"{path} is a pickle of protocol {protocol} (Python's pickle.dump, or torch.save with pickle_protocol=4 or "
+        "more), which PyTorch's safe loader cannot read; such a pickle could run code, so it was refused and "
+        "nothing in it was executed. Get a .safetensors version of this model, or re-save it with safetensors "
+        "(or torch.save's default protocol) on a machine you trust."
+    )
+
+
+# What unpickling damaged bytes raises besides UnpicklingError: an empty stack, a missing memo or storage
+# entry, a short struct, text that is not UTF-8...
+_DAMAGED = (
+    EOFError,
+    zipfile.BadZipFile,
+    UnicodeDecodeError,
+    IndexError,
+    KeyError,
+    ValueError,
+    OverflowError,
+    struct.error,
+    AssertionError,
+    TypeError,
+    AttributeError,
+)
 
 
 def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    if container == "torch-legacy" and (protocol := _plain_pickle_protocol(path)) is not None:
-        # torch's safe loader cannot parse these at all ("Unsupported operand 149"), so it would call a
-        # perfectly whole file damaged; say what it is instead.
-        raise UnsafeCheckpointError(
-            f"{path} is a plain Python pickle (protocol {protocol}), not a PyTorch checkpoint: such a file can run "
-            "code when loaded, so it was refused unread and nothing in it was executed. Get a .safetensors "
-            "version of this model, or convert it with torch.save/safetensors on a machine you trust."
-        )
+    if container == "torch-legacy" and (protocol := _pickle_protocol(path) or 0) >= 4:
+        raise _new_protocol_error(path, str(protocol))
     try:
         if path.suffix.lower() in (".safetensors", ".sft"):
             # torch.load dispatches on this suffix; a pickle under it must be read through a file object.
@@ -228,10 +253,11 @@ def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], l
                 f"executed ({wanted[:300]}). Get a .safetensors version of this model, or convert it on a "
                 "machine you trust."
             ) from exc
+        if _FRAME in msg:
+            raise _new_protocol_error(path, "4 or more") from exc
         detail = next((ln.strip() for ln in msg.splitlines() if "Unsupported operand" in ln), msg.strip()[:200])
         raise CorruptCheckpointError(f"{path} is a damaged pickle ({detail}). Download it again.") from exc
-    except (EOFError, zipfile.BadZipFile, UnicodeDecodeError, IndexError, KeyError, ValueError, OverflowError) as exc:
-        # what the unpickler raises on damaged bytes besides UnpicklingError (an empty stack, a missing memo entry)
+    except _DAMAGED as exc:
         raise CorruptCheckpointError(
             f"{path} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]}). Download it again."
         ) from exc
@@ -320,12 +346,13 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     path = Path(path)
     try:
         return _read_checkpoint(path)
-    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        where = exc.filename or path
+    except PermissionError as exc:
         raise UnreadableCheckpointError(
-            f"cannot read {where}: {exc.strerror or exc}. Let the user that runs ComfyUI read the file and its "
-            "folders (e.g. chmod a+rX), or copy the model to a folder of your own."
+            f"cannot read {exc.filename or path}: {exc.strerror or exc}. Let the user that runs ComfyUI read the "
+            "file and its folders (e.g. chmod a+rX), or copy the model to a folder of your own."
         ) from exc
+    except (IsADirectoryError, NotADirectoryError) as exc:  # a folder where a file is expected, or the reverse
+        raise UnreadableCheckpointError(f"cannot read {exc.filename or path}: {exc.strerror or exc}.") from exc
 
 
 def _read_checkpoint(path: Path) -> RawCheckpoint:

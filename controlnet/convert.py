@@ -224,6 +224,8 @@ def convert_file(
     if to not in ("diffusers", "original"):
         raise ValueError(f"to must be 'diffusers' or 'original', got {to!r}.")
     src, dst = Path(src), Path(dst)
+    if not src.exists():
+        raise FileNotFoundError(f"no ControlNet file at {src}.")
     single_file = dst.suffix.lower() == ".safetensors"
     if to == "original" and not single_file:
         raise ValueError(f"write original-layout files as .safetensors, got {dst.name!r}.")
@@ -247,10 +249,16 @@ def convert_file(
             targets[0]: _safetensors_writer(to_diffusers(weights), _metadata(weights, "diffusers")),
             targets[1]: lambda tmp: Path(tmp).write_text(config, encoding="utf-8"),
         }
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # folders this call creates
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_save(writers)
     except OSError as exc:
+        for p in made:  # innermost first; only if still empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
         raise OutputError(
             f"cannot write {dst}: {exc.strerror or exc}. Nothing there was changed; choose a writable place "
             "with enough free space."

@@ -24,7 +24,8 @@ class UnreadableCheckpointError(CheckpointError):
 
 
 class UnsafeCheckpointError(CheckpointError):
-    """A pickle would need to execute code to load; it was refused and never executed."""
+    """A pickle that cannot be loaded without the risk of running code (it asks for code, or uses a pickle
+    protocol PyTorch's safe loader cannot parse); it was refused and never executed."""
 
 
 class UnknownFormatError(CheckpointError):

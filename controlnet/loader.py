@@ -278,6 +278,10 @@ def _dominant_dtype(sd: Mapping[str, torch.Tensor]) -> torch.dtype:
     return max(counts, key=lambda d: counts[d])
 
 
+# Containers read by memory-mapping the file (safetensors; zip checkpoints through torch.load(mmap=True)).
+MAPPED_CONTAINERS = ("safetensors", "torch-zip")
+
+
 def build_controlnet(
     weights: ControlNetWeights,
     *,
@@ -294,15 +298,16 @@ def build_controlnet(
         ops: layer classes for the network (see :class:`~controlnet.model.ControlNet`).
 
     Returns:
-        The model in eval mode. Its parameters own their memory (one copy of each tensor, made while
-        converting or moving it anyway): views of the memory-mapped file would make the running model
-        depend on the file, so that replacing the file changed the weights silently and truncating it
-        crashed the process (SIGBUS) at the next step.
+        The model in eval mode. Its parameters own their memory: tensors still viewing a memory-mapped
+        file (safetensors, zip checkpoints) are copied once, which converting or moving them does anyway,
+        since a running model that depends on its file changes silently when the file is replaced and
+        crashes the process (SIGBUS) when it is truncated. Tensors read into memory are not copied again.
     """
     dtype = dtype or _dominant_dtype(weights.state_dict)
     with torch.device("meta"):
         model = ControlNet(weights.config, ops)
-    sd = {k: v.to(device=device, dtype=dtype, copy=True) for k, v in weights.state_dict.items()}
+    mapped = weights.report.container in MAPPED_CONTAINERS
+    sd = {k: v.to(device=device, dtype=dtype, copy=mapped) for k, v in weights.state_dict.items()}
     model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 

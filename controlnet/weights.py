@@ -40,12 +40,15 @@ def soft_weights(n: int, base: float = SOFT_BASE) -> tuple[float, ...]:
 
 
 def parse_weight_list(text: str) -> tuple[float, ...]:
-    """Parse ``"1, 0.9, 0.8"`` into floats; commas, semicolons or whitespace separate values.
+    """Parse ``"1, 0.9, 0.8"`` into floats; commas, semicolons or whitespace (line ends too) separate values.
+
+    An empty field between two commas (or semicolons) is refused, since every later weight would move to
+    another residual; a trailing one is ignored.
 
     Raises:
         WeightsError: a value that is not a finite number, or an empty list.
     """
-    parts = text.replace(";", ",").replace("\n", ",").split(",")
+    parts = text.replace(";", ",").replace("\n", " ").split(",")  # a line end separates like a space
     while parts and not parts[-1].strip():  # a trailing comma (or blank line) is harmless
         parts.pop()
     gap = next((i for i, p in enumerate(parts) if not p.strip()), None)

@@ -215,17 +215,18 @@ class AffordanceControl:
         unet_config = getattr(getattr(model, "model_config", None), "unet_config", None) or {}
         ctx = unet_config.get("context_dim")
         mine = self.network.config.context_dim
-        if ctx is not None and ctx != mine:
-            raise FamilyMismatchError(
-                f"{self.name} is an {self.family_label} ControlNet (text width {mine}) but the model being sampled is "
-                f"{CONTEXT_FAMILIES.get(ctx, f'a model with text width {ctx}')}. Load a ControlNet made for that model."
-            )
-        if ctx is None and unet_config and ("image_model" in unet_config or "model_channels" not in unet_config):
-            # a transformer model (Flux, SD3, ...): its config names no UNet; would fail deep in the sampler
+        if unet_config and ({"image_model", "audio_model"} & unet_config.keys() or "model_channels" not in unet_config):
+            # a transformer model (Flux, SD3, HunyuanDiT...; some report a text width too): its config names no
+            # UNet, and our residuals would fail deep in the sampler
             raise FamilyMismatchError(
                 f"{self.name} is an {self.family_label} ControlNet but the model being sampled is not an SD1.x, "
                 f"SD2.x or SDXL UNet ({unet_config.get('image_model', 'another architecture')}). Use a ControlNet "
                 "made for that model with ComfyUI's own ControlNet nodes."
+            )
+        if ctx is not None and ctx != mine:
+            raise FamilyMismatchError(
+                f"{self.name} is an {self.family_label} ControlNet (text width {mine}) but the model being sampled is "
+                f"{CONTEXT_FAMILIES.get(ctx, f'a model with text width {ctx}')}. Load a ControlNet made for that model."
             )
         start, end = self.timestep_percent_range
         self._window = (percent_to_timestep_function(start), percent_to_timestep_function(end))

@@ -8,6 +8,8 @@ and brought back to the input size.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +40,8 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
         ImageInputError: not 4-D, empty batch, a side below :data:`MIN_SIDE` or above :data:`MAX_SIDE`,
             another channel count, integers other than 8-bit levels, or NaN/Inf values.
 
-    Booleans become 0/1, 8-bit levels are divided by 255, values outside ``[0, 1]`` are clamped.
+    Booleans become 0/1 and 8-bit levels are divided by 255. Float values are not clamped: hints pass
+    through here too, and the inpaint hint marks its pixels with -1.
     """
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
@@ -70,25 +73,23 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
     lo, hi = torch.aminmax(image)
     if not (torch.isfinite(lo) and torch.isfinite(hi)):  # NaN and +-Inf show in the min/max
         raise ImageInputError(f"{name} contains NaN or Inf values; check the node that produced it.")
-    if lo < 0 or hi > 1:  # e.g. an upscaler's overshoot: hints are defined on [0, 1]
-        image = image.clamp(0.0, 1.0)
     return image
+
+
+def is_number(value: object) -> bool:
+    """A finite real number (NumPy's included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:
     """Raise :class:`ParameterError` unless ``value`` is a number with ``low <= value <= high``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+    if not is_number(value) or not (low <= value <= high):
         raise ParameterError(f"{name} must be between {low} and {high}, got {value!r}.")
 
 
 def check_resolution(resolution: int) -> int:
     """A detection resolution: an integer in ``[MIN_SIDE, MAX_RESOLUTION]``."""
-    if (
-        isinstance(resolution, bool)
-        or not isinstance(resolution, (int, float))
-        or int(resolution) != resolution
-        or not (MIN_SIDE <= resolution <= MAX_RESOLUTION)
-    ):
+    if not is_number(resolution) or int(resolution) != resolution or not (MIN_SIDE <= resolution <= MAX_RESOLUTION):
         raise ParameterError(
             f"resolution must be an integer between {MIN_SIDE} and {MAX_RESOLUTION}, got {resolution!r}."
         )

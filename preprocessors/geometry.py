@@ -12,7 +12,7 @@ import enum
 
 import torch
 
-from .base import MAX_RESOLUTION, MIN_RESOLUTION, check_image
+from .base import MAX_RESOLUTION, MIN_RESOLUTION, check_image, is_number
 from .errors import ImageInputError, ParameterError
 from .filters import resize
 
@@ -49,7 +49,7 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 def _check_size(width: int, height: int) -> tuple[int, int]:
     """``(width, height)`` as ints (``64.0`` is fine, ``64.5`` or ``None`` is not)."""
     for name, v in (("width", width), ("height", height)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or not (8 <= v <= 16384):
+        if not is_number(v) or int(v) != v or not (8 <= v <= 16384):
             raise ParameterError(f"{name} must be an integer between 8 and 16384, got {v!r}.")
     return int(width), int(height)
 
@@ -108,7 +108,7 @@ def pixel_perfect_resolution(
     """
     mode = _mode(mode)
     target_width, target_height = _check_size(target_width, target_height)
-    if min(image_height, image_width) < 1:
+    if not (is_number(image_height) and is_number(image_width)) or min(image_height, image_width) < 1:
         raise ImageInputError(f"the image is {image_width}x{image_height} px; pixel perfect needs a non-empty image.")
     k0, k1 = target_height / image_height, target_width / image_width
     k = min(k0, k1) if mode is ResizeMode.RESIZE_AND_FILL else max(k0, k1)

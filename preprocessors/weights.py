@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -163,6 +164,20 @@ def size_note(path: Path, name: str) -> str:
 # torch's weights-only refusals that name code a pickle asked for (a global, a call, a class), as opposed to
 # damaged bytes ("Unsupported operand"), which it words alike otherwise.
 _NEEDS_CODE = re.compile(r"GLOBAL|unrecognized function|unsupported class|can only (?:build|create)", re.IGNORECASE)
+# What unpickling damaged bytes raises besides UnpicklingError (an empty stack, a missing memo or storage entry...).
+_DAMAGED = (
+    EOFError,
+    zipfile.BadZipFile,
+    UnicodeDecodeError,
+    IndexError,
+    KeyError,
+    ValueError,
+    OverflowError,
+    struct.error,
+    AssertionError,
+    TypeError,
+    AttributeError,
+)
 
 
 def _read(path: Path) -> Mapping[str, object]:
@@ -180,12 +195,13 @@ def _read(path: Path) -> Mapping[str, object]:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
             raise AnnotatorWeightsError(f"{path} is a damaged safetensors file ({exc}); download it again.") from exc
-    if head[0] == 0x80 and len(head) > 1 and head[1] >= 4:  # torch.save writes protocol 2
-        raise AnnotatorWeightsError(
-            f"{path} is a plain Python pickle (protocol {head[1]}), not a PyTorch checkpoint: such a file can run "
-            f"code when loaded, so it was refused unread and nothing in it was executed. Use the official file "
-            f"from {SOURCE}."
-        )
+    new_protocol = (
+        f"{path} is a pickle of protocol {{}} (Python's pickle.dump, or torch.save with pickle_protocol=4 or more), "
+        "which PyTorch's safe loader cannot read; such a pickle could run code, so it was refused and nothing in "
+        f"it was executed. Use the official file from {SOURCE}."
+    )
+    if head[0] == 0x80 and len(head) > 1 and head[1] >= 4:  # torch.save writes protocol 2 unless told otherwise
+        raise AnnotatorWeightsError(new_protocol.format(head[1]))
     try:
         with path.open("rb") as f:
             return torch.load(f, map_location="cpu", weights_only=True)
@@ -196,10 +212,16 @@ def _read(path: Path) -> Mapping[str, object]:
                 f"{path} is a pickle that needs to run code to load; it was refused and nothing in it was "
                 f"executed ({wanted[:200]}). Use the official file from {SOURCE}."
             ) from exc
+        if "Unsupported operand 149" in msg:  # FRAME: the first opcode of protocol 4+, which it cannot parse
+            raise AnnotatorWeightsError(new_protocol.format("4 or more")) from exc
         detail = next((ln.strip() for ln in msg.splitlines() if "Unsupported operand" in ln), msg.strip()[:200])
         raise AnnotatorWeightsError(f"{path} is a damaged pickle ({detail}); download it again.") from exc
-    except (EOFError, RuntimeError, zipfile.BadZipFile, UnicodeDecodeError, IndexError, KeyError, ValueError) as exc:
-        raise AnnotatorWeightsError(f"{path} is truncated or damaged ({str(exc)[:200]}); download it again.") from exc
+    except (PermissionError, IsADirectoryError):
+        raise  # said with the fix by load_annotator
+    except (OSError, RuntimeError, *_DAMAGED) as exc:  # the zip reader of a cut-off file raises OSError too
+        raise AnnotatorWeightsError(
+            f"{path} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]}); download it again."
+        ) from exc
 
 
 def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
@@ -231,11 +253,13 @@ def load_annotator(path: str | Path, net: nn.Module, name: str | None = None) ->
             sd = unwrap_state_dict(_read(path), str(path))
         except AnnotatorWeightsError as exc:
             raise AnnotatorWeightsError(f"{exc}{size_note(path, expected_name)}") from exc
-    except OSError as exc:
+    except PermissionError as exc:
         raise AnnotatorWeightsError(
             f"cannot read {exc.filename or path}: {exc.strerror or exc}. Let the user that runs ComfyUI read the "
             "file and its folders (e.g. chmod a+rX)."
         ) from exc
+    except OSError as exc:  # a folder in the way, an I/O error
+        raise AnnotatorWeightsError(f"cannot read {exc.filename or path}: {exc.strerror or exc}.") from exc
     expected = net.state_dict()
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))

@@ -19,6 +19,7 @@ from affordance.controlnet import (
     WrongFamilyError,
     load_controlnet,
 )
+from affordance.controlnet.checkpoint import read_checkpoint
 
 
 class _Payload:
@@ -136,9 +137,33 @@ def test_plain_python_pickle_is_refused_as_such(tmp_path, protocol):
     path = tmp_path / "evil.ckpt"
     with path.open("wb") as f:
         pickle.dump({"state_dict": _Payload(marker)}, f, protocol=protocol)
-    with pytest.raises(UnsafeCheckpointError, match=rf"plain Python pickle \(protocol {protocol}\).*refused unread"):
+    with pytest.raises(UnsafeCheckpointError, match=rf"pickle of protocol {protocol} .*refused and nothing in it"):
         load_controlnet(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_torch_save_with_a_new_pickle_protocol_is_not_called_damaged(tiny_model, tmp_path, zipped):
+    """torch.save(pickle_protocol=4) is a whole file that torch's safe loader cannot parse (FRAME opcode)."""
+    path = tmp_path / "p4.pth"
+    torch.save(tiny_model.state_dict(), path, pickle_protocol=4, _use_new_zipfile_serialization=zipped)
+    with pytest.raises(UnsafeCheckpointError, match="pickle of protocol 4.*torch.save with pickle_protocol") as info:
+        load_controlnet(path)
+    assert "Download it again" not in str(info.value)
+
+
+def test_legacy_pth_cut_anywhere_is_a_typed_error(tiny_model, tmp_path):
+    """Cut-off legacy (non-zip) files raised raw struct.error / AssertionError from the unpickler."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(dict(list(tiny_model.state_dict().items())[:6]), buf, _use_new_zipfile_serialization=False)
+    data = buf.getvalue()
+    path = tmp_path / "cut.pth"
+    for cut in range(1, len(data), max(1, len(data) // 400)):
+        path.write_bytes(data[:cut])
+        with pytest.raises(CorruptCheckpointError):
+            read_checkpoint(path)
 
 
 def test_unreadable_file_is_a_typed_error(tiny_model, write_checkpoint, monkeypatch):

@@ -123,6 +123,25 @@ def test_failed_folder_write_leaves_the_old_folder_whole(tiny_model, tiny_xl_mod
     assert read_controlnet(folder).config == tiny_xl_model.config
 
 
+def test_failed_write_into_new_folders_leaves_none_behind(tiny_model, write_checkpoint, tmp_path, monkeypatch):
+    from affordance.controlnet import convert as convert_module
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    src = write_checkpoint(tiny_model)
+    monkeypatch.setattr(convert_module, "save_file", disk_full)
+    with pytest.raises(OutputError, match="No space left"):
+        convert_file(src, tmp_path / "new" / "deeper" / "cn", to="diffusers")
+    assert not (tmp_path / "new").exists()
+
+
+def test_missing_source_is_named_before_the_destination(tmp_path):
+    (tmp_path / "out.safetensors").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match="no ControlNet file at .*missing.pth"):
+        convert_file(tmp_path / "missing.pth", tmp_path / "out.safetensors", to="original")
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
 def test_written_files_are_readable_by_others_like_any_new_file(tiny_model, write_checkpoint, tmp_path):
     import os

@@ -54,6 +54,8 @@ def test_parse_weight_list():
     with pytest.raises(WeightsError, match=r"custom weight #2 is '1e300'; .* from -10 to 10"):
         parse_weight_list("1, 1e300")  # overflowed half precision in the UNet
     assert parse_weight_list("1, 0.5,") == (1.0, 0.5)  # a trailing comma is harmless
+    for lines in ("1.0,\n0.5", "1;\n0.5", "1, 0.5\n\n", "1\n0.5"):  # a comma at a line end is not a gap
+        assert parse_weight_list(lines) == (1.0, 0.5), lines
     for gap in ("1,,0.5", ",1, 0.5", "1, ,0.5"):
         with pytest.raises(WeightsError, match="field #[12] between commas is empty .*would move to another residual"):
             parse_weight_list(gap)  # used to be dropped, shifting every later weight

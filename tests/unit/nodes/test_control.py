@@ -226,7 +226,14 @@ def test_sdxl_control_on_sd15_model_is_refused(xl_control, fake_model, image):
         c.pre_run(model, model.model_sampling.percent_to_sigma)
 
 
-@pytest.mark.parametrize("unet_config", [{"image_model": "flux", "guidance_embed": True}, {"in_channels": 16}])
+@pytest.mark.parametrize(
+    "unet_config",
+    [
+        {"image_model": "flux", "guidance_embed": True},
+        {"in_channels": 16},  # SD3
+        {"image_model": "hunyuan3d2_1", "context_dim": 1024},  # reports a text width, still no UNet
+    ],
+)
 def test_transformer_models_are_refused_before_sampling(control, image, unet_config):
     from types import SimpleNamespace
 

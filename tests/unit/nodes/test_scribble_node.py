@@ -137,7 +137,7 @@ def test_decompression_bomb_drawing_is_a_drawing_error(tmp_path):
 
     path = tmp_path / "bomb.png"
     Image.new("1", (16384, 16384)).save(path)
-    with pytest.raises(DrawingError, match="cannot be read as an image|larger than the maximum"):
+    with pytest.raises(DrawingError, match="cannot be read as an image .*decompression bomb"):
         read_drawing(path, 64, 48)
 
 

@@ -92,10 +92,9 @@ def test_uint8_input_is_scaled():
     assert check_image(x).max() <= 1.0
 
 
-def test_image_values_are_brought_into_0_1_and_odd_dtypes_refused():
-    x = torch.rand(1, 3, 16, 16) * 3 - 1  # an upscaler's overshoot
-    y = check_image(x)
-    assert y.min() >= 0 and y.max() <= 1
+def test_odd_dtypes_are_taken_or_refused_and_float_values_kept():
+    x = torch.rand(1, 3, 16, 16) * 3 - 1
+    assert torch.equal(check_image(x), x)  # not clamped: the inpaint hint's -1 must survive Resize Hint
     assert torch.equal(check_image(torch.ones(1, 3, 16, 16, dtype=torch.bool)), torch.ones(1, 3, 16, 16))
     with pytest.raises(ImageInputError, match="holds int16 values; give a float image in \\[0, 1\\]"):
         check_image(torch.full((1, 3, 16, 16), 1000, dtype=torch.int16))  # was divided by 255: 3.9
@@ -117,3 +116,31 @@ def test_extreme_aspect_is_refused_before_it_is_processed():
     assert canny(x, 100, 200, 16).shape == x.shape
     with pytest.raises(ImageInputError, match="Lower the resolution to at most 128, or crop"):
         canny(torch.rand(1, 3, 64, 8192), 100, 200, 512)  # 128 fits exactly: 128 x 16384
+
+
+@pytest.mark.parametrize("mode", ["just_resize", "crop_and_resize", "resize_and_fill"])
+def test_inpaint_hint_keeps_its_marks_through_resize(mode):
+    from affordance.preprocessors import resize_hint
+
+    x = torch.rand(1, 3, 64, 64)
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 16:48, 16:48] = 1.0
+    out = resize_hint(inpaint(x, mask), 128, 128, mode)
+    assert out.min() == -1.0 and (out == -1.0).float().mean() > 0.1
+
+
+def test_numpy_numbers_are_numbers_and_non_finite_ones_parameter_errors():
+    import numpy as np
+
+    from affordance.preprocessors import pixel_perfect_resolution
+    from affordance.preprocessors.base import check_resolution
+
+    x = torch.rand(1, 3, 32, 32)
+    assert canny(x, np.int64(100), np.int64(200), np.int64(64)).shape == x.shape
+    for bad in (float("inf"), float("nan"), np.float32("nan")):
+        with pytest.raises(ParameterError, match="resolution must be an integer"):
+            check_resolution(bad)
+        with pytest.raises((ParameterError, ImageInputError)):
+            pixel_perfect_resolution(bad, 64, 512, 512)
+        with pytest.raises(ParameterError, match="height must be an integer"):
+            pixel_perfect_resolution(64, 64, bad, 512)

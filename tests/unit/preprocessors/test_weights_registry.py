@@ -103,8 +103,23 @@ def test_plain_python_pickle_annotator_is_refused_as_such(tmp_path):
 
     path = tmp_path / HED_FILE
     path.write_bytes(pickle.dumps({"w": 1}, protocol=5))
-    with pytest.raises(AnnotatorWeightsError, match=r"plain Python pickle \(protocol 5\).*refused unread"):
+    with pytest.raises(AnnotatorWeightsError, match=r"pickle of protocol 5 .*cannot read; .*refused and nothing in it was executed"):
         load_annotator(path, HEDNet(), HED_FILE)
+
+
+def test_cut_off_annotator_files_are_called_damaged_not_unreadable(tmp_path):
+    """The zip reader's OSError on a cut-off file got the permissions advice (chmod)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(HEDNet().state_dict(), buf)
+    data = buf.getvalue()
+    path = tmp_path / HED_FILE
+    for cut in range(64, len(data), len(data) // 97):
+        path.write_bytes(data[:cut])
+        with pytest.raises(AnnotatorWeightsError) as info:
+            load_annotator(path, HEDNet(), HED_FILE)
+        assert "chmod" not in str(info.value) and "download it again" in str(info.value), cut
 
 
 def test_unreadable_annotator_file_is_a_typed_error(tmp_path, monkeypatch):

@@ -32,7 +32,7 @@ export function softWeights(n, base = SOFT_BASE) {
  * @throws {WeightsError} a value that is not a finite number, or an empty list.
  */
 export function parseWeightList(text) {
-  const parts = String(text).replaceAll(";", ",").replaceAll("\n", ",").split(",");
+  const parts = String(text).replaceAll(";", ",").replaceAll("\n", " ").split(","); // a line end separates like a space
   while (parts.length && !pyStrip(parts[parts.length - 1])) parts.pop(); // a trailing comma is harmless
   const gap = parts.findIndex((p) => !pyStrip(p));
   if (parts.length > 1 && gap >= 0) {
