@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..preprocessors import (
+    ImageInputError,
     ResizeMode,
     binary,
     canny,
@@ -48,7 +49,7 @@ def to_bchw(image: torch.Tensor, device: torch.device) -> torch.Tensor:
     """IMAGE ``(B, H, W, C)`` -> ``(B, 3, H, W)`` float on ``device`` (greyscale/RGBA converted, checked)."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a ComfyUI IMAGE (batch, height, width, channels), got {got}.")
+        raise ImageInputError(f"image must be a ComfyUI IMAGE (batch, height, width, channels), got {got}.")
     return check_image(image.movedim(-1, 1).to(device))
 
 
@@ -319,7 +320,8 @@ class PixelPerfectResolution:
         if latent is not None:
             height, width = (int(s) * 8 for s in latent["samples"].shape[-2:])
         if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[0] == 0:
-            raise ValueError("image must be a non-empty ComfyUI IMAGE.")
+            got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ImageInputError(f"image must be a non-empty ComfyUI IMAGE (batch, height, width, channels), got {got}.")
         return (pixel_perfect_resolution(image.shape[1], image.shape[2], height, width, mode),)
 
 

@@ -18,6 +18,22 @@ def plot_widget(page: Page, nid: int, name: str) -> None:
         nid,
         name,
     )
+    settle(page, nid, name)
+
+
+def settle(page: Page, nid: int, name: str, timeout: float = 10.0) -> None:
+    """Wait until the plot's place and geometry stop changing (the new node's layout settles over a few
+    frames; a drag aimed before that can miss its keyframe)."""
+    last, stable_since, end = None, None, time.monotonic() + timeout
+    while time.monotonic() < end:
+        page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+        now = json.dumps(geometry(page, nid, name), sort_keys=True)
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= 0.3:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the plot of node {nid} kept moving for {timeout} s")
 
 
 def geometry(page: Page, nid: int, name: str) -> dict:
@@ -43,6 +59,7 @@ def drag(page: Page, nid: int, name: str, start: tuple[float, float], end: tuple
     """Press at ``start`` and release at ``end`` (local plot pixels), as a real mouse's pointer events."""
     from selenium.webdriver.common.action_chains import ActionChains
 
+    settle(page, nid, name)
     el = page.js(WIDGET + "return w.element.querySelector('canvas') || w.element;", nid, name)
     rect = page.js("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height];", el)
     g = geometry(page, nid, name)
