@@ -215,7 +215,8 @@ class AffordanceControl:
         unet_config = getattr(getattr(model, "model_config", None), "unet_config", None) or {}
         ctx = unet_config.get("context_dim")
         mine = self.network.config.context_dim
-        if unet_config and ({"image_model", "audio_model"} & unet_config.keys() or "model_channels" not in unet_config):
+        transformer = {"image_model", "audio_model"} & unet_config.keys()
+        if unet_config and (transformer or (ctx is None and "model_channels" not in unet_config)):
             # a transformer model (Flux, SD3, HunyuanDiT...; some report a text width too): its config names no
             # UNet, and our residuals would fail deep in the sampler
             raise FamilyMismatchError(

@@ -62,7 +62,7 @@ class FakeSampling:
 
 def make_model(context_dim: int = 768) -> SimpleNamespace:
     return SimpleNamespace(
-        model_sampling=FakeSampling(), model_config=SimpleNamespace(unet_config={"context_dim": context_dim, "model_channels": 320})
+        model_sampling=FakeSampling(), model_config=SimpleNamespace(unet_config={"context_dim": context_dim})
     )
 
 
