@@ -118,12 +118,17 @@ def _small_mid(layers: list[int]):
         addition_embed_type="text_time",
         addition_time_embed_dim=256,
         projection_class_embeddings_input_dim=2816,
-    ).eval()
+    )
+    return _seeded(model)
+
+
+def _seeded(model):
+    """Every parameter from one seeded normal(0, 0.05), in name order (zero convs included)."""
     g = torch.Generator().manual_seed(1234)
     with torch.no_grad():
         for _, p in sorted(model.named_parameters()):
             p.normal_(0.0, 0.05, generator=g)
-    return model
+    return model.eval()
 
 
 def _equal_diffusers_in_every_layout(ref, family: Family, tmp_path, sdxl: bool):
@@ -184,12 +189,8 @@ def _lone_mid_resnet():
         cross_attention_dim=768,
         attention_head_dim=8,  # SD1's head count: the original layout does not store it
         mid_block_type="UNetMidBlock2D",
-    ).eval()
-    g = torch.Generator().manual_seed(1234)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters()):
-            p.normal_(0.0, 0.05, generator=g)
-    return model
+    )
+    return _seeded(model)
 
 
 def test_middle_block_of_one_resblock_equals_diffusers(tmp_path):
