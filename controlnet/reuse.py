@@ -202,7 +202,9 @@ class ResidualCache:
             ),
             None,
         )
-        if entry is not None and reuse_allowed and entry.reuses + 1 < k and self._clock - entry.clock < k:
+        # Never within one noise level (0 < age): two calls there with the same layout and text are other
+        # latents (two same-size areas on a host that names no conditioning uuids), not a later step.
+        if entry is not None and reuse_allowed and entry.reuses + 1 < k and 0 < self._clock - entry.clock < k:
             entry.reuses += 1
             self.stats.reused += 1
             return entry.residuals

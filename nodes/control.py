@@ -186,6 +186,7 @@ class AffordanceControl:
             self.weights = weights
         self.schedule = schedule
         self.mask = mask
+        self._reset_run()  # masks, row factors and reused residuals of the old settings must not survive
         return self
 
     def set_reuse(self, policy: ReusePolicy | None) -> AffordanceControl:
@@ -232,6 +233,8 @@ class AffordanceControl:
         start, end = self.timestep_percent_range
         self._window = (percent_to_timestep_function(start), percent_to_timestep_function(end))
         sampling = getattr(model, "model_sampling", None)
+        if sampling is not self._sampling:
+            self._progress = None  # a map built for another model's sigmas (even one kept over a run without it)
         needs_progress = self.schedule is not None or (self._lossy and self.reuse.windowed)
         if needs_progress and (self._progress is None or sampling is not self._sampling):
             self._progress = ProgressMap(percent_to_timestep_function)

@@ -373,3 +373,48 @@ def test_chained_residuals_of_another_shape_are_a_typed_error():
     pooled = {"output": [torch.ones(2, 4, 1, 1)]}  # a pooled (shuffle) residual broadcasts, as in ComfyUI
     out = merge_controls({"input": [], "middle": [], "output": [torch.zeros(2, 4, 8, 8)]}, pooled)
     assert out["output"][0].shape == (2, 4, 8, 8) and out["output"][0].eq(1).all()
+
+
+def test_configure_after_an_uncleaned_run_leaves_no_stale_mask_or_factors(control, fake_model, image, call, sigma):
+    """A cancelled run skips cleanup(); new settings must not meet the old mask or uncond factors."""
+    model = fake_model()
+    first, second = torch.ones(1, 64, 64), torch.zeros(1, 64, 64)
+    second[:, :, :32] = 1
+    c = control.copy().set_cond_hint(image().movedim(-1, 1)).configure(mask=first)
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    call(c, sigma(0.3))  # no cleanup
+    c.configure(mask=second, weights=ControlWeights(uncond_multiplier=0.5))
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    fresh = control.copy().set_cond_hint(image().movedim(-1, 1))
+    fresh.configure(mask=second, weights=ControlWeights(uncond_multiplier=0.5))
+    fresh.pre_run(model, model.model_sampling.percent_to_sigma)
+    for a, b in zip(call(c, sigma(0.3))[0]["output"], call(fresh, sigma(0.3))[0]["output"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_schedule_follows_the_model_of_each_run(control, fake_model, image, call, sigma):
+    """A progress map built for model A was kept through a run on model B without a schedule and reused."""
+    from types import SimpleNamespace
+
+    from .conftest import FakeSampling
+
+    class Shifted(FakeSampling):
+        def __init__(self):
+            super().__init__()
+            self.sigmas = self.sigmas * 3
+            self.log_sigmas = self.sigmas.log()
+
+    a = fake_model()
+    b = SimpleNamespace(model_sampling=Shifted(), model_config=a.model_config)
+    ramp = StrengthSchedule.parse("0:1, 1:0")
+    c = control.copy().set_cond_hint(image().movedim(-1, 1)).configure(schedule=ramp)
+    c.pre_run(a, a.model_sampling.percent_to_sigma)
+    call(c, sigma(0.3))
+    c.configure(schedule=None)
+    c.pre_run(b, b.model_sampling.percent_to_sigma)
+    c.configure(schedule=ramp)
+    c.pre_run(b, b.model_sampling.percent_to_sigma)
+    fresh = control.copy().set_cond_hint(image().movedim(-1, 1)).configure(schedule=ramp)
+    fresh.pre_run(b, b.model_sampling.percent_to_sigma)
+    s = b.model_sampling.percent_to_sigma(0.5)
+    assert c._multiplier(s) == pytest.approx(fresh._multiplier(s)) == pytest.approx(0.5, abs=0.02)

@@ -289,3 +289,23 @@ def test_no_affordance_controlnet_is_an_error(control):
         reuse_residuals(_cond(Foreign(1.0)), _cond(), 2)
     with pytest.raises(ReuseError, match="positive must be a CONDITIONING"):
         reuse_residuals(None, _cond(), 2)
+
+
+def test_no_reuse_between_two_latents_at_one_noise_level(control, image, fake_model, sigma):
+    """Two same-size areas of one prompt on a host that sends no conditioning uuids: same layout and text,
+    other latents. The second used to get the first one's residuals."""
+    model = fake_model()
+    c = control.copy().set_cond_hint(image().movedim(-1, 1)).set_reuse(ReusePolicy(2))
+    exact = control.copy().set_cond_hint(image().movedim(-1, 1))
+    for ctl in (c, exact):
+        ctl.pre_run(model, model.model_sampling.percent_to_sigma)
+    g = torch.Generator().manual_seed(1)
+    ctx = torch.randn(1, 5, 768, generator=g)
+    xa, xb = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    t = torch.full((1,), sigma(0.3))
+    c.get_control(xa, t, {"c_crossattn": ctx}, 1, {"cond_or_uncond": [0]})
+    got = c.get_control(xb, t, {"c_crossattn": ctx}, 1, {"cond_or_uncond": [0]})
+    want = exact.get_control(xb, t, {"c_crossattn": ctx}, 1, {"cond_or_uncond": [0]})
+    for a, b in zip(got["output"], want["output"], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert c.reuse_stats.reused == 0
