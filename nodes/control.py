@@ -123,9 +123,8 @@ class AffordanceControl:
         self._window: tuple[float, float] | None = None
         self._progress: ProgressMap | None = None
         self._sampling: Any = None
-        self._hint_key: tuple | None = None
-        self._encoded_hint: torch.Tensor | None = None
-        self._hint_layouts: dict[tuple[int, int], torch.Tensor] = {}
+        self._encoded_hints: dict[tuple, torch.Tensor] = {}  # (h, w, device, dtype) -> encoded hint
+        self._hint_layouts: dict[tuple, torch.Tensor] = {}  # (that key, rows, chunks) -> hint batch mapped
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self._factor_cache: dict[tuple, torch.Tensor | None] = {}
         self._reuse_cache: ResidualCache | None = None
@@ -293,25 +292,25 @@ class AffordanceControl:
     def _encoded(self, x: torch.Tensor, dtype: torch.dtype, n: int, chunks: int) -> torch.Tensor:
         """The encoded hint for ``n`` rows in ``chunks`` chunks, made once per run and layout (no per-step work).
 
-        The hint is resized and encoded once per latent size, device and dtype; its batch is then mapped
-        onto each batch layout once (``(N or 1, C, h, w)`` -> ``(n, C, h, w)`` or kept at 1 row).
+        The hint is resized and encoded once per latent size, device and dtype (every size is kept: area
+        conditionings of two sizes alternate within each step); its batch is then mapped onto each batch
+        layout once (``(N or 1, C, h, w)`` -> ``(n, C, h, w)`` or kept at 1 row).
         """
         if self.cond_hint_original is None:
             raise ValueError(f"{self.name} has no hint image: apply it with an Apply ControlNet node first.")
         h, w = x.shape[-2] * HINT_DOWNSCALE, x.shape[-1] * HINT_DOWNSCALE
         key = (h, w, x.device, dtype)
-        if self._hint_key != key or self._encoded_hint is None:
+        enc = self._encoded_hints.get(key)
+        if enc is None:
             hint = fit_hint(self.cond_hint_original.to(x.device), w, h).to(dtype)
-            self._encoded_hint = self.network.encode_hint(hint)
-            self._hint_key = key
-            self._hint_layouts = {}
-        enc = self._encoded_hint
+            enc = self._encoded_hints[key] = self.network.encode_hint(hint)
         if enc.shape[0] == 1 or (chunks <= 1 and enc.shape[0] == n):
             return enc
-        if (n, chunks) not in self._hint_layouts:
+        layout = (key, n, chunks)
+        if layout not in self._hint_layouts:
             check_hint_batch(enc.shape[0], n // max(chunks, 1))
-            self._hint_layouts[(n, chunks)] = broadcast_batch(enc, n, chunks)
-        return self._hint_layouts[(n, chunks)]
+            self._hint_layouts[layout] = broadcast_batch(enc, n, chunks)
+        return self._hint_layouts[layout]
 
     def _row_scale(
         self, n: int, chunks: int, options: dict, device: torch.device, dtype: torch.dtype

@@ -130,15 +130,15 @@ def test_copy_shares_weights_not_state(control, fake_model, image, call, sigma):
     call(c, sigma(0.5))
     d = c.copy()
     assert d.network is c.network and d.patcher is c.patcher
-    assert d._encoded_hint is None and d._window is None and d.previous_controlnet is None
-    assert c._encoded_hint is not None
+    assert d._encoded_hints == {} and d._window is None and d.previous_controlnet is None
+    assert c._encoded_hints
 
 
 def test_cleanup_leaves_object_reusable(control, fake_model, image, call, sigma, close_lists):
     c = _ready(control, fake_model, image)
     first, _ = call(c, sigma(0.5))
     c.cleanup()
-    assert c._window is None and c._encoded_hint is None
+    assert c._window is None and c._encoded_hints == {}
     model = fake_model()
     c.pre_run(model, model.model_sampling.percent_to_sigma)
     again, _ = call(c, sigma(0.5))
@@ -360,9 +360,24 @@ def test_no_host_reads_unless_the_window_or_schedule_needs_the_sigma(control, fa
 def test_batch_one_hint_is_never_copied_per_step(control, fake_model, image, call, sigma):
     c = _ready(control, fake_model, image)
     call(c, sigma(0.3), n=2, order=(1, 0))
-    enc = c._encoded_hint
+    (enc,) = c._encoded_hints.values()
     call(c, sigma(0.5), n=2, order=(1, 0))
-    assert c._encoded_hint is enc and enc.shape[0] == 1 and c._hint_layouts == {}
+    assert tuple(c._encoded_hints.values()) == (enc,) and enc.shape[0] == 1 and c._hint_layouts == {}
+
+
+def test_hint_encoded_once_per_latent_size_even_when_sizes_alternate(control, fake_model, image, call, sigma):
+    """Two area conditionings of different sizes alternate within each step: each size is encoded once."""
+    c = _ready(control, fake_model, image)
+    calls = []
+    real = c.network.encode_hint
+    c.network.encode_hint = lambda hint: calls.append(hint.shape) or real(hint)
+    try:
+        for p in (0.2, 0.4, 0.6, 0.8):
+            call(c, sigma(p), h=8, w=8)
+            call(c, sigma(p), h=8, w=16)
+    finally:
+        del c.network.encode_hint
+    assert sorted(s[-1] for s in calls) == [64, 128]
 
 
 def test_chained_residuals_of_another_shape_are_a_typed_error():
