@@ -98,14 +98,12 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
     c = image.shape[-1]
     if c not in (1, 3, 4):
         raise HintError(f"image has {c} channels; a hint needs RGB (3), greyscale (1) or RGBA (4).")
-    if channels == c:
-        pass
-    elif channels == 3:
+    if channels == 3 and c != 3:
         image = image.expand(-1, -1, -1, 3) if c == 1 else image[..., :3]
-    elif channels == 1:
+    elif channels == 1 and c != 1:
         luma = torch.tensor(_LUMA, dtype=image.dtype, device=image.device)
         image = (image[..., :3] * luma).sum(-1, keepdim=True)
-    else:
+    elif channels != c:
         raise HintError(
             f"this ControlNet takes {channels}-channel hints but the image has {c} channel(s)"
             + (": give it an RGBA image (e.g. 'Join Image with Alpha')." if channels == 4 else ".")

@@ -235,7 +235,7 @@ class AffordanceControl:
         if sampling is not self._sampling:
             self._progress = None  # a map built for another model's sigmas (even one kept over a run without it)
         needs_progress = self.schedule is not None or (self._lossy and self.reuse.windowed)
-        if needs_progress and (self._progress is None or sampling is not self._sampling):
+        if needs_progress and self._progress is None:
             self._progress = ProgressMap(percent_to_timestep_function)
         self._sampling = sampling
         self._reuse_cache = None  # a new run never reuses residuals of an earlier one
