@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -45,6 +46,22 @@ def load_control(path: str | Path, *, global_average_pooling: bool | None = None
     return AffordanceControl(network, patcher, manual_cast_dtype=manual_cast, name=Path(path).name)
 
 
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """Size and modification time (ns) of ``path`` and of a ``config.json`` beside it, as one string.
+
+    A missing file or config gives ``"-"`` in its place (the load itself reports what is missing).
+    """
+    parts = []
+    for p in (Path(path), Path(path).parent / "config.json"):
+        try:
+            st = p.stat()
+        except OSError:
+            parts.append("-")
+        else:
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
 class ControlNetLoader:
     """Load a ControlNet (SD1.x, SD2.x, SDXL; original or diffusers layout) from ComfyUI's controlnet folder."""
 
@@ -69,6 +86,15 @@ class ControlNetLoader:
     FUNCTION = "load"
     CATEGORY = "Affordance/loaders"
     DESCRIPTION = "Loads a ControlNet safely (safetensors first, restricted pickles otherwise) and checks every key."
+
+    @classmethod
+    def IS_CHANGED(cls, control_net_name: str) -> str:
+        """A fingerprint of the file (and a ``config.json`` beside it): replacing it on disk reloads the model.
+
+        ComfyUI keeps a node's output while its inputs are the same; without this, a file replaced under
+        the same name (a re-download, a new version) would be used only after a restart.
+        """
+        return file_fingerprint(controlnet_path(control_net_name))
 
     def load(self, control_net_name: str) -> tuple[AffordanceControl]:
         return (load_control(controlnet_path(control_net_name)),)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -216,6 +218,22 @@ def test_loader_node_with_stub_host(stub_comfy, control):
     assert loaded.patcher.model is loaded.network and loaded.network.config == control.network.config
     with pytest.raises(FileNotFoundError, match="'missing.pth' is not in ComfyUI's controlnet folders"):
         cls().load("missing.pth")
+
+
+def test_loader_reloads_a_file_replaced_on_disk(stub_comfy, control):
+    """ComfyUI re-runs a node whose IS_CHANGED answer changes: a re-downloaded file must not need a restart."""
+    cls = NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]
+    path = stub_comfy / "tiny.safetensors"
+    save_file(control.network.state_dict(), path)
+    first = cls.IS_CHANGED("tiny.safetensors")
+    assert cls.IS_CHANGED("tiny.safetensors") == first  # unchanged file: ComfyUI keeps the loaded model
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    touched = cls.IS_CHANGED("tiny.safetensors")
+    assert touched != first
+    (stub_comfy / "config.json").write_text("{}")  # a config.json appearing beside it changes what loads
+    assert cls.IS_CHANGED("tiny.safetensors") != touched
+    with pytest.raises(FileNotFoundError, match="'missing.pth' is not in"):
+        cls.IS_CHANGED("missing.pth")  # ComfyUI logs it and re-runs the node, whose load names the problem
 
 
 @pytest.mark.parametrize("target", ["gone.safetensors", "loop.safetensors"])
