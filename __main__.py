@@ -75,7 +75,10 @@ def _hints(argv: Sequence[str]) -> int:
     from .preprocessors import GALLERY, PreprocessorError
     from .preprocessors.sheet import contact_sheet, demo_scene, save_png
 
-    parser = argparse.ArgumentParser(prog="python -m affordance hints", description="Turn an image into every hint.")
+    parser = argparse.ArgumentParser(
+        prog="python -m affordance hints",
+        description="Turn an image into every hint that needs no weights (the learned annotators run in ComfyUI).",
+    )
     parser.add_argument("image", nargs="?", help="an image file (default: a built-in scene)")
     parser.add_argument("--out", default="affordance-output/hints", help="output folder (default: %(default)s)")
     parser.add_argument("--resolution", type=int, default=512, help="detection resolution (default: %(default)s)")
@@ -202,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m affordance [inspect]",
         description="Inspect ControlNet files (no file: a demo of every format). Other sub-commands: "
-        "'hints' (every preprocessor on an image), 'convert' (layout conversion).",
+        "'hints' (every preprocessor that needs no weights, on an image), 'convert' (layout conversion), "
+        "'annotators' (check a folder of annotator weights).",
     )
     parser.add_argument("files", nargs="*", help="ControlNet files or diffusers folders")
     args = parser.parse_args(argv)

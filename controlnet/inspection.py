@@ -81,6 +81,16 @@ def inspect_file(path: str | Path, latent_hw: tuple[int, int] = (64, 64)) -> Ins
 DEMO_SD1 = ControlNetConfig(
     model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0), context_dim=768
 )
+DEMO_SD2 = ControlNetConfig(
+    model_channels=64,
+    channel_mult=(1, 2),
+    num_res_blocks=(1, 1),
+    transformer_depth=(1, 0),
+    context_dim=1024,
+    use_linear_in_transformer=True,
+    num_heads=-1,
+    num_head_channels=64,
+)
 DEMO_SDXL = ControlNetConfig(
     model_channels=64,
     channel_mult=(1, 2),
@@ -100,7 +110,8 @@ def demo_files(folder: Path, seed: int = 0) -> list[Path]:
 
     Formats: original (no prefix) safetensors, original fp16 with prefix ``.pth``, a 1.0-style merged
     ``.ckpt`` (control next to a whole SD model), diffusers single file (bf16), a diffusers folder with
-    ``config.json``, a diffusers ``.bin``, and an SDXL ControlNet.
+    ``config.json``, a diffusers ``.bin``, an SD2.x ControlNet as a legacy (pre-zip) PyTorch pickle, and an
+    SDXL ControlNet.
     """
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,6 +141,9 @@ def demo_files(folder: Path, seed: int = 0) -> list[Path]:
     add(dfolder)
     torch.save(diff, folder / "sd15_diffusers.bin")
     add(folder / "sd15_diffusers.bin")
+    sd2 = ControlNet(DEMO_SD2).state_dict()
+    torch.save(sd2, folder / "sd21_legacy_pickle.pth", _use_new_zipfile_serialization=False)
+    add(folder / "sd21_legacy_pickle.pth")
     save_file(sdxl, folder / "sdxl_original.safetensors")
     add(folder / "sdxl_original.safetensors")
     return paths

@@ -41,6 +41,12 @@ def _seed() -> None:
 
 
 @pytest.fixture(scope="session")
+def python_cmd() -> list[str]:
+    """This interpreter, with ``-P`` (the working folder never shadows a module) where Python has it (3.11+)."""
+    return [sys.executable, "-P"] if sys.version_info >= (3, 11) else [sys.executable]
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
 

@@ -12,8 +12,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
+PYTHON = [sys.executable, "-P"] if sys.version_info >= (3, 11) else [sys.executable]  # -P exists from 3.11
+
+
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-P", "-m", "affordance", *args], capture_output=True, text=True, cwd=cwd)
+    proc = subprocess.run([*PYTHON, "-m", "affordance", *args], capture_output=True, text=True, cwd=cwd)
     if proc.returncode and "No module named affordance" in proc.stderr:
         pytest.skip("the pack is not installed in this interpreter (run the README's test command)")
     return proc
@@ -23,7 +26,7 @@ def test_inspect_demo(tmp_path):
     proc = _run("inspect", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stderr + proc.stdout
-    assert "7 file(s) inspected, 0 rejected" in out
+    assert "8 file(s) inspected, 0 rejected" in out
     for layout in (
         "diffusers ControlNetModel",
         "'control_model.' prefix",
@@ -31,7 +34,10 @@ def test_inspect_demo(tmp_path):
         "no prefix",
     ):
         assert layout in out
-    assert "family:      SDXL" in out and "family:      SD1.x" in out
+    for family in ("SD1.x", "SD2.x", "SDXL"):
+        assert f"family:      {family}" in out
+    for container in ("safetensors", "torch-zip", "torch-legacy"):
+        assert f"container:   {container}\n" in out
 
 
 def test_inspect_reports_bad_file(tmp_path):
@@ -39,6 +45,21 @@ def test_inspect_reports_bad_file(tmp_path):
     bad.write_text("version https://git-lfs.github.com/spec/v1\n")
     proc = _run("inspect", str(bad), cwd=tmp_path)
     assert proc.returncode == 1
+    assert "Git LFS pointer" in proc.stderr + proc.stdout
+
+
+def test_main_job_reads_paths_from_the_callers_folder(tmp_path):
+    """`bash .ci/main inspect FILE` run from another folder finds FILE there, not in the repository."""
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        pytest.skip("runs the README's main command, which uses the repository's .venv")
+    (tmp_path / "mine.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
+    proc = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "main"), "inspect", "mine.safetensors"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
     assert "Git LFS pointer" in proc.stderr + proc.stdout
 
 

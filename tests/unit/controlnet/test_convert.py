@@ -172,11 +172,11 @@ def test_cli(tiny_model, write_checkpoint, tmp_path, caplog):
     assert convert_main([str(src), str(tmp_path / "d.safetensors"), "--to", "original", "--force"]) == 0
 
 
-def test_cli_as_module(tiny_model, write_checkpoint, tmp_path, repo_root):
+def test_cli_as_module(tiny_model, write_checkpoint, tmp_path, repo_root, python_cmd):
     """`python -m affordance.controlnet.convert` works from the installed package (no sys.path edits)."""
     src = write_checkpoint(tiny_model)
     proc = subprocess.run(
-        [sys.executable, "-P", "-m", "affordance.controlnet.convert", str(src), str(tmp_path / "f"), "--to", "diffusers"],
+        [*python_cmd, "-m", "affordance.controlnet.convert", str(src), str(tmp_path / "f"), "--to", "diffusers"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
