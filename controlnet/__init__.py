@@ -7,6 +7,7 @@ from .config import PRESETS, SD15, SD21, SDXL, ControlNetConfig, Family, config_
 from .convert import convert_file, diffusers_config
 from .errors import (
     CheckpointError,
+    ConfigError,
     ControlNetError,
     CorruptCheckpointError,
     HintError,
@@ -30,6 +31,7 @@ __all__ = [
     "SD21",
     "SDXL",
     "CheckpointError",
+    "ConfigError",
     "ControlNet",
     "ControlNetConfig",
     "ControlNetError",

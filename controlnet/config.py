@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .errors import KeyMismatchError, UnknownFormatError
+from .errors import ConfigError, KeyMismatchError, UnknownFormatError
 
 
 class Family(str, enum.Enum):
@@ -77,31 +77,31 @@ class ControlNetConfig:
 
     def __post_init__(self) -> None:
         if len(self.num_res_blocks) != len(self.channel_mult):
-            raise ValueError(
+            raise ConfigError(
                 f"num_res_blocks has {len(self.num_res_blocks)} levels but channel_mult has "
                 f"{len(self.channel_mult)}: give one entry per level."
             )
         if len(self.transformer_depth) != sum(self.num_res_blocks):
-            raise ValueError(
+            raise ConfigError(
                 f"transformer_depth needs one entry per residual block ({sum(self.num_res_blocks)}), "
                 f"got {len(self.transformer_depth)}."
             )
         if self.attention is not None:
             if len(self.attention) != len(self.transformer_depth):
-                raise ValueError(
+                raise ConfigError(
                     f"attention needs one entry per residual block ({len(self.transformer_depth)}), "
                     f"got {len(self.attention)}."
                 )
             if any(d > 0 and not a for d, a in zip(self.transformer_depth, self.attention)):
-                raise ValueError("a residual block with transformer blocks must have its attention layer.")
+                raise ConfigError("a residual block with transformer blocks must have its attention layer.")
         if self.transformer_depth_middle > 0 and self.attention_middle is False:
-            raise ValueError("the middle block has transformer blocks, so it must have its attention layer.")
+            raise ConfigError("the middle block has transformer blocks, so it must have its attention layer.")
         if self.middle_resblocks not in (1, 2):
-            raise ValueError(f"the middle block has 1 or 2 ResBlocks, got {self.middle_resblocks}.")
+            raise ConfigError(f"the middle block has 1 or 2 ResBlocks, got {self.middle_resblocks}.")
         if self.middle_resblocks == 1 and self.has_middle_attention:
-            raise ValueError("a middle block with an attention layer has two ResBlocks around it.")
+            raise ConfigError("a middle block with an attention layer has two ResBlocks around it.")
         if (self.num_heads == -1) == (self.num_head_channels == -1):
-            raise ValueError(
+            raise ConfigError(
                 f"set exactly one of num_heads ({self.num_heads}) and num_head_channels "
                 f"({self.num_head_channels}); the other must be -1."
             )

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from .config import ControlNetConfig
-from .errors import ControlNetError, OutputError, UnknownFormatError
+from .errors import ControlNetError, InputError, OutputError, UnknownFormatError
 from .formats import ORIGINAL_PREFIX
 from .keymap import original_to_diffusers
 from .loader import ControlNetWeights, read_controlnet
@@ -218,17 +218,23 @@ def convert_file(
         The path written (the weights file).
 
     Raises:
+        InputError: ``to`` is neither ``"diffusers"`` nor ``"original"``, or an original-layout destination
+            does not end in ``.safetensors``.
+        FileNotFoundError: ``src`` does not exist.
+        CheckpointError: ``src`` is not a ControlNet we can read (as :func:`read_controlnet`).
         OutputError: the destination exists (without ``overwrite``), is a folder where a file is due or a
             file where a folder is due, or cannot be written.
     """
     if to not in ("diffusers", "original"):
-        raise ValueError(f"to must be 'diffusers' or 'original', got {to!r}.")
+        raise InputError(f"to must be 'diffusers' or 'original', got {to!r}.")
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"no ControlNet file at {src}.")
     single_file = dst.suffix.lower() == ".safetensors"
     if to == "original" and not single_file:
-        raise ValueError(f"write original-layout files as .safetensors, got {dst.name!r}.")
+        raise InputError(
+            f"original-layout files are written as .safetensors, got {dst.name!r}: give a name ending in .safetensors."
+        )
     folder = dst.parent if single_file else dst
     if folder.exists() and not folder.is_dir():
         raise OutputError(

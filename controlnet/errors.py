@@ -44,6 +44,10 @@ class InvalidWeightsError(CheckpointError):
     """Weights hold NaN or Inf values, or have shapes the architecture cannot take."""
 
 
+class ConfigError(ControlNetError, ValueError):
+    """An architecture description (:class:`ControlNetConfig`) contradicts itself."""
+
+
 class OutputError(ControlNetError, OSError):
     """A converted file cannot be written where it was asked for (exists, a folder, not writable)."""
 

@@ -86,7 +86,7 @@ def check_hint_batch(hint_batch: int, latent_batch: int, what: str = "hint image
 
 
 def mask_for(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resize a ``(B, H, W)`` mask in ``[0, 1]`` to ``(B, 1, height, width)`` by area averaging.
+    """Resize a ``(B, H, W)`` mask in ``[0, 1]`` to ``(B, 1, height, width)`` float32 by area averaging.
 
     Area averaging keeps a residual's share of a masked region proportional to its coverage at every
     resolution (bilinear when upsampling).

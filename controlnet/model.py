@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ControlNetConfig
-from .errors import HintError, InputError
+from .errors import ConfigError, HintError, InputError
 from .layers import Downsample, Ops, ResBlock, Sequence, SpatialTransformer, timestep_embedding, zero_module
 from .residuals import ControlResiduals
 
@@ -67,7 +67,7 @@ class ControlNet(nn.Module):
             else:
                 heads, dim_head = ch // config.num_head_channels, config.num_head_channels
             if heads < 1 or heads * dim_head != ch:
-                raise ValueError(
+                raise ConfigError(
                     f"{ch} attention channels cannot be split into heads (num_heads={config.num_heads}, "
                     f"num_head_channels={config.num_head_channels})."
                 )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class ControlResiduals:
@@ -36,7 +38,7 @@ class ControlResiduals:
         if isinstance(weights, (int, float)):
             weights = [float(weights)] * len(self)
         if len(weights) != len(self):
-            raise ValueError(
+            raise InputError(
                 f"got {len(weights)} weights for {len(self)} residuals: give one per input block "
                 f"({len(self.down)}) and one for the middle block, middle last."
             )
@@ -45,7 +47,7 @@ class ControlResiduals:
 
     def __add__(self, other: ControlResiduals) -> ControlResiduals:
         if len(other) != len(self):
-            raise ValueError(f"cannot add residuals of {len(self)} and {len(other)} entries (different families).")
+            raise InputError(f"cannot add residuals of {len(self)} and {len(other)} entries (different families).")
         total = [_add(a, b) for a, b in zip(self.as_list(), other.as_list())]
         return ControlResiduals(tuple(total[:-1]), total[-1])
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..controlnet.errors import InputError
 from ..controlnet.schedule import ScheduleError, StrengthSchedule, check_window
 from ..controlnet.weights import ControlWeights
 from ._host import image_to_hint, mask_batch
@@ -45,9 +46,26 @@ def apply_control(
     mask: torch.Tensor | None = None,
     vae: Any = None,
 ) -> tuple[list, list]:
-    """The node's logic, callable without ComfyUI. Strength 0 returns the inputs untouched."""
+    """The node's logic, callable without ComfyUI. Strength 0 returns the inputs untouched.
+
+    Args:
+        positive, negative: ComfyUI CONDITIONING lists of ``[tensor, options]``; the control is attached to copies.
+        control_net: ours (:class:`AffordanceControl`) or any ComfyUI control object.
+        image: hint IMAGE ``(B, H, W, C)`` float in ``[0, 1]``; B = 1 or the latent batch.
+        strength: finite multiplier of every residual (0 returns the inputs).
+        start_percent, end_percent: sampling window, ``0 <= start <= end <= 1``.
+        weights, schedule, mask: our extras (ours only); mask ``(B, H, W)`` or ``(H, W)``, brought into 0..1.
+        vae: for ComfyUI ControlNets whose hint is a latent.
+
+    Returns:
+        New ``(positive, negative)`` lists; the inputs are never modified.
+
+    Raises:
+        ScheduleError: a non-finite strength or a bad window. InputError: a control object of the wrong kind,
+        extras on a ComfyUI ControlNet, a missing VAE. HintError: a hint that cannot be used.
+    """
     if not isinstance(strength, (int, float)) or not math.isfinite(strength):
-        raise ScheduleError(f"strength must be a finite number (0 to 10), got {strength!r}.")
+        raise ScheduleError(f"strength must be a finite number, got {strength!r}.")
     if strength == 0:
         return positive, negative
     check_window(start_percent, end_percent)
@@ -56,17 +74,17 @@ def apply_control(
     masks = mask_batch(mask) if mask is not None else None
     if not ours:
         if not hasattr(control_net, "copy") or not hasattr(control_net, "set_cond_hint"):
-            raise ValueError(
+            raise InputError(
                 f"control_net must be a CONTROL_NET from a ControlNet loader, got {type(control_net).__name__}."
             )
         extras = [n for n, v in (("weights", weights), ("schedule", schedule), ("mask", mask)) if v is not None]
         if extras:
-            raise ValueError(
+            raise InputError(
                 f"the {', '.join(extras)} input(s) need a ControlNet loaded with 'Load ControlNet (Affordance)'; "
                 f"this one comes from another loader ({type(control_net).__name__})."
             )
         if getattr(control_net, "latent_format", None) is not None and vae is None:
-            raise ValueError("this ControlNet needs a VAE to encode its hint: connect a VAE to the 'vae' input.")
+            raise InputError("this ControlNet needs a VAE to encode its hint: connect a VAE to the 'vae' input.")
 
     def make() -> Any:
         c = control_net.copy().set_cond_hint(hint, strength, (start_percent, end_percent), vae=vae)
@@ -138,7 +156,7 @@ class ApplyControlNet:
     )
 
     @classmethod
-    def VALIDATE_INPUTS(cls, start_percent: float, end_percent: float):
+    def VALIDATE_INPUTS(cls, start_percent: float | None, end_percent: float | None) -> bool | str:
         # naming them here turns off ComfyUI's own range check, so the whole window is checked; a widget fed by a
         # link is None here and is checked when the node runs (apply_control)
         if start_percent is None or end_percent is None:
@@ -149,5 +167,15 @@ class ApplyControlNet:
             return str(exc)
         return True
 
-    def apply(self, positive, negative, control_net, image, strength, start_percent, end_percent, **optional):
+    def apply(
+        self,
+        positive: list,
+        negative: list,
+        control_net: Any,
+        image: torch.Tensor,
+        strength: float,
+        start_percent: float,
+        end_percent: float,
+        **optional: Any,
+    ) -> tuple[list, list]:
         return apply_control(positive, negative, control_net, image, strength, start_percent, end_percent, **optional)

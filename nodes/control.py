@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..controlnet.errors import ControlNetError, InputError
+from ..controlnet.errors import ControlNetError, HintError, InputError
 from ..controlnet.graphs import GraphBackend, GraphedControlNet
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
@@ -165,7 +165,11 @@ class AffordanceControl:
     ) -> AffordanceControl:
         """ComfyUI's Apply nodes call this on a copy: ``(B, C, H, W)`` hint in ``[0, 1]``. Returns self."""
         if extra_concat:
-            raise ValueError(f"{self.name} is an SD-family ControlNet; it takes no extra concatenated inputs.")
+            raise InputError(
+                f"{self.name} is an SD-family ControlNet; it takes no extra concatenated inputs (got "
+                f"{len(extra_concat)}), which only ComfyUI's inpainting ControlNets of other families use. Apply it with "
+                "an Apply ControlNet node."
+            )
         self.cond_hint_original = cond_hint
         self.strength = float(strength)
         self.timestep_percent_range = (float(timestep_percent_range[0]), float(timestep_percent_range[1]))
@@ -179,7 +183,10 @@ class AffordanceControl:
         schedule: StrengthSchedule | None = None,
         mask: torch.Tensor | None = None,
     ) -> AffordanceControl:
-        """Set our extras: per-residual weights (checked against this family now), schedule, mask."""
+        """Set our extras: per-residual weights (checked against this family now), schedule, mask.
+
+        ``mask`` is ``(B, H, W)`` float in ``[0, 1]`` (B = 1 or the per-chunk batch), resized to each residual.
+        """
         if weights is not None:
             weights.resolve(self.num_residuals, f"this {self.family_label} ControlNet")
             self.weights = weights
@@ -297,7 +304,7 @@ class AffordanceControl:
         layout once (``(N or 1, C, h, w)`` -> ``(n, C, h, w)`` or kept at 1 row).
         """
         if self.cond_hint_original is None:
-            raise ValueError(f"{self.name} has no hint image: apply it with an Apply ControlNet node first.")
+            raise HintError(f"{self.name} has no hint image: apply it with an Apply ControlNet node first.")
         h, w = x.shape[-2] * HINT_DOWNSCALE, x.shape[-1] * HINT_DOWNSCALE
         key = (h, w, x.device, dtype)
         enc = self._encoded_hints.get(key)

@@ -14,6 +14,7 @@ import torch
 
 from ..preprocessors import (
     ImageInputError,
+    ParameterError,
     ResizeMode,
     binary,
     canny,
@@ -64,7 +65,16 @@ def with_preview(hint: torch.Tensor, *more: Any) -> dict[str, Any]:
 
 
 def run_batched(image: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Run ``fn`` over an IMAGE batch in chunks on ComfyUI's device, with a progress bar."""
+    """Run ``fn`` over an IMAGE batch in chunks on ComfyUI's device, with a progress bar.
+
+    Args:
+        image: ComfyUI IMAGE ``(B, H, W, C)`` (C = 1, 3 or 4), checked and converted by :func:`to_bchw`.
+        fn: ``(b, 3, H, W)`` float in ``[0, 1]`` on the device -> ``(b, 3, H', W')`` hint, for chunks of at
+            most ``CHUNK`` images.
+
+    Returns:
+        IMAGE ``(B, H', W', 3)`` float32 on the CPU.
+    """
     x = to_bchw(image, processing_device())
     bar = Progress(x.shape[0])
     out = []
@@ -119,7 +129,9 @@ class CannyPreprocessor(_Preprocessor):
     }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, low_threshold: int, high_threshold: int, resolution: int):
+    def VALIDATE_INPUTS(
+        cls, low_threshold: int | None, high_threshold: int | None, resolution: int | None
+    ) -> bool | str:
         # a widget fed by a link is None here (its value exists only when the node runs, and is checked then)
         for name, v in (("low_threshold", low_threshold), ("high_threshold", high_threshold)):
             if v is not None and not 0 <= v <= 255:
@@ -131,7 +143,7 @@ class CannyPreprocessor(_Preprocessor):
         return True
 
     @staticmethod
-    def compute(x, low_threshold, high_threshold, resolution):
+    def compute(x: torch.Tensor, low_threshold: int, high_threshold: int, resolution: int) -> torch.Tensor:
         return canny(x, low_threshold, high_threshold, resolution)
 
 
@@ -139,7 +151,7 @@ class ScribblePreprocessor(_Preprocessor):
     DESCRIPTION = "A dark-on-light drawing -> white strokes on black (ControlNet's scribble app)."
 
     @staticmethod
-    def compute(x, resolution):
+    def compute(x: torch.Tensor, resolution: int) -> torch.Tensor:
         return scribble(x, resolution)
 
 
@@ -148,7 +160,7 @@ class ScribbleXDoGPreprocessor(_Preprocessor):
     PARAMS = {"threshold": _int(32, 1, 64, "Lower keeps more lines.")}
 
     @staticmethod
-    def compute(x, threshold, resolution):
+    def compute(x: torch.Tensor, threshold: int, resolution: int) -> torch.Tensor:
         return scribble_xdog(x, threshold, resolution)
 
 
@@ -157,7 +169,7 @@ class BinaryPreprocessor(_Preprocessor):
     PARAMS = {"threshold": _int(100, 0, 255, "Luminance threshold; 0 or 255 = automatic (Otsu).")}
 
     @staticmethod
-    def compute(x, threshold, resolution):
+    def compute(x: torch.Tensor, threshold: int, resolution: int) -> torch.Tensor:
         return binary(x, threshold, resolution)
 
 
@@ -169,7 +181,7 @@ class LineartStandardPreprocessor(_Preprocessor):
     }
 
     @staticmethod
-    def compute(x, sigma, intensity, resolution):
+    def compute(x: torch.Tensor, sigma: float, intensity: float, resolution: int) -> torch.Tensor:
         return lineart_standard(x, sigma, intensity, resolution)
 
 
@@ -180,7 +192,7 @@ class ShufflePreprocessor(_Preprocessor):
     }
 
     @staticmethod
-    def compute(x, seed, resolution, first=0):
+    def compute(x: torch.Tensor, seed: int, resolution: int, first: int = 0) -> torch.Tensor:
         return shuffle(x, seed, resolution, first)
 
     def process(self, image: torch.Tensor, seed: int, resolution: int) -> dict[str, Any]:
@@ -199,7 +211,7 @@ class TilePreprocessor(_Preprocessor):
     PARAMS = {"pyrup_iters": _int(3, 0, 6, "Number of halvings and pyrUp steps; more = blurrier.")}
 
     @staticmethod
-    def compute(x, pyrup_iters, resolution):
+    def compute(x: torch.Tensor, pyrup_iters: int, resolution: int) -> torch.Tensor:
         return tile(x, pyrup_iters, resolution)
 
 
@@ -207,7 +219,7 @@ class ColorPreprocessor(_Preprocessor):
     DESCRIPTION = "Colour grid: the image averaged on 64 px cells (the T2I colour hint)."
 
     @staticmethod
-    def compute(x, resolution):
+    def compute(x: torch.Tensor, resolution: int) -> torch.Tensor:
         return color_grid(x, resolution)
 
 
@@ -216,7 +228,7 @@ class LuminancePreprocessor(_Preprocessor):
     PARAMS = {"gamma": _float(1.0, 0.01, 10.0, 0.01, "Gamma applied to the lightness (1 = unchanged).")}
 
     @staticmethod
-    def compute(x, gamma, resolution):
+    def compute(x: torch.Tensor, gamma: float, resolution: int) -> torch.Tensor:
         return luminance(x, gamma, resolution)
 
 
@@ -226,7 +238,7 @@ class InvertHint(_Preprocessor):
     USES_RESOLUTION = False
 
     @staticmethod
-    def compute(x):
+    def compute(x: torch.Tensor) -> torch.Tensor:
         return invert(x)
 
 
@@ -250,6 +262,28 @@ class InpaintPreprocessor:
         m = mask_batch(mask)
         x = to_bchw(image, processing_device())
         return with_preview(to_image(inpaint(x, m.to(x.device))))
+
+
+def latent_pixel_size(latent: Any) -> tuple[int, int]:
+    """``(height, width)`` in pixels of a ComfyUI LATENT (``{"samples": (B, C, h, w)}``): its size x 8.
+
+    Raises:
+        ParameterError: ``latent`` is not a LATENT dictionary with a 4- or 5-dimensional ``samples`` tensor.
+    """
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor) or samples.ndim not in (4, 5):
+        got = (
+            f"samples of shape {tuple(samples.shape)}"
+            if isinstance(samples, torch.Tensor)
+            else f"keys {sorted(latent)}"
+            if isinstance(latent, dict)
+            else type(latent).__name__
+        )
+        raise ParameterError(
+            f"latent must be a ComfyUI LATENT (a dict whose 'samples' is (batch, channels, height, width)), got {got}. "
+            "Connect the output of Empty Latent Image or VAE Encode."
+        )
+    return int(samples.shape[-2]) * 8, int(samples.shape[-1]) * 8
 
 
 class HintResize:
@@ -297,9 +331,11 @@ class HintResize:
             "optional": {"latent": ("LATENT", {"tooltip": "Take the size from this latent (its size x 8)."})},
         }
 
-    def process(self, image, mode, width, height, latent=None) -> dict[str, Any]:
+    def process(
+        self, image: torch.Tensor, mode: str, width: int, height: int, latent: dict | None = None
+    ) -> dict[str, Any]:
         if latent is not None:
-            height, width = (int(s) * 8 for s in latent["samples"].shape[-2:])
+            height, width = latent_pixel_size(latent)
         x = to_bchw(image, processing_device())
         return with_preview(to_image(resize_hint(x, width, height, mode)))
 
@@ -313,15 +349,38 @@ class PixelPerfectResolution:
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        spec = HintResize.INPUT_TYPES()
+        spec = HintResize.INPUT_TYPES()  # the same widgets (saved workflows rely on them), its own tooltips
+        req, opt = spec["required"], spec["optional"]
+        req["image"] = ("IMAGE", {"tooltip": "The image the hint will be made from (only its size is read)."})
+        req["mode"] = (
+            req["mode"][0],
+            {
+                **req["mode"][1],
+                "tooltip": "How the hint will be brought to the target size (as in Resize Hint): just_resize, "
+                "crop_and_resize (cover) or resize_and_fill (fit).",
+            },
+        )
+        for side in ("width", "height"):
+            req[side] = (
+                "INT",
+                {
+                    **req[side][1],
+                    "tooltip": f"Target {side} of the generated image (ignored when a latent is connected).",
+                },
+            )
+        opt["latent"] = ("LATENT", {"tooltip": "Take the target size from this latent (its size x 8)."})
         return spec
 
-    def process(self, image, mode, width, height, latent=None) -> tuple[int]:
+    def process(
+        self, image: torch.Tensor, mode: str, width: int, height: int, latent: dict | None = None
+    ) -> tuple[int]:
         if latent is not None:
-            height, width = (int(s) * 8 for s in latent["samples"].shape[-2:])
+            height, width = latent_pixel_size(latent)
         if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[0] == 0:
             got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-            raise ImageInputError(f"image must be a non-empty ComfyUI IMAGE (batch, height, width, channels), got {got}.")
+            raise ImageInputError(
+                f"image must be a non-empty ComfyUI IMAGE (batch, height, width, channels), got {got}."
+            )
         return (pixel_perfect_resolution(image.shape[1], image.shape[2], height, width, mode),)
 
 

@@ -143,7 +143,9 @@ class ControlResidualReuse:
     )
 
     @classmethod
-    def VALIDATE_INPUTS(cls, every_k_steps: int, start_percent: float, end_percent: float):
+    def VALIDATE_INPUTS(
+        cls, every_k_steps: int | None, start_percent: float | None, end_percent: float | None
+    ) -> bool | str:
         if None in (every_k_steps, start_percent, end_percent):
             return True  # a linked widget: its value is checked when the node runs
         try:

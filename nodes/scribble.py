@@ -83,7 +83,7 @@ class ScribbleCanvas:
     )
 
     @classmethod
-    def VALIDATE_INPUTS(cls, width: int, height: int, drawing: str):
+    def VALIDATE_INPUTS(cls, width: int | None, height: int | None, drawing: str | None) -> bool | str:
         try:
             if width is not None and height is not None:  # None: fed by a link, checked when the node runs
                 check_drawing_size(width, height)
@@ -107,6 +107,8 @@ class ScribbleCanvas:
     def draw(
         self, width: int, height: int, drawing: str, background: torch.Tensor | None = None
     ) -> dict[str, Any]:
+        """The drawing (a PNG in ComfyUI's input folder) as IMAGE ``(1, height, width, 3)`` and MASK ``(1, height,
+        width)``, float32 in ``[0, 1]`` (white ink on black); ``background`` only feeds the canvas preview."""
         if drawing:
             ink = read_drawing(resolve_drawing(_input_dir(), drawing), width, height)
         else:

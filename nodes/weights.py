@@ -71,7 +71,9 @@ class ControlWeightsNode:
     DESCRIPTION = "How strongly each ControlNet residual (12 or 9 skip connections and the middle block) is applied."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, preset: str, base_multiplier: float, uncond_multiplier: float, custom_weights: str):
+    def VALIDATE_INPUTS(
+        cls, preset: str | None, base_multiplier: float | None, uncond_multiplier: float | None, custom_weights: str | None
+    ) -> bool | str:
         if None in (preset, base_multiplier, uncond_multiplier, custom_weights):
             return True  # a linked widget: its value is checked when the node runs
         try:
@@ -115,7 +117,7 @@ class StrengthScheduleNode:
     DESCRIPTION = "A strength multiplier that changes during sampling (e.g. strong early for layout, weak late)."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, keyframes: str, interpolation: str):
+    def VALIDATE_INPUTS(cls, keyframes: str | None, interpolation: str | None) -> bool | str:
         if keyframes is None or interpolation is None:
             return True  # a linked widget: its value is checked when the node runs
         try:

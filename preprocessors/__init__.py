@@ -1,6 +1,6 @@
 """Host-free preprocessors: image -> control hint, batched, on any device.
 
-Pure torch/numpy/cv2/kornia; never imports ComfyUI or :mod:`controlnet`. Every preprocessor takes
+Pure torch/numpy/cv2; never imports ComfyUI or :mod:`controlnet`. Every preprocessor takes
 ``(B, 3, H, W)`` float images in ``[0, 1]`` and returns hints of the same shape and size.
 """
 

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 LONG_KERNEL = 64
 
 
-def gaussian_kernel1d(sigma: float, ksize: int | None = None, *, device=None, dtype=torch.float32) -> torch.Tensor:
+def gaussian_kernel1d(
+    sigma: float, ksize: int | None = None, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """OpenCV's Gaussian kernel: size ``round(sigma * 8 + 1) | 1`` for float images when ``ksize`` is None.
 
     >>> gaussian_kernel1d(0.5).shape
@@ -57,7 +59,7 @@ def _separable(x: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor, mode: str) -
     return _filter_axis(_filter_axis(x, kx, -1, mode), ky, -2, mode)
 
 
-def _reflect101_index(n: int, pad: int, device) -> torch.Tensor:
+def _reflect101_index(n: int, pad: int, device: torch.device) -> torch.Tensor:
     """Indices of OpenCV's BORDER_REFLECT_101 for a padding wider than the image."""
     idx = torch.arange(-pad, n + pad, device=device)
     if n == 1:
@@ -106,6 +108,12 @@ def resize(x: torch.Tensor, height: int, width: int, *, smooth: bool = True) -> 
     """Resize like OpenCV's choice for photos: area averaging down, bicubic (a = -0.75) up.
 
     With ``smooth=False``, nearest neighbour (for label or binary maps).
+
+    Args:
+        x: ``(B, C, H, W)`` floating point, any range (bicubic can overshoot it slightly; callers clamp).
+
+    Returns:
+        ``(B, C, height, width)`` in ``x``'s dtype and device (``x`` itself when the size already matches).
     """
     h, w = x.shape[-2:]
     if (h, w) == (height, width):

@@ -33,7 +33,15 @@ def scribble(image: torch.Tensor, resolution: int = 512) -> torch.Tensor:
 
 
 def xdog_levels(levels: torch.Tensor, threshold: int) -> torch.Tensor:
-    """XDoG: blurs of sigma 0.5 and 5.0; white where ``2 * (255 - dog) > threshold``."""
+    """XDoG: blurs of sigma 0.5 and 5.0; white where ``2 * (255 - dog) > threshold``.
+
+    Args:
+        levels: ``(B, 3, H, W)`` float grey levels in ``[0, 255]``.
+        threshold: on the same 0-255 scale (the reference's default is 32).
+
+    Returns:
+        ``(B, 1, H, W)`` of 0.0 / 1.0 in ``levels``' dtype and device.
+    """
     g1 = gaussian_blur(levels, 0.5)
     g2 = gaussian_blur(levels, 5.0)
     dog = (255 - (g2 - g1).amin(dim=1, keepdim=True)).clamp(0, 255).floor()  # uint8 cast truncates
@@ -95,7 +103,15 @@ def otsu_thresholds(grey: torch.Tensor) -> torch.Tensor:
 
 
 def binary_levels(levels: torch.Tensor, threshold: int) -> torch.Tensor:
-    """White where grey > threshold; Otsu's threshold per image when ``threshold`` is 0 or 255."""
+    """White where grey > threshold; Otsu's threshold per image when ``threshold`` is 0 or 255.
+
+    Args:
+        levels: ``(B, 3, H, W)`` float grey levels in ``[0, 255]``.
+        threshold: 0-255 luminance threshold.
+
+    Returns:
+        ``(B, 1, H, W)`` of 0.0 / 1.0 in ``levels``' dtype and device.
+    """
     grey = grey_levels(levels)
     if threshold in (0, 255):
         t = otsu_thresholds(grey).view(-1, 1, 1, 1)

@@ -27,7 +27,9 @@ MLSD_FILE = "mlsd_large_512_fp32.pth"
 TOP_K = 200
 
 
-def _conv_bn(cin: int, cout: int, k: int, padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True):
+def _conv_bn(
+    cin: int, cout: int, k: int, padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = True
+) -> nn.Sequential:
     """``Sequential(conv, batch norm)`` (keys ``0.*``, ``1.*``); the activation is applied by the caller."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, k, padding=padding, dilation=dilation, groups=groups, bias=bias), nn.BatchNorm2d(cout)

@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from affordance.controlnet import Layout, convert_file, diffusers_config, read_controlnet
 from affordance.controlnet.convert import main as convert_main
-from affordance.controlnet.errors import OutputError
+from affordance.controlnet.errors import InputError, OutputError
 
 
 def _tensors(path):
@@ -158,8 +158,12 @@ def test_written_files_are_readable_by_others_like_any_new_file(tiny_model, writ
 
 
 def test_original_needs_safetensors_name(tiny_model, write_checkpoint, tmp_path):
-    with pytest.raises(ValueError, match=r"write original-layout files as .safetensors, got 'x.pth'"):
-        convert_file(write_checkpoint(tiny_model), tmp_path / "x.pth", to="original")
+    src = write_checkpoint(tiny_model)
+    with pytest.raises(InputError, match=r"original-layout files are written as .safetensors, got 'x.pth'"):
+        convert_file(src, tmp_path / "x.pth", to="original")
+    with pytest.raises(InputError, match="to must be 'diffusers' or 'original', got 'ckpt'"):
+        convert_file(src, tmp_path / "x.safetensors", to="ckpt")
+    assert not (tmp_path / "x.pth").exists() and not (tmp_path / "x.safetensors").exists()
 
 
 def test_cli(tiny_model, write_checkpoint, tmp_path, caplog):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from affordance.controlnet import SD15, SD21, SDXL, ControlNet, HintError, InputError
+from affordance.controlnet import SD15, SD21, SDXL, ConfigError, ControlNet, ControlNetConfig, HintError, InputError
 from affordance.controlnet.layers import timestep_embedding
 
 
@@ -147,7 +149,7 @@ def test_residual_scaling_and_sum(tiny_model, inputs):
     assert all(torch.count_nonzero(r) == 0 for r in zero.as_list())
     both = out + out.scaled(0.5)
     torch.testing.assert_close(both.mid, out.mid * 1.5)
-    with pytest.raises(ValueError, match="got 3 weights for 5 residuals"):
+    with pytest.raises(InputError, match="got 3 weights for 5 residuals"):
         out.scaled([1.0, 1.0, 1.0])
 
 
@@ -273,3 +275,15 @@ def test_step_calls_no_parameter_free_module(tiny_xl_model, inputs):
     with torch.no_grad():
         model(x, None, t, ctx, y, encoded_hint=model.encode_hint(hint))
     assert sum(calls) == 0
+
+
+def test_inconsistent_architectures_are_config_errors():
+    """ControlNetConfig and the model refuse contradictions with a ConfigError that says what to change."""
+    with pytest.raises(ConfigError, match="num_res_blocks has 1 levels but channel_mult has 2"):
+        ControlNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=(1,), transformer_depth=(1,))
+    with pytest.raises(ConfigError, match="set exactly one of num_heads"):
+        replace(SD15, num_head_channels=64)
+    with pytest.raises(ConfigError, match="64 attention channels cannot be split into heads"):
+        ControlNet(
+            replace(SD15, model_channels=64, channel_mult=(1,), num_res_blocks=(1,), transformer_depth=(1,), num_heads=3)
+        )

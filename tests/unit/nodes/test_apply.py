@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from affordance.controlnet.errors import HintError, InputError
 from affordance.controlnet.weights import ControlWeights, Preset, WeightsError
 from affordance.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from affordance.nodes.apply import apply_control
@@ -99,7 +100,7 @@ def test_mask_rank_checked(control, image):
 @pytest.mark.parametrize("strength", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_strength_is_refused(control, image, strength):
     # ComfyUI's min/max check lets NaN through (and a linked value is not checked at all): a black image
-    with pytest.raises(ValueError, match=r"strength must be a finite number \(0 to 10\), got (nan|inf|-inf)"):
+    with pytest.raises(ValueError, match=r"strength must be a finite number, got (nan|inf|-inf)"):
         apply_control(_cond(), _cond(), control, image(), strength, 0.0, 1.0)
 
 
@@ -110,7 +111,9 @@ def test_masks_are_brought_into_0_1(control, image):
     eight_bit = torch.tensor([[[0, 255], [51, 255]]], dtype=torch.uint8)
     pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=eight_bit)
     torch.testing.assert_close(pos[0][1]["control"].mask, torch.tensor([[[0.0, 1.0], [0.2, 1.0]]]))
-    pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=torch.ones(1, 2, 2, dtype=torch.bool))
+    pos, _ = apply_control(
+        _cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=torch.ones(1, 2, 2, dtype=torch.bool)
+    )
     assert pos[0][1]["control"].mask.dtype == torch.float32
 
 
@@ -173,7 +176,7 @@ def test_foreign_control_is_applied_like_comfyui(image):
 
 
 def test_foreign_control_rejects_our_extras(image):
-    with pytest.raises(ValueError, match="weights, mask input\\(s\\) need a ControlNet loaded with"):
+    with pytest.raises(InputError, match="weights, mask input\\(s\\) need a ControlNet loaded with"):
         apply_control(
             _cond(),
             _cond(),
@@ -187,8 +190,17 @@ def test_foreign_control_rejects_our_extras(image):
         )
 
 
+def test_wrong_objects_get_typed_errors(control, image):
+    with pytest.raises(InputError, match="control_net must be a CONTROL_NET from a ControlNet loader, got str"):
+        apply_control(_cond(), _cond(), "control_v11p_sd15_canny.pth", image(), 1.0, 0.0, 1.0)
+    with pytest.raises(InputError, match="takes no extra concatenated inputs \\(got 1\\)"):
+        control.copy().set_cond_hint(image().movedim(-1, 1), 1.0, (0.0, 1.0), extra_concat=[torch.zeros(1)])
+    with pytest.raises(HintError, match="has no hint image"):
+        control.copy()._encoded(torch.zeros(2, 4, 8, 8), torch.float32, 2, 2)
+
+
 def test_controlnet_needing_a_vae_without_one(image):
-    with pytest.raises(ValueError, match="needs a VAE to encode its hint: connect a VAE"):
+    with pytest.raises(InputError, match="needs a VAE to encode its hint: connect a VAE"):
         apply_control(_cond(), _cond(), ForeignControl(latent_format="sd3"), image(), 1.0, 0.0, 1.0)
     pos, _ = apply_control(_cond(), _cond(), ForeignControl(latent_format="sd3"), image(), 1.0, 0.0, 1.0, vae="vae")
     assert pos[0][1]["control"].vae == "vae"

@@ -7,6 +7,7 @@ import torch
 
 from affordance.nodes import NODE_CLASS_MAPPINGS
 from affordance.nodes.preprocess import NODES, CannyPreprocessor
+from affordance.preprocessors import ParameterError
 
 LEARNED = {  # these need annotator weights (see the stub-host test below)
     "AST_HEDPreprocessor",
@@ -97,6 +98,33 @@ def test_pixel_perfect_node(image):
     assert node.process(
         image(h=480, w=640), "resize_and_fill", 0, 0, latent={"samples": torch.zeros(1, 4, 64, 64)}
     ) == (384,)
+
+
+@pytest.mark.parametrize(
+    ("latent", "got"),
+    [
+        ({"samples": torch.zeros(4, 64)}, r"samples of shape \(4, 64\)"),
+        ({"noise": 1}, r"keys \['noise'\]"),
+        ([1], "list"),
+    ],
+)
+@pytest.mark.parametrize("node_id", ["AST_HintResize", "AST_PixelPerfectResolution"])
+def test_malformed_latent_is_named(image, node_id, latent, got):
+    node = NODE_CLASS_MAPPINGS[node_id]()
+    with pytest.raises(ParameterError, match=f"latent must be a ComfyUI LATENT .*got {got}"):
+        node.process(image(h=32, w=32), "crop_and_resize", 64, 64, latent=latent)
+
+
+def test_pixel_perfect_has_its_own_tooltips():
+    resize = NODE_CLASS_MAPPINGS["AST_HintResize"].INPUT_TYPES()
+    perfect = NODE_CLASS_MAPPINGS["AST_PixelPerfectResolution"].INPUT_TYPES()
+    assert list(perfect["required"]) == list(resize["required"])  # same widgets: saved workflows rely on them
+    for name in ("image", "mode", "width", "height"):
+        assert perfect["required"][name][1]["tooltip"] != resize["required"][name][1]["tooltip"], name
+        assert {k: v for k, v in perfect["required"][name][1].items() if k != "tooltip"} == {
+            k: v for k, v in resize["required"][name][1].items() if k != "tooltip"
+        }
+    assert "resize" not in perfect["required"]["image"][1]["tooltip"].lower()
 
 
 def test_bad_images_in_nodes(image):
