@@ -68,7 +68,9 @@ def drag(page: Page, nid: int, name: str, start: tuple[float, float], end: tuple
     def off(p):  # selenium offsets are from the element's centre
         return int(round(p[0] * s - rect[2] / 2)), int(round(p[1] * s - rect[3] / 2))
 
-    ActionChains(page.driver, duration=20).move_to_element_with_offset(el, *off(start)).click_and_hold().move_to_element_with_offset(
+    ActionChains(page.driver, duration=20).move_to_element_with_offset(
+        el, *off(start)
+    ).click_and_hold().move_to_element_with_offset(
         el, *off(((start[0] + end[0]) / 2, (start[1] + end[1]) / 2))
     ).move_to_element_with_offset(el, *off(end)).release().perform()
 
@@ -117,7 +119,9 @@ def test_weights_plot_refuses_bad_text_and_keeps_the_last_good(fresh: Page):
     set_text(page, nid, "custom_weights", "1, zero, 0.25")
     assert value(page, nid, "custom_weights") == "1, 0.5, 0.25", "the last good text is kept"
     page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
-    toast = page.wait("return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join('\\n');", 10)
+    toast = page.wait(
+        "return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join('\\n');", 10
+    )
     assert "zero" in toast and "not a number" in toast
     page.screenshot_node(nid, "weights_plot_bad_text")
     assert page.console_errors() == []
@@ -145,7 +149,9 @@ def test_schedule_plot_drag_add_remove_and_bad_text(fresh: Page):
     s = geometry(page, nid, "ast_schedule_plot")["scale"]
     ax = page.js(WIDGET + "return w.plotGeometry().xOf(0.8);", nid, "ast_schedule_plot")
     ay = page.js(WIDGET + "return w.plotGeometry().yOf(0.9);", nid, "ast_schedule_plot")
-    ActionChains(page.driver).move_to_element_with_offset(el, int(ax * s - r[0] / 2), int(ay * s - r[1] / 2)).double_click().perform()
+    ActionChains(page.driver).move_to_element_with_offset(
+        el, int(ax * s - r[0] / 2), int(ay * s - r[1] / 2)
+    ).double_click().perform()
     pts = geometry(page, nid, "ast_schedule_plot")["points"]
     assert len(pts) == 4 and any(abs(p["progress"] - 0.8) < 0.015 for p in pts), value(page, nid, "keyframes")
     added = next(p for p in pts if abs(p["progress"] - 0.8) < 0.015)
@@ -159,7 +165,9 @@ def test_schedule_plot_drag_add_remove_and_bad_text(fresh: Page):
     good = value(page, nid, "keyframes")
     set_text(page, nid, "keyframes", "0:1, 1.5:0.2")
     assert value(page, nid, "keyframes") == good
-    toast = page.wait("return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join('\\n');", 10)
+    toast = page.wait(
+        "return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join('\\n');", 10
+    )
     assert "1.5" in toast and "between 0 and 1" in toast
     # step interpolation redraws live
     page.js(WIDGET + "w.value = 'step'; w.callback?.(w.value);", nid, "interpolation")
@@ -168,4 +176,42 @@ def test_schedule_plot_drag_add_remove_and_bad_text(fresh: Page):
     saved = json.loads(page.js("return JSON.stringify(app.graph.serialize());"))
     (node,) = [n for n in saved["nodes"] if n["id"] == nid]
     assert node["widgets_values"] == [good, "step"]
+    assert page.console_errors() == []
+
+
+def test_text_from_a_link_is_shown_as_sent_never_replaced(fresh: Page):
+    """A Primitive node feeding custom_weights / keyframes sends its own text: the plots show it, never revert it."""
+    page = fresh
+    weights = page.add_node("AST_ControlWeights", (400, 60))
+    schedule = page.add_node("AST_StrengthSchedule", (400, 420))
+    prims = {}
+    for node, name, y in ((weights, "custom_weights", 60), (schedule, "keyframes", 420)):
+        prim = page.add_node("PrimitiveNode", (40, y))
+        page.js(
+            "const p = app.graph.getNodeById(arguments[0]); const n = app.graph.getNodeById(arguments[1]);"
+            "p.connect(0, n, n.inputs.findIndex(i => i.widget?.name === arguments[2]));"
+            "app.canvas.setDirty(true, true); app.canvas.draw(true, true);",
+            prim,
+            node,
+            name,
+        )
+        prims[name] = prim
+    page.js(WIDGET + "w.value = 'custom'; w.callback?.(w.value);", weights, "preset")
+    texts = {"custom_weights": ("0.5, 0.5, 0.5", "0.5, 0.5, 20"), "keyframes": ("0:1, 1:0.5", "0:1, 0.5:abc")}
+    for name, sequence in texts.items():
+        for text in sequence:  # what typing into the Primitive does: value, then callback
+            page.js(
+                "const w = app.graph.getNodeById(arguments[0]).widgets[0]; w.value = arguments[1]; w.callback?.(w.value);",
+                prims[name],
+                text,
+            )
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")
+    assert prompt[str(weights)]["inputs"]["custom_weights"] == "0.5, 0.5, 20"
+    assert prompt[str(schedule)]["inputs"]["keyframes"] == "0:1, 0.5:abc"
+    assert (
+        value(page, weights, "custom_weights") == "0.5, 0.5, 20"
+        and value(page, schedule, "keyframes") == "0:1, 0.5:abc"
+    )
+    toasts = page.js("return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join(' ');")
+    assert "0.5, 0.5, 20" not in toasts and "0.5:abc" not in toasts, toasts  # (earlier tests' toasts may linger)
     assert page.console_errors() == []

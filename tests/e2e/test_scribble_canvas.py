@@ -86,8 +86,11 @@ def test_draw_upload_queue_save_and_reload(fresh: Page):
     page.screenshot_node(nid, "scribble_canvas")
 
     # queue it: the prompt carries the reference and the node outputs the drawing
-    prompt = page.js_async("const p = await app.graphToPrompt(); return await api.queuePrompt(0, p);".replace(
-        "api.", "window.comfyAPI.api.api."))
+    prompt = page.js_async(
+        "const p = await app.graphToPrompt(); return await api.queuePrompt(0, p);".replace(
+            "api.", "window.comfyAPI.api.api."
+        )
+    )
     assert not prompt.get("node_errors"), prompt
     entry = page.server.wait_history(prompt["prompt_id"])
     (img,) = entry["outputs"][str(preview)]["images"]
@@ -154,16 +157,12 @@ def test_failed_upload_is_shown_and_nothing_is_lost(fresh: Page):
     )
     try:
         draw(page, nid, [(0.2, 0.2), (0.8, 0.8)])
-        status = page.wait(
-            STATE + "return s.el.status.dataset.state === 'error' && s.el.status.textContent;", 20, nid
-        )
+        status = page.wait(STATE + "return s.el.status.dataset.state === 'error' && s.el.status.textContent;", 20, nid)
         assert "Upload failed: the server answered 507" in status and "kept in the node" in status
         ref = page.js(STATE + "return s.value;", nid)
         assert ref and not (page.server.input_dir / ref).exists()
         # queueing refuses with a clear message instead of running without the drawing
-        err = page.js_async(
-            "try { await app.graphToPrompt(); return null; } catch (e) { return String(e.message); }"
-        )
+        err = page.js_async("try { await app.graphToPrompt(); return null; } catch (e) { return String(e.message); }")
         assert err and "could not be uploaded" in err and "still in the node" in err
         page.screenshot_node(nid, "scribble_upload_failed")
     finally:
@@ -192,7 +191,9 @@ def test_oversized_drawing_is_refused(fresh: Page):
     status = page.js(STATE + "return s.el.status.textContent;", nid)
     assert "larger than the maximum of 4096x4096 pixels: width is 5000" in status and "Kept 128x128" in status
     assert page.js(STATE + "return [s.raster.width, s.value];", nid) == [128, before], "last good drawing kept"
-    assert page.js("return app.graph.getNodeById(arguments[0]).widgets.find(w => w.name === 'width').value;", nid) == 128
+    assert (
+        page.js("return app.graph.getNodeById(arguments[0]).widgets.find(w => w.name === 'width').value;", nid) == 128
+    )
     # a prompt written by hand with an oversized canvas is refused by the server, naming the limit
     answer = page.js_async(
         "const r = await fetch('/prompt', {method: 'POST', headers: {'Content-Type': 'application/json'},"
@@ -240,9 +241,15 @@ def test_background_image_to_trace(fresh: Page, source: str):
 def test_strokes_land_under_the_pointer_at_any_graph_zoom(fresh: Page):
     page = fresh
     nid = add_canvas(page, 200, 100)
-    page.js("app.canvas.ds.scale = 1.6; app.canvas.ds.offset = [-20, -20]; app.canvas.setDirty(true, true);"
-            "app.canvas.draw(true, true);")
-    page.wait(STATE + "app.canvas.draw(true, true); const r = s.el.ink.getBoundingClientRect(); return r.width > 300;", 20, nid)
+    page.js(
+        "app.canvas.ds.scale = 1.6; app.canvas.ds.offset = [-20, -20]; app.canvas.setDirty(true, true);"
+        "app.canvas.draw(true, true);"
+    )
+    page.wait(
+        STATE + "app.canvas.draw(true, true); const r = s.el.ink.getBoundingClientRect(); return r.width > 300;",
+        20,
+        nid,
+    )
     draw(page, nid, [(0.2, 0.5), (0.8, 0.5)])
     drawn = raster(page, nid)
     cols = np.nonzero(drawn[50])[0]
@@ -251,4 +258,136 @@ def test_strokes_land_under_the_pointer_at_any_graph_zoom(fresh: Page):
     assert abs(cols.min() - 40) <= 6 and abs(cols.max() - 160) <= 6, (cols.min(), cols.max())
     assert abs(rows.mean() - 50) <= 2 and 6 <= len(rows) <= 10, rows
     page.clear_graph()
+    assert page.console_errors() == []
+
+
+EMPTY_WORKFLOW = {"nodes": [], "links": [], "version": 0.4, "last_node_id": 0, "last_link_id": 0, "groups": []}
+HISTORY = (
+    "const ct = app.extensionManager.workflow.activeWorkflow.changeTracker;"
+    "const strokes = (s) => s.nodes.filter(n => n.type === 'AST_ScribbleCanvas')"
+    "  .map(n => (n.properties?.ast_scribble?.ops ?? []).length);"
+    "return {now: strokes(app.graph.serialize()), undo: ct.undoQueue.map(strokes), redo: ct.redoQueue.map(strokes)};"
+)
+
+
+def _ctrl(page: Page, key: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    page.js("document.querySelector('#graph-canvas').focus();")
+    ActionChains(page.driver).key_down(Keys.CONTROL).send_keys(key).key_up(Keys.CONTROL).perform()
+
+
+def test_graph_undo_and_redo_step_through_strokes(fresh: Page):
+    """Ctrl+Z / Ctrl+Y step through strokes; reloading a step never records the half-loaded graph as a new one."""
+    page = fresh
+    page.js_async("await app.loadGraphData(arguments[0], true, true, 'undo_history');", EMPTY_WORKFLOW)
+    nid = add_canvas(page, 128, 96)
+    draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
+    wait_saved(page, nid)
+    draw(page, nid, [(0.5, 0.1), (0.5, 0.9)])
+    wait_saved(page, nid)
+    # strokes per canvas: the empty graph, the new canvas (0 strokes), one stroke, two strokes
+    assert page.js(HISTORY) == {"now": [2], "undo": [[], [0], [1]], "redo": []}
+    steps = [  # key, then the whole history: a restored step must never add one (nor clear the redo list)
+        ("z", {"now": [1], "undo": [[], [0]], "redo": [[2]]}),
+        ("y", {"now": [2], "undo": [[], [0], [1]], "redo": []}),
+        ("z", {"now": [1], "undo": [[], [0]], "redo": [[2]]}),
+        ("z", {"now": [0], "undo": [[]], "redo": [[2], [1]]}),
+    ]
+    for key, expected in steps:
+        _ctrl(page, key)
+        page.wait(
+            f"return JSON.stringify((() => {{ {HISTORY} }})().now) === {json.dumps(json.dumps(expected['now']))};", 10
+        )
+        time.sleep(0.5)  # the canvas restores asynchronously: nothing it does may add a step
+        assert page.js(HISTORY) == expected, key
+    assert page.console_errors() == []
+
+
+def _canvas_workflow(ref: str, width: int, height: int) -> dict:
+    """A workflow written elsewhere: a canvas naming a drawing file, with no strokes kept."""
+    return {
+        **EMPTY_WORKFLOW,
+        "last_node_id": 1,
+        "nodes": [
+            {
+                "id": 1,
+                "type": "AST_ScribbleCanvas",
+                "pos": [60, 60],
+                "size": [420, 560],
+                "flags": {},
+                "order": 0,
+                "mode": 0,
+                "inputs": [],
+                "outputs": [
+                    {"name": "scribble", "type": "IMAGE", "links": None},
+                    {"name": "mask", "type": "MASK", "links": None},
+                ],
+                "properties": {},
+                "widgets_values": [width, height, ref],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "too_large"])
+def test_a_drawing_that_cannot_be_shown_is_never_overwritten(fresh: Page, case: str):
+    """Queueing sends the file name unchanged (the backend reports the problem) and never uploads over it."""
+    page = fresh
+    ref = f"affordance_scribbles/{case}_sketch.png"
+    path = page.server.input_dir / ref
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    if case == "too_large":
+        Image.new("L", (4200, 16), 255).save(path)
+    before = path.read_bytes() if path.exists() else None
+    page.js_async(
+        "await app.loadGraphData(arguments[0], true, true, arguments[1]);", _canvas_workflow(ref, 128, 96), case
+    )
+    status = page.wait(STATE + "return s.el.status.dataset.state === 'error' && s.el.status.textContent;", 20, 1)
+    assert "could not be loaded" in status and ".." not in status
+    assert page.js(STATE + "return [s.raster.width, s.raster.height];", 1) == [128, 96]
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")
+    assert prompt["1"]["inputs"]["drawing"] == ref
+    time.sleep(1.0)  # an upload, had one been started, would have landed by now
+    assert (path.read_bytes() if path.exists() else None) == before
+    answer = page.js_async(
+        "const p = await app.graphToPrompt(); const r = await fetch('/prompt', {method: 'POST',"
+        " headers: {'Content-Type': 'application/json'}, body: JSON.stringify({prompt: Object.assign(p.output,"
+        " {'2': {class_type: 'PreviewImage', inputs: {images: ['1', 0]}}})})}); return [r.status, await r.text()];"
+    )
+    if case == "missing":  # refused before running, naming the file
+        assert answer[0] == 400 and ref.split("/")[-1] in answer[1], answer
+    else:  # the file exists, so it runs, and the run fails naming the size
+        with pytest.raises(AssertionError, match="4200x16"):
+            page.server.wait_history(json.loads(answer[1])["prompt_id"], timeout=60)
+    assert (path.read_bytes() if path.exists() else None) == before
+    page.console_errors()  # the browser logs the 404 of /view for the missing file: expected
+
+
+def test_a_canvas_in_a_legacy_group_node_passes_its_drawing_on(fresh: Page):
+    """The deprecated group nodes cannot host a working canvas: it is read-only there and never loses the drawing."""
+    from selenium.webdriver.common.keys import Keys
+
+    page = fresh
+    page.js_async("await app.loadGraphData(arguments[0], true, true, 'group_node');", EMPTY_WORKFLOW)
+    nid = add_canvas(page, 128, 96)
+    preview = page.add_node("PreviewImage", (560, 60))
+    page.js("app.graph.getNodeById(arguments[0]).connect(0, app.graph.getNodeById(arguments[1]), 0);", nid, preview)
+    draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
+    ref = wait_saved(page, nid)
+    page.js("for (const n of app.graph.nodes) app.canvas.selectNode(n, true);")
+    page.js("app.extensionManager.command.execute('Comfy.GroupNode.ConvertSelectedNodesToGroupNode');")
+    name = page.wait("return document.querySelector('.p-dialog input')", 10)
+    name.send_keys("grp", Keys.ENTER)
+    page.wait("return app.graph.nodes.length === 1 && !!app.graph.nodes[0].astScribble", 10)
+    gid = page.js("return app.graph.nodes[0].id;")
+    assert page.js(STATE + "return s.readOnly;", gid) is True
+    assert "convert the group node back" in page.js(STATE + "return s.el.status.textContent;", gid)
+    draw(page, gid, [(0.5, 0.1), (0.5, 0.9)])  # ignored
+    page.js(STATE + "s.el.clear.click(); s.el.undo.click();", gid)
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")
+    (canvas,) = [v for v in prompt.values() if v["class_type"] == "AST_ScribbleCanvas"]
+    assert canvas["inputs"]["drawing"] == ref and [canvas["inputs"]["width"], canvas["inputs"]["height"]] == [128, 96]
     assert page.console_errors() == []

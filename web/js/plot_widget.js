@@ -87,7 +87,9 @@ export function parseProblem(parse) {
  *
  * A user edit that does not parse is undone: the widget gets the last good text back, a toast names the
  * rejected text and why, and ``onReject({text, message, kept})`` lets the plot show it. Values that arrive
- * without a callback (a loaded workflow) are never rewritten; good ones become the new fallback.
+ * without a callback (a loaded workflow) are never rewritten; good ones become the new fallback. Nor are
+ * values that arrive through a link (the widget is then an input, fed e.g. by a Primitive node, which
+ * sends its own text on every queue): the node shows them as they are and the backend judges them.
  * Returns ``{observe(text)}`` to report such values.
  */
 export function guardText(app, node, widget, { check, label, onAccept, onReject }) {
@@ -96,7 +98,9 @@ export function guardText(app, node, widget, { check, label, onAccept, onReject 
   widget.callback = function (...args) {
     const text = widget.value;
     const message = check(text);
-    if (message && lastGood !== null && text !== lastGood) {
+    if (message && isLinked(node, widget.name)) {
+      // kept as sent: the plot draws the parse error of the current text, and the backend refuses it
+    } else if (message && lastGood !== null && text !== lastGood) {
       widget.value = lastGood;
       args[0] = widget.value;
       toast(app, `${label}: rejected ${JSON.stringify(text)}`, `${message} Kept ${JSON.stringify(lastGood)}.`);

@@ -57,7 +57,10 @@ class ScribbleCanvas {
     this.bgExecuted = null;
     this.restoring = null;
     this.configuring = false;
+    this.ownRef = ""; // the reference of the pixels this canvas holds: only that name is ever uploaded
+    this.readOnly = false; // hosted by another node (a legacy group node): shown, never edited
     this.buildDom();
+    this.paintAll();
   }
 
   // ---- DOM --------------------------------------------------------------------------------------------
@@ -170,13 +173,16 @@ class ScribbleCanvas {
   }
 
   // ---- drawing ------------------------------------------------------------------------------------------
-  /** Re-render the whole drawing (size change, undo, clear, restore) and refresh the reference. */
-  rebuild() {
+  /**
+   * Re-render the whole drawing (size change, undo, clear) and refresh the reference. `track`: whether this
+   * is the user's edit, to be recorded by the graph's undo history (not while a node is made or loaded).
+   */
+  rebuild(track = true) {
     const size = this.wantedSize();
     if (!size) return;
     this.raster = S.render(size[0], size[1], this.ops, this.base);
     this.paintAll();
-    this.afterChange();
+    this.afterChange(track);
   }
 
   paintAll() {
@@ -194,7 +200,7 @@ class ScribbleCanvas {
   }
 
   paintRect(rect) {
-    if (!rect) return;
+    if (!rect || !this.imageData) return;
     const [l, t, r, b] = rect;
     S.toRGBA(this.raster, false, this.imageData.data, rect);
     this.inkCtx.putImageData(this.imageData, 0, 0, l, t, r - l, b - t);
@@ -216,7 +222,7 @@ class ScribbleCanvas {
   onPointer(e) {
     const ink = this.el.ink;
     if (e.type === "pointerdown") {
-      if (e.button !== 0) return;
+      if (e.button !== 0 || this.readOnly) return;
       e.preventDefault();
       e.stopPropagation();
       if (S.countPoints(this.ops) >= S.MAX_POINTS) {
@@ -255,6 +261,7 @@ class ScribbleCanvas {
   }
 
   undo() {
+    if (this.readOnly) return;
     if (!this.ops.length) {
       this.setStatus("Nothing to undo.");
       return;
@@ -264,7 +271,7 @@ class ScribbleCanvas {
   }
 
   clear() {
-    if (!this.ops.length && !this.base && !this.value) return;
+    if (this.readOnly || (!this.ops.length && !this.base && !this.value)) return;
     this.ops.push({ t: "c" });
     this.rebuild();
   }
@@ -283,11 +290,16 @@ class ScribbleCanvas {
     this.rebuild();
   }
 
-  /** After any edit: keep the strokes in the workflow, point the widget at the drawing's file, upload it. */
-  afterChange() {
+  /**
+   * After any edit: keep the strokes in the workflow, point the widget at the drawing's file, upload it.
+   * `track`: record the edit in the graph's undo history (false while a node is created or restored, which
+   * would otherwise add half-loaded graphs as steps and clear the redo list).
+   */
+  afterChange(track = true) {
     this.node.properties[RECORD] = S.encodeRecord(this.baseRef, this.ops);
     const blank = !this.base && !this.raster.data.some((v) => v);
     const ref = blank ? "" : S.referenceFor(this.raster);
+    this.ownRef = ref;
     if (ref !== this.value) {
       this.value = ref;
       this.widget?.callback?.(ref);
@@ -297,8 +309,10 @@ class ScribbleCanvas {
     else if (this.uploaded.has(ref)) this.setStatus(`${width}x${height} - saved as input/${ref}`);
     else this.scheduleUpload();
     this.node.setDirtyCanvas?.(true, true);
+    if (!track) return;
     try {
-      app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState();
+      const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+      if (tracker && !tracker._restoringState) tracker.checkState();
     } catch {
       /* older frontends track changes on their own */
     }
@@ -311,12 +325,16 @@ class ScribbleCanvas {
     this.uploadTimer = setTimeout(() => void this.upload(), UPLOAD_DELAY_MS);
   }
 
-  /** Upload the current drawing (if not there yet). Resolves true when the server has it. */
+  /**
+   * Upload the current drawing (if not there yet). Resolves true when the server has it, or when the value
+   * names a file this canvas does not hold (a drawing that could not be loaded): that file is never
+   * overwritten, and the backend reports what is wrong with it.
+   */
   upload() {
     clearTimeout(this.uploadTimer);
     this.uploadTimer = null;
     const ref = this.value;
-    if (!ref || this.uploaded.has(ref)) return Promise.resolve(true);
+    if (!ref || this.uploaded.has(ref) || ref !== this.ownRef) return Promise.resolve(true);
     if (this.uploading?.ref === ref) return this.uploading.promise;
     const raster = this.raster;
     const promise = (async () => {
@@ -358,6 +376,7 @@ class ScribbleCanvas {
   restore() {
     const task = (async () => {
       const saved = this.value;
+      this.ownRef = ""; // until the saved drawing is shown again, its name is not ours to upload
       let record;
       try {
         record = S.decodeRecord(this.node.properties?.[RECORD]);
@@ -378,8 +397,10 @@ class ScribbleCanvas {
           this.base = S.fromRGBA(imagePixels(img), img.naturalWidth, img.naturalHeight);
           this.uploaded.add(this.baseRef);
         } catch (err) {
-          const why = err instanceof S.ScribbleError ? err.message : `input/${this.baseRef} is missing or not an image`;
-          this.setStatus(`The drawing could not be loaded: ${why}. Draw again or clear the canvas.`, true);
+          const why = (err instanceof S.ScribbleError ? err.message : `input/${this.baseRef} is missing or not an image`).replace(/\.+$/, "");
+          this.setStatus(`The drawing could not be loaded: ${why}. Draw again or clear the canvas; until then the node keeps its file name and the run reports the problem.`, true);
+          const [w, h] = this.wantedSize() ?? [this.raster.width, this.raster.height];
+          this.raster = S.createRaster(w, h);
           this.paintAll();
           return;
         }
@@ -391,7 +412,7 @@ class ScribbleCanvas {
       // The saved reference names this very drawing (content hash), but this server may lack the file (a
       // workflow from another machine): afterChange uploads it unless this page already did. Uploading the
       // same bytes under the same name is harmless, and probing with a request that may 404 would log errors.
-      this.afterChange();
+      this.afterChange(false);
     })();
     this.restoring = task.finally(() => {
       this.restoring = null;
@@ -453,6 +474,14 @@ app.registerExtension({
     return {
       AST_SCRIBBLE(node, inputName) {
         const state = new ScribbleCanvas(node);
+        if ((node.comfyClass ?? node.type) !== NODE_ID) {
+          // a legacy group node wrapping the canvas: it lacks the canvas node's size and restore hooks, so
+          // it passes the drawing on unchanged instead of offering a canvas that cannot work
+          state.readOnly = true;
+          state.el.ink.style.cursor = "not-allowed";
+          for (const b of [state.el.undo, state.el.clear, state.el.erase]) b.disabled = true;
+          state.setStatus("Drawing is passed on unchanged here: convert the group node back to edit it in the Scribble Canvas node.");
+        }
         const widget = node.addDOMWidget(inputName, "AST_SCRIBBLE", state.el.root, {
           getValue: () => state.value,
           setValue: (v) => {
@@ -489,7 +518,7 @@ app.registerExtension({
           };
         }
         this.setSize([Math.max(this.size[0], 360), Math.max(this.size[1], 500)]);
-        state.rebuild();
+        state.rebuild(false);
       }
       return r;
     };
