@@ -3,8 +3,9 @@
 - ``python -m affordance`` (no arguments): both demos below, on built-in data.
 - ``python -m affordance inspect [FILE ...]``: format, family, architecture, residual shapes and keys of
   each ControlNet file; with no file, a small ControlNet written in every supported format.
-- ``python -m affordance hints [IMAGE] [--out DIR] [--resolution N]``: every hint the pack makes, from
-  an image (a built-in scene when none is given), written as PNGs with a contact sheet.
+- ``python -m affordance hints [IMAGE] [--out DIR] [--resolution N] [--annotators FOLDER]``: every hint
+  that needs no weights, and with ``--annotators`` every learned hint whose official files are in FOLDER,
+  from an image (a built-in scene when none is given), written as PNGs with a contact sheet.
 - ``python -m affordance annotators FOLDER``: size, SHA-256 (compared with the official file's) and a load
   check of every official annotator file found in FOLDER (e.g. ``ComfyUI/models/annotators``).
 - ``python -m affordance convert SRC DST --to {diffusers,original}``: layout conversion.
@@ -77,12 +78,22 @@ def _hints(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m affordance hints",
-        description="Turn an image into every hint that needs no weights (the learned annotators run in ComfyUI).",
+        description="Turn an image into every hint that needs no weights, and with --annotators every learned "
+        "hint whose official weight files are in that folder.",
     )
     parser.add_argument("image", nargs="?", help="an image file (default: a built-in scene)")
     parser.add_argument("--out", default="affordance-output/hints", help="output folder (default: %(default)s)")
     parser.add_argument("--resolution", type=int, default=512, help="detection resolution (default: %(default)s)")
+    parser.add_argument(
+        "--annotators",
+        metavar="FOLDER",
+        help="a folder of official annotator files (e.g. ComfyUI/models/annotators): also make the learned hints "
+        "(HED, PiDiNet, M-LSD, lineart, MiDaS, NormalBAE, OpenPose) whose files are there",
+    )
     args = parser.parse_args(argv)
+    if args.annotators and not Path(args.annotators).is_dir():
+        log.error("error: --annotators %s is not a folder; give the folder that holds the annotator files.", args.annotators)
+        return 2
     if args.image:
         try:
             image = _read_image(args.image)
@@ -119,10 +130,66 @@ def _hints(argv: Sequence[str]) -> int:
             1000 * (time.perf_counter() - start),
             out / f"{name}_{key}.png",
         )
+    failed = _learned_hints(image, args, out, name, items) if args.annotators else 0
     sheet = out / f"{name}_contact_sheet.png"
     contact_sheet(items).save(sheet)
     log.info("contact sheet: %s", sheet)
-    return 0
+    return 1 if failed else 0
+
+
+def _learned_hints(image: torch.Tensor, args: argparse.Namespace, out: Path, name: str, items: list) -> int:
+    """Every learned hint whose files are in ``args.annotators``, written and added to ``items``.
+
+    Each file is loaded once (safely, every key checked); a hint whose files are missing is skipped with a
+    line saying which; a file that does not load is reported and its hints skipped. Returns how many failed.
+    """
+    import time
+
+    import torch
+
+    from .preprocessors.errors import PreprocessorError
+    from .preprocessors.networks import LEARNED_GALLERY, NETWORK_FOR_FILE
+    from .preprocessors.sheet import save_png
+    from .preprocessors.weights import load_annotator
+
+    folder = Path(args.annotators)
+    nets: dict[str, torch.nn.Module | PreprocessorError] = {}
+    failed = 0
+    for key, (files, run) in LEARNED_GALLERY.items():
+        missing = [f for f in files if not (folder / f).is_file()]
+        if missing:
+            log.info("%-17s skipped: needs %s in %s", key, ", ".join(missing), folder)
+            continue
+        for f in files:
+            if f not in nets:
+                try:
+                    nets[f] = load_annotator(folder / f, NETWORK_FOR_FILE[f](), f)
+                except PreprocessorError as exc:
+                    nets[f] = exc
+        broken = [nets[f] for f in files if isinstance(nets[f], PreprocessorError)]
+        if broken:
+            failed += 1
+            log.error("%-17s skipped: %s", key, broken[0])
+            continue
+        start = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                hint = run(image, [nets[f] for f in files], args.resolution).clamp(0, 1)
+        except PreprocessorError as exc:
+            failed += 1
+            log.error("%-17s %s", key, exc)
+            continue
+        save_png(hint, out / f"{name}_{key}.png")
+        items.append((key, hint))
+        log.info(
+            "%-17s %dx%d in %.0f ms -> %s",
+            key,
+            hint.shape[-1],
+            hint.shape[-2],
+            1000 * (time.perf_counter() - start),
+            out / f"{name}_{key}.png",
+        )
+    return failed
 
 
 def _annotators(argv: Sequence[str]) -> int:
@@ -205,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m affordance [inspect]",
         description="Inspect ControlNet files (no file: a demo of every format). Other sub-commands: "
-        "'hints' (every preprocessor that needs no weights, on an image), 'convert' (layout conversion), "
+        "'hints' (every preprocessor on an image; learned ones with --annotators FOLDER), 'convert' (layout "
+        "conversion), "
         "'annotators' (check a folder of annotator weights).",
     )
     parser.add_argument("files", nargs="*", help="ControlNet files or diffusers folders")

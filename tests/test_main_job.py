@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,3 +145,27 @@ def test_hints_output_folder_problems_are_clean_errors(tmp_path):
 def test_annotators_needs_a_folder(tmp_path):
     proc = _run("annotators", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
+
+
+def test_hints_with_annotator_weights(tmp_path):
+    """`hints --annotators FOLDER` adds every learned hint whose files are there; missing or broken files are named."""
+    from affordance.preprocessors.networks import NETWORK_FOR_FILE
+
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    for name in ("ControlNetHED.pth", "table5_pidinet.pth", "mlsd_large_512_fp32.pth"):
+        torch.manual_seed(0)
+        torch.save(NETWORK_FOR_FILE[name]().state_dict(), folder / name)
+    (folder / "sk_model.pth").write_text("not weights")
+    proc = _run("hints", "--annotators", str(folder), "--out", str(tmp_path / "o"), "--resolution", "128", cwd=tmp_path)
+    out = proc.stderr + proc.stdout
+    assert proc.returncode == 1, out  # the broken lineart file fails the run, after everything else was made
+    for key in ("hed", "fake_scribble", "pidinet", "mlsd", "canny"):
+        with Image.open(tmp_path / "o" / f"demo_scene_{key}.png") as im:
+            assert im.size == (768, 512), key
+    assert re.search(r"lineart +skipped: .*sk_model\.pth is a text file", out)
+    assert re.search(r"midas_depth +skipped: needs dpt_hybrid-midas-501f0c75\.pt in ", out)
+    assert not (tmp_path / "o" / "demo_scene_lineart.png").exists()
+    assert (tmp_path / "o" / "demo_scene_contact_sheet.png").is_file()
+    bad = _run("hints", "--annotators", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p"), cwd=tmp_path)
+    assert bad.returncode == 2 and "is not a folder" in bad.stderr + bad.stdout
