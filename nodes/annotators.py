@@ -2,14 +2,17 @@
 
 The folder ``ComfyUI/models/annotators`` is registered on first use (paths from
 ``extra_model_paths.yaml`` under ``annotators:`` are kept). Each network is loaded once per file and
-wrapped in a ``ModelPatcher``, so ComfyUI moves it to the GPU when needed, offloads it under memory
-pressure and unloads it with "free memory".
+wrapped in a ``ModelPatcher``, so ComfyUI moves it to the GPU when needed and offloads it under memory
+pressure. The node objects that use a network hold it (ComfyUI keeps node objects while their graph is
+in use); the shared table only refers to it weakly, so once no node holds it ("free memory", a graph
+without that node) its weights are released like ComfyUI's own models.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +22,8 @@ from ..preprocessors.weights import load_annotator, missing_file_error
 from ._host import comfy_model_management, comfy_model_patcher, folder_paths, log
 
 FOLDER = "annotators"
-_CACHE: dict[tuple[str, float, int], Any] = {}
+_CACHE: weakref.WeakValueDictionary[tuple, Any] = weakref.WeakValueDictionary()  # (path, file identity) -> patcher
+_PINS = "_ast_annotators"  # attribute of the owning node object: {file name: patcher}
 _LOCK = threading.Lock()
 
 
@@ -41,14 +45,16 @@ def annotator_path(name: str) -> str:
     return path
 
 
-def annotator_model(name: str, build: Callable[[], nn.Module]) -> nn.Module:
+def annotator_model(name: str, build: Callable[[], nn.Module], owner: Any = None) -> nn.Module:
     """The network of ``name`` on ComfyUI's device, loaded once and kept under model management.
 
-    Half precision on GPUs that support it; the same file is never read twice while unchanged.
+    Half precision on GPUs that support it; the same file is never read twice while unchanged and held.
+    ``owner`` (the node object) keeps the network alive; without one it lives only as long as the caller
+    keeps the returned network or another owner holds it.
     """
     path = annotator_path(name)
     stat = os.stat(path)
-    key = (path, stat.st_mtime, stat.st_size)
+    key = (path, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_size)  # ctime: see file_fingerprint
     mm = comfy_model_management()
     with _LOCK:
         patcher = _CACHE.get(key)
@@ -64,6 +70,8 @@ def annotator_model(name: str, build: Callable[[], nn.Module]) -> nn.Module:
             )
             _CACHE[key] = patcher
             log.info("loaded annotator %s (%s) from %s", name, type(net).__name__, path)
+        if owner is not None:
+            owner.__dict__.setdefault(_PINS, {})[name] = patcher
     mm.load_models_gpu([patcher])
     return patcher.model
 

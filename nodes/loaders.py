@@ -47,9 +47,12 @@ def load_control(path: str | Path, *, global_average_pooling: bool | None = None
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """Size and modification time (ns) of ``path`` and of a ``config.json`` beside it, as one string.
+    """Identity of ``path`` and of a ``config.json`` beside it, as one string: size, modification and change
+    times (ns) and inode.
 
-    A missing file or config gives ``"-"`` in its place (the load itself reports what is missing).
+    The change time cannot be set back by ``cp -p``, ``rsync -t`` or unpacking an archive, so a file replaced
+    by another of the same size and modification time (all SD1.5 fp16 ControlNets have the same size) still
+    reads as changed. A missing file or config gives ``"-"`` in its place (the load reports what is missing).
     """
     parts = []
     for p in (Path(path), Path(path).parent / "config.json"):
@@ -58,7 +61,7 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
         except OSError:
             parts.append("-")
         else:
-            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}")
     return "|".join(parts)
 
 

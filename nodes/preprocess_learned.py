@@ -25,7 +25,7 @@ class HEDPreprocessor(_Preprocessor):
     PARAMS = {"safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels (hides textures)."})}
 
     def process(self, image: torch.Tensor, safe: bool, resolution: int) -> dict:
-        net = annotator_model(HED_FILE, HEDNet)
+        net = annotator_model(HED_FILE, HEDNet, self)
         return with_preview(run_batched(image, lambda x: hed(x, net, safe, resolution)))
 
 
@@ -35,7 +35,7 @@ class FakeScribblePreprocessor(_Preprocessor):
     )
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
-        net = annotator_model(HED_FILE, HEDNet)
+        net = annotator_model(HED_FILE, HEDNet, self)
         return with_preview(run_batched(image, lambda x: fake_scribble(x, net, resolution)))
 
 
@@ -55,7 +55,7 @@ class LineartPreprocessor(_Preprocessor):
     }
 
     def process(self, image: torch.Tensor, coarse: bool, resolution: int) -> dict:
-        net = annotator_model(LINEART_COARSE_FILE if coarse else LINEART_FILE, LineartNet)
+        net = annotator_model(LINEART_COARSE_FILE if coarse else LINEART_FILE, LineartNet, self)
         return with_preview(run_batched(image, lambda x: lineart(x, net, resolution)))
 
 
@@ -63,7 +63,7 @@ class LineartAnimePreprocessor(_Preprocessor):
     DESCRIPTION = "Anime lineart with the anime U-Net (netG.pth); the network runs at the next multiple of 256."
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
-        net = annotator_model(LINEART_ANIME_FILE, LineartAnimeNet)
+        net = annotator_model(LINEART_ANIME_FILE, LineartAnimeNet, self)
         return with_preview(run_batched(image, lambda x: lineart_anime(x, net, resolution)))
 
 
@@ -73,7 +73,7 @@ class NormalBAEPreprocessor(_Preprocessor):
     )
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
-        net = annotator_model(NORMALBAE_FILE, NormalBaeNet)
+        net = annotator_model(NORMALBAE_FILE, NormalBaeNet, self)
         return with_preview(run_batched(image, lambda x: normal_bae(x, net, resolution)))
 
 
@@ -83,7 +83,7 @@ class MiDaSDepthPreprocessor(_Preprocessor):
     )
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
-        net = annotator_model(MIDAS_FILE, DPTHybridNet)
+        net = annotator_model(MIDAS_FILE, DPTHybridNet, self)
         return with_preview(run_batched(image, lambda x: midas_depth(x, net, resolution)))
 
 
@@ -104,7 +104,7 @@ class MiDaSNormalPreprocessor(_Preprocessor):
     }
 
     def process(self, image: torch.Tensor, a: float, bg_threshold: float, resolution: int) -> dict:
-        net = annotator_model(MIDAS_FILE, DPTHybridNet)
+        net = annotator_model(MIDAS_FILE, DPTHybridNet, self)
         return with_preview(run_batched(image, lambda x: midas_normal(x, net, a, bg_threshold, resolution)))
 
 
@@ -128,9 +128,9 @@ class OpenPosePreprocessor(_Preprocessor):
     def process(
         self, image: torch.Tensor, detect_body: bool, detect_hand: bool, detect_face: bool, resolution: int
     ) -> dict:
-        body = annotator_model(BODY_FILE, BodyPoseNet)
-        hand = annotator_model(HAND_FILE, HandPoseNet) if detect_hand else None
-        face = annotator_model(FACE_FILE, FaceNet) if detect_face else None
+        body = annotator_model(BODY_FILE, BodyPoseNet, self)
+        hand = annotator_model(HAND_FILE, HandPoseNet, self) if detect_hand else None
+        face = annotator_model(FACE_FILE, FaceNet, self) if detect_face else None
         keypoints: list = []
 
         def run(x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +149,7 @@ class PiDiNetPreprocessor(_Preprocessor):
     }
 
     def process(self, image: torch.Tensor, safe: bool, resolution: int) -> dict:
-        net = annotator_model(PIDINET_FILE, PiDiNet)
+        net = annotator_model(PIDINET_FILE, PiDiNet, self)
         return with_preview(run_batched(image, lambda x: pidinet(x, net, safe, resolution)))
 
 
@@ -163,7 +163,7 @@ class MLSDPreprocessor(_Preprocessor):
     }
 
     def process(self, image: torch.Tensor, score_threshold: float, distance_threshold: float, resolution: int) -> dict:
-        net = annotator_model(MLSD_FILE, MLSDNet)
+        net = annotator_model(MLSD_FILE, MLSDNet, self)
         return with_preview(run_batched(image, lambda x: mlsd(x, net, score_threshold, distance_threshold, resolution)))
 
 

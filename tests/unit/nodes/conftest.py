@@ -153,7 +153,10 @@ def stub_comfy(monkeypatch, tmp_path):
     mm.should_use_fp16 = lambda device=None: False
     mm.load_models_gpu = lambda models, **kw: None
     mp = ModuleType("comfy.model_patcher")
-    mp.ModelPatcher = lambda model, load_device, offload_device: SimpleNamespace(model=model, load_device=load_device)
+    class ModelPatcher(SimpleNamespace):  # a class of its own: ComfyUI's patchers can be weakly referenced
+        __slots__ = ("__weakref__",)
+
+    mp.ModelPatcher = lambda model, load_device, offload_device: ModelPatcher(model=model, load_device=load_device)
     ops = ModuleType("comfy.ops")
     ops.pick_operations = lambda dtype, cast: torch.nn
     comfy = ModuleType("comfy")

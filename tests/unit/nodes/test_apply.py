@@ -246,6 +246,15 @@ def test_loader_reloads_a_file_replaced_on_disk(stub_comfy, control):
     assert cls.IS_CHANGED("tiny.safetensors") != touched
     with pytest.raises(FileNotFoundError, match="'missing.pth' is not in"):
         cls.IS_CHANGED("missing.pth")  # ComfyUI logs it and re-runs the node, whose load names the problem
+    # another file of the same size given the same modification time (cp -p, rsync -t, an unpacked archive)
+    before = cls.IS_CHANGED("tiny.safetensors")
+    stamp = path.stat().st_mtime_ns
+    other = stub_comfy / "other.safetensors"
+    save_file({k: v + 1 for k, v in control.network.state_dict().items()}, other)
+    assert other.stat().st_size == path.stat().st_size
+    os.replace(other, path)
+    os.utime(path, ns=(stamp, stamp))
+    assert cls.IS_CHANGED("tiny.safetensors") != before
 
 
 @pytest.mark.parametrize("target", ["gone.safetensors", "loop.safetensors"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 
@@ -152,14 +155,25 @@ def test_hed_nodes_load_weights_once_from_the_annotators_folder(stub_comfy, imag
     torch.save(HEDNet().state_dict(), folder / HED_FILE)
     reads = []
     original = annotators.load_annotator
-    monkeypatch.setattr(annotators, "load_annotator", lambda *a: reads.append(a) or original(*a))
-    (out,) = NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]().process(image(b=2, h=40, w=56), safe=True, resolution=64)[
-        "result"
-    ]
+    monkeypatch.setattr(annotators, "load_annotator", lambda *a: reads.append(a[0]) or original(*a))
+    hed_node = NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]()  # ComfyUI keeps node objects while the graph is used
+    scribble_node = NODE_CLASS_MAPPINGS["AST_FakeScribblePreprocessor"]()
+    (out,) = hed_node.process(image(b=2, h=40, w=56), safe=True, resolution=64)["result"]
     assert out.shape == (2, 40, 56, 3)
-    (out,) = NODE_CLASS_MAPPINGS["AST_FakeScribblePreprocessor"]().process(image(h=40, w=56), resolution=64)["result"]
+    (out,) = scribble_node.process(image(h=40, w=56), resolution=64)["result"]
     assert out.shape == (1, 40, 56, 3)
-    assert len(reads) == 1  # loaded once, kept warm
+    (out,) = hed_node.process(image(h=40, w=56), safe=False, resolution=64)["result"]
+    assert len(reads) == 1  # loaded once, kept warm, shared by both nodes
+    # once no node holds it (ComfyUI's "free memory" drops its node objects), the network is released
+    net = weakref.ref(hed_node.__dict__["_ast_annotators"][HED_FILE].model)
+    del hed_node
+    gc.collect()
+    assert net() is not None and len(annotators._CACHE) == 1  # the other node still holds it
+    del scribble_node
+    gc.collect()
+    assert net() is None and len(annotators._CACHE) == 0
+    NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]().process(image(h=40, w=56), safe=False, resolution=64)
+    assert len(reads) == 2  # read again when needed again
     annotators.clear_cache()
 
 
