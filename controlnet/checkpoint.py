@@ -1,5 +1,5 @@
-"""Safe reading of weight files: safetensors (memory-mapped: untouched tensors are never read) first,
-restricted pickles otherwise.
+"""Safe reading of weight files: safetensors (header first; only the tensors asked for are ever read, by
+plain reads into memory of their own) first, restricted pickles otherwise.
 
 The container is recognised from the file's first bytes, never from its name, so a renamed file gets
 an error about what it really is. Pickles are only ever opened with ``torch.load(weights_only=True)``:
@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import mmap
+import os
 import pickle
 import re
 import struct
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,12 +56,16 @@ class RawCheckpoint:
     Attributes:
         path: the file that was read (inside a diffusers folder: its weights file).
         container: ``"safetensors"``, ``"torch-zip"`` or ``"torch-legacy"``.
-        tensors: key -> CPU tensor; safetensors tensors are copy-on-write views of the mapped file.
+        tensors: key -> tensor. CPU tensors for pickles; for safetensors, tensors on the ``meta`` device
+            (shape and dtype only: nothing is read yet) whose data :attr:`fetch` reads.
         metadata: the safetensors ``__metadata__`` (empty for pickles).
         config: a diffusers ``config.json`` found next to the weights, else ``None``.
         skipped: non-tensor entries of a pickle (e.g. ``epoch``), by key.
         config_is_sibling: ``config`` lies beside a weights file given by itself (not a diffusers folder
             given as such): it may belong to another model in the same folder.
+        fetch: for safetensors, ``fetch(keys)`` reads those tensors into CPU memory of their own (a file
+            cut short or changed since its header was read is a :class:`CorruptCheckpointError`, never a
+            crash); ``None`` when :attr:`tensors` already hold the data.
     """
 
     path: Path
@@ -71,6 +75,12 @@ class RawCheckpoint:
     config: dict[str, object] | None = None
     skipped: list[str] = field(default_factory=list)
     config_is_sibling: bool = False
+    fetch: Callable[[Iterable[str]], dict[str, torch.Tensor]] | None = None
+
+    def materialized(self, keys: Iterable[str]) -> dict[str, torch.Tensor]:
+        """The tensors of ``keys`` with their data (read now for safetensors)."""
+        keys = list(keys)
+        return self.fetch(keys) if self.fetch is not None else {k: self.tensors[k] for k in keys}
 
 
 def _describe_text(head: bytes) -> str:
@@ -114,9 +124,22 @@ def sniff_container(path: Path) -> str:
     )
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    size = path.stat().st_size
+def _file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _read_safetensors(
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], dict[str, str], Callable[[Iterable[str]], dict[str, torch.Tensor]]]:
+    """The header of a safetensors file: meta tensors (shape, dtype), its metadata and a reader of tensors.
+
+    Nothing but the header is read here. The reader reads the tensors asked for with plain reads into fresh
+    CPU memory (the file is never memory-mapped: a mapped file cut short while it is read kills the process
+    with SIGBUS), after checking that the file is still the one whose header was read.
+    """
     with path.open("rb") as f:
+        identity = _file_identity(os.fstat(f.fileno()))
+        size = identity[0]
         (n,) = struct.unpack("<Q", f.read(8))
         raw = f.read(n)
         try:
@@ -131,10 +154,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
                 f"{path}: the safetensors header's __metadata__ is a {type(metadata).__name__}, not a JSON object. "
                 "The file is damaged; download it again."
             )
-        start = 8 + n
-        data_size = size - start
-        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > start else None
+    start = 8 + n
+    data_size = size - start
     tensors: dict[str, torch.Tensor] = {}
+    places: dict[str, tuple[int, int]] = {}  # key -> (file offset, bytes)
     for key, info in header.items():
         try:
             dtype = SAFETENSORS_DTYPES[info["dtype"]]
@@ -156,15 +179,32 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
                 f"{path} is truncated: tensor {key!r} ends at byte {start + end} but the file has {size} bytes. "
                 "Download it again."
             )
-        if count == 0:
-            tensors[key] = torch.empty(shape, dtype=dtype)
-            continue
-        offset = start + begin
-        if offset % torch.empty((), dtype=dtype).element_size():
-            tensors[key] = torch.frombuffer(bytearray(buf[offset : offset + nbytes]), dtype=dtype).reshape(shape)
-        else:
-            tensors[key] = torch.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
-    return tensors, {str(k): str(v) for k, v in metadata.items()}
+        tensors[key] = torch.empty(shape, dtype=dtype, device="meta")
+        places[key] = (start + begin, nbytes)
+
+    def fetch(keys: Iterable[str]) -> dict[str, torch.Tensor]:
+        changed = CorruptCheckpointError(
+            f"{path} changed while it was being read (replaced or cut short, e.g. by a download in progress). "
+            "Wait until it is complete, then run again."
+        )
+        out: dict[str, torch.Tensor] = {}
+        with path.open("rb") as f:
+            if _file_identity(os.fstat(f.fileno())) != identity:
+                raise changed
+            for key in sorted(keys, key=lambda k: places[k][0]):  # in file order: one forward pass
+                offset, nbytes = places[key]
+                meta = tensors[key]
+                buf = torch.empty(nbytes, dtype=torch.uint8)
+                if nbytes:
+                    f.seek(offset)
+                    if f.readinto(memoryview(buf.numpy())) != nbytes:
+                        raise changed
+                out[key] = buf.view(meta.dtype).reshape(meta.shape) if nbytes else torch.empty(meta.shape, dtype=meta.dtype)
+            if _file_identity(os.fstat(f.fileno())) != identity:
+                raise changed
+        return out
+
+    return tensors, {str(k): str(v) for k, v in metadata.items()}, fetch
 
 
 def _unwrap(obj: object, path: Path) -> tuple[dict[str, object], list[str]]:
@@ -334,7 +374,8 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
             trusted), or a diffusers folder with ``config.json`` and ``diffusion_pytorch_model.*``.
 
     Returns:
-        The raw tensors; safetensors are memory-mapped, so untouched tensors cost no RAM.
+        The raw tensors; for safetensors only the header is read (see :attr:`RawCheckpoint.fetch`), so
+        tensors that are not asked for cost neither time nor RAM.
 
     Raises:
         FileNotFoundError: nothing at ``path``.
@@ -373,8 +414,9 @@ def _read_checkpoint(path: Path) -> RawCheckpoint:
     container = sniff_container(path)
     metadata: dict[str, str] = {}
     skipped: list[str] = []
+    fetch = None
     if container == "safetensors":
-        tensors, metadata = _read_safetensors(path)
+        tensors, metadata, fetch = _read_safetensors(path)
     else:
         tensors, skipped = _read_pickle(path, container)
     if not tensors:
@@ -383,4 +425,6 @@ def _read_checkpoint(path: Path) -> RawCheckpoint:
             "It is not a usable model; download it again."
         )
     log.debug("read %d tensors from %r (%s)", len(tensors), path, container)
-    return RawCheckpoint(path, container, tensors, metadata, config, skipped, config_is_sibling=sibling_config)
+    return RawCheckpoint(
+        path, container, tensors, metadata, config, skipped, config_is_sibling=sibling_config, fetch=fetch
+    )

@@ -212,7 +212,8 @@ def extract_controlnet(
     """
     source = str(raw.path)
     detection: Detection = detect_format(raw.tensors.keys(), source)
-    kept = {k[len(detection.prefix) :]: v for k, v in raw.tensors.items() if detection.selects(k)}
+    selected = [k for k in raw.tensors if detection.selects(k)]
+    kept = {k[len(detection.prefix) :]: v for k, v in raw.materialized(selected).items()}
     dropped = len(raw.tensors) - len(kept)
     overrides: dict[str, int] = {}
     cfg_json: Mapping[str, object] | None = None  # a diffusers config.json that describes these weights
@@ -278,8 +279,9 @@ def _dominant_dtype(sd: Mapping[str, torch.Tensor]) -> torch.dtype:
     return max(counts, key=lambda d: counts[d])
 
 
-# Containers read by memory-mapping the file (safetensors; zip checkpoints through torch.load(mmap=True)).
-MAPPED_CONTAINERS = ("safetensors", "torch-zip")
+# Containers whose tensors view a memory-mapped file (zip checkpoints, through torch.load(mmap=True));
+# safetensors are read into memory of their own (checkpoint.RawCheckpoint.fetch).
+MAPPED_CONTAINERS = ("torch-zip",)
 
 
 def build_controlnet(
@@ -299,7 +301,7 @@ def build_controlnet(
 
     Returns:
         The model in eval mode. Its parameters own their memory: tensors still viewing a memory-mapped
-        file (safetensors, zip checkpoints) are copied once, which converting or moving them does anyway,
+        file (zip checkpoints) are copied once, which converting or moving them does anyway,
         since a running model that depends on its file changes silently when the file is replaced and
         crashes the process (SIGBUS) when it is truncated. Tensors read into memory are not copied again.
     """

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from affordance.controlnet import Family, Layout, build_controlnet, load_controlnet, read_controlnet
+from affordance.controlnet.checkpoint import read_checkpoint
 from affordance.controlnet.convert import diffusers_config
 from affordance.controlnet.errors import CorruptCheckpointError, KeyMismatchError
+from affordance.controlnet.loader import extract_controlnet
 
 LAYOUTS = [
     ("original", Layout.ORIGINAL),
@@ -80,7 +85,8 @@ def test_loaded_model_does_not_depend_on_its_file(tiny_model, write_checkpoint, 
     weights = read_controlnet(path)
     model = build_controlnet(weights)
     key = "input_blocks.0.0.weight"
-    assert model.state_dict()[key].data_ptr() != weights.state_dict[key].data_ptr()
+    if container == "pth":  # zip checkpoints are read memory-mapped: the model copies them
+        assert model.state_dict()[key].data_ptr() != weights.state_dict[key].data_ptr()
     expected = model.state_dict()[key].clone()
     del weights
     data = path.read_bytes()
@@ -96,6 +102,63 @@ def test_loaded_model_does_not_depend_on_its_file(tiny_model, write_checkpoint, 
     with torch.no_grad():
         model.input_blocks[0][0].weight.add_(1.0)
     assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("change", ["truncate", "replace_in_place", "replace_by_rename"])
+def test_a_safetensors_file_changed_while_loading_is_an_error_not_a_crash(tiny_model, write_checkpoint, change):
+    """Between reading the header and reading the tensors (a download overwriting the file), nothing is mapped:
+    the change is noticed and named (a memory-mapped file cut short killed the process with SIGBUS)."""
+    path = write_checkpoint(tiny_model, "original", "safetensors")
+    raw = read_checkpoint(path)
+    assert all(t.device.type == "meta" for t in raw.tensors.values())  # nothing read yet
+    data = path.read_bytes()
+    if change == "truncate":
+        with path.open("r+b") as f:
+            f.truncate(len(data) // 2)
+    elif change == "replace_in_place":
+        with path.open("r+b") as f:
+            f.write(bytes(len(data)))
+    else:
+        other = path.with_name("other.safetensors")
+        other.write_bytes(data)
+        os.replace(other, path)
+    with pytest.raises(CorruptCheckpointError, match="changed while it was being read"):
+        extract_controlnet(raw)
+    path.write_bytes(data)
+    assert extract_controlnet(read_checkpoint(path)).config == tiny_model.config
+
+
+def test_only_the_controlnet_tensors_of_a_merged_safetensors_file_are_read(tiny_model, tmp_path, monkeypatch):
+    """A 1.0-style file with a whole SD model beside the ControlNet: only the ControlNet's bytes are read."""
+    sd = {"control_model." + k: v for k, v in tiny_model.state_dict().items()}
+    sd["model.diffusion_model.big.weight"] = torch.zeros(1 << 20)  # 4 MiB that must never be read
+    path = tmp_path / "merged.safetensors"
+    save_file(sd, path)
+    read = []
+    real_open = Path.open
+
+    class Counting:  # the file object, counting the bytes read into tensors
+        def __init__(self, f):
+            self.f = f
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def readinto(self, b):
+            n = self.f.readinto(b)
+            read.append(n)
+            return n
+
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: Counting(real_open(self, *a, **k)))
+    weights = extract_controlnet(read_checkpoint(path))
+    control_bytes = sum(t.numel() * t.element_size() for t in tiny_model.state_dict().values())
+    assert sum(read) == control_bytes and weights.report.dropped_keys == 1
 
 
 def test_global_average_pooling_is_explicit(tiny_model, write_checkpoint):
