@@ -58,13 +58,13 @@ def test_example_workflow_opens_without_missing_nodes_or_errors(fresh: Page, pat
     assert not [d for d in dialogs if "missing" in d.lower() and "node" in d.lower()], dialogs
     assert page.js("return app.graph.nodes.length;") == len(wf["nodes"])
     canvases = [n for n in wf["nodes"] if n["type"] == "AST_ScribbleCanvas"]
+    if canvases:  # what queueing does: each drawing is uploaded from the workflow's strokes
+        page.wait("return app.graph.nodes.every(n => !n.astScribble?.restoring);", 30)
+        prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")
     for n in canvases:
         ref = n["widgets_values"][2]
-        target = page.server.input_dir / ref
-        end = time.time() + 30
-        while not target.exists() and time.time() < end:
-            time.sleep(0.2)
-        assert target.exists(), f"the canvas did not upload {ref} from the workflow's strokes"
+        assert prompt[str(n["id"])]["inputs"]["drawing"] == ref
+        assert (page.server.input_dir / ref).exists(), f"the canvas did not upload {ref} from the workflow's strokes"
         status = page.js("return app.graph.getNodeById(arguments[0]).astScribble.el.status.textContent;", n["id"])
         assert "saved as input/" + ref in status
     page.screenshot(f"example_{path.stem}")

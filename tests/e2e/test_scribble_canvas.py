@@ -49,8 +49,10 @@ def draw(page: Page, nid: int, path: list[tuple[float, float]]) -> None:
 
 
 def wait_saved(page: Page, nid: int) -> str:
-    page.wait(STATE + "return s.el.status.textContent.includes('saved as input/');", 30, nid)
-    return page.js(STATE + "return s.value;", nid)
+    """Make a prompt's value of the canvas (what queueing does: the drawing is uploaded then) and return it."""
+    ref = page.js_async("return await app.graph.getNodeById(args[0]).astScribble.serialize();", nid)
+    assert page.js(STATE + "return s.el.status.textContent;", nid).endswith("saved as input/" + ref)
+    return ref
 
 
 def raster(page: Page, nid: int) -> np.ndarray:
@@ -67,9 +69,15 @@ def test_draw_upload_queue_save_and_reload(fresh: Page):
     nid = add_canvas(page)
     preview = page.add_node("PreviewImage", (520, 60))
     page.js("app.graph.getNodeById(arguments[0]).connect(0, app.graph.getNodeById(arguments[1]), 0);", nid, preview)
+    folder = page.server.input_dir / "affordance_scribbles"
+    files = lambda: sorted(folder.glob("*.png")) if folder.is_dir() else []  # noqa: E731
+    before = files()
     draw(page, nid, [(0.1, 0.5), (0.5, 0.52), (0.9, 0.5)])
     draw(page, nid, [(0.5, 0.1), (0.5, 0.9)])
+    time.sleep(1.0)
+    assert files() == before, "strokes alone leave no file in the input folder"
     ref = wait_saved(page, nid)
+    assert [p for p in files() if p not in before] == [page.server.input_dir / ref], "one file: the drawing queued"
     assert ref.startswith("affordance_scribbles/scribble_256x192_") and ref.endswith(".png")
     drawn = raster(page, nid)
     assert drawn.shape == (192, 256)
@@ -113,14 +121,13 @@ def test_draw_upload_queue_save_and_reload(fresh: Page):
     assert json.loads(again)["links"] == json.loads(saved)["links"]
     assert np.array_equal(raster(page, nid), drawn)
 
-    # a server without the file (another machine): reopening uploads it again from the kept strokes
+    # a server without the file (another machine): queueing the reopened drawing uploads it from its strokes
     path.unlink()
     page.js_async("await app.loadGraphData(JSON.parse(arguments[0]), true, true, null);", saved)
-    deadline = time.time() + 30
-    while not path.exists() and time.time() < deadline:
-        time.sleep(0.2)
+    page.wait(STATE + "return s && !s.restoring;", 30, nid)
+    assert not path.exists(), "nothing is uploaded before a prompt is made"
+    assert wait_saved(page, nid) == ref  # queueing uploads it from the kept strokes
     assert path.exists(), "the drawing was not uploaded again"
-    assert page.js(STATE + "return s.value;", nid) == ref
     assert page.console_errors() == []
 
 
@@ -157,17 +164,18 @@ def test_failed_upload_is_shown_and_nothing_is_lost(fresh: Page):
     )
     try:
         draw(page, nid, [(0.2, 0.2), (0.8, 0.8)])
-        status = page.wait(STATE + "return s.el.status.dataset.state === 'error' && s.el.status.textContent;", 20, nid)
-        assert "Upload failed: the server answered 507" in status and "kept in the node" in status
-        ref = page.js(STATE + "return s.value;", nid)
-        assert ref and not (page.server.input_dir / ref).exists()
+        assert "saved to the input folder when queued" in page.js(STATE + "return s.el.status.textContent;", nid)
         # queueing refuses with a clear message instead of running without the drawing
         err = page.js_async("try { await app.graphToPrompt(); return null; } catch (e) { return String(e.message); }")
         assert err and "could not be uploaded" in err and "still in the node" in err
+        status = page.js(STATE + "return s.el.status.dataset.state === 'error' && s.el.status.textContent;", nid)
+        assert "Upload failed: the server answered 507" in status and "kept in the node" in status
+        ref = page.js(STATE + "return s.value;", nid)
+        assert ref and not (page.server.input_dir / ref).exists()
         page.screenshot_node(nid, "scribble_upload_failed")
     finally:
         page.js("window.comfyAPI.api.api.fetchApi = window.__astRealFetch;")
-    # the strokes were kept: the next stroke uploads the whole drawing
+    # the strokes were kept: the next queue uploads the whole drawing
     draw(page, nid, [(0.8, 0.2), (0.2, 0.8)])
     ref = wait_saved(page, nid)
     with Image.open(page.server.input_dir / ref) as im:

@@ -1,9 +1,10 @@
 // AST_ScribbleCanvas: a drawing canvas inside the node (brush, eraser, undo, clear, a background to trace).
 //
-// The drawing's pixels come from web/js/lib/strokes.js (pure, unit-tested). After each stroke the drawing
-// is uploaded to ComfyUI's input folder (subfolder affordance_scribbles, content-hashed name) and that
-// reference becomes the node's `drawing` value; the strokes themselves are kept in node.properties so a
-// reopened workflow redraws (and, where the file is missing, re-uploads) the very same drawing.
+// The drawing's pixels come from web/js/lib/strokes.js (pure, unit-tested). Each edit makes the drawing's
+// reference (subfolder affordance_scribbles of ComfyUI's input folder, content-hashed name) the node's
+// `drawing` value; the drawing is uploaded under it when a prompt is made (queue, API export), so only
+// drawings that run leave a file in the input folder. The strokes themselves are kept in node.properties,
+// so a reopened workflow redraws (and, where the file is missing, uploads when queued) the same drawing.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import * as S from "./lib/strokes.js";
@@ -13,7 +14,6 @@ const NODE_ID = "AST_ScribbleCanvas";
 const WIDGET = "drawing";
 const RECORD = "ast_scribble";
 const BRUSH = "ast_brush";
-const UPLOAD_DELAY_MS = 300;
 const LOG = "[affordance.scribble]";
 
 function toast(severity, summary, detail) {
@@ -50,7 +50,6 @@ class ScribbleCanvas {
     this.active = null; // the stroke being drawn
     this.eraser = false;
     this.uploaded = new Set(); // references known to exist on the server
-    this.uploadTimer = null;
     this.uploading = null; // promise of the upload in flight
     this.uploadError = null;
     this.bgSrc = null;
@@ -307,7 +306,7 @@ class ScribbleCanvas {
     const { width, height } = this.raster;
     if (!ref) this.setStatus(`${width}x${height} - blank canvas (outputs black)`);
     else if (this.uploaded.has(ref)) this.setStatus(`${width}x${height} - saved as input/${ref}`);
-    else this.scheduleUpload();
+    else this.setStatus(`${width}x${height} - kept in the workflow; saved to the input folder when queued`);
     this.node.setDirtyCanvas?.(true, true);
     if (!track) return;
     try {
@@ -319,20 +318,12 @@ class ScribbleCanvas {
   }
 
   // ---- upload -----------------------------------------------------------------------------------------
-  scheduleUpload() {
-    clearTimeout(this.uploadTimer);
-    this.setStatus("Unsaved changes - uploading...");
-    this.uploadTimer = setTimeout(() => void this.upload(), UPLOAD_DELAY_MS);
-  }
-
   /**
    * Upload the current drawing (if not there yet). Resolves true when the server has it, or when the value
    * names a file this canvas does not hold (a drawing that could not be loaded): that file is never
    * overwritten, and the backend reports what is wrong with it.
    */
   upload() {
-    clearTimeout(this.uploadTimer);
-    this.uploadTimer = null;
     const ref = this.value;
     if (!ref || this.uploaded.has(ref) || ref !== this.ownRef) return Promise.resolve(true);
     if (this.uploading?.ref === ref) return this.uploading.promise;
@@ -346,7 +337,7 @@ class ScribbleCanvas {
         return true;
       } catch (err) {
         this.uploadError = err;
-        const msg = `Upload failed: ${err.message}. The drawing is kept in the node and its strokes in the workflow; it is uploaded again with the next stroke or when you queue.`;
+        const msg = `Upload failed: ${err.message}. The drawing is kept in the node and its strokes in the workflow; it is uploaded again when you queue.`;
         if (this.value === ref) this.setStatus(msg, true);
         toast("error", "Scribble canvas: upload failed", msg);
         console.warn(LOG, msg);
@@ -410,8 +401,9 @@ class ScribbleCanvas {
       this.raster = S.render(w, h, this.ops, this.base);
       this.paintAll();
       // The saved reference names this very drawing (content hash), but this server may lack the file (a
-      // workflow from another machine): afterChange uploads it unless this page already did. Uploading the
-      // same bytes under the same name is harmless, and probing with a request that may 404 would log errors.
+      // workflow from another machine): it is uploaded when queued unless this page already did. Uploading
+      // the same bytes under the same name is harmless, and probing with a request that may 404 would log
+      // errors.
       this.afterChange(false);
     })();
     this.restoring = task.finally(() => {
