@@ -290,6 +290,7 @@ def build_controlnet(
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
     ops: Ops = None,
+    release: bool = False,
 ) -> ControlNet:
     """Instantiate the network and assign the weights, without a random initialisation.
 
@@ -298,6 +299,9 @@ def build_controlnet(
         dtype: weight dtype; ``None`` keeps the stored dtype (the most common one if mixed).
         device: where the parameters go.
         ops: layer classes for the network (see :class:`~controlnet.model.ControlNet`).
+        release: hand the weights over: each tensor that has to be converted, moved or copied is removed
+            from ``weights.state_dict`` as soon as its successor exists, so a conversion (fp16 file, fp32
+            model) never holds both copies of every weight at once. ``weights`` is then left incomplete.
 
     Returns:
         The model in eval mode. Its parameters own their memory: tensors still viewing a memory-mapped
@@ -309,7 +313,13 @@ def build_controlnet(
     with torch.device("meta"):
         model = ControlNet(weights.config, ops)
     mapped = weights.report.container in MAPPED_CONTAINERS
-    sd = {k: v.to(device=device, dtype=dtype, copy=mapped) for k, v in weights.state_dict.items()}
+    src = weights.state_dict
+    sd: dict[str, torch.Tensor] = {}
+    for k in list(src):
+        v = src[k]
+        sd[k] = v.to(device=device, dtype=dtype, copy=mapped)
+        if release and sd[k] is not v:
+            del src[k], v  # the source's memory goes back before the next tensor is converted
     model.load_state_dict(sd, strict=True, assign=True)
     return model.eval().requires_grad_(False)
 
@@ -328,7 +338,7 @@ def load_controlnet(
         CheckpointError: see :func:`read_checkpoint` and :func:`extract_controlnet`.
     """
     weights = read_controlnet(path, global_average_pooling=global_average_pooling)
-    return build_controlnet(weights, dtype=dtype, device=device), weights.report
+    return build_controlnet(weights, dtype=dtype, device=device, release=True), weights.report
 
 
 __all__ = [

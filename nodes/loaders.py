@@ -30,7 +30,7 @@ def load_control(path: str | Path, *, global_average_pooling: bool | None = None
     dtype = mm.unet_dtype(model_params=-1, supported_dtypes=SUPPORTED_DTYPES, weight_dtype=stored)
     manual_cast = mm.unet_manual_cast(dtype, load_device)
     ops = comfy_ops().pick_operations(dtype, manual_cast)
-    network = build_controlnet(weights, dtype=dtype, device=offload_device, ops=ops)
+    network = build_controlnet(weights, dtype=dtype, device=offload_device, ops=ops, release=True)
     network.compute_dtype = manual_cast
     patcher = comfy_model_patcher().ModelPatcher(network, load_device=load_device, offload_device=offload_device)
     report = weights.report

@@ -293,3 +293,21 @@ def test_misshapen_architecture_keys_are_typed_errors(tiny_model, tmp_path, key)
     save_file(sd, tmp_path / "bad.safetensors")
     with pytest.raises(KeyMismatchError, match=rf"{key} should have 4 dimensions, got shape"):
         load_controlnet(tmp_path / "bad.safetensors")
+
+
+def test_release_hands_converted_weights_over(tiny_model, write_checkpoint, inputs):
+    """With release=True a conversion drops each source tensor as it goes (never both copies of every weight)."""
+    path = write_checkpoint(tiny_model, "original", "safetensors")
+    kept = read_controlnet(path)
+    n = len(kept.state_dict)
+    reference = build_controlnet(kept, dtype=torch.float64)
+    assert len(kept.state_dict) == n  # not released: the caller's weights stay whole
+    handed = read_controlnet(path)
+    model = build_controlnet(handed, dtype=torch.float64, release=True)
+    assert handed.state_dict == {}  # every tensor was converted, so every source went
+    same = read_controlnet(path)
+    build_controlnet(same, release=True)  # no conversion: the model took the tensors themselves
+    assert len(same.state_dict) == n
+    x, hint, t, ctx, y = (v.double() if v is not None and v.is_floating_point() else v for v in inputs(model.config))
+    for a, b in zip(model(x, hint, t, ctx, y).as_list(), reference(x, hint, t, ctx, y).as_list()):
+        assert torch.equal(a, b)
