@@ -4,8 +4,8 @@ Writes a full-size SD1.5 ControlNet (361 M parameters, seeded random weights) as
 file of about 723 MB (689 MiB) in a temporary folder, or uses ``--file``. Every variant then runs several times,
 each time in a fresh Python process, so its peak RSS is its own:
 
-  ours         affordance ``load_controlnet(path)``: stored dtype, the memory-mapped file's tensors copied
-               once into the model (the model owns its weights)
+  ours         affordance ``load_controlnet(path)``: stored dtype, the ControlNet's tensors read once into
+               the model's own memory (the model owns its weights)
   ours-fp32    affordance ``load_controlnet(path, dtype=torch.float32)`` (a conversion)
   naive-fp16   ``ControlNet(cfg).half()`` + ``safetensors.torch.load_file`` + ``load_state_dict``
   naive-fp32   ``ControlNet(cfg)`` + ``safetensors.torch.load_file`` + ``load_state_dict`` (the common
@@ -47,7 +47,7 @@ import torch
 from affordance.bench import _common as C
 
 VARIANTS: dict[str, str] = {
-    "ours": "affordance load_controlnet(path): stored dtype, memory-mapped, one copy into the model",
+    "ours": "affordance load_controlnet(path): stored dtype, tensors read once into the model's memory",
     "ours-fp32": "affordance load_controlnet(path, dtype=torch.float32)",
     "naive-fp16": "ControlNet(cfg).half() + safetensors load_file + load_state_dict",
     "naive-fp32": "ControlNet(cfg) + safetensors load_file + load_state_dict",

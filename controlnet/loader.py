@@ -2,7 +2,8 @@
 
 Pipeline: read the file safely -> detect the layout from keys -> keep only the ControlNet's tensors
 -> rename to the original layout -> infer the configuration -> check every key, shape and value ->
-build the model without allocating, then assign the (memory-mapped) tensors. Any failure rejects the
+build the model without allocating, then assign the tensors (read into memory of their own; only zip
+checkpoints' are memory-mapped, and copied once). Any failure rejects the
 whole file; nothing is half-loaded.
 """
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import nn
 
+from ..controlnet.checkpoint import file_identity
 from ..preprocessors.weights import load_annotator, missing_file_error
 from ._host import comfy_model_management, comfy_model_patcher, folder_paths, log
 
@@ -54,13 +55,13 @@ def annotator_model(name: str, build: Callable[[], nn.Module], owner: Any = None
     """
     path = annotator_path(name)
     stat = os.stat(path)
-    key = (path, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_size)  # ctime: see file_fingerprint
+    key = (path, *file_identity(stat))
     mm = comfy_model_management()
     with _LOCK:
         patcher = _CACHE.get(key)
         if patcher is None:
             for old in [k for k in _CACHE if k[0] == path]:
-                del _CACHE[old]  # the file changed on disk
+                _CACHE.pop(old, None)  # the file changed on disk (a weak entry may also vanish meanwhile)
             net = load_annotator(path, build(), name)
             device = mm.get_torch_device()
             if mm.should_use_fp16(device):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..controlnet.checkpoint import file_identity
 from ..controlnet.loader import build_controlnet, read_controlnet
 from ._host import comfy_model_management, comfy_model_patcher, comfy_ops, controlnet_files, controlnet_path, log
 from .control import AffordanceControl
@@ -47,12 +48,11 @@ def load_control(path: str | Path, *, global_average_pooling: bool | None = None
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
-    """Identity of ``path`` and of a ``config.json`` beside it, as one string: size, modification and change
-    times (ns) and inode.
+    """Identity (:func:`~controlnet.checkpoint.file_identity`) of ``path`` and of a ``config.json`` beside it.
 
-    The change time cannot be set back by ``cp -p``, ``rsync -t`` or unpacking an archive, so a file replaced
-    by another of the same size and modification time (all SD1.5 fp16 ControlNets have the same size) still
-    reads as changed. A missing file or config gives ``"-"`` in its place (the load reports what is missing).
+    A file replaced by another of the same size and modification time (all SD1.5 fp16 ControlNets have the
+    same size; ``cp -p`` keeps the time) still reads as changed. A missing file or config gives ``"-"`` in
+    its place (the load reports what is missing).
     """
     parts = []
     for p in (Path(path), Path(path).parent / "config.json"):
@@ -61,7 +61,7 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
         except OSError:
             parts.append("-")
         else:
-            parts.append(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}")
+            parts.append(":".join(map(str, file_identity(st))))
     return "|".join(parts)
 
 

@@ -20,7 +20,7 @@ from .preprocess import _float, _Preprocessor, run_batched, with_preview
 class HEDPreprocessor(_Preprocessor):
     DESCRIPTION = (
         "Soft edges with ControlNet's HED network (ControlNetHED.pth from ComfyUI/models/annotators), batched on the "
-        "GPU, loaded once and kept warm."
+        "GPU, loaded once and kept warm while the node is in use."
     )
     PARAMS = {"safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels (hides textures)."})}
 

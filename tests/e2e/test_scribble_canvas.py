@@ -381,6 +381,7 @@ def test_a_canvas_in_a_legacy_group_node_passes_its_drawing_on(fresh: Page):
     page = fresh
     page.js_async("await app.loadGraphData(arguments[0], true, true, 'group_node');", EMPTY_WORKFLOW)
     nid = add_canvas(page, 128, 96)
+    assert page.js(STATE + "return s.readOnly;", nid) is False  # the canvas node itself is editable
     preview = page.add_node("PreviewImage", (560, 60))
     page.js("app.graph.getNodeById(arguments[0]).connect(0, app.graph.getNodeById(arguments[1]), 0);", nid, preview)
     draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
@@ -392,10 +393,36 @@ def test_a_canvas_in_a_legacy_group_node_passes_its_drawing_on(fresh: Page):
     page.wait("return app.graph.nodes.length === 1 && !!app.graph.nodes[0].astScribble", 10)
     gid = page.js("return app.graph.nodes[0].id;")
     assert page.js(STATE + "return s.readOnly;", gid) is True
+    assert page.js(STATE + "return [s.el.undo, s.el.clear, s.el.erase, s.el.fit].every(b => b.disabled);", gid)
+    page.js(STATE + "s.fitToBackground(); s.rebuild();", gid)  # even if reached, nothing changes
     assert "convert the group node back" in page.js(STATE + "return s.el.status.textContent;", gid)
     draw(page, gid, [(0.5, 0.1), (0.5, 0.9)])  # ignored
     page.js(STATE + "s.el.clear.click(); s.el.undo.click();", gid)
     prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")
     (canvas,) = [v for v in prompt.values() if v["class_type"] == "AST_ScribbleCanvas"]
     assert canvas["inputs"]["drawing"] == ref and [canvas["inputs"]["width"], canvas["inputs"]["height"]] == [128, 96]
+    assert page.console_errors() == []
+
+
+def test_a_stroke_finished_during_the_upload_is_uploaded_too(fresh: Page):
+    """Queueing while an upload is in flight and a stroke ends meanwhile: the prompt names a file the server has."""
+    page = fresh
+    nid = add_canvas(page, 128, 96)
+    draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
+    page.js(
+        "const api = window.comfyAPI.api.api; window.__astRealFetch = api.fetchApi.bind(api);"
+        "api.fetchApi = async (route, opts) => { if (route.startsWith('/upload/image'))"
+        " await new Promise(r => setTimeout(r, 1500)); return window.__astRealFetch(route, opts); };"
+    )
+    try:
+        page.js("window.__astPrompt = app.graphToPrompt();")
+        time.sleep(0.3)  # the first upload is in flight
+        draw(page, nid, [(0.5, 0.1), (0.5, 0.9)])
+        prompt = page.js_async("const p = await window.__astPrompt; return p.output;")
+    finally:
+        page.js("window.comfyAPI.api.api.fetchApi = window.__astRealFetch;")
+    ref = prompt[str(nid)]["inputs"]["drawing"]
+    assert ref == page.js(STATE + "return s.value;", nid), "the prompt names the drawing as it is now"
+    with Image.open(page.server.input_dir / ref) as im:
+        assert np.array_equal(np.asarray(im.convert("L")) > 127, raster(page, nid) > 0)
     assert page.console_errors() == []

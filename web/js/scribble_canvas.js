@@ -57,7 +57,7 @@ class ScribbleCanvas {
     this.restoring = null;
     this.configuring = false;
     this.ownRef = ""; // the reference of the pixels this canvas holds: only that name is ever uploaded
-    this.readOnly = false; // hosted by another node (a legacy group node): shown, never edited
+    this.readOnly = true; // until the AST_ScribbleCanvas node itself sets it up (setEditable): shown, never edited
     this.buildDom();
     this.paintAll();
   }
@@ -135,6 +135,20 @@ class ScribbleCanvas {
     }
   }
 
+  /**
+   * Editable only in an AST_ScribbleCanvas node, whose creation hook calls this; a canvas that another node
+   * hosts (a legacy group node, which lacks the size and restore hooks) stays read-only and passes its
+   * drawing on unchanged.
+   */
+  setEditable(editable) {
+    this.readOnly = !editable;
+    this.el.ink.style.cursor = editable ? "crosshair" : "not-allowed";
+    for (const b of [this.el.undo, this.el.clear, this.el.erase, this.el.fit]) b.disabled = !editable;
+    if (!editable) {
+      this.setStatus("Drawing is passed on unchanged here: convert the group node back to edit it in the Scribble Canvas node.");
+    }
+  }
+
   brush() {
     const b = Number(this.node.properties?.[BRUSH]);
     return Number.isFinite(b) && b >= S.MIN_BRUSH && b <= S.MAX_BRUSH ? b : 8;
@@ -177,6 +191,7 @@ class ScribbleCanvas {
    * is the user's edit, to be recorded by the graph's undo history (not while a node is made or loaded).
    */
   rebuild(track = true) {
+    if (this.readOnly) return;
     const size = this.wantedSize();
     if (!size) return;
     this.raster = S.render(size[0], size[1], this.ops, this.base);
@@ -276,7 +291,7 @@ class ScribbleCanvas {
   }
 
   fitToBackground() {
-    if (!this.bgImage) return;
+    if (!this.bgImage || this.readOnly) return;
     const round8 = (v) => Math.max(S.MIN_SIDE, Math.min(S.MAX_SIDE, Math.round(v / 8) * 8));
     const [w, h] = [round8(this.bgImage.naturalWidth), round8(this.bgImage.naturalHeight)];
     for (const [name, v] of [["width", w], ["height", h]]) {
@@ -350,12 +365,20 @@ class ScribbleCanvas {
     return promise;
   }
 
-  /** What the prompt gets: waits for the upload, retries once, refuses to queue a drawing the server lacks. */
+  /**
+   * What the prompt gets: waits for the upload, retries once, refuses to queue a drawing the server lacks.
+   * A stroke finished while an upload is in flight changes the value: that drawing is uploaded too, so the
+   * name returned is always one the server has.
+   */
   async serialize() {
     if (this.restoring) await this.restoring;
-    if (!this.value) return "";
-    if (await this.upload()) return this.value;
-    if (await this.upload()) return this.value;
+    for (let failures = 0; failures < 2; ) {
+      const ref = this.value;
+      if (!ref) return "";
+      const ok = await this.upload();
+      if (ok && this.value === ref) return ref;
+      if (!ok) failures += 1;
+    }
     throw new Error(
       `Scribble canvas (node ${this.node.id}): the drawing could not be uploaded to ComfyUI's input folder ` +
         `(${this.uploadError?.message}). It is still in the node; check the server and queue again.`,
@@ -466,14 +489,7 @@ app.registerExtension({
     return {
       AST_SCRIBBLE(node, inputName) {
         const state = new ScribbleCanvas(node);
-        if ((node.comfyClass ?? node.type) !== NODE_ID) {
-          // a legacy group node wrapping the canvas: it lacks the canvas node's size and restore hooks, so
-          // it passes the drawing on unchanged instead of offering a canvas that cannot work
-          state.readOnly = true;
-          state.el.ink.style.cursor = "not-allowed";
-          for (const b of [state.el.undo, state.el.clear, state.el.erase]) b.disabled = true;
-          state.setStatus("Drawing is passed on unchanged here: convert the group node back to edit it in the Scribble Canvas node.");
-        }
+        state.setEditable(false); // AST_ScribbleCanvas's onNodeCreated makes it editable; other hosts never do
         const widget = node.addDOMWidget(inputName, "AST_SCRIBBLE", state.el.root, {
           getValue: () => state.value,
           setValue: (v) => {
@@ -498,6 +514,7 @@ app.registerExtension({
       const r = onNodeCreated?.apply(this, arguments);
       const state = this.astScribble;
       if (state) {
+        state.setEditable(true);
         this.properties ??= {};
         for (const name of ["width", "height"]) {
           const w = this.widgets?.find((x) => x.name === name);
