@@ -120,21 +120,24 @@ def _hints(argv: Sequence[str]) -> int:
             log.error("%s: %s", key, exc)
             return 2
         shown = hint.clamp(0, 1) if key != "inpaint" else (hint + 1) / 2  # -1 (masked) shows as black
-        save_png(shown, out / f"{name}_{key}.png")
-        items.append((key, shown))
-        log.info(
-            "%-17s %dx%d in %.0f ms -> %s",
-            key,
-            hint.shape[-1],
-            hint.shape[-2],
-            1000 * (time.perf_counter() - start),
-            out / f"{name}_{key}.png",
-        )
+        _keep_hint(shown, out, name, key, items, start)
     failed = _learned_hints(image, args, out, name, items) if args.annotators else 0
     sheet = out / f"{name}_contact_sheet.png"
     contact_sheet(items).save(sheet)
     log.info("contact sheet: %s", sheet)
     return 1 if failed else 0
+
+
+def _keep_hint(hint: torch.Tensor, out: Path, name: str, key: str, items: list, start: float) -> None:
+    """Write ``hint`` (``(1, 3, H, W)`` in ``[0, 1]``) as ``NAME_KEY.png``, add it to the sheet, log its time."""
+    import time
+
+    from .preprocessors.sheet import save_png
+
+    path = out / f"{name}_{key}.png"
+    save_png(hint, path)
+    items.append((key, hint))
+    log.info("%-17s %dx%d in %.0f ms -> %s", key, hint.shape[-1], hint.shape[-2], 1000 * (time.perf_counter() - start), path)
 
 
 def _learned_hints(image: torch.Tensor, args: argparse.Namespace, out: Path, name: str, items: list) -> int:
@@ -149,7 +152,6 @@ def _learned_hints(image: torch.Tensor, args: argparse.Namespace, out: Path, nam
 
     from .preprocessors.errors import PreprocessorError
     from .preprocessors.networks import LEARNED_GALLERY, NETWORK_FOR_FILE
-    from .preprocessors.sheet import save_png
     from .preprocessors.weights import load_annotator
 
     folder = Path(args.annotators)
@@ -179,16 +181,7 @@ def _learned_hints(image: torch.Tensor, args: argparse.Namespace, out: Path, nam
             failed += 1
             log.error("%-17s %s", key, exc)
             continue
-        save_png(hint, out / f"{name}_{key}.png")
-        items.append((key, hint))
-        log.info(
-            "%-17s %dx%d in %.0f ms -> %s",
-            key,
-            hint.shape[-1],
-            hint.shape[-2],
-            1000 * (time.perf_counter() - start),
-            out / f"{name}_{key}.png",
-        )
+        _keep_hint(hint, out, name, key, items, start)
     return failed
 
 
