@@ -164,13 +164,18 @@ def _read_safetensors(
     data_size = size - start
     tensors: dict[str, torch.Tensor] = {}
     places: dict[str, tuple[int, int]] = {}  # key -> (file offset, bytes)
+    def whole(v: object) -> int:  # a JSON integer (not a bool, a float or a string) that fits in 63 bits
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 63:
+            raise ValueError(f"{v!r} is not a size")
+        return v
+
     for key, info in header.items():
         try:
             dtype = SAFETENSORS_DTYPES[info["dtype"]]
-            shape = [int(s) for s in info["shape"]]
-            begin, end = (int(o) for o in info["data_offsets"])
-            if any(s < 0 for s in shape):
-                raise ValueError(f"negative dimension in {shape}")
+            shape = [whole(s) for s in info["shape"]]
+            begin, end = (whole(o) for o in info["data_offsets"])
+            if math.prod(s for s in shape if s) >= 1 << 63:
+                raise ValueError("the shape overflows")
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptCheckpointError(f"{path}: entry {key!r} of the safetensors header is malformed ({info!r}).") from exc
         count = math.prod(shape)
@@ -185,8 +190,22 @@ def _read_safetensors(
                 f"{path} is truncated: tensor {key!r} ends at byte {start + end} but the file has {size} bytes. "
                 "Download it again."
             )
-        tensors[key] = torch.empty(shape, dtype=dtype, device="meta")
+        try:
+            tensors[key] = torch.empty(shape, dtype=dtype, device="meta")
+        except (RuntimeError, TypeError) as exc:  # e.g. a storage size torch cannot represent
+            raise CorruptCheckpointError(f"{path}: tensor {key!r} has an impossible shape {shape} ({exc}).") from exc
         places[key] = (start + begin, nbytes)
+    # Tensors must not share bytes (safetensors' own rule): overlapping entries would make a small file
+    # claim, and be read into, many times its size.
+    previous_end, previous_key = 0, None
+    for key, (offset, nbytes) in sorted(places.items(), key=lambda kv: (kv[1][0], kv[1][1])):
+        if nbytes and offset < previous_end:
+            raise CorruptCheckpointError(
+                f"{path}: tensors {previous_key!r} and {key!r} overlap in the file (the header is damaged or "
+                "crafted). Download the model again."
+            )
+        if nbytes:
+            previous_end, previous_key = offset + nbytes, key
 
     def fetch(keys: Iterable[str]) -> dict[str, torch.Tensor]:
         changed = CorruptCheckpointError(

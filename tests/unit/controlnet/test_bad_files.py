@@ -83,6 +83,37 @@ def test_header_lies_about_sizes(tmp_path):
         load_controlnet(path)
 
 
+def _raw_safetensors(path, entries: dict, data: bytes) -> None:
+    header = json.dumps(entries).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+def test_overlapping_tensors_are_refused(tmp_path):
+    """Entries sharing bytes would make a small file be read into many times its size (safetensors refuses them)."""
+    path = tmp_path / "alias.safetensors"
+    entries = {f"w{i}": {"dtype": "F32", "shape": [1024], "data_offsets": [0, 4096]} for i in range(50)}
+    _raw_safetensors(path, entries, bytes(4096))
+    with pytest.raises(CorruptCheckpointError, match="overlap in the file"):
+        read_checkpoint(path)
+    entries = {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}
+    _raw_safetensors(path, entries, bytes(24))
+    with pytest.raises(CorruptCheckpointError, match="'a' and 'b' overlap"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [[1 << 63, 0], [1 << 33, 1 << 33, 0], [1.5], ["2"], [True], [-1]],
+    ids=["2^63", "overflow", "float", "string", "bool", "negative"],
+)
+def test_impossible_shapes_are_named(tmp_path, shape):
+    """Dimensions must be whole numbers torch can hold: they raised raw TypeError/RuntimeError, or were rounded."""
+    path = tmp_path / "shape.safetensors"
+    _raw_safetensors(path, {"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}, b"")
+    with pytest.raises(CorruptCheckpointError, match="entry 'w' of the safetensors header is malformed"):
+        read_checkpoint(path)
+
+
 @pytest.mark.parametrize("container", ["pth", "ckpt"])
 def test_truncated_pickle(tiny_model, write_checkpoint, container):
     path = write_checkpoint(tiny_model, container=container)
