@@ -1,7 +1,8 @@
 """Convert ControlNets between the original (lllyasviel) and diffusers layouts, as safetensors.
 
 Values are copied untouched (same dtype, same bytes), so ``original -> diffusers -> original`` is
-bit-exact. Usage::
+bit-exact; the one exception is fp8 weights, which are read as fp16 (every fp8 value is exactly an fp16
+value) and written so, at twice their size. Usage::
 
     python -m affordance.controlnet.convert SRC DST --to diffusers   # DST.safetensors or a folder
     python -m affordance.controlnet.convert SRC DST --to original [--prefix]
