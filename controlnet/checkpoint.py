@@ -213,7 +213,11 @@ def _read_safetensors(
             "Wait until it is complete, then run again."
         )
         out: dict[str, torch.Tensor] = {}
-        with path.open("rb") as f:
+        try:
+            f = path.open("rb")
+        except FileNotFoundError as exc:  # deleted (or moved away) since its header was read
+            raise changed from exc
+        with f:
             if file_identity(os.fstat(f.fileno())) != identity:
                 raise changed
             for key in sorted(keys, key=lambda k: places[k][0]):  # in file order: one forward pass

@@ -104,7 +104,7 @@ def test_loaded_model_does_not_depend_on_its_file(tiny_model, write_checkpoint, 
     assert path.read_bytes() == data
 
 
-@pytest.mark.parametrize("change", ["truncate", "replace_in_place", "replace_by_rename"])
+@pytest.mark.parametrize("change", ["truncate", "replace_in_place", "replace_by_rename", "delete"])
 def test_a_safetensors_file_changed_while_loading_is_an_error_not_a_crash(tiny_model, write_checkpoint, change):
     """Between reading the header and reading the tensors (a download overwriting the file), nothing is mapped:
     the change is noticed and named (a memory-mapped file cut short killed the process with SIGBUS)."""
@@ -122,6 +122,8 @@ def test_a_safetensors_file_changed_while_loading_is_an_error_not_a_crash(tiny_m
         # a rewrite within one tick of a coarse file-system clock keeps the times (file_identity says so):
         # a download takes longer than that, so the test makes the time move as it would
         os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
+    elif change == "delete":
+        path.unlink()
     else:
         other = path.with_name("other.safetensors")
         other.write_bytes(data)
