@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from .errors import PreprocessorError
@@ -192,7 +192,8 @@ def _read(path: Path) -> Mapping[str, object]:
         raise AnnotatorWeightsError(f"{path} is a text file beginning {text!r}, not weights; download the real file.")
     if len(head) >= 9 and head[8:9] == b"{":
         try:
-            return load_file(str(path))
+            # read into memory, then parsed: a memory-mapped file cut short while it is read kills the process
+            return load_safetensors(path.read_bytes())
         except Exception as exc:  # safetensors raises its own error types
             raise AnnotatorWeightsError(f"{path} is a damaged safetensors file ({exc}); download it again.") from exc
     new_protocol = (

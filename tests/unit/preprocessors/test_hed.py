@@ -76,6 +76,16 @@ def test_loader_unwraps_official_containers(tmp_path, wrap):
         torch.testing.assert_close(a, b)
 
 
+def test_cut_safetensors_annotator_is_a_typed_error(tmp_path):
+    """A safetensors conversion cut short is named as damaged (it is read into memory, never memory-mapped)."""
+    path = tmp_path / HED_FILE
+    save_file(_random_net(2).state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AnnotatorWeightsError, match="is a damaged safetensors file"):
+        load_annotator(path, HEDNet(), HED_FILE)
+
+
 def test_missing_file_names_folder_source_and_size(tmp_path):
     err = missing_file_error(HED_FILE, [str(tmp_path)])
     msg = str(err)
