@@ -214,7 +214,8 @@ def extract_controlnet(
     source = str(raw.path)
     detection: Detection = detect_format(raw.tensors.keys(), source)
     selected = [k for k in raw.tensors if detection.selects(k)]
-    kept = {k[len(detection.prefix) :]: v for k, v in raw.materialized(selected).items()}
+    strip = len(detection.prefix)
+    kept = {k[strip:]: raw.tensors[k] for k in selected}  # safetensors: shapes and dtypes only (meta) until checked
     dropped = len(raw.tensors) - len(kept)
     overrides: dict[str, int] = {}
     cfg_json: Mapping[str, object] | None = None  # a diffusers config.json that describes these weights
@@ -251,6 +252,9 @@ def extract_controlnet(
             f"{source}: {exc} If it is meant to be a ControlNet, download it again."
         ) from exc
     _check_keys(sd, config, source)
+    if raw.fetch is not None:  # every key and shape is right: only now are the tensors read
+        data = {k[strip:]: v for k, v in raw.materialized(selected).items()}
+        sd = diffusers_to_original(data) if detection.layout is Layout.DIFFUSERS else data
     stored = dict(Counter(str(t.dtype).removeprefix("torch.") for t in sd.values()))
     sd = _widen_fp8(sd)
     _check_values(sd, source)

@@ -317,3 +317,19 @@ def test_release_hands_converted_weights_over(tiny_model, write_checkpoint, inpu
     x, hint, t, ctx, y = (v.double() if v is not None and v.is_floating_point() else v for v in inputs(model.config))
     for a, b in zip(model(x, hint, t, ctx, y).as_list(), reference(x, hint, t, ctx, y).as_list()):
         assert torch.equal(a, b)
+
+
+def test_a_safetensors_file_with_wrong_keys_is_refused_before_any_tensor_is_read(tiny_model, tmp_path):
+    """Keys and shapes are checked on the header alone: a file that cannot be a ControlNet costs no read."""
+    sd = dict(tiny_model.state_dict())
+    del sd["middle_block_out.0.bias"]
+    path = tmp_path / "missing_key.safetensors"
+    save_file(sd, path)
+    raw = read_checkpoint(path)
+
+    def no_reads(keys):
+        raise AssertionError(f"read {len(list(keys))} tensors before the keys were checked")
+
+    raw.fetch = no_reads
+    with pytest.raises(KeyMismatchError, match="middle_block_out.0.bias"):
+        extract_controlnet(raw)
