@@ -215,3 +215,44 @@ def test_text_from_a_link_is_shown_as_sent_never_replaced(fresh: Page):
     toasts = page.js("return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join(' ');")
     assert "0.5, 0.5, 20" not in toasts and "0.5:abc" not in toasts, toasts  # (earlier tests' toasts may linger)
     assert page.console_errors() == []
+
+
+def test_hover_highlight_ends_when_the_pointer_leaves(fresh: Page):
+    """A bar highlighted under the pointer goes back to normal once the pointer leaves the plot (it stayed lit)."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    page = fresh
+    nid = page.add_node("AST_ControlWeights", (100, 100))
+    plot_widget(page, nid, "ast_weights_plot")
+    settle(page, nid, "ast_weights_plot")
+    g = geometry(page, nid, "ast_weights_plot")
+    rect = page.js(
+        WIDGET + "const r = w.element.getBoundingClientRect(); return [r.left, r.top];", nid, "ast_weights_plot"
+    )
+    bar, other = g["bars"][3], g["bars"][4]
+    y = (bar["y"] + g["plot"]["bottom"]) / 2  # inside both bars (all weights 1)
+
+    def pixel(x: float) -> list[int]:
+        return page.js(
+            WIDGET + "const c = w.element.querySelector('canvas') || w.element; const k = c.width / c.clientWidth;"
+            "return Array.from(c.getContext('2d').getImageData(Math.round(arguments[2] * k), Math.round(arguments[3] * k),"
+            " 1, 1).data);",
+            nid,
+            "ast_weights_plot",
+            x,
+            y,
+        )
+
+    def move(x: float, yy: float) -> None:
+        actions = ActionBuilder(page.driver)
+        actions.pointer_action.move_to_location(int(x), int(yy))
+        actions.perform()
+        time.sleep(0.5)
+        page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+
+    move(rect[0] + bar["x"], rect[1] + y)
+    assert pixel(bar["x"]) != pixel(other["x"]), "the hovered bar is highlighted"
+    far = page.js("return [window.innerWidth - 40, window.innerHeight - 60];")
+    move(*far)  # the empty graph, far from the node
+    assert pixel(bar["x"]) == pixel(other["x"]), "the highlight ends when the pointer leaves"
+    assert page.console_errors() == []

@@ -124,7 +124,8 @@ export function guardText(app, node, widget, { check, label, onAccept, onReject 
  * ``spec``: ``name``, ``className``, ``minHeight``, ``key()`` (a string that changes whenever the picture
  * must change), ``render(ctx, width, height)`` (draws in CSS pixels and returns the geometry the pointer
  * handlers and tests use), and optional pointer handlers ``down(pos, event)`` (return true to capture the
- * pointer and get ``move``/``up``), ``move``, ``up``, ``hover``, ``dblclick``, ``contextmenu`` (return
+ * pointer and get ``move``/``up``), ``move``, ``up``, ``hover``, ``leave`` (the pointer left the canvas while
+ * not dragging: drop any hover highlight), ``dblclick``, ``contextmenu`` (return
  * true to consume). ``pos`` is ``{x, y}`` in CSS pixels of the canvas element.
  */
 export function addPlotWidget(app, node, spec) {
@@ -203,6 +204,11 @@ export function addPlotWidget(app, node, spec) {
     } else if (capturing === null) {
       canvas.style.cursor = spec.hover?.(localPos(event)) ?? "default";
     }
+  });
+  canvas.addEventListener("pointerleave", () => {
+    if (capturing !== null) return; // a drag keeps its pointer until it ends
+    canvas.style.cursor = "default";
+    spec.leave?.();
   });
   const finish = (event) => {
     event.stopPropagation();

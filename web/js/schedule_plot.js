@@ -174,6 +174,12 @@ function setupSchedulePlot(node) {
       }
       return i >= 0 ? "grab" : geo.editable ? "crosshair" : "default";
     },
+    leave() {
+      if (hover !== -1) {
+        hover = -1;
+        plot.redraw();
+      }
+    },
     down(pos) {
       const geo = plot.geometry();
       if (!geo.editable) return false;

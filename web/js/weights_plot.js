@@ -188,6 +188,12 @@ function setupWeightsPlot(node) {
       }
       return next >= 0 ? "ns-resize" : "default";
     },
+    leave() {
+      if (hover !== -1) {
+        hover = -1;
+        plot.redraw();
+      }
+    },
     down(pos) {
       if (inToggle(pos)) {
         const next = toggleResiduals(residuals());
