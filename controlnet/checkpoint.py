@@ -164,6 +164,7 @@ def _read_safetensors(
     data_size = size - start
     tensors: dict[str, torch.Tensor] = {}
     places: dict[str, tuple[int, int]] = {}  # key -> (file offset, bytes)
+
     def whole(v: object) -> int:  # a JSON integer (not a bool, a float or a string) that fits in 63 bits
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 63:
             raise ValueError(f"{v!r} is not a size")
@@ -198,7 +199,7 @@ def _read_safetensors(
     # Tensors must not share bytes (safetensors' own rule): overlapping entries would make a small file
     # claim, and be read into, many times its size.
     previous_end, previous_key = 0, None
-    for key, (offset, nbytes) in sorted(places.items(), key=lambda kv: (kv[1][0], kv[1][1])):
+    for key, (offset, nbytes) in sorted(places.items(), key=lambda kv: kv[1]):
         if nbytes and offset < previous_end:
             raise CorruptCheckpointError(
                 f"{path}: tensors {previous_key!r} and {key!r} overlap in the file (the header is damaged or "
@@ -228,7 +229,7 @@ def _read_safetensors(
                     f.seek(offset)
                     if f.readinto(memoryview(buf.numpy())) != nbytes:
                         raise changed
-                out[key] = buf.view(meta.dtype).reshape(meta.shape) if nbytes else torch.empty(meta.shape, dtype=meta.dtype)
+                out[key] = buf.view(meta.dtype).reshape(meta.shape)  # also right for empty tensors
             if file_identity(os.fstat(f.fileno())) != identity:
                 raise changed
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TypeVar
 
 import torch
 
@@ -60,10 +61,11 @@ def prefix_pairs(num_res_blocks: tuple[int, ...], mid_attention: bool, mid_resne
     return pairs
 
 
-def _rename(
-    sd: Mapping[str, torch.Tensor], table: list[tuple[str, str, list[tuple[str, str]]]], what: str
-) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
+V = TypeVar("V")  # the values are carried over untouched: tensors, or anything else keyed by weight name
+
+
+def _rename(sd: Mapping[str, V], table: list[tuple[str, str, list[tuple[str, str]]]], what: str) -> dict[str, V]:
+    out: dict[str, V] = {}
     unmatched: list[str] = []
     for key, value in sd.items():
         for src, dst, sub in table:
@@ -118,8 +120,8 @@ def original_structure(keys: set[str]) -> tuple[tuple[int, ...], bool, int]:
     return tuple(counts), mid_attention, mid_resnets
 
 
-def diffusers_to_original(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a diffusers ``ControlNetModel`` state dict to the original layout (no prefix).
+def diffusers_to_original(sd: Mapping[str, V]) -> dict[str, V]:
+    """Rename a diffusers ``ControlNetModel`` state dict to the original layout (no prefix); values untouched.
 
     Raises:
         KeyMismatchError: a key fits no place in the structure the keys describe.

@@ -213,14 +213,15 @@ def extract_controlnet(
     """
     source = str(raw.path)
     detection: Detection = detect_format(raw.tensors.keys(), source)
-    selected = [k for k in raw.tensors if detection.selects(k)]
-    strip = len(detection.prefix)
-    kept = {k[strip:]: raw.tensors[k] for k in selected}  # safetensors: shapes and dtypes only (meta) until checked
-    dropped = len(raw.tensors) - len(kept)
+    # original-layout name -> key in the file, for the ControlNet's tensors only
+    source_of = {k[len(detection.prefix) :]: k for k in raw.tensors if detection.selects(k)}
+    if detection.layout is Layout.DIFFUSERS:
+        source_of = diffusers_to_original(source_of)
+    sd = {name: raw.tensors[k] for name, k in source_of.items()}  # safetensors: shapes and dtypes only until checked
+    dropped = len(raw.tensors) - len(sd)
     overrides: dict[str, int] = {}
     cfg_json: Mapping[str, object] | None = None  # a diffusers config.json that describes these weights
     if detection.layout is Layout.DIFFUSERS:
-        sd = diffusers_to_original(kept)
         cfg_json = raw.config or None
         why = _config_mismatch(cfg_json, sd) if cfg_json else None
         if why and raw.config_is_sibling:  # another model's config.json in the same folder: never applied
@@ -238,8 +239,6 @@ def extract_controlnet(
                     f"{source}: config.json asks for BGR hints (controlnet_conditioning_channel_order='bgr'), "
                     "which Affordance does not support; convert the model or swap the hint channels."
                 )
-    else:
-        sd = kept
     if global_average_pooling is None:
         gap = cfg_json.get("global_pool_conditions") is True if cfg_json else False  # not "false" (a string)
         gap = gap or raw.metadata.get("affordance.global_average_pooling") == "true"
@@ -253,8 +252,8 @@ def extract_controlnet(
         ) from exc
     _check_keys(sd, config, source)
     if raw.fetch is not None:  # every key and shape is right: only now are the tensors read
-        data = {k[strip:]: v for k, v in raw.materialized(selected).items()}
-        sd = diffusers_to_original(data) if detection.layout is Layout.DIFFUSERS else data
+        data = raw.materialized(source_of.values())
+        sd = {name: data[k] for name, k in source_of.items()}
     stored = dict(Counter(str(t.dtype).removeprefix("torch.") for t in sd.values()))
     sd = _widen_fp8(sd)
     _check_values(sd, source)
