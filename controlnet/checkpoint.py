@@ -1,5 +1,6 @@
 """Safe reading of weight files: safetensors (header first; only the tensors asked for are ever read, by
-plain reads into memory of their own) first, restricted pickles otherwise.
+plain reads into memory of their own) first, restricted pickles otherwise (zip checkpoints the same way:
+their pickle first, then only the storages asked for; nothing is ever memory-mapped).
 
 The container is recognised from the file's first bytes, never from its name, so a renamed file gets
 an error about what it really is. Pickles are only ever opened with ``torch.load(weights_only=True)``:
@@ -19,10 +20,12 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
 from .errors import CorruptCheckpointError, UnknownFormatError, UnreadableCheckpointError, UnsafeCheckpointError
+from .torch_zip import read_layout
 
 log = logging.getLogger("affordance.controlnet")
 
@@ -56,16 +59,17 @@ class RawCheckpoint:
     Attributes:
         path: the file that was read (inside a diffusers folder: its weights file).
         container: ``"safetensors"``, ``"torch-zip"`` or ``"torch-legacy"``.
-        tensors: key -> tensor. CPU tensors for pickles; for safetensors, tensors on the ``meta`` device
-            (shape and dtype only: nothing is read yet) whose data :attr:`fetch` reads.
+        tensors: key -> tensor. For safetensors and zip checkpoints, tensors on the ``meta`` device (shape,
+            dtype and strides only: nothing is read yet) whose data :attr:`fetch` reads; CPU tensors for
+            legacy pickles (and zip checkpoints this torch cannot locate storages in).
         metadata: the safetensors ``__metadata__`` (empty for pickles).
         config: a diffusers ``config.json`` found next to the weights, else ``None``.
         skipped: non-tensor entries of a pickle (e.g. ``epoch``), by key.
         config_is_sibling: ``config`` lies beside a weights file given by itself (not a diffusers folder
             given as such): it may belong to another model in the same folder.
-        fetch: for safetensors, ``fetch(keys)`` reads those tensors into CPU memory of their own (a file
-            cut short or changed since its header was read is a :class:`CorruptCheckpointError`, never a
-            crash); ``None`` when :attr:`tensors` already hold the data.
+        fetch: ``fetch(keys)`` reads those tensors into CPU memory of their own (a file cut short or changed
+            since its header was read is a :class:`CorruptCheckpointError`, never a crash); ``None`` when
+            :attr:`tensors` already hold the data.
     """
 
     path: Path
@@ -132,6 +136,13 @@ def file_identity(st: os.stat_result) -> tuple[int, int, int, int]:
     one tick of the file system's clock (before Linux 6.13: 1-10 ms) can keep every field.
     """
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _changed(path: Path) -> CorruptCheckpointError:
+    return CorruptCheckpointError(
+        f"{path} changed while it was being read (replaced or cut short, e.g. by a download in progress). "
+        "Wait until it is complete, then run again."
+    )
 
 
 def _read_safetensors(
@@ -209,10 +220,7 @@ def _read_safetensors(
             previous_end, previous_key = offset + nbytes, key
 
     def fetch(keys: Iterable[str]) -> dict[str, torch.Tensor]:
-        changed = CorruptCheckpointError(
-            f"{path} changed while it was being read (replaced or cut short, e.g. by a download in progress). "
-            "Wait until it is complete, then run again."
-        )
+        changed = _changed(path)
         out: dict[str, torch.Tensor] = {}
         try:
             f = path.open("rb")
@@ -305,16 +313,13 @@ _DAMAGED = (
 )
 
 
-def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _load_pickle(path: Path, container: str, f: BinaryIO, map_location: str) -> object:
+    """``torch.load(weights_only=True)`` of the open file ``f`` (never by name: torch would dispatch on the
+    suffix and could memory-map it), with every failure turned into a typed error naming ``path``."""
     if container == "torch-legacy" and (protocol := _pickle_protocol(path) or 0) >= 4:
         raise _new_protocol_error(path, str(protocol))
     try:
-        if path.suffix.lower() in (".safetensors", ".sft"):
-            # torch.load dispatches on this suffix; a pickle under it must be read through a file object.
-            with path.open("rb") as f:
-                obj = torch.load(f, map_location="cpu", weights_only=True)
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=container == "torch-zip")
+        return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = str(exc)
         if wanted := _code_request(msg):
@@ -342,6 +347,10 @@ def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], l
             f"{path} could not be read as a PyTorch checkpoint ({str(exc)[:200]}); it is truncated or damaged. "
             "Download it again."
         ) from exc
+
+
+def _state_tensors(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The named tensors of an unpickled checkpoint and the names of the other entries beside them."""
     sd, beside = _unwrap(obj, path)
     tensors = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     if not tensors:
@@ -357,6 +366,96 @@ def _read_pickle(path: Path, container: str) -> tuple[dict[str, torch.Tensor], l
     nested = {k.split(".", 1)[0] for k in tensors if k not in sd}
     skipped = sorted(beside + [str(k) for k, v in sd.items() if not isinstance(v, torch.Tensor) and str(k) not in nested])
     return tensors, skipped
+
+
+def _read_pickle(
+    path: Path, container: str
+) -> tuple[dict[str, torch.Tensor], list[str], Callable[[Iterable[str]], dict[str, torch.Tensor]] | None]:
+    """A pickle's tensors: a zip checkpoint's as meta tensors and a reader (see :func:`_read_torch_zip`),
+    a legacy pickle's (or a zip this torch cannot locate storages in) read whole into CPU memory."""
+    if container == "torch-zip" and (lazy := _read_torch_zip(path)) is not None:
+        return lazy
+    with path.open("rb") as f:
+        obj = _load_pickle(path, container, f, "cpu")
+    return (*_state_tensors(obj, path), None)
+
+
+def _read_torch_zip(
+    path: Path,
+) -> tuple[dict[str, torch.Tensor], list[str], Callable[[Iterable[str]], dict[str, torch.Tensor]]] | None:
+    """A zip checkpoint's pickle, as meta tensors, and a reader of the storages behind them.
+
+    torch's weights-only unpickler reads the pickle onto the ``meta`` device, recording where each storage's
+    record begins; the zip directory says which record that is. The reader then reads only the storages of
+    the tensors asked for, with plain reads into fresh CPU memory, after checking that the file is still the
+    one whose pickle was read (so a 1.0 checkpoint's Stable Diffusion weights are never read, and a file cut
+    short meanwhile is an error, not a SIGBUS). Tensors sharing a storage share the memory read, as with
+    ``torch.load``.
+
+    Returns ``None`` where the storages were written in the other byte order (torch crashes swapping meta
+    storages), this torch does not record storage offsets, or the archive was recompressed: the caller then
+    reads the file whole, as ``torch.load`` does.
+    """
+    with path.open("rb") as f:
+        identity = file_identity(os.fstat(f.fileno()))
+        try:
+            layout = read_layout(f)
+        except (zipfile.BadZipFile, struct.error, ValueError, OSError, EOFError) as exc:
+            raise CorruptCheckpointError(
+                f"{path} could not be read as a PyTorch checkpoint ({exc}); it is truncated or damaged. Download it again."
+            ) from exc
+        if layout.foreign_byteorder:
+            return None
+        f.seek(0)
+        obj = _load_pickle(path, "torch-zip", f, "meta")
+        if file_identity(os.fstat(f.fileno())) != identity:
+            raise _changed(path)
+    tensors, skipped = _state_tensors(obj, path)
+    places: dict[str, tuple[int, int]] = {}  # key -> (file offset of its storage, storage bytes)
+    for key, t in tensors.items():
+        storage = t.untyped_storage()
+        offset = getattr(storage, "_checkpoint_offset", None)
+        record = layout.records.get(offset) if isinstance(offset, int) else None
+        if record is None or not record.stored:
+            log.debug("%r: storage offsets unknown (torch %s) or records compressed: read whole", path, torch.__version__)
+            return None
+        # the pickle's storage size, grown by torch to what the tensor's shape needs if that is more
+        nbytes = storage.nbytes()
+        if record.size != nbytes:
+            raise CorruptCheckpointError(
+                f"{path}: tensor {key!r} needs a storage of {nbytes} bytes but its record {record.name!r} holds "
+                f"{record.size}. The file is damaged; download it again."
+            )
+        places[key] = (offset, nbytes)
+
+    def fetch(keys: Iterable[str]) -> dict[str, torch.Tensor]:
+        changed = _changed(path)
+        out: dict[str, torch.Tensor] = {}
+        storages: dict[int, torch.Tensor] = {}  # file offset -> bytes read (shared by views of one storage)
+        try:
+            f = path.open("rb")
+        except FileNotFoundError as exc:  # deleted (or moved away) since its pickle was read
+            raise changed from exc
+        with f:
+            if file_identity(os.fstat(f.fileno())) != identity:
+                raise changed
+            for key in sorted(keys, key=lambda k: places[k][0]):  # in file order: one forward pass
+                offset, nbytes = places[key]
+                meta = tensors[key]
+                buf = storages.get(offset)
+                if buf is None:
+                    buf = torch.empty(nbytes, dtype=torch.uint8)
+                    if nbytes:
+                        f.seek(offset)
+                        if f.readinto(memoryview(buf.numpy())) != nbytes:
+                            raise changed
+                    storages[offset] = buf
+                out[key] = buf.view(meta.dtype).as_strided(meta.shape, meta.stride(), meta.storage_offset())
+            if file_identity(os.fstat(f.fileno())) != identity:
+                raise changed
+        return out
+
+    return tensors, skipped, fetch
 
 
 def _read_config(cfg_path: Path) -> dict[str, object]:
@@ -397,16 +496,16 @@ def _only_diffusers_weights(folder: Path) -> bool:
 
 
 def read_checkpoint(path: str | Path) -> RawCheckpoint:
-    """Read a weight file or diffusers folder without executing code: pickles' tensors onto the CPU,
-    safetensors' header (their tensors are read by :attr:`RawCheckpoint.fetch`).
+    """Read a weight file or diffusers folder without executing code: safetensors' header and zip
+    checkpoints' pickle (their tensors are read by :attr:`RawCheckpoint.fetch`), legacy pickles whole.
 
     Args:
         path: a ``.safetensors``/``.sft``/``.pth``/``.pt``/``.ckpt``/``.bin`` file (the extension is not
             trusted), or a diffusers folder with ``config.json`` and ``diffusion_pytorch_model.*``.
 
     Returns:
-        The raw tensors; for safetensors only the header is read (see :attr:`RawCheckpoint.fetch`), so
-        tensors that are not asked for cost neither time nor RAM.
+        The raw tensors; for safetensors and zip checkpoints only the header or pickle is read (see
+        :attr:`RawCheckpoint.fetch`), so tensors that are not asked for cost neither time nor RAM.
 
     Raises:
         FileNotFoundError: nothing at ``path``.
@@ -449,7 +548,7 @@ def _read_checkpoint(path: Path) -> RawCheckpoint:
     if container == "safetensors":
         tensors, metadata, fetch = _read_safetensors(path)
     else:
-        tensors, skipped = _read_pickle(path, container)
+        tensors, skipped, fetch = _read_pickle(path, container)
     if not tensors:
         raise CorruptCheckpointError(
             f"{path} holds no tensors (an empty state dict{'; other entries: ' + ', '.join(skipped[:5]) if skipped else ''}). "

@@ -2,8 +2,8 @@
 
 Pipeline: read the file safely -> detect the layout from keys -> keep only the ControlNet's tensors
 -> rename to the original layout -> infer the configuration -> check every key, shape and value ->
-build the model without allocating, then assign the tensors (read into memory of their own; only zip
-checkpoints' are memory-mapped, and copied once). Any failure rejects the
+build the model without allocating, then assign the tensors (read into memory of their own, only those of
+the ControlNet, after every key and shape was checked; no file is memory-mapped). Any failure rejects the
 whole file; nothing is half-loaded.
 """
 
@@ -283,11 +283,6 @@ def _dominant_dtype(sd: Mapping[str, torch.Tensor]) -> torch.dtype:
     return max(counts, key=lambda d: counts[d])
 
 
-# Containers whose tensors view a memory-mapped file (zip checkpoints, through torch.load(mmap=True));
-# safetensors are read into memory of their own (checkpoint.RawCheckpoint.fetch).
-MAPPED_CONTAINERS = ("torch-zip",)
-
-
 def build_controlnet(
     weights: ControlNetWeights,
     *,
@@ -308,20 +303,17 @@ def build_controlnet(
             model) never holds both copies of every weight at once. ``weights`` is then left incomplete.
 
     Returns:
-        The model in eval mode. Its parameters own their memory: tensors still viewing a memory-mapped
-        file (zip checkpoints) are copied once, which converting or moving them does anyway,
-        since a running model that depends on its file changes silently when the file is replaced and
-        crashes the process (SIGBUS) when it is truncated. Tensors read into memory are not copied again.
+        The model in eval mode. Its parameters own their memory (the reader never maps the file), so a
+        file replaced or truncated later changes nothing; tensors that need no conversion are not copied.
     """
     dtype = dtype or _dominant_dtype(weights.state_dict)
     with torch.device("meta"):
         model = ControlNet(weights.config, ops)
-    mapped = weights.report.container in MAPPED_CONTAINERS
     src = weights.state_dict
     sd: dict[str, torch.Tensor] = {}
     for k in list(src):
         v = src[k]
-        sd[k] = v.to(device=device, dtype=dtype, copy=mapped)
+        sd[k] = v.to(device=device, dtype=dtype)
         if release and sd[k] is not v:
             del src[k], v  # the source's memory goes back before the next tensor is converted
     model.load_state_dict(sd, strict=True, assign=True)

@@ -1,0 +1,77 @@
+"""Where a PyTorch zip checkpoint (``torch.save``'s format since 1.6) keeps the bytes of each storage.
+
+Such a file is a zip archive: ``<archive>/data.pkl`` (the pickle), ``<archive>/data/<key>`` (one record per
+storage, stored uncompressed), ``<archive>/byteorder`` and a few small records. Knowing where each record's
+bytes begin lets a reader fetch only the storages it needs, with plain reads, instead of memory-mapping the
+file (a mapped file cut short while it is read kills the process with SIGBUS).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import zipfile
+from dataclasses import dataclass
+from typing import BinaryIO
+
+_LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")  # signature ... file name length, extra field length
+_LOCAL_SIGNATURE = 0x04034B50
+
+
+@dataclass(frozen=True)
+class Record:
+    """One member of the archive.
+
+    Attributes:
+        name: its name inside the archive (e.g. ``"archive/data/0"``).
+        size: its length in bytes, uncompressed.
+        stored: kept as is (``ZIP_STORED``), so its bytes can be read straight from the file.
+    """
+
+    name: str
+    size: int
+    stored: bool
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The archive's members by where their bytes begin, and the byte order its storages were written in.
+
+    Attributes:
+        records: file offset of the first byte of a member's data -> that member.
+        byteorders: what each ``byteorder`` record says (files written before torch 2.1 have none: little-endian).
+    """
+
+    records: dict[int, Record]
+    byteorders: tuple[str, ...]
+
+    @property
+    def foreign_byteorder(self) -> bool:
+        """Some storages may have been written in another byte order than this machine's (and must be swapped)."""
+        return any(b != sys.byteorder for b in self.byteorders)
+
+
+def read_layout(f: BinaryIO) -> Layout:
+    """Read the central directory and every member's local header of the open archive ``f``.
+
+    Raises:
+        zipfile.BadZipFile, struct.error, ValueError, OSError: not a readable zip archive (callers name the
+            file and turn these into their own errors).
+    """
+    records: dict[int, Record] = {}
+    byteorders: list[str] = []
+    with zipfile.ZipFile(f) as zf:
+        for info in zf.infolist():
+            f.seek(info.header_offset)
+            head = f.read(_LOCAL_HEADER.size)
+            fields = _LOCAL_HEADER.unpack(head)  # struct.error when the file ends inside the header
+            if fields[0] != _LOCAL_SIGNATURE:
+                raise zipfile.BadZipFile(f"member {info.filename!r} has no local header at byte {info.header_offset}")
+            start = info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
+            records[start] = Record(info.filename, info.file_size, info.compress_type == zipfile.ZIP_STORED)
+            if info.filename.rsplit("/", 1)[-1] == "byteorder":
+                byteorders.append(zf.read(info)[:16].decode("ascii", errors="replace"))
+    return Layout(records, tuple(byteorders))
+
+
+__all__ = ["Layout", "Record", "read_layout"]

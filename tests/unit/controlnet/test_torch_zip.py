@@ -1,0 +1,153 @@
+"""Zip checkpoints (torch.save) are read without a memory map: their pickle first (onto the meta device), then
+only the storages asked for. Every case is checked against what torch.load itself reads from the file."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from affordance.controlnet import CorruptCheckpointError
+from affordance.controlnet import checkpoint as checkpoint_module
+from affordance.controlnet.checkpoint import read_checkpoint
+from affordance.controlnet.torch_zip import Layout
+
+
+def _state() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(3, 4, generator=g)
+    return {
+        "a": base,
+        "row": base[1],  # a view into a's storage, at an offset
+        "t": base.t(),  # non-contiguous
+        "half": torch.randn(5, generator=g).half(),
+        "bf16": torch.randn(2, 3, generator=g).bfloat16(),
+        "ints": torch.arange(7, dtype=torch.int64),
+        "flags": torch.tensor([True, False, True]),
+        "empty": torch.empty(0, 4),
+        "scalar": torch.tensor(2.5),
+    }
+
+
+def _read_all(path: Path) -> dict[str, torch.Tensor]:
+    raw = read_checkpoint(path)
+    return raw.materialized(raw.tensors)
+
+
+def _rezip(src: Path, dst: Path, change=lambda name, data: data, compression=zipfile.ZIP_STORED) -> None:
+    """Copy a zip member by member (Python's zipfile: no 64-byte alignment), changing members' bytes."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", compression=compression) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, change(info.filename, zin.read(info)))
+
+
+def test_values_views_and_shared_storage_match_torch_load(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save({"state_dict": _state(), "epoch": 7}, path)
+    raw = read_checkpoint(path)
+    assert raw.container == "torch-zip" and raw.skipped == ["epoch"]
+    assert all(t.device.type == "meta" for t in raw.tensors.values())  # nothing but the pickle read yet
+    got = raw.materialized(raw.tensors)
+    expected = torch.load(path, weights_only=True)["state_dict"]
+    assert got.keys() == expected.keys()
+    for k, v in expected.items():
+        assert got[k].dtype == v.dtype and got[k].shape == v.shape and got[k].stride() == v.stride(), k
+        assert torch.equal(got[k], v), k
+    # views of one storage share the memory read, as torch.load's do
+    assert got["row"].untyped_storage().data_ptr() == got["a"].untyped_storage().data_ptr()
+    got["a"][1, 0] = 100.0
+    assert got["row"][0] == 100.0 and got["t"][0, 1] == 100.0
+
+
+def test_only_the_keys_asked_for_are_returned(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save(_state(), path)
+    raw = read_checkpoint(path)
+    got = raw.materialized(["half", "row"])
+    assert set(got) == {"half", "row"}
+    assert torch.equal(got["row"], _state()["row"])
+
+
+@pytest.mark.parametrize("order", [b"big", b"middle"])
+def test_checkpoints_of_another_byte_order_are_read_by_torch(tmp_path, order):
+    """A file saved on a big-endian machine (its byteorder record says so, every storage swapped): torch.load
+    onto the meta device would crash swapping storages that hold no data, so torch reads it whole and swaps."""
+    state = {"f32": torch.randn(4, 3), "f16": torch.randn(6).half(), "u8": torch.arange(4, dtype=torch.uint8)}
+    little = tmp_path / "little.pth"
+    torch.save(state, little)
+    raw = read_checkpoint(little)
+    sizes = {t.untyped_storage()._checkpoint_offset: t.element_size() for t in raw.tensors.values()}
+    with little.open("rb") as f:
+        layout = checkpoint_module.read_layout(f)
+    by_name = {rec.name: sizes[off] for off, rec in layout.records.items() if off in sizes}
+
+    def to_big(name: str, data: bytes) -> bytes:
+        if name.endswith("/byteorder"):
+            return order
+        if order == b"big" and by_name.get(name, 1) > 1:
+            n = by_name[name]
+            return b"".join(data[i : i + n][::-1] for i in range(0, len(data), n))
+        return data
+
+    other = tmp_path / "other.pth"
+    _rezip(little, other, to_big)
+    if order != b"big":
+        with pytest.raises(CorruptCheckpointError, match="truncated or damaged .*Unknown endianness type: middle"):
+            read_checkpoint(other)
+        return
+    raw = read_checkpoint(other)
+    assert raw.fetch is None
+    for k, v in state.items():
+        assert torch.equal(raw.tensors[k], v), k
+
+
+def test_a_recompressed_archive_is_read_whole(tmp_path):
+    """A zip whose records were deflated (re-packed by an archiver) cannot be read in place: torch.load reads it."""
+    path = tmp_path / "w.pth"
+    torch.save(_state(), path)
+    packed = tmp_path / "packed.pth"
+    _rezip(path, packed, compression=zipfile.ZIP_DEFLATED)
+    raw = read_checkpoint(packed)
+    assert raw.fetch is None and all(t.device.type == "cpu" for t in raw.tensors.values())
+    for k, v in _state().items():
+        assert torch.equal(raw.tensors[k], v), k
+
+
+def test_without_storage_offsets_the_file_is_read_whole(tmp_path, monkeypatch):
+    """A torch that does not record where storages begin (older releases): the file is read as torch.load does."""
+    path = tmp_path / "w.pth"
+    torch.save(_state(), path)
+    monkeypatch.setattr(checkpoint_module, "read_layout", lambda f: Layout({}, "little"))
+    raw = read_checkpoint(path)
+    assert raw.fetch is None
+    for k, v in _state().items():
+        assert torch.equal(raw.tensors[k], v), k
+
+
+def test_a_record_of_the_wrong_size_is_named(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.randn(3, 4)}, path)
+    bad = tmp_path / "bad.pth"
+    _rezip(path, bad, lambda name, data: data + bytes(8) if name.endswith("/data/0") else data)
+    with pytest.raises(CorruptCheckpointError, match=r"needs a storage of 48 bytes but its record '.*data/0' holds 56"):
+        read_checkpoint(bad)
+
+
+def test_a_tensor_reaching_past_its_storage_is_named(tmp_path):
+    """A pickle whose tensor claims more elements than its storage has (shape (3, 4) edited to (3, 5)):
+    torch grows the meta storage to fit, which no longer matches the record."""
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.randn(3, 4)}, path)
+
+    def widen(name: str, data: bytes) -> bytes:
+        if name.endswith("/data.pkl"):
+            assert data.count(b"K\x03K\x04\x86") == 1  # BININT1 3, BININT1 4, TUPLE2: the shape
+            return data.replace(b"K\x03K\x04\x86", b"K\x03K\x05\x86")
+        return data
+
+    bad = tmp_path / "bad.pth"
+    _rezip(path, bad, widen)
+    with pytest.raises(CorruptCheckpointError, match=r"tensor 'w' needs a storage of 52 bytes but its record '.*data/0' holds 48"):
+        read_checkpoint(bad)
