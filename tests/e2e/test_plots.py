@@ -256,3 +256,45 @@ def test_hover_highlight_ends_when_the_pointer_leaves(fresh: Page):
     move(*far)  # the empty graph, far from the node
     assert pixel(bar["x"]) == pixel(other["x"]), "the highlight ends when the pointer leaves"
     assert page.console_errors() == []
+
+
+def test_headers_never_overlap_on_the_narrowest_node(fresh: Page):
+    """Dragged to its narrowest, a plot's caption is shortened with "…" instead of running into the
+    right-hand label (the weights' 13/10 toggle, whose box caught clicks on the caption's end)."""
+    page = fresh
+    page.js(
+        "const proto = CanvasRenderingContext2D.prototype; window.__astHeader = [];"
+        "if (!proto.__astFill) { proto.__astFill = proto.fillText; proto.fillText = function (t, x, y) {"
+        " if (y === 10) { const w = this.measureText(t).width; const a = this.textAlign;"
+        " window.__astHeader.push({t: String(t), left: a === 'right' ? x - w : x, right: a === 'right' ? x : x + w}); }"
+        " return this.__astFill.apply(this, arguments); }; }"
+    )
+    try:
+        for node_type, name, caption in [
+            ("AST_ControlWeights", "ast_weights_plot", "balanced"),
+            ("AST_StrengthSchedule", "ast_schedule_plot", "strength x multiplier"),
+        ]:
+            nid = page.add_node(node_type, (60, 60))
+            plot_widget(page, nid, name)
+            for width in (420, 240, 200):
+                page.js(
+                    "const n = app.graph.getNodeById(arguments[0]); n.setSize([arguments[1], n.size[1]]);"
+                    "app.canvas.setDirty(true, true); app.canvas.draw(true, true);",
+                    nid,
+                    width,
+                )
+                time.sleep(0.3)  # the element takes its new size
+                page.js(WIDGET + "window.__astHeader = []; w.redraw();", nid, name)
+                texts = page.js("return window.__astHeader;")
+                left = [t for t in texts if t["t"].startswith(caption[:4])]
+                right = [t for t in texts if not t["t"].startswith(caption[:4])]
+                assert left and right, texts
+                assert max(t["right"] for t in left) <= min(t["left"] for t in right) - 4, (width, texts)
+                if width == 420:
+                    assert any(t["t"].startswith(caption) for t in left), texts
+                else:
+                    assert all(t["t"].endswith("…") for t in left), (width, texts)
+            page.js("app.graph.remove(app.graph.getNodeById(arguments[0]));", nid)
+    finally:
+        page.js("const p = CanvasRenderingContext2D.prototype; if (p.__astFill) { p.fillText = p.__astFill; delete p.__astFill; }")
+    assert page.console_errors() == []

@@ -426,3 +426,65 @@ def test_a_stroke_finished_during_the_upload_is_uploaded_too(fresh: Page):
     with Image.open(page.server.input_dir / ref) as im:
         assert np.array_equal(np.asarray(im.convert("L")) > 127, raster(page, nid) > 0)
     assert page.console_errors() == []
+
+
+def test_a_drawing_the_server_lost_is_uploaded_again(fresh: Page):
+    """The input folder was cleaned after a run: the next queue uploads the drawing again (it was refused)."""
+    page = fresh
+    nid = add_canvas(page, 128, 96)
+    draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
+    ref = wait_saved(page, nid)
+    path = page.server.input_dir / ref
+    first = path.read_bytes()
+    path.unlink()
+    time.sleep(2.5)  # past the window in which prompts share one upload (a batch count)
+    assert page.js_async("const p = await app.graphToPrompt(); return p.output;")[str(nid)]["inputs"]["drawing"] == ref
+    assert path.read_bytes() == first
+    assert page.console_errors() == []
+
+
+def test_width_height_and_brush_set_by_other_code_are_followed(fresh: Page):
+    """Another extension sets widget values and properties without callbacks: the canvas follows, so the
+    prompt's size is the size drawn on, and the slider shows the brush that will be used."""
+    page = fresh
+    nid = add_canvas(page, 128, 96)
+    draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
+    # (the graph redraws on the next pointer move; the test asks for it instead)
+    page.js(
+        "app.graph.getNodeById(arguments[0]).widgets.find(w => w.name === 'width').value = 256;"
+        "app.canvas.setDirty(true, true);",
+        nid,
+    )
+    page.wait(STATE + "return s.raster.width === 256 && s.raster.height === 96;", 10, nid)
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")[str(nid)]["inputs"]
+    assert prompt["width"] == 256 and prompt["drawing"].startswith("affordance_scribbles/scribble_256x96_")
+    with Image.open(page.server.input_dir / prompt["drawing"]) as im:
+        assert im.size == (256, 96)
+        assert np.array_equal(np.asarray(im.convert("L")) > 127, raster(page, nid) > 0)
+    assert (raster(page, nid)[48] > 0).sum() > 100, "the stroke was kept"
+    page.js("app.graph.getNodeById(arguments[0]).properties.ast_brush = 30; app.canvas.setDirty(true, true);", nid)
+    page.wait(STATE + "return s.el.size.value === '30' && s.el.sizeLabel.textContent === '30 px';", 10, nid)
+    assert page.console_errors() == []
+
+
+def test_a_drawing_named_by_other_code_is_shown(fresh: Page):
+    """Another extension sets the drawing widget to a file: the canvas shows that file and its strokes go."""
+    page = fresh
+    page.js_async("await app.loadGraphData(arguments[0], true, true, 'adopt');", EMPTY_WORKFLOW)
+    nid = add_canvas(page, 128, 96)
+    draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
+    stroke = raster(page, nid)
+    name = "affordance_probe_square.png"
+    square = np.zeros((96, 128), np.uint8)
+    square[20:60, 30:90] = 255
+    Image.fromarray(square).save(page.server.input_dir / name)
+    page.js("app.graph.getNodeById(arguments[0]).widgets.find(w => w.name === 'drawing').value = arguments[1];", nid, name)
+    page.wait(STATE + "return !s.restoring && !!s.base && s.ops.length === 0;", 20, nid)
+    assert np.array_equal(raster(page, nid) > 0, square > 0)
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")[str(nid)]["inputs"]
+    with Image.open(page.server.input_dir / prompt["drawing"]) as im:
+        assert np.array_equal(np.asarray(im.convert("L")) > 127, square > 0)
+    _ctrl(page, "z")  # graph undo brings the strokes back
+    page.wait(STATE + "return !s.restoring && s.ops.length === 1 && !s.base;", 20, nid)
+    assert np.array_equal(raster(page, nid), stroke)
+    assert page.console_errors() == []

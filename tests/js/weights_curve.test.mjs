@@ -23,7 +23,7 @@ import {
   valueAtY,
   weightsPlotState,
 } from "../../web/js/lib/weights_curve.js";
-import { axisMax, axisMin, dragLimit, makeFrame, valueToY, wrapText, yTicks, yToValue } from "../../web/js/lib/plot.js";
+import { axisMax, axisMin, dragLimit, fitText, makeFrame, valueToY, wrapText, yTicks, yToValue } from "../../web/js/lib/plot.js";
 import { formatNumber, pyFloat, pyRepr, pySplit, pyStrip } from "../../web/js/lib/parse.js";
 
 const near = (a, b, tol = 1e-12) => Math.abs(a - b) <= tol;
@@ -245,4 +245,16 @@ test("the browser extensions import only names the modules export", async () => 
       }
     }
   }
+});
+
+test("fitText keeps what fits and cuts the rest with an ellipsis", () => {
+  const len = (s) => s.length; // one pixel per character
+  assert.equal(fitText("balanced: every residual x1", 100, len), "balanced: every residual x1");
+  assert.equal(fitText("balanced: every residual x1", 27, len), "balanced: every residual x1");
+  assert.equal(fitText("balanced: every residual x1", 26, len), "balanced: every residual…");
+  assert.equal(fitText("balanced: every residual x1", 10, len), "balanced:…"); // no space before the ellipsis
+  assert.equal(fitText("balanced: every residual x1", 1, len), "…");
+  assert.equal(fitText("balanced: every residual x1", 0, len), "");
+  assert.equal(fitText("abc", -5, len), "");
+  for (let w = 1; w < 30; w++) assert.ok(fitText("strength x multiplier over sampling progress", w, len).length <= w);
 });

@@ -3,7 +3,7 @@
 // to remove it (never the last). Text that does not parse is refused and shown.
 
 import { app } from "../../scripts/app.js";
-import { dragLimit, fractionToX, valueToY } from "./lib/plot.js";
+import { dragLimit, fitText, fractionToX, valueToY } from "./lib/plot.js";
 import {
   addKeyframe,
   curveVertices,
@@ -135,12 +135,15 @@ function setupSchedulePlot(node) {
     }
 
     ctx.textBaseline = "middle";
-    ctx.textAlign = "left";
-    ctx.fillStyle = colours.text;
-    ctx.fillText("strength x multiplier over sampling progress", 6, 10);
     ctx.textAlign = "right";
     ctx.fillStyle = colours.muted;
-    ctx.fillText(linked() ? "from a link" : interpolation, width - 6, 10);
+    const right = linked() ? "from a link" : interpolation;
+    ctx.fillText(right, width - 6, 10);
+    // the caption gets what the right-hand label leaves (shortened with "…" on a narrow node)
+    ctx.textAlign = "left";
+    ctx.fillStyle = colours.text;
+    const room = width - 6 - ctx.measureText(right).width - 12 - 6;
+    ctx.fillText(fitText("strength x multiplier over sampling progress", room, (t) => ctx.measureText(t).width), 6, 10);
 
     if (s.error) drawMessage(ctx, frame, s.error, colours);
     else if (rejected) drawMessage(ctx, frame, `Rejected ${JSON.stringify(rejected.text)}: ${rejected.message}`, colours);

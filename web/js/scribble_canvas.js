@@ -14,6 +14,7 @@ const NODE_ID = "AST_ScribbleCanvas";
 const WIDGET = "drawing";
 const RECORD = "ast_scribble";
 const BRUSH = "ast_brush";
+const RECENT_MS = 2000; // prompts made this soon after a confirmed upload do not upload the drawing again
 const LOG = "[affordance.scribble]";
 
 function toast(severity, summary, detail) {
@@ -49,7 +50,8 @@ class ScribbleCanvas {
     this.raster = S.createRaster(512, 512);
     this.active = null; // the stroke being drawn
     this.eraser = false;
-    this.uploaded = new Set(); // references known to exist on the server
+    this.uploaded = new Set(); // references this page has seen on the server (for the status line only)
+    this.confirmed = null; // { ref, at }: the last upload the server confirmed, and when (performance.now())
     this.uploading = null; // promise of the upload in flight
     this.uploadError = null;
     this.bgSrc = null;
@@ -334,19 +336,24 @@ class ScribbleCanvas {
 
   // ---- upload -----------------------------------------------------------------------------------------
   /**
-   * Upload the current drawing (if not there yet). Resolves true when the server has it, or when the value
-   * names a file this canvas does not hold (a drawing that could not be loaded): that file is never
-   * overwritten, and the backend reports what is wrong with it.
+   * Upload the current drawing. Every prompt uploads it again (the same bytes under the same name), since
+   * the server may have lost the file since the last one (input folder cleaned, another --input-directory);
+   * only prompts made within RECENT_MS of a confirmed upload (a batch count, several exports) share it.
+   * Resolves true when the server has it, or when the value names a file this canvas does not hold (a
+   * drawing that could not be loaded): that file is never overwritten, and the backend reports what is
+   * wrong with it.
    */
   upload() {
     const ref = this.value;
-    if (!ref || this.uploaded.has(ref) || ref !== this.ownRef) return Promise.resolve(true);
+    if (!ref || ref !== this.ownRef) return Promise.resolve(true);
+    if (this.confirmed?.ref === ref && performance.now() - this.confirmed.at < RECENT_MS) return Promise.resolve(true);
     if (this.uploading?.ref === ref) return this.uploading.promise;
     const raster = this.raster;
     const promise = (async () => {
       try {
         await uploadDrawing(raster, ref);
         this.uploaded.add(ref);
+        this.confirmed = { ref, at: performance.now() };
         this.uploadError = null;
         if (this.value === ref) this.setStatus(`${raster.width}x${raster.height} - saved as input/${ref}`);
         return true;
@@ -386,8 +393,11 @@ class ScribbleCanvas {
   }
 
   // ---- restore ----------------------------------------------------------------------------------------
-  /** A workflow was loaded (or pasted): redraw from the kept strokes, or from the file alone. */
-  restore() {
+  /**
+   * A workflow was loaded (or pasted): redraw from the kept strokes, or from the file alone. `track`: record
+   * the result in the graph's undo history (a drawing named by a script, not a workflow being loaded).
+   */
+  restore(track = false) {
     const task = (async () => {
       const saved = this.value;
       this.ownRef = ""; // until the saved drawing is shown again, its name is not ours to upload
@@ -427,7 +437,7 @@ class ScribbleCanvas {
       // workflow from another machine): it is uploaded when queued unless this page already did. Uploading
       // the same bytes under the same name is harmless, and probing with a request that may 404 would log
       // errors.
-      this.afterChange(false);
+      this.afterChange(track);
     })();
     this.restoring = task.finally(() => {
       this.restoring = null;
@@ -435,8 +445,34 @@ class ScribbleCanvas {
     return this.restoring;
   }
 
-  /** Called on every frame of the graph canvas: fit the drawing to the node and follow the background input. */
+  /**
+   * The `drawing` widget was set to another file by other means than this canvas (another extension, a
+   * script): show that file as the drawing, as a workflow naming it would. The strokes drawn so far were on
+   * the previous drawing: they go (graph undo brings them back). A file that cannot be shown is kept by name,
+   * never overwritten, as in `restore`.
+   */
+  adopt(ref) {
+    this.value = ref;
+    this.node.properties[RECORD] = S.encodeRecord(null, []);
+    void this.restore(true);
+  }
+
+  /**
+   * Called on every frame of the graph canvas: follow width/height and the brush size set by other means
+   * than our own controls (another extension, the properties panel), fit the drawing to the node and follow
+   * the background input.
+   */
   onFrame() {
+    if (!this.readOnly && !this.configuring && !this.restoring) {
+      const w = this.widgetValue("width");
+      const h = this.widgetValue("height");
+      if (typeof w === "number" && typeof h === "number" && (w !== this.raster.width || h !== this.raster.height)) this.rebuild();
+    }
+    const brush = String(this.brush());
+    if (this.el.size.value !== brush && document.activeElement !== this.el.size) {
+      this.el.size.value = brush;
+      this.el.sizeLabel.textContent = `${brush} px`;
+    }
     const stage = this.el.ink.parentElement;
     const sw = stage.clientWidth;
     const sh = stage.clientHeight;
@@ -493,7 +529,11 @@ app.registerExtension({
         const widget = node.addDOMWidget(inputName, "AST_SCRIBBLE", state.el.root, {
           getValue: () => state.value,
           setValue: (v) => {
-            state.value = typeof v === "string" ? v : "";
+            const ref = typeof v === "string" ? v : "";
+            if (ref === state.value) return;
+            // while a workflow loads, the value arrives before the strokes (restored at onConfigure)
+            if (state.readOnly || state.configuring || state.restoring) state.value = ref;
+            else state.adopt(ref);
           },
           getMinHeight: () => 220,
           onDraw: () => state.onFrame(),

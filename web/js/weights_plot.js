@@ -3,7 +3,7 @@
 // SD1.x/SD2.x and SDXL residual counts for the presets. Text that does not parse is refused and shown.
 
 import { app } from "../../scripts/app.js";
-import { dragLimit, valueToY } from "./lib/plot.js";
+import { dragLimit, fitText, valueToY } from "./lib/plot.js";
 import {
   RESIDUALS,
   barAt,
@@ -125,9 +125,6 @@ function setupWeightsPlot(node) {
 
     // header: what the bars mean (left) and the residual count (right; a toggle for presets)
     ctx.textBaseline = "middle";
-    ctx.textAlign = "left";
-    ctx.fillStyle = colours.text;
-    ctx.fillText(caption(widgets, s.uncond), 6, 10);
     const isPreset = widgets.preset !== "custom";
     const right = isPreset
       ? `${residuals()} · ${RESIDUALS[residuals()]} ⇄`
@@ -143,6 +140,11 @@ function setupWeightsPlot(node) {
     }
     ctx.fillStyle = isPreset ? colours.text : colours.muted;
     ctx.fillText(right, width - 6, 10);
+    // the caption gets what the right-hand label leaves (shortened with "…" on a narrow node)
+    ctx.textAlign = "left";
+    ctx.fillStyle = colours.text;
+    const room = width - 6 - (right ? tw + 12 : 0) - 6;
+    ctx.fillText(fitText(caption(widgets, s.uncond), room, (t) => ctx.measureText(t).width), 6, 10);
     if (s.countNote && !s.error) drawNote(ctx, s.countNote, frame.right - 3, frame.top + 3, "right", colours);
     if (linked()) drawNote(ctx, "fed by a link: not editable here", frame.left + 4, frame.top + 3, "left", colours);
 

@@ -90,6 +90,24 @@ export function wrapText(text, maxWidth, measure) {
   return lines;
 }
 
+/**
+ * ``text`` as it fits in ``maxWidth`` pixels (``measure(str) -> px``): whole, or cut at a character with "…"
+ * appended, or "" when not even "…" fits.
+ */
+export function fitText(text, maxWidth, measure) {
+  text = String(text);
+  if (measure(text) <= maxWidth) return text;
+  let lo = 0;
+  let hi = text.length - 1; // the longest prefix that fits with "…" is text.slice(0, lo)
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (measure(`${text.slice(0, mid).trimEnd()}…`) <= maxWidth) lo = mid;
+    else hi = mid - 1;
+  }
+  const cut = `${text.slice(0, lo).trimEnd()}…`;
+  return measure(cut) <= maxWidth ? cut : "";
+}
+
 /** Index of the point nearest to ``(x, y)`` within ``radius`` pixels, or -1. */
 export function nearestPoint(points, x, y, radius) {
   let best = -1;
