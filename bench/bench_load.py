@@ -1,7 +1,8 @@
 """Load a full-size ControlNet file: time and RAM of our loader against the common pattern and ComfyUI.
 
 Writes a full-size SD1.5 ControlNet (361 M parameters, seeded random weights) as an fp16 safetensors
-file of about 723 MB (689 MiB) in a temporary folder, or uses ``--file``. Every variant then runs several times,
+file of about 723 MB (689 MiB) in a temporary folder, or uses ``--file`` (any file ours and ComfyUI load,
+e.g. a ``.pth``; the naive variants read safetensors only). Every variant then runs several times,
 each time in a fresh Python process, so its peak RSS is its own:
 
   ours         affordance ``load_controlnet(path)``: stored dtype, the ControlNet's tensors read once into
@@ -256,7 +257,9 @@ def run_child(variant: str, args: argparse.Namespace, path: Path, device: torch.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--file", help="an existing ControlNet safetensors file in the original layout (default: write one)"
+        "--file",
+        help="an existing ControlNet file (default: write one); the naive variants read safetensors only, ours and "
+        "ComfyUI's any file they load (e.g. a .pth zip checkpoint)",
     )
     parser.add_argument(
         "--family", default="sd15", choices=["sd15", "sd21", "sdxl"], help="architecture of the written file"
