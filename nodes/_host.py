@@ -80,6 +80,22 @@ def controlnet_path(name: str) -> str:
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" mode
 
 
+_WIDGET_TYPES: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,)}
+
+
+def unconverted(*values: tuple[Any, type]) -> bool:
+    """Whether a widget value given to ``VALIDATE_INPUTS`` is not of its widget's type (``(value, int)``,
+    ``(value, float)``, ``(value, str)``; ``None``, a linked widget, counts as fine).
+
+    ComfyUI converts API values ("0.5" -> 0.5) before calling ``VALIDATE_INPUTS`` and reports those it cannot
+    convert itself ("Failed to convert an input value to a FLOAT value"), yet still passes them on raw:
+    validation then leaves them to that report instead of failing on them with a bare Python error.
+    """
+    return any(
+        v is not None and (isinstance(v, bool) or not isinstance(v, _WIDGET_TYPES[kind])) for v, kind in values
+    )
+
+
 def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
     """ComfyUI IMAGE ``(B, H, W, C)`` in ``[0, 1]`` -> hint ``(B, channels, H, W)``.
 
@@ -88,13 +104,25 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
     RGBA and gets it whole.
 
     Raises:
-        HintError: not 4-D, an empty batch, or channels that cannot become ``channels``.
+        HintError: not 4-D, an empty batch, no pixels (a side of 0), NaN or infinite values (one would make
+            every value the sampler computes NaN), or channels that cannot become ``channels``.
     """
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise HintError(f"image must be a ComfyUI IMAGE of shape (batch, height, width, channels), got {shape}.")
     if image.shape[0] == 0:
         raise HintError("the image batch is empty; connect an image.")
+    if image.shape[1] == 0 or image.shape[2] == 0:
+        raise HintError(
+            f"the image has no pixels ({image.shape[2]}x{image.shape[1]}); check the size given to the node that "
+            "made it."
+        )
+    if image.is_floating_point() and not bool(torch.isfinite(image).all()):
+        bad = int((~torch.isfinite(image)).sum())
+        raise HintError(
+            f"the image holds {bad} NaN or infinite value(s), which would make the whole result NaN; check the "
+            "node that made it (e.g. a VAE decode of a broken latent)."
+        )
     c = image.shape[-1]
     if c not in (1, 3, 4):
         raise HintError(f"image has {c} channels; a hint needs RGB (3), greyscale (1) or RGBA (4).")

@@ -10,7 +10,7 @@ import torch
 from ..controlnet.errors import InputError
 from ..controlnet.schedule import ScheduleError, StrengthSchedule, check_window
 from ..controlnet.weights import ControlWeights
-from ._host import image_to_hint, mask_batch
+from ._host import image_to_hint, mask_batch, unconverted
 from .control import AffordanceControl
 from .weights import SCHEDULE_TYPE, WEIGHTS_TYPE
 
@@ -159,7 +159,7 @@ class ApplyControlNet:
     def VALIDATE_INPUTS(cls, start_percent: float | None, end_percent: float | None) -> bool | str:
         # naming them here turns off ComfyUI's own range check, so the whole window is checked; a widget fed by a
         # link is None here and is checked when the node runs (apply_control)
-        if start_percent is None or end_percent is None:
+        if start_percent is None or end_percent is None or unconverted((start_percent, float), (end_percent, float)):
             return True
         try:
             check_window(start_percent, end_percent)

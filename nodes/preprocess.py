@@ -31,7 +31,7 @@ from ..preprocessors import (
     tile,
 )
 from ..preprocessors.base import MAX_RESOLUTION, check_image
-from ._host import Progress, mask_batch, preview_images, processing_device
+from ._host import Progress, mask_batch, preview_images, processing_device, unconverted
 
 CHUNK = 16  # images per batched call: bounds memory while keeping the work batched
 RESOLUTION = (
@@ -133,6 +133,8 @@ class CannyPreprocessor(_Preprocessor):
         cls, low_threshold: int | None, high_threshold: int | None, resolution: int | None
     ) -> bool | str:
         # a widget fed by a link is None here (its value exists only when the node runs, and is checked then)
+        if unconverted((low_threshold, int), (high_threshold, int), (resolution, int)):
+            return True
         for name, v in (("low_threshold", low_threshold), ("high_threshold", high_threshold)):
             if v is not None and not 0 <= v <= 255:
                 return f"{name} must be between 0 and 255, got {v}."

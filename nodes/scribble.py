@@ -21,7 +21,7 @@ from ..preprocessors.drawing import (
     read_drawing,
     resolve_drawing,
 )
-from ._host import folder_paths, log, preview_images
+from ._host import folder_paths, log, preview_images, unconverted
 
 DRAWING_TYPE = "AST_SCRIBBLE"
 
@@ -84,6 +84,8 @@ class ScribbleCanvas:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width: int | None, height: int | None, drawing: str | None) -> bool | str:
+        if unconverted((width, int), (height, int), (drawing, str)):
+            return True
         try:
             if width is not None and height is not None:  # None: fed by a link, checked when the node runs
                 check_drawing_size(width, height)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..controlnet.schedule import Interpolation, ScheduleError, StrengthSchedule
 from ..controlnet.weights import ControlWeights, Preset, WeightsError, parse_weight_list
+from ._host import unconverted
 
 WEIGHTS_TYPE = "AST_CONTROL_WEIGHTS"
 SCHEDULE_TYPE = "AST_STRENGTH_SCHEDULE"
@@ -76,6 +77,8 @@ class ControlWeightsNode:
     ) -> bool | str:
         if None in (preset, base_multiplier, uncond_multiplier, custom_weights):
             return True  # a linked widget: its value is checked when the node runs
+        if unconverted((preset, str), (base_multiplier, float), (uncond_multiplier, float), (custom_weights, str)):
+            return True
         try:
             make_weights(preset, base_multiplier, uncond_multiplier, custom_weights)
         except WeightsError as exc:
@@ -120,6 +123,8 @@ class StrengthScheduleNode:
     def VALIDATE_INPUTS(cls, keyframes: str | None, interpolation: str | None) -> bool | str:
         if keyframes is None or interpolation is None:
             return True  # a linked widget: its value is checked when the node runs
+        if unconverted((keyframes, str), (interpolation, str)):
+            return True
         try:
             StrengthSchedule.parse(keyframes, interpolation)
         except ScheduleError as exc:

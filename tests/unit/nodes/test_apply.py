@@ -312,3 +312,18 @@ def test_range_checks_that_validate_inputs_takes_over_from_comfyui():
     assert isinstance(msg, str) and "uncond_multiplier" in msg
     with pytest.raises(WeightsError, match="uncond_multiplier"):
         ControlWeightsNode().build("balanced", 0.825, float("nan"), "")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_hint_with_nan_or_inf_is_refused_at_apply(control, image, value):
+    """One bad pixel (a VAE decode of a broken latent) would make every value the sampler computes NaN."""
+    bad = image().clone()
+    bad[0, 10, 10, 1] = value
+    with pytest.raises(HintError, match=r"holds 1 NaN or infinite value\(s\), which would make the whole result NaN"):
+        apply_control(_cond(), _cond(), control, bad, 1.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 0, 3), (1, 0, 64, 3)])
+def test_a_hint_without_pixels_is_refused_at_apply(control, shape):
+    with pytest.raises(HintError, match=r"the image has no pixels \(\d+x\d+\)"):
+        apply_control(_cond(), _cond(), control, torch.zeros(shape), 1.0, 0.0, 1.0)
