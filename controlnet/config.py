@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -146,14 +146,7 @@ class ControlNetConfig:
 
     def residual_channels(self) -> tuple[int, ...]:
         """Channels of each residual in output order (input blocks, then middle)."""
-        chans = [self.model_channels]
-        for level, mult in enumerate(self.channel_mult):
-            for _ in range(self.num_res_blocks[level]):
-                chans.append(mult * self.model_channels)
-            if level != len(self.channel_mult) - 1:
-                chans.append(mult * self.model_channels)
-        chans.append(self.channel_mult[-1] * self.model_channels)
-        return tuple(chans)
+        return unet_residual_channels(self.model_channels, self.channel_mult, self.num_res_blocks)
 
     def residual_downsampling(self) -> tuple[int, ...]:
         """Spatial downsampling of each residual relative to the latent (1, 2, 4 or 8)."""
@@ -189,6 +182,25 @@ PRESETS: dict[str, ControlNetConfig] = {"sd15": SD15, "sd21": SD21, "sdxl": SDXL
 
 _BLOCK = re.compile(r"^input_blocks\.(\d+)\.")
 _TBLOCK = re.compile(r"\.transformer_blocks\.(\d+)\.")
+
+
+def unet_residual_channels(
+    model_channels: int, channel_mult: Sequence[int], num_res_blocks: Sequence[int]
+) -> tuple[int, ...]:
+    """Channels of the skip connections of a UNet encoder of this shape, then of its middle block: what a
+    ControlNet's residuals must match, one by one, to be added to them.
+
+    Args:
+        model_channels: channels of the first level. channel_mult: multiplier per level.
+        num_res_blocks: residual blocks per level (one entry per level).
+    """
+    chans = [model_channels]
+    for level, mult in enumerate(channel_mult):
+        chans.extend([mult * model_channels] * num_res_blocks[level])
+        if level != len(channel_mult) - 1:
+            chans.append(mult * model_channels)
+    chans.append(channel_mult[-1] * model_channels)
+    return tuple(chans)
 
 
 def _depth(keys: set[str], prefix: str) -> int:

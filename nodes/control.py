@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from ..controlnet.config import unet_residual_channels
 from ..controlnet.errors import ControlNetError, HintError, InputError
 from ..controlnet.graphs import GraphBackend, GraphedControlNet
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for
@@ -36,7 +37,29 @@ def graphs_requested() -> bool:
 
 
 class FamilyMismatchError(ControlNetError, ValueError):
-    """The ControlNet was made for another base-model family than the model being sampled."""
+    """The ControlNet was made for another base-model family (or UNet shape) than the model being sampled."""
+
+
+def _unet_residuals(unet_config: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The residual channels a UNet of ComfyUI's ``unet_config`` takes; ``None`` when the config does not say."""
+    try:
+        mc, mult, blocks = (unet_config[k] for k in ("model_channels", "channel_mult", "num_res_blocks"))
+        mult = [int(m) for m in mult]
+        blocks = [int(blocks)] * len(mult) if isinstance(blocks, int) else [int(b) for b in blocks]
+        return unet_residual_channels(int(mc), mult, blocks) if len(blocks) == len(mult) and mult else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _channels(chans: tuple[int, ...]) -> str:
+    """``(320, 320, 640)`` -> ``"320, 320, 640"``, long runs shortened (``"320 x3"``)."""
+    runs: list[list[int]] = []
+    for c in chans:
+        if runs and runs[-1][0] == c:
+            runs[-1][1] += 1
+        else:
+            runs.append([c, 1])
+    return ", ".join(f"{c} x{n}" if n > 1 else str(c) for c, n in runs)
 
 
 def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[str, list]:
@@ -235,6 +258,17 @@ class AffordanceControl:
             raise FamilyMismatchError(
                 f"{self.name} is an {self.family_label} ControlNet (text width {mine}) but the model being sampled is "
                 f"{CONTEXT_FAMILIES.get(ctx, f'a model with text width {ctx}')}. Load a ControlNet made for that model."
+            )
+        theirs = _unet_residuals(unet_config)
+        mine = self.network.config.residual_channels()
+        if theirs is not None and theirs != mine:
+            # ComfyUI adds residuals to skip connections by position and skips those that do not fit, with a
+            # warning in the log: the run would complete with misplaced control, or none
+            raise FamilyMismatchError(
+                f"{self.name} does not fit the model being sampled: its {len(mine)} residuals have "
+                f"{_channels(mine)} channels, but the model's UNet takes {len(theirs)} with {_channels(theirs)} "
+                "(a UNet of another shape, e.g. a distilled or pruned one such as BK-SDM). Use a ControlNet trained "
+                "for this model's architecture."
             )
         start, end = self.timestep_percent_range
         self._window = (percent_to_timestep_function(start), percent_to_timestep_function(end))

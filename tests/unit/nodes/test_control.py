@@ -433,3 +433,32 @@ def test_schedule_follows_the_model_of_each_run(control, fake_model, image, call
     fresh.pre_run(b, b.model_sampling.percent_to_sigma)
     s = b.model_sampling.percent_to_sigma(0.5)
     assert c._multiplier(s) == pytest.approx(fresh._multiplier(s)) == pytest.approx(0.5, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("unet", "fits"),
+    [
+        ({"model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": [1, 1]}, True),
+        ({"model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1}, True),  # an int: every level
+        ({"model_channels": 32, "channel_mult": [1, 2, 2], "num_res_blocks": [1, 1, 1]}, False),  # one level more
+        ({"model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": [2, 1]}, False),  # a block more
+        ({"model_channels": 64, "channel_mult": [1, 2], "num_res_blocks": [1, 1]}, False),  # wider
+        ({"model_channels": 32, "channel_mult": "odd", "num_res_blocks": [1, 1]}, True),  # unreadable: not judged
+    ],
+)
+def test_a_unet_of_another_shape_is_refused_before_sampling(control, image, unet, fits):
+    """A same-family ControlNet whose residuals do not fit the UNet's skip connections (a distilled UNet):
+    ComfyUI would add residuals to the wrong skip connections or skip them, and the run would complete."""
+    from types import SimpleNamespace
+
+    from .conftest import FakeSampling
+
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    model = SimpleNamespace(
+        model_sampling=FakeSampling(), model_config=SimpleNamespace(unet_config={"context_dim": 768, **unet})
+    )
+    if fits:
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+        return
+    with pytest.raises(FamilyMismatchError, match=r"does not fit the model being sampled: its 5 residuals have 32 x3, 64 x2 channels"):
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
