@@ -171,6 +171,15 @@ def processing_device() -> torch.device:
         return torch.device("cpu")
 
 
+def free_memory(device: torch.device) -> int | None:
+    """Bytes ComfyUI counts as free on ``device`` (RAM on the CPU, its own accounting on a GPU); ``None``
+    outside ComfyUI."""
+    try:
+        return int(comfy_model_management().get_free_memory(device))
+    except ImportError:
+        return None
+
+
 class Progress:
     """ComfyUI's progress bar for a node (a no-op outside ComfyUI)."""
 

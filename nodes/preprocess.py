@@ -30,10 +30,12 @@ from ..preprocessors import (
     shuffle,
     tile,
 )
-from ..preprocessors.base import MAX_RESOLUTION, check_image
-from ._host import Progress, mask_batch, preview_images, processing_device, unconverted
+from ..preprocessors.base import MAX_RESOLUTION, PAD_MULTIPLE, check_image, detection_size
+from ._host import Progress, free_memory, mask_batch, preview_images, processing_device, unconverted
 
-CHUNK = 16  # images per batched call: bounds memory while keeping the work batched
+CHUNK = 16  # images per batched call at most: bounds memory while keeping the work batched
+MEMORY_SHARE = 0.5  # of the memory free before a learned node runs, what one chunk's working memory may take
+GiB = 1 << 30
 RESOLUTION = (
     "INT",
     {
@@ -64,25 +66,61 @@ def with_preview(hint: torch.Tensor, *more: Any) -> dict[str, Any]:
     return {"ui": {"images": preview_images(hint)}, "result": (hint, *more)}
 
 
-def run_batched(image: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def run_batched(
+    image: torch.Tensor,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    resolution: int | None = None,
+    bytes_per_pixel: int | None = None,
+    what: str = "this preprocessor",
+) -> torch.Tensor:
     """Run ``fn`` over an IMAGE batch in chunks on ComfyUI's device, with a progress bar.
 
     Args:
         image: ComfyUI IMAGE ``(B, H, W, C)`` (C = 1, 3 or 4), checked and converted by :func:`to_bchw`.
         fn: ``(b, 3, H, W)`` float in ``[0, 1]`` on the device -> ``(b, 3, H', W')`` hint, for chunks of at
             most ``CHUNK`` images.
+        resolution, bytes_per_pixel: for a learned annotator, its detection resolution and the working memory
+            it needs per pixel processed (measured peaks, ``bench/bench_annotator_memory.py``). Chunks are then
+            sized to take at most ``MEMORY_SHARE`` of the memory ComfyUI reports free, and an image that alone
+            needs more than is free is refused before anything runs (a CPU server would otherwise be killed by
+            the system, losing its queue). ``what`` names the node in that message.
 
     Returns:
         IMAGE ``(B, H', W', 3)`` float32 on the CPU.
+
+    Raises:
+        ParameterError: one image needs more working memory than is free.
     """
     x = to_bchw(image, processing_device())
+    chunk = CHUNK
+    if resolution is not None and bytes_per_pixel is not None:
+        chunk = _chunk_for_memory(x, resolution, bytes_per_pixel, what)
     bar = Progress(x.shape[0])
     out = []
-    for i in range(0, x.shape[0], CHUNK):
-        part = x[i : i + CHUNK]
+    for i in range(0, x.shape[0], chunk):
+        part = x[i : i + chunk]
         out.append(to_image(fn(part)))
         bar.update(part.shape[0])
     return torch.cat(out)
+
+
+def _chunk_for_memory(x: torch.Tensor, resolution: int, bytes_per_pixel: int, what: str) -> int:
+    """Images per call so that one call's working memory stays within ``MEMORY_SHARE`` of the free memory."""
+    free = free_memory(x.device)
+    if free is None:  # outside ComfyUI: nothing to ask
+        return CHUNK
+    dh, dw = detection_size(x.shape[-2], x.shape[-1], resolution)
+    padded = (-(-dh // PAD_MULTIPLE) * PAD_MULTIPLE) * (-(-dw // PAD_MULTIPLE) * PAD_MULTIPLE)
+    per_image = bytes_per_pixel * padded
+    if per_image > free:
+        raise ParameterError(
+            f"{what} at resolution {resolution} processes this {x.shape[-1]}x{x.shape[-2]} image at {dw}x{dh} px, "
+            f"which needs about {per_image / GiB:.1f} GiB of working memory, but {free / GiB:.1f} GiB is free on "
+            f"{x.device}. Lower resolution (the hint comes back at the image's size whatever it is; 512-1024 is "
+            "what the ControlNets were trained with), or free memory."
+        )
+    return max(1, min(CHUNK, int(free * MEMORY_SHARE) // per_image))
 
 
 class _Preprocessor:

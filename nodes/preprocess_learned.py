@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..preprocessors.hed import HED_FILE, HEDNet, fake_scribble, hed
@@ -17,7 +19,29 @@ from .annotators import annotator_model
 from .preprocess import _float, _Preprocessor, run_batched, with_preview
 
 
-class HEDPreprocessor(_Preprocessor):
+class _Learned(_Preprocessor):
+    """A node with a learned annotator: its chunks are sized to the memory free (see :func:`run_batched`).
+
+    ``WORK_BYTES_PER_PIXEL``: the annotator's peak working memory per pixel it processes, fp32 on the CPU
+    (``bench/bench_annotator_memory.py``; bench/results/2026-12-05-cpu-annotator-memory.txt), with a quarter
+    more as margin. fp16 on a GPU needs less, so the estimate errs on the safe side there.
+    """
+
+    WORK_BYTES_PER_PIXEL = 4500  # the largest of the nodes below
+    LABEL = "this annotator"
+
+    def batched(
+        self, image: torch.Tensor, resolution: int, fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """``run_batched`` with this annotator's memory estimate (IMAGE in, hint IMAGE out)."""
+        return run_batched(
+            image, fn, resolution=resolution, bytes_per_pixel=self.WORK_BYTES_PER_PIXEL, what=self.LABEL
+        )
+
+
+class HEDPreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 1100
+    LABEL = 'HED'
     DESCRIPTION = (
         "Soft edges with ControlNet's HED network (ControlNetHED.pth from ComfyUI/models/annotators), batched on the "
         "GPU, loaded once and kept warm while the node is in use."
@@ -26,20 +50,24 @@ class HEDPreprocessor(_Preprocessor):
 
     def process(self, image: torch.Tensor, safe: bool, resolution: int) -> dict:
         net = annotator_model(HED_FILE, HEDNet, self)
-        return with_preview(run_batched(image, lambda x: hed(x, net, safe, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: hed(x, net, safe, resolution)))
 
 
-class FakeScribblePreprocessor(_Preprocessor):
+class FakeScribblePreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 1100
+    LABEL = 'Fake Scribble (HED)'
     DESCRIPTION = (
         "ControlNet 1.0's fake scribble: HED edges thinned and thresholded into bold strokes (ControlNetHED.pth)."
     )
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
         net = annotator_model(HED_FILE, HEDNet, self)
-        return with_preview(run_batched(image, lambda x: fake_scribble(x, net, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: fake_scribble(x, net, resolution)))
 
 
-class LineartPreprocessor(_Preprocessor):
+class LineartPreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 1800
+    LABEL = 'Lineart'
     DESCRIPTION = (
         "Lineart with the Informative Drawings generator (sk_model.pth; coarse: sk_model2.pth), white on black."
     )
@@ -56,38 +84,46 @@ class LineartPreprocessor(_Preprocessor):
 
     def process(self, image: torch.Tensor, coarse: bool, resolution: int) -> dict:
         net = annotator_model(LINEART_COARSE_FILE if coarse else LINEART_FILE, LineartNet, self)
-        return with_preview(run_batched(image, lambda x: lineart(x, net, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: lineart(x, net, resolution)))
 
 
-class LineartAnimePreprocessor(_Preprocessor):
+class LineartAnimePreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 900
+    LABEL = 'Lineart Anime'
     DESCRIPTION = "Anime lineart with the anime U-Net (netG.pth); the network runs at the next multiple of 256."
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
         net = annotator_model(LINEART_ANIME_FILE, LineartAnimeNet, self)
-        return with_preview(run_batched(image, lambda x: lineart_anime(x, net, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: lineart_anime(x, net, resolution)))
 
 
-class NormalBAEPreprocessor(_Preprocessor):
+class NormalBAEPreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 4500
+    LABEL = 'NormalBAE'
     DESCRIPTION = (
         "Surface normals with Bae et al.'s estimator (scannet.pt), as ControlNet 1.1's normalbae model expects."
     )
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
         net = annotator_model(NORMALBAE_FILE, NormalBaeNet, self)
-        return with_preview(run_batched(image, lambda x: normal_bae(x, net, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: normal_bae(x, net, resolution)))
 
 
-class MiDaSDepthPreprocessor(_Preprocessor):
+class MiDaSDepthPreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 2400
+    LABEL = 'MiDaS depth'
     DESCRIPTION = (
         "Depth with MiDaS v3 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the file ControlNet's depth models used)."
     )
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
         net = annotator_model(MIDAS_FILE, DPTHybridNet, self)
-        return with_preview(run_batched(image, lambda x: midas_depth(x, net, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: midas_depth(x, net, resolution)))
 
 
-class MiDaSNormalPreprocessor(_Preprocessor):
+class MiDaSNormalPreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 2400
+    LABEL = 'MiDaS normal'
     DESCRIPTION = "Normals from MiDaS depth, as ControlNet 1.0's normal model expects (dpt_hybrid-midas-501f0c75.pt)."
     PARAMS = {
         "a": _float(
@@ -105,10 +141,12 @@ class MiDaSNormalPreprocessor(_Preprocessor):
 
     def process(self, image: torch.Tensor, a: float, bg_threshold: float, resolution: int) -> dict:
         net = annotator_model(MIDAS_FILE, DPTHybridNet, self)
-        return with_preview(run_batched(image, lambda x: midas_normal(x, net, a, bg_threshold, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: midas_normal(x, net, a, bg_threshold, resolution)))
 
 
-class OpenPosePreprocessor(_Preprocessor):
+class OpenPosePreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 2100
+    LABEL = 'OpenPose'
     DESCRIPTION = (
         "OpenPose skeletons (body_pose_model.pth; hands: hand_pose_model.pth; face: facenet.pth) for the openpose "
         "ControlNets, plus the keypoints in the OpenPose JSON format."
@@ -138,11 +176,13 @@ class OpenPosePreprocessor(_Preprocessor):
             keypoints.extend(kps)
             return hint
 
-        hint = run_batched(image, run)
+        hint = self.batched(image, resolution, run)
         return with_preview(hint, keypoints)
 
 
-class PiDiNetPreprocessor(_Preprocessor):
+class PiDiNetPreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 2000
+    LABEL = 'PiDiNet'
     DESCRIPTION = "Soft edges with PiDiNet (table5_pidinet.pth), for softedge and scribble ControlNets."
     PARAMS = {
         "safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels, hiding textures (pidisafe)."}),
@@ -150,10 +190,12 @@ class PiDiNetPreprocessor(_Preprocessor):
 
     def process(self, image: torch.Tensor, safe: bool, resolution: int) -> dict:
         net = annotator_model(PIDINET_FILE, PiDiNet, self)
-        return with_preview(run_batched(image, lambda x: pidinet(x, net, safe, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: pidinet(x, net, safe, resolution)))
 
 
-class MLSDPreprocessor(_Preprocessor):
+class MLSDPreprocessor(_Learned):
+    WORK_BYTES_PER_PIXEL = 1000
+    LABEL = 'M-LSD'
     DESCRIPTION = "Straight lines with M-LSD large (mlsd_large_512_fp32.pth), white on black, for the mlsd ControlNet."
     PARAMS = {
         "score_threshold": _float(0.1, 0.01, 2.0, 0.01, "Minimum confidence of a line segment's centre."),
@@ -164,7 +206,7 @@ class MLSDPreprocessor(_Preprocessor):
 
     def process(self, image: torch.Tensor, score_threshold: float, distance_threshold: float, resolution: int) -> dict:
         net = annotator_model(MLSD_FILE, MLSDNet, self)
-        return with_preview(run_batched(image, lambda x: mlsd(x, net, score_threshold, distance_threshold, resolution)))
+        return with_preview(self.batched(image, resolution, lambda x: mlsd(x, net, score_threshold, distance_threshold, resolution)))
 
 
 LEARNED_NODES: dict[str, tuple[type, str]] = {

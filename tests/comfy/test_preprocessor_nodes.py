@@ -101,3 +101,30 @@ def test_node_feeds_apply_controlnet(node_id, annotator_folder, tiny_family, com
     steered = comfy_sample(fam.patcher, pos, neg, fam.latent(), steps=2)
     plain = comfy_sample(fam.patcher, positive, negative, fam.latent(), steps=2)
     assert torch.isfinite(steered).all() and (steered - plain).abs().max() > 1e-3
+
+
+def test_working_memory_is_judged_by_comfyuis_free_memory(comfy):
+    """With ComfyUI's own free-memory figure: an image whose working memory exceeds it is refused before any
+    work, and a batch is cut into chunks that fit half of it."""
+    import comfy.model_management as mm
+
+    from affordance.nodes.preprocess_learned import NormalBAEPreprocessor
+    from affordance.preprocessors import ParameterError
+    from affordance.preprocessors.base import MAX_DETECTION_SIDE
+
+    free = mm.get_free_memory(mm.get_torch_device())
+    calls: list[int] = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return x
+
+    node = NormalBAEPreprocessor()
+    side = 64 * int((2 * free / node.WORK_BYTES_PER_PIXEL) ** 0.5 // 64 + 1)  # twice the free memory
+    if side > MAX_DETECTION_SIDE:
+        pytest.skip(f"{free / 2**30:.0f} GiB free: no image the nodes accept needs more than that")
+    with pytest.raises(ParameterError, match=rf"NormalBAE at resolution {side} .* GiB is free on"):
+        node.batched(torch.rand(1, 64, 64, 3), side, fn)
+    assert calls == []
+    node.batched(torch.rand(3, 64, 64, 3), 64, fn)
+    assert calls == [3]

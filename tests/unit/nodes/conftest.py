@@ -147,6 +147,7 @@ def stub_comfy(monkeypatch, tmp_path):
     """Just enough of ComfyUI for the loader: model management, ModelPatcher, ops and folder_paths."""
     mm = ModuleType("comfy.model_management")
     mm.get_torch_device = lambda: torch.device("cpu")
+    mm.get_free_memory = lambda device=None: 16 << 30  # as ComfyUI reports free RAM on the CPU
     mm.unet_offload_device = lambda: torch.device("cpu")
     mm.unet_dtype = lambda model_params=0, supported_dtypes=(), weight_dtype=None: torch.float32
     mm.unet_manual_cast = lambda dtype, device: None

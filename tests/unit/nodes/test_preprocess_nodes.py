@@ -283,3 +283,48 @@ def test_shuffle_node_batch_in_chunks_equals_the_whole_batch(image):
     whole = shuffle(x.movedim(-1, 1), 5, 64).movedim(1, -1)
     torch.testing.assert_close(out, whole, atol=0, rtol=0)
     assert not torch.equal(out[CHUNK], out[0])
+
+
+# ----- working memory of learned annotators ------------------------------------------------------------------
+def _record_chunks(monkeypatch, free):
+    from affordance.nodes import preprocess
+
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: free)
+    sizes: list[int] = []
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(x.shape[0])
+        return x
+
+    return sizes, fn
+
+
+@pytest.mark.parametrize(
+    ("free", "expected"),
+    [
+        (None, [16, 4]),  # outside ComfyUI: the fixed chunk
+        (1 << 40, [16, 4]),  # plenty: never more than CHUNK at once
+        (6 * 1000 * 128 * 128, [3] * 6 + [2]),  # half of it holds three images' working memory
+        (1000 * 128 * 128, [1] * 20),  # one at a time
+    ],
+)
+def test_chunks_are_sized_to_the_free_memory(monkeypatch, free, expected):
+    from affordance.nodes.preprocess import run_batched
+
+    sizes, fn = _record_chunks(monkeypatch, free)
+    out = run_batched(torch.rand(20, 96, 96, 3), fn, resolution=128, bytes_per_pixel=1000)
+    assert sizes == expected and out.shape == (20, 96, 96, 3)  # detected at 128x128 px: 16384 px each
+
+
+def test_an_image_that_needs_more_than_is_free_is_refused_before_running(monkeypatch):
+    """NormalBAE at resolution 4096 would need ~75 GB of working memory: refused, naming it, before any work
+    (a CPU server would otherwise be killed by the system and lose its queue)."""
+    from affordance.nodes.preprocess_learned import NormalBAEPreprocessor
+
+    sizes, fn = _record_chunks(monkeypatch, 8 << 30)
+    with pytest.raises(ParameterError, match=r"NormalBAE at resolution 4096 processes this 96x64 image at 6144x4096 px, "
+                       r"which needs about 105\.5 GiB of working memory, but 8\.0 GiB is free on cpu\. Lower resolution"):
+        NormalBAEPreprocessor().batched(torch.rand(2, 64, 96, 3), 4096, fn)
+    assert sizes == []
+    NormalBAEPreprocessor().batched(torch.rand(2, 64, 96, 3), 512, fn)  # fits: runs
+    assert sizes == [2]

@@ -1,0 +1,90 @@
+"""Peak working memory of each learned annotator per pixel it processes (CPU, fp32, batch 1).
+
+The learned preprocessor nodes size their chunks from these figures and refuse an image that alone needs
+more than ComfyUI reports free (``WORK_BYTES_PER_PIXEL`` in nodes/preprocess_learned.py: the largest figure
+measured here, with a quarter more as margin). Every hint of ``LEARNED_GALLERY`` runs in a fresh process
+on a ``size`` x ``size`` image at that resolution, with networks in the official layouts (random weights:
+the activations' sizes do not depend on the values); the figure is the process's peak RSS during the call
+minus its RSS just before (the networks already built), divided by the pixels processed.
+
+    python -P bench/bench_annotator_memory.py [--sizes 512 1024] [--hints hed midas_depth ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from affordance.bench import _common as C
+from affordance.preprocessors.networks import LEARNED_GALLERY, NETWORK_FOR_FILE
+
+MiB = 1 << 20
+
+
+def _status() -> dict[str, int]:
+    out: dict[str, int] = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def child(hint: str, size: int) -> None:
+    files, run = LEARNED_GALLERY[hint]
+    nets = [NETWORK_FOR_FILE[f]().eval() for f in files]
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    base = _status()["VmRSS"]
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:  # restart the peak (VmHWM) from here
+        f.write("5")
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        run(x, nets, size)
+    seconds = time.perf_counter() - t0
+    peak = _status()["VmHWM"]
+    print(json.dumps({"peak": peak - base, "seconds": seconds}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="square image sides = resolutions")
+    parser.add_argument("--hints", nargs="+", default=list(LEARNED_GALLERY), choices=list(LEARNED_GALLERY))
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    if not Path("/proc/self/clear_refs").exists():
+        sys.exit("needs Linux (/proc/self/status and clear_refs) to read a process's peak memory")
+    C.print_header("bench_annotator_memory: peak working memory per processed pixel (CPU, fp32, batch 1)", torch.device("cpu"))
+    print()
+    print(f"{'hint':16} {'size':>5} {'peak MiB':>9} {'bytes/px':>9} {'s':>6}")
+    worst: dict[str, float] = {}
+    for hint in args.hints:
+        for size in args.sizes:
+            cmd = [sys.executable, "-P", str(Path(__file__).resolve()), "--child", hint, str(size)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode != 0 or not lines:
+                print(f"{hint:16} {size:>5} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+                continue
+            r = json.loads(lines[-1])
+            per_px = r["peak"] / (size * size)
+            worst[hint] = max(worst.get(hint, 0.0), per_px)
+            print(f"{hint:16} {size:>5} {r['peak'] / MiB:>9.0f} {per_px:>9.0f} {r['seconds']:>6.1f}")
+    print()
+    print("largest bytes per pixel, and x1.25 (the nodes' WORK_BYTES_PER_PIXEL is at least this):")
+    for hint, v in worst.items():
+        print(f"  {hint:16} {v:>6.0f}  x1.25 = {v * 1.25:>6.0f}")
+    C.print_load_average("end")
+
+
+if __name__ == "__main__":
+    main()
