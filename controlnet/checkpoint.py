@@ -145,6 +145,39 @@ def _changed(path: Path) -> CorruptCheckpointError:
     )
 
 
+def _read_places(
+    path: Path, identity: tuple[int, int, int, int], places: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], torch.Tensor]:
+    """Read byte ranges ``(offset, nbytes)`` of ``path`` into fresh CPU memory, one forward pass in file order.
+
+    Returns:
+        ``(offset, nbytes)`` -> ``(nbytes,)`` uint8 tensor of its own (one per distinct range).
+
+    Raises:
+        CorruptCheckpointError: the file is gone, cut short, or no longer the version of ``identity``
+            (checked before and after reading: a replaced file is never mixed with the one first read).
+    """
+    changed = _changed(path)
+    out: dict[tuple[int, int], torch.Tensor] = {}
+    try:
+        f = path.open("rb")
+    except FileNotFoundError as exc:  # deleted (or moved away) since its header was read
+        raise changed from exc
+    with f:
+        if file_identity(os.fstat(f.fileno())) != identity:
+            raise changed
+        for offset, nbytes in sorted(set(places)):
+            buf = torch.empty(nbytes, dtype=torch.uint8)
+            if nbytes:
+                f.seek(offset)
+                if f.readinto(memoryview(buf.numpy())) != nbytes:
+                    raise changed
+            out[offset, nbytes] = buf
+        if file_identity(os.fstat(f.fileno())) != identity:
+            raise changed
+    return out
+
+
 def _read_safetensors(
     path: Path,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str], Callable[[Iterable[str]], dict[str, torch.Tensor]]]:
@@ -220,27 +253,10 @@ def _read_safetensors(
             previous_end, previous_key = offset + nbytes, key
 
     def fetch(keys: Iterable[str]) -> dict[str, torch.Tensor]:
-        changed = _changed(path)
-        out: dict[str, torch.Tensor] = {}
-        try:
-            f = path.open("rb")
-        except FileNotFoundError as exc:  # deleted (or moved away) since its header was read
-            raise changed from exc
-        with f:
-            if file_identity(os.fstat(f.fileno())) != identity:
-                raise changed
-            for key in sorted(keys, key=lambda k: places[k][0]):  # in file order: one forward pass
-                offset, nbytes = places[key]
-                meta = tensors[key]
-                buf = torch.empty(nbytes, dtype=torch.uint8)
-                if nbytes:
-                    f.seek(offset)
-                    if f.readinto(memoryview(buf.numpy())) != nbytes:
-                        raise changed
-                out[key] = buf.view(meta.dtype).reshape(meta.shape)  # also right for empty tensors
-            if file_identity(os.fstat(f.fileno())) != identity:
-                raise changed
-        return out
+        keys = list(keys)
+        data = _read_places(path, identity, (places[k] for k in keys))
+        # .view/.reshape are also right for empty tensors
+        return {k: data[places[k]].view(tensors[k].dtype).reshape(tensors[k].shape) for k in keys}
 
     return tensors, {str(k): str(v) for k, v in metadata.items()}, fetch
 
@@ -429,30 +445,12 @@ def _read_torch_zip(
         places[key] = (offset, nbytes)
 
     def fetch(keys: Iterable[str]) -> dict[str, torch.Tensor]:
-        changed = _changed(path)
+        keys = list(keys)
+        data = _read_places(path, identity, (places[k] for k in keys))  # each storage once, shared by its views
         out: dict[str, torch.Tensor] = {}
-        storages: dict[int, torch.Tensor] = {}  # file offset -> bytes read (shared by views of one storage)
-        try:
-            f = path.open("rb")
-        except FileNotFoundError as exc:  # deleted (or moved away) since its pickle was read
-            raise changed from exc
-        with f:
-            if file_identity(os.fstat(f.fileno())) != identity:
-                raise changed
-            for key in sorted(keys, key=lambda k: places[k][0]):  # in file order: one forward pass
-                offset, nbytes = places[key]
-                meta = tensors[key]
-                buf = storages.get(offset)
-                if buf is None:
-                    buf = torch.empty(nbytes, dtype=torch.uint8)
-                    if nbytes:
-                        f.seek(offset)
-                        if f.readinto(memoryview(buf.numpy())) != nbytes:
-                            raise changed
-                    storages[offset] = buf
-                out[key] = buf.view(meta.dtype).as_strided(meta.shape, meta.stride(), meta.storage_offset())
-            if file_identity(os.fstat(f.fileno())) != identity:
-                raise changed
+        for k in keys:
+            meta = tensors[k]
+            out[k] = data[places[k]].view(meta.dtype).as_strided(meta.shape, meta.stride(), meta.storage_offset())
         return out
 
     return tensors, skipped, fetch

@@ -1,5 +1,6 @@
 """Zip checkpoints (torch.save) are read without a memory map: their pickle first (onto the meta device), then
-only the storages asked for. Every case is checked against what torch.load itself reads from the file."""
+only the storages asked for, by the plain reader safetensors use too. Every case is checked against what
+torch.load (or safetensors) itself reads from the file."""
 
 from __future__ import annotations
 
@@ -151,3 +152,14 @@ def test_a_tensor_reaching_past_its_storage_is_named(tmp_path):
     _rezip(path, bad, widen)
     with pytest.raises(CorruptCheckpointError, match=r"tensor 'w' needs a storage of 52 bytes but its record '.*data/0' holds 48"):
         read_checkpoint(bad)
+
+
+def test_empty_tensors_beside_others_in_safetensors(tmp_path):
+    """An empty tensor's range may start where the next tensor's bytes do: each gets its own data."""
+    from safetensors.torch import save_file
+
+    state = {"a": torch.empty(0, 4), "b": torch.arange(3.0), "c": torch.empty(0), "d": torch.ones(2, 2).half()}
+    save_file(state, tmp_path / "w.safetensors")
+    got = _read_all(tmp_path / "w.safetensors")
+    for k, v in state.items():
+        assert got[k].shape == v.shape and got[k].dtype == v.dtype and torch.equal(got[k], v), k
