@@ -1,6 +1,6 @@
 """Safe reading of weight files: safetensors (header first; only the tensors asked for are ever read, by
-plain reads into memory of their own) first, restricted pickles otherwise (zip checkpoints the same way:
-their pickle first, then only the storages asked for; nothing is ever memory-mapped).
+plain reads into memory of their own) first, restricted pickles otherwise (zip checkpoints the same way on
+torch 2.10 and later: their pickle first, then only the storages asked for; earlier torch releases map them).
 
 The container is recognised from the file's first bytes, never from its name, so a renamed file gets
 an error about what it really is. Pickles are only ever opened with ``torch.load(weights_only=True)``:
@@ -9,6 +9,8 @@ a pickle that would need to run code is refused, and nothing in it is executed.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import logging
 import math
@@ -24,8 +26,14 @@ from typing import BinaryIO
 
 import torch
 
-from .errors import CorruptCheckpointError, UnknownFormatError, UnreadableCheckpointError, UnsafeCheckpointError
-from .torch_zip import read_layout
+from .errors import (
+    CheckpointError,
+    CorruptCheckpointError,
+    UnknownFormatError,
+    UnreadableCheckpointError,
+    UnsafeCheckpointError,
+)
+from .torch_zip import Layout, read_layout
 
 log = logging.getLogger("affordance.controlnet")
 
@@ -70,6 +78,8 @@ class RawCheckpoint:
         fetch: ``fetch(keys)`` reads those tensors into CPU memory of their own (a file cut short or changed
             since its header was read is a :class:`CorruptCheckpointError`, never a crash); ``None`` when
             :attr:`tensors` already hold the data.
+        mapped: :attr:`tensors` view the file through a memory map (zip checkpoints on a torch that cannot
+            read their pickle lazily, before 2.10): whoever keeps them must copy them.
     """
 
     path: Path
@@ -80,6 +90,7 @@ class RawCheckpoint:
     skipped: list[str] = field(default_factory=list)
     config_is_sibling: bool = False
     fetch: Callable[[Iterable[str]], dict[str, torch.Tensor]] | None = None
+    mapped: bool = False
 
     def materialized(self, keys: Iterable[str]) -> dict[str, torch.Tensor]:
         """The tensors of ``keys`` with their data (read now for safetensors)."""
@@ -161,8 +172,12 @@ def _read_places(
     out: dict[tuple[int, int], torch.Tensor] = {}
     try:
         f = path.open("rb")
-    except FileNotFoundError as exc:  # deleted (or moved away) since its header was read
+    except (FileNotFoundError, IsADirectoryError) as exc:  # deleted, moved away or replaced since its header was read
         raise changed from exc
+    except PermissionError as exc:
+        raise UnreadableCheckpointError(
+            f"cannot read {path} any more: {exc.strerror or exc}. Let the user that runs ComfyUI read it."
+        ) from exc
     with f:
         if file_identity(os.fstat(f.fileno())) != identity:
             raise changed
@@ -329,12 +344,14 @@ _DAMAGED = (
 )
 
 
-def _load_pickle(path: Path, container: str, f: BinaryIO, map_location: str) -> object:
-    """``torch.load(weights_only=True)`` of the open file ``f`` (never by name: torch would dispatch on the
-    suffix and could memory-map it), with every failure turned into a typed error naming ``path``."""
+def _load_pickle(path: Path, container: str, f: BinaryIO | None, map_location: str) -> object:
+    """``torch.load(weights_only=True)`` of the open file ``f``, or with ``f`` None of ``path`` memory-mapped
+    (a zip checkpoint), with every failure turned into a typed error naming ``path``."""
     if container == "torch-legacy" and (protocol := _pickle_protocol(path) or 0) >= 4:
         raise _new_protocol_error(path, str(protocol))
     try:
+        if f is None:
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
         return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = str(exc)
@@ -386,18 +403,54 @@ def _state_tensors(obj: object, path: Path) -> tuple[dict[str, torch.Tensor], li
 
 def _read_pickle(
     path: Path, container: str
-) -> tuple[dict[str, torch.Tensor], list[str], Callable[[Iterable[str]], dict[str, torch.Tensor]] | None]:
-    """A pickle's tensors: a zip checkpoint's as meta tensors and a reader (see :func:`_read_torch_zip`),
-    a legacy pickle's (or a zip this torch cannot locate storages in) read whole into CPU memory."""
-    if container == "torch-zip" and (lazy := _read_torch_zip(path)) is not None:
-        return lazy
-    with path.open("rb") as f:
+) -> tuple[dict[str, torch.Tensor], list[str], Callable[[Iterable[str]], dict[str, torch.Tensor]] | None, bool]:
+    """A pickle's tensors, the entries beside them, a reader (or ``None``) and whether they are mapped.
+
+    A zip checkpoint is read lazily where this torch can (:func:`_read_torch_zip`: meta tensors and a reader);
+    otherwise memory-mapped, as torch reads it, so a 1.0 checkpoint's other weights are never loaded (the
+    loader copies what it keeps). A legacy pickle (and any pickle under a safetensors name, which torch would
+    take for one) is read whole.
+    """
+    if container == "torch-zip":
+        identity, layout = _zip_layout(path)
+        lazy = _read_torch_zip(path, identity, layout)
+        if lazy is not None:
+            return (*lazy, False)
+        if layout.storages_stored and path.suffix.lower() not in (".safetensors", ".sft"):
+            return (*_state_tensors(_load_pickle(path, container, None, "cpu"), path), None, True)
+    with path.open("rb") as f:  # a recompressed zip is inflated by torch's reader (a mapping would see deflated bytes)
         obj = _load_pickle(path, container, f, "cpu")
-    return (*_state_tensors(obj, path), None)
+    return (*_state_tensors(obj, path), None, False)
+
+
+def _zip_layout(path: Path) -> tuple[tuple[int, int, int, int], Layout]:
+    """The file's identity and its zip layout (:func:`.torch_zip.read_layout`), read from one open file."""
+    with path.open("rb") as f:
+        identity = file_identity(os.fstat(f.fileno()))
+        try:
+            return identity, read_layout(f)
+        except (zipfile.BadZipFile, struct.error, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+            raise CorruptCheckpointError(
+                f"{path} could not be read as a PyTorch checkpoint ({exc}); it is truncated or damaged. Download it again."
+            ) from exc
+
+
+@functools.cache
+def lazy_zip_reads() -> bool:
+    """Whether this torch reads a zip checkpoint's pickle onto the meta device without reading its storages,
+    recording where each one begins (torch 2.10 and later; before, ``map_location="meta"`` read them all)."""
+    buf = io.BytesIO()
+    torch.save({"t": torch.zeros(2)}, buf)
+    buf.seek(0)
+    try:
+        t = torch.load(buf, map_location="meta", weights_only=True)["t"]
+    except Exception:  # noqa: BLE001 - any failure means: not available here
+        return False
+    return isinstance(getattr(t.untyped_storage(), "_checkpoint_offset", None), int)
 
 
 def _read_torch_zip(
-    path: Path,
+    path: Path, identity: tuple[int, int, int, int], layout: Layout
 ) -> tuple[dict[str, torch.Tensor], list[str], Callable[[Iterable[str]], dict[str, torch.Tensor]]] | None:
     """A zip checkpoint's pickle, as meta tensors, and a reader of the storages behind them.
 
@@ -408,32 +461,35 @@ def _read_torch_zip(
     short meanwhile is an error, not a SIGBUS). Tensors sharing a storage share the memory read, as with
     ``torch.load``.
 
-    Returns ``None`` where the storages were written in the other byte order (torch crashes swapping meta
-    storages), this torch does not record storage offsets, or the archive was recompressed: the caller then
-    reads the file whole, as ``torch.load`` does.
+    Returns ``None`` (the caller then reads the file as ``torch.load`` does) where this torch cannot
+    (:func:`lazy_zip_reads`), the storages were written in the other byte order (torch crashes swapping
+    meta storages), the archive is not laid out as ``torch.save`` writes it (re-packed: recompressed records,
+    or records out of order, where torch's positions could name other records), a tensor is not a plain
+    strided one (sparse, quantized), or the meta read itself fails (the whole read then names the problem).
     """
+    if not lazy_zip_reads() or layout.foreign_byteorder or not layout.storages_in_order:
+        return None
     with path.open("rb") as f:
-        identity = file_identity(os.fstat(f.fileno()))
+        if file_identity(os.fstat(f.fileno())) != identity:  # replaced since its layout was read
+            raise _changed(path)
         try:
-            layout = read_layout(f)
-        except (zipfile.BadZipFile, struct.error, ValueError, OSError, EOFError) as exc:
-            raise CorruptCheckpointError(
-                f"{path} could not be read as a PyTorch checkpoint ({exc}); it is truncated or damaged. Download it again."
-            ) from exc
-        if layout.foreign_byteorder:
+            obj = _load_pickle(path, "torch-zip", f, "meta")
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError:
             return None
-        f.seek(0)
-        obj = _load_pickle(path, "torch-zip", f, "meta")
         if file_identity(os.fstat(f.fileno())) != identity:
             raise _changed(path)
     tensors, skipped = _state_tensors(obj, path)
+    if any(t.layout != torch.strided or t.is_quantized for t in tensors.values()):
+        return None
     places: dict[str, tuple[int, int]] = {}  # key -> (file offset of its storage, storage bytes)
     for key, t in tensors.items():
         storage = t.untyped_storage()
         offset = getattr(storage, "_checkpoint_offset", None)
         record = layout.records.get(offset) if isinstance(offset, int) else None
         if record is None or not record.stored:
-            log.debug("%r: storage offsets unknown (torch %s) or records compressed: read whole", path, torch.__version__)
+            log.debug("%r: a storage's record is unknown or compressed: read as torch.load does", path)
             return None
         # the pickle's storage size, grown by torch to what the tensor's shape needs if that is more
         nbytes = storage.nbytes()
@@ -543,10 +599,11 @@ def _read_checkpoint(path: Path) -> RawCheckpoint:
     metadata: dict[str, str] = {}
     skipped: list[str] = []
     fetch = None
+    mapped = False
     if container == "safetensors":
         tensors, metadata, fetch = _read_safetensors(path)
     else:
-        tensors, skipped, fetch = _read_pickle(path, container)
+        tensors, skipped, fetch, mapped = _read_pickle(path, container)
     if not tensors:
         raise CorruptCheckpointError(
             f"{path} holds no tensors (an empty state dict{'; other entries: ' + ', '.join(skipped[:5]) if skipped else ''}). "
@@ -554,5 +611,5 @@ def _read_checkpoint(path: Path) -> RawCheckpoint:
         )
     log.debug("read %d tensors from %r (%s)", len(tensors), path, container)
     return RawCheckpoint(
-        path, container, tensors, metadata, config, skipped, config_is_sibling=sibling_config, fetch=fetch
+        path, container, tensors, metadata, config, skipped, config_is_sibling=sibling_config, fetch=fetch, mapped=mapped
     )

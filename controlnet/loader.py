@@ -3,8 +3,8 @@
 Pipeline: read the file safely -> detect the layout from keys -> keep only the ControlNet's tensors
 -> rename to the original layout -> infer the configuration -> check every key, shape and value ->
 build the model without allocating, then assign the tensors (read into memory of their own, only those of
-the ControlNet, after every key and shape was checked; no file is memory-mapped). Any failure rejects the
-whole file; nothing is half-loaded.
+the ControlNet, after every key and shape was checked; zip checkpoints on torch before 2.10 are mapped and
+copied once). Any failure rejects the whole file; nothing is half-loaded.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class LoadReport:
         dropped_keys: tensors of the file that are not part of the ControlNet (rest of a merged checkpoint).
         num_params: parameters of the ControlNet.
         skipped_entries: non-tensor entries of a pickle (ignored).
+        mapped: the tensors view the file through a memory map (a zip checkpoint on torch before 2.10):
+            :func:`build_controlnet` copies them, so the model never depends on the file.
     """
 
     path: Path
@@ -53,6 +55,7 @@ class LoadReport:
     dropped_keys: int
     num_params: int
     skipped_entries: tuple[str, ...] = ()
+    mapped: bool = False
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,7 @@ def extract_controlnet(
         dropped_keys=dropped,
         num_params=sum(t.numel() for t in sd.values()),
         skipped_entries=tuple(raw.skipped),
+        mapped=raw.mapped,
     )
     if dropped:
         log.info("%r: kept %d ControlNet tensors, dropped %d others", source, len(sd), dropped)
@@ -303,8 +307,9 @@ def build_controlnet(
             model) never holds both copies of every weight at once. ``weights`` is then left incomplete.
 
     Returns:
-        The model in eval mode. Its parameters own their memory (the reader never maps the file), so a
-        file replaced or truncated later changes nothing; tensors that need no conversion are not copied.
+        The model in eval mode. Its parameters own their memory, so a file replaced or truncated later
+        changes nothing: tensors still viewing a memory-mapped file (``report.mapped``) are copied once,
+        which converting or moving them does anyway; tensors read into memory are not copied again.
     """
     dtype = dtype or _dominant_dtype(weights.state_dict)
     with torch.device("meta"):
@@ -313,7 +318,7 @@ def build_controlnet(
     sd: dict[str, torch.Tensor] = {}
     for k in list(src):
         v = src[k]
-        sd[k] = v.to(device=device, dtype=dtype)
+        sd[k] = v.to(device=device, dtype=dtype, copy=weights.report.mapped)
         if release and sd[k] is not v:
             del src[k], v  # the source's memory goes back before the next tensor is converted
     model.load_state_dict(sd, strict=True, assign=True)

@@ -47,16 +47,41 @@ class Layout:
 
     @property
     def foreign_byteorder(self) -> bool:
-        """Some storages may have been written in another byte order than this machine's (and must be swapped)."""
-        return any(b != sys.byteorder for b in self.byteorders)
+        """Some storages may have been written in another byte order than this machine's (and must be swapped).
+
+        A file without a ``byteorder`` record is little-endian (torch assumes so)."""
+        return any(b != sys.byteorder for b in self.byteorders or ("little",))
+
+    @property
+    def storages_stored(self) -> bool:
+        """Every storage record is kept as is (not recompressed): its bytes can be read, or mapped, in place."""
+        return all(rec.stored for rec in self.records.values() if _storage_key(rec.name) is not None)
+
+    @property
+    def storages_in_order(self) -> bool:
+        """The storage records ``<archive>/data/<key>`` lie in the file as ``torch.save`` writes them: keys 0, 1,
+        2... in file order. torch locates storages by position in such files; in any other (re-packed or crafted)
+        archive a position may name another record than the key the pickle means."""
+        keys = [_storage_key(rec.name) for _, rec in sorted(self.records.items())]
+        keys = [k for k in keys if k is not None]
+        return keys == list(range(len(keys)))
+
+
+def _storage_key(name: str) -> int | None:
+    """The key of a storage record (``"archive/data/12"`` -> 12); ``None`` for other members."""
+    parts = name.rsplit("/", 2)
+    if len(parts) >= 2 and parts[-2] == "data" and parts[-1].isdigit():
+        return int(parts[-1])
+    return None
 
 
 def read_layout(f: BinaryIO) -> Layout:
     """Read the central directory and every member's local header of the open archive ``f``.
 
     Raises:
-        zipfile.BadZipFile, struct.error, ValueError, OSError: not a readable zip archive (callers name the
-            file and turn these into their own errors).
+        zipfile.BadZipFile, struct.error, ValueError, OSError, NotImplementedError, RuntimeError: not a
+            readable zip archive (e.g. an unsupported or encrypted member; callers name the file and turn these
+            into their own errors).
     """
     records: dict[int, Record] = {}
     byteorders: list[str] = []
@@ -70,7 +95,8 @@ def read_layout(f: BinaryIO) -> Layout:
             start = info.header_offset + _LOCAL_HEADER.size + fields[9] + fields[10]
             records[start] = Record(info.filename, info.file_size, info.compress_type == zipfile.ZIP_STORED)
             if info.filename.rsplit("/", 1)[-1] == "byteorder":
-                byteorders.append(zf.read(info)[:16].decode("ascii", errors="replace"))
+                with zf.open(info) as member:  # a few bytes at most, whatever the member claims
+                    byteorders.append(member.read(16).decode("ascii", errors="replace"))
     return Layout(records, tuple(byteorders))
 
 

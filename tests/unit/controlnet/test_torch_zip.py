@@ -116,15 +116,61 @@ def test_a_recompressed_archive_is_read_whole(tmp_path):
         assert torch.equal(raw.tensors[k], v), k
 
 
-def test_without_storage_offsets_the_file_is_read_whole(tmp_path, monkeypatch):
-    """A torch that does not record where storages begin (older releases): the file is read as torch.load does."""
+def test_a_storage_the_directory_does_not_know_is_read_as_torch_does(tmp_path, monkeypatch):
+    """No record begins where torch says a storage does: the file is read as torch.load reads it."""
     path = tmp_path / "w.pth"
     torch.save(_state(), path)
-    monkeypatch.setattr(checkpoint_module, "read_layout", lambda f: Layout({}, "little"))
+    monkeypatch.setattr(checkpoint_module, "read_layout", lambda f: Layout({}, ("little",)))
     raw = read_checkpoint(path)
-    assert raw.fetch is None
+    assert raw.fetch is None and raw.mapped
     for k, v in _state().items():
         assert torch.equal(raw.tensors[k], v), k
+
+
+def test_on_a_torch_without_lazy_reads_the_file_is_mapped(tmp_path, monkeypatch):
+    """Before torch 2.10, map_location="meta" read every storage: the file is memory-mapped instead (only what
+    is used is read; the loader copies it), never read whole into memory."""
+    assert checkpoint_module.lazy_zip_reads()  # this torch can (2.13 in CI)
+    monkeypatch.setattr(checkpoint_module, "lazy_zip_reads", lambda: False)
+    path = tmp_path / "w.pth"
+    torch.save(_state(), path)
+    raw = read_checkpoint(path)
+    assert raw.fetch is None and raw.mapped
+    for k, v in _state().items():
+        assert torch.equal(raw.tensors[k], v), k
+
+
+def test_records_out_of_order_are_read_by_name(tmp_path):
+    """An archive whose storage records are not in key order (written record by record, as torch's own writer
+    lays them out, but data/2 before data/1): torch's meta read locates storages by position, which would hand
+    tensor b the bytes of c; the file is read as torch.load reads it (by name)."""
+    path = tmp_path / "w.pth"
+    torch.save({"a": torch.zeros(4), "b": torch.ones(4), "c": torch.full((4,), 2.0)}, path)
+    with zipfile.ZipFile(path) as z:
+        records = {i.filename.split("/", 1)[1]: z.read(i) for i in z.infolist()}
+    order = list(records)
+    one, two = order.index("data/1"), order.index("data/2")
+    order[one], order[two] = order[two], order[one]
+    swapped = tmp_path / "swapped.pth"
+    writer = torch._C.PyTorchFileWriter(str(swapped))
+    for name in order:
+        writer.write_record(name, records[name], len(records[name]))
+    writer.write_end_of_file()
+    expected = torch.load(swapped, weights_only=True)
+    assert torch.equal(expected["b"], torch.ones(4))  # torch reads records by name
+    got = _read_all(swapped)
+    for k, v in expected.items():
+        assert torch.equal(got[k], v), k
+
+
+def test_sparse_tensors_are_read_as_torch_does(tmp_path):
+    path = tmp_path / "w.pth"
+    state = {"dense": torch.arange(6.0).reshape(2, 3), "sparse": torch.eye(3).to_sparse()}
+    torch.save(state, path)
+    raw = read_checkpoint(path)
+    assert raw.fetch is None
+    assert torch.equal(raw.tensors["dense"], state["dense"])
+    assert torch.equal(raw.tensors["sparse"].to_dense(), torch.eye(3))
 
 
 def test_a_record_of_the_wrong_size_is_named(tmp_path):
