@@ -82,15 +82,17 @@ def run_batched(
             most ``CHUNK`` images.
         resolution, bytes_per_pixel: for a learned annotator, its detection resolution and the working memory
             it needs per pixel processed (measured peaks, ``bench/bench_annotator_memory.py``). Chunks are then
-            sized to take at most ``MEMORY_SHARE`` of the memory ComfyUI reports free, and an image that alone
-            needs more than is free is refused before anything runs (a CPU server would otherwise be killed by
-            the system, losing its queue). ``what`` names the node in that message.
+            sized to take at most ``MEMORY_SHARE`` of the memory ComfyUI reports free, and on the CPU an image
+            that alone needs more than is free is refused before anything runs (the system would kill the
+            server, losing its queue). On a GPU nothing is refused: ComfyUI's figure leaves out models it could
+            unload (and is a constant under DirectML), and running out there is an error ComfyUI reports.
+            ``what`` names the node in that message.
 
     Returns:
         IMAGE ``(B, H', W', 3)`` float32 on the CPU.
 
     Raises:
-        ParameterError: one image needs more working memory than is free.
+        ParameterError: on the CPU, one image needs more working memory than is free.
     """
     x = to_bchw(image, processing_device())
     chunk = CHUNK
@@ -113,7 +115,7 @@ def _chunk_for_memory(x: torch.Tensor, resolution: int, bytes_per_pixel: int, wh
     dh, dw = detection_size(x.shape[-2], x.shape[-1], resolution)
     padded = (-(-dh // PAD_MULTIPLE) * PAD_MULTIPLE) * (-(-dw // PAD_MULTIPLE) * PAD_MULTIPLE)
     per_image = bytes_per_pixel * padded
-    if per_image > free:
+    if per_image > free and x.device.type == "cpu":
         raise ParameterError(
             f"{what} at resolution {resolution} processes this {x.shape[-1]}x{x.shape[-2]} image at {dw}x{dh} px, "
             f"which needs about {per_image / GiB:.1f} GiB of working memory, but {free / GiB:.1f} GiB is free on "

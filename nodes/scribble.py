@@ -84,8 +84,10 @@ class ScribbleCanvas:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width: int | None, height: int | None, drawing: str | None) -> bool | str:
-        if unconverted((width, int), (height, int), (drawing, str)):
+        if unconverted((width, int), (height, int)):
             return True
+        if drawing is not None and not isinstance(drawing, str):  # our own widget type: ComfyUI converts nothing
+            return f"drawing must be a file name in ComfyUI's input folder, got {drawing!r}."
         try:
             if width is not None and height is not None:  # None: fed by a link, checked when the node runs
                 check_drawing_size(width, height)

@@ -77,7 +77,8 @@ class ControlWeightsNode:
     ) -> bool | str:
         if None in (preset, base_multiplier, uncond_multiplier, custom_weights):
             return True  # a linked widget: its value is checked when the node runs
-        if unconverted((preset, str), (base_multiplier, float), (uncond_multiplier, float), (custom_weights, str)):
+        # preset is a list widget: ComfyUI converts nothing there, so its value is checked below whatever it is
+        if unconverted((base_multiplier, float), (uncond_multiplier, float), (custom_weights, str)):
             return True
         try:
             make_weights(preset, base_multiplier, uncond_multiplier, custom_weights)
@@ -123,7 +124,7 @@ class StrengthScheduleNode:
     def VALIDATE_INPUTS(cls, keyframes: str | None, interpolation: str | None) -> bool | str:
         if keyframes is None or interpolation is None:
             return True  # a linked widget: its value is checked when the node runs
-        if unconverted((keyframes, str), (interpolation, str)):
+        if unconverted((keyframes, str)):  # interpolation is a list widget: checked below whatever it is
             return True
         try:
             StrengthSchedule.parse(keyframes, interpolation)

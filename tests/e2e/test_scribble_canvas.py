@@ -31,7 +31,24 @@ def add_canvas(page: Page, width: int = 256, height: int = 192) -> int:
 
 
 def draw(page: Page, nid: int, path: list[tuple[float, float]]) -> None:
-    """Press, move through ``path`` (fractions of the canvas) and release, as a real mouse's pointer events."""
+    """Press, move through ``path`` (fractions of the canvas) and release, as a real mouse's pointer events.
+
+    On an editable canvas the stroke must be recorded; a press that landed while the new node was still being
+    laid out (now and then in headless Chromium) is drawn again once."""
+    before = page.js(STATE + "return s.readOnly ? null : s.ops.length;", nid)
+    for _ in range(2):
+        _stroke(page, nid, path)
+        if before is None:
+            return
+        end = time.time() + 2
+        while time.time() < end:
+            if page.js(STATE + "return s.ops.length;", nid) > before:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"the stroke {path} was not recorded by node {nid}")
+
+
+def _stroke(page: Page, nid: int, path: list[tuple[float, float]]) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
 
     el = page.js(STATE + "return s.el.ink;", nid)
@@ -464,6 +481,28 @@ def test_width_height_and_brush_set_by_other_code_are_followed(fresh: Page):
     assert (raster(page, nid)[48] > 0).sum() > 100, "the stroke was kept"
     page.js("app.graph.getNodeById(arguments[0]).properties.ast_brush = 30; app.canvas.setDirty(true, true);", nid)
     page.wait(STATE + "return s.el.size.value === '30' && s.el.sizeLabel.textContent === '30 px';", 10, nid)
+    # a brush the slider cannot show (above its range): the label says it, and frames do not keep rewriting it
+    page.js(
+        STATE + "app.graph.getNodeById(arguments[0]).properties.ast_brush = 100; window.__astLabelWrites = 0;"
+        "new MutationObserver(() => window.__astLabelWrites++).observe(s.el.sizeLabel, {childList: true, characterData: true, subtree: true});"
+        "app.canvas.setDirty(true, true);",
+        nid,
+    )
+    page.wait(STATE + "return s.el.sizeLabel.textContent === '100 px';", 10, nid)
+    for _ in range(5):
+        page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+        time.sleep(0.05)
+    assert page.js("return window.__astLabelWrites;") == 1
+    # a collapsed node draws no frames: a height set by other code is applied when the prompt is made
+    page.js(
+        "const n = app.graph.getNodeById(arguments[0]); n.collapse(true);"
+        "n.widgets.find(w => w.name === 'height').value = 64;",
+        nid,
+    )
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")[str(nid)]["inputs"]
+    assert prompt["height"] == 64 and prompt["drawing"].startswith("affordance_scribbles/scribble_256x64_")
+    with Image.open(page.server.input_dir / prompt["drawing"]) as im:
+        assert im.size == (256, 64)
     assert page.console_errors() == []
 
 

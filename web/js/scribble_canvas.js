@@ -117,6 +117,7 @@ class ScribbleCanvas {
     sizeLabel.textContent = `${this.brush()} px`;
     size.addEventListener("input", () => {
       this.node.properties[BRUSH] = Number(size.value);
+      this.shownBrush = this.brush();
       sizeLabel.textContent = `${size.value} px`;
     });
     erase.addEventListener("click", () => {
@@ -379,6 +380,7 @@ class ScribbleCanvas {
    */
   async serialize() {
     if (this.restoring) await this.restoring;
+    this.followSize(); // a collapsed or off-screen node draws no frames: a size set by other code is applied here
     for (let failures = 0; failures < 2; ) {
       const ref = this.value;
       if (!ref) return "";
@@ -445,6 +447,14 @@ class ScribbleCanvas {
     return this.restoring;
   }
 
+  /** Redraw at the width and height widgets' size if other code changed them without their callbacks. */
+  followSize() {
+    if (this.readOnly || this.configuring || this.restoring) return;
+    const w = this.widgetValue("width");
+    const h = this.widgetValue("height");
+    if (typeof w === "number" && typeof h === "number" && (w !== this.raster.width || h !== this.raster.height)) this.rebuild();
+  }
+
   /**
    * The `drawing` widget was set to another file by other means than this canvas (another extension, a
    * script): show that file as the drawing, as a workflow naming it would. The strokes drawn so far were on
@@ -463,14 +473,11 @@ class ScribbleCanvas {
    * the background input.
    */
   onFrame() {
-    if (!this.readOnly && !this.configuring && !this.restoring) {
-      const w = this.widgetValue("width");
-      const h = this.widgetValue("height");
-      if (typeof w === "number" && typeof h === "number" && (w !== this.raster.width || h !== this.raster.height)) this.rebuild();
-    }
-    const brush = String(this.brush());
-    if (this.el.size.value !== brush && document.activeElement !== this.el.size) {
-      this.el.size.value = brush;
+    this.followSize();
+    const brush = this.brush();
+    if (brush !== this.shownBrush && document.activeElement !== this.el.size) {
+      this.shownBrush = brush; // what the slider was last set from (it snaps values outside its range or step)
+      this.el.size.value = String(brush);
       this.el.sizeLabel.textContent = `${brush} px`;
     }
     const stage = this.el.ink.parentElement;

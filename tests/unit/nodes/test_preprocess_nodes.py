@@ -328,3 +328,16 @@ def test_an_image_that_needs_more_than_is_free_is_refused_before_running(monkeyp
     assert sizes == []
     NormalBAEPreprocessor().batched(torch.rand(2, 64, 96, 3), 512, fn)  # fits: runs
     assert sizes == [2]
+
+
+def test_on_a_gpu_nothing_is_refused_only_chunked(monkeypatch):
+    """ComfyUI's free figure on a GPU leaves out models it could unload (a constant 1 GiB under DirectML): too
+    little is never a refusal there, only one image at a time."""
+    from affordance.nodes import preprocess
+
+    sizes, fn = _record_chunks(monkeypatch, 1 << 30)
+    x = torch.rand(3, 3, 64, 96)
+    monkeypatch.setattr(preprocess, "to_bchw", lambda image, device: x.to("meta"))  # stands for a GPU tensor
+    monkeypatch.setattr(preprocess, "to_image", lambda hint: torch.zeros(hint.shape[0], 1, 1, 3))
+    out = preprocess.run_batched(torch.rand(3, 64, 96, 3), fn, resolution=4096, bytes_per_pixel=4500, what="NormalBAE")
+    assert sizes == [1, 1, 1] and out.shape[0] == 3

@@ -19,14 +19,16 @@ GOOD = {
     ScribbleCanvas: {"width": 512, "height": 512, "drawing": ""},
 }
 RAW = ["abc", [1, 2, 3], {"a": 1}, True, 1.5j]
-# a string is a text widget's own type (validated as usual elsewhere); the drawing's check needs ComfyUI's folders
-STRINGS = ("preset", "custom_weights", "keyframes", "interpolation", "drawing")
+# ComfyUI converts INT, FLOAT and STRING values (and reports those it cannot); a string is a text widget's own
+# type (validated as usual elsewhere). List widgets and our own types it neither converts nor checks.
+STRINGS = ("custom_weights", "keyframes")
+NOT_CONVERTED = ("preset", "interpolation", "drawing")
 CASES = [
     (cls, name, raw)
     for cls, good in GOOD.items()
     for name in good
     for raw in RAW
-    if not (isinstance(raw, str) and name in STRINGS)
+    if name not in NOT_CONVERTED and not (isinstance(raw, str) and name in STRINGS)
 ]
 
 
@@ -38,6 +40,17 @@ def test_good_values_pass(cls):
 @pytest.mark.parametrize(("cls", "name", "raw"), CASES, ids=lambda v: getattr(v, "__name__", repr(v)))
 def test_values_comfyui_could_not_convert_are_left_to_its_report(cls, name, raw):
     assert cls.VALIDATE_INPUTS(**{**GOOD[cls], name: raw}) is True
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"), [(ControlWeightsNode, "preset"), (StrengthScheduleNode, "interpolation"), (ScribbleCanvas, "drawing")]
+)
+@pytest.mark.parametrize("raw", [5, ["x"], {"a": 1}, 2.5])
+def test_values_of_list_widgets_and_our_types_are_still_checked(cls, name, raw):
+    """ComfyUI neither converts nor checks a list widget's value (nor our drawing's) when VALIDATE_INPUTS takes it:
+    a value of the wrong kind gets our message, naming it."""
+    message = cls.VALIDATE_INPUTS(**{**GOOD[cls], name: raw})
+    assert isinstance(message, str) and name in message and repr(raw) in message
 
 
 def test_checks_still_run_on_converted_values():
