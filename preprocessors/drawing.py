@@ -52,8 +52,10 @@ def parse_drawing_reference(value: str) -> tuple[str, ...]:
     parts = tuple(value.split("/"))
     if any(not _SAFE_PART.match(p) or p in (".", "..") for p in parts):
         raise DrawingError(
-            f"the drawing reference {value!r} is not a file in ComfyUI's input folder; expected something like "
-            "'affordance_scribbles/scribble_512x512_0123456789abcdef.png'. Clear the canvas and draw again."
+            f"the drawing reference {value!r} is not a path the canvas reads: only a relative path of names made of "
+            "ASCII letters, digits, spaces, '.', '_' and '-' (starting with a letter or digit), such as "
+            "'affordance_scribbles/scribble_512x512_0123456789abcdef.png'. Rename the file, or clear the canvas and "
+            "draw again."
         )
     return parts
 

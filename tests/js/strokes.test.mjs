@@ -170,7 +170,7 @@ test("records round-trip at 0.1 px and bad records are refused with the field na
     [{ v: 1, ops: [{ t: "s", r: 0, p: [1, 1] }] }, /brush size 0/],
     [{ v: 1, ops: [{ t: "s", r: 4, p: [1] }] }, /even, non-empty/],
     [{ v: 1, ops: [{ t: "c" }, { t: "s", r: 4, p: [1, null] }] }, /stroke #2 holds a coordinate/],
-    [{ v: 1, base: "../x.png", ops: [] }, /not a file in ComfyUI's input folder/],
+    [{ v: 1, base: "../x.png", ops: [] }, /is not a path the canvas reads/],
   ];
   for (const [record, message] of bad) assert.throws(() => decodeRecord(record), message);
   const many = { v: 1, ops: [{ t: "s", r: 2, p: new Array(2 * (MAX_POINTS + 1)).fill(1) }] };

@@ -201,8 +201,9 @@ export function parseReference(value) {
   const parts = value.split("/");
   if (parts.some((s) => !SAFE_PART.test(s) || s === "." || s === "..")) {
     throw new ScribbleError(
-      `the drawing reference ${JSON.stringify(value)} is not a file in ComfyUI's input folder; ` +
-        "expected something like 'affordance_scribbles/scribble_512x512_0123456789abcdef.png'. Clear the canvas to start over.",
+      `the drawing reference ${JSON.stringify(value)} is not a path the canvas reads: only a relative path of names ` +
+        "made of ASCII letters, digits, spaces, '.', '_' and '-' (starting with a letter or digit), such as " +
+        "'affordance_scribbles/scribble_512x512_0123456789abcdef.png'. Rename the file, or clear the canvas to start over.",
     );
   }
   return { subfolder: parts.slice(0, -1).join("/"), filename: parts[parts.length - 1] };
