@@ -10,7 +10,7 @@ import torch
 from ..controlnet.errors import InputError
 from ..controlnet.schedule import ScheduleError, StrengthSchedule, check_window
 from ..controlnet.weights import ControlWeights
-from ._host import image_to_hint, mask_batch, unconverted
+from ._host import image_to_hint, log, mask_batch, unconverted
 from .control import AffordanceControl
 from .weights import SCHEDULE_TYPE, WEIGHTS_TYPE
 
@@ -69,6 +69,12 @@ def apply_control(
     if strength == 0:
         return positive, negative
     check_window(start_percent, end_percent)
+    if start_percent == end_percent:
+        log.warning(
+            "Apply ControlNet: start_percent equals end_percent (%s), so this ControlNet never runs; widen the window "
+            "(0.0 and 1.0 run it over the whole sampling).",
+            start_percent,
+        )
     ours = isinstance(control_net, AffordanceControl)
     hint = image_to_hint(image, control_net.network.config.hint_channels if ours else 3)
     masks = mask_batch(mask) if mask is not None else None

@@ -327,3 +327,15 @@ def test_a_hint_with_nan_or_inf_is_refused_at_apply(control, image, value):
 def test_a_hint_without_pixels_is_refused_at_apply(control, shape):
     with pytest.raises(HintError, match=r"the image has no pixels \(\d+x\d+\)"):
         apply_control(_cond(), _cond(), control, torch.zeros(shape), 1.0, 0.0, 1.0)
+
+
+def test_an_empty_window_is_applied_with_a_warning(control, image, caplog):
+    """start == end is valid (ComfyUI accepts it too) but the ControlNet never runs: the log says so."""
+    with caplog.at_level("WARNING", logger="affordance.nodes"):
+        pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.5, 0.5)
+    assert "start_percent equals end_percent (0.5), so this ControlNet never runs" in caplog.text
+    assert pos[0][1]["control"].timestep_percent_range == (0.5, 0.5)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="affordance.nodes"):
+        apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0)
+    assert "never runs" not in caplog.text
