@@ -413,6 +413,11 @@ def _read_pickle(
     """
     if container == "torch-zip":
         identity, layout = _zip_layout(path)
+        if layout.torchscript:
+            raise UnknownFormatError(
+                f"{path} is a TorchScript program (torch.jit.save), not a file of weights: loading it would run its "
+                "code, so it was not opened. Get the model as .safetensors (or a state dict saved with torch.save)."
+            )
         lazy = _read_torch_zip(path, identity, layout)
         if lazy is not None:
             return (*lazy, False)

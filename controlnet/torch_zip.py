@@ -53,6 +53,11 @@ class Layout:
         return any(b != sys.byteorder for b in self.byteorders or ("little",))
 
     @property
+    def torchscript(self) -> bool:
+        """A TorchScript program (``torch.jit.save``: its Python code and constants), not a pickled state dict."""
+        return any("/code/" in rec.name or rec.name.endswith("/constants.pkl") for rec in self.records.values())
+
+    @property
     def storages_stored(self) -> bool:
         """Every storage record is kept as is (not recompressed): its bytes can be read, or mapped, in place."""
         return all(rec.stored for rec in self.records.values() if _storage_key(rec.name) is not None)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from affordance.controlnet import CorruptCheckpointError
+from affordance.controlnet import CorruptCheckpointError, UnknownFormatError
 from affordance.controlnet import checkpoint as checkpoint_module
 from affordance.controlnet.checkpoint import read_checkpoint
 from affordance.controlnet.torch_zip import Layout
@@ -209,3 +209,19 @@ def test_empty_tensors_beside_others_in_safetensors(tmp_path):
     got = _read_all(tmp_path / "w.safetensors")
     for k, v in state.items():
         assert got[k].shape == v.shape and got[k].dtype == v.dtype and torch.equal(got[k], v), k
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit is deprecated; users still have such files
+def test_a_torchscript_program_is_named_and_never_opened(tmp_path):
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x)
+
+    path = tmp_path / "scripted.pth"
+    torch.jit.save(torch.jit.script(Tiny()), str(path))
+    with pytest.raises(UnknownFormatError, match=r"is a TorchScript program \(torch.jit.save\), not a file of weights"):
+        read_checkpoint(path)
