@@ -453,9 +453,20 @@ def test_a_drawing_the_server_lost_is_uploaded_again(fresh: Page):
     ref = wait_saved(page, nid)
     path = page.server.input_dir / ref
     first = path.read_bytes()
-    path.unlink()
+    stamp = path.stat().st_mtime_ns
+    prompt = "const p = await app.graphToPrompt(); return p.output;"
     time.sleep(2.5)  # past the window in which prompts share one upload (a batch count)
-    assert page.js_async("const p = await app.graphToPrompt(); return p.output;")[str(nid)]["inputs"]["drawing"] == ref
+    # the server holds the same bytes: it writes nothing (a run reading the file meanwhile is undisturbed)
+    assert page.js_async(prompt)[str(nid)]["inputs"]["drawing"] == ref
+    assert path.stat().st_mtime_ns == stamp and not list(path.parent.glob(f"{path.stem} (*"))  # no copy set aside
+    path.unlink()
+    time.sleep(2.5)
+    assert page.js_async(prompt)[str(nid)]["inputs"]["drawing"] == ref
+    assert path.read_bytes() == first
+    # other bytes under the name (another browser's PNG encoder): stored aside by the server, then overwritten
+    path.write_bytes(b"not the same png")
+    time.sleep(2.5)
+    assert page.js_async(prompt)[str(nid)]["inputs"]["drawing"] == ref
     assert path.read_bytes() == first
     assert page.console_errors() == []
 

@@ -352,7 +352,14 @@ class ScribbleCanvas {
     const raster = this.raster;
     const promise = (async () => {
       try {
-        await uploadDrawing(raster, ref);
+        if (this.uploaded.has(ref)) {
+          // sent before from this page: the server most likely holds these very bytes, and then writes nothing
+          // (a run reading the file meanwhile is undisturbed); a file lost since is written again. Other bytes
+          // under the name (another browser's PNG encoder) are stored aside, so the name is overwritten then.
+          await uploadDrawing(raster, ref, false).catch(() => uploadDrawing(raster, ref, true));
+        } else {
+          await uploadDrawing(raster, ref);
+        }
         this.uploaded.add(ref);
         this.confirmed = { ref, at: performance.now() };
         this.uploadError = null;

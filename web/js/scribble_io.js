@@ -43,17 +43,19 @@ export async function encodePNG(raster) {
 }
 
 /**
- * Upload a raster to ComfyUI's input folder under `ref` (overwriting the same content-hashed name).
+ * Upload a raster to ComfyUI's input folder under `ref`. With `overwrite` false the server keeps a file of
+ * that name whose bytes are the same (writing nothing, so a run reading it meanwhile is undisturbed) and
+ * stores other bytes under another name, which is reported as an error.
  * @throws {Error} saying what the server answered, or that it stored the file under another name.
  */
-export async function uploadDrawing(raster, ref) {
+export async function uploadDrawing(raster, ref, overwrite = true) {
   const { subfolder, filename } = S.parseReference(ref);
   const blob = await encodePNG(raster);
   const body = new FormData();
   body.append("image", new File([blob], filename, { type: "image/png" }));
   body.append("type", "input");
   body.append("subfolder", subfolder);
-  body.append("overwrite", "true");
+  body.append("overwrite", overwrite ? "true" : "false");
   const resp = await api.fetchApi("/upload/image", { method: "POST", body });
   if (resp.status !== 200) {
     const text = (await resp.text().catch(() => "")).slice(0, 200);
