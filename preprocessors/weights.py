@@ -203,6 +203,11 @@ def _read(path: Path) -> Mapping[str, object]:
     )
     if head[0] == 0x80 and len(head) > 1 and head[1] >= 4:  # torch.save writes protocol 2 unless told otherwise
         raise AnnotatorWeightsError(new_protocol.format(head[1]))
+    if head.startswith(b"PK\x03\x04") and _is_torchscript(path):
+        raise AnnotatorWeightsError(
+            f"{path} is a TorchScript program (torch.jit.save), not a file of weights: loading it would run its code, "
+            f"so it was not opened. Use the official file from {SOURCE}."
+        )
     try:
         with path.open("rb") as f:
             return torch.load(f, map_location="cpu", weights_only=True)
@@ -223,6 +228,15 @@ def _read(path: Path) -> Mapping[str, object]:
         raise AnnotatorWeightsError(
             f"{path} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]}); download it again."
         ) from exc
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether a zip file is a TorchScript program (``torch.jit.save``: code and constants beside the data)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any("/code/" in n or n.endswith("/constants.pkl") for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # torch.load names what is wrong with it
 
 
 def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:

@@ -107,6 +107,14 @@ def test_plain_python_pickle_annotator_is_refused_as_such(tmp_path):
         load_annotator(path, HEDNet(), HED_FILE)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit is deprecated; such files still exist
+def test_a_torchscript_program_under_an_annotator_name_is_named(tmp_path):
+    path = tmp_path / HED_FILE
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(AnnotatorWeightsError, match=r"is a TorchScript program \(torch.jit.save\), not a file of weights"):
+        load_annotator(path, HEDNet(), HED_FILE)
+
+
 def test_cut_off_annotator_files_are_called_damaged_not_unreadable(tmp_path):
     """The zip reader's OSError on a cut-off file got the permissions advice (chmod)."""
     import io
