@@ -36,6 +36,8 @@ from ._host import Progress, free_memory, mask_batch, preview_images, processing
 CHUNK = 16  # images per batched call at most: bounds memory while keeping the work batched
 MEMORY_SHARE = 0.5  # of the memory free before a learned node runs, what one chunk's working memory may take
 GiB = 1 << 30
+RESIZE_BYTES_PER_PIXEL = 40  # Resize Hint's peak per output pixel of one image (CPU fp32: 24-33 measured)
+OUT_BYTES_PER_PIXEL = 24  # a finished IMAGE pixel (3 x float32), twice: the chunks' results and their join
 RESOLUTION = (
     "INT",
     {
@@ -71,6 +73,7 @@ def run_batched(
     fn: Callable[[torch.Tensor], torch.Tensor],
     *,
     resolution: int | None = None,
+    pixels: int | None = None,
     bytes_per_pixel: int | None = None,
     what: str = "this preprocessor",
 ) -> torch.Tensor:
@@ -86,7 +89,8 @@ def run_batched(
             that alone needs more than is free is refused before anything runs (the system would kill the
             server, losing its queue). On a GPU nothing is refused: ComfyUI's figure leaves out models it could
             unload (and is a constant under DirectML), and running out there is an error ComfyUI reports.
-            ``what`` names the node in that message.
+            ``what`` names the node in that message. ``pixels``: instead of a resolution, the pixels each image
+            is processed at (e.g. a resize's output size).
 
     Returns:
         IMAGE ``(B, H', W', 3)`` float32 on the CPU.
@@ -96,8 +100,8 @@ def run_batched(
     """
     x = to_bchw(image, processing_device())
     chunk = CHUNK
-    if resolution is not None and bytes_per_pixel is not None:
-        chunk = _chunk_for_memory(x, resolution, bytes_per_pixel, what)
+    if (resolution is not None or pixels is not None) and bytes_per_pixel is not None:
+        chunk = _chunk_for_memory(x, resolution, pixels, bytes_per_pixel, what)
     bar = Progress(x.shape[0])
     out = []
     for i in range(0, x.shape[0], chunk):
@@ -107,20 +111,28 @@ def run_batched(
     return torch.cat(out)
 
 
-def _chunk_for_memory(x: torch.Tensor, resolution: int, bytes_per_pixel: int, what: str) -> int:
+def _chunk_for_memory(x: torch.Tensor, resolution: int | None, pixels: int | None, bytes_per_pixel: int, what: str) -> int:
     """Images per call so that one call's working memory stays within ``MEMORY_SHARE`` of the free memory."""
     free = free_memory(x.device)
     if free is None:  # outside ComfyUI: nothing to ask
         return CHUNK
-    dh, dw = detection_size(x.shape[-2], x.shape[-1], resolution)
-    padded = (-(-dh // PAD_MULTIPLE) * PAD_MULTIPLE) * (-(-dw // PAD_MULTIPLE) * PAD_MULTIPLE)
+    if resolution is not None:
+        dh, dw = detection_size(x.shape[-2], x.shape[-1], resolution)
+        padded = (-(-dh // PAD_MULTIPLE) * PAD_MULTIPLE) * (-(-dw // PAD_MULTIPLE) * PAD_MULTIPLE)
+        how = f"at resolution {resolution} processes this {x.shape[-1]}x{x.shape[-2]} image at {dw}x{dh} px"
+        fix = (
+            "Lower resolution (the hint comes back at the image's size whatever it is; 512-1024 is what the "
+            "ControlNets were trained with), or free memory."
+        )
+    else:
+        padded = int(pixels or 0)
+        how = f"makes {padded / 1e6:.0f} megapixel images"
+        fix = "Choose a smaller size, or free memory."
     per_image = bytes_per_pixel * padded
     if per_image > free and x.device.type == "cpu":
         raise ParameterError(
-            f"{what} at resolution {resolution} processes this {x.shape[-1]}x{x.shape[-2]} image at {dw}x{dh} px, "
-            f"which needs about {per_image / GiB:.1f} GiB of working memory, but {free / GiB:.1f} GiB is free on "
-            f"{x.device}. Lower resolution (the hint comes back at the image's size whatever it is; 512-1024 is "
-            "what the ControlNets were trained with), or free memory."
+            f"{what} {how}, which needs about {per_image / GiB:.1f} GiB of working memory per image, but "
+            f"{free / GiB:.1f} GiB is free on {x.device}. {fix}"
         )
     return max(1, min(CHUNK, int(free * MEMORY_SHARE) // per_image))
 
@@ -378,8 +390,24 @@ class HintResize:
     ) -> dict[str, Any]:
         if latent is not None:
             height, width = latent_pixel_size(latent)
-        x = to_bchw(image, processing_device())
-        return with_preview(to_image(resize_hint(x, width, height, mode)))
+        batch = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 0
+        free = free_memory(processing_device())
+        out_bytes = OUT_BYTES_PER_PIXEL * width * height * batch
+        if free is not None and processing_device().type == "cpu" and out_bytes > free:
+            raise ParameterError(
+                f"Resize Hint: {batch} hint(s) of {width}x{height} px take about {out_bytes / GiB:.1f} GiB as a ComfyUI "
+                f"IMAGE (with the copy made while the batch is joined), but {free / GiB:.1f} GiB is free. Choose a "
+                "smaller size (the ControlNet takes the latent's size x 8), or fewer images."
+            )
+        return with_preview(
+            run_batched(
+                image,
+                lambda x: resize_hint(x, width, height, mode),
+                pixels=width * height,
+                bytes_per_pixel=RESIZE_BYTES_PER_PIXEL,
+                what="Resize Hint",
+            )
+        )
 
 
 class PixelPerfectResolution:

@@ -323,7 +323,7 @@ def test_an_image_that_needs_more_than_is_free_is_refused_before_running(monkeyp
 
     sizes, fn = _record_chunks(monkeypatch, 8 << 30)
     with pytest.raises(ParameterError, match=r"NormalBAE at resolution 4096 processes this 96x64 image at 6144x4096 px, "
-                       r"which needs about 105\.5 GiB of working memory, but 8\.0 GiB is free on cpu\. Lower resolution"):
+                       r"which needs about 105\.5 GiB of working memory per image, but 8\.0 GiB is free on cpu\. Lower resolution"):
         NormalBAEPreprocessor().batched(torch.rand(2, 64, 96, 3), 4096, fn)
     assert sizes == []
     NormalBAEPreprocessor().batched(torch.rand(2, 64, 96, 3), 512, fn)  # fits: runs
@@ -341,3 +341,27 @@ def test_on_a_gpu_nothing_is_refused_only_chunked(monkeypatch):
     monkeypatch.setattr(preprocess, "to_image", lambda hint: torch.zeros(hint.shape[0], 1, 1, 3))
     out = preprocess.run_batched(torch.rand(3, 64, 96, 3), fn, resolution=4096, bytes_per_pixel=4500, what="NormalBAE")
     assert sizes == [1, 1, 1] and out.shape[0] == 3
+
+
+def test_resize_hint_checks_the_memory_its_output_and_work_need(monkeypatch):
+    """Resize Hint goes up to 16384 x 16384 px (3 GiB per image as an IMAGE): a batch the free memory cannot hold
+    is refused before any work, and the images are resized in chunks that fit."""
+    from affordance.nodes import preprocess
+
+    sizes: list[int] = []
+    real = preprocess.resize_hint
+
+    def counting(x, width, height, mode):
+        sizes.append(x.shape[0])
+        return real(x, width, height, mode)
+
+    monkeypatch.setattr(preprocess, "resize_hint", counting)
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 3 * 40 * 64 * 64 * 2)  # three images' work, twice
+    node = preprocess.HintResize()
+    out = node.process(torch.rand(7, 20, 30, 3), "crop_and_resize", 64, 64)["result"][0]
+    assert out.shape == (7, 64, 64, 3) and sizes == [3, 3, 1]
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 8 << 30)
+    sizes.clear()
+    with pytest.raises(ParameterError, match=r"Resize Hint: 8 hint\(s\) of 16384x16384 px take about 48\.0 GiB"):
+        node.process(torch.rand(8, 20, 30, 3), "just_resize", 16384, 16384)
+    assert sizes == []
