@@ -117,8 +117,7 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
             f"the image has no pixels ({image.shape[2]}x{image.shape[1]}); check the size given to the node that "
             "made it."
         )
-    if image.is_floating_point() and not bool(torch.isfinite(image).all()):
-        bad = int((~torch.isfinite(image)).sum())
+    if image.is_floating_point() and (bad := int((~torch.isfinite(image)).sum())):
         raise HintError(
             f"the image holds {bad} NaN or infinite value(s), which would make the whole result NaN; check the "
             "node that made it (e.g. a VAE decode of a broken latent)."

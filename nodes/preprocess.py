@@ -391,9 +391,10 @@ class HintResize:
         if latent is not None:
             height, width = latent_pixel_size(latent)
         batch = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 0
-        free = free_memory(processing_device())
+        device = processing_device()
+        free = free_memory(device) if device.type == "cpu" else None
         out_bytes = OUT_BYTES_PER_PIXEL * width * height * batch
-        if free is not None and processing_device().type == "cpu" and out_bytes > free:
+        if free is not None and out_bytes > free:
             raise ParameterError(
                 f"Resize Hint: {batch} hint(s) of {width}x{height} px take about {out_bytes / GiB:.1f} GiB as a ComfyUI "
                 f"IMAGE (with the copy made while the batch is joined), but {free / GiB:.1f} GiB is free. Choose a "

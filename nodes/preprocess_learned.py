@@ -41,7 +41,7 @@ class _Learned(_Preprocessor):
 
 class HEDPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1100
-    LABEL = 'HED'
+    LABEL = "HED"
     DESCRIPTION = (
         "Soft edges with ControlNet's HED network (ControlNetHED.pth from ComfyUI/models/annotators), batched on the "
         "GPU, loaded once and kept warm while the node is in use."
@@ -55,7 +55,7 @@ class HEDPreprocessor(_Learned):
 
 class FakeScribblePreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1100
-    LABEL = 'Fake Scribble (HED)'
+    LABEL = "Fake Scribble (HED)"
     DESCRIPTION = (
         "ControlNet 1.0's fake scribble: HED edges thinned and thresholded into bold strokes (ControlNetHED.pth)."
     )
@@ -67,7 +67,7 @@ class FakeScribblePreprocessor(_Learned):
 
 class LineartPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1800
-    LABEL = 'Lineart'
+    LABEL = "Lineart"
     DESCRIPTION = (
         "Lineart with the Informative Drawings generator (sk_model.pth; coarse: sk_model2.pth), white on black."
     )
@@ -89,7 +89,7 @@ class LineartPreprocessor(_Learned):
 
 class LineartAnimePreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 900
-    LABEL = 'Lineart Anime'
+    LABEL = "Lineart Anime"
     DESCRIPTION = "Anime lineart with the anime U-Net (netG.pth); the network runs at the next multiple of 256."
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
@@ -99,7 +99,7 @@ class LineartAnimePreprocessor(_Learned):
 
 class NormalBAEPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 4500
-    LABEL = 'NormalBAE'
+    LABEL = "NormalBAE"
     DESCRIPTION = (
         "Surface normals with Bae et al.'s estimator (scannet.pt), as ControlNet 1.1's normalbae model expects."
     )
@@ -111,7 +111,7 @@ class NormalBAEPreprocessor(_Learned):
 
 class MiDaSDepthPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 2400
-    LABEL = 'MiDaS depth'
+    LABEL = "MiDaS depth"
     DESCRIPTION = (
         "Depth with MiDaS v3 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the file ControlNet's depth models used)."
     )
@@ -123,7 +123,7 @@ class MiDaSDepthPreprocessor(_Learned):
 
 class MiDaSNormalPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 2400
-    LABEL = 'MiDaS normal'
+    LABEL = "MiDaS normal"
     DESCRIPTION = "Normals from MiDaS depth, as ControlNet 1.0's normal model expects (dpt_hybrid-midas-501f0c75.pt)."
     PARAMS = {
         "a": _float(
@@ -146,7 +146,7 @@ class MiDaSNormalPreprocessor(_Learned):
 
 class OpenPosePreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 2100
-    LABEL = 'OpenPose'
+    LABEL = "OpenPose"
     DESCRIPTION = (
         "OpenPose skeletons (body_pose_model.pth; hands: hand_pose_model.pth; face: facenet.pth) for the openpose "
         "ControlNets, plus the keypoints in the OpenPose JSON format."
@@ -182,7 +182,7 @@ class OpenPosePreprocessor(_Learned):
 
 class PiDiNetPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 2000
-    LABEL = 'PiDiNet'
+    LABEL = "PiDiNet"
     DESCRIPTION = "Soft edges with PiDiNet (table5_pidinet.pth), for softedge and scribble ControlNets."
     PARAMS = {
         "safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels, hiding textures (pidisafe)."}),
@@ -195,7 +195,7 @@ class PiDiNetPreprocessor(_Learned):
 
 class MLSDPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1000
-    LABEL = 'M-LSD'
+    LABEL = "M-LSD"
     DESCRIPTION = "Straight lines with M-LSD large (mlsd_large_512_fp32.pth), white on black, for the mlsd ControlNet."
     PARAMS = {
         "score_threshold": _float(0.1, 0.01, 2.0, 0.01, "Minimum confidence of a line segment's centre."),

@@ -113,8 +113,7 @@ class ScribbleCanvas {
     this.bgCtx = bg.getContext("2d");
     this.bgImage = null;
 
-    size.value = String(this.brush());
-    sizeLabel.textContent = `${this.brush()} px`;
+    this.showBrush();
     size.addEventListener("input", () => {
       this.node.properties[BRUSH] = Number(size.value);
       this.shownBrush = this.brush();
@@ -418,8 +417,7 @@ class ScribbleCanvas {
         console.warn(LOG, err.message);
         record = { base: null, ops: [] };
       }
-      this.el.size.value = String(this.brush());
-      this.el.sizeLabel.textContent = `${this.brush()} px`;
+      this.showBrush();
       this.ops = record.ops;
       this.baseRef = record.base;
       if (!this.baseRef && !this.ops.length && saved) this.baseRef = saved;
@@ -443,15 +441,21 @@ class ScribbleCanvas {
       this.raster = S.render(w, h, this.ops, this.base);
       this.paintAll();
       // The saved reference names this very drawing (content hash), but this server may lack the file (a
-      // workflow from another machine): it is uploaded when queued unless this page already did. Uploading
-      // the same bytes under the same name is harmless, and probing with a request that may 404 would log
-      // errors.
+      // workflow from another machine): it is uploaded when a prompt is made (see upload), rather than probed
+      // for with a request that may 404 and log errors.
       this.afterChange(track);
     })();
     this.restoring = task.finally(() => {
       this.restoring = null;
     });
     return this.restoring;
+  }
+
+  /** Show the brush size on the slider and its label; remembered, since the slider snaps values outside its range. */
+  showBrush() {
+    this.shownBrush = this.brush();
+    this.el.size.value = String(this.shownBrush);
+    this.el.sizeLabel.textContent = `${this.shownBrush} px`;
   }
 
   /** Redraw at the width and height widgets' size if other code changed them without their callbacks. */
@@ -481,12 +485,7 @@ class ScribbleCanvas {
    */
   onFrame() {
     this.followSize();
-    const brush = this.brush();
-    if (brush !== this.shownBrush && document.activeElement !== this.el.size) {
-      this.shownBrush = brush; // what the slider was last set from (it snaps values outside its range or step)
-      this.el.size.value = String(brush);
-      this.el.sizeLabel.textContent = `${brush} px`;
-    }
+    if (this.brush() !== this.shownBrush && document.activeElement !== this.el.size) this.showBrush();
     const stage = this.el.ink.parentElement;
     const sw = stage.clientWidth;
     const sh = stage.clientHeight;
