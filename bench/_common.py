@@ -26,6 +26,12 @@ from affordance.controlnet.keymap import original_to_diffusers
 from affordance.controlnet.layers import timestep_embedding
 
 
+def python_command() -> list[str]:
+    """This interpreter, for a child process, with ``-P`` when we run with it (Python 3.11+: the script's
+    folder stays off ``sys.path``); Python 3.10 has no ``-P``."""
+    return [sys.executable, "-P"] if getattr(sys.flags, "safe_path", False) else [sys.executable]
+
+
 def cpu_name() -> str:
     """The CPU model from ``/proc/cpuinfo`` (Linux), else what :mod:`platform` knows."""
     try:

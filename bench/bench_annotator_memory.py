@@ -69,7 +69,7 @@ def main() -> None:
     worst: dict[str, float] = {}
     for hint in args.hints:
         for size in args.sizes:
-            cmd = [sys.executable, "-P", str(Path(__file__).resolve()), "--child", hint, str(size)]
+            cmd = C.python_command() + [str(Path(__file__).resolve()), "--child", hint, str(size)]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             if proc.returncode != 0 or not lines:

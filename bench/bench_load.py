@@ -224,11 +224,6 @@ def write_random_file(path: Path, family: str) -> None:
     save_file(sd, str(path), metadata={"note": "seeded random weights for benchmarks; NOT a trained model"})
 
 
-def _python() -> list[str]:
-    """This interpreter, with ``-P`` when we run with it (the script folder stays off ``sys.path``)."""
-    return [sys.executable, "-P"] if sys.flags.safe_path else [sys.executable]
-
-
 def warm_read(path: Path) -> float:
     """Read the whole file once so that every variant finds it in the page cache; returns MiB/s."""
     t0 = time.perf_counter()
@@ -239,7 +234,7 @@ def warm_read(path: Path) -> float:
 
 
 def run_child(variant: str, args: argparse.Namespace, path: Path, device: torch.device) -> dict:
-    cmd = _python() + [str(Path(__file__).resolve()), "--child", variant, "--file", str(path), "--family", args.family]
+    cmd = C.python_command() + [str(Path(__file__).resolve()), "--child", variant, "--file", str(path), "--family", args.family]
     cmd += ["--device", str(device)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -298,7 +293,7 @@ def main() -> None:
         else:
             path = Path(tmp) / f"random_{args.family}_controlnet_fp16.safetensors"
             t0 = time.perf_counter()
-            cmd = _python() + [str(Path(__file__).resolve()), "--write-file", str(path), "--family", args.family]
+            cmd = C.python_command() + [str(Path(__file__).resolve()), "--write-file", str(path), "--family", args.family]
             subprocess.run(cmd, check=True, timeout=args.timeout)
             spent = time.perf_counter() - t0
             print(f"file: {args.family} ControlNet, seeded random weights, fp16 safetensors, written in {spent:.1f} s")

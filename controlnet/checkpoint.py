@@ -421,7 +421,8 @@ def _read_pickle(
         lazy = _read_torch_zip(path, identity, layout)
         if lazy is not None:
             return (*lazy, False)
-        if layout.storages_stored and path.suffix.lower() not in (".safetensors", ".sft"):
+        mappable = layout.storages_stored and not layout.foreign_byteorder  # torch < 2.10 maps them unswapped
+        if mappable and path.suffix.lower() not in (".safetensors", ".sft"):
             return (*_state_tensors(_load_pickle(path, container, None, "cpu"), path), None, True)
     with path.open("rb") as f:  # a recompressed zip is inflated by torch's reader (a mapping would see deflated bytes)
         obj = _load_pickle(path, container, f, "cpu")

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from affordance.controlnet import Family, Layout, build_controlnet, load_controlnet, read_controlnet
-from affordance.controlnet.checkpoint import read_checkpoint
+from affordance.controlnet.checkpoint import lazy_zip_reads, read_checkpoint
 from affordance.controlnet.convert import diffusers_config
 from affordance.controlnet.errors import CorruptCheckpointError, KeyMismatchError
 from affordance.controlnet.loader import extract_controlnet
@@ -88,7 +88,7 @@ def test_loaded_model_does_not_depend_on_its_file(tiny_model, write_checkpoint, 
         monkeypatch.setattr(checkpoint, "lazy_zip_reads", lambda: False)
     path = write_checkpoint(tiny_model, "original", container.removesuffix("-mapped"))
     weights = read_controlnet(path)
-    assert weights.report.mapped is (container == "pth-mapped")
+    assert weights.report.mapped is (container == "pth-mapped" or (container == "pth" and not lazy_zip_reads()))
     model = build_controlnet(weights)
     key = "input_blocks.0.0.weight"
     if weights.report.mapped:
@@ -110,7 +110,11 @@ def test_loaded_model_does_not_depend_on_its_file(tiny_model, write_checkpoint, 
     assert path.read_bytes() == data
 
 
-@pytest.mark.parametrize("container", ["safetensors", "pth"])
+# torch < 2.10 maps zip checkpoints: a truncation while they load can still crash the process (README)
+LAZY_PTH = pytest.param("pth", marks=pytest.mark.skipif(not lazy_zip_reads(), reason="torch < 2.10 maps .pth files"))
+
+
+@pytest.mark.parametrize("container", ["safetensors", LAZY_PTH])
 @pytest.mark.parametrize("change", ["truncate", "replace_in_place", "replace_by_rename", "delete"])
 def test_a_file_changed_while_loading_is_an_error_not_a_crash(tiny_model, write_checkpoint, change, container):
     """Between reading the header (a zip checkpoint's pickle) and reading the tensors (a download overwriting
@@ -142,7 +146,7 @@ def test_a_file_changed_while_loading_is_an_error_not_a_crash(tiny_model, write_
     assert extract_controlnet(read_checkpoint(path)).config == tiny_model.config
 
 
-@pytest.mark.parametrize("container", ["safetensors", "pth"])
+@pytest.mark.parametrize("container", ["safetensors", LAZY_PTH])
 def test_only_the_controlnet_tensors_of_a_merged_file_are_read(tiny_model, tmp_path, monkeypatch, container):
     """A 1.0-style file with a whole SD model beside the ControlNet: only the ControlNet's bytes are read
     (for a zip checkpoint, besides its pickle and directory)."""
