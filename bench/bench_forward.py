@@ -35,7 +35,7 @@ from affordance.bench import _common as C
 Outputs = list[torch.Tensor]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", default="sd15", choices=["sd15", "sd21", "sdxl"])
     parser.add_argument("--device", help="cuda or cpu (default: cuda if available, else cpu)")
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--no-diffusers", action="store_true", help="skip the diffusers peer")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 

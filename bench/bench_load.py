@@ -249,7 +249,7 @@ def run_child(variant: str, args: argparse.Namespace, path: Path, device: torch.
     return json.loads(lines[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--file",
@@ -269,7 +269,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads in every process (default: torch's choice)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--write-file", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
