@@ -60,14 +60,14 @@ def write_weights(folder: Path) -> None:
         torch.save(seeded(net, seed).state_dict(), folder / name)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--annotators", nargs="+", default=["hed", "midas", "openpose"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = C.pick_device(args.device)
     half = device.type == "cuda"
     C.print_header("learned annotators: warm batched (ours) vs reload-every-run per-image (controlnet-aux)", device)
