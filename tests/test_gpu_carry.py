@@ -1,0 +1,82 @@
+"""bench/gpu_carry.sh, which prepares the folders the GPU run carries, on a fake ComfyUI tree and with a fake
+pip (the real one downloads from PyPI): what is copied, what is left out, the wheels asked for, the size check."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("tar") is None, reason="needs bash and tar")
+
+
+def _repo(tmp_path: Path) -> Path:
+    """A git checkout holding the script (it works in the repository it lives in)."""
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    shutil.copy(ROOT / "bench" / "gpu_carry.sh", repo / "bench" / "gpu_carry.sh")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "bench"], check=True)
+    return repo
+
+
+def _comfy(tmp_path: Path) -> Path:
+    src = tmp_path / "ComfyUI"
+    for rel in ("comfy/controlnet.py", "comfy/__pycache__/x.pyc", "nodes.py", "models/controlnet/big.safetensors",
+                "output/img.png", "custom_nodes/other/__init__.py", ".git/HEAD", "tests/t.py", "comfy_extras/n.py"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(b"x" * 10)
+    return src
+
+
+def _fake_pip(tmp_path: Path) -> str:
+    """A pip that records its arguments and writes one file per requirement into the -d folder."""
+    pip = tmp_path / "pip.sh"
+    pip.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$@" > {tmp_path}/pip-args\n'
+        'while [ $# -gt 0 ]; do case $1 in -d) d=$2; shift 2;; *==*) '
+        'head -c 100 /dev/zero > "$d/${1%%==*}.whl"; shift;; *) shift;; esac; done\n'
+    )
+    pip.chmod(0o755)
+    return str(pip)
+
+
+def _run(repo: Path, *args: str, pip: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PIP": pip}
+    env.pop("COMFYUI_PATH", None)
+    return subprocess.run(["bash", str(repo / "bench" / "gpu_carry.sh"), *args], capture_output=True, text=True, env=env)
+
+
+def test_copies_the_python_tree_and_fetches_the_wheels(tmp_path):
+    repo, src = _repo(tmp_path), _comfy(tmp_path)
+    proc = _run(repo, str(src), pip=_fake_pip(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    copied = {p.relative_to(repo / ".comfy").as_posix() for p in (repo / ".comfy").rglob("*") if p.is_file()}
+    assert copied == {"comfy/controlnet.py", "nodes.py", "comfy_extras/n.py"}
+    assert all((repo / ".comfy" / d).is_dir() for d in ("models", "custom_nodes", "input", "output"))
+    assert sorted(p.name for p in (repo / ".whl").iterdir()) == [
+        "diffusers.whl", "importlib_metadata.whl", "torchsde.whl", "trampoline.whl", "zipp.whl"
+    ]
+    args = (tmp_path / "pip-args").read_text()
+    assert "--python-version 3.12" in args and "--only-binary=:all:" in args and "--no-deps" in args
+    assert "carry: 0 MiB" in proc.stdout
+
+
+def test_refuses_a_folder_that_is_not_comfyui(tmp_path):
+    repo = _repo(tmp_path)
+    proc = _run(repo, str(tmp_path), pip=_fake_pip(tmp_path))
+    assert proc.returncode == 2 and "comfy/controlnet.py" in proc.stderr and str(tmp_path) in proc.stderr
+    assert not (repo / ".comfy").exists()
+
+
+def test_says_when_the_folders_exceed_the_carry_limit(tmp_path):
+    repo, src = _repo(tmp_path), _comfy(tmp_path)
+    (src / "comfy" / "huge.bin").write_bytes(bytes(65 << 20))  # a file the copy keeps, over 64 MiB
+    proc = _run(repo, str(src), pip=_fake_pip(tmp_path))
+    assert proc.returncode == 1 and "too big for the device tool's carry limit" in proc.stderr
