@@ -14,6 +14,7 @@ from ._host import comfy_model_management, comfy_model_patcher, comfy_ops, contr
 from .control import AffordanceControl
 
 SUPPORTED_DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+POOLING = {"from file": None, "on": True, "off": False}  # the loader's global_average_pooling choices
 
 
 def load_control(path: str | Path, *, global_average_pooling: bool | None = None) -> AffordanceControl:
@@ -80,7 +81,20 @@ class ControlNetLoader:
                         "and diffusers layouts are detected from the weights, never from the name."
                     },
                 )
-            }
+            },
+            "optional": {  # optional: API prompts saved before it existed stay valid
+                "global_average_pooling": (
+                    list(POOLING),
+                    {
+                        "default": "from file",
+                        "tooltip": "Average each residual over the image before it is added (the 1.1 shuffle "
+                        "ControlNet, control_v11e_sd15_shuffle, was trained so: set 'on' for it). 'from file': on "
+                        "only where the file says so (a diffusers config.json with global_pool_conditions, or a "
+                        "file converted by Affordance with --global-average-pooling). ComfyUI's own loader "
+                        "guesses it from a *_shuffle file name; this node never goes by names.",
+                    },
+                )
+            },
         }
 
     RETURN_TYPES = ("CONTROL_NET",)
@@ -91,7 +105,7 @@ class ControlNetLoader:
     DESCRIPTION = "Loads a ControlNet safely (safetensors first, restricted pickles otherwise) and checks every key."
 
     @classmethod
-    def IS_CHANGED(cls, control_net_name: str) -> str:
+    def IS_CHANGED(cls, control_net_name: str, global_average_pooling: str = "from file") -> str:
         """A fingerprint of the file (and a ``config.json`` beside it): replacing it on disk reloads the model.
 
         ComfyUI keeps a node's output while its inputs are the same; without this, a file replaced under
@@ -99,5 +113,12 @@ class ControlNetLoader:
         """
         return file_fingerprint(controlnet_path(control_net_name))
 
-    def load(self, control_net_name: str) -> tuple[AffordanceControl]:
-        return (load_control(controlnet_path(control_net_name)),)
+    def load(self, control_net_name: str, global_average_pooling: str = "from file") -> tuple[AffordanceControl]:
+        control = load_control(controlnet_path(control_net_name), global_average_pooling=POOLING[global_average_pooling])
+        if not control.network.config.global_average_pooling and "shuffle" in control_net_name.lower():
+            log.warning(
+                "%r is loaded without global average pooling: if it is the 1.1 shuffle ControlNet, set the loader's "
+                "global_average_pooling to 'on' (it was trained with it; ComfyUI's loader turns it on by name)",
+                control_net_name,
+            )
+        return (control,)

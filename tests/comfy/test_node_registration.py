@@ -159,3 +159,39 @@ def test_our_loader_output_works_with_comfyui_apply_node(
     with_our_apply = getattr(applier(), applier.FUNCTION)(*prompts, ours, image, 0.8, 0.0, 1.0)
     again = comfy_sample(fam.patcher, *with_our_apply, fam.latent(), steps=4)
     assert torch.equal(again, mine)
+
+
+def test_pooling_on_samples_like_comfyuis_loader_on_a_shuffle_name(
+    loaded_pack, registries, tiny_family, comfy_sample, record_sampling, monkeypatch, tmp_path
+):
+    """The 1.1 shuffle model: ComfyUI's loader turns global average pooling on for a *_shuffle file name; ours
+    takes it as the loader's choice. With 'on' both sample the same; 'from file' (nothing in the file says so)
+    is the unpooled ControlNet, which samples differently."""
+    import shutil
+
+    import folder_paths
+
+    nodes = registries
+    _, registered = loaded_pack
+    fam = tiny_family("sd15")
+    name = "tiny_shuffle.safetensors"
+    shutil.copy(fam.controlnet_files[0], tmp_path / name)
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "controlnet", ([str(tmp_path)], {".safetensors"}))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+
+    loader = registered["AST_ControlNetLoader"]
+    (pooled,) = getattr(loader(), loader.FUNCTION)(name, global_average_pooling="on")
+    (plain,) = getattr(loader(), loader.FUNCTION)(name)
+    (theirs,) = nodes.ControlNetLoader().load_controlnet(name)
+    assert theirs.global_average_pooling
+
+    prompts = fam.conditioning(1), fam.conditioning(2)
+    image = fam.image(12)
+    apply = nodes.ControlNetApplyAdvanced()
+    mine = comfy_sample(fam.patcher, *apply.apply_controlnet(*prompts, pooled, image, 0.8, 0.0, 1.0), fam.latent(), steps=4)
+    ref = comfy_sample(fam.patcher, *apply.apply_controlnet(*prompts, theirs, image, 0.8, 0.0, 1.0), fam.latent(), steps=4)
+    unpooled = comfy_sample(fam.patcher, *apply.apply_controlnet(*prompts, plain, image, 0.8, 0.0, 1.0), fam.latent(), steps=4)
+    effect = (ref.double() - unpooled.double()).abs().max().item()
+    diff = record_sampling("AST loader, pooling on vs ComfyUI loader on a *_shuffle name", mine, ref, effect)
+    assert effect > 50 * TOL
+    assert diff <= TOL

@@ -232,6 +232,36 @@ def test_loader_node_with_stub_host(stub_comfy, control):
         cls().load("missing.pth")
 
 
+@pytest.mark.parametrize(("choice", "pooled"), [("from file", False), ("on", True), ("off", False)])
+def test_loader_global_average_pooling_choice(stub_comfy, control, choice, pooled, caplog):
+    """The 1.1 shuffle model needs pooling and its file cannot say so: the loader takes it as a choice (optional,
+    so API prompts saved before it existed stay valid), and names the likely need when a *shuffle* file loads
+    without it (ComfyUI's loader guesses from that name; ours never decides by names)."""
+    cls = NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]
+    spec = cls.INPUT_TYPES()
+    assert "global_average_pooling" not in spec["required"]
+    assert spec["optional"]["global_average_pooling"][0] == ["from file", "on", "off"]
+    save_file(control.network.state_dict(), stub_comfy / "control_v11e_sd15_shuffle.safetensors")
+    with caplog.at_level("WARNING"):
+        (loaded,) = cls().load("control_v11e_sd15_shuffle.safetensors", global_average_pooling=choice)
+    assert loaded.network.config.global_average_pooling is pooled
+    assert ("set the loader's global_average_pooling to 'on'" in caplog.text) is (not pooled)
+    assert cls.IS_CHANGED("control_v11e_sd15_shuffle.safetensors", global_average_pooling=choice)
+
+
+def test_loader_pooling_from_a_converted_file(stub_comfy, control, caplog):
+    """'from file' takes the marker a conversion with --global-average-pooling writes; 'off' overrides it."""
+    save_file(
+        control.network.state_dict(),
+        stub_comfy / "tiny.safetensors",
+        metadata={"affordance.global_average_pooling": "true"},
+    )
+    cls = NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]
+    assert cls().load("tiny.safetensors")[0].network.config.global_average_pooling is True
+    assert cls().load("tiny.safetensors", "off")[0].network.config.global_average_pooling is False
+    assert "global average pooling" not in caplog.text  # not a shuffle name: nothing to say
+
+
 def test_loader_reloads_a_file_replaced_on_disk(stub_comfy, control):
     """ComfyUI re-runs a node whose IS_CHANGED answer changes: a re-downloaded file must not need a restart."""
     cls = NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]
