@@ -146,7 +146,8 @@ class ApplyControlNet:
                 "schedule": (SCHEDULE_TYPE, {"tooltip": "Strength over time from 'Strength Schedule (Affordance)'."}),
                 "mask": (
                     "MASK",
-                    {"tooltip": "Restrict control to a region (1 = full control); one per latent or one."},
+                    {"tooltip": "Restrict control to a region (1 = full control): one mask, one per latent, or a number "
+                        "that divides the latent batch (repeated in turn)."},
                 ),
                 "vae": ("VAE", {"tooltip": "Only for ComfyUI ControlNets that need one (e.g. SD3); ours never do."}),
             },
