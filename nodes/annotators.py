@@ -38,11 +38,22 @@ def annotator_folders() -> list[str]:
 
 
 def annotator_path(name: str) -> str:
-    """Full path of an official annotator file; a clear error naming folders and source when missing."""
+    """Full path of an official annotator file; a clear error naming folders and source when missing.
+
+    A file directly in an annotator folder comes first; otherwise the least nested one of that name in their
+    sub-folders (then the first by path), so a folder laid out as comfyui_controlnet_aux downloads them
+    (``ckpts/lllyasviel/Annotators/<name>``) can be added as it is.
+    """
     folders = annotator_folders()
-    path = folder_paths().get_full_path(FOLDER, name)
+    fp = folder_paths()
+    path = fp.get_full_path(FOLDER, name)
     if path is None:
-        raise missing_file_error(name, folders)
+        nested = [rel for rel in fp.get_filename_list(FOLDER) if os.path.basename(rel.replace("\\", "/")) == name]
+        for rel in sorted(nested, key=lambda r: (r.replace("\\", "/").count("/"), r)):
+            if (path := fp.get_full_path(FOLDER, rel)) is not None:
+                break
+    if path is None:
+        raise missing_file_error(name, [f"{f} (and its sub-folders)" for f in folders])
     return path
 
 

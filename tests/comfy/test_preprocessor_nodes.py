@@ -128,3 +128,28 @@ def test_working_memory_is_judged_by_comfyuis_free_memory(comfy):
     assert calls == []
     node.batched(torch.rand(3, 64, 64, 3), 64, fn)
     assert calls == [3]
+
+
+def test_annotator_files_in_sub_folders_are_found(comfy, tmp_path, monkeypatch):
+    """With ComfyUI's own folder_paths: a folder laid out as comfyui_controlnet_aux downloads its files
+    (ckpts/lllyasviel/Annotators/<name>) can be registered as it is; a file directly in a registered folder
+    wins, then the least nested; a file in none is named with the folders searched."""
+    import folder_paths
+
+    from affordance.nodes import annotators
+    from affordance.preprocessors.weights import AnnotatorWeightsError
+
+    ckpts = tmp_path / "ckpts"
+    deep = ckpts / "lllyasviel" / "Annotators"
+    deeper = ckpts / "other" / "copies" / "old"
+    for folder in (deep, deeper):
+        folder.mkdir(parents=True)
+        (folder / "ControlNetHED.pth").write_bytes(b"x")
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "annotators", ([str(ckpts)], set()))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    assert annotators.annotator_path("ControlNetHED.pth") == str(deep / "ControlNetHED.pth")
+    (ckpts / "ControlNetHED.pth").write_bytes(b"x")
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    assert annotators.annotator_path("ControlNetHED.pth") == str(ckpts / "ControlNetHED.pth")
+    with pytest.raises(AnnotatorWeightsError, match=r"'table5_pidinet.pth' .*not found in .*ckpts \(and its sub-folders\)"):
+        annotators.annotator_path("table5_pidinet.pth")
