@@ -115,7 +115,8 @@ class ControlNetLoader:
 
     def load(self, control_net_name: str, global_average_pooling: str = "from file") -> tuple[AffordanceControl]:
         control = load_control(controlnet_path(control_net_name), global_average_pooling=POOLING[global_average_pooling])
-        if not control.network.config.global_average_pooling and "shuffle" in control_net_name.lower():
+        unsaid = global_average_pooling == "from file" and not control.network.config.global_average_pooling
+        if unsaid and "shuffle" in control_net_name.lower():  # a hint only: nothing is decided by the name
             log.warning(
                 "%r is loaded without global average pooling: if it is the 1.1 shuffle ControlNet, set the loader's "
                 "global_average_pooling to 'on' (it was trained with it; ComfyUI's loader turns it on by name)",
