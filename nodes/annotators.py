@@ -48,8 +48,12 @@ def annotator_path(name: str) -> str:
     fp = folder_paths()
     path = fp.get_full_path(FOLDER, name)
     if path is None:
-        nested = [rel for rel in fp.get_filename_list(FOLDER) if os.path.basename(rel.replace("\\", "/")) == name]
-        for rel in sorted(nested, key=lambda r: (r.replace("\\", "/").count("/"), r)):
+        nested = [  # (depth, relative name) of the files of that name below the folders
+            (len(parts), rel)
+            for rel in fp.get_filename_list(FOLDER)
+            if (parts := rel.replace("\\", "/").split("/"))[-1] == name
+        ]
+        for _, rel in sorted(nested):
             if (path := fp.get_full_path(FOLDER, rel)) is not None:
                 break
     if path is None:

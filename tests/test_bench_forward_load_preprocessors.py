@@ -15,19 +15,11 @@ TINY = ControlNetConfig(
 )
 
 
-def _keep_threads(run):
-    threads = torch.get_num_threads()
-    try:
-        return run()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def test_forward_prints_agreeing_outputs_and_ratios(monkeypatch, capsys):
+def test_forward_prints_agreeing_outputs_and_ratios(monkeypatch, capsys, keep_torch_threads):
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     monkeypatch.setattr(C, "config_for", lambda family: TINY)
     args = ["--device", "cpu", "--size", "64", "--batch", "1", "--rounds", "1", "--calls", "1", "--threads", "1"]
-    _keep_threads(lambda: bench_forward.main(args))
+    bench_forward.main(args)
     out = capsys.readouterr().out
     assert "outputs: 5 residuals" in out  # the input conv, 1 block + a downsample, 1 block, the middle
     assert "ours+encoded vs ours: max abs diff 0 " in out
@@ -53,9 +45,9 @@ def test_load_runs_each_variant_in_a_child_process(tmp_path, capsys):
     assert float(rows["ours"][2]) > 0 and float(rows["ours-fp32"][2]) > 0
 
 
-def test_preprocessors_prints_rates_and_canny_parity(capsys):
+def test_preprocessors_prints_rates_and_canny_parity(capsys, keep_torch_threads):
     args = ["--device", "cpu", "--batch", "1", "--size", "64", "--rounds", "1", "--threads", "1"]
-    _keep_threads(lambda: bench_preprocessors.main(args))
+    bench_preprocessors.main(args)
     out = capsys.readouterr().out
     assert "canny hints identical to the peers': True" in out
     for name in ("canny", "shuffle", "tile"):

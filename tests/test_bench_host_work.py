@@ -8,13 +8,9 @@ import torch
 from affordance.bench import bench_host_work
 
 
-def test_counts_ours_and_the_hint_encoder_it_saves(capsys, monkeypatch):
+def test_counts_ours_and_the_hint_encoder_it_saves(capsys, monkeypatch, keep_torch_threads):
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
-    threads = torch.get_num_threads()
-    try:
-        found = bench_host_work.main(["--families", "sd15", "--rounds", "1", "--calls", "1", "--no-diffusers"])
-    finally:
-        torch.set_num_threads(threads)
+    found = bench_host_work.main(["--families", "sd15", "--rounds", "1", "--calls", "1", "--no-diffusers"])
     out = capsys.readouterr().out
     work = found["sd15"]
     assert set(work) >= {"ours", "ours, hint in call"}

@@ -33,14 +33,9 @@ def table_rows(out: str, names: tuple[str, ...]) -> dict[str, list[float]]:
     return rows
 
 
-def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys):
-    import torch
-
-    threads = torch.get_num_threads()
-    try:  # one thread: on a small shared CPU, torch's threads wait for each other and take several times longer
-        report = bench.main([*TINY_ARGS, "--no-comfyui", "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
+def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys, keep_torch_threads):
+    # one thread: on a small shared CPU, torch's threads wait for each other and take several times longer
+    report = bench.main([*TINY_ARGS, "--no-comfyui", "--threads", "1"])
     out = capsys.readouterr().out
     peers = ("diffusers",) if has_diffusers() else ()
     names = ("ours", "ours x2", *peers, *(f"{p} x2" for p in peers))
@@ -63,15 +58,9 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys):
     assert "device: " in out and "affordance: " in out  # the header
 
 
-def test_cuda_variants_run_on_the_cpu_too(bench, capsys):
+def test_cuda_variants_run_on_the_cpu_too(bench, capsys, keep_torch_threads):
     """``--variants all``: the CUDA-graph and channels-last candidates are wired and checked (graphs run eagerly)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        report = bench.main([*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--variants", "all", "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
+    report = bench.main([*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--variants", "all", "--threads", "1"])
     out = capsys.readouterr().out
     names = ("ours", "ours x2", "ours graph", "ours graph x2", "ours cl", "ours graph cl")
     for name in names:

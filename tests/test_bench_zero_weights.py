@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-
 from affordance.bench import bench_zero_weights
 
 
-def test_patterns_agree_and_computed_residuals_are_checked(capsys):
-    threads = torch.get_num_threads()
-    try:
-        found = bench_zero_weights.main(["--device", "cpu", "--size", "64", "--rounds", "1", "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
+def test_patterns_agree_and_computed_residuals_are_checked(capsys, keep_torch_threads):
+    found = bench_zero_weights.main(["--device", "cpu", "--size", "64", "--rounds", "1", "--threads", "1"])
     out = capsys.readouterr().out
     assert set(found) == {"all", "shallow third", "all but the middle", "middle only", "every other"}
     assert "every pattern's computed residuals are bit-equal to the full forward's" in out
