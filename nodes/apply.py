@@ -12,18 +12,20 @@ from ..controlnet.schedule import ScheduleError, StrengthSchedule, check_window
 from ..controlnet.weights import ControlWeights
 from ._host import image_to_hint, log, mask_batch, unconverted
 from .control import AffordanceControl
+from .negative_rows import mark
 from .weights import SCHEDULE_TYPE, WEIGHTS_TYPE
 
 
-def _attach(conditioning: list, make: Any, cache: dict) -> list:
+def _attach(conditioning: list, make: Any, cache: dict, negative: bool | None) -> list:
     """New conditioning whose entries carry a control chained onto what each already had.
 
     One control object per distinct previous control, shared by positive and negative, so ComfyUI can
-    batch cond and uncond in one model call.
+    batch cond and uncond in one model call. ``negative`` (our ControlNets only, else ``None``) marks each
+    entry with the input it came through, so our control finds the negative rows whatever the guider.
     """
     out = []
     for tensor, options in conditioning:
-        d = options.copy()
+        d = options.copy() if negative is None else mark(options, negative)
         prev = d.get("control")
         if prev not in cache:
             cache[prev] = make().set_previous_controlnet(prev)
@@ -58,7 +60,9 @@ def apply_control(
         vae: for ComfyUI ControlNets whose hint is a latent.
 
     Returns:
-        New ``(positive, negative)`` lists; the inputs are never modified.
+        New ``(positive, negative)`` lists; the inputs are never modified. With our ControlNets each entry is also
+        marked with the input it came through (:mod:`.negative_rows`), so the uncond settings find the negative
+        whatever order a guider calls the model in.
 
     Raises:
         ScheduleError: a non-finite strength or a bad window. InputError: a control object of the wrong kind,
@@ -99,7 +103,7 @@ def apply_control(
         return c
 
     cache: dict = {}
-    return _attach(positive, make, cache), _attach(negative, make, cache)
+    return _attach(positive, make, cache, False if ours else None), _attach(negative, make, cache, True if ours else None)
 
 
 class ApplyControlNet:

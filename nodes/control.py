@@ -24,6 +24,7 @@ from ..controlnet.model import HINT_DOWNSCALE, ControlNet
 from ..controlnet.reuse import ResidualCache, ReusePolicy, ReuseStats
 from ..controlnet.schedule import ProgressMap, StrengthSchedule
 from ..controlnet.weights import ControlWeights
+from .negative_rows import row_flags
 
 log = logging.getLogger("affordance.nodes")
 
@@ -353,27 +354,28 @@ class AffordanceControl:
             self._hint_layouts[layout] = broadcast_batch(enc, n, chunks)
         return self._hint_layouts[layout]
 
-    def _row_scale(
-        self, n: int, chunks: int, options: dict, device: torch.device, dtype: torch.dtype
-    ) -> torch.Tensor | None:
-        """Per-row multiplier for the unconditional chunks, or ``None`` when every row keeps 1."""
+    def _row_scale(self, negatives: tuple[bool, ...] | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        """Per-row multiplier ``(n, 1, 1, 1)`` for the negative rows, or ``None`` when every row keeps 1."""
         uncond = self.weights.effective_uncond_multiplier
-        if uncond == 1.0:
+        if uncond == 1.0 or negatives is None or not any(negatives):
             return None
-        order = list(options.get("cond_or_uncond", []))
-        if len(order) != chunks:
-            return None
-        per = n // chunks
-        rows = torch.tensor([uncond if c == 1 else 1.0 for c in order for _ in range(per)], device=device, dtype=dtype)
+        rows = torch.tensor([uncond if neg else 1.0 for neg in negatives], device=device, dtype=dtype)
         return rows.view(-1, 1, 1, 1)
 
     def _factor(
-        self, n: int, chunks: int, order: tuple, h: int, w: int, device: torch.device, dtype: torch.dtype
+        self,
+        n: int,
+        chunks: int,
+        negatives: tuple[bool, ...] | None,
+        h: int,
+        w: int,
+        device: torch.device,
+        dtype: torch.dtype,
     ) -> torch.Tensor | None:
         """The per-row uncond multiplier times the mask, made once per run and layout (no per-step copies)."""
-        key = (n, chunks, order, h, w, device, dtype)
+        key = (n, chunks, negatives, h, w, device, dtype)
         if key not in self._factor_cache:
-            rows = self._row_scale(n, chunks, {"cond_or_uncond": list(order)}, device, dtype)
+            rows = self._row_scale(negatives, device, dtype)
             mask = self._mask(n, chunks, h, w, device, dtype) if self.mask is not None else None
             if rows is None:
                 self._factor_cache[key] = mask
@@ -424,9 +426,11 @@ class AffordanceControl:
         Args:
             x_noisy: ``(N, 4, h, w)`` raw noisy latent (N = chunks x per-chunk batch).
             t: ``(N,)`` sigmas.
-            cond: the model call's conditioning tensors (``c_crossattn``, ``y``...).
+            cond: the model call's conditioning (``c_crossattn``, ``y``..., and our Apply node's per-row marks).
             batched_number: number of cond/uncond chunks in ``x_noisy``.
-            transformer_options: holds ``cond_or_uncond`` (0 = cond, 1 = uncond per chunk).
+            transformer_options: holds ``cond_or_uncond`` (per chunk: its index in the guider's call), the
+                fallback for finding negative rows when ``cond`` has no marks from our Apply node
+                (:mod:`.negative_rows`).
 
         Returns:
             A new ``{"input": [], "middle": [mid], "output": [residual per input block]}``, or the previous
@@ -482,13 +486,13 @@ class AffordanceControl:
             outs = compute()
         if self.mask is not None:
             check_hint_batch(self.mask.shape[0], per, "masks")
-        order = tuple(transformer_options.get("cond_or_uncond", ()))
+        negatives = row_flags(cond, transformer_options.get("cond_or_uncond", ()), n, batched_number)
         scaled: list[torch.Tensor | None] = []
         for r, w in zip(outs, weights):
             if r is None:
                 scaled.append(None)
                 continue
-            factor = self._factor(n, batched_number, order, r.shape[-2], r.shape[-1], r.device, r.dtype)
+            factor = self._factor(n, batched_number, negatives, r.shape[-2], r.shape[-1], r.device, r.dtype)
             # Fresh outputs are ours to scale in place; kept (reusable) ones get one new tensor each.
             if factor is not None:
                 r = r.mul_(factor) if not lossy else torch.mul(r, factor)

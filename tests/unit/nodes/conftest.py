@@ -94,7 +94,10 @@ def fake_model():
 def call():
     """Drive ``get_control`` like ComfyUI: latent batch ``n`` per chunk, chunks in ``order`` (0 cond, 1 uncond)."""
 
-    def run(ctrl, sigma: float, n: int = 1, order=(1, 0), h: int = 8, w: int = 8, seed: int = 3, y_dim=None, ctx_dim=768):
+    def run(
+        ctrl, sigma: float, n: int = 1, order=(1, 0), h: int = 8, w: int = 8, seed: int = 3, y_dim=None, ctx_dim=768,
+        extra_cond=None,
+    ):
         g = torch.Generator().manual_seed(seed)
         chunks = len(order)
         x = torch.randn(n * chunks, 4, h, w, generator=g)
@@ -103,6 +106,7 @@ def call():
         cond = {"c_crossattn": torch.randn(n * chunks, 5, ctx_dim, generator=g)}
         if y_dim:
             cond["y"] = torch.randn(n * chunks, y_dim, generator=g)
+        cond.update(extra_cond or {})
         opts = {"cond_or_uncond": list(order)}
         return ctrl.get_control(x, t, cond, chunks, opts), (x, t, cond)
 

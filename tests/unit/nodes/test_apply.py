@@ -13,6 +13,7 @@ from affordance.controlnet.weights import ControlWeights, Preset, WeightsError
 from affordance.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from affordance.nodes.apply import apply_control
 from affordance.nodes.control import AffordanceControl
+from affordance.nodes.negative_rows import KEY as NEGATIVE_KEY
 from affordance.nodes.weights import ControlWeightsNode, StrengthScheduleNode
 
 
@@ -64,6 +65,23 @@ def test_inputs_are_not_mutated(control, image):
     pos = _cond(1)
     apply_control(pos, _cond(1), control, image(), 1.0, 0.0, 1.0)
     assert "control" not in pos[0][1]
+
+
+def test_entries_are_marked_with_the_input_they_came_through(control, image):
+    pos, neg = _cond(2), _cond(1)
+    neg[0][1]["model_conds"] = {"c_concat": "kept"}
+    out_pos, out_neg = apply_control(pos, neg, control, image(), 1.0, 0.0, 1.0)
+    assert [d["model_conds"][NEGATIVE_KEY].cond for _, d in out_pos] == [(False,), (False,)]
+    assert out_neg[0][1]["model_conds"] == {"c_concat": "kept", NEGATIVE_KEY: out_neg[0][1]["model_conds"][NEGATIVE_KEY]}
+    assert out_neg[0][1]["model_conds"][NEGATIVE_KEY].cond == (True,)
+    assert neg[0][1]["model_conds"] == {"c_concat": "kept"} and "model_conds" not in pos[0][1]
+
+
+def test_a_chain_of_our_apply_nodes_keeps_the_last_mark(control, image):
+    pos, neg = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0)
+    swapped_pos, swapped_neg = apply_control(neg, pos, control, image(), 1.0, 0.0, 1.0)
+    assert swapped_pos[0][1]["model_conds"][NEGATIVE_KEY].cond == (False,)
+    assert swapped_neg[0][1]["model_conds"][NEGATIVE_KEY].cond == (True,)
 
 
 @pytest.mark.parametrize(("c", "expected"), [(1, 3), (4, 3), (3, 3)])
@@ -173,6 +191,7 @@ def test_foreign_control_is_applied_like_comfyui(image):
     pos, neg = apply_control(_cond(), _cond(), ForeignControl(), image(), 0.5, 0.0, 1.0)
     c = pos[0][1]["control"]
     assert isinstance(c, ForeignControl) and c is neg[0][1]["control"] and c.strength == 0.5
+    assert all("model_conds" not in d for _, d in pos + neg)  # marks are read by our control only
 
 
 def test_foreign_control_rejects_our_extras(image):

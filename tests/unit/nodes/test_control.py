@@ -8,6 +8,7 @@ import torch
 from affordance.controlnet.schedule import StrengthSchedule
 from affordance.controlnet.weights import ControlWeights, Preset, WeightsError, soft_weights
 from affordance.nodes.control import AffordanceControl, FamilyMismatchError, merge_controls
+from affordance.nodes.negative_rows import KEY as NEGATIVE_KEY
 
 
 def _ready(ctrl: AffordanceControl, fake_model, image, strength=1.0, window=(0.0, 1.0), **extras):
@@ -74,6 +75,26 @@ def test_uncond_multiplier(control, fake_model, image, call, sigma, close_lists)
     for r, h in zip(ref["output"], half["output"]):
         torch.testing.assert_close(h[:1], r[:1])
         torch.testing.assert_close(h[1:], r[1:] * 0.25)
+
+
+@pytest.mark.parametrize("preset", ["uncond_multiplier", "controlnet_more_important"])
+def test_marked_negative_rows_win_over_the_call_index(control, fake_model, image, call, sigma, preset):
+    """A guider that passes the negative first (DualCFGGuider) or alone (SAG's extra pass): the index says
+    nothing there, our Apply node's marks say which rows are the negative."""
+    if preset == "uncond_multiplier":
+        weights, plain, factor = ControlWeights(uncond_multiplier=0.25), ControlWeights(), 0.25
+    else:  # the same soft weights, and nothing on the negative
+        weights, plain, factor = ControlWeights(Preset.CONTROLNET_MORE_IMPORTANT), ControlWeights(Preset.PROMPT_MORE_IMPORTANT), 0.0
+    ref, _ = call(_ready(control, fake_model, image, weights=plain), sigma(0.5), order=(1, 0))
+    c = _ready(control, fake_model, image, weights=weights)
+    marked, _ = call(c, sigma(0.5), order=(1, 0), extra_cond={NEGATIVE_KEY: (False, True)})
+    alone, _ = call(c, sigma(0.5), order=(0,), extra_cond={NEGATIVE_KEY: (True,)})
+    ref_alone, _ = call(_ready(control, fake_model, image, weights=plain), sigma(0.5), order=(0,))
+    for r, m, a, ra in zip(ref["output"], marked["output"], alone["output"], ref_alone["output"]):
+        torch.testing.assert_close(m[:1], r[:1])
+        torch.testing.assert_close(m[1:], r[1:] * factor)
+        torch.testing.assert_close(a, ra * factor)
+        assert torch.count_nonzero(r[1:]) > 0
 
 
 def test_custom_weights_checked_against_family(control):
