@@ -20,7 +20,9 @@ Every implementation gets the SAME seeded random weights (nothing is downloaded)
    in one model call), a seeded random SD1.5 UNet built with ComfyUI's own classes, conditioning tensors
    passed directly (no CLIP, no VAE): UNet only, ComfyUI's ControlNet (``comfy.controlnet.load_controlnet`` +
    ComfyUI's ``ControlNetApplyAdvanced``), ours (``load_control`` + ``apply_control``, the logic of
-   AST_ControlNetLoader and AST_ApplyControlNet), and two chained ControlNets of each. Per step is the median
+   AST_ControlNetLoader and AST_ApplyControlNet), two chained ControlNets of each, and ours with "ControlNet is
+   more important" (the negative rows' control is zero, so they are skipped; its latents are checked against
+   the same soft weights on the positive only, sampled once, not timed). Per step is the median
    interval between the sampler's per-step callbacks (GPU synchronised), so the one-off work of a run (loading
    weights, preparing the hint) is left out; the whole ``sample`` call is printed too. Every run starts with all
    models unloaded; on CUDA its peak allocated memory is printed.
@@ -51,6 +53,7 @@ import torch
 
 from affordance.bench import _common as C
 from affordance.controlnet import SD15, SDXL, ControlNetConfig
+from affordance.controlnet.weights import ControlWeights, Preset
 
 Outputs = list[torch.Tensor]
 
@@ -83,6 +86,8 @@ ANCHOR_COMFY_STEP_RATIO = 1.47
 REL_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 # Sampled latents, ours vs ComfyUI's ControlNet: max abs difference over the control's own effect. The fp16 and
 # bf16 bounds are first guesses until a GPU run shows how far half-precision sampling drifts.
+GUESS = "ours more important"  # sampling variant: "ControlNet is more important" (negative rows skipped)
+GUESS_REFERENCE = "ours soft, positive only"
 SAMPLE_TOL = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
 CFG = 7.0
 
@@ -519,13 +524,21 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
             pos, neg = apply(pos, neg, c, image, 1.0, 0.0, 1.0)
         return pos, neg
 
+    def soft(control: Any, preset: Preset) -> tuple[list, list]:
+        return apply_control(positive, negative, control, image, 1.0, 0.0, 1.0, weights=ControlWeights(preset))
+
     variants = {
         "UNet only": (positive, negative),
         "ComfyUI ControlNet": chain(apply_theirs, theirs[:1]),
         "ours": chain(apply_control, ours[:1]),
         "ComfyUI ControlNet x2": chain(apply_theirs, theirs),
         "ours x2": chain(apply_control, ours),
+        # "ControlNet is more important": the negative rows' control is zero, so they are never computed
+        GUESS: soft(ours[0], Preset.CONTROLNET_MORE_IMPORTANT),
     }
+    # its reference, sampled once and not timed: the same soft weights on the positive only (the negative has no
+    # control, so ComfyUI runs cond and uncond as separate model calls)
+    references = {GUESS_REFERENCE: (soft(ours[0], Preset.PROMPT_MORE_IMPORTANT)[0], negative)}
     if opts.variants:  # the same files with CUDA-graph replay on (AFFORDANCE_CUDA_GRAPHS=1)
         graphed = [load_control(p) for p in files]
         for c in graphed:
@@ -565,7 +578,7 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
         intervals = [(b - a) * 1000 for a, b in zip(marks, marks[1:])]
         return out, intervals, total * 1000, peak_memory_mib(dev), peak_reserved_mib(dev)
 
-    finals = {name: sample(*conds)[0] for name, conds in variants.items()}  # warm-up run, outputs kept
+    finals = {name: sample(*conds)[0] for name, conds in {**variants, **references}.items()}  # warm-up, kept
     steps: dict[str, list[float]] = {name: [] for name in variants}
     totals: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, float] = {}
@@ -584,6 +597,7 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
     print(f"sampled latents (max abs diff; tolerance {tol:g} of the control's effect for {opts.dtype_name}):")
     pairs = [("ours", "ComfyUI ControlNet"), ("ours x2", "ComfyUI ControlNet x2")]
     pairs += [(f"ours graph{s}", f"ComfyUI ControlNet{s}") for s in ("", " x2") if f"ours graph{s}" in finals]
+    pairs.append((GUESS, GUESS_REFERENCE))
     for mine, theirs_name in pairs:
         effect = float((finals[theirs_name] - finals["UNet only"]).abs().max())
         diff = float((finals[mine] - finals[theirs_name]).abs().max())
@@ -621,6 +635,11 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
     cn_ours, cn_comfy = med["ours"] - base, med["ComfyUI ControlNet"] - base
     if cn_comfy > 0:
         print(f"ControlNet cost per step in the run, ours / ComfyUI's: {cn_ours / cn_comfy:.2f}")
+    if cn_ours > 0:
+        print(
+            f"ControlNet cost per step with the negative rows skipped ({GUESS}), / ours with both sides: "
+            f"{(med[GUESS] - base) / cn_ours:.2f}"
+        )
     off = off_target(opts, size, TARGET_SIZE["sd15"])
     report.off_target["sampling"] = off
     print(
@@ -645,7 +664,7 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
                 else ""
             )
         )
-    del variants, theirs, ours, finals
+    del variants, references, theirs, ours, finals
     mm.unload_all_models()
     gc.collect()
 

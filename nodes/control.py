@@ -22,6 +22,7 @@ from ..controlnet.graphs import GraphBackend, GraphedControlNet
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
 from ..controlnet.reuse import ResidualCache, ReusePolicy, ReuseStats
+from ..controlnet.rows import kept_runs, spread_rows, take_rows
 from ..controlnet.schedule import ProgressMap, StrengthSchedule
 from ..controlnet.weights import ControlWeights
 from .negative_rows import row_flags
@@ -466,18 +467,33 @@ class AffordanceControl:
             y = y.to(x_noisy.device, dtype)
 
         needed = tuple(w != 0.0 for w in weights)  # residuals weighted zero are never computed
+        negatives = row_flags(cond, transformer_options.get("cond_or_uncond", ()), n, batched_number)
+        runs = None  # rows whose control is weighted zero are never computed either
+        if negatives is not None and any(negatives) and self.weights.effective_uncond_multiplier == 0.0:
+            runs = kept_runs(negatives)
+            if not runs:
+                return prev  # a call of negative rows only (e.g. SelfAttentionGuidance's extra pass)
 
         def compute() -> list[torch.Tensor | None]:
             enc = self._encoded(x_noisy, dtype, n, batched_number)
             x = sampling.calculate_input(t, x_noisy).to(dtype)
             timesteps = sampling.timestep(t)
+            ctx, label = context, y
+            if runs is not None:
+                x, timesteps, ctx = take_rows(x, runs), take_rows(timesteps, runs), take_rows(context, runs)
+                label = None if y is None else take_rows(y, runs)
+                enc = enc if enc.shape[0] == 1 else take_rows(enc, runs)
             if not self.cuda_graphs:
-                return net(x, None, timesteps, context, y, encoded_hint=enc, needed=needed).as_list()
-            if self._graph is None:
-                self._graph = GraphedControlNet(net, self.graph_backend)
-            outs = self._graph(x, timesteps, context, y, enc, needed)
-            # a recording's outputs are overwritten by its next replay: copies are kept for reuse
-            return [None if o is None else o.clone() for o in outs] if self._lossy else outs
+                outs = net(x, None, timesteps, ctx, label, encoded_hint=enc, needed=needed).as_list()
+            else:
+                if self._graph is None:
+                    self._graph = GraphedControlNet(net, self.graph_backend)
+                outs = self._graph(x, timesteps, ctx, label, enc, needed)
+                if runs is None and self._lossy:  # a recording's outputs are overwritten by its next replay
+                    return [None if o is None else o.clone() for o in outs]
+            if runs is None:
+                return outs
+            return [None if o is None else spread_rows(o, runs, n) for o in outs]
 
         lossy = self._lossy
         if lossy:
@@ -486,7 +502,6 @@ class AffordanceControl:
             outs = compute()
         if self.mask is not None:
             check_hint_batch(self.mask.shape[0], per, "masks")
-        negatives = row_flags(cond, transformer_options.get("cond_or_uncond", ()), n, batched_number)
         scaled: list[torch.Tensor | None] = []
         for r, w in zip(outs, weights):
             if r is None:

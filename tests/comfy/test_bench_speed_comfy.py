@@ -38,10 +38,15 @@ def test_comfyui_forward_peer_and_sampling_run(bench, comfy, capsys, monkeypatch
         assert report.forward_ms["sd15", name] > 0 and report.agree[f"sd15 {name}"], out
     assert "ours vs comfyui: " in out and "ours x2 vs comfyui x2: " in out
     assert "applied with ComfyUI's ControlNetApplyAdvanced" in out
-    variants = ("UNet only", "ComfyUI ControlNet", "ours", "ComfyUI ControlNet x2", "ours x2", "ours graph", "ours graph x2")
+    variants = (
+        "UNet only", "ComfyUI ControlNet", "ours", "ComfyUI ControlNet x2", "ours x2", bench.GUESS, "ours graph",
+        "ours graph x2",
+    )  # fmt: skip
     assert set(report.step_ms) == set(variants) and all(v > 0 for v in report.step_ms.values())
-    for name in ("ours", "ours x2", "ours graph", "ours graph x2"):  # graphs requested run eagerly on the CPU
+    for name in ("ours", "ours x2", "ours graph", "ours graph x2", bench.GUESS):  # graphs requested run eagerly on the CPU
         assert report.agree[f"sampling {name}"], out
+    assert f"  {bench.GUESS} vs {bench.GUESS_REFERENCE}: " in out
+    assert re.search(rf"ControlNet cost per step with the negative rows skipped \({bench.GUESS}\), / ours with both sides: -?[\d.]+", out)
     assert re.search(r"with CUDA graphs \(AFFORDANCE_CUDA_GRAPHS=1\): ours [\d.]+x (PASS|MISS); peak 100 vs 100 MiB allocated, 120 vs 120 MiB reserved  PASS", out)
     for label in ("CUDA graphs", "CUDA graphs x2", "two ControlNets", "ours vs ComfyUI path"):
         assert re.search(rf"peak memory, {label} +<= ComfyUI 100 vs 100 MiB allocated, 120 vs 120 MiB reserved  PASS", out)

@@ -90,11 +90,43 @@ def test_marked_negative_rows_win_over_the_call_index(control, fake_model, image
     marked, _ = call(c, sigma(0.5), order=(1, 0), extra_cond={NEGATIVE_KEY: (False, True)})
     alone, _ = call(c, sigma(0.5), order=(0,), extra_cond={NEGATIVE_KEY: (True,)})
     ref_alone, _ = call(_ready(control, fake_model, image, weights=plain), sigma(0.5), order=(0,))
-    for r, m, a, ra in zip(ref["output"], marked["output"], alone["output"], ref_alone["output"]):
+    if factor == 0.0:
+        assert alone is None  # nothing to compute: the negative alone gets no control
+    for i, (r, m, ra) in enumerate(zip(ref["output"], marked["output"], ref_alone["output"])):
         torch.testing.assert_close(m[:1], r[:1])
         torch.testing.assert_close(m[1:], r[1:] * factor)
-        torch.testing.assert_close(a, ra * factor)
+        if factor != 0.0:
+            torch.testing.assert_close(alone["output"][i], ra * factor)
         assert torch.count_nonzero(r[1:]) > 0
+
+
+@pytest.mark.parametrize(
+    ("order", "n", "batch_seen"),
+    [((1, 0), 2, 2), ((0, 1, 0), 1, 2), ((1,), 1, None)],
+    ids=["cond+uncond", "uncond between two conds", "uncond alone"],
+)
+@pytest.mark.parametrize("weights", [ControlWeights(Preset.CONTROLNET_MORE_IMPORTANT), ControlWeights(uncond_multiplier=0.0)])
+def test_rows_weighted_zero_are_never_computed(control, fake_model, image, call, sigma, order, n, batch_seen, weights):
+    """The negative rows' control is zero: the network runs on the other rows only, and the result is what the
+    whole batch gives once multiplied by zero there."""
+    plain = ControlWeights(Preset.PROMPT_MORE_IMPORTANT) if weights.preset is Preset.CONTROLNET_MORE_IMPORTANT else ControlWeights()
+    ref, _ = call(_ready(control, fake_model, image, weights=plain), sigma(0.5), n=n, order=order)
+    c = _ready(control, fake_model, image, weights=weights)
+    batches = []
+    c.network.register_forward_pre_hook(lambda mod, args, kwargs: batches.append(args[0].shape[0]), with_kwargs=True)
+    out, _ = call(c, sigma(0.5), n=n, order=order)
+    if batch_seen is None:
+        assert out is None and batches == []  # nothing to add: the UNet gets no control for this call
+        return
+    assert batches == [batch_seen]
+    negative = [o == 1 for o in order for _ in range(n)]
+    for r, g in zip(ref["output"] + ref["middle"], out["output"] + out["middle"]):
+        assert g.shape == r.shape
+        for row, neg in enumerate(negative):
+            if neg:
+                assert torch.count_nonzero(g[row]) == 0
+            else:
+                torch.testing.assert_close(g[row], r[row], atol=1e-5, rtol=1e-5)
 
 
 def test_custom_weights_checked_against_family(control):

@@ -1,0 +1,43 @@
+"""Taking some rows of a batch and spreading results back (the skipped rows' control is zero)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.controlnet.rows import kept_runs, spread_rows, take_rows
+
+
+@pytest.mark.parametrize(
+    ("skipped", "runs"),
+    [
+        ((True, False), ((1, 2),)),
+        ((False, False, True, True), ((0, 2),)),
+        ((False, True, False), ((0, 1), (2, 3))),
+        ((True, True), ()),
+        ((False,), ((0, 1),)),
+        ((), ()),
+    ],
+)
+def test_kept_runs(skipped, runs):
+    assert kept_runs(skipped) == runs
+
+
+def test_one_run_is_a_view_and_several_are_joined():
+    t = torch.arange(12.0).view(4, 3)
+    view = take_rows(t, ((1, 3),))
+    assert view.data_ptr() == t[1].data_ptr() and torch.equal(view, t[1:3])
+    joined = take_rows(t, ((0, 1), (2, 4)))
+    assert torch.equal(joined, t[[0, 2, 3]])
+
+
+def test_spread_puts_rows_back_with_zeros_between():
+    rows = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float16)
+    out = spread_rows(rows, ((0, 1), (2, 3)), 4)
+    assert out.dtype == torch.float16 and out.shape == (4, 2)
+    assert out.tolist() == [[1.0, 2.0], [0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]
+
+
+def test_spread_refuses_runs_that_do_not_match_the_rows():
+    with pytest.raises(ValueError, match="hold 1 rows but the tensor has 2"):
+        spread_rows(torch.ones(2, 3), ((0, 1),), 3)
