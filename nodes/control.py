@@ -467,9 +467,12 @@ class AffordanceControl:
             y = y.to(x_noisy.device, dtype)
 
         needed = tuple(w != 0.0 for w in weights)  # residuals weighted zero are never computed
-        negatives = row_flags(cond, transformer_options.get("cond_or_uncond", ()), n, batched_number)
+        uncond = self.weights.effective_uncond_multiplier
+        negatives = None  # per row: from the negative side (only needed when that side is weighted apart)
+        if uncond != 1.0:
+            negatives = row_flags(cond, transformer_options.get("cond_or_uncond", ()), n, batched_number)
         runs = None  # rows whose control is weighted zero are never computed either
-        if negatives is not None and any(negatives) and self.weights.effective_uncond_multiplier == 0.0:
+        if negatives is not None and any(negatives) and uncond == 0.0:
             runs = kept_runs(negatives)
             if not runs:
                 return prev  # a call of negative rows only (e.g. SelfAttentionGuidance's extra pass)
