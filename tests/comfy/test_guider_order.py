@@ -113,3 +113,50 @@ def test_marks_keep_cond_and_uncond_in_one_model_call(comfy, sd15, monkeypatch, 
     for chunks, rows, flags in seen:
         assert chunks == 2 and rows == 2 * batch
         assert sorted(flags) == [False] * batch + [True] * batch
+
+
+def unmarked(conditioning: list) -> list:
+    """The same conditioning without our marks: the control falls back to ComfyUI's per-call index."""
+    out = []
+    for tensor, options in conditioning:
+        d = dict(options, model_conds={k: v for k, v in options["model_conds"].items() if k != KEY})
+        out.append([tensor, d])
+    return out
+
+
+@pytest.mark.parametrize("region", ["area", "mask"])
+def test_area_and_mask_conditioning_keep_the_sides(comfy, comfy_nodes, sd15, record_sampling, monkeypatch, region):
+    """A positive split into a full and a regional entry: ComfyUI adds regional copies of the negative (a copy
+    of the positive's entry, the control included, with the negative's ``model_conds``), which must count as
+    the negative, as KSampler's index says: the marks agree with it on every call and sample the same latents.
+    (So an oracle with no control on the negative differs here: ComfyUI gives those copies the positive's
+    control.)"""
+    positive, negative, other = sd15.conditioning(1), sd15.conditioning(2), sd15.conditioning(3)
+    if region == "area":
+        part = comfy_nodes.ConditioningSetArea().append(other, 32, 16, 0, 16, 1.0)[0]
+    else:
+        mask = torch.zeros(1, LATENT * 8, LATENT * 8)
+        mask[:, :, : LATENT * 4] = 1.0
+        part = comfy_nodes.ConditioningSetMask().append(other, mask, "mask bounds", 1.0)[0]
+    positive = comfy_nodes.ConditioningCombine().combine(positive, part)[0]
+    pair = controlled(sd15, "controlnet_more_important", positive, negative, False)
+    seen = []
+    original = AffordanceControl.get_control
+
+    def spy(self, x, t, cond, batched_number, transformer_options):
+        order = transformer_options["cond_or_uncond"]
+        seen.append((cond.get(KEY), tuple(c == 1 for c in order for _ in range(x.shape[0] // len(order)))))
+        return original(self, x, t, cond, batched_number, transformer_options)
+
+    monkeypatch.setattr(AffordanceControl, "get_control", spy)
+    ours = sample(comfy, sd15, "ksampler", *pair, [])
+    # area: full and regional entries in two calls per step; mask: all four entries in one
+    assert len(seen) == (2 if region == "area" else 1) * STEPS, seen
+    assert all(flags == by_index and True in flags and False in flags for flags, by_index in seen), seen
+    by_index = sample(comfy, sd15, "ksampler", *map(unmarked, pair), [])
+    uniform = sample(
+        comfy, sd15, "ksampler", *apply_control(positive, negative, sd15.our_controls[0], sd15.image(11), 1.0, 0.0, 1.0), []
+    )
+    effect = (by_index.double() - uniform.double()).abs().max().item()
+    diff = record_sampling(f"guider ksampler {region} controlnet_more_important, marks vs index", ours, by_index, effect)
+    assert effect > 50 * TOL and diff <= TOL, (diff, effect)
