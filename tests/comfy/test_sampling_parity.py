@@ -268,7 +268,9 @@ def test_soft_presets_follow_their_formulas(sd15, prompts, cond_or_uncond):
         torch.testing.assert_close(s, b * factors[i], rtol=1e-6, atol=1e-6)
         assert torch.count_nonzero(g[uncond_row]) == 0, f"residual {i}: control on the unconditional chunk"
         cond_row = 1 - uncond_row
-        torch.testing.assert_close(g[cond_row], s[cond_row], rtol=0, atol=0)
+        # the cond row computed alone (the uncond row is skipped) against it within a batch of two: equal up to
+        # the rounding of another batch size (bit-equal with torch 2.14, not with 2.9); residuals are ~0.1-1 here
+        torch.testing.assert_close(g[cond_row], s[cond_row], rtol=1e-4, atol=1e-5)
         assert torch.count_nonzero(b[uncond_row]) > 0
 
 
