@@ -129,6 +129,16 @@ def test_rows_weighted_zero_are_never_computed(control, fake_model, image, call,
                 torch.testing.assert_close(g[row], r[row], atol=1e-5, rtol=1e-5)
 
 
+def test_skipped_rows_keep_each_latent_its_own_hint(control, fake_model, image, call, sigma):
+    """One hint per latent: the rows that are computed still get their own hints."""
+    hints = lambda: image(b=2)  # noqa: E731
+    ref, _ = call(_ready(control, fake_model, hints, weights=ControlWeights(Preset.PROMPT_MORE_IMPORTANT)), sigma(0.5), n=2, order=(1, 0))
+    got, _ = call(_ready(control, fake_model, hints, weights=ControlWeights(Preset.CONTROLNET_MORE_IMPORTANT)), sigma(0.5), n=2, order=(1, 0))
+    for r, g in zip(ref["output"] + ref["middle"], got["output"] + got["middle"]):
+        assert torch.count_nonzero(g[:2]) == 0
+        torch.testing.assert_close(g[2:], r[2:], atol=1e-5, rtol=1e-5)
+
+
 def test_custom_weights_checked_against_family(control):
     with pytest.raises(WeightsError, match="got 13 custom weights but this SD1.x ControlNet has 5 residuals"):
         control.copy().configure(weights=ControlWeights(Preset.CUSTOM, custom=(1.0,) * 13))
