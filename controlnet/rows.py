@@ -9,6 +9,7 @@ per chunk), so taking them is a view for one run and one copy for several; nothi
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 Runs = tuple[tuple[int, int], ...]
 """Half-open row ranges ``(start, stop)``, ascending and disjoint."""
@@ -36,7 +37,14 @@ def take_rows(t: torch.Tensor, runs: Runs) -> torch.Tensor:
 
 
 def spread_rows(t: torch.Tensor, runs: Runs, n: int) -> torch.Tensor:
-    """``(kept, ...)`` rows back at ``runs`` of a new ``(n, ...)`` tensor of ``t``'s dtype/device, zeros elsewhere."""
+    """``(kept, ...)`` rows back at ``runs`` of a new ``(n, ...)`` tensor of ``t``'s dtype/device, zeros elsewhere.
+
+    One run (the usual case: one cond chunk beside one uncond chunk) is a single zero-padding call, so a step
+    dispatches one operator per residual; several runs fill a zero tensor run by run.
+    """
+    if len(runs) == 1 and runs[0][1] - runs[0][0] == t.shape[0]:
+        start, stop = runs[0]
+        return F.pad(t, (0, 0) * (t.dim() - 1) + (start, n - stop))
     out = t.new_zeros((n, *t.shape[1:]))
     offset = 0
     for start, stop in runs:

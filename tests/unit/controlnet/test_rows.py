@@ -38,6 +38,19 @@ def test_spread_puts_rows_back_with_zeros_between():
     assert out.tolist() == [[1.0, 2.0], [0.0, 0.0], [3.0, 4.0], [0.0, 0.0]]
 
 
+@pytest.mark.parametrize("runs", [((0, 2),), ((1, 3),), ((2, 4),)], ids=["first", "middle", "last"])
+def test_one_run_is_padded_with_zeros(runs):
+    rows = torch.arange(1.0, 13.0, dtype=torch.bfloat16).view(2, 3, 2)
+    out = spread_rows(rows, runs, 4)
+    start, stop = runs[0]
+    assert out.shape == (4, 3, 2) and out.dtype == torch.bfloat16
+    assert torch.equal(out[start:stop], rows)
+    assert torch.count_nonzero(out) == rows.numel()
+    assert out.data_ptr() != rows.data_ptr()
+
+
 def test_spread_refuses_runs_that_do_not_match_the_rows():
     with pytest.raises(ValueError, match="hold 1 rows but the tensor has 2"):
         spread_rows(torch.ones(2, 3), ((0, 1),), 3)
+    with pytest.raises(ValueError, match="hold 3 rows but the tensor has 2"):
+        spread_rows(torch.ones(2, 3), ((0, 1), (2, 4)), 5)
