@@ -50,7 +50,8 @@ class ControlWeightsNode:
                         "min": 0.0,
                         "max": 1.0,
                         "step": 0.01,
-                        "tooltip": "Control on the negative (unconditional) side; 0 applies it to the positive side only.",
+                        "tooltip": "Control on the negative side (what Apply ControlNet (Affordance) got as negative); 0 "
+                        "applies it to the positive side only and skips computing the negative.",
                     },
                 ),
                 "custom_weights": (
