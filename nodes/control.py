@@ -479,13 +479,13 @@ class AffordanceControl:
 
         def compute() -> list[torch.Tensor | None]:
             enc = self._encoded(x_noisy, dtype, n, batched_number)
-            x = sampling.calculate_input(t, x_noisy).to(dtype)
-            timesteps = sampling.timestep(t)
-            ctx, label = context, y
-            if runs is not None:
-                x, timesteps, ctx = take_rows(x, runs), take_rows(timesteps, runs), take_rows(context, runs)
+            xs, ts, ctx, label = x_noisy, t, context, y
+            if runs is not None:  # only the kept rows' inputs are taken (and converted below)
+                xs, ts, ctx = take_rows(x_noisy, runs), take_rows(t, runs), take_rows(context, runs)
                 label = None if y is None else take_rows(y, runs)
                 enc = enc if enc.shape[0] == 1 else take_rows(enc, runs)
+            x = sampling.calculate_input(ts, xs).to(dtype)
+            timesteps = sampling.timestep(ts)
             if not self.cuda_graphs:
                 outs = net(x, None, timesteps, ctx, label, encoded_hint=enc, needed=needed).as_list()
             else:

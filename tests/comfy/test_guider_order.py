@@ -50,6 +50,19 @@ def controlled(fam, case: str, positive: list, negative: list, oracle: bool) -> 
     return soft[0], negative
 
 
+def record_calls(monkeypatch, what) -> list:
+    """Every ``get_control`` call of our controls, as ``what(x, cond, batched_number, transformer_options)``."""
+    seen = []
+    original = AffordanceControl.get_control
+
+    def spy(self, x, t, cond, batched_number, transformer_options):
+        seen.append(what(x, cond, batched_number, transformer_options))
+        return original(self, x, t, cond, batched_number, transformer_options)
+
+    monkeypatch.setattr(AffordanceControl, "get_control", spy)
+    return seen
+
+
 def sample(comfy, fam, guider_kind: str, positive: list, negative: list, other: list, batch: int = 1) -> torch.Tensor:
     """Sampled latents of ComfyUI's ``guider_kind`` (euler, normal schedule, fixed noise)."""
     from comfy import samplers
@@ -98,14 +111,7 @@ def test_the_negative_is_the_negative_input_whatever_the_guider(
 def test_marks_keep_cond_and_uncond_in_one_model_call(comfy, sd15, monkeypatch, batch):
     """Marked positive and negative still share each model call (no extra UNet call per step), and the
     control gets one flag per row of the latent batch."""
-    seen = []
-    original = AffordanceControl.get_control
-
-    def spy(self, x, t, cond, batched_number, transformer_options):
-        seen.append((batched_number, x.shape[0], cond.get(KEY)))
-        return original(self, x, t, cond, batched_number, transformer_options)
-
-    monkeypatch.setattr(AffordanceControl, "get_control", spy)
+    seen = record_calls(monkeypatch, lambda x, cond, chunks, options: (chunks, x.shape[0], cond.get(KEY)))
     positive, negative = sd15.conditioning(1), sd15.conditioning(2)
     pair = apply_control(positive, negative, sd15.our_controls[0], sd15.image(11), 1.0, 0.0, 1.0, weights=weights("balanced", 0.5))
     sample(comfy, sd15, "ksampler", *pair, [], batch=batch)
@@ -140,15 +146,12 @@ def test_area_and_mask_conditioning_keep_the_sides(comfy, comfy_nodes, sd15, rec
         part = comfy_nodes.ConditioningSetMask().append(other, mask, "mask bounds", 1.0)[0]
     positive = comfy_nodes.ConditioningCombine().combine(positive, part)[0]
     pair = controlled(sd15, "controlnet_more_important", positive, negative, False)
-    seen = []
-    original = AffordanceControl.get_control
 
-    def spy(self, x, t, cond, batched_number, transformer_options):
-        order = transformer_options["cond_or_uncond"]
-        seen.append((cond.get(KEY), tuple(c == 1 for c in order for _ in range(x.shape[0] // len(order)))))
-        return original(self, x, t, cond, batched_number, transformer_options)
+    def flags(x, cond, chunks, options):  # our marks, and what KSampler's index says for the same rows
+        order = options["cond_or_uncond"]
+        return cond.get(KEY), tuple(c == 1 for c in order for _ in range(x.shape[0] // len(order)))
 
-    monkeypatch.setattr(AffordanceControl, "get_control", spy)
+    seen = record_calls(monkeypatch, flags)
     ours = sample(comfy, sd15, "ksampler", *pair, [])
     # area: full and regional entries in two calls per step; mask: all four entries in one
     assert len(seen) == (2 if region == "area" else 1) * STEPS, seen
