@@ -217,7 +217,10 @@ class ControlNet(nn.Module):
             )
 
         want = [True] * cfg.num_residuals if needed is None else [bool(f) for f in needed]
-        last = max((i for i, f in enumerate(want) if f), default=-1)
+        last = -1  # the last residual needed (a plain loop: torch.compile traces it without a graph break)
+        for i, f in enumerate(want):
+            if f:
+                last = i
         outs: list[torch.Tensor | None] = [None] * cfg.num_residuals
         if last < 0:
             return ControlResiduals(tuple(outs[:-1]), outs[-1])

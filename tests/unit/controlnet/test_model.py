@@ -287,3 +287,25 @@ def test_inconsistent_architectures_are_config_errors():
         ControlNet(
             replace(SD15, model_channels=64, channel_mult=(1,), num_res_blocks=(1,), transformer_depth=(1,), num_heads=3)
         )
+
+
+@pytest.mark.parametrize("which", ["tiny_model", "tiny_xl_model"])
+def test_forward_traces_as_one_graph(which, request, inputs):
+    """torch.compile captures a whole step, holes included, with no graph break (fullgraph raises on one)."""
+    model = request.getfixturevalue(which)
+    cfg = model.config
+    x, hint, t, ctx, y = inputs(cfg)
+    needed = [i % 3 != 1 for i in range(cfg.num_residuals)]
+    torch._dynamo.reset()
+    try:
+        traced = torch.compile(model, backend="eager", fullgraph=True)
+        with torch.no_grad():
+            enc = model.encode_hint(hint)
+            got = traced(x, None, t, ctx, y, encoded_hint=enc, needed=needed).as_list()
+            want = model(x, None, t, ctx, y, encoded_hint=enc, needed=needed).as_list()
+    finally:
+        torch._dynamo.reset()
+    assert [g is None for g in got] == [not f for f in needed]
+    for g, w in zip(got, want):
+        if w is not None:
+            torch.testing.assert_close(g, w, rtol=0, atol=0)
