@@ -105,6 +105,7 @@ class Options:
     runs: int
     seed: int
     variants: bool = False  # also time CUDA graphs and channels-last (on the CPU graphs fall back to eager)
+    compile: str | None = None  # torch.compile backend for the compiled candidates (None: not timed)
 
     @property
     def cuda(self) -> bool:
@@ -200,6 +201,8 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
         double["ours x2"] = lambda: add(run_ours(0), run_ours(1))
         if opts.variants:  # candidates for the default, measured beside it (by default on CUDA only)
             add_cuda_variants(config, ours, encoded, (x, t, ctx, y), single, double)
+        if opts.compile:  # fused kernels (normalisation + activation...) from torch.compile, when asked for
+            add_compiled_variants(ours[0], encoded[0], (x, t, ctx, y), opts, single, report, family)
 
         if comfy is not None:
             if opts.models == "tiny" and family == "sdxl":
@@ -318,6 +321,8 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
         ("ours graph x2 streams", ("ours graph x2", "comfyui x2")),
         ("ours cl", ("ours",)),
         ("ours graph cl", ("ours graph",)),
+        ("ours compiled", ("ours", "ours graph", "comfyui")),
+        ("ours compiled graph", ("ours graph", "ours compiled", "comfyui")),
     ):
         if mine_name not in med:
             continue
@@ -327,7 +332,7 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
             else:
                 print(f"  {mine_name} vs {peer}: peer missing, no ratio")
     for (fam, name), limit in TARGET_MS.items():
-        for variant in (name, name.replace("ours", "ours graph")):
+        for variant in (name, *(name.replace("ours", f"ours {how}") for how in ("graph", "compiled", "compiled graph"))):
             if fam == family and variant in med:
                 print(
                     f"target: {variant} <= {limit:g} ms per step (H100; {ANCHOR_MS[family, name]}): {med[variant]:.2f} ms "
@@ -380,6 +385,46 @@ def add_cuda_variants(
             lambda: graphs[1](x, t, ctx, y, encoded[1]),
             record=False,  # a recording's static outputs are never freed: nothing to record
         )
+
+
+def add_compiled_variants(
+    model: torch.nn.Module,
+    encoded: torch.Tensor,
+    inputs: tuple[torch.Tensor | None, ...],
+    opts: Options,
+    single: dict[str, Callable[[], Outputs]],
+    report: Report,
+    family: str,
+) -> None:
+    """ours compiled: ``torch.compile`` of our forward (one graph, no break allowed), with ``opts.compile``'s
+    backend; on CUDA with inductor also ``ours compiled graph`` (mode ``reduce-overhead``: inductor's kernels
+    replayed as CUDA graphs). Each is compiled here, on its first call, and the compile time is printed; one that
+    fails to compile is reported and left out, never fatal."""
+    import copy
+
+    x, t, ctx, y = inputs
+    modes = {"ours compiled": None}
+    if x.is_cuda and opts.compile == "inductor":
+        modes["ours compiled graph"] = "reduce-overhead"
+    for name, mode in modes.items():
+        # a copy per mode: each compiled module keeps its own code cache, so neither recompiles for the other
+        compiled = torch.compile(copy.deepcopy(model), backend=opts.compile, mode=mode, fullgraph=True)
+
+        def run(c: Callable[..., Any] = compiled) -> Outputs:
+            return c(x, None, t, ctx, y, encoded_hint=encoded).as_list()
+
+        t0 = time.perf_counter()
+        try:
+            for _ in range(3):  # reduce-overhead records its graphs on the second and third calls
+                run()
+            C.sync(x.device)
+        except Exception as exc:
+            report.missing[f"{name} ({family})"] = f"compiling failed: {type(exc).__name__}: {exc}"
+            print(f"{name}: compiling failed ({type(exc).__name__}: {exc}); left out")
+            continue
+        how = f"backend {opts.compile}" + (f", mode {mode}" if mode else "")
+        print(f"{name}: torch.compile ({how}) made and warmed up in {time.perf_counter() - t0:.1f} s (not timed below)")
+        single[name] = run
 
 
 def copy_channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -698,6 +743,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="also time ours with CUDA graphs and channels-last: auto = on CUDA only (on the CPU graphs run eagerly)",
     )
+    p.add_argument(
+        "--compile",
+        choices=["inductor", "eager"],
+        help="also time ours under torch.compile with this backend (inductor: fused kernels, on CUDA also with "
+        "CUDA graphs; eager: tracing only, to check the wiring); compiling takes a minute or more per model",
+    )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return p.parse_args(argv)
@@ -723,6 +774,7 @@ def main(argv: list[str] | None = None) -> Report:
         runs=args.runs or (3 if cuda else 2),
         seed=args.seed,
         variants=args.variants == "all" or (args.variants == "auto" and cuda),
+        compile=args.compile,
     )
     size = args.size or (512 if cuda else 64)
     xl_size = args.xl_size if args.xl_size is not None else (1024 if cuda else 128)
@@ -805,7 +857,12 @@ def print_summary(report: Report, opts: Options) -> None:
         peer = report.forward_ms.get((family, "comfyui" + name[4:]))
         vs = f" (ComfyUI here {peer:.2f} ms)" if peer else ""
         off = "not the targets' setup" if report.off_target.get(family, "x") else ""
-        for variant, how in ((name, ""), (name.replace("ours", "ours graph"), ", CUDA graphs")):
+        for variant, how in (
+            (name, ""),
+            (name.replace("ours", "ours graph"), ", CUDA graphs"),
+            (name.replace("ours", "ours compiled"), ", compiled"),
+            (name.replace("ours", "ours compiled graph"), ", compiled + graphs"),
+        ):
             if (family, variant) in report.forward_ms:
                 ms = report.forward_ms[family, variant]
                 print(f"  {label + how:<40} {target:<10} {ms:.2f} ms{vs}  {verdict(ms <= limit, off)}")

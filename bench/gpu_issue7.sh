@@ -8,7 +8,8 @@
 #            samplers, torchsde and trampoline
 # Writes everything to $OUT (default bench/results/gpu-run): the gpu-marked tests, bench_speed's whole
 # comparison, profiles of one SD1.5 and one SDXL forward (eager, CUDA graph, channels-last), and last the
-# residual-reuse run (lossy mode's speed-up and PSNR at 512 px, fp16).
+# residual-reuse run (lossy mode's speed-up and PSNR at 512 px, fp16), then, if time is left, the torch.compile
+# candidates (CALL_S: the seconds the whole call may take, default 580).
 # Each step has its own time limit; a failed step is reported and the next one still runs.
 set -u
 export PYTHONUNBUFFERED=1
@@ -42,4 +43,14 @@ step speed 300 python3 -P bench/bench_speed.py --comfyui "$COMFY" --runs 2 ${SPE
 step profile-sd15 60 python3 -P bench/profile_forward.py --family sd15 --channels-last --top 20 ${PROFILE_ARGS:-}
 step profile-sdxl 60 python3 -P bench/profile_forward.py --family sdxl --channels-last --top 20 ${PROFILE_ARGS:-}
 step reuse 90 python3 -P bench/bench_reuse.py ${REUSE_ARGS:-}
+# Last, with whatever is left of the call (most steps end well before their limits): the torch.compile candidates
+# for SD1.5 (inductor's fused kernels, alone and with CUDA graphs) beside ours eager, ours with CUDA graphs and the
+# peers, in one more forward section. Compiling takes a minute or more, so it runs only with 2 minutes left.
+left=$((${CALL_S:-580} - SECONDS))
+if [ "$left" -ge 120 ]; then
+    step compile "$left" python3 -P bench/bench_speed.py --comfyui "$COMFY" --parts forward --xl-size 0 \
+        --compile inductor ${COMPILE_ARGS:-}
+else
+    echo "== compile: skipped, ${left}s left of the call's ${CALL_S:-580}s"
+fi
 exit $status

@@ -120,3 +120,32 @@ def test_comfy_unet_config_matches_comfyuis_sd15_and_sdxl(bench):
 def test_bad_size_is_refused(bench):
     with pytest.raises(SystemExit, match="multiple of 16"):
         bench.main([*TINY_ARGS, "--size", "72", "--no-comfyui", "--no-diffusers"])
+
+
+def test_compiled_candidate_is_wired_checked_and_reported(bench, capsys, keep_torch_threads):
+    """``--compile eager``: dynamo traces our whole forward (fullgraph), the result is checked and timed."""
+    report = bench.main([*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--compile", "eager", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert report.forward_ms["sd15", "ours compiled"] > 0 and report.agree["sd15 ours compiled"], out
+    assert "ours compiled graph" not in out  # inductor's CUDA graphs only on CUDA
+    assert re.search(r"ours compiled: torch.compile \(backend eager\) made and warmed up in [\d.]+ s", out)
+    assert "ours compiled vs ours: " in out and "target: ours compiled <= 4 ms per step" in out
+    assert re.search(r"SD1.5 one ControlNet per step, compiled +<= 4 ms +[\d.]+ ms", out)
+    assert "outputs agree with the reference: yes" in out
+
+
+def test_a_candidate_that_fails_to_compile_is_left_out(bench, capsys, keep_torch_threads, monkeypatch):
+    import torch
+
+    def refuse(model, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    report = bench.main([*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--compile", "eager", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert ("sd15", "ours compiled") not in report.forward_ms and report.forward_ms["sd15", "ours"] > 0
+    assert "ours compiled: compiling failed (RuntimeError: no compiler here); left out" in out
+    assert report.missing["ours compiled (sd15)"] == "compiling failed: RuntimeError: no compiler here"
