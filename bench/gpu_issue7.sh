@@ -6,10 +6,11 @@
 #   .comfy/  a copy of a ComfyUI checkout (its Python tree; the big tokenizer file is not needed)
 #   .whl/    wheels of what that python3 lacks: diffusers (with importlib_metadata, zipp) and, for ComfyUI's
 #            samplers, torchsde and trampoline
-# Writes everything to $OUT (default bench/results/gpu-run): the gpu-marked tests, bench_speed's whole
-# comparison, profiles of one SD1.5 and one SDXL forward (eager, CUDA graph, channels-last), and last the
-# residual-reuse run (lossy mode's speed-up and PSNR at 512 px, fp16), then, if time is left, the torch.compile
-# candidates (CALL_S: the seconds the whole call may take, default 580).
+# Writes everything to $OUT (default bench/results/gpu-run): the gpu-marked tests (PyTorch's allocator, then
+# ComfyUI's default cudaMallocAsync), bench_speed's whole comparison, profiles of one SD1.5 and one SDXL forward
+# (eager, CUDA graph, channels-last), the residual-reuse run (lossy mode's speed-up and PSNR at 512 px, fp16),
+# and last, if time is left, the torch.compile candidates (CALL_S: the seconds the whole call may take, default
+# 580).
 # Each step has its own time limit; a failed step is reported and the next one still runs.
 set -u
 export PYTHONUNBUFFERED=1
@@ -36,9 +37,12 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, output to $OUT/NAME.
     [ "$rc" -eq 0 ] || { echo "== $name: exit $rc"; status=1; }
 }
 
-# limits sum to 10 minutes (most steps end well before theirs); the first four, 8.5 minutes, are the targets
-step gpu-tests 90 python3 -P -m pytest -q -p no:cacheprovider --import-mode=importlib -m gpu \
-    tests/unit/controlnet/test_graphs.py tests/unit/controlnet/test_model.py tests/unit/controlnet/test_layers.py
+# limits sum to 580 s (most steps end well before theirs); the speed step holds the targets. The gpu tests run
+# twice: with PyTorch's own allocator and with cudaMallocAsync, which ComfyUI turns on by default on CUDA
+GPU_TESTS=(tests/unit/controlnet/test_graphs.py tests/unit/controlnet/test_model.py tests/unit/controlnet/test_layers.py)
+step gpu-tests 40 python3 -P -m pytest -q -p no:cacheprovider --import-mode=importlib -m gpu "${GPU_TESTS[@]}"
+step gpu-tests-async 40 env PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync \
+    python3 -P -m pytest -q -p no:cacheprovider --import-mode=importlib -m gpu "${GPU_TESTS[@]}"
 step speed 300 python3 -P bench/bench_speed.py --comfyui "$COMFY" --runs 2 ${SPEED_ARGS:-}
 step profile-sd15 60 python3 -P bench/profile_forward.py --family sd15 --channels-last --top 20 ${PROFILE_ARGS:-}
 step profile-sdxl 60 python3 -P bench/profile_forward.py --family sdxl --channels-last --top 20 ${PROFILE_ARGS:-}

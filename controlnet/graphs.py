@@ -10,10 +10,17 @@ Safety: a graph is captured only when every weight already sits on the input's d
 or patches its weights per call (ComfyUI's low-VRAM streaming and manual casting do), and autograd is
 off. A recording reads the weights at their addresses, so every call first checks that no weight was
 replaced or moved (ComfyUI patches replace parameters; in-place updates are seen by the replay) and
-records again if one was. Right after a capture the replay is compared with an eager forward of the same inputs; a failed
-capture or a replay that disagrees turns graphs off for that layout and the eager forward is used, so
-the result never depends on the graph. The capture itself is behind :class:`GraphBackend` so that
-everything else here is exercised without a GPU.
+records again if one was. Right after a capture the static outputs are filled with NaN, the recording is
+replayed and its outputs are compared with an eager forward of the same inputs (so a recording that writes
+nothing, e.g. one made on another device's stream, cannot pass); a failed capture or a replay that
+disagrees turns graphs off for that layout and the eager forward is used, so the result never depends on
+the graph. Only a ``RuntimeError`` (what CUDA and PyTorch raise for a capture that cannot be made) falls
+back: anything else, such as a host's request to stop, is raised as an eager call would raise it. The
+capture itself is behind :class:`GraphBackend` so that everything else here is exercised without a GPU.
+
+Memory: the layouts of one runner share one memory pool (their intermediates are reused across layouts;
+the outputs of one layout may be overwritten by another's replay, which the runner's contract allows:
+outputs are valid until its next call), and the eager reference is dropped once checked.
 """
 
 from __future__ import annotations
@@ -38,14 +45,17 @@ class Captured:
     Attributes:
         replay: re-runs the recorded kernels, reading the static inputs and overwriting ``outputs``.
         outputs: the static outputs (``None`` where a residual was not requested).
-        reference: an eager forward of the same inputs, run just before the capture (the warm-up).
+        reference: an eager forward of the same inputs, run just before the capture (the warm-up); the
+            runner drops it once the recording is checked.
         handle: whatever keeps the recording alive (the ``torch.cuda.CUDAGraph``).
+        pool: the memory pool the recording allocated from, to be shared by the runner's next captures.
     """
 
     replay: Callable[[], Any]
     outputs: Outputs
-    reference: Outputs
+    reference: Outputs | None
     handle: Any = None
+    pool: Any = None
 
 
 class GraphBackend(Protocol):
@@ -55,8 +65,9 @@ class GraphBackend(Protocol):
         """``None`` when ``network`` can be captured for inputs like ``x``, else the reason in words."""
         ...
 
-    def capture(self, forward: Callable[[], Outputs], device: torch.device) -> Captured:
-        """Warm ``forward`` up (the eager reference), then record it."""
+    def capture(self, forward: Callable[[], Outputs], device: torch.device, pool: Any = None) -> Captured:
+        """Warm ``forward`` up (the eager reference), then record it, allocating from ``pool`` (``None``: a new
+        pool, returned in :attr:`Captured.pool`)."""
         ...
 
 
@@ -88,18 +99,25 @@ class CudaGraphBackend:
             return f"the input is on {x.device}, not a CUDA device"
         return weights_movable_reason(network, x.device)
 
-    def capture(self, forward: Callable[[], Outputs], device: torch.device) -> Captured:
-        current = torch.cuda.current_stream(device)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
-            reference = forward()  # lazy library set-up (cuBLAS, cuDNN plans) happens here, not in the capture
-        current.wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: CUDA calls of the host's other threads (previews, a server) must not break the capture
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            outputs = forward()
-        return Captured(graph.replay, outputs, reference, graph)
+    def capture(self, forward: Callable[[], Outputs], device: torch.device, pool: Any = None) -> Captured:
+        # on the weights' device (not whichever is current) and on a stream of that device: PyTorch's default
+        # capture stream belongs to the device that was current when it was first made
+        with torch.cuda.device(device):
+            current = torch.cuda.current_stream(device)
+            side = torch.cuda.Stream(device)
+            side.wait_stream(current)
+            with torch.cuda.stream(side):
+                reference = forward()  # lazy library set-up (cuBLAS, cuDNN plans) happens here, not in the capture
+            current.wait_stream(side)
+            for r in reference:  # made on the side stream, read on the current one (e.g. returned when disagreeing)
+                if r is not None:
+                    r.record_stream(current)
+            pool = torch.cuda.graph_pool_handle() if pool is None else pool
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: CUDA calls of the host's other threads (previews, a server) must not break the capture
+            with torch.cuda.graph(graph, pool=pool, stream=side, capture_error_mode="thread_local"):
+                outputs = forward()
+        return Captured(graph.replay, outputs, reference, graph, pool)
 
 
 @dataclass
@@ -166,6 +184,7 @@ class GraphedControlNet:
             if t is not None
         ]
         self._weights: tuple[int, ...] | None = None  # the addresses the recordings read
+        self._pool: Any = None  # the memory pool this runner's recordings share
         self.replays = 0
         self.eager_calls = 0
         self.rerecords = 0
@@ -179,6 +198,7 @@ class GraphedControlNet:
         """Drop every recording and static buffer (their memory returns to the allocator)."""
         self._layouts.clear()
         self._weights = None
+        self._pool = None
 
     def _addresses(self) -> tuple[int, ...] | None:
         """Where every weight lives now (``None`` if one was removed): 0.2 us a tensor, 60 us for SD1.5 here."""
@@ -224,7 +244,8 @@ class GraphedControlNet:
             self._weights_changed()  # drops the recordings if a weight was replaced or moved
         if self.rerecords > self.max_rerecords:
             return self._eager(inputs, flags)
-        key = (tuple(_signature(t) for t in inputs), flags)
+        # inference mode is part of the layout: static buffers made under it cannot be written outside it
+        key = (tuple(_signature(t) for t in inputs), flags, torch.is_inference_mode_enabled())
         layout = self._layouts.get(key)
         if layout is None:
             layout, outputs = self._record(key, inputs, flags)
@@ -254,6 +275,9 @@ class GraphedControlNet:
             self._layouts[key] = eager
             return eager, None
         reason = self.backend.why_not(self.network, inputs[0])
+        addresses = self._addresses()
+        if reason is None and addresses is None:
+            reason = "one of its weights was removed, so a replaced weight could not be noticed"
         if reason is not None:
             log.info("CUDA graphs off for this ControlNet: %s", reason)
             self._layouts[key] = eager
@@ -265,19 +289,25 @@ class GraphedControlNet:
             return self.network(sx, None, st, sctx, sy, encoded_hint=senc, needed=flags).as_list()
 
         try:
-            captured = self.backend.capture(forward, inputs[0].device)
+            captured = self.backend.capture(forward, inputs[0].device, self._pool)
+            self._pool = captured.pool
+            if self.check:  # the replay must write every output: what the capture left there does not count
+                for o in captured.outputs:
+                    if o is not None and o.is_floating_point():
+                        o.fill_(float("nan"))
             captured.replay()
             if self.check and not agree(captured.outputs, captured.reference):
                 log.warning("CUDA graphs off for this layout: the replay disagreed with the eager forward")
                 self._layouts[key] = eager
                 return eager, captured.reference
-        except Exception as exc:  # any capture failure falls back to eager; the result never depends on graphs
+        except RuntimeError as exc:  # a capture that cannot be made falls back to eager; the result never depends on it
             log.warning("CUDA graphs off for this layout: capture failed (%s: %s)", type(exc).__name__, exc)
             self._layouts[key] = eager
             return eager, None
+        captured.reference = None  # checked: its memory goes back now, not at the end of the run
         layout = _Layout(static, captured)
         self._layouts[key] = layout
         if self._weights is None:
-            self._weights = self._addresses()
+            self._weights = addresses
         self.replays += 1
         return layout, captured.outputs

@@ -73,31 +73,46 @@ class StandInGraphs:
 
     It keeps a recording's contract (static inputs read at replay time, static outputs overwritten by each
     replay) so the runner's logic is tested on the CPU. ``reason`` refuses capture, ``fail`` makes the
-    capture raise, ``corrupt`` makes replays wrong (as a bad recording would be).
+    capture raise (a ``RuntimeError`` with that text, or the exception given), ``corrupt`` makes replays
+    wrong (as a bad recording would be), ``empty`` makes replays write nothing (as a recording made on
+    another device's stream would: its capture computed the outputs once, eagerly). ``pools`` lists the
+    pool each capture was given; each new pool is a fresh object.
     """
 
-    def __init__(self, reason: str | None = None, fail: str | None = None, corrupt: bool = False) -> None:
-        self.reason, self.fail, self.corrupt = reason, fail, corrupt
+    def __init__(
+        self,
+        reason: str | None = None,
+        fail: str | BaseException | None = None,
+        corrupt: bool = False,
+        empty: bool = False,
+    ) -> None:
+        self.reason, self.fail, self.corrupt, self.empty = reason, fail, corrupt, empty
         self.captures = 0
+        self.pools: list[object] = []
 
     def why_not(self, network, x):
         return self.reason
 
-    def capture(self, forward, device):
+    def capture(self, forward, device, pool=None):
         from affordance.controlnet.graphs import Captured
 
+        self.pools.append(pool)
         reference = forward()
+        if isinstance(self.fail, BaseException):
+            raise self.fail
         if self.fail:
             raise RuntimeError(self.fail)
         outputs = forward()
         self.captures += 1
 
         def replay() -> None:
+            if self.empty:
+                return
             for o, fresh in zip(outputs, forward()):
                 if o is not None:
                     o.copy_(fresh + 1 if self.corrupt else fresh)
 
-        return Captured(replay, outputs, reference)
+        return Captured(replay, outputs, reference, pool=object() if pool is None else pool)
 
 
 @pytest.fixture

@@ -75,6 +75,8 @@ def test_needed_flags_are_part_of_the_layout(tiny_model, inputs, standin_graphs)
         ({"reason": "weights are offloaded"}, "CUDA graphs off for this ControlNet: weights are offloaded"),
         ({"fail": "operation not permitted when stream is capturing"}, "capture failed (RuntimeError: operation not"),
         ({"corrupt": True}, "the replay disagreed with the eager forward"),
+        # a recording that writes nothing (made on another device's stream): the capture's own outputs do not count
+        ({"empty": True}, "the replay disagreed with the eager forward"),
     ],
 )
 def test_refusals_and_bad_recordings_fall_back_to_eager(tiny_model, inputs, standin_graphs, caplog, backend_args, message):
@@ -105,6 +107,69 @@ def test_replaced_weights_are_recorded_again_and_in_place_updates_are_not(tiny_m
     assert caplog.text.count("weights were replaced or moved; recording again") == 2
     assert "CUDA graphs off for this run: the ControlNet's weights were replaced 3 times" in caplog.text
     assert runner.rerecords == 3 and runner.recorded == 0 and runner.eager_calls == 2
+
+
+class Stop(Exception):
+    """What a host raises to stop the work (ComfyUI's InterruptProcessingException is an Exception too)."""
+
+
+@torch.no_grad()
+def test_a_request_to_stop_during_capture_is_raised_not_swallowed(tiny_model, inputs, standin_graphs, caplog):
+    backend = standin_graphs(fail=Stop("cancelled"))
+    runner = GraphedControlNet(tiny_model, backend)
+    args = next(_steps(tiny_model, inputs, n=1))
+    with caplog.at_level(logging.INFO, logger="affordance.controlnet"), pytest.raises(Stop, match="cancelled"):
+        runner(*args)
+    assert "capture failed" not in caplog.text and runner.recorded == 0
+    backend.fail = None  # the next run records as usual: nothing was remembered as eager-only
+    _assert_same(runner(*args), _eager(tiny_model, *args))
+    assert runner.recorded == 1
+
+
+@torch.no_grad()
+def test_layouts_share_one_pool_and_drop_their_eager_reference(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend)
+    cfg = tiny_model.config
+    for n, h in [(2, 8), (1, 8), (2, 16)]:
+        x, hint, t, ctx, y = inputs(cfg, n=n, h=h, w=h)
+        enc = tiny_model.encode_hint(hint)
+        _assert_same(runner(x, t, ctx, y, enc), _eager(tiny_model, x, t, ctx, y, enc))
+    first = backend.pools[1]
+    assert backend.pools == [None, first, first] and first is not None
+    assert all(layout.captured.reference is None for layout in runner._layouts.values())
+    runner.release()  # a new run: a new pool
+    x, hint, t, ctx, y = inputs(cfg)
+    runner(x, t, ctx, y, tiny_model.encode_hint(hint))
+    assert backend.pools[-1] is None
+
+
+def test_a_recording_made_in_inference_mode_is_not_replayed_outside_it(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend)
+    args = next(_steps(tiny_model, inputs, n=1))
+    with torch.inference_mode():
+        _assert_same(runner(*args), _eager(tiny_model, *args))
+    with torch.no_grad():  # static buffers made in inference mode could not be written here
+        _assert_same(runner(*args), _eager(tiny_model, *args))
+    assert backend.captures == 2 and runner.recorded == 2
+
+
+@torch.no_grad()
+def test_a_removed_weight_turns_graphs_off_instead_of_blinding_the_check(tiny_model, inputs, standin_graphs, caplog):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend)
+    args = next(_steps(tiny_model, inputs, n=1))
+    conv = tiny_model.zero_convs[0][0]
+    bias = conv.bias
+    with caplog.at_level(logging.INFO, logger="affordance.controlnet"):
+        _assert_same(runner(*args), _eager(tiny_model, *args))
+        conv.bias = None  # a weight slot emptied: its address can no longer be followed
+        _assert_same(runner(*args), _eager(tiny_model, *args))
+        conv.bias = torch.nn.Parameter(bias * 3, requires_grad=False)  # back, at a new address
+        _assert_same(runner(*args), _eager(tiny_model, *args))
+    assert "one of its weights was removed" in caplog.text
+    assert backend.captures == 1 and runner.recorded == 0
 
 
 def test_weights_that_cannot_be_recorded(tiny_model):
@@ -146,3 +211,40 @@ def test_cuda_graph_replays_equal_eager_on_a_gpu(tiny_model, inputs, dtype):
         got = [o.clone() for o in runner(*args)]
         assert agree(got, _eager(model, *args), rtol=1e-3)
     assert runner.recorded == 1 and runner.replays == 3
+
+
+@pytest.mark.gpu
+@torch.inference_mode()
+@pytest.mark.parametrize("which", ["tiny_model", "tiny_xl_model"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_layouts_sharing_a_pool_alternate_without_corrupting_each_other(which, request, inputs, dtype):
+    """Two layouts (batch 2 with holes, batch 1 with a one-row hint) recorded into one pool and replayed in turn,
+    on a side stream as ComfyUI may: every call equals the eager forward at once, and the recording's memory
+    goes back to the allocator on release."""
+    model = request.getfixturevalue(which).to("cuda", dtype)
+    cfg = model.config
+    needed = [i % 3 != 1 for i in range(cfg.num_residuals)]
+    layouts = []
+    for n, flags in ((2, needed), (1, None)):
+        x, hint, t, ctx, y = (None if v is None else v.cuda() for v in inputs(cfg, n=n))
+        enc = model.encode_hint(hint[:1].to(dtype))  # one hint row, broadcast over the batch
+        layouts.append((x.to(dtype), t, ctx.to(dtype), None if y is None else y.to(dtype), enc, flags))
+    runner = GraphedControlNet(model)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        for x, t, ctx, y, enc, flags in layouts:  # this stream's library workspaces are made before measuring
+            _eager(model, x, t, ctx, y, enc, needed=flags)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        for i in range(6):
+            x, t, ctx, y, enc, flags = layouts[i % 2]
+            args = (x * (1 + i), t - 50 * i, ctx.roll(i, 1), y, enc)
+            got = [None if o is None else o.clone() for o in runner(*args, flags)]
+            assert agree(got, _eager(model, *args, needed=flags), rtol=1e-3), f"call {i}"
+    torch.cuda.synchronize()
+    assert runner.recorded == 2 and runner.replays == 6 and runner.eager_calls == 0
+    del got
+    runner.release()
+    torch.cuda.synchronize()
+    if torch.cuda.get_allocator_backend() == "native":  # cudaMallocAsync (ComfyUI's default) frees on its own terms
+        assert torch.cuda.memory_allocated() <= before
