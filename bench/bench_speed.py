@@ -350,10 +350,13 @@ def add_cuda_variants(
 ) -> None:
     """ours graph: CUDA-graph replay (AFFORDANCE_CUDA_GRAPHS=1); ours cl: channels-last weights and inputs; both;
     on CUDA also two ControlNets on two streams at once (eager and graphed)."""
-    from affordance.controlnet.graphs import GraphedControlNet
+    from affordance.controlnet.graphs import CudaGraphBackend, GraphedControlNet
 
     x, t, ctx, y = inputs
-    graphs = [GraphedControlNet(m) for m in ours]
+    # the second recording may replay at the same time as the first (x2 streams): its own capture stream, so
+    # that the two do not share one cuBLAS workspace
+    own = CudaGraphBackend(torch.cuda.Stream(x.device)) if x.is_cuda else None
+    graphs = [GraphedControlNet(ours[0]), GraphedControlNet(ours[1], own)]
     single["ours graph"] = lambda: graphs[0](x, t, ctx, y, encoded[0])
     double["ours graph x2"] = lambda: add(graphs[0](x, t, ctx, y, encoded[0]), graphs[1](x, t, ctx, y, encoded[1]))
     cl = torch.channels_last
@@ -435,21 +438,33 @@ def copy_channels_last(model: torch.nn.Module) -> torch.nn.Module:
 
 
 # ----- 2. inside a ComfyUI sampling run --------------------------------------------------------------------------
+_BASE: dict[torch.device, tuple[int, int]] = {}  # allocated and reserved bytes when the peaks were last reset
+
+
 def reset_peak_memory(device: torch.device) -> None:
+    """Start measuring the peaks from here, above what is allocated and reserved now (the bench's own tensors,
+    library workspaces kept from earlier sections), which every run has alike."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        _BASE[device] = (torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device))
 
 
 def peak_memory_mib(device: torch.device) -> float | None:
-    """Peak allocated GPU memory since :func:`reset_peak_memory`; ``None`` on the CPU (not measured)."""
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    """Peak allocated GPU memory since :func:`reset_peak_memory`, above what was allocated then; ``None`` on the
+    CPU (not measured)."""
+    if device.type != "cuda":
+        return None
+    return (torch.cuda.max_memory_allocated(device) - _BASE.get(device, (0, 0))[0]) / 2**20
 
 
 def peak_reserved_mib(device: torch.device) -> float | None:
-    """Peak GPU memory held by PyTorch's allocator since :func:`reset_peak_memory` (the run starts with its cache
-    emptied); ``None`` on the CPU. Unlike the allocated peak it counts memory that a CUDA-graph recording keeps for
-    its intermediate tensors between replays, which no other allocation can use meanwhile."""
-    return torch.cuda.max_memory_reserved(device) / 2**20 if device.type == "cuda" else None
+    """Peak GPU memory held by PyTorch's allocator since :func:`reset_peak_memory`, above what it held then (the run
+    starts with its cache emptied); ``None`` on the CPU. Unlike the allocated peak it counts memory that a
+    CUDA-graph recording keeps for its intermediate tensors between replays, which no other allocation can use
+    meanwhile."""
+    if device.type != "cuda":
+        return None
+    return (torch.cuda.max_memory_reserved(device) - _BASE.get(device, (0, 0))[1]) / 2**20
 
 
 def memory_verdict(mine: str, theirs: str, alloc: dict[str, float], reserved: dict[str, float]) -> str:

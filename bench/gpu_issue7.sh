@@ -31,7 +31,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, output to $OUT/NAME.
     local name=$1 limit=$2
     shift 2
     echo "== $name (limit ${limit}s): $*"
-    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
+    timeout -k 10 "$limit" "$@" >"$OUT/$name.txt" 2>&1
     local rc=$?
     tail -n 40 "$OUT/$name.txt"
     [ "$rc" -eq 0 ] || { echo "== $name: exit $rc"; status=1; }
@@ -49,11 +49,13 @@ step profile-sdxl 60 python3 -P bench/profile_forward.py --family sdxl --channel
 step reuse 90 python3 -P bench/bench_reuse.py ${REUSE_ARGS:-}
 # Last, with whatever is left of the call (most steps end well before their limits): the torch.compile candidates
 # for SD1.5 (inductor's fused kernels, alone and with CUDA graphs) beside ours eager, ours with CUDA graphs and the
-# peers, in one more forward section. Compiling takes a minute or more, so it runs only with 2 minutes left.
+# ComfyUI peer, in one more forward section (diffusers was timed in the speed step). Compiling takes a minute
+# or more, so it runs only with 2 minutes left; the table prints at the end, so fewer timed calls than the speed
+# step's.
 left=$((${CALL_S:-580} - SECONDS))
 if [ "$left" -ge 120 ]; then
     step compile "$left" python3 -P bench/bench_speed.py --comfyui "$COMFY" --parts forward --xl-size 0 \
-        --compile inductor ${COMPILE_ARGS:-}
+        --compile inductor --no-diffusers ${COMPILE_ARGS:---rounds 3 --calls 10}
 else
     echo "== compile: skipped, ${left}s left of the call's ${CALL_S:-580}s"
 fi

@@ -91,8 +91,34 @@ def weights_movable_reason(network: nn.Module, device: torch.device) -> str | No
     return None
 
 
+_CAPTURE_STREAMS: dict[torch.device, Any] = {}
+
+
+def capture_stream(device: torch.device) -> Any:
+    """The side stream every capture on ``device`` uses, made once (as PyTorch's own default capture stream).
+
+    cuBLAS keeps a workspace per stream it has run on (32 MiB on an H100), allocated at the warm-up and read by
+    every replay of a recording made there: a new stream per capture would leave one more behind each time.
+    """
+    if device.index is None:  # "cuda" names the current device: one key per physical device
+        device = torch.device("cuda", torch.cuda.current_device())
+    stream = _CAPTURE_STREAMS.get(device)
+    if stream is None:
+        stream = _CAPTURE_STREAMS[device] = torch.cuda.Stream(device)
+    return stream
+
+
 class CudaGraphBackend:
-    """Captures with :class:`torch.cuda.CUDAGraph` (warm-up on a side stream, as PyTorch requires)."""
+    """Captures with :class:`torch.cuda.CUDAGraph` (warm-up on a side stream, as PyTorch requires).
+
+    Args:
+        stream: the side stream to warm up and capture on; default :func:`capture_stream` (one per device).
+            Recordings that will be replayed at the same time, on different streams, need different capture
+            streams: a recording reuses its capture stream's cuBLAS workspace.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
 
     def why_not(self, network: nn.Module, x: torch.Tensor) -> str | None:
         if x.device.type != "cuda":
@@ -104,7 +130,7 @@ class CudaGraphBackend:
         # capture stream belongs to the device that was current when it was first made
         with torch.cuda.device(device):
             current = torch.cuda.current_stream(device)
-            side = torch.cuda.Stream(device)
+            side = self.stream if self.stream is not None else capture_stream(device)
             side.wait_stream(current)
             with torch.cuda.stream(side):
                 reference = forward()  # lazy library set-up (cuBLAS, cuDNN plans) happens here, not in the capture
