@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,6 +17,19 @@ from .control import AffordanceControl
 
 SUPPORTED_DTYPES = [torch.float16, torch.bfloat16, torch.float32]
 POOLING = {"from file": None, "on": True, "off": False}  # the loader's global_average_pooling choices
+
+
+def pick_operations(dtype: torch.dtype, manual_cast: torch.dtype | None) -> Any:
+    """ComfyUI's layer classes for our weights, without its fast-fp8 layers.
+
+    Our weights are never fp8 (fp8 files are widened to fp16 on load), and ComfyUI's fp8 layers (picked under
+    ``--fast`` on GPUs with fp8 compute) would only add a per-call weight cast to every layer, which also rules
+    out CUDA-graph replay. A ComfyUI whose ``pick_operations`` has no ``disable_fast_fp8`` has no such layers.
+    """
+    pick = comfy_ops().pick_operations
+    if "disable_fast_fp8" in inspect.signature(pick).parameters:
+        return pick(dtype, manual_cast, disable_fast_fp8=True)
+    return pick(dtype, manual_cast)
 
 
 def load_control(path: str | Path, *, global_average_pooling: bool | None = None) -> AffordanceControl:
@@ -31,7 +46,7 @@ def load_control(path: str | Path, *, global_average_pooling: bool | None = None
     offload_device = mm.unet_offload_device()
     dtype = mm.unet_dtype(model_params=-1, supported_dtypes=SUPPORTED_DTYPES, weight_dtype=stored)
     manual_cast = mm.unet_manual_cast(dtype, load_device)
-    ops = comfy_ops().pick_operations(dtype, manual_cast)
+    ops = pick_operations(dtype, manual_cast)
     network = build_controlnet(weights, dtype=dtype, device=offload_device, ops=ops, release=True)
     network.compute_dtype = manual_cast
     patcher = comfy_model_patcher().ModelPatcher(network, load_device=load_device, offload_device=offload_device)

@@ -53,3 +53,22 @@ def test_streamed_layers_give_the_same_residuals(sd15, budget):
     for a, b in zip(low, full):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert ctrl._graph is not None and ctrl._graph.recorded == 0
+
+
+def test_fast_fp8_layers_are_never_picked_for_our_weights(sd15, comfy, monkeypatch):
+    """``--fast`` on a GPU with fp8 compute makes ComfyUI pick its fp8 layers, which cast every weight at every
+    call (and so rule out CUDA graphs) while our weights are never fp8: ours keeps the plain layers."""
+    import comfy.cli_args as cli_args  # noqa: TID251 (the host under test)
+
+    from affordance.nodes.loaders import load_control
+
+    monkeypatch.setattr(cli_args.args, "fast", {cli_args.PerformanceFeature.Fp8MatrixMultiplication})
+    monkeypatch.setattr(comfy.model_management, "supports_fp8_compute", lambda device=None: True)
+    ops = comfy.ops
+    assert ops.pick_operations(torch.float32, None) is ops.fp8_ops  # what ComfyUI itself picks in this setting
+    control = load_control(sd15.controlnet_files[0])
+    network = control.network
+    assert not any(getattr(m, "comfy_cast_weights", False) for m in network.modules())
+    assert not any(isinstance(m, (ops.fp8_ops.Linear,)) for m in network.modules())
+    with torch.no_grad():
+        assert weights_movable_reason(network, torch.device("cpu")) is None
