@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -62,6 +63,14 @@ def _channels(chans: tuple[int, ...]) -> str:
         else:
             runs.append([c, 1])
     return ", ".join(f"{c} x{n}" if n > 1 else str(c) for c, n in runs)
+
+
+def _weak(obj: Any) -> weakref.ref | None:
+    """A weak reference to ``obj``, or ``None`` when it takes none (what depends on it is then rebuilt)."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return None
 
 
 def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[str, list]:
@@ -134,6 +143,10 @@ class AffordanceControl:
         self.cuda_graphs = graphs_requested()  # replay the forward as a CUDA graph where it is safe (lossless)
         self.graph_backend: GraphBackend | None = None  # None: CUDA graphs (tests pass a stand-in)
         self._graph: GraphedControlNet | None = None
+        # sampling progress from a sigma, built for one model's sigmas and kept over runs (building it asks the
+        # host for a thousand sigmas, each a wait for the GPU when the model's tables live there)
+        self._progress: ProgressMap | None = None
+        self._progress_for: weakref.ref | None = None  # the model_sampling it was built for
         self._reset_run()
 
     # ----- configuration -------------------------------------------------------------------------
@@ -144,9 +157,10 @@ class AffordanceControl:
             self._graph = None
 
     def _reset_run(self) -> None:
+        """Forget the run: its window and sampling, and what it keeps on the device (recordings, encoded hints,
+        masks, row factors, reused residuals)."""
         self._drop_recordings()
         self._window: tuple[float, float] | None = None
-        self._progress: ProgressMap | None = None
         self._sampling: Any = None
         self._encoded_hints: dict[tuple, torch.Tensor] = {}  # (h, w, device, dtype) -> encoded hint
         self._hint_layouts: dict[tuple, torch.Tensor] = {}  # (that key, rows, chunks) -> hint batch mapped
@@ -275,11 +289,13 @@ class AffordanceControl:
         start, end = self.timestep_percent_range
         self._window = (percent_to_timestep_function(start), percent_to_timestep_function(end))
         sampling = getattr(model, "model_sampling", None)
-        if sampling is not self._sampling:
-            self._progress = None  # a map built for another model's sigmas (even one kept over a run without it)
+        built_for = self._progress_for() if self._progress_for is not None else None
+        if sampling is None or built_for is not sampling:
+            self._progress = None  # a map built for another model's sigmas (or for a model we cannot tell apart)
         needs_progress = self.schedule is not None or (self._lossy and self.reuse.windowed)
         if needs_progress and self._progress is None:
             self._progress = ProgressMap(percent_to_timestep_function)
+            self._progress_for = _weak(sampling)
         self._sampling = sampling
         self._reuse_cache = None  # a new run never reuses residuals of an earlier one
         self._drop_recordings()  # nor recordings (if the last run ended without cleanup)
@@ -287,7 +303,13 @@ class AffordanceControl:
             self.previous_controlnet.pre_run(model, percent_to_timestep_function)
 
     def get_models(self) -> list:
-        """ModelPatchers to load with the UNet: the chain's, then ours."""
+        """ModelPatchers to load with the UNet: the chain's, then ours.
+
+        ComfyUI asks for them while preparing a run, before it loads any model: what an earlier run left on the
+        device is dropped here. A run that is cancelled or fails ends without ComfyUI's cleanup, and its
+        recordings, encoded hints or reused residuals would otherwise be held while the next run's models load.
+        """
+        self._reset_run()
         out = self.previous_controlnet.get_models() if self.previous_controlnet is not None else []
         return out + ([self.patcher] if self.patcher is not None else [])
 
@@ -345,7 +367,8 @@ class AffordanceControl:
         key = (h, w, x.device, dtype)
         enc = self._encoded_hints.get(key)
         if enc is None:
-            hint = fit_hint(self.cond_hint_original.to(x.device), w, h).to(dtype)
+            # resized where it lies, then moved: a large hint batch never sits on the GPU at full size
+            hint = fit_hint(self.cond_hint_original, w, h).to(x.device, dtype)
             enc = self._encoded_hints[key] = self.network.encode_hint(hint)
         if enc.shape[0] == 1 or (chunks <= 1 and enc.shape[0] == n):
             return enc
@@ -387,7 +410,7 @@ class AffordanceControl:
     def _mask(self, n: int, chunks: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         key = (n, chunks, h, w, device, dtype)
         if key not in self._mask_cache:
-            m = mask_for(self.mask.to(device), h, w).to(dtype)
+            m = mask_for(self.mask, h, w).to(device, dtype)  # resized where it lies, then moved
             self._mask_cache[key] = broadcast_batch(m, n, chunks)
         return self._mask_cache[key]
 

@@ -61,3 +61,40 @@ def test_k2_halves_controlnet_calls_and_stays_close(sd15, comfy_sample, counted,
     effect = (exact.double() - no_control.double()).abs().max().item()
     diff = record_sampling(f"sd15 {sampler} reuse every 2 vs exact (lossy)", reused, exact, effect)
     assert 0.0 < diff < effect  # lossy, but far less than what the ControlNet itself contributes
+
+
+def test_a_cancelled_run_leaves_nothing_held_when_the_next_run_loads(sd15, comfy_sample, monkeypatch):
+    """ComfyUI skips the controls' cleanup when a run is cancelled (or fails): what the run kept (encoded hint,
+    reused residuals) must be gone when the next run loads its models, and that run must equal a fresh one."""
+    import comfy.model_management as mm  # noqa: TID251 (the host under test)
+    import comfy.sample  # noqa: TID251
+
+    def applied():
+        cond = apply_control(sd15.conditioning(1), sd15.conditioning(2), sd15.our_controls[0], sd15.image(11), 1.0, 0.0, 1.0)
+        return reuse_residuals(*cond, 2)
+
+    pos, neg = applied()
+    ctrl = pos[0][1]["control"]
+    latent = sd15.latent()
+
+    def cancel(step, x0, x, total):
+        if step == 1:
+            raise mm.InterruptProcessingException()
+
+    with torch.inference_mode(), pytest.raises(mm.InterruptProcessingException):
+        comfy.sample.sample(
+            sd15.patcher, comfy.sample.prepare_noise(latent, 0), STEPS, 7.0, "euler", "normal", pos, neg, latent,
+            callback=cancel, disable_pbar=True, seed=0,
+        )  # fmt: skip
+    assert ctrl._encoded_hints and ctrl._reuse_cache is not None  # ComfyUI did not clean up
+    held_at_load = []
+    load = mm.load_models_gpu
+
+    def spy(*args, **kwargs):
+        held_at_load.append((len(ctrl._encoded_hints), ctrl._reuse_cache))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(mm, "load_models_gpu", spy)
+    again = comfy_sample(sd15.patcher, pos, neg, latent)
+    assert held_at_load and held_at_load[0] == (0, None)
+    assert torch.equal(again, comfy_sample(sd15.patcher, *applied(), latent))

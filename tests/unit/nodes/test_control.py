@@ -525,3 +525,30 @@ def test_a_unet_of_another_shape_is_refused_before_sampling(control, image, unet
         return
     with pytest.raises(FamilyMismatchError, match=r"does not fit the model being sampled: its 5 residuals have 32 x3, 64 x2 channels"):
         c.pre_run(model, model.model_sampling.percent_to_sigma)
+
+
+def test_the_progress_map_is_built_once_per_model_not_per_run(control, fake_model, image, call, sigma):
+    """Building it asks the host for a thousand sigmas (each a GPU wait when the model's tables are there)."""
+    model, other = fake_model(), fake_model()
+    asked = []
+
+    def counting(sampling):
+        def percent_to_sigma(p):
+            asked.append(p)
+            return sampling.percent_to_sigma(p)
+
+        return percent_to_sigma
+
+    c = control.copy().set_cond_hint(image().movedim(-1, 1)).configure(schedule=StrengthSchedule.parse("0:1, 1:0"))
+    for _ in range(3):  # three runs on one model, each ended as ComfyUI ends them
+        c.get_models()
+        c.pre_run(model, counting(model.model_sampling))
+        call(c, sigma(0.5))
+        c.cleanup()
+    once = len(asked)
+    assert 1000 < once < 1010  # the map's 1001 samples and the window's two ends, per run
+    c.get_models()
+    c.pre_run(other, counting(other.model_sampling))  # another model (its own sigmas): built again
+    assert len(asked) > once + 1000
+    s = model.model_sampling.percent_to_sigma(0.5)
+    assert c._multiplier(s) == pytest.approx(0.5, abs=0.02)

@@ -120,3 +120,23 @@ def test_a_new_run_never_replays_the_last_runs_recordings(control, fake_model, i
         assert c._graph is None and first.recorded == 0
         call(c, sigma(0.5))
     assert backend.captures == 2
+
+
+def test_what_a_cancelled_run_left_is_dropped_before_the_next_run_loads(control, fake_model, image, call, sigma, standin_graphs):
+    """ComfyUI skips cleanup when a run is cancelled or fails, then calls get_models for the next run before it
+    loads any model: recordings, encoded hints and reused residuals of the unfinished run go there."""
+    backend = standin_graphs()
+    c = _ready(control, fake_model, image, True, backend, reuse=ReusePolicy(2), mask=torch.ones(1, 64, 64))
+    for p in (0.1, 0.3):
+        call(c, sigma(p))
+    graph = c._graph
+    assert graph is not None and graph.recorded == 1 and c._encoded_hints and c._reuse_cache is not None
+    assert c._mask_cache  # no cleanup(): the run was cancelled here
+    assert c.get_models() == []  # no patcher outside ComfyUI
+    assert c._graph is None and graph.recorded == 0  # the recording's memory is released
+    assert not c._encoded_hints and not c._hint_layouts and not c._mask_cache and not c._factor_cache
+    assert c._reuse_cache is None
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)  # the next run works as usual
+    fresh = _ready(control, fake_model, image, False, reuse=ReusePolicy(2), mask=torch.ones(1, 64, 64))
+    _same(_flat(call(c, sigma(0.2))[0]), _flat(call(fresh, sigma(0.2))[0]))
