@@ -146,6 +146,15 @@ def close_lists():
 
 
 
+@pytest.fixture(autouse=True)
+def outside_comfyui(monkeypatch):
+    """Every node unit test runs outside ComfyUI, also in one pytest run with the comfy tests, which put a real
+    checkout on ``sys.path`` (None in ``sys.modules`` makes an import fail as it does without ComfyUI);
+    ``stub_comfy`` then puts its stand-in in place."""
+    for name in ["comfy", "folder_paths", *(n for n in sys.modules if n.startswith("comfy."))]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
 @pytest.fixture
 def stub_comfy(monkeypatch, tmp_path):
     """Just enough of ComfyUI for the loader: model management, ModelPatcher, ops and folder_paths."""
