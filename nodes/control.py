@@ -157,11 +157,15 @@ class AffordanceControl:
             self._graph = None
 
     def _reset_run(self) -> None:
-        """Forget the run: its window and sampling, and what it keeps on the device (recordings, encoded hints,
-        masks, row factors, reused residuals)."""
-        self._drop_recordings()
+        """Forget the run: its window and sampling, and what it keeps on the device."""
         self._window: tuple[float, float] | None = None
         self._sampling: Any = None
+        self._drop_device_state()
+
+    def _drop_device_state(self) -> None:
+        """Drop what a run keeps on the device (recordings, encoded hints, masks, row factors, reused residuals);
+        a later call makes again what it needs."""
+        self._drop_recordings()
         self._encoded_hints: dict[tuple, torch.Tensor] = {}  # (h, w, device, dtype) -> encoded hint
         self._hint_layouts: dict[tuple, torch.Tensor] = {}  # (that key, rows, chunks) -> hint batch mapped
         self._mask_cache: dict[tuple, torch.Tensor] = {}
@@ -308,8 +312,9 @@ class AffordanceControl:
         ComfyUI asks for them while preparing a run, before it loads any model: what an earlier run left on the
         device is dropped here. A run that is cancelled or fails ends without ComfyUI's cleanup, and its
         recordings, encoded hints or reused residuals would otherwise be held while the next run's models load.
+        Settings and the run's window are kept: called at any other time, this costs only recomputation.
         """
-        self._reset_run()
+        self._drop_device_state()
         out = self.previous_controlnet.get_models() if self.previous_controlnet is not None else []
         return out + ([self.patcher] if self.patcher is not None else [])
 

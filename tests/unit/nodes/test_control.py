@@ -552,3 +552,17 @@ def test_the_progress_map_is_built_once_per_model_not_per_run(control, fake_mode
     assert len(asked) > once + 1000
     s = model.model_sampling.percent_to_sigma(0.5)
     assert c._multiplier(s) == pytest.approx(0.5, abs=0.02)
+
+
+def test_get_models_in_the_middle_of_a_run_costs_only_recomputation(control, fake_model, image, call, sigma):
+    """A host asking for the models mid-run (ComfyUI asks before loading) keeps the run's window and sampling."""
+    model = fake_model()
+    c = control.copy().set_cond_hint(image().movedim(-1, 1), 0.7, (0.0, 0.6))
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    before = call(c, sigma(0.3))[0]
+    c.get_models()
+    assert not c._encoded_hints
+    after = call(c, sigma(0.3))[0]
+    for a, b in zip(before["output"] + before["middle"], after["output"] + after["middle"], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert call(c, sigma(0.8))[0] is None  # the window still holds
