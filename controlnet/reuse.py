@@ -208,10 +208,11 @@ class ResidualCache:
             entry.reuses += 1
             self.stats.reused += 1
             return entry.residuals
+        if entry is not None:  # replaced: its residuals go before the new ones are made, not after
+            self._entries.remove(entry)
+            del entry
         residuals = compute()
         self.stats.computed += 1
-        if entry is not None:
-            self._entries.remove(entry)
         if k > 1:
             kept = tuple(None if c is None else c.detach().clone() for c in cond)
             self._entries.append(_Entry(layout, kept, residuals, self._clock))

@@ -534,11 +534,13 @@ class AffordanceControl:
         if self.mask is not None:
             check_hint_batch(self.mask.shape[0], per, "masks")
         scaled: list[torch.Tensor | None] = []
+        # skipped negative rows are zeros already: only the mask is left to apply (no per-row scaling pass)
+        row_kinds = negatives if runs is None else None
         for r, w in zip(outs, weights):
             if r is None:
                 scaled.append(None)
                 continue
-            factor = self._factor(n, batched_number, negatives, r.shape[-2], r.shape[-1], r.device, r.dtype)
+            factor = self._factor(n, batched_number, row_kinds, r.shape[-2], r.shape[-1], r.device, r.dtype)
             # Fresh outputs are ours to scale in place; kept (reusable) ones get one new tensor each.
             if factor is not None:
                 r = r.mul_(factor) if not lossy else torch.mul(r, factor)

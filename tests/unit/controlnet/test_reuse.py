@@ -185,3 +185,23 @@ def test_entries_are_bounded():
         cache.get(1.0, ("layout", i), (), net)
     assert len(cache._entries) == 3
     assert [e.layout for e in cache._entries] == [("layout", 7), ("layout", 8), ("layout", 9)]
+
+
+def test_a_set_that_is_replaced_is_let_go_before_its_successor_is_computed():
+    """Outside the reuse window (e.g. an exact tail) a young entry is replaced, not served: the peak holds one
+    residual set per layout, not two, because the old one is dropped before compute() runs."""
+    import weakref
+
+    cache = ResidualCache(ReusePolicy(2))
+    refs: list = []
+    alive_at_compute = []
+
+    def net():
+        alive_at_compute.append(sum(1 for r in refs if r() is not None))
+        out = [torch.full((2, 3), float(len(refs)))]
+        refs.append(weakref.ref(out[0]))
+        return out
+
+    cache.get(SIGMAS[0], "L", (), net)
+    cache.get(SIGMAS[1], "L", (), net, reuse_allowed=False)  # its entry is one step old: reusable, but not here
+    assert alive_at_compute == [0, 0] and cache.stats.computed == 2

@@ -566,3 +566,22 @@ def test_get_models_in_the_middle_of_a_run_costs_only_recomputation(control, fak
     for a, b in zip(before["output"] + before["middle"], after["output"] + after["middle"], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert call(c, sigma(0.8))[0] is None  # the window still holds
+
+
+def test_skipped_negative_rows_get_no_row_scaling_pass(control, fake_model, image, call, sigma):
+    """With the negative weighted 0 its rows are never computed (zeros): without a mask, nothing multiplies the
+    residuals by a per-row factor; with one, only the mask is applied. Same results as scaling them."""
+    model = fake_model()
+    for mask in (None, torch.ones(1, 64, 64).tril()):
+        c = control.copy().set_cond_hint(image().movedim(-1, 1)).configure(
+            weights=ControlWeights(uncond_multiplier=0.0), mask=mask
+        )
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+        out = call(c, sigma(0.4), n=2)[0]
+        factors = list(c._factor_cache.values())
+        if mask is None:
+            assert factors and all(f is None for f in factors)
+        else:  # the mask alone (one row, broadcast), no per-row factor folded in
+            assert factors and all(f.shape[0] == 1 for f in factors)
+        for r in out["output"] + out["middle"]:
+            assert not r[:2].any()  # the uncond chunk (order (1, 0): rows 0-1) stays zero
