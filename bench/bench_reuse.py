@@ -238,6 +238,8 @@ def decode(setup: Setup, latent: torch.Tensor) -> torch.Tensor | None:
 def psnr(a: torch.Tensor, b: torch.Tensor, peak: float) -> float:
     """PSNR in dB of ``a`` against ``b`` (``inf`` when equal)."""
     mse = float(((a.double() - b.double()) ** 2).mean())
+    if not math.isfinite(mse):  # a result that overflowed (inf/NaN): no PSNR, rather than a crash at the end
+        return math.nan
     return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
@@ -288,12 +290,15 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[tuple[str, int | None, float]] = [("no ControlNet", 0, 1.0), ("exact (k=1)", None, 1.0)]
     rows += [(f"k={k}" + (f", exact after {end:g}" if end < 1.0 else ""), k, end) for k, end in variants]
     sample(setup, attach(setup, None), min(args.steps, 2), args.cfg)  # warm-up (allocator, kernels)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     all_runs: dict[str, list[Run]] = {name: [] for name, _, _ in rows}
     # without ControlNet only the final latent matters (the control's effect): one run
     all_runs["no ControlNet"].append(sample(setup, None, args.steps, args.cfg))
     for _ in range(rounds):  # rows interleaved, so that a disturbance of the machine hits every row alike
         for name, k, end in rows[1:]:
             all_runs[name].append(sample(setup, attach(setup, k, end), args.steps, args.cfg))
+    sampling_peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None  # before any decode
     results: dict[str, Run] = {}
     for name, runs in all_runs.items():
         results[name] = sorted(runs, key=lambda r: r.total)[len(runs) // 2]
@@ -348,8 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         "time); run x*: the whole-run speed-up with every row's UNet time set to the common median (UNet work is "
         "the same in every row). Weights are random: timings are real, PSNR figures only indicative."
     )
-    if cuda:
-        print(f"CUDA peak memory allocated: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
+    if sampling_peak is not None:
+        print(f"CUDA peak memory allocated during the sampling runs (weights included, decodes not): {sampling_peak:.0f} MiB")
     C.print_load_average("end")
 
 
