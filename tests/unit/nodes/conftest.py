@@ -198,9 +198,5 @@ def stub_comfy(monkeypatch, tmp_path):
     fp.get_full_path = get_full_path
     fp.get_folder_paths = get_folder_paths
     for name, mod in {"comfy": comfy, "comfy.model_management": mm, "comfy.model_patcher": mp, "comfy.ops": ops, "folder_paths": fp}.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    # the real ComfyUI's other modules, when the comfy tests loaded them in this process, are not part of the stub
-    # (None makes their import fail, as it does outside ComfyUI)
-    for name in [n for n in sys.modules if n.startswith("comfy.") and n not in ("comfy.model_management", "comfy.model_patcher", "comfy.ops")]:
-        monkeypatch.setitem(sys.modules, name, None)
+        monkeypatch.setitem(sys.modules, name, mod)  # the real ComfyUI's other modules stay hidden (outside_comfyui)
     return tmp_path
