@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ class LoadReport:
         layout: the detected key layout.
         family: SD1, SD2 or SDXL.
         stored_dtypes: dtype name -> number of ControlNet tensors stored in it.
+        stored_elements: dtype name -> number of ControlNet parameters (elements) stored in it.
         num_keys: ControlNet tensors kept.
         dropped_keys: tensors of the file that are not part of the ControlNet (rest of a merged checkpoint).
         num_params: parameters of the ControlNet.
@@ -56,6 +57,19 @@ class LoadReport:
     num_params: int
     skipped_entries: tuple[str, ...] = ()
     mapped: bool = False
+    stored_elements: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def storage_dtype(self) -> torch.dtype | None:
+        """The dtype holding most of the file's ControlNet parameters (as stored, before fp8 is widened).
+
+        Counted by elements, not tensors, as ComfyUI's ``weight_dtype`` does: an fp8 file that keeps its many
+        small biases and norms in fp32 is an fp8 file. ``None`` if nothing was counted.
+        """
+        if not self.stored_elements:
+            return None
+        name = max(self.stored_elements, key=lambda n: self.stored_elements[n])
+        return getattr(torch, name, None)
 
 
 @dataclass(frozen=True)
@@ -258,6 +272,9 @@ def extract_controlnet(
         data = raw.materialized(source_of.values())
         sd = {name: data[k] for name, k in source_of.items()}
     stored = dict(Counter(str(t.dtype).removeprefix("torch.") for t in sd.values()))
+    elements: Counter[str] = Counter()
+    for t in sd.values():
+        elements[str(t.dtype).removeprefix("torch.")] += t.numel()
     sd = _widen_fp8(sd)
     _check_values(sd, source)
     report = LoadReport(
@@ -271,6 +288,7 @@ def extract_controlnet(
         num_params=sum(t.numel() for t in sd.values()),
         skipped_entries=tuple(raw.skipped),
         mapped=raw.mapped,
+        stored_elements=dict(elements),
     )
     if dropped:
         log.info("%r: kept %d ControlNet tensors, dropped %d others", source, len(sd), dropped)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,12 @@ POOLING = {"from file": None, "on": True, "off": False}  # the loader's global_a
 
 
 def pick_operations(dtype: torch.dtype, manual_cast: torch.dtype | None) -> Any:
-    """ComfyUI's layer classes for our weights, without its fast-fp8 layers.
+    """ComfyUI's layer classes for our weights, without its fast-fp8 layers, as ComfyUI's own ControlNet loader.
 
-    Our weights are never fp8 (fp8 files are widened to fp16 on load), and ComfyUI's fp8 layers (picked under
-    ``--fast`` on GPUs with fp8 compute) would only add a per-call weight cast to every layer, which also rules
-    out CUDA-graph replay. A ComfyUI whose ``pick_operations`` has no ``disable_fast_fp8`` has no such layers.
+    ComfyUI's fp8 layers (picked under ``--fast`` on GPUs with fp8 compute) would cast weights kept in fp16 or
+    wider at every call (which also rules out CUDA-graph replay) and round each layer's input to fp8. Weights
+    kept in fp8 (an fp8 file) get ComfyUI's manual-cast layers instead: cast to the compute dtype per layer,
+    exact. A ComfyUI whose ``pick_operations`` has no ``disable_fast_fp8`` has no fast-fp8 layers.
     """
     pick = comfy_ops().pick_operations
     if "disable_fast_fp8" in inspect.signature(pick).parameters:
@@ -40,8 +40,9 @@ def load_control(path: str | Path, *, global_average_pooling: bool | None = None
     """
     weights = read_controlnet(path, global_average_pooling=global_average_pooling)
     mm = comfy_model_management()
-    counts = Counter(t.dtype for t in weights.state_dict.values())
-    stored = max(counts, key=lambda d: counts[d])
+    # the file's own dtype (fp8 before it was widened to fp16): ComfyUI keeps an fp8 ControlNet in fp8 and
+    # casts each layer's weights as it runs, and so does ours, so it takes no more memory than ComfyUI's
+    stored = weights.report.storage_dtype or torch.float32
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
     dtype = mm.unet_dtype(model_params=-1, supported_dtypes=SUPPORTED_DTYPES, weight_dtype=stored)

@@ -397,3 +397,19 @@ def test_fp8_weights_load_exactly(tiny_model, tmp_path, dtype):
     assert report.stored_dtypes == {str(dtype).removeprefix("torch."): len(sd)}
     for key, value in model.state_dict().items():  # every fp8 value is an fp16 value: nothing rounded
         assert value.dtype == torch.float16 and torch.equal(value, sd[key].to(torch.float16)), key
+    assert report.storage_dtype == dtype
+
+
+def test_storage_dtype_counts_elements_not_tensors(tiny_model, tmp_path):
+    """Biases and norms kept in fp32 beside fp8 weights: most tensors are fp32, most parameters fp8. The file's
+    dtype (what a host keeps the weights in, as ComfyUI's ``weight_dtype``) is the one of most parameters."""
+    sd = {k: v if v.ndim == 1 else v.to(torch.float8_e4m3fn) for k, v in tiny_model.state_dict().items()}
+    save_file(sd, tmp_path / "mixed.safetensors")
+    _, report = load_controlnet(tmp_path / "mixed.safetensors")
+    counts = report.stored_dtypes
+    assert counts["float32"] > counts["float8_e4m3fn"]  # by tensors fp32 would win
+    assert report.stored_elements == {
+        "float32": sum(v.numel() for v in sd.values() if v.ndim == 1),
+        "float8_e4m3fn": sum(v.numel() for v in sd.values() if v.ndim > 1),
+    }
+    assert report.storage_dtype == torch.float8_e4m3fn
