@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from torch import nn
 
 from ..controlnet.checkpoint import file_identity
-from ..preprocessors.weights import load_annotator, missing_file_error
+from ..preprocessors.weights import AnnotatorWeightsError, load_annotator, missing_file_error
 from ._host import comfy_model_management, comfy_model_patcher, folder_paths, log
 
 FOLDER = "annotators"
@@ -59,6 +59,24 @@ def annotator_path(name: str) -> str:
     if path is None:
         raise missing_file_error(name, [f"{f} (and its sub-folders)" for f in folders])
     return path
+
+
+def annotator_fingerprint(names: Iterable[str]) -> str:
+    """Which version of each file a node would read now: its path and identity, or ``-`` if it is missing.
+
+    A node's ``IS_CHANGED``: ComfyUI re-runs a node only when its inputs or this answer change, so a file
+    replaced, removed or added under its official name is noticed at the next run, not after a restart.
+    """
+    parts = []
+    for name in names:
+        try:
+            path = annotator_path(name)
+            st = os.stat(path)
+        except (AnnotatorWeightsError, OSError):
+            parts.append(f"{name}:-")
+        else:
+            parts.append(f"{path}:" + ":".join(map(str, file_identity(st))))
+    return "|".join(parts)
 
 
 def annotator_model(name: str, build: Callable[[], nn.Module], owner: Any = None) -> nn.Module:

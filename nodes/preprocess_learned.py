@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -15,7 +16,7 @@ from ..preprocessors.mlsd import MLSD_FILE, MLSDNet, mlsd
 from ..preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet, normal_bae
 from ..preprocessors.openpose import BODY_FILE, FACE_FILE, HAND_FILE, BodyPoseNet, FaceNet, HandPoseNet, openpose
 from ..preprocessors.pidinet import PIDINET_FILE, PiDiNet, pidinet
-from .annotators import annotator_model
+from .annotators import annotator_fingerprint, annotator_model
 from .preprocess import _float, _Preprocessor, run_batched, with_preview
 
 
@@ -29,6 +30,21 @@ class _Learned(_Preprocessor):
 
     WORK_BYTES_PER_PIXEL = 4500  # the largest of the nodes below
     LABEL = "this annotator"
+    FILES: tuple[str, ...] = ()  # the official weight files the node reads
+
+    @classmethod
+    def files(cls, **inputs: Any) -> tuple[str, ...]:
+        """The weight files a run with these widget values reads (a widget fed by a link is absent)."""
+        return cls.FILES
+
+    @classmethod
+    def IS_CHANGED(cls, **inputs: Any) -> str:
+        """The identity of those files: a file replaced on disk (or removed, or put back) runs the node again.
+
+        ComfyUI otherwise keeps the node's output while its inputs are the same, so the same prompt queued
+        again would give the old weights' hint (or hide a removed file) until a restart.
+        """
+        return annotator_fingerprint(cls.files(**inputs))
 
     def batched(
         self, image: torch.Tensor, resolution: int, fn: Callable[[torch.Tensor], torch.Tensor]
@@ -42,6 +58,7 @@ class _Learned(_Preprocessor):
 class HEDPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1100
     LABEL = "HED"
+    FILES = (HED_FILE,)
     DESCRIPTION = (
         "Soft edges with ControlNet's HED network (ControlNetHED.pth from ComfyUI/models/annotators), batched on the "
         "GPU, loaded once and kept warm while the node is in use."
@@ -56,6 +73,7 @@ class HEDPreprocessor(_Learned):
 class FakeScribblePreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1100
     LABEL = "Fake Scribble (HED)"
+    FILES = (HED_FILE,)
     DESCRIPTION = (
         "ControlNet 1.0's fake scribble: HED edges thinned and thresholded into bold strokes (ControlNetHED.pth)."
     )
@@ -68,6 +86,11 @@ class FakeScribblePreprocessor(_Learned):
 class LineartPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1800
     LABEL = "Lineart"
+    FILES = (LINEART_FILE, LINEART_COARSE_FILE)
+
+    @classmethod
+    def files(cls, coarse: Any = None, **inputs: Any) -> tuple[str, ...]:
+        return cls.FILES if coarse is None else (LINEART_COARSE_FILE if coarse else LINEART_FILE,)
     DESCRIPTION = (
         "Lineart with the Informative Drawings generator (sk_model.pth; coarse: sk_model2.pth), white on black."
     )
@@ -90,6 +113,7 @@ class LineartPreprocessor(_Learned):
 class LineartAnimePreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 900
     LABEL = "Lineart Anime"
+    FILES = (LINEART_ANIME_FILE,)
     DESCRIPTION = "Anime lineart with the anime U-Net (netG.pth); the network runs at the next multiple of 256."
 
     def process(self, image: torch.Tensor, resolution: int) -> dict:
@@ -100,6 +124,7 @@ class LineartAnimePreprocessor(_Learned):
 class NormalBAEPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 4500
     LABEL = "NormalBAE"
+    FILES = (NORMALBAE_FILE,)
     DESCRIPTION = (
         "Surface normals with Bae et al.'s estimator (scannet.pt), as ControlNet 1.1's normalbae model expects."
     )
@@ -112,6 +137,7 @@ class NormalBAEPreprocessor(_Learned):
 class MiDaSDepthPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 2400
     LABEL = "MiDaS depth"
+    FILES = (MIDAS_FILE,)
     DESCRIPTION = (
         "Depth with MiDaS v3 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the file ControlNet's depth models used)."
     )
@@ -124,6 +150,7 @@ class MiDaSDepthPreprocessor(_Learned):
 class MiDaSNormalPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 2400
     LABEL = "MiDaS normal"
+    FILES = (MIDAS_FILE,)
     DESCRIPTION = "Normals from MiDaS depth, as ControlNet 1.0's normal model expects (dpt_hybrid-midas-501f0c75.pt)."
     PARAMS = {
         "a": _float(
@@ -147,6 +174,11 @@ class MiDaSNormalPreprocessor(_Learned):
 class OpenPosePreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 2100
     LABEL = "OpenPose"
+    FILES = (BODY_FILE, HAND_FILE, FACE_FILE)
+
+    @classmethod
+    def files(cls, detect_hand: Any = True, detect_face: Any = True, **inputs: Any) -> tuple[str, ...]:
+        return tuple(f for f, used in ((BODY_FILE, True), (HAND_FILE, detect_hand), (FACE_FILE, detect_face)) if used)
     DESCRIPTION = (
         "OpenPose skeletons (body_pose_model.pth; hands: hand_pose_model.pth; face: facenet.pth) for the openpose "
         "ControlNets, plus the keypoints in the OpenPose JSON format."
@@ -183,6 +215,7 @@ class OpenPosePreprocessor(_Learned):
 class PiDiNetPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 2000
     LABEL = "PiDiNet"
+    FILES = (PIDINET_FILE,)
     DESCRIPTION = "Soft edges with PiDiNet (table5_pidinet.pth), for softedge and scribble ControlNets."
     PARAMS = {
         "safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels, hiding textures (pidisafe)."}),
@@ -196,6 +229,7 @@ class PiDiNetPreprocessor(_Learned):
 class MLSDPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1000
     LABEL = "M-LSD"
+    FILES = (MLSD_FILE,)
     DESCRIPTION = "Straight lines with M-LSD large (mlsd_large_512_fp32.pth), white on black, for the mlsd ControlNet."
     PARAMS = {
         "score_threshold": _float(0.1, 0.01, 2.0, 0.01, "Minimum confidence of a line segment's centre."),

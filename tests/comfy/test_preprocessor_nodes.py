@@ -153,3 +153,67 @@ def test_annotator_files_in_sub_folders_are_found(comfy, tmp_path, monkeypatch):
     assert annotators.annotator_path("ControlNetHED.pth") == str(ckpts / "ControlNetHED.pth")
     with pytest.raises(AnnotatorWeightsError, match=r"'table5_pidinet.pth' .*not found in .*ckpts \(and its sub-folders\)"):
         annotators.annotator_path("table5_pidinet.pth")
+
+
+def test_comfyuis_executor_runs_the_node_again_when_its_file_is_replaced(comfy, comfy_nodes, tmp_path, monkeypatch):
+    """The same prompt queued again is served from ComfyUI's cache, unless the annotator file changed on disk:
+    then the node runs again with the new weights (ComfyUI's own PromptExecutor, its IS_CHANGED handling)."""
+    import asyncio
+    import copy
+    import os
+
+    import execution
+    import folder_paths
+
+    from affordance.nodes import NODE_CLASS_MAPPINGS, annotators
+    from affordance.nodes.preprocess_learned import HEDPreprocessor
+    from affordance.preprocessors.hed import HED_FILE, HEDNet
+
+    class Server:  # what the executor reports progress to
+        client_id = None
+        last_node_id = None
+        last_prompt_id = None
+
+        def send_sync(self, *args, **kwargs):
+            pass
+
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    torch.save(_he(HEDNet(), 1).state_dict(), folder / HED_FILE)
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "annotators", ([str(folder)], {".pth"}))
+    monkeypatch.setattr(folder_paths, "temp_directory", str(tmp_path / "temp"))  # PreviewImage writes there
+    monkeypatch.setitem(comfy_nodes.NODE_CLASS_MAPPINGS, "AST_HEDPreprocessor", NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"])
+    hints = []
+    process = HEDPreprocessor.process
+
+    def recording(self, *args, **kwargs):
+        out = process(self, *args, **kwargs)
+        hints.append(out["result"][0])
+        return out
+
+    monkeypatch.setattr(HEDPreprocessor, "process", recording)
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x8040C0}},
+        "2": {"class_type": "AST_HEDPreprocessor", "inputs": {"image": ["1", 0], "safe": False, "resolution": 64}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    }
+    executor = execution.PromptExecutor(Server())
+    annotators.clear_cache()
+    try:
+
+        def queue(n: int) -> None:
+            # a fresh copy, as the server makes one per queued prompt (the executor notes IS_CHANGED in it)
+            asyncio.run(executor.execute_async(copy.deepcopy(prompt), f"p{n}", {}, ["3"]))
+            assert executor.success, executor.status_messages
+
+        queue(1)
+        queue(2)
+        assert len(hints) == 1  # unchanged: ComfyUI serves the hint from its cache
+        stamp = (folder / HED_FILE).stat().st_mtime_ns
+        torch.save(_he(HEDNet(), 2).state_dict(), folder / "new.pth")
+        os.replace(folder / "new.pth", folder / HED_FILE)
+        os.utime(folder / HED_FILE, ns=(stamp, stamp))  # even with the old modification time (cp -p)
+        queue(3)
+        assert len(hints) == 2 and not torch.equal(hints[0], hints[1])  # run again, with the new weights
+    finally:
+        annotators.clear_cache()

@@ -177,6 +177,72 @@ def test_hed_nodes_load_weights_once_from_the_annotators_folder(stub_comfy, imag
     annotators.clear_cache()
 
 
+def test_learned_nodes_run_again_when_their_file_changes(stub_comfy, image):
+    """ComfyUI keeps a node's output while its inputs and ``IS_CHANGED`` are the same: an annotator file replaced,
+    removed or put back under its official name must make the node run again (as the ControlNet loader does), not
+    serve the old weights' hint (or hide the missing file) until a restart."""
+    import os
+
+    from affordance.nodes import annotators
+    from affordance.preprocessors.hed import HED_FILE, HEDNet
+
+    node = NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]
+    args = {"safe": False, "resolution": 64}
+    missing = node.IS_CHANGED(**args)
+    assert missing == f"{HED_FILE}:-"  # no file: no error here, the run names what is missing
+    folder = stub_comfy / "models" / "annotators"
+    folder.mkdir(parents=True)
+    path = folder / HED_FILE
+    torch.manual_seed(0)
+    torch.save(HEDNet().state_dict(), path)
+    first = node.IS_CHANGED(**args)
+    assert first != missing and str(path) in first
+    assert node.IS_CHANGED(**args) == first  # unchanged: ComfyUI keeps the hint
+    assert NODE_CLASS_MAPPINGS["AST_FakeScribblePreprocessor"].IS_CHANGED(resolution=64) == first  # same file
+    old = node().process(image(h=40, w=56), **args)["result"][0]
+    # another file of the same size given the same modification time (cp -p, rsync -t, an unpacked archive)
+    stamp = path.stat().st_mtime_ns
+    torch.manual_seed(1)
+    staged = stub_comfy / "staging" / HED_FILE  # the same name: torch.save's archive records are named after it
+    staged.parent.mkdir()
+    torch.save(HEDNet().state_dict(), staged)
+    assert staged.stat().st_size == path.stat().st_size
+    os.replace(staged, path)
+    os.utime(path, ns=(stamp, stamp))
+    replaced = node.IS_CHANGED(**args)
+    assert replaced != first
+    new = node().process(image(h=40, w=56), **args)["result"][0]  # what ComfyUI runs once the answer changed
+    assert not torch.equal(new, old)  # the new weights, not the kept network
+    path.unlink()
+    assert node.IS_CHANGED(**args) == missing
+    annotators.clear_cache()
+
+
+@pytest.mark.parametrize(
+    ("node_id", "inputs", "files"),
+    [
+        ("AST_LineartPreprocessor", {"coarse": False}, ["sk_model.pth"]),
+        ("AST_LineartPreprocessor", {"coarse": True}, ["sk_model2.pth"]),
+        ("AST_LineartPreprocessor", {}, ["sk_model.pth", "sk_model2.pth"]),  # coarse fed by a link: both
+        ("AST_OpenPosePreprocessor", {"detect_hand": False, "detect_face": False}, ["body_pose_model.pth"]),
+        ("AST_OpenPosePreprocessor", {"detect_hand": True, "detect_face": False}, ["body_pose_model.pth", "hand_pose_model.pth"]),
+        ("AST_OpenPosePreprocessor", {"detect_hand": False}, ["body_pose_model.pth", "facenet.pth"]),
+        ("AST_MiDaSNormalPreprocessor", {"a": 6.28}, ["dpt_hybrid-midas-501f0c75.pt"]),
+    ],
+)
+def test_is_changed_follows_the_files_a_run_reads(stub_comfy, node_id, inputs, files):
+    answer = NODE_CLASS_MAPPINGS[node_id].IS_CHANGED(resolution=512, **inputs)
+    assert answer == "|".join(f"{f}:-" for f in files)
+
+
+def test_every_learned_node_names_official_files():
+    from affordance.preprocessors.weights import ANNOTATOR_FILES
+
+    for node_id in LEARNED:
+        files = NODE_CLASS_MAPPINGS[node_id].FILES
+        assert files and set(files) <= set(ANNOTATOR_FILES), node_id
+
+
 @pytest.mark.parametrize(
     ("node_id", "kwargs", "files"),
     [
