@@ -96,8 +96,9 @@ _PARITY: list[tuple[str, float, float]] = []  # (case, max |diff|, max |residual
 
 
 @pytest.fixture(scope="session")
-def comfy(comfyui_path: Path) -> SimpleNamespace:
-    """ComfyUI's modules, imported for the CPU without parsing our command line."""
+def comfy(comfyui_path: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """ComfyUI's modules, imported for the CPU without parsing our command line; its temp and output folders
+    (previews, saved images) are the session's own, never the checkout's."""
     if not (comfyui_path / "comfy" / "cldm" / "cldm.py").is_file():
         pytest.fail(f"COMFYUI_PATH={comfyui_path} is not a ComfyUI checkout (no comfy/cldm/cldm.py)")
     import comfy.options
@@ -112,6 +113,10 @@ def comfy(comfyui_path: Path) -> SimpleNamespace:
     import comfy.model_management
     import comfy.ops
     import comfy.utils
+    import folder_paths
+
+    folder_paths.set_temp_directory(str(tmp_path_factory.mktemp("comfy_temp")))
+    folder_paths.set_output_directory(str(tmp_path_factory.mktemp("comfy_output")))
 
     version_file = comfyui_path / "comfyui_version.py"
     found = re.search(r"__version__\s*=\s*[\"']([^\"']+)", version_file.read_text()) if version_file.is_file() else None

@@ -181,7 +181,6 @@ def test_comfyuis_executor_runs_the_node_again_when_its_file_is_replaced(comfy, 
     folder.mkdir()
     torch.save(_he(HEDNet(), 1).state_dict(), folder / HED_FILE)
     monkeypatch.setitem(folder_paths.folder_names_and_paths, "annotators", ([str(folder)], {".pth"}))
-    monkeypatch.setattr(folder_paths, "temp_directory", str(tmp_path / "temp"))  # PreviewImage writes there
     monkeypatch.setitem(comfy_nodes.NODE_CLASS_MAPPINGS, "AST_HEDPreprocessor", NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"])
     hints = []
     process = HEDPreprocessor.process
