@@ -117,7 +117,10 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
             f"the image has no pixels ({image.shape[2]}x{image.shape[1]}); check the size given to the node that "
             "made it."
         )
-    if image.is_floating_point() and (bad := int((~torch.isfinite(image)).sum())):
+    # min and max show NaN and +-Inf without a temporary the size of the image (a video's hints are gigabytes);
+    # only a broken image pays for counting its bad values
+    if image.is_floating_point() and not all(torch.isfinite(v) for v in torch.aminmax(image)):
+        bad = int((~torch.isfinite(image)).sum())
         raise HintError(
             f"the image holds {bad} NaN or infinite value(s), which would make the whole result NaN; check the "
             "node that made it (e.g. a VAE decode of a broken latent)."

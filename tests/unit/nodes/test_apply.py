@@ -372,6 +372,19 @@ def test_a_hint_with_nan_or_inf_is_refused_at_apply(control, image, value):
         apply_control(_cond(), _cond(), control, bad, 1.0, 0.0, 1.0)
 
 
+def test_the_nan_check_of_a_hint_makes_no_image_sized_temporary(monkeypatch):
+    """A video's hints are gigabytes: checking them for NaN/Inf must not build boolean or float copies of them
+    (``isfinite`` of the whole image, its negation, a sum), only look at their minimum and maximum."""
+    from affordance.nodes._host import image_to_hint
+
+    largest = []
+    isfinite = torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda t: largest.append(t.numel()) or isfinite(t))
+    hint = image_to_hint(torch.rand(2, 32, 48, 3))
+    assert hint.shape == (2, 3, 32, 48)
+    assert largest and max(largest) == 1  # per value of (min, max), never the image
+
+
 @pytest.mark.parametrize("shape", [(1, 64, 0, 3), (1, 0, 64, 3)])
 def test_a_hint_without_pixels_is_refused_at_apply(control, shape):
     with pytest.raises(HintError, match=r"the image has no pixels \(\d+x\d+\)"):
