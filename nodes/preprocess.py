@@ -51,11 +51,17 @@ RESOLUTION = (
 
 
 def to_bchw(image: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """IMAGE ``(B, H, W, C)`` -> ``(B, 3, H, W)`` float on ``device`` (greyscale/RGBA converted, checked)."""
+    """IMAGE ``(B, H, W, C)`` -> ``(B, 3, H, W)`` float on ``device`` (greyscale/RGBA converted, checked).
+
+    An fp16 or bf16 IMAGE (some nodes emit them) is processed in float32, as ComfyUI's IMAGE normally is: in
+    half precision ``x * 255`` misses 8-bit levels, so Canny would not match OpenCV's and filters would drift.
+    The node's output is float32 either way.
+    """
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ImageInputError(f"image must be a ComfyUI IMAGE (batch, height, width, channels), got {got}.")
-    return check_image(image.movedim(-1, 1).to(device))
+    x = image.movedim(-1, 1).to(device)
+    return check_image(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
 
 
 def to_image(hint: torch.Tensor) -> torch.Tensor:

@@ -177,6 +177,19 @@ def test_hed_nodes_load_weights_once_from_the_annotators_folder(stub_comfy, imag
     annotators.clear_cache()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("node_id", ["AST_CannyPreprocessor", "AST_LineartStandardPreprocessor", "AST_LuminancePreprocessor"])
+def test_half_precision_images_give_the_float32_hint(image, dtype, node_id):
+    """An IMAGE in fp16/bf16 (some nodes emit them) is the picture its values hold: the hint is that of the same
+    values in float32, not one whose 8-bit levels and filters were rounded in half precision."""
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    x = image(b=2, h=64, w=64).to(dtype)
+    (got,) = cls().process(x, **_defaults(cls))["result"]
+    (ref,) = cls().process(x.float(), **_defaults(cls))["result"]
+    assert got.dtype == torch.float32
+    assert torch.equal(got, ref)
+
+
 def test_learned_nodes_run_again_when_their_file_changes(stub_comfy, image):
     """ComfyUI keeps a node's output while its inputs and ``IS_CHANGED`` are the same: an annotator file replaced,
     removed or put back under its official name must make the node run again (as the ControlNet loader does), not
