@@ -1,13 +1,14 @@
-"""Peak working memory of each learned annotator per pixel it processes (CPU, fp32, batch 1).
+"""Peak working memory of each preprocessor per pixel it processes (CPU, fp32, batch 1).
 
-The learned preprocessor nodes size their chunks from these figures and refuse an image that alone needs
-more than ComfyUI reports free (``WORK_BYTES_PER_PIXEL`` in nodes/preprocess_learned.py: the largest figure
-measured here, with a quarter more as margin). Every hint of ``LEARNED_GALLERY`` runs in a fresh process
-on a ``size`` x ``size`` image at that resolution, with networks in the official layouts (random weights:
-the activations' sizes do not depend on the values); the figure is the process's peak RSS during the call
-minus its RSS just before (the networks already built), divided by the pixels processed.
+The preprocessor nodes size their chunks from these figures and refuse an image that alone needs more than
+ComfyUI reports free (``WORK_BYTES_PER_PIXEL`` in nodes/preprocess_learned.py and nodes/preprocess.py: the
+largest figure measured here, with a quarter more as margin). Every hint of ``LEARNED_GALLERY`` (networks in
+the official layouts, random weights: the activations' sizes do not depend on the values) and of the
+weight-free ``GALLERY`` runs in a fresh process on a ``size`` x ``size`` image at that resolution; the figure
+is the process's peak RSS during the call minus its RSS just before (networks already built), divided by
+the pixels processed.
 
-    python -P bench/bench_annotator_memory.py [--sizes 512 1024] [--hints hed midas_depth ...]
+    python -P bench/bench_annotator_memory.py [--sizes 512 1024] [--hints hed midas_depth canny ...]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from affordance.bench import _common as C
+from affordance.preprocessors import GALLERY
 from affordance.preprocessors.networks import LEARNED_GALLERY, NETWORK_FOR_FILE
 
 MiB = 1 << 20
@@ -38,8 +40,11 @@ def _status() -> dict[str, int]:
 
 
 def child(hint: str, size: int) -> None:
-    files, run = LEARNED_GALLERY[hint]
-    nets = [NETWORK_FOR_FILE[f]().eval() for f in files]
+    if hint in LEARNED_GALLERY:
+        files, run = LEARNED_GALLERY[hint]
+        nets = [NETWORK_FOR_FILE[f]().eval() for f in files]
+    else:
+        nets, run = [], lambda x, _nets, resolution: GALLERY[hint](x, resolution)
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     base = _status()["VmRSS"]
     with open("/proc/self/clear_refs", "w", encoding="ascii") as f:  # restart the peak (VmHWM) from here
@@ -55,7 +60,8 @@ def child(hint: str, size: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="square image sides = resolutions")
-    parser.add_argument("--hints", nargs="+", default=list(LEARNED_GALLERY), choices=list(LEARNED_GALLERY))
+    every = [*LEARNED_GALLERY, *(h for h in GALLERY if h not in LEARNED_GALLERY)]
+    parser.add_argument("--hints", nargs="+", default=every, choices=every)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -34,7 +34,7 @@ from ..preprocessors.base import MAX_RESOLUTION, PAD_MULTIPLE, check_image, dete
 from ._host import Progress, free_memory, mask_batch, preview_images, processing_device, unconverted
 
 CHUNK = 16  # images per batched call at most: bounds memory while keeping the work batched
-MEMORY_SHARE = 0.5  # of the memory free before a learned node runs, what one chunk's working memory may take
+MEMORY_SHARE = 0.5  # of the memory free before a preprocessor runs, what one chunk's working memory may take
 GiB = 1 << 30
 RESIZE_BYTES_PER_PIXEL = 40  # Resize Hint's peak per output pixel of one image (CPU fp32: 24-33 measured)
 OUT_BYTES_PER_PIXEL = 24  # a finished IMAGE pixel (3 x float32), twice: the chunks' results and their join
@@ -148,6 +148,11 @@ class _Preprocessor:
 
     PARAMS: dict[str, tuple] = {}
     USES_RESOLUTION = True
+    # peak working memory per pixel processed, fp32 on the CPU, with a quarter more as margin
+    # (``bench/bench_annotator_memory.py``; bench/results/2026-12-05-cpu-preprocessor-memory.txt): chunks are
+    # sized to the memory free and, on the CPU, an image that alone needs more is refused before running
+    WORK_BYTES_PER_PIXEL: int | None = None
+    LABEL = "this preprocessor"  # names the node in that refusal
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("hint",)
     FUNCTION = "process"
@@ -165,8 +170,16 @@ class _Preprocessor:
             required["resolution"] = RESOLUTION
         return {"required": required}
 
+    def batched(
+        self, image: torch.Tensor, resolution: int | None, fn: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """``run_batched`` with this node's memory estimate (IMAGE in, hint IMAGE out)."""
+        return run_batched(
+            image, fn, resolution=resolution, bytes_per_pixel=self.WORK_BYTES_PER_PIXEL, what=self.LABEL
+        )
+
     def process(self, image: torch.Tensor, **params: Any) -> dict[str, Any]:
-        return with_preview(run_batched(image, lambda x: self.compute(x, **params)))
+        return with_preview(self.batched(image, params.get("resolution"), lambda x: self.compute(x, **params)))
 
 
 def _int(default: int, lo: int, hi: int, tip: str) -> tuple:
@@ -178,6 +191,8 @@ def _float(default: float, lo: float, hi: float, step: float, tip: str) -> tuple
 
 
 class CannyPreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 90
+    LABEL = "Canny"
     DESCRIPTION = (
         "Canny edges exactly as OpenCV computes them (ControlNet's Canny), batched; on the GPU when there is one."
     )
@@ -208,6 +223,8 @@ class CannyPreprocessor(_Preprocessor):
 
 
 class ScribblePreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 45
+    LABEL = "Scribble"
     DESCRIPTION = "A dark-on-light drawing -> white strokes on black (ControlNet's scribble app)."
 
     @staticmethod
@@ -216,6 +233,8 @@ class ScribblePreprocessor(_Preprocessor):
 
 
 class ScribbleXDoGPreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 265
+    LABEL = "Scribble XDoG"
     DESCRIPTION = "Scribble-like lines from a photo by the eXtended Difference of Gaussians."
     PARAMS = {"threshold": _int(32, 1, 64, "Lower keeps more lines.")}
 
@@ -225,6 +244,8 @@ class ScribbleXDoGPreprocessor(_Preprocessor):
 
 
 class BinaryPreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 85
+    LABEL = "Binary"
     DESCRIPTION = "Black/white hint: bright areas white. Threshold 0 or 255 picks Otsu's threshold per image."
     PARAMS = {"threshold": _int(100, 0, 255, "Luminance threshold; 0 or 255 = automatic (Otsu).")}
 
@@ -234,6 +255,8 @@ class BinaryPreprocessor(_Preprocessor):
 
 
 class LineartStandardPreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 195
+    LABEL = "Lineart Standard"
     DESCRIPTION = "Lineart from a photo without a network (Gaussian difference)."
     PARAMS = {
         "sigma": _float(6.0, 0.1, 100.0, 0.1, "Width of the Gaussian surround in pixels."),
@@ -246,6 +269,8 @@ class LineartStandardPreprocessor(_Preprocessor):
 
 
 class ShufflePreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 120
+    LABEL = "Shuffle"
     DESCRIPTION = "Content shuffle for the 1.1 shuffle model: a smooth random warp, fixed by the seed."
     PARAMS = {
         "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Random seed of the warp."})
@@ -263,10 +288,12 @@ class ShufflePreprocessor(_Preprocessor):
             done[0] += x.shape[0]
             return out
 
-        return with_preview(run_batched(image, chunk))
+        return with_preview(self.batched(image, resolution, chunk))
 
 
 class TilePreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 75
+    LABEL = "Tile"
     DESCRIPTION = "Tile hint: shrink by 2^iterations then pyrUp back (for tile/upscale ControlNets)."
     PARAMS = {"pyrup_iters": _int(3, 0, 6, "Number of halvings and pyrUp steps; more = blurrier.")}
 
@@ -276,6 +303,8 @@ class TilePreprocessor(_Preprocessor):
 
 
 class ColorPreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 60
+    LABEL = "Color"
     DESCRIPTION = "Colour grid: the image averaged on 64 px cells (the T2I colour hint)."
 
     @staticmethod
@@ -284,6 +313,8 @@ class ColorPreprocessor(_Preprocessor):
 
 
 class LuminancePreprocessor(_Preprocessor):
+    WORK_BYTES_PER_PIXEL = 100
+    LABEL = "Luminance"
     DESCRIPTION = "Recolour hint: Lab lightness raised to gamma, as grey."
     PARAMS = {"gamma": _float(1.0, 0.01, 10.0, 0.01, "Gamma applied to the lightness (1 = unchanged).")}
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,7 +16,7 @@ from ..preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet, normal_bae
 from ..preprocessors.openpose import BODY_FILE, FACE_FILE, HAND_FILE, BodyPoseNet, FaceNet, HandPoseNet, openpose
 from ..preprocessors.pidinet import PIDINET_FILE, PiDiNet, pidinet
 from .annotators import annotator_fingerprint, annotator_model
-from .preprocess import _float, _Preprocessor, run_batched, with_preview
+from .preprocess import _float, _Preprocessor, with_preview
 
 
 class _Learned(_Preprocessor):
@@ -45,14 +44,6 @@ class _Learned(_Preprocessor):
         again would give the old weights' hint (or hide a removed file) until a restart.
         """
         return annotator_fingerprint(cls.files(**inputs))
-
-    def batched(
-        self, image: torch.Tensor, resolution: int, fn: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
-        """``run_batched`` with this annotator's memory estimate (IMAGE in, hint IMAGE out)."""
-        return run_batched(
-            image, fn, resolution=resolution, bytes_per_pixel=self.WORK_BYTES_PER_PIXEL, what=self.LABEL
-        )
 
 
 class HEDPreprocessor(_Learned):

@@ -409,6 +409,54 @@ def test_an_image_that_needs_more_than_is_free_is_refused_before_running(monkeyp
     assert sizes == [2]
 
 
+SIMPLE_MEMORY = {  # node -> the bench's hints it runs (bench/bench_annotator_memory.py)
+    "AST_CannyPreprocessor": ["canny"],
+    "AST_ScribblePreprocessor": ["scribble"],
+    "AST_ScribbleXDoGPreprocessor": ["scribble_xdog"],
+    "AST_BinaryPreprocessor": ["binary", "binary_otsu"],
+    "AST_LineartStandardPreprocessor": ["lineart_standard"],
+    "AST_ShufflePreprocessor": ["shuffle"],
+    "AST_TilePreprocessor": ["tile"],
+    "AST_ColorPreprocessor": ["color"],
+    "AST_LuminancePreprocessor": ["luminance"],
+}
+
+
+def test_every_preprocessor_with_a_resolution_has_the_measured_memory_estimate(repo_root):
+    """Each weight-free node's WORK_BYTES_PER_PIXEL covers its recorded peak x1.25 (as the learned nodes')."""
+    import re
+
+    text = (repo_root / "bench" / "results" / "2026-12-05-cpu-preprocessor-memory.txt").read_text()
+    measured = {m[0]: int(m[1]) for m in re.findall(r"^  (\w+)\s+\d+\s+x1\.25 =\s+(\d+)$", text, re.MULTILINE)}
+    assert set(SIMPLE) == set(SIMPLE_MEMORY)
+    for node_id, hints in SIMPLE_MEMORY.items():
+        need = max(measured[h] for h in hints)
+        assert NODE_CLASS_MAPPINGS[node_id].WORK_BYTES_PER_PIXEL >= need, node_id
+
+
+@pytest.mark.parametrize("node_id", sorted(SIMPLE_MEMORY))
+def test_a_weight_free_node_refuses_what_would_exhaust_the_cpu(monkeypatch, image, node_id):
+    """Canny at resolution 4096 works on a 256x64 image at 16384x4096 px: ~2.4 GB per image, so a batch of 16
+    needed ~38 GB at once and the system killed the server. Now chunks fit the free memory, and an image that
+    alone needs more than is free is refused, naming the node, before any work."""
+    from affordance.nodes import preprocess
+
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    params = _defaults(cls) | {"resolution": 4096}
+    x = image(b=2, h=16, w=64)  # detected at 16384x4096 px
+    per_image = cls.WORK_BYTES_PER_PIXEL * 16384 * 4096
+    calls: list[int] = []
+    monkeypatch.setattr(cls, "compute", staticmethod(lambda x, *a, **kw: calls.append(x.shape[0]) or x))
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: per_image - 1)
+    with pytest.raises(ParameterError, match=rf"{cls.LABEL} at resolution 4096 processes this 64x16 image at "
+                       r"16384x4096 px, which needs about [\d.]+ GiB of working memory per image"):
+        cls().process(x, **params)
+    assert calls == []
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 3 * per_image)  # half of it holds one image
+    (out,) = cls().process(x, **params)["result"]
+    assert calls == [1, 1] and out.shape == (2, 16, 64, 3)
+
+
 def test_on_a_gpu_nothing_is_refused_only_chunked(monkeypatch):
     """ComfyUI's free figure on a GPU leaves out models it could unload (a constant 1 GiB under DirectML): too
     little is never a refusal there, only one image at a time."""
