@@ -209,7 +209,8 @@ def _read_safetensors(
         raw = f.read(n)
         try:
             header = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # ValueError (JSONDecodeError's base): also an integer of more than 4300 digits, Python's limit
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise CorruptCheckpointError(f"{path} has a damaged safetensors header ({exc}). Download it again.") from exc
         if not isinstance(header, dict):
             raise CorruptCheckpointError(f"{path} has a safetensors header that is not a JSON object.")
@@ -429,12 +430,49 @@ def _read_pickle(
     return (*_state_tensors(obj, path), None, False)
 
 
+# A zip checkpoint's records may declare at most this many times the file's size once inflated (and more than
+# MAX_INFLATED_FLOOR bytes in all): torch.save stores records as they are, and weights deflate little, so a
+# file declaring more is a zip bomb (torch's reader inflates each record whole into memory), not weights.
+# The same limits are in preprocessors/weights.py, which may not import this package.
+MAX_INFLATE_RATIO = 10
+MAX_INFLATED_FLOOR = 64 * 1024 * 1024
+
+
+def _check_inflated_size(path: Path, f: BinaryIO, size: int) -> None:
+    """Refuse a zip archive whose records declare an implausible uncompressed total for a file of ``size`` bytes.
+
+    Only the zip directory is read (each record's declared size); nothing is inflated.
+
+    Raises:
+        CorruptCheckpointError: the records declare more than ``MAX_INFLATE_RATIO`` times the file's size (and
+            more than ``MAX_INFLATED_FLOOR`` bytes).
+        zipfile.BadZipFile and the other errors of :class:`zipfile.ZipFile`: not a readable zip archive.
+    """
+    with zipfile.ZipFile(f) as zf:
+        declared = sum(info.file_size for info in zf.infolist())
+    if declared > MAX_INFLATED_FLOOR and declared > MAX_INFLATE_RATIO * size:
+        raise CorruptCheckpointError(
+            f"{path} is not a usable checkpoint: its zip records declare {declared:,} bytes once uncompressed, but "
+            f"the file has {size:,} bytes (more than {MAX_INFLATE_RATIO} times that; torch.save stores weights "
+            "uncompressed, and weights barely compress). It was not unpacked. Download the model again, or load "
+            "it where you trust it and save it again with torch.save (or as .safetensors)."
+        )
+
+
 def _zip_layout(path: Path) -> tuple[tuple[int, int, int, int], Layout]:
-    """The file's identity and its zip layout (:func:`.torch_zip.read_layout`), read from one open file."""
+    """The file's identity and its zip layout (:func:`.torch_zip.read_layout`), read from one open file.
+
+    Raises:
+        CorruptCheckpointError: not a readable zip archive, or one declaring an implausible uncompressed size
+            (:func:`_check_inflated_size`; checked before anything in it is read).
+    """
     with path.open("rb") as f:
         identity = file_identity(os.fstat(f.fileno()))
         try:
+            _check_inflated_size(path, f, identity[0])
             return identity, read_layout(f)
+        except CheckpointError:  # already says what is wrong (a ValueError too: not to be caught below)
+            raise
         except (zipfile.BadZipFile, struct.error, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
             raise CorruptCheckpointError(
                 f"{path} could not be read as a PyTorch checkpoint ({exc}); it is truncated or damaged. Download it again."
@@ -519,10 +557,18 @@ def _read_torch_zip(
 
 
 def _read_config(cfg_path: Path) -> dict[str, object]:
+    """A diffusers ``config.json``, which must be a JSON object.
+
+    Raises:
+        CorruptCheckpointError: not UTF-8, not JSON (damaged, nested too deep, an integer of more than 4300
+            digits) or not an object.
+    """
     try:
         loaded = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptCheckpointError(f"{cfg_path} is not valid JSON ({exc}). Restore the folder's config.json.") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge integers
+        raise CorruptCheckpointError(
+            f"{cfg_path} is not valid JSON ({type(exc).__name__}: {str(exc)[:200]}). Restore the folder's config.json."
+        ) from exc
     if not isinstance(loaded, dict):
         raise CorruptCheckpointError(f"{cfg_path} is not a JSON object.")
     return loaded

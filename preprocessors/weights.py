@@ -8,6 +8,7 @@ refused. The state dict is unwrapped the way the original loaders do (``state_di
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import struct
@@ -203,6 +204,8 @@ def _read(path: Path) -> Mapping[str, object]:
     )
     if head[0] == 0x80 and len(head) > 1 and head[1] >= 4:  # torch.save writes protocol 2 unless told otherwise
         raise AnnotatorWeightsError(new_protocol.format(head[1]))
+    if head.startswith(b"PK\x03\x04"):
+        _check_inflated_size(path)
     if head.startswith(b"PK\x03\x04") and _is_torchscript(path):
         raise AnnotatorWeightsError(
             f"{path} is a TorchScript program (torch.jit.save), not a file of weights: loading it would run its code, "
@@ -228,6 +231,40 @@ def _read(path: Path) -> Mapping[str, object]:
         raise AnnotatorWeightsError(
             f"{path} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]}); download it again."
         ) from exc
+
+
+# A zip checkpoint's records may declare at most this many times the file's size once inflated (and more than
+# MAX_INFLATED_FLOOR bytes in all): torch.save stores records as they are, and weights deflate little, so a
+# file declaring more is a zip bomb (torch.load inflates each record whole into memory), not weights.
+# controlnet/checkpoint.py has the same check: the two packages may not import each other.
+MAX_INFLATE_RATIO = 10
+MAX_INFLATED_FLOOR = 64 * 1024 * 1024
+
+
+def _check_inflated_size(path: Path) -> None:
+    """Refuse a zip file whose records declare an implausible uncompressed total for the file's size.
+
+    Only the zip directory is read (each record's declared size); nothing is inflated. An archive that
+    cannot be read at all passes: ``torch.load`` then names what is wrong with it.
+
+    Raises:
+        AnnotatorWeightsError: the records declare more than ``MAX_INFLATE_RATIO`` times the file's size (and
+            more than ``MAX_INFLATED_FLOOR`` bytes).
+    """
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            with zipfile.ZipFile(f) as zf:
+                declared = sum(info.file_size for info in zf.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error):
+            return
+    if declared > MAX_INFLATED_FLOOR and declared > MAX_INFLATE_RATIO * size:
+        raise AnnotatorWeightsError(
+            f"{path} is not a usable annotator file: its zip records declare {declared:,} bytes once uncompressed, "
+            f"but the file has {size:,} bytes (more than {MAX_INFLATE_RATIO} times that; torch.save stores weights "
+            f"uncompressed, and weights barely compress). It was not unpacked. Download the official file from "
+            f"{SOURCE} again, or load it where you trust it and save it again with torch.save."
+        )
 
 
 def _is_torchscript(path: Path) -> bool:

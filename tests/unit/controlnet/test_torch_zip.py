@@ -239,3 +239,51 @@ def test_a_torchscript_program_is_named_and_never_opened(tmp_path):
     torch.jit.save(torch.jit.script(Tiny()), str(path))
     with pytest.raises(UnknownFormatError, match=r"is a TorchScript program \(torch.jit.save\), not a file of weights"):
         read_checkpoint(path)
+
+
+def _spy_torch_load(monkeypatch) -> list[object]:
+    """Record every torch.load call (still made), to show a file was refused before any was."""
+    calls: list[object] = []
+    real = torch.load
+
+    def spy(f, *args, **kwargs):
+        calls.append(f)
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    return calls
+
+
+def test_a_zip_bomb_is_refused_from_its_directory_before_anything_is_inflated(tmp_path, monkeypatch):
+    """A .pth whose records are deflated (68 MiB of zeros in a few hundred KB): torch.load would inflate every
+    record whole (a 1 GiB declaration in a 1 MB file as easily); the zip directory's sizes refuse it first."""
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.zeros(17 << 20)}, path)
+    bomb = tmp_path / "bomb.pth"
+    _rezip(path, bomb, compression=zipfile.ZIP_DEFLATED)
+    path.unlink()
+    with zipfile.ZipFile(bomb) as zf:
+        declared = sum(i.file_size for i in zf.infolist())
+    size = bomb.stat().st_size
+    calls = _spy_torch_load(monkeypatch)
+    with pytest.raises(
+        CorruptCheckpointError,
+        match=rf"bomb.pth is not a usable checkpoint: its zip records declare {declared:,} bytes once uncompressed, "
+        rf"but the file has {size:,} bytes .*Download the model again, or .* save it again with torch.save",
+    ):
+        read_checkpoint(bomb)
+    assert calls == []
+
+
+def test_a_recompressed_archive_of_plausible_size_is_still_read(tmp_path, monkeypatch):
+    """Above the floor, only a ratio beyond the limit is refused: weights that deflate little are read."""
+    monkeypatch.setattr(checkpoint_module, "MAX_INFLATED_FLOOR", 0)
+    path = tmp_path / "w.pth"
+    state = {"w": torch.randn(64, 64, generator=torch.Generator().manual_seed(0))}
+    torch.save(state, path)
+    packed = tmp_path / "packed.pth"
+    _rezip(path, packed, compression=zipfile.ZIP_DEFLATED)
+    assert torch.equal(_read_all(packed)["w"], state["w"])
+    monkeypatch.setattr(checkpoint_module, "MAX_INFLATE_RATIO", 1)  # the same file, a stricter limit: refused
+    with pytest.raises(CorruptCheckpointError, match="is not a usable checkpoint"):
+        read_checkpoint(packed)

@@ -162,3 +162,46 @@ def test_annotators_command_tells_official_from_other_files(tmp_path, monkeypatc
         "REJECTED" in lines["sk_model.pth"] and f"not the official file (sha256 {sk.sha256})" in lines["sk_model.pth"]
     )
     assert lines["scannet.pt"].split()[1] == "missing"
+
+
+def test_a_zip_bomb_under_an_annotator_name_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    """Deflated records (68 MiB of zeros in a few hundred KB): torch.load would inflate them whole; the zip
+    directory's declared sizes refuse the file first."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(17 << 20)}, buf)
+    path = tmp_path / HED_FILE
+    with zipfile.ZipFile(buf) as zin, zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+        declared = sum(i.file_size for i in zin.infolist())
+    size = path.stat().st_size
+    calls = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: calls.append(f) or real(f, *a, **k))
+    with pytest.raises(
+        AnnotatorWeightsError,
+        match=rf"ControlNetHED.pth is not a usable annotator file: its zip records declare {declared:,} bytes once "
+        rf"uncompressed, but the file has {size:,} bytes .*Download the official file",
+    ):
+        load_annotator(path, HEDNet(), HED_FILE)
+    assert calls == []
+
+
+def test_a_recompressed_annotator_of_plausible_size_still_loads(tmp_path, monkeypatch):
+    import zipfile
+
+    from affordance.preprocessors import weights
+    from affordance.preprocessors.pidinet import PIDINET_FILE, PiDiNet
+
+    monkeypatch.setattr(weights, "MAX_INFLATED_FLOOR", 0)  # only the ratio counts: weights deflate little
+    net = PiDiNet()
+    plain, path = tmp_path / "plain.pth", tmp_path / PIDINET_FILE
+    torch.save(net.state_dict(), plain)
+    with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+    loaded = load_annotator(path, PiDiNet(), PIDINET_FILE)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in loaded.state_dict().items())
