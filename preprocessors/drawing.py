@@ -8,6 +8,7 @@ canvas of the node's size. Pure numpy/PIL/torch; the node decides where the inpu
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 
@@ -64,18 +65,49 @@ def resolve_drawing(input_dir: str | Path, value: str) -> Path:
     """The file a reference names inside ``input_dir``.
 
     Raises:
-        DrawingError: an unsafe reference, or a file that does not exist (named with the folder).
+        DrawingError: an unsafe reference, a file that does not exist (named with the folder), or one that
+            cannot be looked up (a name too long for the file system, a symlink loop, an unreadable folder).
     """
     root = Path(input_dir).resolve()
-    path = root.joinpath(*parse_drawing_reference(value)).resolve()
-    if not path.is_relative_to(root):  # a symlink pointing outside
+    parts = parse_drawing_reference(value)
+    try:
+        path = root.joinpath(*parts).resolve()  # RuntimeError: a symlink loop (Python before 3.13)
+        inside = path.is_relative_to(root)
+        found = inside and path.is_file()  # OSError: e.g. ENAMETOOLONG, EACCES (is_file only hides "not found")
+    except (OSError, RuntimeError) as exc:
+        raise _lookup_error(value, root, exc) from exc
+    if not inside:  # a symlink pointing outside
         raise DrawingError(f"the drawing {value!r} resolves outside ComfyUI's input folder ({root}).")
-    if not path.is_file():
+    if not found:
         raise DrawingError(
             f"the drawing {value!r} is not in ComfyUI's input folder ({root}). Open the workflow in the graph editor "
             "(the canvas uploads its drawing again) or draw it anew."
         )
     return path
+
+
+def _lookup_error(value: str, root: Path, exc: OSError | RuntimeError) -> DrawingError:
+    """The error for a drawing reference the file system refused to look up (``exc``)."""
+    shown = value if len(value) <= 80 else f"{value[:60]}...{value[-16:]}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        longest = max(len(p.encode("utf-8")) for p in value.split("/"))
+        total = len(str(root / value).encode("utf-8"))
+        where = (
+            f"a part of it is {longest} bytes, more than the 255 a file name may have"
+            if longest > 255
+            else f"the whole path is {total} bytes, more than the system allows"
+        )
+        problem = f"its name is too long for the file system ({where})"
+        fix = "Clear the canvas and draw again (the canvas saves its drawings under short names)."
+    elif isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+        problem = "it is a symbolic link that loops back on itself"
+        fix = "Replace the link with the drawing file, or clear the canvas and draw again."
+    else:
+        problem = f"it cannot be read ({exc.strerror or exc})"
+        fix = (
+            "Let the user that runs ComfyUI read the input folder and the drawing, or clear the canvas and draw again."
+        )
+    return DrawingError(f"the drawing {shown!r} in ComfyUI's input folder ({root}) cannot be used: {problem}. {fix}")
 
 
 def ink_from_pixels(pixels: np.ndarray) -> np.ndarray:

@@ -413,3 +413,31 @@ def test_storage_dtype_counts_elements_not_tensors(tiny_model, tmp_path):
         "float8_e4m3fn": sum(v.numel() for v in sd.values() if v.ndim > 1),
     }
     assert report.storage_dtype == torch.float8_e4m3fn
+
+
+def test_huge_integer_in_header_is_a_typed_error(tmp_path):
+    """An integer of more than 4300 digits: json.loads raises a bare ValueError (Python's int-string limit)."""
+    raw = b'{"a": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 4]}}'
+    path = tmp_path / "bigint.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(4))
+    with pytest.raises(CorruptCheckpointError, match="bigint.safetensors has a damaged safetensors header"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        '{"_class_name": "ControlNetModel", "a": ' + "[" * 100_000 + "]" * 100_000 + "}",  # RecursionError
+        '{"_class_name": "ControlNetModel", "a": ' + "9" * 5000 + "}",  # ValueError: more than 4300 digits
+    ],
+    ids=["deep", "huge-int"],
+)
+@pytest.mark.parametrize("given", ["folder", "weights"])
+def test_config_json_too_deep_or_with_a_huge_integer_is_a_typed_error(tmp_path, config, given):
+    folder = tmp_path / "cn"
+    folder.mkdir()
+    save_file({"w": torch.zeros(1)}, str(folder / "diffusion_pytorch_model.safetensors"))
+    (folder / "config.json").write_text(config, encoding="utf-8")
+    target = folder if given == "folder" else folder / "diffusion_pytorch_model.safetensors"
+    with pytest.raises(CorruptCheckpointError, match=r"cn/config.json is not valid JSON .*Restore the folder's config.json"):
+        read_checkpoint(target)

@@ -152,3 +152,28 @@ def test_16_bit_drawing_keeps_its_range(tmp_path):
     Image.fromarray(arr).save(path)
     out = read_drawing(path, 16, 16)
     assert out[:, :8].sum() == 0 and out[:, 8:].eq(1).all()
+
+
+@pytest.mark.parametrize(
+    "ref, detail",
+    [
+        ("a" * 300 + ".png", "a part of it is 304 bytes, more than the 255 a file name may have"),
+        ("/".join(["a"] * 3000) + ".png", "the whole path is"),
+    ],
+    ids=["long-name", "long-path"],
+)
+def test_a_name_too_long_for_the_file_system_is_a_clear_message(stub_comfy, ref, detail):
+    """Allowed characters, but more than the file system takes: was a bare OSError ("[Errno 36] File name too
+    long") from the lookup at validation."""
+    (stub_comfy / "input").mkdir(exist_ok=True)
+    msg = Node.VALIDATE_INPUTS(64, 48, ref)
+    assert isinstance(msg, str) and "cannot be used: its name is too long for the file system" in msg, msg
+    assert detail in msg and "Clear the canvas and draw again" in msg and len(msg) < 400
+    with pytest.raises(DrawingError, match="its name is too long"):
+        Node().draw(64, 48, ref)
+
+
+def test_a_symlink_loop_is_a_clear_message(stub_comfy):
+    (stub_comfy / "input").mkdir(exist_ok=True)
+    (stub_comfy / "input" / "loop.png").symlink_to("loop.png")
+    assert "it is a symbolic link that loops back on itself" in Node.VALIDATE_INPUTS(64, 48, "loop.png")
