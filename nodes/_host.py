@@ -103,9 +103,12 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
     1-channel ControlNet gets greyscale as is and the luminance of colour images; a 4-channel one needs
     RGBA and gets it whole.
 
+    8-bit levels (uint8) are divided by 255 and booleans become 0/1, as the preprocessors read them.
+
     Raises:
-        HintError: not 4-D, an empty batch, no pixels (a side of 0), NaN or infinite values (one would make
-            every value the sampler computes NaN), or channels that cannot become ``channels``.
+        HintError: not 4-D, an empty batch, no pixels (a side of 0), integers other than 8-bit levels, NaN or
+            infinite values (one would make every value the sampler computes NaN), or channels that cannot
+            become ``channels``.
     """
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
@@ -119,7 +122,16 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
         )
     # min and max show NaN and +-Inf without a temporary the size of the image (a video's hints are gigabytes);
     # only a broken image pays for counting its bad values
-    if image.is_floating_point() and not all(torch.isfinite(v) for v in torch.aminmax(image)):
+    if image.dtype == torch.uint8:  # 8-bit levels (a few nodes emit them), as the preprocessors read them
+        image = image.float() / 255.0
+    elif image.dtype == torch.bool:
+        image = image.float()
+    elif not image.is_floating_point():
+        raise HintError(
+            f"the image holds {str(image.dtype).removeprefix('torch.')} values; a hint is a float IMAGE in [0, 1] "
+            "(or 8-bit levels, uint8)."
+        )
+    if not all(torch.isfinite(v) for v in torch.aminmax(image)):
         bad = int((~torch.isfinite(image)).sum())
         raise HintError(
             f"the image holds {bad} NaN or infinite value(s), which would make the whole result NaN; check the "
@@ -142,7 +154,7 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
 
 
 def mask_batch(mask: Any) -> torch.Tensor:
-    """ComfyUI MASK ``(B, H, W)`` or ``(H, W)`` -> ``(B, H, W)`` float in ``[0, 1]``.
+    """ComfyUI MASK ``(B, H, W)``, ``(H, W)`` or ``(B, 1, H, W)`` -> ``(B, H, W)`` float in ``[0, 1]``.
 
     8-bit masks (0..255) are scaled to ``[0, 1]``, booleans become 0/1, NaN counts as 0 and everything
     is clamped to ``[0, 1]``: a mask only ever lets control through or holds it back.
@@ -154,6 +166,8 @@ def mask_batch(mask: Any) -> torch.Tensor:
         raise HintError(f"mask must be a ComfyUI MASK tensor, got {type(mask).__name__}.")
     if mask.ndim == 2:
         mask = mask[None]
+    elif mask.ndim == 4 and mask.shape[1] == 1:  # (B, 1, H, W), as some nodes keep a channel axis
+        mask = mask[:, 0]
     if mask.ndim != 3:
         raise HintError(
             f"mask must have shape (batch, height, width) or (height, width), got {tuple(mask.shape)} "

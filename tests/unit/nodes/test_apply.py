@@ -113,6 +113,21 @@ def test_mask_rank_checked(control, image):
         apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=torch.ones(1, 64, 64, 3))
     pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=torch.ones(64, 64))
     assert pos[0][1]["control"].mask.shape == (1, 64, 64)
+    pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0, mask=torch.ones(2, 1, 64, 64))
+    assert pos[0][1]["control"].mask.shape == (2, 64, 64)  # a channel axis of 1, as some nodes keep it
+
+
+def test_hints_of_8_bit_levels_and_booleans_are_read_as_the_preprocessors_read_them():
+    """A uint8 IMAGE holds 8-bit levels: it reached the ControlNet as 0..255 (255 times too strong), while the
+    preprocessors divide it by 255."""
+    from affordance.nodes._host import image_to_hint
+
+    levels = torch.randint(0, 256, (1, 8, 8, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    hint = image_to_hint(levels)
+    assert hint.dtype == torch.float32 and torch.equal(hint, image_to_hint(levels.float() / 255.0))
+    assert torch.equal(image_to_hint(levels > 127), image_to_hint((levels > 127).float()))
+    with pytest.raises(HintError, match=r"the image holds int64 values; a hint is a float IMAGE in \[0, 1\]"):
+        image_to_hint(levels.long())
 
 
 @pytest.mark.parametrize("strength", [float("nan"), float("inf"), -float("inf")])
