@@ -70,11 +70,23 @@ def controlnet_path(name: str) -> str:
                     f"ControlNet file {name!r} is a broken symbolic link in {folder} (it points to "
                     f"{os.readlink(link)!r}, which cannot be reached). Fix or remove the link, or put the file there."
                 )
+            if os.path.exists(link) and not os.path.isdir(link):  # listed, but a pipe or a device, not a file
+                raise _not_a_file(name, link)
         raise FileNotFoundError(
             f"ControlNet file {name!r} is not in ComfyUI's controlnet folders ({folders}). Put it there (or add a "
             "folder in extra_model_paths.yaml) and refresh the node."
         )
+    if not os.path.isfile(path):  # a host that lists pipes and devices (reading one would hang or never end)
+        raise _not_a_file(name, path)
     return path
+
+
+def _not_a_file(name: str, path: str) -> FileNotFoundError:
+    how = f", reached through a link to {os.path.realpath(path)!r}" if os.path.islink(path) else ""
+    return FileNotFoundError(
+        f"ControlNet file {name!r} in {os.path.dirname(path)} is not a regular file (a pipe, socket or device{how}). "
+        "Put the model file itself there."
+    )
 
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" mode

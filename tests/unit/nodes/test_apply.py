@@ -328,6 +328,18 @@ def test_loader_names_a_broken_link(stub_comfy, target):
         NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]().load("loop.safetensors")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_loader_names_a_file_that_is_not_a_regular_file(stub_comfy, kind):
+    """ComfyUI lists a pipe or a link to /dev/zero under a model name; reading it would hang or never end."""
+    path = stub_comfy / "odd.safetensors"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(FileNotFoundError, match=r"'odd.safetensors' in .* is not a regular file \(a pipe, socket or device"):
+        NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]().load("odd.safetensors")
+
+
 def test_loader_node_refuses_bad_file(stub_comfy):
     (stub_comfy / "tiny.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n")
     with pytest.raises(ValueError, match="Git LFS pointer"):
