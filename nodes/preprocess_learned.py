@@ -33,7 +33,11 @@ class _Learned(_Preprocessor):
 
     @classmethod
     def files(cls, **inputs: Any) -> tuple[str, ...]:
-        """The weight files a run with these widget values reads (a widget fed by a link is absent)."""
+        """The weight files a run with these widget values reads.
+
+        ComfyUI gives a widget fed by a link as ``None`` here (its value exists only when the node runs): every
+        file it could select counts then.
+        """
         return cls.FILES
 
     @classmethod
@@ -169,7 +173,8 @@ class OpenPosePreprocessor(_Learned):
 
     @classmethod
     def files(cls, detect_hand: Any = True, detect_face: Any = True, **inputs: Any) -> tuple[str, ...]:
-        return tuple(f for f, used in ((BODY_FILE, True), (HAND_FILE, detect_hand), (FACE_FILE, detect_face)) if used)
+        pairs = ((BODY_FILE, True), (HAND_FILE, detect_hand), (FACE_FILE, detect_face))
+        return tuple(f for f, used in pairs if used is not False)  # None: fed by a link, may be on
     DESCRIPTION = (
         "OpenPose skeletons (body_pose_model.pth; hands: hand_pose_model.pth; face: facenet.pth) for the openpose "
         "ControlNets, plus the keypoints in the OpenPose JSON format."

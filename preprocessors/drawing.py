@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,13 @@ def resolve_drawing(input_dir: str | Path, value: str) -> Path:
     try:
         path = root.joinpath(*parts).resolve()  # RuntimeError: a symlink loop (Python before 3.13)
         inside = path.is_relative_to(root)
-        found = inside and path.is_file()  # OSError: e.g. ENAMETOOLONG, EACCES (is_file only hides "not found")
-    except (OSError, RuntimeError) as exc:
+        found = False
+        if inside:
+            try:  # stat itself: Path.is_file hides ELOOP (3.13) and every OSError (3.14), all read as "missing"
+                found = stat.S_ISREG(path.stat().st_mode)
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+    except (OSError, RuntimeError) as exc:  # ENAMETOOLONG, ELOOP (3.13+), EACCES
         raise _lookup_error(value, root, exc) from exc
     if not inside:  # a symlink pointing outside
         raise DrawingError(f"the drawing {value!r} resolves outside ComfyUI's input folder ({root}).")

@@ -236,9 +236,12 @@ def test_learned_nodes_run_again_when_their_file_changes(stub_comfy, image):
     [
         ("AST_LineartPreprocessor", {"coarse": False}, ["sk_model.pth"]),
         ("AST_LineartPreprocessor", {"coarse": True}, ["sk_model2.pth"]),
-        ("AST_LineartPreprocessor", {}, ["sk_model.pth", "sk_model2.pth"]),  # coarse fed by a link: both
+        # ComfyUI gives a widget fed by a link as None (execution.get_input_data without outputs): both may be read
+        ("AST_LineartPreprocessor", {"coarse": None}, ["sk_model.pth", "sk_model2.pth"]),
         ("AST_OpenPosePreprocessor", {"detect_hand": False, "detect_face": False}, ["body_pose_model.pth"]),
         ("AST_OpenPosePreprocessor", {"detect_hand": True, "detect_face": False}, ["body_pose_model.pth", "hand_pose_model.pth"]),
+        ("AST_OpenPosePreprocessor", {"detect_hand": None, "detect_face": False}, ["body_pose_model.pth", "hand_pose_model.pth"]),
+        ("AST_OpenPosePreprocessor", {"detect_hand": False, "detect_face": None}, ["body_pose_model.pth", "facenet.pth"]),
         ("AST_OpenPosePreprocessor", {"detect_hand": False}, ["body_pose_model.pth", "facenet.pth"]),
         ("AST_MiDaSNormalPreprocessor", {"a": 6.28}, ["dpt_hybrid-midas-501f0c75.pt"]),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -176,4 +177,13 @@ def test_a_name_too_long_for_the_file_system_is_a_clear_message(stub_comfy, ref,
 def test_a_symlink_loop_is_a_clear_message(stub_comfy):
     (stub_comfy / "input").mkdir(exist_ok=True)
     (stub_comfy / "input" / "loop.png").symlink_to("loop.png")
+    assert "it is a symbolic link that loops back on itself" in Node.VALIDATE_INPUTS(64, 48, "loop.png")
+
+
+def test_a_symlink_loop_is_named_where_resolve_does_not_raise(stub_comfy, monkeypatch):
+    """From Python 3.13 a lenient ``Path.resolve`` returns a looping link as it is and ``Path.is_file`` answers
+    False for it (3.14: for every OSError): the lookup must still say what is wrong, not "not in the folder"."""
+    (stub_comfy / "input").mkdir(exist_ok=True)
+    (stub_comfy / "input" / "loop.png").symlink_to("loop.png")
+    monkeypatch.setattr(Path, "resolve", lambda self, strict=False: Path(os.path.abspath(self)))
     assert "it is a symbolic link that loops back on itself" in Node.VALIDATE_INPUTS(64, 48, "loop.png")
