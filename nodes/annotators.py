@@ -46,6 +46,14 @@ def annotator_path(name: str) -> str:
     """
     folders = annotator_folders()
     fp = folder_paths()
+    for folder in folders:  # listed under the name, but a pipe or a device: reading it would hang or never end
+        entry = os.path.join(folder, name)
+        if os.path.exists(entry) and not os.path.isfile(entry) and not os.path.isdir(entry):
+            raise AnnotatorWeightsError(
+                f"{entry} is not a regular file (a pipe, socket or device"
+                + (f", reached through a link to {os.path.realpath(entry)!r}" if os.path.islink(entry) else "")
+                + f"). Put the official {name} itself there."
+            )
     path = fp.get_full_path(FOLDER, name)
     if path is None:
         nested = [  # (depth, relative name) of the files of that name below the folders

@@ -190,6 +190,24 @@ def test_half_precision_images_give_the_float32_hint(image, dtype, node_id):
     assert torch.equal(got, ref)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_an_annotator_name_that_is_not_a_regular_file_is_named(stub_comfy, image, kind):
+    """A pipe or a link to /dev/zero under an official name: named as such, never opened (it would hang)."""
+    import os
+
+    from affordance.preprocessors import PreprocessorError
+    from affordance.preprocessors.hed import HED_FILE
+
+    folder = stub_comfy / "models" / "annotators"
+    folder.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(folder / HED_FILE)
+    else:
+        (folder / HED_FILE).symlink_to("/dev/zero")
+    with pytest.raises(PreprocessorError, match=rf"{HED_FILE} is not a regular file \(a pipe, socket or device"):
+        NODE_CLASS_MAPPINGS["AST_HEDPreprocessor"]().process(image(), safe=False, resolution=64)
+
+
 def test_learned_nodes_run_again_when_their_file_changes(stub_comfy, image):
     """ComfyUI keeps a node's output while its inputs and ``IS_CHANGED`` are the same: an annotator file replaced,
     removed or put back under its official name must make the node run again (as the ControlNet loader does), not
