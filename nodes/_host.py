@@ -70,21 +70,30 @@ def controlnet_path(name: str) -> str:
                     f"ControlNet file {name!r} is a broken symbolic link in {folder} (it points to "
                     f"{os.readlink(link)!r}, which cannot be reached). Fix or remove the link, or put the file there."
                 )
-            if os.path.exists(link) and not os.path.isdir(link):  # listed, but a pipe or a device, not a file
+            if special_file(link):  # listed, but a pipe or a device, not a file
                 raise _not_a_file(name, link)
         raise FileNotFoundError(
             f"ControlNet file {name!r} is not in ComfyUI's controlnet folders ({folders}). Put it there (or add a "
             "folder in extra_model_paths.yaml) and refresh the node."
         )
-    if not os.path.isfile(path):  # a host that lists pipes and devices (reading one would hang or never end)
+    if special_file(path):  # a host that returns pipes and devices (reading one would hang or never end)
         raise _not_a_file(name, path)
     return path
 
 
+def special_file(path: str) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder (a pipe, socket or device, or a
+    link to one), for an error message; ``None`` otherwise."""
+    if not os.path.exists(path) or os.path.isfile(path) or os.path.isdir(path):
+        return None
+    return "a pipe, socket or device" + (
+        f", reached through a link to {os.path.realpath(path)!r}" if os.path.islink(path) else ""
+    )
+
+
 def _not_a_file(name: str, path: str) -> FileNotFoundError:
-    how = f", reached through a link to {os.path.realpath(path)!r}" if os.path.islink(path) else ""
     return FileNotFoundError(
-        f"ControlNet file {name!r} in {os.path.dirname(path)} is not a regular file (a pipe, socket or device{how}). "
+        f"ControlNet file {name!r} in {os.path.dirname(path)} is not a regular file ({special_file(path)}). "
         "Put the model file itself there."
     )
 
@@ -132,8 +141,6 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
             f"the image has no pixels ({image.shape[2]}x{image.shape[1]}); check the size given to the node that "
             "made it."
         )
-    # min and max show NaN and +-Inf without a temporary the size of the image (a video's hints are gigabytes);
-    # only a broken image pays for counting its bad values
     if image.dtype == torch.uint8:  # 8-bit levels (a few nodes emit them), as the preprocessors read them
         image = image.float() / 255.0
     elif image.dtype == torch.bool:
@@ -143,6 +150,8 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
             f"the image holds {str(image.dtype).removeprefix('torch.')} values; a hint is a float IMAGE in [0, 1] "
             "(or 8-bit levels, uint8)."
         )
+    # min and max show NaN and +-Inf without a temporary the size of the image (a video's hints are gigabytes);
+    # only a broken image pays for counting its bad values
     if not all(torch.isfinite(v) for v in torch.aminmax(image)):
         bad = int((~torch.isfinite(image)).sum())
         raise HintError(

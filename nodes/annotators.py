@@ -20,7 +20,7 @@ from torch import nn
 
 from ..controlnet.checkpoint import file_identity
 from ..preprocessors.weights import AnnotatorWeightsError, load_annotator, missing_file_error
-from ._host import comfy_model_management, comfy_model_patcher, folder_paths, log
+from ._host import comfy_model_management, comfy_model_patcher, folder_paths, log, special_file
 
 FOLDER = "annotators"
 _CACHE: weakref.WeakValueDictionary[tuple, Any] = weakref.WeakValueDictionary()  # (path, file identity) -> patcher
@@ -48,12 +48,8 @@ def annotator_path(name: str) -> str:
     fp = folder_paths()
     for folder in folders:  # listed under the name, but a pipe or a device: reading it would hang or never end
         entry = os.path.join(folder, name)
-        if os.path.exists(entry) and not os.path.isfile(entry) and not os.path.isdir(entry):
-            raise AnnotatorWeightsError(
-                f"{entry} is not a regular file (a pipe, socket or device"
-                + (f", reached through a link to {os.path.realpath(entry)!r}" if os.path.islink(entry) else "")
-                + f"). Put the official {name} itself there."
-            )
+        if kind := special_file(entry):
+            raise AnnotatorWeightsError(f"{entry} is not a regular file ({kind}). Put the official {name} itself there.")
     path = fp.get_full_path(FOLDER, name)
     if path is None:
         nested = [  # (depth, relative name) of the files of that name below the folders

@@ -204,13 +204,13 @@ def _read(path: Path) -> Mapping[str, object]:
     )
     if head[0] == 0x80 and len(head) > 1 and head[1] >= 4:  # torch.save writes protocol 2 unless told otherwise
         raise AnnotatorWeightsError(new_protocol.format(head[1]))
-    if head.startswith(b"PK\x03\x04"):
+    if head.startswith(b"PK\x03\x04"):  # a zip: torch.save's format, or a TorchScript program
         _check_inflated_size(path)
-    if head.startswith(b"PK\x03\x04") and _is_torchscript(path):
-        raise AnnotatorWeightsError(
-            f"{path} is a TorchScript program (torch.jit.save), not a file of weights: loading it would run its code, "
-            f"so it was not opened. Use the official file from {SOURCE}."
-        )
+        if _is_torchscript(path):
+            raise AnnotatorWeightsError(
+                f"{path} is a TorchScript program (torch.jit.save), not a file of weights: loading it would run its "
+                f"code, so it was not opened. Use the official file from {SOURCE}."
+            )
     try:
         with path.open("rb") as f:
             return torch.load(f, map_location="cpu", weights_only=True)
