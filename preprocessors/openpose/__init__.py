@@ -267,7 +267,8 @@ def openpose(
 
     Returns:
         ``(hint, keypoints)``: hint ``(B, 3, H, W)`` in ``[0, 1]`` at the input size (black background);
-        keypoints, per image, the OpenPose JSON dict of :func:`poses_to_json` (canvas = detection size).
+        keypoints, per image, the OpenPose JSON dict of :func:`poses_to_json`; its canvas is the hint's size
+        (normalised coordinates land on the hint), as comfyui_controlnet_aux's consumers expect.
     """
     image = check_image(image)
     if detect_hand and hand_net is None:
@@ -286,4 +287,6 @@ def openpose(
         return hint.to(device=x.device, dtype=x.dtype) / 255.0
 
     hint = at_resolution(image, check_resolution(resolution), run, pad=False)
+    for entry in keypoints:
+        entry["canvas_height"], entry["canvas_width"] = int(hint.shape[-2]), int(hint.shape[-1])
     return hint, keypoints
