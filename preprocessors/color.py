@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .base import at_resolution, check_image, check_range, check_resolution, map_images_cpu, to_uint8_levels
 from .errors import ImageInputError, ParameterError
-from .filters import pyr_up
+from .filters import area_resize, pyr_up
 
 NOISE_CELL = 256  # ControlNet 1.1's shuffle: one random control point per 256 px
 
@@ -83,14 +83,17 @@ def shuffle(image: torch.Tensor, seed: int = 0, resolution: int = 512, first: in
 
 
 def tile_core(x: torch.Tensor, pyrup_iters: int) -> torch.Tensor:
-    """The tile recipe on ``(B, C, H, W)``: size rounded to 64, shrunk by ``2 ** k`` (bilinear), ``k`` pyrUps.
+    """The tile recipe on ``(B, C, H, W)``: size rounded to 64, shrunk by ``2 ** k`` (area), ``k`` pyrUps.
+
+    The shrink is OpenCV's ``INTER_AREA`` (comfyui_controlnet_aux's and sd-webui-controlnet's tile resample):
+    a bilinear shrink would sample one pixel in ``2 ** k`` and alias fine textures.
 
     Returns:
         ``(B, C, H64, W64)`` where ``H64``/``W64`` are ``H``/``W`` rounded to multiples of 64.
     """
     h, w = x.shape[-2:]
     h64, w64 = max(64, round(h / 64) * 64), max(64, round(w / 64) * 64)
-    y = F.interpolate(x, size=(h64 >> pyrup_iters, w64 >> pyrup_iters), mode="bilinear", align_corners=False)
+    y = area_resize(x, h64 >> pyrup_iters, w64 >> pyrup_iters)
     for _ in range(pyrup_iters):
         y = pyr_up(y)
     return y
@@ -126,7 +129,7 @@ def _tile_cv2(im: np.ndarray, k: int) -> np.ndarray:
     """:func:`tile_core` on one ``(H, W, C)`` image (8-bit like the reference, or float) with OpenCV."""
     h, w = im.shape[:2]
     h64, w64 = max(64, round(h / 64) * 64), max(64, round(w / 64) * 64)
-    y = cv2.resize(im, (w64 >> k, h64 >> k), interpolation=cv2.INTER_LINEAR)
+    y = cv2.resize(im, (w64 >> k, h64 >> k), interpolation=cv2.INTER_AREA)
     for _ in range(k):
         y = cv2.pyrUp(y)
     return y if y.shape[:2] == (h, w) else cv2.resize(y, (w, h), interpolation=cv2.INTER_LINEAR)

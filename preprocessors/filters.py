@@ -104,6 +104,38 @@ def pyr_up(x: torch.Tensor) -> torch.Tensor:
     return y.reshape(b, c, 2 * h, 2 * w)
 
 
+def _area_weights(n_in: int, n_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(n_out, n_in)``: output pixel ``i`` averages input ``[i * s, (i + 1) * s)``, ``s = n_in / n_out``.
+
+    Each input pixel counts by the length of its overlap with that interval (fractions at both ends).
+    """
+    edges = torch.arange(n_out + 1, device=device, dtype=torch.float64) * (n_in / n_out)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pixel = torch.arange(n_in, device=device, dtype=torch.float64)[None]
+    overlap = (torch.minimum(hi, pixel + 1) - torch.maximum(lo, pixel)).clamp_(min=0)
+    return (overlap / (n_in / n_out)).to(dtype)
+
+
+def area_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``cv2.resize(..., INTER_AREA)``, also when the ratio is not a whole number.
+
+    Each output pixel averages the input area it covers, weighing a pixel it shares with its neighbour by the
+    fraction inside it. ``F.interpolate(mode="area")`` (adaptive average pooling) weighs shared pixels fully, so
+    the two agree only for whole ratios. OpenCV uses the same fractions to enlarge both axes; when one axis
+    shrinks and the other grows it switches to two-tap weights, which this does not reproduce.
+
+    Args:
+        x: ``(B, C, H, W)`` floating point.
+
+    Returns:
+        ``(B, C, height, width)`` in ``x``'s dtype and device.
+    """
+    h, w = x.shape[-2:]
+    wy = _area_weights(h, height, x.device, x.dtype)
+    wx = _area_weights(w, width, x.device, x.dtype)
+    return torch.einsum("oh,bchw,pw->bcop", wy, x, wx)
+
+
 def resize(x: torch.Tensor, height: int, width: int, *, smooth: bool = True) -> torch.Tensor:
     """Resize like OpenCV's choice for photos: area averaging down, bicubic (a = -0.75) up.
 

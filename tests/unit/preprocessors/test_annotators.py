@@ -96,12 +96,25 @@ def test_luminance_gamma(astronaut, tensor):
 def test_tile_formula(photo, k):
     im = photo.astype(np.float32) / 255
     h, w = (int(np.round(s / 64)) * 64 for s in im.shape[:2])
-    ref = cv2.resize(im, (w // 2**k, h // 2**k))
+    # INTER_AREA, as comfyui_controlnet_aux's TileDetector and sd-webui-controlnet's tile_resample shrink
+    ref = cv2.resize(im, (w // 2**k, h // 2**k), interpolation=cv2.INTER_AREA)
     for _ in range(k):
         ref = cv2.pyrUp(ref)
     got = tile_core(torch.from_numpy(im).permute(2, 0, 1)[None], k)[0].permute(1, 2, 0).numpy()
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=5e-5)  # OpenCV's float resize rounding
+
+
+def test_tile_keeps_fine_texture_as_the_peers_do():
+    """A bilinear shrink by 8 samples one pixel in 8: a 1-px checkerboard came out black or white in stripes.
+
+    Averaging areas (the peers' INTER_AREA) gives the mean grey everywhere away from the border.
+    """
+    board = ((np.indices((256, 256)).sum(0) % 2) * 255).astype(np.uint8)
+    x = torch.from_numpy(np.stack([board] * 3)).float()[None] / 255
+    out = tile(x, 3, 256)
+    inner = out[..., 32:-32, 32:-32]
+    assert (inner - 0.5).abs().max() <= 1 / 255
 
 
 def test_color_formula(photo):
