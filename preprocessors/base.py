@@ -34,7 +34,9 @@ PAD_MULTIPLE = 64
 def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
     """Validate and normalise an image batch to ``(B, 3, H, W)`` float in ``[0, 1]``.
 
-    Greyscale ``(B, 1, H, W)`` is repeated to RGB and an alpha channel is dropped.
+    Greyscale ``(B, 1, H, W)`` is repeated to RGB; RGBA is composited over white (``rgb * a + 1 - a``), as
+    comfyui_controlnet_aux and sd-webui-controlnet do: a transparent area reads as paper, not as whatever colour
+    its hidden pixels hold (black for most cut-outs, which would turn a drawing into ink everywhere).
 
     Raises:
         ImageInputError: not 4-D, empty batch, a side below :data:`MIN_SIDE` or above :data:`MAX_SIDE`,
@@ -51,9 +53,7 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
         raise ImageInputError(f"{name} batch is empty: connect at least one image.")
     if c == 1:
         image = image.expand(-1, 3, -1, -1)
-    elif c == 4:
-        image = image[:, :3]
-    elif c != 3:
+    elif c not in (3, 4):
         raise ImageInputError(f"{name} has {c} channels; use RGB (3), greyscale (1) or RGBA (4).")
     if min(h, w) < MIN_SIDE:
         raise ImageInputError(f"{name} is {w}x{h} px; preprocessors need at least {MIN_SIDE}x{MIN_SIDE} px.")
@@ -70,6 +70,9 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
             f"{name} holds {str(image.dtype).removeprefix('torch.')} values; give a float image in [0, 1] "
             "(ComfyUI's IMAGE) or 8-bit levels (uint8)."
         )
+    if c == 4:
+        alpha = image[:, 3:]
+        image = torch.addcmul(1 - alpha, image[:, :3], alpha)
     lo, hi = torch.aminmax(image)
     if not (torch.isfinite(lo) and torch.isfinite(hi)):  # NaN and +-Inf show in the min/max
         raise ImageInputError(f"{name} contains NaN or Inf values; check the node that produced it.")

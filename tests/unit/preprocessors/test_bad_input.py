@@ -29,6 +29,25 @@ def test_every_preprocessor_converts_rgba_and_greyscale(name):
     assert fn(grey, 64).shape == (2, 3, 40, 56)
 
 
+def test_rgba_is_composited_over_white():
+    """A cut-out (transparent surround whose hidden pixels are black) reads as paper, as the peers' HWC3 has it.
+
+    Dropping the alpha made the surround black: a dark drawing on it turned into ink everywhere.
+    """
+    rgba = torch.zeros(1, 4, 64, 64)
+    rgba[:, :3, 16:48, 16:48] = 1.0  # an opaque white card ...
+    rgba[:, :3, 31:33, 20:44] = 0.0  # ... with a dark stroke on it
+    rgba[:, 3, 16:48, 16:48] = 1.0
+    rgba[:, 3, 0, 0] = 0.25  # a quarter-opaque black pixel
+    rgb = check_image(rgba)
+    assert rgb.shape == (1, 3, 64, 64)
+    assert rgb[0, :, 0, 0].tolist() == [0.75] * 3 and rgb[0, :, 1, 1].tolist() == [1.0] * 3
+    assert torch.equal(rgb[..., 16:48, 16:48], rgba[:, :3, 16:48, 16:48])
+    assert torch.equal(check_image((rgba * 255).round().to(torch.uint8)), (rgb * 255).round() / 255)
+    lines = binary(rgba, 100, 64)  # bright = white: the card and the paper around it, the stroke black
+    assert lines.mean() > 0.98
+
+
 @pytest.mark.parametrize("name", sorted(GALLERY))
 def test_every_preprocessor_rejects_tiny_images(name):
     with pytest.raises(ImageInputError, match="is 1x1 px; preprocessors need at least 8x8 px"):
