@@ -64,7 +64,7 @@ def peer_tile(img: np.ndarray, res: int, k: int = 3) -> np.ndarray:
     x, crop = _peer_resize_with_pad(img, res)
     x = crop(x)
     h, w = (int(np.round(s / 64.0)) * 64 for s in x.shape[:2])
-    y = cv2.resize(x, (w // 2**k, h // 2**k))
+    y = cv2.resize(x, (w // 2**k, h // 2**k), interpolation=cv2.INTER_AREA)  # comfyui_controlnet_aux's TileDetector
     for _ in range(k):
         y = cv2.pyrUp(y)
     return y

@@ -31,6 +31,7 @@ from ..preprocessors import (
     tile,
 )
 from ..preprocessors.base import MAX_RESOLUTION, PAD_MULTIPLE, check_image, detection_size
+from ..preprocessors.geometry import check_target_size
 from ._host import Progress, free_memory, mask_batch, preview_images, processing_device, unconverted
 
 CHUNK = 16  # images per batched call at most: bounds memory while keeping the work batched
@@ -427,6 +428,13 @@ class HintResize:
     ) -> dict[str, Any]:
         if latent is not None:
             height, width = latent_pixel_size(latent)
+            if not (8 <= min(height, width) and max(height, width) <= 16384):
+                raise ParameterError(
+                    f"Resize Hint: the connected latent is {width // 8}x{height // 8}, so the hint would be "
+                    f"{width}x{height} px; it must be 8 to 16384 px per side. Connect the latent the sampler uses."
+                )
+        # before any size arithmetic: a linked width or height reaches here without ComfyUI's min/max check
+        width, height = check_target_size(width, height)
         batch = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 0
         device = processing_device()
         free = free_memory(device) if device.type == "cpu" else None

@@ -35,19 +35,98 @@ def _mode(mode: str | ResizeMode) -> ResizeMode:
         raise ParameterError(f"resize mode must be one of {[m.value for m in ResizeMode]}, got {mode!r}.") from None
 
 
+# Hints with at most this many colours (and more than black and white) are label-like (segmentation maps, pose
+# skeletons, colour grids): resized with nearest neighbour, as sd-webui-controlnet does, so no colour is invented.
+PALETTE_MAX_COLOURS = 200
+_PALETTE_SAMPLE = 1 << 20  # pixels looked at first; the whole image only when they hold few colours
+
+
 def _is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
-def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Photos: area down / bicubic up (clamped). Binary hints stay binary (nearest neighbour)."""
+def _colour_count_at_most(x: torch.Tensor, limit: int) -> bool:
+    """Whether the ``(C, N)`` 8-bit levels hold at most ``limit`` distinct colours (C <= 4)."""
+    levels = (x.float() * 255).round_().to(torch.int64).clamp_(0, 255)
+    packed = levels[0].clone()
+    for c in range(1, levels.shape[0]):
+        packed.bitwise_left_shift_(8).add_(levels[c])
+    return torch.unique(packed).numel() <= limit
+
+
+def _is_palette(x: torch.Tensor) -> bool:
+    """A colour (not grey) image of at most ``PALETTE_MAX_COLOURS`` distinct 8-bit colours.
+
+    Args:
+        x: ``(1, C, H, W)`` in ``[0, 1]``. Greyscale pictures (depth maps) are never label-like here: a
+            narrow depth range can have few levels and must still be resized smoothly.
+    """
+    if x.shape[1] not in (3, 4):
+        return False
+    flat = x[0].flatten(1)
+    if bool((flat[1:3] == flat[:1]).all()):
+        return False
+    step = max(1, flat.shape[1] // _PALETTE_SAMPLE)
+    sample = flat[:, ::step]
+    grid = 0.5 if x.dtype in (torch.float16, torch.bfloat16) else 1e-2  # how far from an 8-bit level a value may be
+    if float(((sample.float() * 255) - (sample.float() * 255).round()).abs().max()) > grid:
+        return False
+    return _colour_count_at_most(sample, PALETTE_MAX_COLOURS) and (
+        step == 1 or _colour_count_at_most(flat, PALETTE_MAX_COLOURS)
+    )
+
+
+def _resize_masked(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """An inpaint hint (masked pixels ``-1``): the picture from its unmasked pixels only, the mask re-thresholded.
+
+    Resizing the ``-1`` with the picture would smear it into partly masked, darkened pixels at every edge.
+    """
+    masked = (x < 0).any(dim=1, keepdim=True)
+    valid = (~masked).to(x.dtype)
+    num = resize(x.clamp(min=0) * valid, h, w)
+    den = resize(valid, h, w)
+    keep = den >= 0.5  # at least half of the area an output pixel covers is unmasked
+    num.div_(den.clamp_(min=0.5)).clamp_(0, max(float(x.max()), 0.0))
+    return num.masked_fill_(~keep, -1.0)
+
+
+def _resize_one(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Resize one ``(1, C, H, W)`` hint by what it holds.
+
+    - inpaint hints (negative = masked): :func:`_resize_masked`;
+    - black/white hints: area (shrinking) or bicubic, then re-thresholded: any ink when shrinking (a one-pixel
+      line survives, as in :func:`.base.at_resolution`), half when enlarging; the result stays binary;
+    - label-like colour hints (:func:`_is_palette`): nearest neighbour;
+    - pictures: area down / bicubic up, clamped to the image's own range.
+    """
+    if bool((x < 0).any()):
+        return _resize_masked(x, h, w)
     if _is_binary(x):
+        y = resize(x, h, w)  # a new tensor: the size differs
+        shrunk = h <= x.shape[-2] and w <= x.shape[-1]
+        return y.gt_(1e-3) if shrunk else y.ge_(0.5)  # in place, 0/1 in y's dtype
+    if _is_palette(x):
         return resize(x, h, w, smooth=False)
-    return resize(x, h, w).clamp(float(x.min()), float(x.max()))
+    lo, hi = torch.aminmax(x)
+    return resize(x, h, w).clamp_(float(lo), float(hi))
 
 
-def _check_size(width: int, height: int) -> tuple[int, int]:
-    """``(width, height)`` as ints (``64.0`` is fine, ``64.5`` or ``None`` is not)."""
+def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Each image of ``(B, C, H, W)`` by :func:`_resize_one`: what one image holds never changes another's result."""
+    if x.shape[-2:] == (h, w):
+        return x
+    out = x.new_empty((x.shape[0], x.shape[1], h, w))
+    for i in range(x.shape[0]):
+        out[i] = _resize_one(x[i : i + 1], h, w)[0]
+    return out
+
+
+def check_target_size(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` as ints (``64.0`` is fine, ``64.5`` or ``None`` is not).
+
+    Raises:
+        ParameterError: a side that is not a whole number from 8 to 16384.
+    """
     for name, v in (("width", width), ("height", height)):
         if not is_number(v) or int(v) != v or not (8 <= v <= 16384):
             raise ParameterError(f"{name} must be an integer between 8 and 16384, got {v!r}.")
@@ -59,11 +138,14 @@ def resize_hint(
 ) -> torch.Tensor:
     """Bring ``(B, C, H, W)`` hints to ``width x height`` with one of the three modes.
 
+    Each image is resized by what it holds (:func:`_resize_one`): binary hints stay binary and keep their thin
+    lines, label-like colour maps keep their colours, inpaint marks (``-1``) stay whole, pictures are smooth.
+
     Returns:
-        ``(B, C, height, width)`` with the input's dtype and device; binary hints stay binary.
+        ``(B, C, height, width)`` with the input's dtype and device.
     """
     mode = _mode(mode)
-    width, height = _check_size(width, height)
+    width, height = check_target_size(width, height)
     image = check_image(image)
     h, w = image.shape[-2:]
     if mode is ResizeMode.JUST_RESIZE:
@@ -107,7 +189,7 @@ def pixel_perfect_resolution(
     384
     """
     mode = _mode(mode)
-    target_width, target_height = _check_size(target_width, target_height)
+    target_width, target_height = check_target_size(target_width, target_height)
     if not (is_number(image_height) and is_number(image_width)) or min(image_height, image_width) < 1:
         raise ImageInputError(f"the image is {image_width}x{image_height} px; pixel perfect needs a non-empty image.")
     k0, k1 = target_height / image_height, target_width / image_width

@@ -123,3 +123,75 @@ def test_detection_size_has_a_ceiling():
     with pytest.raises(ImageInputError, match="above the 16384 px limit per side"):
         detection_size(8, 8192, 512)
     assert max(detection_size(8, 8192, 16)) == 16384
+
+
+def _grid_lines(size: int, every: int) -> torch.Tensor:
+    """White one-pixel lines on black, every ``every`` px in both directions: an edge hint."""
+    x = torch.zeros(1, 3, size, size)
+    x[..., ::every, :] = 1.0
+    x[..., :, ::every] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("target", [384, 512, 700])
+def test_thin_lines_survive_a_binary_resize(target):
+    """Nearest neighbour dropped about half the one-pixel lines of an edge hint shrunk 1024 -> 384 or 512.
+
+    Every line must still be there (shrinking: any ink in a cell is ink) and the result stays binary.
+    """
+    x = _grid_lines(1024, 37)
+    out = resize_hint(x, target, target, "just_resize")
+    assert ((out == 0) | (out == 1)).all()
+    k = target / 1024
+    for i in range(0, 1024, 37):
+        row = min(target - 1, int(i * k))
+        assert out[0, 0, row].mean() > 0.9, f"line at {i} lost"  # a horizontal line is (nearly) all ink
+
+
+def test_each_image_of_a_batch_is_resized_on_its_own():
+    """An edge hint batched with a photo was resized like a photo (bicubic, no longer binary), and the photo
+    was clamped to the batch's range instead of its own."""
+    edges = _grid_lines(96, 9)
+    photo = 0.25 + 0.5 * torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    for mode in ResizeMode:
+        both = resize_hint(torch.cat([edges, photo]), 200, 136, mode)
+        assert torch.equal(both[:1], resize_hint(edges, 200, 136, mode))
+        assert torch.equal(both[1:], resize_hint(photo, 200, 136, mode))
+        assert ((both[:1] == 0) | (both[:1] == 1)).all()
+        assert 0.25 <= both[1:].min() and both[1:].max() <= 0.75
+
+
+def test_inpaint_marks_stay_whole():
+    """Masked pixels (-1) are resized as a mask: no value strictly between -1 and 0 comes out (a smeared -1
+    reads as a partly masked or darkened pixel), and the unmasked picture is not darkened at the mask's edge."""
+    x = torch.full((1, 3, 64, 64), 0.6)
+    x[..., 20:44, 16:40] = -1.0
+    for mode in ResizeMode:
+        for w, h in ((200, 136), (40, 24), (64, 96)):
+            out = resize_hint(x, w, h, mode)
+            masked = out < 0
+            assert (out[masked] == -1).all() and masked.any()
+            assert torch.allclose(out[~masked], torch.tensor(0.6), atol=1e-5)
+            assert (masked == masked[:, :1]).all()  # the same pixels in every channel
+
+
+def test_label_maps_keep_their_colours():
+    """A segmentation-like map (a few flat colours) is resized with nearest neighbour, as sd-webui-controlnet
+    does: smooth resizing invented in-between colours that a seg ControlNet reads as other classes."""
+    palette = torch.tensor([[0.47, 0.47, 0.47], [0.71, 0.47, 0.0], [0.02, 0.9, 0.55], [0.8, 0.1, 0.3]])
+    labels = torch.randint(0, 4, (1, 12, 16), generator=torch.Generator().manual_seed(1))
+    labels = labels.repeat_interleave(8, 1).repeat_interleave(8, 2)  # 96 x 128 px of 8 px blocks
+    x = (palette[labels].permute(0, 3, 1, 2) * 255).round() / 255
+    colours = {tuple(c) for c in x[0].flatten(1).T.tolist()}
+    for w, h in ((200, 150), (50, 37)):
+        out = resize_hint(x, w, h, "just_resize")
+        assert {tuple(c) for c in out[0].flatten(1).T.tolist()} <= colours
+    # a photo (many colours) and a grey depth map with few levels are still resized smoothly
+    depth = (torch.arange(96 * 128).view(1, 1, 96, 128) % 50 / 255.0).expand(1, 3, -1, -1)
+    assert len(set(resize_hint(depth, 200, 150, "just_resize")[0, 0].flatten().tolist())) > 50
+
+
+def test_zero_or_missing_size_is_a_typed_error():
+    for w, h in ((0, 64), (64, 0), (-8, 64)):
+        with pytest.raises(ParameterError, match="must be an integer between 8 and 16384"):
+            resize_hint(torch.rand(1, 3, 16, 16), w, h)
