@@ -272,24 +272,17 @@ class LineartStandardPreprocessor(_Preprocessor):
 class ShufflePreprocessor(_Preprocessor):
     WORK_BYTES_PER_PIXEL = 120
     LABEL = "Shuffle"
-    DESCRIPTION = "Content shuffle for the 1.1 shuffle model: a smooth random warp, fixed by the seed."
+    DESCRIPTION = (
+        "Content shuffle for the 1.1 shuffle model: a smooth random warp, fixed by the seed (the same warp for every "
+        "image of a batch, so video frames stay steady)."
+    )
     PARAMS = {
-        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Random seed of the warp."})
+        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Random seed of the warp (one warp for the whole batch)."})
     }
 
     @staticmethod
-    def compute(x: torch.Tensor, seed: int, resolution: int, first: int = 0) -> torch.Tensor:
-        return shuffle(x, seed, resolution, first)
-
-    def process(self, image: torch.Tensor, seed: int, resolution: int) -> dict[str, Any]:
-        done = [0]  # images before the current chunk: each image's flow is fixed by its index in the batch
-
-        def chunk(x: torch.Tensor) -> torch.Tensor:
-            out = self.compute(x, seed, resolution, done[0])
-            done[0] += x.shape[0]
-            return out
-
-        return with_preview(self.batched(image, resolution, chunk))
+    def compute(x: torch.Tensor, seed: int, resolution: int) -> torch.Tensor:
+        return shuffle(x, seed, resolution)
 
 
 class TilePreprocessor(_Preprocessor):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import at_resolution, check_image, check_range, check_resolution, map_images_cpu, to_uint8_levels
+from .base import at_resolution, check_image, check_range, check_resolution, is_number, map_images_cpu, to_uint8_levels
 from .errors import ImageInputError, ParameterError
 from .filters import area_resize, pyr_up
 
@@ -51,29 +51,26 @@ def remap(image: torch.Tensor, map_x: torch.Tensor, map_y: torch.Tensor) -> torc
     return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-_GOLDEN = 0x9E37_79B9_7F4A_7C15  # spreads consecutive image indices over the seed space
-
-
-def shuffle(image: torch.Tensor, seed: int = 0, resolution: int = 512, first: int = 0) -> torch.Tensor:
+def shuffle(image: torch.Tensor, seed: int = 0, resolution: int = 512) -> torch.Tensor:
     """ControlNet 1.1's content shuffle: warp the image by a smooth random flow (for the shuffle model).
 
-    Deterministic for a given ``seed``; each image of the batch gets its own flow, fixed by the seed and
-    its index in the batch (``first`` + position), so a batch run in chunks (``first`` = the chunk's
-    start) equals the batch run at once.
+    The flow is fixed by ``seed`` (and the detection size) alone: every image of a batch gets the same one, as
+    comfyui_controlnet_aux's seeded shuffle does, so an image's hint does not depend on where it sits in the
+    batch (or in the node's chunks) and the frames of a video stay steady.
 
     Returns:
         ``(B, 3, H, W)`` in ``[0, 1]``.
     """
     image = check_image(image)
+    if not is_number(seed) or int(seed) != seed or not 0 <= seed <= 0xFFFF_FFFF_FFFF_FFFF:
+        raise ParameterError(f"seed must be a whole number from 0 to 2**64 - 1, got {seed!r}.")
+    seed = int(seed)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        fx, fy = [], []
-        for i in range(b):
-            g = torch.Generator().manual_seed((int(seed) + _GOLDEN * (first + i)) & 0xFFFF_FFFF_FFFF_FFFF)
-            fx.append(noise_disk(1, h, w, g, x.device) * float(w - 1))
-            fy.append(noise_disk(1, h, w, g, x.device) * float(h - 1))
-        fx, fy = torch.cat(fx), torch.cat(fy)
+        g = torch.Generator().manual_seed(seed)
+        fx = (noise_disk(1, h, w, g, x.device) * float(w - 1)).expand(b, -1, -1, -1)
+        fy = (noise_disk(1, h, w, g, x.device) * float(h - 1)).expand(b, -1, -1, -1)
         if x.device.type != "cpu":
             return remap(x, fx, fy)
         flows = torch.cat([fx, fy], dim=1).permute(0, 2, 3, 1).contiguous().numpy()

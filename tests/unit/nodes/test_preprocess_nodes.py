@@ -383,16 +383,16 @@ def test_no_preview_outside_comfyui(image):
     assert result["ui"] == {"images": []}
 
 
-def test_shuffle_node_batch_in_chunks_equals_the_whole_batch(image):
-    """The node runs 16 images per call; image 16 used to restart the seed and get image 0's warp."""
+def test_shuffle_node_batch_in_chunks_equals_each_image_alone(image):
+    """The node runs 16 images per call; every image, in any chunk, gets the seed's one warp."""
     from affordance.nodes.preprocess import CHUNK
     from affordance.preprocessors import shuffle
 
-    x = image(h=32, w=32).expand(CHUNK + 1, -1, -1, -1).contiguous()
+    x = torch.cat([image(h=32, w=32, seed=s) for s in range(CHUNK + 1)])
     (out,) = NODE_CLASS_MAPPINGS["AST_ShufflePreprocessor"]().process(x, seed=5, resolution=64)["result"]
-    whole = shuffle(x.movedim(-1, 1), 5, 64).movedim(1, -1)
-    torch.testing.assert_close(out, whole, atol=0, rtol=0)
-    assert not torch.equal(out[CHUNK], out[0])
+    for i in (0, 3, CHUNK):
+        alone = shuffle(x[i : i + 1].movedim(-1, 1), 5, 64).movedim(1, -1)
+        torch.testing.assert_close(out[i : i + 1], alone, atol=0, rtol=0)
 
 
 # ----- working memory of learned annotators ------------------------------------------------------------------
