@@ -237,7 +237,8 @@ def config_from_state_dict(
         The configuration whose :class:`~controlnet.model.ControlNet` has exactly these keys and shapes.
 
     Raises:
-        KeyMismatchError: a key needed to read the architecture is missing or has an odd shape.
+        KeyMismatchError: a key needed to read the architecture is missing or has an odd shape, or a tensor
+            has a zero-size axis.
     """
     keys = set(sd)
 
@@ -249,6 +250,12 @@ def config_from_state_dict(
             )
         return sd[key]
 
+    empty = sorted(k for k, v in sd.items() if v.ndim and not v.numel())
+    if empty:
+        raise KeyMismatchError(
+            f"{len(empty)} tensor(s) of the ControlNet have no elements, e.g. {empty[0]!r} of shape "
+            f"{tuple(sd[empty[0]].shape)}: a layer of width 0 cannot be built. The file is damaged; download it again."
+        )
     conv_in = need("input_blocks.0.0.weight")
     if conv_in.ndim != 4:
         raise KeyMismatchError(f"input_blocks.0.0.weight should be a 4-D conv weight, got shape {tuple(conv_in.shape)}.")

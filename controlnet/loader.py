@@ -301,7 +301,14 @@ def read_controlnet(path: str | Path, *, global_average_pooling: bool | None = N
 
 
 def _dominant_dtype(sd: Mapping[str, torch.Tensor]) -> torch.dtype:
-    counts = Counter(t.dtype for t in sd.values())
+    """The dtype that holds most of the weights' elements (ComfyUI's ``weight_dtype`` rule).
+
+    Counting tensors instead would call a file of fp32 weights with fp16 biases and norms (more tensors, few
+    elements) an fp16 file and round every weight.
+    """
+    counts: Counter[torch.dtype] = Counter()
+    for t in sd.values():
+        counts[t.dtype] += t.numel()
     return max(counts, key=lambda d: counts[d])
 
 
@@ -317,7 +324,7 @@ def build_controlnet(
 
     Args:
         weights: from :func:`read_controlnet`.
-        dtype: weight dtype; ``None`` keeps the stored dtype (the most common one if mixed).
+        dtype: weight dtype; ``None`` keeps the stored dtype (the one holding most elements if mixed).
         device: where the parameters go.
         ops: layer classes for the network (see :class:`~controlnet.model.ControlNet`).
         release: hand the weights over: each tensor that has to be converted, moved or copied is removed

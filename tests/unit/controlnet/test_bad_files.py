@@ -309,6 +309,20 @@ def test_architecture_key_missing(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("key", "shape"),
+    [("input_blocks.0.0.weight", (0, 4, 3, 3)), ("input_blocks.0.0.weight", (32, 0, 3, 3)), ("input_hint_block.0.weight", (16, 0, 3, 3))],
+)
+def test_zero_width_layer_is_a_typed_error(tiny_model, tmp_path, key, shape):
+    """A layer of width 0 divided by zero while reading the architecture, or built a model with 0 latent or hint
+    channels that failed only inside the sampler."""
+    sd = dict(tiny_model.state_dict())
+    sd[key] = torch.zeros(shape)
+    save_file(sd, tmp_path / "z.safetensors")
+    with pytest.raises(KeyMismatchError, match=rf"have no elements, e\.g\. '{key}' of shape .*The file is damaged"):
+        load_controlnet(tmp_path / "z.safetensors")
+
+
+@pytest.mark.parametrize(
     ("keys", "family"),
     [
         ({"adapter.body.0.resnets.0.block1.weight": (8, 8, 3, 3)}, "T2I-Adapter"),

@@ -69,6 +69,19 @@ def test_half_precision_files(tiny_model, write_checkpoint, inputs, dtype, conta
     _same_residuals(upcast, tiny_model, inputs, atol=0.05)
 
 
+def test_mixed_file_keeps_the_dtype_of_most_elements(tiny_model, tmp_path, inputs):
+    """fp32 weights with fp16 biases and norms (more tensors, few elements) is an fp32 file: counting tensors
+    made an fp16 model and rounded every weight (ComfyUI's weight_dtype also counts elements)."""
+    sd = {k: (v.half() if v.ndim == 1 else v) for k, v in tiny_model.state_dict().items()}
+    assert sum(v.dtype == torch.float16 for v in sd.values()) > len(sd) / 2
+    path = tmp_path / "mixed.safetensors"
+    save_file(sd, str(path))
+    model, report = load_controlnet(path)
+    assert model.dtype == torch.float32 and report.storage_dtype == torch.float32
+    big = max(sd, key=lambda k: sd[k].numel())
+    assert torch.equal(model.state_dict()[big], sd[big])  # the fp32 weights are kept exactly
+
+
 def test_sdxl_family(tiny_xl_model, write_checkpoint, inputs):
     for layout in ("original", "diffusers", "diffusers-folder"):
         model, report = load_controlnet(write_checkpoint(tiny_xl_model, layout, name=layout))
