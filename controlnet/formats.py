@@ -69,14 +69,61 @@ _FOREIGN: list[tuple[str, Callable[[set[str]], bool], str]] = [
     ),
     (
         "a union ControlNet (ControlNet++ / ProMax)",
-        lambda k: _any(k, lambda s: s.endswith("control_add_embedding.linear_1.bias") or s.endswith("task_embedding")),
+        lambda k: _any(k, lambda s: s.endswith("control_add_embedding.linear_1.bias"))
+        or ("task_embedding" in k and "controlnet_cond_embedding.conv_in.weight" in k),
         "union ControlNets are not supported by Affordance yet; use ComfyUI's ControlNet nodes with "
         "'SetUnionControlNetType'.",
+    ),
+    (
+        "a CoAdapter fuser (TencentARC T2I-Adapter)",
+        lambda k: "task_embedding" in k and _any(k, lambda s: s.startswith("spatial_feat_mapping.")),
+        "it combines the features of several T2I-Adapters and is not a ControlNet; neither Affordance nor "
+        "ComfyUI's own loaders use it.",
+    ),
+    (
+        "a BrushNet inpainting model",
+        lambda k: _any(k, lambda s: s.startswith(("brushnet_down_blocks.", "brushnet_mid_block."))),
+        "load it with a BrushNet node pack (e.g. ComfyUI-BrushNet).",
+    ),
+    (
+        "a ControlNet-LLLite (kohya, SDXL)",
+        lambda k: _any(k, lambda s: s.startswith("lllite_")),
+        "load it with the ControlNet-LLLite node pack (ControlNet-LLLite-ComfyUI).",
+    ),
+    (
+        "a SparseCtrl ControlNet (AnimateDiff)",
+        lambda k: _any(k, lambda s: ".motion_modules." in s) and _any(k, lambda s: "controlnet_cond_embedding." in s),
+        "load it with ComfyUI-Advanced-ControlNet's SparseCtrl nodes (with AnimateDiff-Evolved).",
+    ),
+    (
+        "an AnimateDiff motion module",
+        lambda k: _any(k, lambda s: ".motion_modules." in s or s.startswith("motion_modules.")),
+        "put it in ComfyUI/models/animatediff_models and load it with AnimateDiff-Evolved.",
+    ),
+    (
+        "a ControlNet-XS",
+        lambda k: _any(
+            k,
+            lambda s: s.startswith(("ctrl_conv_in.", "control_to_base_for_conv_in."))
+            or ".base_to_ctrl." in s
+            or ".ctrl_to_base." in s,
+        ),
+        "Affordance and ComfyUI's own loaders do not load ControlNet-XS models.",
+    ),
+    (
+        "a Kolors ControlNet",
+        lambda k: "encoder_hid_proj.weight" in k and "controlnet_cond_embedding.conv_in.weight" in k,
+        "it is made for Kolors (ChatGLM text features), not SD1.x/SD2.x/SDXL; load it with a Kolors node pack.",
     ),
     (
         "an SD3/SD3.5 ControlNet",
         lambda k: "controlnet_blocks.0.weight" in k and "pos_embed_input.proj.weight" in k,
         "Affordance loads SD1.x, SD2.x and SDXL ControlNets; use ComfyUI's own nodes for SD3.",
+    ),
+    (
+        "a Qwen-Image ControlNet (InstantX)",
+        lambda k: "controlnet_blocks.0.weight" in k and "transformer_blocks.0.img_mlp.net.0.proj.weight" in k,
+        "Affordance loads SD1.x, SD2.x and SDXL ControlNets; use ComfyUI's own nodes for Qwen-Image.",
     ),
     (
         "a Flux ControlNet",
@@ -87,8 +134,15 @@ _FOREIGN: list[tuple[str, Callable[[set[str]], bool], str]] = [
     ),
     (
         "a HunyuanDiT ControlNet",
-        lambda k: "after_proj_list.0.weight" in k or "after_proj_list.18.bias" in k,
+        lambda k: "after_proj_list.0.weight" in k
+        or "after_proj_list.18.bias" in k
+        or ("controlnet_blocks.0.weight" in k and "input_block.weight" in k and "text_embedding_padding" in k),
         "Affordance loads SD1.x, SD2.x and SDXL ControlNets; use ComfyUI's own nodes for HunyuanDiT.",
+    ),
+    (
+        "a T2I style adapter",
+        lambda k: "style_embedding" in k,
+        "put it in ComfyUI/models/style_models and apply it with 'Load Style Model' and 'Apply Style Model'.",
     ),
     (
         "a T2I-Adapter",
@@ -173,6 +227,18 @@ def detect_format(keys: Iterable[str], source: str = "the file") -> Detection:
         return Detection(Layout.DIFFUSERS, "")
     if "zero_convs.0.0.weight" in keys and "input_hint_block.0.weight" in keys:
         return Detection(Layout.ORIGINAL, "")
+    prefixes = sorted(
+        k.removesuffix("zero_convs.0.0.weight")
+        for k in keys
+        if k.endswith(".zero_convs.0.0.weight") and k.replace("zero_convs.0.0.weight", "input_hint_block.0.weight") in keys
+    )
+    if prefixes:
+        raise UnknownFormatError(
+            f"{source} holds ControlNet weights in the original layout, but under the key prefix {prefixes[0]!r} "
+            f"(e.g. {prefixes[0] + 'zero_convs.0.0.weight'!r}), which neither Affordance nor ComfyUI reads: the tool "
+            "that saved it kept a wrapper's name. Save the state dict again without that prefix (or with "
+            "'control_model.', lllyasviel's own)."
+        )
     for name, matches, fix in _OTHER_SD_PARTS:
         if matches(keys):
             raise WrongFamilyError(f"{source} is {name}, not a ControlNet: {fix}")

@@ -329,6 +329,47 @@ def test_zero_width_layer_is_a_typed_error(tiny_model, tmp_path, key, shape):
         ({"lora_unet_mid_block_attentions_0_proj_in.lora_down.weight": (4, 8)}, "LoRA"),
         ({"controlnet_blocks.0.weight": (8, 8), "pos_embed_input.proj.weight": (8, 16, 2, 2)}, "SD3"),
         ({"controlnet_blocks.0.weight": (8, 8), "controlnet_x_embedder.weight": (8, 64)}, "Flux"),
+        # families that used to be named as another one (with advice that did not apply) or not named at all;
+        # the keys are those of the real layouts
+        (
+            {
+                "controlnet_blocks.0.weight": (8, 8),
+                "controlnet_x_embedder.weight": (8, 64),
+                "transformer_blocks.0.img_mlp.net.0.proj.weight": (8, 8),
+            },
+            "Qwen-Image ControlNet",
+        ),
+        (
+            {"task_embedding": (4, 8), "spatial_feat_mapping.0.1.weight": (8, 8), "transformer_layes.0.ln_1.weight": (8,)},
+            "CoAdapter fuser",
+        ),
+        (
+            {"task_embedding": (4, 8), "controlnet_cond_embedding.conv_in.weight": (8, 3, 3, 3)},
+            "union ControlNet",
+        ),
+        ({"brushnet_down_blocks.0.weight": (8, 8, 1, 1), "down_blocks.0.resnets.0.conv1.weight": (8, 8, 3, 3)}, "BrushNet"),
+        ({"lllite_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.down.0.weight": (8, 8)}, "ControlNet-LLLite"),
+        (
+            {
+                "controlnet_cond_embedding.conv_in.weight": (8, 3, 3, 3),
+                "down_blocks.0.motion_modules.0.proj_in.weight": (8, 8),
+            },
+            "SparseCtrl",
+        ),
+        ({"down_blocks.0.motion_modules.0.proj_in.weight": (8, 8)}, "AnimateDiff motion module"),
+        (
+            {"controlnet_cond_embedding.conv_in.weight": (8, 3, 3, 3), "down_blocks.0.base_to_ctrl.0.weight": (8, 8, 1, 1)},
+            "ControlNet-XS",
+        ),
+        (
+            {"controlnet_cond_embedding.conv_in.weight": (8, 3, 3, 3), "encoder_hid_proj.weight": (8, 16)},
+            "Kolors ControlNet",
+        ),
+        (
+            {"controlnet_blocks.0.weight": (8, 8), "input_block.weight": (8, 8), "text_embedding_padding": (8, 8)},
+            "HunyuanDiT ControlNet",
+        ),
+        ({"style_embedding": (1, 8, 8), "ln_pre.weight": (8,)}, "T2I style adapter"),
         (
             {
                 "model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3),
@@ -343,6 +384,15 @@ def test_other_family_file(tmp_path, keys, family):
     save_file({k: torch.zeros(s) for k, s in keys.items()}, path)
     with pytest.raises(WrongFamilyError, match=family):
         load_controlnet(path)
+
+
+def test_controlnet_under_an_unknown_prefix_is_named(tiny_model, tmp_path):
+    """It was called 'a whole SD checkpoint without ControlNet weights' and sent to Load Checkpoint."""
+    save_file({"model.diffusion_model." + k: v for k, v in tiny_model.state_dict().items()}, tmp_path / "p.safetensors")
+    with pytest.raises(
+        UnknownFormatError, match=r"ControlNet weights in the original layout, but under the key prefix 'model.diffusion_model.'"
+    ):
+        load_controlnet(tmp_path / "p.safetensors")
 
 
 def test_ip_adapter_bin_is_named_not_called_corrupt(tmp_path):
