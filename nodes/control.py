@@ -290,6 +290,16 @@ class AffordanceControl:
                 "(a UNet of another shape, e.g. a distilled or pruned one such as BK-SDM). Use a ControlNet trained "
                 "for this model's architecture."
             )
+        latent = getattr(getattr(model, "latent_format", None), "latent_channels", None)
+        if isinstance(latent, int) and latent != self.network.config.in_channels:
+            # ComfyUI hands a ControlNet the latent alone (an inpainting UNet's extra mask and image channels are
+            # added inside the UNet), so the first convolution would fail at the first step
+            raise FamilyMismatchError(
+                f"{self.name} takes latents of {self.network.config.in_channels} channels, but the model being "
+                f"sampled works on {latent}-channel latents, which is what a ControlNet is given (an inpainting "
+                "UNet's extra mask and image channels are not). Use a ControlNet whose first layer takes "
+                f"{latent} channels."
+            )
         start, end = self.timestep_percent_range
         self._window = (percent_to_timestep_function(start), percent_to_timestep_function(end))
         sampling = getattr(model, "model_sampling", None)

@@ -61,6 +61,14 @@ def load_control(path: str | Path, *, global_average_pooling: bool | None = None
         dtype,
         manual_cast or dtype,
     )
+    config = network.config
+    if any(config.has_attention(i) and not d for i, d in enumerate(config.transformer_depth)):
+        log.info(
+            "%r has attention layers without a transformer block (diffusers' SDXL 'small'/'mid' ControlNets): "
+            "Affordance computes them as diffusers does; ComfyUI's own loader drops their norm and projection "
+            "weights ('leftover keys' in its log), so its 'Load ControlNet Model' gives other results for this file",
+            Path(path).name,
+        )
     return AffordanceControl(network, patcher, manual_cast_dtype=manual_cast, name=Path(path).name)
 
 

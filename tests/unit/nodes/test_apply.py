@@ -283,6 +283,26 @@ def test_loader_global_average_pooling_choice(stub_comfy, control, choice, poole
     assert cls.IS_CHANGED("control_v11e_sd15_shuffle.safetensors", global_average_pooling=choice)
 
 
+def test_loader_says_comfyui_differs_on_attention_without_transformer(stub_comfy, caplog):
+    """diffusers' SDXL small/mid ControlNets: ours equals diffusers, ComfyUI's loader drops those layers' norm and
+    projections (0.5-0.6 relative off diffusers, measured): the log says the two loaders differ on such a file."""
+    import dataclasses
+
+    from .conftest import TINY, randomized
+
+    cls = NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]
+    small = dataclasses.replace(TINY, transformer_depth=(0, 0), attention=(True, False))
+    save_file(randomized(small).state_dict(), stub_comfy / "small.safetensors")
+    save_file(randomized(TINY).state_dict(), stub_comfy / "plain.safetensors")
+    with caplog.at_level("INFO"):
+        assert cls().load("small.safetensors")[0].network.config.attention == (True, False)
+    assert "ComfyUI's own loader drops their norm and projection weights" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        cls().load("plain.safetensors")
+    assert "without a transformer block" not in caplog.text
+
+
 def test_loader_pooling_from_a_converted_file(stub_comfy, control, caplog):
     """'from file' takes the marker a conversion with --global-average-pooling writes; 'off' overrides it."""
     save_file(

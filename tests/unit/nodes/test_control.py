@@ -585,3 +585,29 @@ def test_skipped_negative_rows_get_no_row_scaling_pass(control, fake_model, imag
             assert factors and all(f.shape[0] == 1 for f in factors)
         for r in out["output"] + out["middle"]:
             assert not r[:2].any()  # the uncond chunk (order (1, 0): rows 0-1) stays zero
+
+
+@pytest.mark.parametrize(("latent_channels", "fits"), [(4, True), (16, False)])
+def test_latent_channels_are_checked_before_sampling(image, latent_channels, fits):
+    """A ControlNet whose first layer takes 9 channels (made from an inpainting UNet) loaded, then failed at the
+    first step: ComfyUI hands a ControlNet the latent alone (4 channels for SD)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from .conftest import TINY, FakeSampling, randomized
+
+    nine = AffordanceControl(randomized(dataclasses.replace(TINY, in_channels=9)), None, name="inpaint-based")
+    four = AffordanceControl(randomized(TINY), None, name="plain")
+    model = SimpleNamespace(
+        model_sampling=FakeSampling(),
+        model_config=SimpleNamespace(unet_config={"context_dim": 768}),
+        latent_format=SimpleNamespace(latent_channels=latent_channels),
+    )
+    with pytest.raises(FamilyMismatchError, match=rf"takes latents of 9 channels, but .* works on {latent_channels}-channel"):
+        nine.copy().set_cond_hint(image().movedim(-1, 1)).pre_run(model, model.model_sampling.percent_to_sigma)
+    ours = four.copy().set_cond_hint(image().movedim(-1, 1))
+    if fits:
+        ours.pre_run(model, model.model_sampling.percent_to_sigma)
+    else:
+        with pytest.raises(FamilyMismatchError, match="takes latents of 4 channels"):
+            ours.pre_run(model, model.model_sampling.percent_to_sigma)
