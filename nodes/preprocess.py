@@ -30,7 +30,7 @@ from ..preprocessors import (
     shuffle,
     tile,
 )
-from ..preprocessors.base import MAX_RESOLUTION, PAD_MULTIPLE, check_image, detection_size
+from ..preprocessors.base import MAX_RESOLUTION, PAD_MULTIPLE, check_image, detection_size, to_detection_size
 from ..preprocessors.geometry import check_target_size
 from ._host import Progress, free_memory, mask_batch, preview_images, processing_device, unconverted
 
@@ -46,7 +46,18 @@ RESOLUTION = (
         "min": 64,
         "max": MAX_RESOLUTION,
         "step": 64,
-        "tooltip": "Detection resolution: the short side the image is processed at (the hint comes back at the input size).",
+        "tooltip": "Detection resolution: the short side the image is processed at (the hint comes back at the "
+        "input size unless output_size is 'detection').",
+    },
+)
+OUTPUT_SIZES = ("image", "detection")
+OUTPUT_SIZE = (
+    list(OUTPUT_SIZES),
+    {
+        "default": "image",
+        "tooltip": "image: the hint at the input image's size (it overlays the image). detection: at the detection "
+        "resolution, as comfyui_controlnet_aux returns it; with Pixel Perfect Resolution's value, one hint pixel per "
+        "generated pixel, so one-pixel lines stay one pixel wide.",
     },
 )
 
@@ -83,6 +94,7 @@ def run_batched(
     pixels: int | None = None,
     bytes_per_pixel: int | None = None,
     what: str = "this preprocessor",
+    output_size: str = "image",
 ) -> torch.Tensor:
     """Run ``fn`` over an IMAGE batch in chunks on ComfyUI's device, with a progress bar.
 
@@ -98,13 +110,18 @@ def run_batched(
             unload (and is a constant under DirectML), and running out there is an error ComfyUI reports.
             ``what`` names the node in that message. ``pixels``: instead of a resolution, the pixels each image
             is processed at (e.g. a resize's output size).
+        output_size: ``"detection"`` (with a ``resolution``): each chunk is brought to the detection size before
+            ``fn`` runs, so ``fn`` (which detects at ``resolution``) processes it as it is and the hint comes back
+            at the detection size; ``"image"``: as ``fn`` returns it (the input's size for every preprocessor).
 
     Returns:
         IMAGE ``(B, H', W', 3)`` float32 on the CPU.
 
     Raises:
-        ParameterError: on the CPU, one image needs more working memory than is free.
+        ParameterError: on the CPU, one image needs more working memory than is free; an unknown ``output_size``.
     """
+    if output_size not in OUTPUT_SIZES:
+        raise ParameterError(f"output_size must be one of {list(OUTPUT_SIZES)}, got {output_size!r}.")
     x = to_bchw(image, processing_device())
     chunk = CHUNK
     if (resolution is not None or pixels is not None) and bytes_per_pixel is not None:
@@ -113,8 +130,11 @@ def run_batched(
     out = []
     for i in range(0, x.shape[0], chunk):
         part = x[i : i + chunk]
+        n = part.shape[0]
+        if output_size == "detection" and resolution is not None:
+            part = to_detection_size(part, resolution)
         out.append(to_image(fn(part)))
-        bar.update(part.shape[0])
+        bar.update(n)
     return torch.cat(out)
 
 
@@ -128,8 +148,8 @@ def _chunk_for_memory(x: torch.Tensor, resolution: int | None, pixels: int | Non
         padded = (-(-dh // PAD_MULTIPLE) * PAD_MULTIPLE) * (-(-dw // PAD_MULTIPLE) * PAD_MULTIPLE)
         how = f"at resolution {resolution} processes this {x.shape[-1]}x{x.shape[-2]} image at {dw}x{dh} px"
         fix = (
-            "Lower resolution (the hint comes back at the image's size whatever it is; 512-1024 is what the "
-            "ControlNets were trained with), or free memory."
+            "Lower resolution (with output_size 'image' the hint comes back at the image's size whatever it is; "
+            "512-1024 is what the ControlNets were trained with), or free memory."
         )
     else:
         padded = int(pixels or 0)
@@ -167,20 +187,33 @@ class _Preprocessor:
     def INPUT_TYPES(cls) -> dict:
         required: dict[str, tuple] = {"image": ("IMAGE", {"tooltip": "The image(s) to turn into a hint."})}
         required.update(cls.PARAMS)
-        if cls.USES_RESOLUTION:
-            required["resolution"] = RESOLUTION
-        return {"required": required}
+        if not cls.USES_RESOLUTION:
+            return {"required": required}
+        required["resolution"] = RESOLUTION
+        return {"required": required, "optional": {"output_size": OUTPUT_SIZE}}  # optional: saved workflows stay valid
 
     def batched(
-        self, image: torch.Tensor, resolution: int | None, fn: Callable[[torch.Tensor], torch.Tensor]
+        self,
+        image: torch.Tensor,
+        resolution: int | None,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        output_size: str = "image",
     ) -> torch.Tensor:
         """``run_batched`` with this node's memory estimate (IMAGE in, hint IMAGE out)."""
         return run_batched(
-            image, fn, resolution=resolution, bytes_per_pixel=self.WORK_BYTES_PER_PIXEL, what=self.LABEL
+            image,
+            fn,
+            resolution=resolution,
+            bytes_per_pixel=self.WORK_BYTES_PER_PIXEL,
+            what=self.LABEL,
+            output_size=output_size,
         )
 
-    def process(self, image: torch.Tensor, **params: Any) -> dict[str, Any]:
-        return with_preview(self.batched(image, params.get("resolution"), lambda x: self.compute(x, **params)))
+    def process(self, image: torch.Tensor, *, output_size: str = "image", **params: Any) -> dict[str, Any]:
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            return self.compute(x, **params)
+
+        return with_preview(self.batched(image, params.get("resolution"), fn, output_size))
 
 
 def _int(default: int, lo: int, hi: int, tip: str) -> tuple:
@@ -450,7 +483,11 @@ class HintResize:
 
 
 class PixelPerfectResolution:
-    DESCRIPTION = "The detection resolution that maps one hint pixel to one generated pixel for a target size."
+    DESCRIPTION = (
+        "The detection resolution that maps one hint pixel to one generated pixel for a target size: wire it into a "
+        "preprocessor's resolution and set that node's output_size to 'detection' (at 'image' the hint is brought "
+        "back to the input image's size)."
+    )
     RETURN_TYPES = ("INT",)
     RETURN_NAMES = ("resolution",)
     FUNCTION = "process"

@@ -60,9 +60,11 @@ class HEDPreprocessor(_Learned):
     )
     PARAMS = {"safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels (hides textures)."})}
 
-    def process(self, image: torch.Tensor, safe: bool, resolution: int) -> dict:
+    def process(self, image: torch.Tensor, safe: bool, resolution: int, output_size: str = "image") -> dict:
         net = annotator_model(HED_FILE, HEDNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: hed(x, net, safe, resolution)))
+        return with_preview(
+            self.batched(image, resolution, output_size=output_size, fn=lambda x: hed(x, net, safe, resolution))
+        )
 
 
 class FakeScribblePreprocessor(_Learned):
@@ -73,9 +75,11 @@ class FakeScribblePreprocessor(_Learned):
         "ControlNet 1.0's fake scribble: HED edges thinned and thresholded into bold strokes (ControlNetHED.pth)."
     )
 
-    def process(self, image: torch.Tensor, resolution: int) -> dict:
+    def process(self, image: torch.Tensor, resolution: int, output_size: str = "image") -> dict:
         net = annotator_model(HED_FILE, HEDNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: fake_scribble(x, net, resolution)))
+        return with_preview(
+            self.batched(image, resolution, output_size=output_size, fn=lambda x: fake_scribble(x, net, resolution))
+        )
 
 
 class LineartPreprocessor(_Learned):
@@ -86,6 +90,7 @@ class LineartPreprocessor(_Learned):
     @classmethod
     def files(cls, coarse: Any = None, **inputs: Any) -> tuple[str, ...]:
         return cls.FILES if coarse is None else (LINEART_COARSE_FILE if coarse else LINEART_FILE,)
+
     DESCRIPTION = (
         "Lineart with the Informative Drawings generator (sk_model.pth; coarse: sk_model2.pth), white on black."
     )
@@ -100,9 +105,11 @@ class LineartPreprocessor(_Learned):
         )
     }
 
-    def process(self, image: torch.Tensor, coarse: bool, resolution: int) -> dict:
+    def process(self, image: torch.Tensor, coarse: bool, resolution: int, output_size: str = "image") -> dict:
         net = annotator_model(LINEART_COARSE_FILE if coarse else LINEART_FILE, LineartNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: lineart(x, net, resolution)))
+        return with_preview(
+            self.batched(image, resolution, output_size=output_size, fn=lambda x: lineart(x, net, resolution))
+        )
 
 
 class LineartAnimePreprocessor(_Learned):
@@ -111,9 +118,11 @@ class LineartAnimePreprocessor(_Learned):
     FILES = (LINEART_ANIME_FILE,)
     DESCRIPTION = "Anime lineart with the anime U-Net (netG.pth); the network runs at the next multiple of 256."
 
-    def process(self, image: torch.Tensor, resolution: int) -> dict:
+    def process(self, image: torch.Tensor, resolution: int, output_size: str = "image") -> dict:
         net = annotator_model(LINEART_ANIME_FILE, LineartAnimeNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: lineart_anime(x, net, resolution)))
+        return with_preview(
+            self.batched(image, resolution, output_size=output_size, fn=lambda x: lineart_anime(x, net, resolution))
+        )
 
 
 class NormalBAEPreprocessor(_Learned):
@@ -124,9 +133,11 @@ class NormalBAEPreprocessor(_Learned):
         "Surface normals with Bae et al.'s estimator (scannet.pt), as ControlNet 1.1's normalbae model expects."
     )
 
-    def process(self, image: torch.Tensor, resolution: int) -> dict:
+    def process(self, image: torch.Tensor, resolution: int, output_size: str = "image") -> dict:
         net = annotator_model(NORMALBAE_FILE, NormalBaeNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: normal_bae(x, net, resolution)))
+        return with_preview(
+            self.batched(image, resolution, output_size=output_size, fn=lambda x: normal_bae(x, net, resolution))
+        )
 
 
 class MiDaSDepthPreprocessor(_Learned):
@@ -137,9 +148,11 @@ class MiDaSDepthPreprocessor(_Learned):
         "Depth with MiDaS v3 DPT-Hybrid (dpt_hybrid-midas-501f0c75.pt, the file ControlNet's depth models used)."
     )
 
-    def process(self, image: torch.Tensor, resolution: int) -> dict:
+    def process(self, image: torch.Tensor, resolution: int, output_size: str = "image") -> dict:
         net = annotator_model(MIDAS_FILE, DPTHybridNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: midas_depth(x, net, resolution)))
+        return with_preview(
+            self.batched(image, resolution, output_size=output_size, fn=lambda x: midas_depth(x, net, resolution))
+        )
 
 
 class MiDaSNormalPreprocessor(_Learned):
@@ -161,9 +174,18 @@ class MiDaSNormalPreprocessor(_Learned):
         ),
     }
 
-    def process(self, image: torch.Tensor, a: float, bg_threshold: float, resolution: int) -> dict:
+    def process(
+        self, image: torch.Tensor, a: float, bg_threshold: float, resolution: int, output_size: str = "image"
+    ) -> dict:
         net = annotator_model(MIDAS_FILE, DPTHybridNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: midas_normal(x, net, a, bg_threshold, resolution)))
+        return with_preview(
+            self.batched(
+                image,
+                resolution,
+                output_size=output_size,
+                fn=lambda x: midas_normal(x, net, a, bg_threshold, resolution),
+            )
+        )
 
 
 class OpenPosePreprocessor(_Learned):
@@ -175,6 +197,7 @@ class OpenPosePreprocessor(_Learned):
     def files(cls, detect_hand: Any = True, detect_face: Any = True, **inputs: Any) -> tuple[str, ...]:
         pairs = ((BODY_FILE, True), (HAND_FILE, detect_hand), (FACE_FILE, detect_face))
         return tuple(f for f, used in pairs if used is not False)  # None: fed by a link, may be on
+
     DESCRIPTION = (
         "OpenPose skeletons (body_pose_model.pth; hands: hand_pose_model.pth; face: facenet.pth) for the openpose "
         "ControlNets, plus the keypoints in the OpenPose JSON format."
@@ -192,7 +215,13 @@ class OpenPosePreprocessor(_Learned):
     OUTPUT_TOOLTIPS = ("The rendered skeletons.", "Keypoints per image (OpenPose JSON: people, canvas size).")
 
     def process(
-        self, image: torch.Tensor, detect_body: bool, detect_hand: bool, detect_face: bool, resolution: int
+        self,
+        image: torch.Tensor,
+        detect_body: bool,
+        detect_hand: bool,
+        detect_face: bool,
+        resolution: int,
+        output_size: str = "image",
     ) -> dict:
         body = annotator_model(BODY_FILE, BodyPoseNet, self)
         hand = annotator_model(HAND_FILE, HandPoseNet, self) if detect_hand else None
@@ -204,7 +233,7 @@ class OpenPosePreprocessor(_Learned):
             keypoints.extend(kps)
             return hint
 
-        hint = self.batched(image, resolution, run)
+        hint = self.batched(image, resolution, output_size=output_size, fn=run)
         return with_preview(hint, keypoints)
 
 
@@ -217,9 +246,11 @@ class PiDiNetPreprocessor(_Learned):
         "safe": ("BOOLEAN", {"default": False, "tooltip": "Quantise edges to 3 levels, hiding textures (pidisafe)."}),
     }
 
-    def process(self, image: torch.Tensor, safe: bool, resolution: int) -> dict:
+    def process(self, image: torch.Tensor, safe: bool, resolution: int, output_size: str = "image") -> dict:
         net = annotator_model(PIDINET_FILE, PiDiNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: pidinet(x, net, safe, resolution)))
+        return with_preview(
+            self.batched(image, resolution, output_size=output_size, fn=lambda x: pidinet(x, net, safe, resolution))
+        )
 
 
 class MLSDPreprocessor(_Learned):
@@ -234,9 +265,23 @@ class MLSDPreprocessor(_Learned):
         ),
     }
 
-    def process(self, image: torch.Tensor, score_threshold: float, distance_threshold: float, resolution: int) -> dict:
+    def process(
+        self,
+        image: torch.Tensor,
+        score_threshold: float,
+        distance_threshold: float,
+        resolution: int,
+        output_size: str = "image",
+    ) -> dict:
         net = annotator_model(MLSD_FILE, MLSDNet, self)
-        return with_preview(self.batched(image, resolution, lambda x: mlsd(x, net, score_threshold, distance_threshold, resolution)))
+        return with_preview(
+            self.batched(
+                image,
+                resolution,
+                output_size=output_size,
+                fn=lambda x: mlsd(x, net, score_threshold, distance_threshold, resolution),
+            )
+        )
 
 
 LEARNED_NODES: dict[str, tuple[type, str]] = {

@@ -154,6 +154,20 @@ def detection_size(height: int, width: int, resolution: int) -> tuple[int, int]:
     return dh, dw
 
 
+def to_detection_size(image: torch.Tensor, resolution: int) -> torch.Tensor:
+    """``(B, C, H, W)`` in ``[0, 1]`` brought to :func:`detection_size` (area down, bicubic up, clamped).
+
+    Running an annotator on the result at the same ``resolution`` processes it as it is and returns its hint at
+    the detection size (what comfyui_controlnet_aux returns), where :func:`at_resolution` on the original
+    image returns the same hint resized back to the image's size.
+
+    Returns:
+        ``image`` itself when it is already at that size, else a new tensor.
+    """
+    dh, dw = detection_size(image.shape[-2], image.shape[-1], resolution)
+    return image if (dh, dw) == tuple(image.shape[-2:]) else resize(image, dh, dw).clamp_(0, 1)
+
+
 def at_resolution(
     image: torch.Tensor,
     resolution: int,
@@ -177,9 +191,9 @@ def at_resolution(
         ``(B, 3, H, W)`` (a 1-channel result is repeated to RGB) in the input's dtype.
     """
     h, w = image.shape[-2:]
-    dh, dw = detection_size(h, w, resolution)
+    x = to_detection_size(image, resolution)
+    dh, dw = x.shape[-2:]
     same = (dh, dw) == (h, w)
-    x = image if same else resize(image, dh, dw).clamp_(0, 1)
     ph, pw = (-dh) % PAD_MULTIPLE if pad else 0, (-dw) % PAD_MULTIPLE if pad else 0
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")

@@ -523,3 +523,78 @@ def test_resize_hint_checks_the_memory_its_output_and_work_need(monkeypatch):
     with pytest.raises(ParameterError, match=r"Resize Hint: 8 hint\(s\) of 16384x16384 px take about 48\.0 GiB"):
         node.process(torch.rand(8, 20, 30, 3), "just_resize", 16384, 16384)
     assert sizes == []
+
+
+# ----- output_size: the hint at the image's size or at the detection size ------------------------------------
+def test_every_node_with_a_resolution_offers_output_size_as_an_optional_widget():
+    """Optional (appended after the saved widgets), default 'image': workflows saved before it load unchanged."""
+    for node_id, (cls, _) in NODES.items():
+        spec = cls.INPUT_TYPES()
+        if "resolution" in spec["required"]:
+            assert "output_size" not in spec["required"], node_id
+            kinds, opts = spec["optional"]["output_size"]
+            assert kinds == ["image", "detection"] and opts["default"] == "image", node_id
+        else:
+            assert "output_size" not in spec.get("optional", {}), node_id
+
+
+@pytest.mark.parametrize("node_id", SIMPLE)
+def test_detection_output_size_is_the_image_size_output_before_it_is_resized(node_id, image):
+    """'detection' returns the hint the node computes at the detection resolution; 'image' is that hint brought
+    back to the input's size (the preprocessors' contract), so the two agree wherever nothing is thresholded."""
+    from affordance.preprocessors.base import detection_size
+    from affordance.preprocessors.filters import resize
+
+    cls = NODES[node_id][0]
+    params = _defaults(cls) | {"resolution": 128}
+    x = image(b=2, h=72, w=40)
+    (small,) = cls().process(x, **params)["result"]
+    (big,) = cls().process(x, output_size="detection", **params)["result"]
+    dh, dw = detection_size(72, 40, 128)
+    assert small.shape == (2, 72, 40, 3) and big.shape == (2, dh, dw, 3) == (2, 230, 128, 3)
+    back = resize(big.movedim(-1, 1), 72, 40).clamp(0, 1).movedim(1, -1)
+    binary = bool(((big == 0) | (big == 1)).all())
+    if not binary:
+        torch.testing.assert_close(small, back, atol=1e-5, rtol=0)
+    with pytest.raises(ParameterError, match="output_size must be one of \\['image', 'detection'\\], got 'latent'"):
+        cls().process(x, output_size="latent", **params)
+
+
+def test_pixel_perfect_with_detection_output_keeps_one_pixel_lines(image):
+    """A 512 px photo generated at 1024 px: Pixel Perfect asks for detection at 1024. At the image's size the
+    Canny lines come back shrunk to 512 px (any ink kept), and the ControlNet's nearest resize doubles them; at
+    the detection size they reach the ControlNet one pixel wide, as with comfyui_controlnet_aux."""
+    from affordance.preprocessors.filters import resize
+
+    yy, xx = torch.meshgrid(torch.arange(512.0), torch.arange(512.0), indexing="ij")
+    disc = (((yy - 256) ** 2 + (xx - 256) ** 2) < 180**2).float()
+    photo = (0.2 + 0.6 * disc)[None, :, :, None].expand(1, -1, -1, 3)
+    (res,) = NODE_CLASS_MAPPINGS["AST_PixelPerfectResolution"]().process(photo, "crop_and_resize", 1024, 1024)
+    assert res == 1024
+    node = NODE_CLASS_MAPPINGS["AST_CannyPreprocessor"]()
+    (at_image,) = node.process(photo, low_threshold=100, high_threshold=200, resolution=res)["result"]
+    (at_detection,) = node.process(
+        photo, low_threshold=100, high_threshold=200, resolution=res, output_size="detection"
+    )["result"]
+    assert at_detection.shape == (1, 1024, 1024, 3)
+    as_the_controlnet_sees_it = resize(at_image.movedim(-1, 1), 1024, 1024, smooth=False)  # ComfyUI: nearest-exact
+    thin, thick = at_detection.mean(), as_the_controlnet_sees_it.mean()
+    assert thick > 1.8 * thin  # the circle's outline is twice as wide through the image-size hint
+
+
+def test_learned_node_detection_output_and_keypoint_canvas(stub_comfy, image):
+    """OpenPose at the detection size: the hint and the keypoints' canvas are both that size."""
+    from affordance.nodes import annotators
+    from affordance.preprocessors.openpose import BODY_FILE, BodyPoseNet
+
+    annotators.clear_cache()
+    folder = stub_comfy / "models" / "annotators"
+    folder.mkdir(parents=True)
+    torch.save(BodyPoseNet().state_dict(), folder / BODY_FILE)
+    node = NODE_CLASS_MAPPINGS["AST_OpenPosePreprocessor"]()
+    hint, keypoints = node.process(image(b=1, h=48, w=80), True, False, False, 64, output_size="detection")["result"]
+    assert hint.shape == (1, 64, 107, 3)
+    assert (keypoints[0]["canvas_height"], keypoints[0]["canvas_width"]) == (64, 107)
+    hint, keypoints = node.process(image(b=1, h=48, w=80), True, False, False, 64)["result"]
+    assert hint.shape == (1, 48, 80, 3) and (keypoints[0]["canvas_height"], keypoints[0]["canvas_width"]) == (48, 80)
+    annotators.clear_cache()
