@@ -86,11 +86,6 @@ class LineartPreprocessor(_Learned):
     WORK_BYTES_PER_PIXEL = 1800
     LABEL = "Lineart"
     FILES = (LINEART_FILE, LINEART_COARSE_FILE)
-
-    @classmethod
-    def files(cls, coarse: Any = None, **inputs: Any) -> tuple[str, ...]:
-        return cls.FILES if coarse is None else (LINEART_COARSE_FILE if coarse else LINEART_FILE,)
-
     DESCRIPTION = (
         "Lineart with the Informative Drawings generator (sk_model.pth; coarse: sk_model2.pth), white on black."
     )
@@ -104,6 +99,10 @@ class LineartPreprocessor(_Learned):
             },
         )
     }
+
+    @classmethod
+    def files(cls, coarse: Any = None, **inputs: Any) -> tuple[str, ...]:
+        return cls.FILES if coarse is None else (LINEART_COARSE_FILE if coarse else LINEART_FILE,)
 
     def process(self, image: torch.Tensor, coarse: bool, resolution: int, output_size: str = "image") -> dict:
         net = annotator_model(LINEART_COARSE_FILE if coarse else LINEART_FILE, LineartNet, self)
@@ -193,11 +192,6 @@ class OpenPosePreprocessor(_Learned):
     LABEL = "OpenPose"
     FILES = (BODY_FILE, HAND_FILE, FACE_FILE)
 
-    @classmethod
-    def files(cls, detect_hand: Any = True, detect_face: Any = True, **inputs: Any) -> tuple[str, ...]:
-        pairs = ((BODY_FILE, True), (HAND_FILE, detect_hand), (FACE_FILE, detect_face))
-        return tuple(f for f, used in pairs if used is not False)  # None: fed by a link, may be on
-
     DESCRIPTION = (
         "OpenPose skeletons (body_pose_model.pth; hands: hand_pose_model.pth; face: facenet.pth) for the openpose "
         "ControlNets, plus the keypoints in the OpenPose JSON format."
@@ -213,6 +207,11 @@ class OpenPosePreprocessor(_Learned):
     RETURN_TYPES = ("IMAGE", "POSE_KEYPOINT")
     RETURN_NAMES = ("hint", "keypoints")
     OUTPUT_TOOLTIPS = ("The rendered skeletons.", "Keypoints per image (OpenPose JSON: people, canvas size).")
+
+    @classmethod
+    def files(cls, detect_hand: Any = True, detect_face: Any = True, **inputs: Any) -> tuple[str, ...]:
+        pairs = ((BODY_FILE, True), (HAND_FILE, detect_hand), (FACE_FILE, detect_face))
+        return tuple(f for f, used in pairs if used is not False)  # None: fed by a link, may be on
 
     def process(
         self,
