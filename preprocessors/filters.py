@@ -5,6 +5,8 @@ All functions take ``(B, C, H, W)`` float tensors and keep their device and dtyp
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -104,16 +106,41 @@ def pyr_up(x: torch.Tensor) -> torch.Tensor:
     return y.reshape(b, c, 2 * h, 2 * w)
 
 
-def _area_weights(n_in: int, n_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``(n_out, n_in)``: output pixel ``i`` averages input ``[i * s, (i + 1) * s)``, ``s = n_in / n_out``.
+def _area_taps(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """OpenCV's area weights along one axis as taps: ``(index, weight)``, each ``(n_out, k)``, on the CPU.
 
-    Each input pixel counts by the length of its overlap with that interval (fractions at both ends).
+    Output pixel ``i`` averages input ``[i * s, (i + 1) * s)`` with ``s = n_in / n_out``: each input pixel counts
+    by the length of its overlap with that interval (fractions at both ends), so at most ``ceil(s) + 1`` taps.
+    Built in float64 on the CPU (Apple's MPS has no float64); unused taps have weight 0.
     """
-    edges = torch.arange(n_out + 1, device=device, dtype=torch.float64) * (n_in / n_out)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    pixel = torch.arange(n_in, device=device, dtype=torch.float64)[None]
-    overlap = (torch.minimum(hi, pixel + 1) - torch.maximum(lo, pixel)).clamp_(min=0)
-    return (overlap / (n_in / n_out)).to(dtype)
+    s = n_in / n_out
+    lo = torch.arange(n_out, dtype=torch.float64) * s
+    hi = torch.arange(1, n_out + 1, dtype=torch.float64) * s
+    k = math.ceil(s) + 1
+    index = lo.floor().long()[:, None] + torch.arange(k)[None]
+    overlap = (torch.minimum(hi[:, None], index + 1.0) - torch.maximum(lo[:, None], index.double())).clamp_(min=0)
+    overlap[index >= n_in] = 0
+    return index.clamp_(max=n_in - 1), overlap / s
+
+
+def _area_axis(x: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
+    """:func:`area_resize` along one axis of ``x`` (a new tensor, also when the size is unchanged)."""
+    n_in = x.shape[dim]
+    if n_in == n_out:
+        return x.clone()
+    index, weight = _area_taps(n_in, n_out)
+    shape = [1] * x.ndim
+    shape[dim] = n_out
+    out: torch.Tensor | None = None
+    for j in range(index.shape[1]):
+        w = weight[:, j]
+        if not bool(w.any()):
+            continue
+        tap = x.index_select(dim, index[:, j].to(x.device))
+        w = w.to(device=x.device, dtype=x.dtype).view(shape)
+        out = tap.mul_(w) if out is None else out.addcmul_(tap, w)
+    assert out is not None  # every output pixel overlaps at least one input pixel
+    return out
 
 
 def area_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -122,18 +149,20 @@ def area_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     Each output pixel averages the input area it covers, weighing a pixel it shares with its neighbour by the
     fraction inside it. ``F.interpolate(mode="area")`` (adaptive average pooling) weighs shared pixels fully, so
     the two agree only for whole ratios. OpenCV uses the same fractions to enlarge both axes; when one axis
-    shrinks and the other grows it switches to two-tap weights, which this does not reproduce.
+    shrinks and the other grows it switches to two-tap weights, which this does not reproduce. One axis at a
+    time, the one that shrinks more first, with ``ceil(ratio) + 1`` taps per output pixel (work and memory in
+    proportion to the input and output, not their product).
 
     Args:
         x: ``(B, C, H, W)`` floating point.
 
     Returns:
-        ``(B, C, height, width)`` in ``x``'s dtype and device.
+        ``(B, C, height, width)`` in ``x``'s dtype and device (a new tensor).
     """
     h, w = x.shape[-2:]
-    wy = _area_weights(h, height, x.device, x.dtype)
-    wx = _area_weights(w, width, x.device, x.dtype)
-    return torch.einsum("oh,bchw,pw->bcop", wy, x, wx)
+    if height / h <= width / w:
+        return _area_axis(_area_axis(x, height, -2), width, -1)
+    return _area_axis(_area_axis(x, width, -1), height, -2)
 
 
 def resize(x: torch.Tensor, height: int, width: int, *, smooth: bool = True) -> torch.Tensor:

@@ -85,11 +85,11 @@ def otsu_thresholds(grey: torch.Tensor) -> torch.Tensor:
     """
     b = grey.shape[0]
     idx = grey.reshape(b, -1).long().clamp(0, 255)
-    hist = torch.zeros(b, 256, dtype=torch.float64, device=grey.device).scatter_add_(
-        1, idx, torch.ones_like(idx, dtype=torch.float64)
-    )
+    # counted on the device, the 256 bins in float64 on the CPU (Apple's MPS has no float64)
+    counts = torch.zeros(b, 256, dtype=torch.int64, device=grey.device).scatter_add_(1, idx, torch.ones_like(idx))
+    hist = counts.cpu().double()
     p = hist / hist.sum(dim=1, keepdim=True)
-    levels = torch.arange(256, dtype=torch.float64, device=grey.device)
+    levels = torch.arange(256, dtype=torch.float64)
     q1 = p.cumsum(1)
     mu_total = (p * levels).sum(1, keepdim=True)
     mu_cum = (p * levels).cumsum(1)
@@ -99,7 +99,7 @@ def otsu_thresholds(grey: torch.Tensor) -> torch.Tensor:
     mu1 = mu_cum / q1.clamp_min(eps)
     mu2 = (mu_total - mu_cum) / q2.clamp_min(eps)
     sigma = torch.where(valid, q1 * q2 * (mu1 - mu2) ** 2, torch.full_like(q1, -1.0))
-    return sigma.argmax(dim=1).to(grey.dtype)  # first maximum, like OpenCV's strict '>'
+    return sigma.argmax(dim=1).to(device=grey.device, dtype=grey.dtype)  # first maximum, like OpenCV's strict '>'
 
 
 def binary_levels(levels: torch.Tensor, threshold: int) -> torch.Tensor:
