@@ -30,7 +30,14 @@ from ..preprocessors import (
     shuffle,
     tile,
 )
-from ..preprocessors.base import MAX_RESOLUTION, PAD_MULTIPLE, check_image, detection_size, to_detection_size
+from ..preprocessors.base import (
+    MAX_RESOLUTION,
+    PAD_MULTIPLE,
+    check_image,
+    check_resolution,
+    detection_size,
+    to_detection_size,
+)
 from ..preprocessors.geometry import check_target_size
 from ._host import Progress, free_memory, mask_batch, preview_images, processing_device, unconverted
 
@@ -38,6 +45,8 @@ CHUNK = 16  # images per batched call at most: bounds memory while keeping the w
 MEMORY_SHARE = 0.5  # of the memory free before a preprocessor runs, what one chunk's working memory may take
 GiB = 1 << 30
 RESIZE_BYTES_PER_PIXEL = 40  # Resize Hint's peak per output pixel of one image (CPU fp32: 24-33 measured)
+# ... plus per input pixel: telling an image's kind and an inpaint hint's mask (CPU fp32: 9-16 measured, 8192 px)
+RESIZE_INPUT_BYTES_PER_PIXEL = 20
 OUT_BYTES_PER_PIXEL = 24  # a finished IMAGE pixel (3 x float32), twice: the chunks' results and their join
 RESOLUTION = (
     "INT",
@@ -95,6 +104,7 @@ def run_batched(
     bytes_per_pixel: int | None = None,
     what: str = "this preprocessor",
     output_size: str = "image",
+    input_bytes_per_pixel: int = 0,
 ) -> torch.Tensor:
     """Run ``fn`` over an IMAGE batch in chunks on ComfyUI's device, with a progress bar.
 
@@ -109,7 +119,8 @@ def run_batched(
             server, losing its queue). On a GPU nothing is refused: ComfyUI's figure leaves out models it could
             unload (and is a constant under DirectML), and running out there is an error ComfyUI reports.
             ``what`` names the node in that message. ``pixels``: instead of a resolution, the pixels each image
-            is processed at (e.g. a resize's output size).
+            is processed at (e.g. a resize's output size). ``input_bytes_per_pixel``: working memory per pixel
+            of the input image besides.
         output_size: ``"detection"`` (with a ``resolution``): each chunk is brought to the detection size before
             ``fn`` runs, so ``fn`` (which detects at ``resolution``) processes it as it is and the hint comes back
             at the detection size; ``"image"``: as ``fn`` returns it (the input's size for every preprocessor).
@@ -122,23 +133,54 @@ def run_batched(
     """
     if output_size not in OUTPUT_SIZES:
         raise ParameterError(f"output_size must be one of {list(OUTPUT_SIZES)}, got {output_size!r}.")
+    detect = output_size == "detection" and resolution is not None
+    if detect:
+        check_resolution(resolution)  # before any image is brought to it
     x = to_bchw(image, processing_device())
+    if detect:
+        _check_output_memory(x, resolution, what)
     chunk = CHUNK
     if (resolution is not None or pixels is not None) and bytes_per_pixel is not None:
-        chunk = _chunk_for_memory(x, resolution, pixels, bytes_per_pixel, what)
+        chunk = _chunk_for_memory(x, resolution, pixels, bytes_per_pixel, what, input_bytes_per_pixel)
     bar = Progress(x.shape[0])
     out = []
     for i in range(0, x.shape[0], chunk):
         part = x[i : i + chunk]
         n = part.shape[0]
-        if output_size == "detection" and resolution is not None:
+        if detect:
             part = to_detection_size(part, resolution)
         out.append(to_image(fn(part)))
         bar.update(n)
     return torch.cat(out)
 
 
-def _chunk_for_memory(x: torch.Tensor, resolution: int | None, pixels: int | None, bytes_per_pixel: int, what: str) -> int:
+def _check_output_memory(x: torch.Tensor, resolution: int, what: str) -> None:
+    """On the CPU, refuse hints at the detection size that cannot fit in the free memory as an IMAGE.
+
+    At the image's size a hint is never larger than its input; at the detection size it can be (4096 / short
+    side) squared times larger.
+    """
+    free = free_memory(x.device) if x.device.type == "cpu" else None
+    if free is None:
+        return
+    dh, dw = detection_size(x.shape[-2], x.shape[-1], resolution)
+    need = OUT_BYTES_PER_PIXEL * dh * dw * x.shape[0]
+    if need > free:
+        raise ParameterError(
+            f"{what}: {x.shape[0]} hint(s) at the detection size {dw}x{dh} px take about {need / GiB:.1f} GiB as a "
+            f"ComfyUI IMAGE (with the copy made while the batch is joined), but {free / GiB:.1f} GiB is free. Lower "
+            "resolution, set output_size to 'image', or send fewer images."
+        )
+
+
+def _chunk_for_memory(
+    x: torch.Tensor,
+    resolution: int | None,
+    pixels: int | None,
+    bytes_per_pixel: int,
+    what: str,
+    input_bytes_per_pixel: int = 0,
+) -> int:
     """Images per call so that one call's working memory stays within ``MEMORY_SHARE`` of the free memory."""
     free = free_memory(x.device)
     if free is None:  # outside ComfyUI: nothing to ask
@@ -155,7 +197,7 @@ def _chunk_for_memory(x: torch.Tensor, resolution: int | None, pixels: int | Non
         padded = int(pixels or 0)
         how = f"makes {padded / 1e6:.0f} megapixel images"
         fix = "Choose a smaller size, or free memory."
-    per_image = bytes_per_pixel * padded
+    per_image = bytes_per_pixel * padded + input_bytes_per_pixel * x.shape[-2] * x.shape[-1]
     if per_image > free and x.device.type == "cpu":
         raise ParameterError(
             f"{what} {how}, which needs about {per_image / GiB:.1f} GiB of working memory per image, but "
@@ -477,6 +519,7 @@ class HintResize:
                 lambda x: resize_hint(x, width, height, mode),
                 pixels=width * height,
                 bytes_per_pixel=RESIZE_BYTES_PER_PIXEL,
+                input_bytes_per_pixel=RESIZE_INPUT_BYTES_PER_PIXEL,
                 what="Resize Hint",
             )
         )

@@ -71,7 +71,7 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
             "(ComfyUI's IMAGE) or 8-bit levels (uint8)."
         )
     if c == 4:
-        alpha = image[:, 3:]
+        alpha = image[:, 3:].clamp(0, 1)  # an alpha a little outside [0, 1] (a resize's overshoot) is still 0..1
         image = torch.addcmul(1 - alpha, image[:, :3], alpha)
     lo, hi = torch.aminmax(image)
     if not (torch.isfinite(lo) and torch.isfinite(hi)):  # NaN and +-Inf show in the min/max

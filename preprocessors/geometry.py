@@ -45,35 +45,58 @@ def _is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
-def _colour_count_at_most(x: torch.Tensor, limit: int) -> bool:
-    """Whether the ``(C, N)`` 8-bit levels hold at most ``limit`` distinct colours (C <= 4)."""
-    levels = (x.float() * 255).round_().to(torch.int64).clamp_(0, 255)
-    packed = levels[0].clone()
-    for c in range(1, levels.shape[0]):
-        packed.bitwise_left_shift_(8).add_(levels[c])
-    return torch.unique(packed).numel() <= limit
+_COUNT_CHUNK = 1 << 20  # pixels whose colours are counted at once
+
+
+def _palette_colours(flat: torch.Tensor, limit: int) -> tuple[bool, bool]:
+    """``(few, grey)`` for ``(3, N)`` values in ``[0, 1]``: at most ``limit`` distinct 8-bit colours (every value
+    on the 8-bit grid), and whether every pixel is grey. Counted in chunks, stopping once there are too many, so
+    the memory is that of a chunk whatever the image's size."""
+    grid = 0.5 if flat.dtype in (torch.float16, torch.bfloat16) else 1e-2  # how far from a level a value may be
+    seen = torch.empty(0, dtype=torch.int64, device=flat.device)
+    grey = True
+    for i in range(0, flat.shape[1], _COUNT_CHUNK):
+        part = flat[:, i : i + _COUNT_CHUNK].float() * 255
+        levels = part.round()
+        if float((part - levels).abs().max()) > grid:
+            return False, False
+        grey = grey and bool((levels[1:] == levels[:1]).all())
+        packed = levels.to(torch.int64).clamp_(0, 255)
+        packed = (packed[0] << 16) | (packed[1] << 8) | packed[2]
+        seen = torch.unique(torch.cat([seen, torch.unique(packed)]))
+        if seen.numel() > limit:
+            return False, grey
+    return True, grey
 
 
 def _is_palette(x: torch.Tensor) -> bool:
     """A colour (not grey) image of at most ``PALETTE_MAX_COLOURS`` distinct 8-bit colours.
 
     Args:
-        x: ``(1, C, H, W)`` in ``[0, 1]``. Greyscale pictures (depth maps) are never label-like here: a
+        x: ``(1, 3, H, W)`` in ``[0, 1]``. Greyscale pictures (depth maps) are never label-like here: a
             narrow depth range can have few levels and must still be resized smoothly.
     """
-    if x.shape[1] not in (3, 4):
+    if x.shape[1] != 3:
         return False
     flat = x[0].flatten(1)
-    if bool((flat[1:3] == flat[:1]).all()):
-        return False
     step = max(1, flat.shape[1] // _PALETTE_SAMPLE)
-    sample = flat[:, ::step]
-    grid = 0.5 if x.dtype in (torch.float16, torch.bfloat16) else 1e-2  # how far from an 8-bit level a value may be
-    if float(((sample.float() * 255) - (sample.float() * 255).round()).abs().max()) > grid:
+    if step > 1 and not _palette_colours(flat[:, ::step], PALETTE_MAX_COLOURS)[0]:
+        return False  # a photo is told apart on a sample
+    few, grey = _palette_colours(flat, PALETTE_MAX_COLOURS)
+    return few and not grey
+
+
+def _is_inpaint_hint(x: torch.Tensor) -> bool:
+    """An inpaint hint: some pixels are ``-1`` in every channel (masked), every other value is ``>= 0``.
+
+    Other negative values (a bicubic upscale's overshoot, ComfyUI's 'Upscale Image' does not clamp) are a
+    picture's, not a mask.
+    """
+    lo = float(x.min())
+    if lo != -1.0:
         return False
-    return _colour_count_at_most(sample, PALETTE_MAX_COLOURS) and (
-        step == 1 or _colour_count_at_most(flat, PALETTE_MAX_COLOURS)
-    )
+    masked = x == -1
+    return bool((masked.all(dim=1) == masked.any(dim=1)).all()) and bool(((x >= 0) | masked).all())
 
 
 def _resize_masked(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -81,30 +104,41 @@ def _resize_masked(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
     Resizing the ``-1`` with the picture would smear it into partly masked, darkened pixels at every edge.
     """
-    masked = (x < 0).any(dim=1, keepdim=True)
-    valid = (~masked).to(x.dtype)
-    num = resize(x.clamp(min=0) * valid, h, w)
+    valid = (x[:, :1] >= 0).to(x.dtype)
+    num = x.clamp(min=0).mul_(valid)
+    num = resize(num, h, w)
     den = resize(valid, h, w)
     keep = den >= 0.5  # at least half of the area an output pixel covers is unmasked
     num.div_(den.clamp_(min=0.5)).clamp_(0, max(float(x.max()), 0.0))
     return num.masked_fill_(~keep, -1.0)
 
 
+def _resize_binary(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A black/white hint, kept black/white with its thin lines: the ink is the rarer value (white edges on
+    black, or a black drawing on white). Axes that shrink go first, by area, where any ink in a cell is ink (a
+    one-pixel line survives, as in :func:`.base.at_resolution`); axes that grow then, bicubic, at half."""
+    black_ink = bool(x.mean() > 0.5)
+    y = 1 - x if black_ink else x
+    mh, mw = min(h, x.shape[-2]), min(w, x.shape[-1])
+    if (mh, mw) != tuple(x.shape[-2:]):
+        y = resize(y, mh, mw).gt_(1e-3)  # area: a new tensor
+    if (mh, mw) != (h, w):
+        y = resize(y, h, w).ge_(0.5)  # bicubic: a new tensor
+    return 1 - y if black_ink else y
+
+
 def _resize_one(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Resize one ``(1, C, H, W)`` hint by what it holds.
 
-    - inpaint hints (negative = masked): :func:`_resize_masked`;
-    - black/white hints: area (shrinking) or bicubic, then re-thresholded: any ink when shrinking (a one-pixel
-      line survives, as in :func:`.base.at_resolution`), half when enlarging; the result stays binary;
+    - inpaint hints (:func:`_is_inpaint_hint`): :func:`_resize_masked`;
+    - black/white hints: :func:`_resize_binary`; the result stays binary;
     - label-like colour hints (:func:`_is_palette`): nearest neighbour;
     - pictures: area down / bicubic up, clamped to the image's own range.
     """
-    if bool((x < 0).any()):
+    if _is_inpaint_hint(x):
         return _resize_masked(x, h, w)
     if _is_binary(x):
-        y = resize(x, h, w)  # a new tensor: the size differs
-        shrunk = h <= x.shape[-2] and w <= x.shape[-1]
-        return y.gt_(1e-3) if shrunk else y.ge_(0.5)  # in place, 0/1 in y's dtype
+        return _resize_binary(x, h, w)
     if _is_palette(x):
         return resize(x, h, w, smooth=False)
     lo, hi = torch.aminmax(x)
@@ -166,6 +200,12 @@ def resize_hint(
         [image[..., 0, :], image[..., -1, :], image[..., :, 0], image[..., :, -1]], dim=-1
     )  # (B, C, 2W + 2H), always an even count: the median is the mean of the middle two, as numpy's
     fill = border.float().quantile(0.5, dim=-1).to(image.dtype)  # quantile takes float32/64 only
+    for i in range(image.shape[0]):
+        one = image[i : i + 1]
+        if _is_inpaint_hint(one):
+            fill[i] = -1.0  # the margins are not in the picture: masked, to be painted (outpainting)
+        elif _is_binary(one):
+            fill[i] = (fill[i] > 0.5).to(fill.dtype)  # a black/white hint stays black/white (a tie is black)
     out = fill[..., None, None].expand(-1, -1, height, width).clone()
     top, left = max(0, (height - nh) // 2), max(0, (width - nw) // 2)
     out[..., top : top + nh, left : left + nw] = scaled[..., : height - top, : width - left]

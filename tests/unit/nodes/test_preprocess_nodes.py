@@ -514,10 +514,17 @@ def test_resize_hint_checks_the_memory_its_output_and_work_need(monkeypatch):
         return real(x, width, height, mode)
 
     monkeypatch.setattr(preprocess, "resize_hint", counting)
-    monkeypatch.setattr(preprocess, "free_memory", lambda device: 3 * 40 * 64 * 64 * 2)  # three images' work, twice
+    work = 40 * 64 * 64 + 20 * 20 * 30  # per output pixel and per input pixel
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 3 * work * 2)  # three images' work, twice
     node = preprocess.HintResize()
     out = node.process(torch.rand(7, 20, 30, 3), "crop_and_resize", 64, 64)["result"][0]
     assert out.shape == (7, 64, 64, 3) and sizes == [3, 3, 1]
+    # a large input shrunk to a small output needs memory for its input pixels (telling its kind, an inpaint
+    # mask): sized by the output alone, all four would have run at once
+    sizes.clear()
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 2 * (40 * 16 * 16 + 20 * 512 * 512))
+    node.process(torch.rand(4, 512, 512, 3), "just_resize", 16, 16)
+    assert sizes == [1, 1, 1, 1]
     monkeypatch.setattr(preprocess, "free_memory", lambda device: 8 << 30)
     sizes.clear()
     with pytest.raises(ParameterError, match=r"Resize Hint: 8 hint\(s\) of 16384x16384 px take about 48\.0 GiB"):
@@ -598,3 +605,29 @@ def test_learned_node_detection_output_and_keypoint_canvas(stub_comfy, image):
     hint, keypoints = node.process(image(b=1, h=48, w=80), True, False, False, 64)["result"]
     assert hint.shape == (1, 48, 80, 3) and (keypoints[0]["canvas_height"], keypoints[0]["canvas_width"]) == (48, 80)
     annotators.clear_cache()
+
+
+def test_detection_output_that_cannot_fit_is_refused_before_any_work(monkeypatch, image):
+    """At the detection size a hint can be (4096 / short side)^2 times its input: 32 frames of 256 px at 2048 are
+    1.5 GiB as an IMAGE (twice while joined). It ran into whatever memory there was; at the image's size it fits."""
+    from affordance.nodes import preprocess
+
+    calls: list[int] = []
+    real = preprocess.color_grid
+
+    def counting(x, resolution):
+        calls.append(x.shape[0])
+        return real(x, resolution)
+
+    monkeypatch.setattr(preprocess, "color_grid", counting)
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 2 << 30)
+    node = NODE_CLASS_MAPPINGS["AST_ColorPreprocessor"]()
+    frames = torch.rand(32, 256, 256, 3)
+    with pytest.raises(ParameterError, match=r"32 hint\(s\) at the detection size 2048x2048 px take about 3\.0 GiB"):
+        node.process(frames, resolution=2048, output_size="detection")
+    assert calls == []
+    with pytest.raises(ParameterError, match="resolution must be an integer between 8 and 4096, got 8192"):
+        node.process(frames[:1], resolution=8192, output_size="detection")  # a linked value, unchecked by ComfyUI
+    assert calls == []
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 64 << 30)
+    assert node.process(frames[:2], resolution=256, output_size="detection")["result"][0].shape == (2, 256, 256, 3)

@@ -195,3 +195,73 @@ def test_zero_or_missing_size_is_a_typed_error():
     for w, h in ((0, 64), (64, 0), (-8, 64)):
         with pytest.raises(ParameterError, match="must be an integer between 8 and 16384"):
             resize_hint(torch.rand(1, 3, 16, 16), w, h)
+
+
+def test_overshoot_below_zero_is_a_picture_not_a_mask():
+    """ComfyUI's bicubic 'Upscale Image' does not clamp: an upscaled hint has values a little below 0. They were
+    taken for inpaint marks and came out as -1 holes (20 % of an edge hint)."""
+    edges = _grid_lines(64, 9)
+    up = torch.nn.functional.interpolate(edges, size=(80, 80), mode="bicubic", align_corners=False)
+    assert up.min() < -0.05
+    for mode in ResizeMode:
+        out = resize_hint(up, 128, 128, mode)
+        assert not (out == -1).any() and out.min() >= up.min() - 1e-6
+
+
+def test_black_ink_survives_a_shrink():
+    """A black one-pixel drawing on white (lineart before Invert Hint): the 'any ink' rule took white as the ink
+    and every black line vanished."""
+    x = 1 - _grid_lines(1024, 37)
+    for target in (512, 768, 1000):
+        out = resize_hint(x, target, target, "just_resize")
+        assert ((out == 0) | (out == 1)).all()
+        k = target / 1024
+        for i in range(0, 1024, 37):
+            assert out[0, 0, min(target - 1, int(i * k))].mean() < 0.1, (target, i)
+
+
+def test_binary_lines_survive_when_one_axis_shrinks_and_the_other_grows():
+    """Bicubic (used when any axis grows) does not average areas: half the lines of the shrinking axis were lost."""
+    x = torch.zeros(1, 3, 2048, 512)
+    x[..., ::37, :] = 1.0  # horizontal lines, along the axis that shrinks 4x
+    out = resize_hint(x, 1024, 512, "just_resize")  # width grows 2x
+    rows = out[0, 0].mean(dim=1)
+    assert ((out == 0) | (out == 1)).all()
+    assert int((rows > 0.9).sum()) >= len(range(0, 2048, 37))
+
+
+def test_rgba_alpha_overshoot_is_clamped():
+    """An alpha of 1.02 over black composited to -0.02, which then read as an inpaint mark."""
+    from affordance.preprocessors import check_image
+
+    rgba = torch.zeros(1, 4, 16, 16)
+    rgba[:, 3] = 1.02
+    assert check_image(rgba).min() == 0
+    assert not (resize_hint(rgba, 32, 32, "just_resize") == -1).any()
+
+
+def test_resize_and_fill_margins_of_binary_and_inpaint_hints():
+    """The border median of a half-white binary hint was 0.5 (no longer binary), and of a half-masked inpaint
+    hint -0.1 (neither masked nor a colour). Binary margins snap to black/white; inpaint margins are masked."""
+    binary = torch.zeros(1, 3, 64, 32)
+    binary[..., :, 16:] = 1.0
+    out = resize_hint(binary, 128, 128, "resize_and_fill")
+    assert ((out == 0) | (out == 1)).all()
+    hint = torch.full((1, 3, 64, 32), 0.4)
+    hint[..., :, :16] = -1.0
+    out = resize_hint(hint, 128, 128, "resize_and_fill")
+    assert (out[..., :, :32] == -1).all() and (out[..., :, -32:] == -1).all()  # the margins, left and right
+    assert ((out == -1) | ((out - 0.4).abs() < 1e-5)).all()
+
+
+def test_palette_colours_are_counted_over_the_whole_image(monkeypatch):
+    """Colours are counted in chunks (memory of a chunk whatever the size): chunks that each hold few colours
+    but many together are not a palette."""
+    from affordance.preprocessors import geometry
+
+    monkeypatch.setattr(geometry, "_COUNT_CHUNK", 64)
+    monkeypatch.setattr(geometry, "_PALETTE_SAMPLE", 1 << 30)
+    colours = torch.rand(300, 3, generator=torch.Generator().manual_seed(2)).mul(255).round().div(255)
+    few = colours[torch.arange(32 * 32) % 150].T.reshape(1, 3, 32, 32)
+    many = colours[torch.arange(32 * 32) * 300 // 1024].T.reshape(1, 3, 32, 32)  # 64-px chunks of <= 19 colours
+    assert geometry._is_palette(few) and not geometry._is_palette(many)
