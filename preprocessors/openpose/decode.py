@@ -50,11 +50,14 @@ def cv_resize(x: np.ndarray, height: int, width: int, interpolation: int) -> np.
 def smart_resize(x: np.ndarray, height: float, width: float) -> np.ndarray:
     """The annotator's resize: area averaging when shrinking (by the summed sides), Lanczos-4 otherwise.
 
-    Target sides are truncated to integers, as the reference does.
+    Target sides are truncated to integers, as the reference does, but kept at least 1 px: the body pass
+    scales the height to 184 px, which left a side of an image taller than ~184 times its width at 0 (OpenCV
+    then raised an assertion error).
     """
     h, w = x.shape[:2]
     k = float(height + width) / float(h + w)
-    return cv_resize(x, int(height), int(width), cv2.INTER_AREA if k < 1 else cv2.INTER_LANCZOS4)
+    size = max(1, int(height)), max(1, int(width))
+    return cv_resize(x, *size, cv2.INTER_AREA if k < 1 else cv2.INTER_LANCZOS4)
 
 
 def gaussian_filter(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -281,6 +281,14 @@ def test_openpose_contract():
     assert hint.abs().max() == 0  # nothing drawn
 
 
+def test_openpose_on_a_very_tall_image():
+    """The body pass scales the height to 184 px: a 40 x 8192 image (at resolution 64: 64 x 13107) had its width
+    truncated to 0 px and OpenCV raised an assertion error, in the node as in the command line."""
+    body = _random(BodyPoseNet(), 1, gain=0.9)
+    hint, keypoints = openpose(torch.rand(1, 3, 8192, 40), body, resolution=64)
+    assert hint.shape == (1, 3, 8192, 40) and len(keypoints) == 1
+
+
 def test_openpose_bad_input():
     body = BodyPoseNet()
     with pytest.raises(ParameterError, match="hand_pose_model.pth"):
