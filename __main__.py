@@ -1,30 +1,117 @@
 """The main job of the pack, from the command line.
 
-- ``python -m affordance`` (no arguments): both demos below, on built-in data.
+- ``python -m affordance`` (no arguments): both demos below, on built-in data (the hint demo replaces its
+  own earlier output in ``affordance-output/hints/``).
 - ``python -m affordance inspect [FILE ...]``: format, family, architecture, residual shapes and keys of
   each ControlNet file; with no file, a small ControlNet written in every supported format.
-- ``python -m affordance hints [IMAGE] [--out DIR] [--resolution N] [--annotators FOLDER]``: every hint
-  that needs no weights, and with ``--annotators`` every learned hint whose official files are in FOLDER,
-  from an image (a built-in scene when none is given), written as PNGs with a contact sheet.
+- ``python -m affordance hints [IMAGE] [--out DIR] [--resolution N] [--annotators FOLDER] [--force]``: every
+  hint that needs no weights, and with ``--annotators`` every learned hint whose official files are in
+  FOLDER, from an image (a built-in scene when none is given), written as PNGs with a contact sheet.
+  Everything is checked before anything is written; an existing file is replaced only with ``--force``,
+  and then only once its successor is completely written.
 - ``python -m affordance annotators FOLDER``: size, SHA-256 (compared with the official file's) and a load
   check of every official annotator file found in FOLDER (e.g. ``ComfyUI/models/annotators``).
 - ``python -m affordance convert SRC DST --to {diffusers,original}``: layout conversion.
+
+Reports go to stdout, errors and warnings to stderr (one line each, no traceback); exit code 0 when all
+went well, 1 when something was reported as failed or rejected, 2 for a bad argument, input or output place.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
 log = logging.getLogger("affordance.main")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit code 2) that points at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _path_arg(text: str) -> str:
+    """An argparse ``type`` refusing the empty path (which would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"got an empty path ({text!r}); give a file or folder name ('.' for here)")
+    return text
+
+
+def _resolution_arg(text: str) -> int:
+    """An argparse ``type`` for ``--resolution``: a whole number in the preprocessors' range."""
+    from .preprocessors.base import MAX_RESOLUTION, MIN_SIDE
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not MIN_SIDE <= value <= MAX_RESOLUTION:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of pixels from {MIN_SIDE} to {MAX_RESOLUTION}, got {text!r}"
+        )
+    return value
+
+
+def _setup_logging() -> None:
+    """Reports (INFO) to stdout, warnings and errors to stderr, bare messages; nothing if logging is set up."""
+
+    class _BelowWarning(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.levelno < logging.WARNING
+
+    report = logging.StreamHandler(sys.stdout)
+    report.addFilter(_BelowWarning())
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[report, problems])
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (OpenCV's span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _file_problem(path: Path) -> str | None:
+    """``None`` when ``path`` is a regular file (or a symlink to one), else what it is, in words.
+
+    ``"missing"`` when nothing is there. Only ``stat`` is called: a named pipe is never opened (opening one
+    blocks until something writes to it).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop, not a regular file"
+        if os.path.islink(path):
+            return f"a broken symlink (to {os.readlink(path)}), not a regular file"
+        if isinstance(exc, FileNotFoundError):
+            return "missing"
+        return f"not readable ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds: tuple[tuple[Callable[[int], bool], str], ...] = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    return f"{kind}, not a regular file"
 
 
 def _inspect(files: Sequence[str]) -> int:
@@ -49,102 +136,269 @@ def _inspect(files: Sequence[str]) -> int:
 
 
 def _read_image(path: str) -> torch.Tensor:
-    """An image file as ``(1, 3, H, W)`` float32 in ``[0, 1]``, keeping the range of 16-bit and float images
-    (see :func:`preprocessors.sheet.image_array`); alpha is dropped, as ComfyUI's Load Image does.
+    """An image file as ``(1, 3, H, W)`` float32 in ``[0, 1]``, as ComfyUI's Load Image reads it: EXIF
+    orientation applied (``ImageOps.exif_transpose``), alpha dropped; the range of 16-bit and float images
+    is kept (see :func:`preprocessors.sheet.image_array`).
+
+    Only a regular file is opened (a named pipe would block forever), and its size is checked from its
+    header, before its pixels are decoded.
 
     Raises:
-        OSError: unreadable or not an image (PIL's errors, decompression bombs included, are reported so).
+        ImageInputError: a side below ``MIN_SIDE`` or above ``MAX_SIDE`` px (from ``preprocessors.base``), or a
+            decompression bomb (PIL's warning and error both).
+        OSError: missing, not a regular file, unreadable or not an image.
     """
+    import warnings
+
     import numpy as np
     import torch
-    from PIL import Image
+    from PIL import Image, ImageOps
 
+    from .preprocessors.base import MAX_SIDE, MIN_SIDE
+    from .preprocessors.errors import ImageInputError
     from .preprocessors.sheet import image_array
 
+    problem = _file_problem(Path(path))
+    if problem is not None:
+        raise OSError("there is no such file" if problem == "missing" else f"it is {problem}; give an image file")
     try:
-        with Image.open(path) as im:
-            im.load()
-            arr = image_array(im)[..., :3]  # alpha dropped, as ComfyUI's Load Image does
-    except Image.DecompressionBombError as exc:
-        raise OSError(f"{exc} Scale the image down first.") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if min(w, h) < MIN_SIDE:
+                    raise ImageInputError(
+                        f"it is {w}x{h} px; the preprocessors need at least {MIN_SIDE}x{MIN_SIDE} px: use a larger image."
+                    )
+                if max(w, h) > MAX_SIDE:
+                    raise ImageInputError(
+                        f"it is {w}x{h} px, above the {MAX_SIDE} px limit per side: scale it down first."
+                    )
+                im.load()
+                arr = image_array(ImageOps.exif_transpose(im))[..., :3]  # alpha dropped, as Load Image does
+    except ImageInputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageInputError(
+            f"it is too large to decode safely ({exc}); the preprocessors take at most {MAX_SIDE} px per side: "
+            "scale it down first."
+        ) from exc
+    except OSError:
+        raise
+    except Exception as exc:  # a damaged file makes PIL raise many kinds (SyntaxError, ValueError, EOFError...)
+        raise OSError(f"not a readable image ({type(exc).__name__}: {_one_line(exc)})") from exc
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
+
+
+class _WriteError(Exception):
+    """An output file that could not be written; the message names it and the system's reason."""
+
+
+def _save(picture: torch.Tensor | Image.Image, path: Path) -> None:
+    """Write a ``(1, 3, H, W)`` tensor in ``[0, 1]`` or a PIL image as a PNG, staged (see ``write_png``).
+
+    Raises:
+        _WriteError: ``cannot write PATH: REASON``.
+    """
+    from PIL import Image
+
+    from .preprocessors.sheet import save_png, write_png
+
+    try:
+        if isinstance(picture, Image.Image):
+            write_png(picture, path)
+        else:
+            save_png(picture, path)
+    except OSError as exc:
+        raise _WriteError(f"cannot write {path}: {exc.strerror or _one_line(exc)}") from exc
+
+
+def _learned_keys(folder: Path) -> list[str]:
+    """The learned hints whose files are all regular files in ``folder`` (those a run may write)."""
+    from .preprocessors.networks import LEARNED_GALLERY
+
+    return [k for k, (files, _) in LEARNED_GALLERY.items() if all(_file_problem(folder / f) is None for f in files)]
+
+
+def _check_outputs(out: Path, paths: Sequence[Path], force: bool) -> str | None:
+    """Why the run may not write ``paths`` in ``out`` (one line), or ``None``; nothing is written here."""
+    if out.exists() and not out.is_dir():
+        return (
+            f"cannot use {out} as the output folder: it is {_file_problem(out) or 'a file'}; give a folder with --out."
+        )
+    existing: list[Path] = []
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"cannot write {path}: {exc.strerror or exc}; choose another --out."
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):  # os.replace cannot put a file over a folder
+            return f"cannot write {path}: it is {_file_problem(path)}; move it away or choose another --out."
+        existing.append(path)
+    if existing and not force:
+        return (
+            f"{out} already holds {len(existing)} file(s) this run would replace: "
+            f"{', '.join(p.name for p in existing)}; nothing was written. Pass --force to replace them (each only "
+            "once its successor is completely written), or choose another --out."
+        )
+    return None
 
 
 def _hints(argv: Sequence[str]) -> int:
     import time
 
     from .preprocessors import GALLERY, PreprocessorError
-    from .preprocessors.sheet import contact_sheet, demo_scene, save_png
+    from .preprocessors.base import MAX_RESOLUTION, MAX_SIDE, MIN_SIDE, detection_size
+    from .preprocessors.errors import ImageInputError
+    from .preprocessors.sheet import contact_sheet, demo_scene
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m affordance hints",
         description="Turn an image into every hint that needs no weights, and with --annotators every learned "
-        "hint whose official weight files are in that folder.",
+        "hint whose official weight files are in that folder, written as NAME_HINT.png with a contact sheet. "
+        "Everything is checked before anything is written; existing files are replaced only with --force.",
     )
-    parser.add_argument("image", nargs="?", help="an image file (default: a built-in scene)")
-    parser.add_argument("--out", default="affordance-output/hints", help="output folder (default: %(default)s)")
-    parser.add_argument("--resolution", type=int, default=512, help="detection resolution (default: %(default)s)")
+    parser.add_argument(
+        "image",
+        nargs="?",
+        type=_path_arg,
+        help=f"an image file, {MIN_SIDE} to {MAX_SIDE} px per side (default: a built-in scene)",
+    )
+    parser.add_argument(
+        "--out", type=_path_arg, default="affordance-output/hints", help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--resolution",
+        type=_resolution_arg,
+        default=512,
+        metavar="N",
+        help=f"detection resolution, the short side the image is scaled to before detection: {MIN_SIDE} to "
+        f"{MAX_RESOLUTION} (default: %(default)s)",
+    )
     parser.add_argument(
         "--annotators",
         metavar="FOLDER",
+        type=_path_arg,
         help="a folder of official annotator files (e.g. ComfyUI/models/annotators): also make the learned hints "
         "(HED, PiDiNet, M-LSD, lineart, MiDaS, NormalBAE, OpenPose) whose files are there",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace files already in the output folder (each only once its successor is completely written); "
+        "without it the run refuses, naming them, before writing anything",
+    )
     args = parser.parse_args(argv)
     if args.annotators and not Path(args.annotators).is_dir():
-        log.error("error: --annotators %s is not a folder; give the folder that holds the annotator files.", args.annotators)
+        log.error(
+            "error: --annotators %s is not a folder; give the folder that holds the annotator files.", args.annotators
+        )
         return 2
+    # 1. the input, checked whole (size from the header, then every pixel) before anything is written
     if args.image:
         try:
             image = _read_image(args.image)
+        except ImageInputError as exc:
+            log.error("error: cannot use image %s: %s", args.image, exc)
+            return 2
         except OSError as exc:
             log.error("error: cannot read image %s: %s", args.image, exc)
             return 2
         name = Path(args.image).stem
     else:
         image, name = demo_scene(), "demo_scene"
+    try:
+        detection_size(image.shape[-2], image.shape[-1], args.resolution)
+    except PreprocessorError as exc:
+        log.error("error: cannot use --resolution %d on this image: %s", args.resolution, exc)
+        return 2
+    # 2. the outputs: "_input" (every file is NAME_something.png, so the source image is never overwritten)
     out = Path(args.out)
+    learned = _learned_keys(Path(args.annotators)) if args.annotators else []
+    keys = ["input", *GALLERY, *learned, "contact_sheet"]
+    paths = {key: out / f"{name}_{key}.png" for key in keys}
+    refusal = _check_outputs(out, list(paths.values()), args.force)
+    if refusal:
+        log.error("error: %s", refusal)
+        return 2
+    # 3. the folder, made and proven writable before any work
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.error("error: cannot use %s as the output folder: %s", out, exc.strerror or exc)
         return 2
-    items = [("input", image)]
-    # "_input": every file written is NAME_something.png, so the source image itself is never overwritten
-    save_png(image, out / f"{name}_input.png")
-    for key, fn in GALLERY.items():
-        start = time.perf_counter()
-        try:
-            hint = fn(image, args.resolution)
-        except PreprocessorError as exc:
-            log.error("%s: %s", key, exc)
-            return 2
-        shown = hint.clamp(0, 1) if key != "inpaint" else (hint + 1) / 2  # -1 (masked) shows as black
-        _keep_hint(shown, out, name, key, items, start)
-    failed = _learned_hints(image, args, out, name, items) if args.annotators else 0
-    sheet = out / f"{name}_contact_sheet.png"
-    contact_sheet(items).save(sheet)
-    log.info("contact sheet: %s", sheet)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".affordance-write-check-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        log.error("error: cannot write %s: %s; give a folder you can write to with --out.", out, exc.strerror or exc)
+        return 2
+    # 4. the work: one hint failing is reported and the others still run (exit code 1 at the end)
+    items: list[tuple[str, torch.Tensor]] = [("input", image)]
+    failed = 0
+    try:
+        _save(image, paths["input"])
+        for key, fn in GALLERY.items():
+            start = time.perf_counter()
+            try:
+                hint = fn(image, args.resolution)
+            except Exception as exc:  # one hint's failure must not cost the others
+                failed += 1
+                _report_failure(key, exc)
+                continue
+            shown = hint.clamp(0, 1) if key != "inpaint" else (hint + 1) / 2  # -1 (masked) shows as black
+            _keep_hint(shown, paths[key], key, items, start)
+        if args.annotators:
+            failed += _learned_hints(image, args, paths, items)
+        _save(contact_sheet(items), paths["contact_sheet"])
+    except _WriteError as exc:
+        log.error(
+            "error: %s; the files written before it are complete (none is left half-written). Free some space or "
+            "choose another --out.",
+            exc,
+        )
+        return 2
+    log.info("contact sheet: %s", paths["contact_sheet"])
     return 1 if failed else 0
 
 
-def _keep_hint(hint: torch.Tensor, out: Path, name: str, key: str, items: list, start: float) -> None:
-    """Write ``hint`` (``(1, 3, H, W)`` in ``[0, 1]``) as ``NAME_KEY.png``, add it to the sheet, log its time."""
+def _report_failure(key: str, exc: Exception) -> None:
+    """One line naming the hint and its error (an unexpected one with its type, to report it)."""
+    from .preprocessors.errors import PreprocessorError
+
+    if isinstance(exc, PreprocessorError):
+        log.error("%-17s %s", key, _one_line(exc))
+    else:
+        log.error("%-17s failed: unexpected %s: %s (please report it)", key, type(exc).__name__, _one_line(exc))
+
+
+def _keep_hint(hint: torch.Tensor, path: Path, key: str, items: list, start: float) -> None:
+    """Write ``hint`` (``(1, 3, H, W)`` in ``[0, 1]``) to ``path``, add it to the sheet, log its time.
+
+    Raises:
+        _WriteError: the file cannot be written.
+    """
     import time
 
-    from .preprocessors.sheet import save_png
-
-    path = out / f"{name}_{key}.png"
-    save_png(hint, path)
+    _save(hint, path)
     items.append((key, hint))
-    log.info("%-17s %dx%d in %.0f ms -> %s", key, hint.shape[-1], hint.shape[-2], 1000 * (time.perf_counter() - start), path)
+    log.info(
+        "%-17s %dx%d in %.0f ms -> %s", key, hint.shape[-1], hint.shape[-2], 1000 * (time.perf_counter() - start), path
+    )
 
 
-def _learned_hints(image: torch.Tensor, args: argparse.Namespace, out: Path, name: str, items: list) -> int:
-    """Every learned hint whose files are in ``args.annotators``, written and added to ``items``.
+def _learned_hints(image: torch.Tensor, args: argparse.Namespace, paths: dict[str, Path], items: list) -> int:
+    """Every learned hint whose files are in ``args.annotators``, written to ``paths[key]`` and added to ``items``.
 
     Each file is loaded once (safely, every key checked); a hint whose files are missing is skipped with a
-    line saying which; a file that does not load is reported and its hints skipped. Returns how many failed.
+    line saying which; a file that is not a regular file or does not load is reported and its hints skipped;
+    a hint that fails (even unexpectedly) is reported and the others still run. Returns how many failed.
+
+    Raises:
+        _WriteError: a hint cannot be written.
     """
     import time
 
@@ -155,33 +409,49 @@ def _learned_hints(image: torch.Tensor, args: argparse.Namespace, out: Path, nam
     from .preprocessors.weights import load_annotator
 
     folder = Path(args.annotators)
-    nets: dict[str, torch.nn.Module | PreprocessorError] = {}
+    nets: dict[str, torch.nn.Module | Exception] = {}
     failed = 0
     for key, (files, run) in LEARNED_GALLERY.items():
-        missing = [f for f in files if not (folder / f).is_file()]
+        problems = {f: _file_problem(folder / f) for f in files}
+        missing = [f for f, p in problems.items() if p == "missing"]
         if missing:
             log.info("%-17s skipped: needs %s in %s", key, ", ".join(missing), folder)
+            continue
+        unusable = [(f, p) for f, p in problems.items() if p is not None]
+        if unusable:
+            failed += 1
+            file, problem = unusable[0]
+            log.error("%-17s skipped: %s in %s is %s", key, file, folder, problem)
+            continue
+        if key not in paths:  # its files appeared while the run was going: not checked against --out
+            log.info("%-17s skipped: its files appeared in %s after the run started", key, folder)
             continue
         for f in files:
             if f not in nets:
                 try:
                     nets[f] = load_annotator(folder / f, NETWORK_FOR_FILE[f](), f)
-                except PreprocessorError as exc:
+                except Exception as exc:  # reported with its hint; the other hints still run
                     nets[f] = exc
-        broken = [nets[f] for f in files if isinstance(nets[f], PreprocessorError)]
+        broken = [nets[f] for f in files if isinstance(nets[f], Exception)]
         if broken:
             failed += 1
-            log.error("%-17s skipped: %s", key, broken[0])
+            exc = broken[0]
+            reason = (
+                _one_line(exc)
+                if isinstance(exc, PreprocessorError)
+                else f"unexpected {type(exc).__name__}: {_one_line(exc)}"
+            )
+            log.error("%-17s skipped: %s", key, reason)
             continue
         start = time.perf_counter()
         try:
             with torch.inference_mode():
                 hint = run(image, [nets[f] for f in files], args.resolution).clamp(0, 1)
-        except PreprocessorError as exc:
+        except Exception as exc:  # one hint's failure (an OpenPose crash...) must not cost the others
             failed += 1
-            log.error("%-17s %s", key, exc)
+            _report_failure(key, exc)
             continue
-        _keep_hint(hint, out, name, key, items, start)
+        _keep_hint(hint, paths[key], key, items, start)
     return failed
 
 
@@ -190,19 +460,29 @@ def _annotators(argv: Sequence[str]) -> int:
     from .preprocessors.networks import NETWORK_FOR_FILE
     from .preprocessors.weights import ANNOTATOR_FILES, load_annotator, sha256_of
 
-    parser = argparse.ArgumentParser(
-        prog="python -m affordance annotators", description="Check annotator weight files."
+    parser = _Parser(
+        prog="python -m affordance annotators",
+        description="Check annotator weight files: size, SHA-256 against the official file's, and a load check. "
+        "Exit code 1 when a file is rejected or none is found.",
     )
-    parser.add_argument("folder", help="a folder holding official annotator files (e.g. ComfyUI/models/annotators)")
+    parser.add_argument(
+        "folder", type=_path_arg, help="a folder holding official annotator files (e.g. ComfyUI/models/annotators)"
+    )
     args = parser.parse_args(argv)
     if not Path(args.folder).is_dir():
         log.error("error: %s is not a folder; give the folder that holds the annotator files.", args.folder)
         return 2
-    bad = 0
+    bad = found = 0
     for name in ANNOTATOR_FILES:
         path = Path(args.folder) / name
-        if not path.is_file():
+        problem = _file_problem(path)
+        if problem == "missing":
             log.info("%-30s missing", name)
+            continue
+        found += 1
+        if problem is not None:  # a folder, a named pipe, a symlink loop... under the file's name
+            bad += 1
+            log.info("%-30s REJECTED: %s", name, problem)
             continue
         try:
             load_annotator(path, NETWORK_FOR_FILE[name](), name)
@@ -222,6 +502,14 @@ def _annotators(argv: Sequence[str]) -> int:
         # a file that differs can still be right (an fp16 or safetensors conversion): said, not failed
         origin = "official" if digest == official.sha256 else f"not the official file (sha256 {official.sha256})"
         log.info("%-30s %12d bytes  sha256 %s  %s, %s", name, path.stat().st_size, digest, status, origin)
+    if not found:
+        log.error(
+            "error: no annotator file found in %s; put the official files there under their official names "
+            "(README, 'Annotator weights'), or give the folder that holds them.",
+            args.folder,
+        )
+        return 1
+    log.info("%d of %d official file(s) present in %s, %d rejected", found, len(ANNOTATOR_FILES), args.folder, bad)
     return 1 if bad else 0
 
 
@@ -233,18 +521,29 @@ def _looks_like_a_command(word: str) -> bool:
     return not word.startswith("-") and Path(word).name == word and not Path(word).suffix and not Path(word).exists()
 
 
+def _convert(argv: Sequence[str]) -> int:
+    """``convert``: :func:`controlnet.convert.main`, under this command's name where it accepts one."""
+    import inspect
+
+    from .controlnet.convert import main as convert_main
+
+    if "prog" in inspect.signature(convert_main).parameters:
+        return convert_main(argv, prog="python -m affordance convert")
+    return convert_main(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch the sub-commands; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _setup_logging()
     if not argv:
         rc = _inspect([])
         log.info("")
-        return rc or _hints([])
+        # the demo's own files (demo_scene_*.png) are replaced, each once its successor is complete, so the
+        # no-argument run can be repeated; `hints` itself never replaces a file without --force
+        return rc or _hints(["--force"])
     if argv[0] == "convert":
-        from .controlnet.convert import main as convert_main
-
-        return convert_main(argv[1:])
+        return _convert(argv[1:])
     if argv[0] == "hints":
         return _hints(argv[1:])
     if argv[0] == "annotators":
@@ -262,14 +561,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             ", ".join(_COMMANDS),
         )
         return 2
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m affordance [inspect]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Inspect ControlNet files (no file: a demo of every format). Other sub-commands: "
         "'hints' (every preprocessor on an image; learned ones with --annotators FOLDER), 'convert' (layout "
-        "conversion), "
-        "'annotators' (check a folder of annotator weights).",
+        "conversion), 'annotators' (check a folder of annotator weights); each has --help.",
+        epilog="With no argument at all, `python -m affordance` runs both demos on built-in data: 'inspect' on a\n"
+        "small ControlNet written in every supported format, then 'hints' on a drawn scene, written with a\n"
+        "contact sheet to affordance-output/hints/ (replacing that demo's own earlier files).\n\n"
+        "  python -m affordance inspect [FILE ...]\n"
+        "  python -m affordance hints [IMAGE] [--out DIR] [--resolution N] [--annotators FOLDER] [--force]\n"
+        "  python -m affordance annotators FOLDER\n"
+        "  python -m affordance convert SRC DST --to {diffusers,original} [--prefix] [--force]\n\n"
+        "Reports go to stdout, errors to stderr; exit code 0: all good, 1: something failed or was rejected,\n"
+        "2: a bad argument, input or output place.",
     )
-    parser.add_argument("files", nargs="*", help="ControlNet files or diffusers folders")
+    parser.add_argument("files", nargs="*", type=_path_arg, help="ControlNet files or diffusers folders")
     args = parser.parse_args(argv)
     return _inspect(args.files)
 

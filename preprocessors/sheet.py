@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,24 +97,73 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def _fit(width: int, height: int, box: int) -> tuple[int, int]:
+    """``width`` x ``height`` scaled to fit inside ``box`` x ``box``, aspect kept, each side at least 1 px."""
+    scale = box / max(width, height)
+    return max(1, min(box, round(width * scale))), max(1, min(box, round(height * scale)))
+
+
 def contact_sheet(items: Sequence[tuple[str, torch.Tensor]], columns: int = 4, thumb: int = 320) -> Image.Image:
-    """Thumbnails with labels on a grid; ``items`` are ``(label, (3, H, W) or (1, 3, H, W))``."""
+    """Thumbnails with labels on a grid; ``items`` are ``(label, (3, H, W) or (1, 3, H, W))``.
+
+    Each thumbnail keeps its image's aspect and fits inside a ``thumb`` x ``thumb`` box, each side at least
+    1 px: an 8000x8 image makes a 320x1 strip and an 8x8000 one a 1x320 strip, so the sheet's size is
+    bounded by the number of items whatever their shapes. Cells are ``thumb`` px wide and as tall as the
+    tallest thumbnail; each thumbnail is centred in its cell (letterboxed on the dark background).
+
+    Raises:
+        ValueError: no item, ``columns`` or ``thumb`` below 1, or an image with an empty side.
+    """
+    if not items:
+        raise ValueError("contact_sheet needs at least one (label, image) item, got none.")
+    if columns < 1 or thumb < 1:
+        raise ValueError(f"contact_sheet needs columns >= 1 and thumb >= 1, got columns={columns}, thumb={thumb}.")
+    for label, img in items:
+        if min(img.shape[-2:]) < 1:
+            raise ValueError(
+                f"contact_sheet item {label!r} is {img.shape[-1]}x{img.shape[-2]} px; give a non-empty image."
+            )
+    sizes = [_fit(img.shape[-1], img.shape[-2], thumb) for _, img in items]
     rows = (len(items) + columns - 1) // columns
     label_h = 22
-    cell_w = thumb
-    first = items[0][1]
-    h, w = first.shape[-2:]
-    cell_h = int(round(thumb * h / w))
+    cell_w, cell_h = thumb, max(th for _, th in sizes)
     sheet = Image.new("RGB", (columns * cell_w, rows * (cell_h + label_h)), (32, 32, 32))
     draw = ImageDraw.Draw(sheet)
-    for i, (label, img) in enumerate(items):
+    for i, ((label, img), (tw, th)) in enumerate(zip(items, sizes)):
         r, c = divmod(i, columns)
         x, y = c * cell_w, r * (cell_h + label_h)
-        sheet.paste(to_pil(img).resize((cell_w, cell_h), Image.BILINEAR), (x, y + label_h))
+        thumbnail = to_pil(img).resize((tw, th), Image.BILINEAR)
+        sheet.paste(thumbnail, (x + (cell_w - tw) // 2, y + label_h + (cell_h - th) // 2))
         draw.text((x + 6, y + 5), label, fill=(235, 235, 235))
     return sheet
 
 
+def write_png(im: Image.Image, path: Path) -> None:
+    """Write ``im`` as a PNG at ``path``, staged: under a temporary name in the same folder, then renamed.
+
+    A file already at ``path`` is replaced only once its successor is completely written (flushed to disk),
+    and keeps its permissions; a new file gets those of any new file (the umask applies). On any failure
+    (disk full, no permission, an interrupt) the temporary file is removed and ``path`` is left as it was.
+
+    Raises:
+        OSError: the folder cannot be written (the caller names ``path`` in its message).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{secrets.token_hex(6)}-{path.name}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            im.save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
+        if path.is_file() and not path.is_symlink():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_png(image: torch.Tensor, path: Path) -> None:
-    """Write ``(3, H, W)``/``(1, 3, H, W)`` in ``[0, 1]`` as a PNG."""
-    to_pil(image).save(path)
+    """Write ``(3, H, W)``/``(1, 3, H, W)`` in ``[0, 1]`` as a PNG, staged as :func:`write_png` does."""
+    write_png(to_pil(image), path)

@@ -27,7 +27,8 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_inspect_demo(tmp_path):
     proc = _run("inspect", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    out = proc.stderr + proc.stdout
+    assert proc.stderr == ""  # the report goes to stdout (`inspect > report.txt`), errors only to stderr
+    out = proc.stdout
     assert "8 file(s) inspected, 0 rejected" in out
     for layout in (
         "diffusers ControlNetModel",
@@ -68,6 +69,7 @@ def test_main_job_reads_paths_from_the_callers_folder(tmp_path):
 def test_hints_gallery(tmp_path):
     proc = _run("hints", "--out", str(tmp_path / "out"), "--resolution", "256", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and "contact sheet: " in proc.stdout
     sheet = tmp_path / "out" / "demo_scene_contact_sheet.png"
     assert sheet.is_file()
     pngs = sorted((tmp_path / "out").glob("demo_scene_*.png"))
