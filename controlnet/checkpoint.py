@@ -9,6 +9,7 @@ a pickle that would need to run code is refused, and nothing in it is executed.
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import json
@@ -17,6 +18,7 @@ import math
 import os
 import pickle
 import re
+import stat
 import struct
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
@@ -616,9 +618,10 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     Raises:
         FileNotFoundError: nothing at ``path``.
         CorruptCheckpointError: empty, truncated, damaged or not a weight file.
+        UnreadableCheckpointError: the file or a folder on its way may not be read (permissions), or ``path``
+            is a symbolic link loop or not a regular file or folder (a FIFO, socket or device).
         UnsafeCheckpointError: a pickle that needs code execution (refused, never executed).
         UnknownFormatError: no tensors, or not a mapping of tensors.
-        UnreadableCheckpointError: the file or a folder on its way may not be read (permissions).
     """
     path = Path(path)
     try:
@@ -632,12 +635,53 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
         raise UnreadableCheckpointError(f"cannot read {exc.filename or path}: {exc.strerror or exc}.") from exc
 
 
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO, a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_source(path: Path) -> os.stat_result:
+    """Stat ``path`` (following links) and make sure it can hold a ControlNet, before anything is opened.
+
+    ``Path.exists()`` is not used: it calls a symbolic link loop "missing". Nothing is opened here, so a
+    FIFO (which would block a reader until something writes to it) or a device is named, never read.
+
+    Returns:
+        The ``os.stat`` of ``path``: a regular file or a folder.
+
+    Raises:
+        FileNotFoundError: nothing at ``path`` (or a folder on its way is a file).
+        UnreadableCheckpointError: ``path`` is a symbolic link loop, or not a regular file or folder (a FIFO,
+            socket or device).
+        PermissionError: a folder on the way may not be searched.
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise FileNotFoundError(f"no ControlNet file at {path}.") from exc
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise UnreadableCheckpointError(
+            f"{path} is a symbolic link loop (its links lead back to themselves, or through more than the system's "
+            "limit of links), so there is no file to read. Point the link at the real model file."
+        ) from exc
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return st
+    kind = next((name for test, name in _SPECIAL_FILES if test(st.st_mode)), "a special file")
+    raise UnreadableCheckpointError(
+        f"{path} is not a regular file ({kind}): a ControlNet is read from a weights file or a diffusers folder. "
+        "Give the path of the model file itself."
+    )
+
+
 def _read_checkpoint(path: Path) -> RawCheckpoint:
-    if not path.exists():
-        raise FileNotFoundError(f"no ControlNet file at {path}.")
     config = None
     sibling_config = False
-    if path.is_dir():
+    if stat.S_ISDIR(check_source(path).st_mode):
         path, config = _diffusers_folder(path)
     elif (path.parent / "config.json").is_file() and _only_diffusers_weights(path.parent):
         # A diffusers folder inside models/controlnet lists its weights file; its config still applies. A

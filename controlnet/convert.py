@@ -6,22 +6,31 @@ value) and written so, at twice their size. Usage::
 
     python -m affordance.controlnet.convert SRC DST --to diffusers   # DST.safetensors or a folder
     python -m affordance.controlnet.convert SRC DST --to original [--prefix]
+
+Every temporary file is this module's own (safetensors' writer, which leaves a hidden full-size temporary
+file of its own when interrupted, is not used) and is removed on any exit that Python sees, Ctrl-C and,
+from :func:`main`, SIGTERM included.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import secrets
+import signal
+import struct
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 
 import torch
-from safetensors.torch import save_file
 
+from .checkpoint import SAFETENSORS_DTYPES, check_source
 from .config import ControlNetConfig
 from .errors import ControlNetError, InputError, OutputError, UnknownFormatError
 from .formats import ORIGINAL_PREFIX
@@ -119,16 +128,94 @@ def _layers_per_block(depths: list[int], attention: list[bool], middle: int | No
     return per_level
 
 
+class Interrupted(KeyboardInterrupt):
+    """A conversion was stopped by a signal (SIGINT or SIGTERM, as :func:`main` turns them into exceptions).
+
+    Attributes:
+        signum: the signal that stopped it.
+        written: it arrived while the converted files were being put in place and was held back until they
+            all were: the destination holds the new files. Otherwise nothing there was changed.
+    """
+
+    def __init__(self, signum: int, written: bool = False) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.written = written
+
+
+_Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers  # what signal.signal takes
+_STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
+_CHUNK = 64 << 20  # bytes written per call: a signal handler (Ctrl-C) runs between two of them
+_SAFETENSORS_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
+# safetensors' order of dtypes in a file (its Rust enum's, largest first): the same files, byte for byte
+_SAFETENSORS_ORDER = ("I64", "F64", "F32", "I32", "BF16", "F16", "I16", "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL")
+
+
+def _little_endian_bytes(tensor: torch.Tensor) -> memoryview:
+    """The bytes of ``tensor`` (on the CPU, contiguous) in little-endian order, as safetensors stores them."""
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    raw = flat.view(torch.uint8)
+    if sys.byteorder == "big" and flat.element_size() > 1:
+        raw = raw.reshape(-1, flat.element_size()).flip(1).reshape(-1)
+    return memoryview(raw.numpy())
+
+
+def save_file(
+    tensors: Mapping[str, torch.Tensor], filename: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
+) -> None:
+    """Write ``tensors`` as a safetensors file into ``filename`` itself.
+
+    The same bytes as :func:`safetensors.torch.save_file` (a header padded to 8 bytes; tensors ordered by
+    dtype, largest first, then name, so every one is aligned; metadata in the order given), but written straight into ``filename``: safetensors'
+    writer writes a hidden temporary file of its own beside it (``.tmpXXXXXX``, left behind, full size, when
+    the process is stopped) and cannot be interrupted until it is done. Here Python writes the bytes in
+    chunks, so Ctrl-C or SIGTERM stops it at once, and whoever owns ``filename`` removes it.
+
+    Raises:
+        OutputError: a tensor of a dtype safetensors cannot store.
+        OSError: the file cannot be written (no space, no permission).
+    """
+    for key, tensor in tensors.items():
+        if tensor.dtype not in _SAFETENSORS_NAMES:
+            raise OutputError(
+                f"tensor {key!r} is {tensor.dtype}, which safetensors cannot store (it stores "
+                f"{', '.join(_SAFETENSORS_ORDER)}). Convert it to one of those first."
+            )
+    order = sorted(tensors, key=lambda k: (_SAFETENSORS_ORDER.index(_SAFETENSORS_NAMES[tensors[k].dtype]), k))
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    offset = 0
+    for key in order:
+        tensor = tensors[key]
+        name = _SAFETENSORS_NAMES[tensor.dtype]
+        nbytes = tensor.numel() * tensor.element_size()
+        header[key] = {"dtype": name, "shape": list(tensor.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    with open(filename, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for key in order:
+            data = _little_endian_bytes(tensors[key])
+            for i in range(0, len(data), _CHUNK):
+                f.write(data[i : i + _CHUNK])
+        f.flush()
+        os.fsync(f.fileno())  # on disk before it is renamed over an old file
+
+
 def _staged(dst: Path, write: Callable[[str], None]) -> Path:
     """Write a file beside ``dst`` under a temporary name; returns that name.
 
     The file gets the permissions of the file it will replace, or those of any new file (the umask
-    applies), never a private 0600 that a ComfyUI server running as another user could not read.
+    applies), never a private 0600 that a ComfyUI server running as another user could not read. On any
+    failure or interruption (``BaseException``) the temporary file is removed.
     """
     tmp = dst.with_name(f".tmp-{secrets.token_hex(6)}-{dst.name}")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        mode = (dst if dst.is_file() else tmp).stat().st_mode & 0o7777  # read before a writer recreates it
+        mode = (dst if dst.is_file() else tmp).stat().st_mode & 0o7777
         write(str(tmp))
         os.chmod(tmp, mode)
     except BaseException:
@@ -137,25 +224,160 @@ def _staged(dst: Path, write: Callable[[str], None]) -> Path:
     return tmp
 
 
-def _atomic_save(files: Mapping[Path, Callable[[str], None]]) -> None:
-    """Write every file to a temporary name first, then rename them into place.
+@contextlib.contextmanager
+def _signals_held(held: list[int]) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block: they are recorded in ``held`` instead of handled.
 
-    Nothing is replaced until everything is written, so a failure (disk full, no permission, a crash)
-    leaves what was there untouched; the renames themselves are atomic.
+    Python runs signal handlers in the main thread only, so elsewhere there is nothing to hold. Where a
+    handler was not installed from Python (it cannot be put back), nothing is held either.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    current = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    previous: dict[int, _Handler] = {s: h for s, h in current.items() if h is not None}
+    if len(previous) < len(current):
+        yield
+        return
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+
+    try:
+        for s in previous:
+            signal.signal(s, hold)
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _linked(path: Path, name: Path) -> bool:
+    """Give ``path`` the second name ``name`` (a hard link); ``False`` where the file system refuses."""
+    try:
+        os.link(path, name)
+    except OSError:
+        return False
+    return True
+
+
+def _undo(
+    staged: Mapping[Path, Path], backups: Mapping[Path, Path], moved: set[Path], replaced: list[Path]
+) -> list[str]:
+    """Put back what :func:`_swap_in` changed; returns what could not be put back (empty: all was)."""
+    problems: list[str] = []
+    for dst in staged:
+        bak = backups.get(dst)
+        try:
+            if dst in replaced or dst in moved:
+                if bak is not None:
+                    os.replace(bak, dst)  # the old file back under its name
+                else:
+                    os.unlink(dst)  # there was none: the new one goes
+            elif bak is not None:
+                os.unlink(bak)  # a second name of a file that was never touched
+        except OSError as err:
+            if dst in replaced or dst in moved:
+                kept = f"the old one is kept as {bak}" if bak is not None else "there was none before"
+                problems.append(f"{dst.name} is the new file ({kept}; {err.strerror or err})")
+            else:
+                log.warning("could not remove %s, a second name of %s: %s; delete it", bak, dst, err.strerror or err)
+    return problems
+
+
+def _swap_in(staged: Mapping[Path, Path]) -> None:
+    """Rename staged files onto their destinations: all of them, or (after a failure) none.
+
+    One file is one atomic rename. Several (a diffusers folder's weights and ``config.json``) are renamed
+    one by one, so each file to be replaced first gets a second name (a hard link; where the file system
+    has none, or the file is a symbolic link, it is moved aside): if a later rename fails, the earlier ones
+    are undone from those names, and once all are in place the second names are removed.
+
+    Raises:
+        OSError: a rename failed; every destination holds what it held before.
+        OutputError: a rename failed and undoing the earlier ones failed too; says which files are new and
+            where the old ones were kept.
+    """
+    if len(staged) == 1:
+        [(dst, tmp)] = staged.items()
+        os.replace(tmp, dst)
+        return
+    backups: dict[Path, Path] = {}
+    moved: set[Path] = set()  # moved aside, not linked: missing until replaced or put back
+    replaced: list[Path] = []
+    try:
+        for dst in staged:
+            if not os.path.lexists(dst):
+                continue
+            bak = dst.with_name(f".bak-{secrets.token_hex(6)}-{dst.name}")
+            if dst.is_symlink() or not _linked(dst, bak):
+                os.rename(dst, bak)
+                moved.add(dst)
+            backups[dst] = bak
+        for dst, tmp in staged.items():
+            os.replace(tmp, dst)
+            replaced.append(dst)
+    except BaseException as exc:
+        problems = _undo(staged, backups, moved, replaced)
+        if problems:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+            folder = next(iter(staged)).parent
+            raise OutputError(
+                f"cannot write {folder}: {reason}. Its files could not all be replaced, and putting the old ones "
+                f"back failed too: {'; '.join(problems)}. The folder now mixes new and old files: rename the "
+                "old file back, or run the conversion again with --force (overwrite=True) once the cause is fixed."
+            ) from exc
+        raise
+    for dst, bak in backups.items():
+        try:
+            os.unlink(bak)
+        except OSError as err:
+            log.warning("could not remove %s, the old %s: %s; delete it", bak, dst.name, err.strerror or err)
+
+
+def _atomic_save(files: Mapping[Path, Callable[[str], None]]) -> None:
+    """Write every file to a temporary name first, then swap them all into place together.
+
+    Nothing is replaced until everything is written, so a failure (disk full, no permission, a crash,
+    Ctrl-C) leaves what was there untouched and no temporary file behind. The swap (see :func:`_swap_in`)
+    puts every file in place or none; SIGINT and SIGTERM are held back while it runs and handled once it is
+    done.
+
+    Raises:
+        OSError: writing or renaming failed; nothing was changed.
+        OutputError: the swap failed half-way and could not be undone (says what is where).
+        Interrupted: a signal held back during the swap, delivered after it (``written=True``), where its
+            handler raises :class:`KeyboardInterrupt`.
     """
     staged: dict[Path, Path] = {}
     try:
         for dst, write in files.items():
             staged[dst] = _staged(dst, write)
-        for dst, tmp in staged.items():
-            os.replace(tmp, dst)
+        held: list[int] = []
+        with _signals_held(held):
+            _swap_in(staged)
+        if held:  # every file is in place: handle the signal now
+            try:
+                signal.raise_signal(held[0])
+            except KeyboardInterrupt as exc:
+                raise Interrupted(getattr(exc, "signum", held[0]), written=True) from exc
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
 
 
 def _safetensors_writer(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> Callable[[str], None]:
-    return lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+    return lambda tmp: save_file(tensors, tmp, metadata=metadata)
+
+
+def _text_writer(text: str) -> Callable[[str], None]:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return write
 
 
 def _check_target(path: Path, overwrite: bool, source: Path) -> None:
@@ -229,8 +451,10 @@ def convert_file(
     if to not in ("diffusers", "original"):
         raise InputError(f"to must be 'diffusers' or 'original', got {to!r}.")
     src, dst = Path(src), Path(dst)
-    if not src.exists():
-        raise FileNotFoundError(f"no ControlNet file at {src}.")
+    try:
+        check_source(src)  # missing, a link loop, a FIFO or device: said before anything about the destination
+    except PermissionError:
+        pass  # read_controlnet says it below, as an UnreadableCheckpointError
     single_file = dst.suffix.lower() == ".safetensors"
     if to == "original" and not single_file:
         raise InputError(
@@ -254,29 +478,66 @@ def convert_file(
         config = json.dumps(diffusers_config(weights.config), indent=2) + "\n"
         writers = {
             targets[0]: _safetensors_writer(to_diffusers(weights), _metadata(weights, "diffusers")),
-            targets[1]: lambda tmp: Path(tmp).write_text(config, encoding="utf-8"),
+            targets[1]: _text_writer(config),
         }
     made = [p for p in (folder, *folder.parents) if not p.exists()]  # folders this call creates
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_save(writers)
-    except OSError as exc:
-        for p in made:  # innermost first; only if still empty
-            try:
-                p.rmdir()
-            except OSError:
-                break
-        raise OutputError(
-            f"cannot write {dst}: {exc.strerror or exc}. Nothing there was changed; choose a writable place "
-            "with enough free space."
-        ) from exc
+    except BaseException as exc:  # Ctrl-C and SystemExit too: no folder of ours is left behind
+        if not (isinstance(exc, Interrupted) and exc.written):
+            for p in made:  # innermost first; only if still empty
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):  # an OutputError says what changed
+            raise OutputError(
+                f"cannot write {dst}: {exc.strerror or exc}. Nothing there was changed; choose a writable place "
+                "with enough free space."
+            ) from exc
+        raise
     return targets[0]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code."""
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    """A signal handler: stop the conversion with :class:`Interrupted`, so that it cleans up after itself."""
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` for the block (from the main thread; ignored signals
+    stay ignored), then put the previous handlers back."""
+    previous: dict[int, _Handler] = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in _STOP_SIGNALS:
+            handler = signal.getsignal(s)
+            if handler is not None and handler is not signal.SIG_IGN:
+                previous[s] = handler
+    try:
+        for s in previous:
+            signal.signal(s, _raise_interrupted)
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m affordance.controlnet.convert") -> int:
+    """Command-line entry point; returns the process exit code.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+        prog: the program name shown in usage and help (``python -m affordance convert`` when called from
+            the pack's main command).
+
+    Returns:
+        0 when written, 2 on an error (said on stderr), 128 + the signal's number when stopped by Ctrl-C
+        (130) or SIGTERM (143); every temporary file and every folder the call created is removed then.
+    """
     parser = argparse.ArgumentParser(
-        prog="python -m affordance.controlnet.convert",
+        prog=prog,
         description="Convert a ControlNet between the original and diffusers layouts (written as safetensors).",
     )
     parser.add_argument("src", help="ControlNet file (.safetensors/.pth/.ckpt/.bin) or diffusers folder")
@@ -284,20 +545,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--to", choices=["diffusers", "original"], required=True)
     parser.add_argument("--prefix", action="store_true", help="original layout with 'control_model.' keys")
     parser.add_argument(
-        "--global-average-pooling", action="store_true", help="mark as a shuffle-type model (averaged residuals)"
+        "--global-average-pooling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mark as a shuffle-type model (averaged residuals), or with --no-global-average-pooling clear "
+        "that mark of a source that has it (default: as the source says)",
     )
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = convert_file(
-            args.src,
-            args.dst,
-            to=args.to,
-            prefix=args.prefix,
-            global_average_pooling=args.global_average_pooling or None,
-            overwrite=args.force,
-        )
+        with _interruptible():
+            out = convert_file(
+                args.src,
+                args.dst,
+                to=args.to,
+                prefix=args.prefix,
+                global_average_pooling=args.global_average_pooling,
+                overwrite=args.force,
+            )
+    except KeyboardInterrupt as exc:
+        written = isinstance(exc, Interrupted) and exc.written
+        log.error("interrupted; %s %s", args.dst, "was written" if written else "was not changed")
+        return 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
     except (ControlNetError, OSError, ValueError) as exc:
         log.error("error: %s", exc)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import struct
 
@@ -505,3 +506,54 @@ def test_config_json_too_deep_or_with_a_huge_integer_is_a_typed_error(tmp_path, 
     target = folder if given == "folder" else folder / "diffusion_pytorch_model.safetensors"
     with pytest.raises(CorruptCheckpointError, match=r"cn/config.json is not valid JSON .*Restore the folder's config.json"):
         read_checkpoint(target)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_fifo_is_named_not_called_empty_and_never_read(tiny_model, write_checkpoint, tmp_path):
+    """D9: a FIFO was called "empty (0 bytes): the download or copy did not finish" (its st_size); opening it
+    for reading would block. It is named before anything is opened (the test keeps both ends open, so a
+    regression fails here instead of hanging)."""
+    from affordance.controlnet import UnreadableCheckpointError, convert_file
+    from affordance.controlnet.inspection import inspect_file
+
+    fifo = tmp_path / "cn.safetensors"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        for read in (read_checkpoint, load_controlnet, inspect_file):
+            with pytest.raises(UnreadableCheckpointError, match=r"cn.safetensors is not a regular file \(a FIFO") as info:
+                read(fifo)
+            assert "empty" not in str(info.value)
+        (tmp_path / "out.safetensors").write_bytes(b"x")
+        with pytest.raises(UnreadableCheckpointError, match="is not a regular file"):  # before the destination
+            convert_file(fifo, tmp_path / "out.safetensors", to="original")
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_device_is_named_not_called_empty():
+    from affordance.controlnet import UnreadableCheckpointError
+
+    with pytest.raises(UnreadableCheckpointError, match=r"/dev/zero is not a regular file \(a character device\)"):
+        load_controlnet("/dev/zero")
+
+
+def test_symlink_loop_is_named_not_called_missing(tiny_model, write_checkpoint, tmp_path):
+    """D9: Path.exists() hides ELOOP, so a link loop was "no ControlNet file at ..."."""
+    from affordance.controlnet import UnreadableCheckpointError, convert_file
+
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    try:
+        a.symlink_to(b)
+        b.symlink_to(a)
+    except OSError:
+        pytest.skip("no symbolic links here")
+    with pytest.raises(UnreadableCheckpointError, match="a.safetensors is a symbolic link loop") as info:
+        load_controlnet(a)
+    assert "no ControlNet file" not in str(info.value)
+    with pytest.raises(UnreadableCheckpointError, match="symbolic link loop"):
+        convert_file(a, tmp_path / "out.safetensors", to="original")
+    (tmp_path / "dangling.pth").symlink_to(tmp_path / "nowhere.pth")
+    with pytest.raises(FileNotFoundError, match="no ControlNet file at"):  # a dangling link is still missing
+        load_controlnet(tmp_path / "dangling.pth")

@@ -189,3 +189,251 @@ def test_cli_as_module(tiny_model, write_checkpoint, tmp_path, repo_root, python
         pytest.skip("the pack is not installed in this interpreter (run the README's test command)")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "f" / "config.json").is_file()
+
+
+def _fail_on(monkeypatch, name, *, when=lambda src, dst: True):
+    """Make ``os.<name>`` (rename/replace/link, as convert.py calls it) fail with EPERM for the paths ``when``
+    selects (as for an immutable file, or a file system without hard links)."""
+    import os
+
+    real = getattr(os, name)
+
+    def fake(src, dst, *args, **kwargs):
+        if when(str(src), str(dst)):
+            raise PermissionError(1, "Operation not permitted")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, name, fake)
+
+
+def _folder_contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_folder_swap_that_fails_half_way_is_undone(tiny_model, tiny_xl_model, write_checkpoint, tmp_path, monkeypatch):
+    """D7: config.json cannot be replaced after the weights were: the old weights are put back, and only then is
+    'Nothing there was changed' said (the old code left SDXL weights beside an SD1.5 config.json)."""
+    folder = tmp_path / "xl"
+    convert_file(write_checkpoint(tiny_xl_model, name="xl"), folder, to="diffusers")
+    before = _folder_contents(folder)
+    src = write_checkpoint(tiny_model)
+    _fail_on(monkeypatch, "replace", when=lambda s, d: "/.tmp-" in s and d.endswith("config.json"))
+    with pytest.raises(OutputError, match="cannot write .*Operation not permitted. Nothing there was changed"):
+        convert_file(src, folder, to="diffusers", overwrite=True)
+    assert _folder_contents(folder) == before  # same files, no temporary or second name left
+    assert read_controlnet(folder).config == tiny_xl_model.config
+
+
+def test_folder_swap_that_cannot_be_undone_says_what_changed(tiny_model, tiny_xl_model, write_checkpoint, tmp_path, monkeypatch):
+    """D7: if putting the old weights back fails too, the error says so and where the old file is; it is kept."""
+    folder = tmp_path / "xl"
+    convert_file(write_checkpoint(tiny_xl_model, name="xl"), folder, to="diffusers")
+    old_weights = (folder / "diffusion_pytorch_model.safetensors").read_bytes()
+    src = write_checkpoint(tiny_model)
+    _fail_on(
+        monkeypatch,
+        "replace",
+        when=lambda s, d: ("/.tmp-" in s and d.endswith("config.json")) or "/.bak-" in s,
+    )
+    with pytest.raises(OutputError) as info:
+        convert_file(src, folder, to="diffusers", overwrite=True)
+    message = str(info.value)
+    assert "Nothing there was changed" not in message
+    assert "diffusion_pytorch_model.safetensors is the new file (the old one is kept as " in message
+    assert "mixes new and old files" in message
+    kept = [p for p in folder.iterdir() if p.name.startswith(".bak-") and p.name.endswith("model.safetensors")]
+    assert len(kept) == 1 and str(kept[0]) in message
+    assert kept[0].read_bytes() == old_weights  # nothing is lost
+    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_folder_swap_without_hard_links_moves_the_old_files_aside(tiny_model, tiny_xl_model, write_checkpoint, tmp_path, monkeypatch):
+    """D7: where the file system has no hard links, the old files are moved aside and put back the same way."""
+    folder = tmp_path / "xl"
+    convert_file(write_checkpoint(tiny_xl_model, name="xl"), folder, to="diffusers")
+    before = _folder_contents(folder)
+    src = write_checkpoint(tiny_model)
+    _fail_on(monkeypatch, "link")
+    with monkeypatch.context() as m:
+        _fail_on(m, "replace", when=lambda s, d: "/.tmp-" in s and d.endswith("config.json"))
+        with pytest.raises(OutputError, match="Nothing there was changed"):
+            convert_file(src, folder, to="diffusers", overwrite=True)
+    assert _folder_contents(folder) == before
+    convert_file(src, folder, to="diffusers", overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert read_controlnet(folder).config == tiny_model.config
+
+
+def test_save_file_writes_only_the_file_it_is_given(tmp_path):
+    """D8: safetensors' own writer writes a hidden temporary file of its own and renames it over the name (a
+    SIGTERM left it behind, full size); ours writes into the file given, the same bytes."""
+    from safetensors.torch import save_file as safetensors_save_file
+
+    from affordance.controlnet import convert as convert_module
+
+    tensors = {
+        "b": torch.ones(3, dtype=torch.float16),
+        "a": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+        "c": torch.randn(5).bfloat16(),
+        "d": torch.randn(4).to(torch.float8_e4m3fn),
+        "e": torch.zeros(0, 3),
+        "f": torch.ones(2, dtype=torch.int64),
+        "g": torch.tensor([True, False]),
+    }
+    ours = tmp_path / "ours.safetensors"
+    ours.write_bytes(b"")
+    inode = ours.stat().st_ino
+    convert_module.save_file(tensors, str(ours), metadata={"format": "pt"})
+    assert ours.stat().st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ours.safetensors"]
+    ref = tmp_path / "ref.safetensors"
+    safetensors_save_file(tensors, str(ref), metadata={"format": "pt"})
+    assert ours.read_bytes() == ref.read_bytes()
+    convert_module.save_file({"t": tensors["a"].t()}, str(ours))  # a view that is not contiguous
+    assert torch.equal(_tensors(ours)["t"], tensors["a"].t())
+
+
+def _interrupt_while_writing(monkeypatch, raise_it):
+    """Replace convert.py's safetensors writer by one that writes part of the file, then calls ``raise_it``."""
+    from affordance.controlnet import convert as convert_module
+
+    def partial(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 4096)
+        raise_it()
+        raise AssertionError("the writer went on after the interruption")
+
+    monkeypatch.setattr(convert_module, "save_file", partial)
+
+
+def _stop():
+    raise KeyboardInterrupt
+
+
+def test_interrupted_write_leaves_no_temporary_file_or_new_folder(tiny_model, tiny_xl_model, write_checkpoint, tmp_path, monkeypatch):
+    """D8: Ctrl-C while writing removes the temporary file and the folders the call created (the old code
+    removed folders on OSError only), and leaves an existing destination as it was."""
+    src = write_checkpoint(tiny_model)
+    existing = tmp_path / "xl"
+    convert_file(write_checkpoint(tiny_xl_model, name="xl"), existing, to="diffusers")
+    before = _folder_contents(existing)
+    _interrupt_while_writing(monkeypatch, _stop)
+    with pytest.raises(KeyboardInterrupt):
+        convert_file(src, tmp_path / "new" / "deeper" / "cn", to="diffusers")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(KeyboardInterrupt):
+        convert_file(src, existing, to="diffusers", overwrite=True)
+    assert _folder_contents(existing) == before
+
+
+class _SignalNotHandled(Exception):
+    """Raised by the test's own handler: the signal reached it instead of the CLI's."""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_cli_turns_signals_into_a_clean_exit(tiny_model, write_checkpoint, tmp_path, monkeypatch, caplog, signame):
+    """D8: SIGTERM (which used to kill the process, leaving its temporary files) and Ctrl-C stop the CLI
+    cleanly: exit 128 + signal, one line saying the destination was not changed, nothing left behind, and the
+    previous signal handlers back in place."""
+    import signal
+
+    signum = getattr(signal, signame)
+    src = write_checkpoint(tiny_model)
+
+    def guard(sig, frame):
+        raise _SignalNotHandled(sig)
+
+    previous = signal.signal(signum, guard)
+    try:
+        _interrupt_while_writing(monkeypatch, lambda: signal.raise_signal(signum))
+        try:
+            rc = convert_main([str(src), str(tmp_path / "new" / "cn"), "--to", "diffusers"])
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C escaped the CLI")
+        assert signal.getsignal(signum) is guard
+    finally:
+        signal.signal(signum, previous)
+    assert rc == 128 + signum
+    assert f"interrupted; {tmp_path / 'new' / 'cn'} was not changed" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_signal_during_the_swap_waits_until_every_file_is_in_place(tiny_model, write_checkpoint, tmp_path, monkeypatch, caplog):
+    """D8/D7: a signal that arrives while the files are renamed into place is held back until they all are,
+    and the CLI then says that the destination was written."""
+    import signal
+
+    from affordance.controlnet import convert as convert_module
+
+    real = convert_module._swap_in
+
+    def swap_with_a_signal(staged):
+        signal.raise_signal(signal.SIGTERM)  # held back: the swap goes on
+        real(staged)
+
+    monkeypatch.setattr(convert_module, "_swap_in", swap_with_a_signal)
+    src = write_checkpoint(tiny_model)
+    folder = tmp_path / "cn"
+    assert convert_main([str(src), str(folder), "--to", "diffusers"]) == 128 + signal.SIGTERM
+    assert f"interrupted; {folder} was written" in caplog.text
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert read_controlnet(folder).config == tiny_model.config
+
+
+def test_cli_can_switch_global_average_pooling_off(tiny_model, write_checkpoint, tmp_path):
+    """D10: --no-global-average-pooling clears the mark of a source that has it (the flag could only set it)."""
+    shuffle = convert_file(write_checkpoint(tiny_model), tmp_path / "shuffle.safetensors", to="original", global_average_pooling=True)
+    assert read_controlnet(shuffle).config.global_average_pooling
+    plain = tmp_path / "plain.safetensors"
+    assert convert_main([str(shuffle), str(plain), "--to", "original", "--no-global-average-pooling"]) == 0
+    assert not read_controlnet(plain).config.global_average_pooling
+    folder = tmp_path / "folder"
+    assert convert_main([str(shuffle), str(folder), "--to", "diffusers", "--no-global-average-pooling"]) == 0
+    assert json.loads((folder / "config.json").read_text())["global_pool_conditions"] is False
+    kept = tmp_path / "kept.safetensors"
+    assert convert_main([str(shuffle), str(kept), "--to", "original"]) == 0  # default: as the source says
+    assert read_controlnet(kept).config.global_average_pooling
+
+
+def test_cli_help_names_the_program_it_is_called_as(capsys):
+    """D10: `python -m affordance convert --help` can show its own name."""
+    with pytest.raises(SystemExit) as info:
+        convert_main(["--help"], prog="python -m affordance convert")
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m affordance convert ")
+    assert "--no-global-average-pooling" in out
+
+
+def test_cli_as_module_runs_without_a_warning(tiny_model, write_checkpoint, tmp_path, python_cmd, repo_root):
+    """D10: the package no longer imports convert.py eagerly, so `python -m affordance.controlnet.convert` does
+    not find it in sys.modules already (runpy's RuntimeWarning on every run); the names still import."""
+    import os
+
+    src = write_checkpoint(tiny_model)
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    try:
+        (pkg / "affordance").symlink_to(repo_root, target_is_directory=True)  # this checkout, whatever is installed
+    except OSError:
+        pytest.skip("no symbolic links here")
+    env = {**os.environ, "PYTHONPATH": str(pkg)}
+    code = (
+        "import sys, affordance.controlnet as c; assert 'affordance.controlnet.convert' not in sys.modules; "
+        "from affordance.controlnet import convert_file, diffusers_config; "
+        "assert convert_file.__module__ == 'affordance.controlnet.convert'; print(c.__file__)"
+    )
+    probe = subprocess.run([*python_cmd, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == str(pkg / "affordance" / "controlnet" / "__init__.py")
+    proc = subprocess.run(
+        [*python_cmd, "-W", "error::RuntimeWarning", "-m", "affordance.controlnet.convert", str(src), str(tmp_path / "o.safetensors"), "--to", "original"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr
