@@ -243,13 +243,20 @@ def _signals_held(held: list[int]) -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         held.append(signum)
 
+    with _handled(previous, hold):
+        yield
+
+
+@contextlib.contextmanager
+def _handled(previous: dict[int, _Handler], handler: _Handler) -> Iterator[None]:
+    """``handler`` for the signals of ``previous`` during the block, then their ``previous`` handlers again."""
     try:
         for s in previous:
-            signal.signal(s, hold)
+            signal.signal(s, handler)
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _linked(path: Path, name: Path) -> bool:
@@ -515,13 +522,8 @@ def _interruptible() -> Iterator[None]:
             handler = signal.getsignal(s)
             if handler is not None and handler is not signal.SIG_IGN:
                 previous[s] = handler
-    try:
-        for s in previous:
-            signal.signal(s, _raise_interrupted)
+    with _handled(previous, _raise_interrupted):
         yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m affordance.controlnet.convert") -> int:
