@@ -577,6 +577,9 @@ def _read_config(cfg_path: Path) -> dict[str, object]:
 
 
 def _diffusers_folder(path: Path) -> tuple[Path, dict[str, object]]:
+    for name in (*DIFFUSERS_WEIGHT_NAMES, "config.json"):
+        if os.path.lexists(path / name):
+            check_source(path / name)  # a FIFO, device or link loop under that name is named, not skipped
     weights = next((path / n for n in DIFFUSERS_WEIGHT_NAMES if (path / n).is_file()), None)
     if weights is None:
         raise UnknownFormatError(

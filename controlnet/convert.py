@@ -166,24 +166,26 @@ def save_file(
     """Write ``tensors`` as a safetensors file into ``filename`` itself.
 
     The same bytes as :func:`safetensors.torch.save_file` (a header padded to 8 bytes; tensors ordered by
-    dtype, largest first, then name, so every one is aligned; metadata in the order given), but written straight into ``filename``: safetensors'
+    dtype, largest first, then name, so every one is aligned), except the order of the metadata's keys, which
+    safetensors does not fix (it follows a per-process hash; here: the order given). Written straight into
+    ``filename``: safetensors'
     writer writes a hidden temporary file of its own beside it (``.tmpXXXXXX``, left behind, full size, when
     the process is stopped) and cannot be interrupted until it is done. Here Python writes the bytes in
     chunks, so Ctrl-C or SIGTERM stops it at once, and whoever owns ``filename`` removes it.
 
     Raises:
-        OutputError: a tensor of a dtype safetensors cannot store.
+        OutputError: a tensor of a dtype this writer does not write.
         OSError: the file cannot be written (no space, no permission).
     """
     for key, tensor in tensors.items():
         if tensor.dtype not in _SAFETENSORS_NAMES:
             raise OutputError(
-                f"tensor {key!r} is {tensor.dtype}, which safetensors cannot store (it stores "
+                f"tensor {key!r} is {tensor.dtype}, which this converter does not write (it writes "
                 f"{', '.join(_SAFETENSORS_ORDER)}). Convert it to one of those first."
             )
     order = sorted(tensors, key=lambda k: (_SAFETENSORS_ORDER.index(_SAFETENSORS_NAMES[tensors[k].dtype]), k))
     header: dict[str, object] = {}
-    if metadata:
+    if metadata is not None:
         header["__metadata__"] = dict(metadata)
     offset = 0
     for key in order:
@@ -284,9 +286,11 @@ def _undo(
             elif bak is not None:
                 os.unlink(bak)  # a second name of a file that was never touched
         except OSError as err:
-            if dst in replaced or dst in moved:
+            if dst in replaced:
                 kept = f"the old one is kept as {bak}" if bak is not None else "there was none before"
                 problems.append(f"{dst.name} is the new file ({kept}; {err.strerror or err})")
+            elif dst in moved:  # moved aside, never replaced: nothing is under its name
+                problems.append(f"{dst.name} is missing (the old one is kept as {bak}; {err.strerror or err})")
             else:
                 log.warning("could not remove %s, a second name of %s: %s; delete it", bak, dst, err.strerror or err)
     return problems
@@ -395,7 +399,7 @@ def _check_target(path: Path, overwrite: bool, source: Path) -> None:
     """
     if path.is_dir():
         raise OutputError(f"{path} is a folder; give a file name ending in .safetensors (or another folder).")
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:  # a link (even dangling, or a loop) is replaced too: refuse it
         same = source.exists() and path.resolve() == source.resolve()
         raise OutputError(
             f"{path} already exists{' (it is the file being converted)' if same else ''}; nothing was written. "

@@ -557,3 +557,15 @@ def test_symlink_loop_is_named_not_called_missing(tiny_model, write_checkpoint, 
     (tmp_path / "dangling.pth").symlink_to(tmp_path / "nowhere.pth")
     with pytest.raises(FileNotFoundError, match="no ControlNet file at"):  # a dangling link is still missing
         load_controlnet(tmp_path / "dangling.pth")
+
+
+def test_fifo_in_a_diffusers_folder_is_named(tmp_path):
+    """A FIFO under the folder's weights name was skipped and the folder called 'without a diffusers weights file';
+    a FIFO config.json was skipped silently."""
+    from affordance.controlnet import UnreadableCheckpointError
+
+    folder = tmp_path / "cn"
+    folder.mkdir()
+    os.mkfifo(folder / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(UnreadableCheckpointError, match=r"diffusion_pytorch_model.safetensors is not a regular file"):
+        read_checkpoint(folder)

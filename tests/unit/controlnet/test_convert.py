@@ -289,6 +289,9 @@ def test_save_file_writes_only_the_file_it_is_given(tmp_path):
     ref = tmp_path / "ref.safetensors"
     safetensors_save_file(tensors, str(ref), metadata={"format": "pt"})
     assert ours.read_bytes() == ref.read_bytes()
+    convert_module.save_file(tensors, str(ours), metadata={})  # an empty metadata is written, as safetensors does
+    safetensors_save_file(tensors, str(ref), metadata={})
+    assert ours.read_bytes() == ref.read_bytes()
     convert_module.save_file({"t": tensors["a"].t()}, str(ours))  # a view that is not contiguous
     assert torch.equal(_tensors(ours)["t"], tensors["a"].t())
 
@@ -437,3 +440,54 @@ def test_cli_as_module_runs_without_a_warning(tiny_model, write_checkpoint, tmp_
     )
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr
+
+
+def test_a_link_at_the_destination_is_not_replaced_without_force(tiny_model, write_checkpoint, tmp_path):
+    """A dangling link (or a loop) counted as 'not there' and was replaced by the new file without --force."""
+    import os
+
+    src = write_checkpoint(tiny_model)
+    dangling = tmp_path / "dangling.safetensors"
+    os.symlink(tmp_path / "nowhere.safetensors", dangling)
+    with pytest.raises(OutputError, match="dangling.safetensors already exists; nothing was written"):
+        convert_file(src, dangling, to="original")
+    assert dangling.is_symlink()
+    convert_file(src, dangling, to="original", overwrite=True)
+    assert dangling.is_file() and not dangling.is_symlink()
+
+
+def test_folder_swap_names_a_file_moved_aside_and_not_put_back(tiny_model, tiny_xl_model, write_checkpoint, tmp_path, monkeypatch):
+    """Without hard links the old weights are moved aside; when config.json then fails and moving the weights
+    back fails too, the weights are missing (not 'the new file'), and the message says where the old one is."""
+    import os
+
+    folder = tmp_path / "xl"
+    convert_file(write_checkpoint(tiny_xl_model, name="xl"), folder, to="diffusers")
+    old_weights = (folder / "diffusion_pytorch_model.safetensors").read_bytes()
+    src = write_checkpoint(tiny_model)
+
+    def no_link(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    real_rename, real_replace = os.rename, os.replace
+
+    def rename(a, b, *args, **kwargs):  # moving config.json aside fails (after the weights were moved aside)
+        if str(a).endswith("config.json") and "/.bak-" in str(b):
+            raise OSError(1, "Operation not permitted")
+        return real_rename(a, b, *args, **kwargs)
+
+    def replace(a, b, *args, **kwargs):  # and so does putting the weights back
+        if "/.bak-" in str(a):
+            raise OSError(1, "Operation not permitted")
+        return real_replace(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputError) as info:
+        convert_file(src, folder, to="diffusers", overwrite=True)
+    message = str(info.value)
+    assert "diffusion_pytorch_model.safetensors is missing (the old one is kept as " in message
+    assert "is the new file" not in message
+    kept = [p for p in folder.iterdir() if p.name.startswith(".bak-") and p.name.endswith("model.safetensors")]
+    assert len(kept) == 1 and kept[0].read_bytes() == old_weights
