@@ -532,6 +532,19 @@ def _convert(argv: Sequence[str]) -> int:
     return convert_main(argv)
 
 
+def _stoppable_hints(argv: Sequence[str]) -> int:
+    """``hints``, with Ctrl-C and SIGTERM turned into a clean stop: the file being written is dropped (its
+    temporary name removed), the ones written before it are complete; exit code 128 + the signal's number."""
+    from .controlnet.convert import Interrupted, interruptible
+
+    try:
+        with interruptible():
+            return _hints(argv)
+    except Interrupted as exc:
+        log.error("interrupted; the files written before it are complete and none is left half-written.")
+        return 128 + exc.signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch the sub-commands; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -541,11 +554,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("")
         # the demo's own files (demo_scene_*.png) are replaced, each once its successor is complete, so the
         # no-argument run can be repeated; `hints` itself never replaces a file without --force
-        return rc or _hints(["--force"])
+        return rc or _stoppable_hints(["--force"])
     if argv[0] == "convert":
         return _convert(argv[1:])
     if argv[0] == "hints":
-        return _hints(argv[1:])
+        return _stoppable_hints(argv[1:])
     if argv[0] == "annotators":
         return _annotators(argv[1:])
     if argv[0] == "inspect":

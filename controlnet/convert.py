@@ -517,7 +517,7 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
+def interruptible() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into :class:`Interrupted` for the block (from the main thread; ignored signals
     stay ignored), then put the previous handlers back."""
     previous: dict[int, _Handler] = {}
@@ -561,7 +561,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m affordance.co
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        with _interruptible():
+        with interruptible():
             out = convert_file(
                 args.src,
                 args.dst,

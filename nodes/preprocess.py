@@ -352,7 +352,15 @@ class ShufflePreprocessor(_Preprocessor):
         "image of a batch, so video frames stay steady)."
     )
     PARAMS = {
-        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Random seed of the warp (one warp for the whole batch)."})
+        "seed": (
+            "INT",
+            {
+                "default": 0,
+                "min": 0,
+                "max": 0xFFFFFFFFFFFFFFFF,
+                "tooltip": "Random seed of the warp (one warp for the whole batch).",
+            },
+        )
     }
 
     @staticmethod

@@ -149,6 +149,31 @@ def test_hints_disk_full_midway_is_clean_and_loses_nothing(tmp_path, monkeypatch
         assert im.size == (32, 24)
 
 
+def test_hints_stopped_by_sigterm_leaves_no_temporary_file(tmp_path, monkeypatch, caplog, small_gallery):
+    """SIGTERM's default action killed the process mid-write, before the staged file's cleanup ran: a
+    .tmp-*.png stayed in the output folder. It is now a clean stop, exit code 143."""
+    import signal
+
+    src = _image(tmp_path / "a.png")
+    out = tmp_path / "o"
+    real, count = os.fsync, []
+
+    def stopped(fd: int) -> None:
+        count.append(fd)
+        if len(count) == 2:
+            signal.raise_signal(signal.SIGTERM)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    rc = main(["hints", str(src), "--out", str(out), "--resolution", "16"])
+    assert rc == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".tmp-")]
+    assert sorted(p.name for p in out.iterdir()) == ["a_input.png"]
+    assert _messages(caplog)[-1].startswith("interrupted; the files written before it are complete")
+
+
 # D3: nothing is replaced without --force; with it, only once the successor is complete
 
 
