@@ -44,9 +44,11 @@ from ._host import Progress, free_memory, mask_batch, preview_images, processing
 CHUNK = 16  # images per batched call at most: bounds memory while keeping the work batched
 MEMORY_SHARE = 0.5  # of the memory free before a preprocessor runs, what one chunk's working memory may take
 GiB = 1 << 30
-RESIZE_BYTES_PER_PIXEL = 40  # Resize Hint's peak per output pixel of one image (CPU fp32: 24-33 measured)
-# ... plus per input pixel: telling an image's kind and an inpaint hint's mask (CPU fp32: 9-16 measured, 8192 px)
-RESIZE_INPUT_BYTES_PER_PIXEL = 20
+# Resize Hint's peak per output pixel of one image, plus per input pixel (telling an image's kind, an inpaint
+# hint's mask): CPU fp32, at most 25.3 and 16.3 measured (bench/bench_resize_memory.py,
+# bench/results/2026-12-05-cpu-resize-memory.txt), with at least a quarter more as margin
+RESIZE_BYTES_PER_PIXEL = 40
+RESIZE_INPUT_BYTES_PER_PIXEL = 21
 OUT_BYTES_PER_PIXEL = 24  # a finished IMAGE pixel (3 x float32), twice: the chunks' results and their join
 RESOLUTION = (
     "INT",

@@ -514,7 +514,7 @@ def test_resize_hint_checks_the_memory_its_output_and_work_need(monkeypatch):
         return real(x, width, height, mode)
 
     monkeypatch.setattr(preprocess, "resize_hint", counting)
-    work = 40 * 64 * 64 + 20 * 20 * 30  # per output pixel and per input pixel
+    work = 40 * 64 * 64 + 21 * 20 * 30  # per output pixel and per input pixel
     monkeypatch.setattr(preprocess, "free_memory", lambda device: 3 * work * 2)  # three images' work, twice
     node = preprocess.HintResize()
     out = node.process(torch.rand(7, 20, 30, 3), "crop_and_resize", 64, 64)["result"][0]
@@ -522,7 +522,7 @@ def test_resize_hint_checks_the_memory_its_output_and_work_need(monkeypatch):
     # a large input shrunk to a small output needs memory for its input pixels (telling its kind, an inpaint
     # mask): sized by the output alone, all four would have run at once
     sizes.clear()
-    monkeypatch.setattr(preprocess, "free_memory", lambda device: 2 * (40 * 16 * 16 + 20 * 512 * 512))
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 2 * (40 * 16 * 16 + 21 * 512 * 512))
     node.process(torch.rand(4, 512, 512, 3), "just_resize", 16, 16)
     assert sizes == [1, 1, 1, 1]
     monkeypatch.setattr(preprocess, "free_memory", lambda device: 8 << 30)
@@ -631,3 +631,17 @@ def test_detection_output_that_cannot_fit_is_refused_before_any_work(monkeypatch
     assert calls == []
     monkeypatch.setattr(preprocess, "free_memory", lambda device: 64 << 30)
     assert node.process(frames[:2], resolution=256, output_size="detection")["result"][0].shape == (2, 256, 256, 3)
+
+
+def test_resize_memory_figures_cover_the_recorded_bench():
+    """The guard's figures are at least the peaks bench_resize_memory.py recorded, with a quarter more."""
+    import pathlib
+    import re
+
+    from affordance.nodes.preprocess import RESIZE_BYTES_PER_PIXEL, RESIZE_INPUT_BYTES_PER_PIXEL
+
+    text = (pathlib.Path(__file__).parents[3] / "bench/results/2026-12-05-cpu-resize-memory.txt").read_text()
+    rows = re.findall(r"^\w+\s+\d+->\d+\s+\d+\s+([\d.]+)\s+(output|input)", text, re.MULTILINE)
+    assert len(rows) == 8
+    assert RESIZE_BYTES_PER_PIXEL >= 1.25 * max(float(v) for v, per in rows if per == "output")
+    assert RESIZE_INPUT_BYTES_PER_PIXEL >= 1.25 * max(float(v) for v, per in rows if per == "input")

@@ -1,0 +1,32 @@
+"""Smoke test of bench/bench_resize_memory.py: every kind of hint, enlarged and shrunk at small sizes."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from affordance.bench import bench_resize_memory
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_prints_a_figure_per_kind_and_direction(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["bench_resize_memory.py", "--small", "64", "--large", "256"])
+    bench_resize_memory.main()
+    out = capsys.readouterr().out
+    assert "failed" not in out, out
+    rows = re.findall(r"^(\w+)\s+(\d+)->(\d+)\s+\d+\s+([\d.]+)\s+(output|input)\s+[\d.]+$", out, re.MULTILINE)
+    assert [(r[0], r[4]) for r in rows] == [(k, d) for k in bench_resize_memory.KINDS for d in ("output", "input")]
+    assert "device: " in out
+
+
+@pytest.mark.parametrize("kind", bench_resize_memory.KINDS)
+def test_each_kind_is_what_resize_hint_tells_apart(kind):
+    """The bench measures the four paths: its inputs must take them."""
+    from affordance.preprocessors import geometry
+
+    x = bench_resize_memory.make(kind, 128)
+    assert geometry._is_inpaint_hint(x) is (kind == "inpaint")
+    assert geometry._is_binary(x) is (kind == "binary")
+    assert geometry._is_palette(x) is (kind == "palette")
