@@ -216,3 +216,19 @@ def test_comfyuis_executor_runs_the_node_again_when_its_file_is_replaced(comfy, 
         assert len(hints) == 2 and not torch.equal(hints[0], hints[1])  # run again, with the new weights
     finally:
         annotators.clear_cache()
+
+
+@pytest.mark.parametrize("node_id", sorted(CASES))
+def test_detection_output_size_in_comfyui(node_id, annotator_folder):
+    """output_size 'detection' (what Pixel Perfect Resolution needs): every node, learned ones through ComfyUI's
+    model management, returns its hint at the detection size; OpenPose's keypoint canvas follows."""
+    from affordance.nodes import NODE_CLASS_MAPPINGS
+    from affordance.preprocessors.base import detection_size
+
+    photo = torch.rand(1, 48, 80, 3, generator=torch.Generator().manual_seed(7))
+    node = NODE_CLASS_MAPPINGS[node_id]()
+    out = getattr(node, node.FUNCTION)(photo, resolution=64, output_size="detection", **CASES[node_id])["result"]
+    dh, dw = detection_size(48, 80, 64)
+    assert out[0].shape == (1, dh, dw, 3) == (1, 64, 107, 3) and torch.isfinite(out[0]).all()
+    if node_id == "AST_OpenPosePreprocessor":
+        assert (out[1][0]["canvas_height"], out[1][0]["canvas_width"]) == (dh, dw)
