@@ -251,14 +251,25 @@ def _signals_held(held: list[int]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _handled(previous: dict[int, _Handler], handler: _Handler) -> Iterator[None]:
-    """``handler`` for the signals of ``previous`` during the block, then their ``previous`` handlers again."""
+    """``handler`` for the signals of ``previous`` during the block, then their ``previous`` handlers again.
+
+    The handlers are put back with those signals blocked where the system can block them (POSIX): one that
+    arrives meanwhile waits and reaches the restored handler, instead of running between two restores (where
+    it could stop the restoring and leave a handler of ours installed).
+    """
     try:
         for s in previous:
             signal.signal(s, handler)
         yield
     finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
+        block = getattr(signal, "pthread_sigmask", None)
+        mask = block(signal.SIG_BLOCK, set(previous)) if block is not None and previous else None
+        try:
+            for s, old in previous.items():
+                signal.signal(s, old)
+        finally:
+            if mask is not None:
+                block(signal.SIG_SETMASK, mask)
 
 
 def _linked(path: Path, name: Path) -> bool:
@@ -361,17 +372,21 @@ def _atomic_save(files: Mapping[Path, Callable[[str], None]]) -> None:
             handler raises :class:`KeyboardInterrupt`.
     """
     staged: dict[Path, Path] = {}
+    swapped = False
     try:
         for dst, write in files.items():
             staged[dst] = _staged(dst, write)
         held: list[int] = []
         with _signals_held(held):
             _swap_in(staged)
+            swapped = True  # set while signals are held: after it, any interruption finds the files in place
         if held:  # every file is in place: handle the signal now
-            try:
-                signal.raise_signal(held[0])
-            except KeyboardInterrupt as exc:
-                raise Interrupted(getattr(exc, "signum", held[0]), written=True) from exc
+            signal.raise_signal(held[0])
+    except KeyboardInterrupt as exc:
+        if swapped and not (isinstance(exc, Interrupted) and exc.written):
+            signum = exc.signum if isinstance(exc, Interrupted) else (held[0] if held else signal.SIGINT)
+            raise Interrupted(signum, written=True) from exc
+        raise
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)

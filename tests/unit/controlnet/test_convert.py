@@ -385,6 +385,36 @@ def test_signal_during_the_swap_waits_until_every_file_is_in_place(tiny_model, w
     assert read_controlnet(folder).config == tiny_model.config
 
 
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="blocking signals is POSIX")
+def test_a_signal_while_the_handlers_are_put_back(tiny_model, write_checkpoint, tmp_path, monkeypatch, caplog):
+    """A Ctrl-C landing after SIGINT's handler was put back but before SIGTERM's stopped the restoring: SIGTERM
+    kept convert's own 'hold' handler (every later SIGTERM was swallowed), and the CLI said 'was not changed'
+    although every file was in place. Handlers are now put back with the signals blocked."""
+    import signal
+
+    src = write_checkpoint(tiny_model)
+    folder = tmp_path / "cn"
+    real = signal.signal
+    fired: list[int] = []
+
+    def signal_then_ctrl_c(signum, handler):
+        old = real(signum, handler)
+        restoring = signum == signal.SIGINT and getattr(handler, "__name__", "") == "_raise_interrupted"
+        if restoring and not fired and folder.exists() and any(folder.iterdir()):
+            fired.append(signum)
+            signal.raise_signal(signal.SIGINT)  # after the swap, while the held-back handlers are put back
+        return old
+
+    monkeypatch.setattr(signal, "signal", signal_then_ctrl_c)
+    before = signal.getsignal(signal.SIGTERM)
+    rc = convert_main([str(src), str(folder), "--to", "diffusers"])
+    monkeypatch.undo()
+    assert fired and rc == 128 + signal.SIGINT
+    assert f"interrupted; {folder} was written" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+
+
 def test_cli_can_switch_global_average_pooling_off(tiny_model, write_checkpoint, tmp_path):
     """D10: --no-global-average-pooling clears the mark of a source that has it (the flag could only set it)."""
     shuffle = convert_file(write_checkpoint(tiny_model), tmp_path / "shuffle.safetensors", to="original", global_average_pooling=True)
