@@ -207,23 +207,19 @@ def save_file(
         os.fsync(f.fileno())  # on disk before it is renamed over an old file
 
 
-def _staged(dst: Path, write: Callable[[str], None]) -> Path:
-    """Write a file beside ``dst`` under a temporary name; returns that name.
+def _staged(dst: Path, write: Callable[[str], None], staged: dict[Path, Path]) -> None:
+    """Write a file beside ``dst`` under a temporary name, recorded as ``staged[dst]``.
 
-    The file gets the permissions of the file it will replace, or those of any new file (the umask
-    applies), never a private 0600 that a ComfyUI server running as another user could not read. On any
-    failure or interruption (``BaseException``) the temporary file is removed.
+    The name is recorded before the file is created, so the caller, which removes every recorded name on any
+    failure or interruption (``BaseException``), never misses one. The file gets the permissions of the file it
+    will replace, or those of any new file (the umask applies), never a private 0600 that a ComfyUI server
+    running as another user could not read.
     """
-    tmp = dst.with_name(f".tmp-{secrets.token_hex(6)}-{dst.name}")
+    tmp = staged[dst] = dst.with_name(f".tmp-{secrets.token_hex(6)}-{dst.name}")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        mode = (dst if dst.is_file() else tmp).stat().st_mode & 0o7777
-        write(str(tmp))
-        os.chmod(tmp, mode)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+    mode = (dst if dst.is_file() else tmp).stat().st_mode & 0o7777
+    write(str(tmp))
+    os.chmod(tmp, mode)
 
 
 @contextlib.contextmanager
@@ -375,7 +371,7 @@ def _atomic_save(files: Mapping[Path, Callable[[str], None]]) -> None:
     swapped = False
     try:
         for dst, write in files.items():
-            staged[dst] = _staged(dst, write)
+            _staged(dst, write, staged)
         held: list[int] = []
         with _signals_held(held):
             _swap_in(staged)

@@ -521,3 +521,24 @@ def test_folder_swap_names_a_file_moved_aside_and_not_put_back(tiny_model, tiny_
     assert "is the new file" not in message
     kept = [p for p in folder.iterdir() if p.name.startswith(".bak-") and p.name.endswith("model.safetensors")]
     assert len(kept) == 1 and kept[0].read_bytes() == old_weights
+
+
+def test_an_interruption_right_after_the_temporary_file_is_made_leaves_none(tiny_model, write_checkpoint, tmp_path, monkeypatch):
+    """The temporary file was created before its name was recorded for cleanup: a Ctrl-C in between left it."""
+    import os
+
+    real_close = os.close
+    calls: list[int] = []
+
+    def close_then_ctrl_c(fd):
+        real_close(fd)
+        calls.append(fd)
+        if len(calls) == 1:  # the first close is that of the just-created temporary file
+            raise KeyboardInterrupt
+
+    src = write_checkpoint(tiny_model)
+    monkeypatch.setattr(os, "close", close_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        convert_file(src, tmp_path / "out" / "cn.safetensors", to="original")
+    monkeypatch.undo()
+    assert calls and sorted(p.name for p in tmp_path.iterdir()) == [src.name]
