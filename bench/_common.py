@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -30,6 +31,47 @@ def python_command() -> list[str]:
     """This interpreter, for a child process, with ``-P`` when we run with it (Python 3.11+: the script's
     folder stays off ``sys.path``); Python 3.10 has no ``-P``."""
     return [sys.executable, "-P"] if getattr(sys.flags, "safe_path", False) else [sys.executable]
+
+
+def _rss_status() -> dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` (peak) of this process in bytes, from ``/proc/self/status`` (Linux)."""
+    out: dict[str, int] = {}
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(rest.split()[0]) * 1024
+    return out
+
+
+def require_peak_memory() -> None:
+    """Exit with a message where a process's peak memory cannot be read (not Linux)."""
+    if not Path("/proc/self/clear_refs").exists():
+        sys.exit("needs Linux (/proc/self/status and clear_refs) to read a process's peak memory")
+
+
+def report_peak(call: Callable[[], object]) -> None:
+    """Run ``call`` and print one JSON line: its peak RSS above the RSS just before it, and its seconds.
+
+    For a child process of :func:`peak_in_child`: what exists before ``call`` (inputs, networks) is not counted.
+    """
+    base = _rss_status()["VmRSS"]
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:  # restart the peak (VmHWM) from here
+        f.write("5")
+    t0 = time.perf_counter()
+    call()
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"peak": _rss_status()["VmHWM"] - base, "seconds": seconds}))
+
+
+def peak_in_child(script: str, *args: object) -> dict[str, float] | str:
+    """Run ``script --child ARGS...`` in a fresh process; its :func:`report_peak` line, or why it failed."""
+    cmd = python_command() + [str(Path(script).resolve()), "--child", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return f"failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+    return json.loads(lines[-1])
 
 
 def cpu_name() -> str:

@@ -14,11 +14,6 @@ the pixels processed.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import torch
 
@@ -29,16 +24,6 @@ from affordance.preprocessors.networks import LEARNED_GALLERY, NETWORK_FOR_FILE
 MiB = 1 << 20
 
 
-def _status() -> dict[str, int]:
-    out: dict[str, int] = {}
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(rest.split()[0]) * 1024
-    return out
-
-
 def child(hint: str, size: int) -> None:
     if hint in LEARNED_GALLERY:
         files, run = LEARNED_GALLERY[hint]
@@ -46,15 +31,8 @@ def child(hint: str, size: int) -> None:
     else:
         nets, run = [], lambda x, _nets, resolution: GALLERY[hint](x, resolution)
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    base = _status()["VmRSS"]
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:  # restart the peak (VmHWM) from here
-        f.write("5")
-    t0 = time.perf_counter()
     with torch.inference_mode():
-        run(x, nets, size)
-    seconds = time.perf_counter() - t0
-    peak = _status()["VmHWM"]
-    print(json.dumps({"peak": peak - base, "seconds": seconds}))
+        C.report_peak(lambda: run(x, nets, size))
 
 
 def main() -> None:
@@ -67,21 +45,17 @@ def main() -> None:
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
-    if not Path("/proc/self/clear_refs").exists():
-        sys.exit("needs Linux (/proc/self/status and clear_refs) to read a process's peak memory")
+    C.require_peak_memory()
     C.print_header("bench_annotator_memory: peak working memory per processed pixel (CPU, fp32, batch 1)", torch.device("cpu"))
     print()
     print(f"{'hint':16} {'size':>5} {'peak MiB':>9} {'bytes/px':>9} {'s':>6}")
     worst: dict[str, float] = {}
     for hint in args.hints:
         for size in args.sizes:
-            cmd = C.python_command() + [str(Path(__file__).resolve()), "--child", hint, str(size)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                print(f"{hint:16} {size:>5} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+            r = C.peak_in_child(__file__, hint, size)
+            if isinstance(r, str):
+                print(f"{hint:16} {size:>5} {r}")
                 continue
-            r = json.loads(lines[-1])
             per_px = r["peak"] / (size * size)
             worst[hint] = max(worst.get(hint, 0.0), per_px)
             print(f"{hint:16} {size:>5} {r['peak'] / MiB:>9.0f} {per_px:>9.0f} {r['seconds']:>6.1f}")

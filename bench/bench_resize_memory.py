@@ -13,16 +13,10 @@ before (the input already made), divided by the output's pixels (enlarging) or t
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import torch
 
 from affordance.bench import _common as C
-from affordance.bench.bench_annotator_memory import _status
 from affordance.preprocessors import resize_hint
 
 MiB = 1 << 20
@@ -50,13 +44,7 @@ def make(kind: str, side: int) -> torch.Tensor:
 
 def child(kind: str, src: int, dst: int) -> None:
     x = make(kind, src)
-    base = _status()["VmRSS"]
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:  # restart the peak (VmHWM) from here
-        f.write("5")
-    t0 = time.perf_counter()
-    resize_hint(x, dst, dst, "just_resize")
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"peak": _status()["VmHWM"] - base, "seconds": seconds}))
+    C.report_peak(lambda: resize_hint(x, dst, dst, "just_resize"))
 
 
 def main() -> None:
@@ -69,20 +57,16 @@ def main() -> None:
     if args.child:
         child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
-    if not Path("/proc/self/clear_refs").exists():
-        sys.exit("needs Linux (/proc/self/status and clear_refs) to read a process's peak memory")
+    C.require_peak_memory()
     C.print_header("bench_resize_memory: Resize Hint's peak working memory (CPU, fp32, one image)", torch.device("cpu"))
     print()
     print(f"{'kind':8} {'resize':>12} {'peak MiB':>9} {'bytes/px':>9} {'per':>7} {'s':>6}")
     for kind in args.kinds:
         for src, dst, per in ((args.small, args.large, "output"), (args.large, args.small, "input")):
-            cmd = C.python_command() + [str(Path(__file__).resolve()), "--child", kind, str(src), str(dst)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                print(f"{kind:8} {src:>5}->{dst:<6} failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+            r = C.peak_in_child(__file__, kind, src, dst)
+            if isinstance(r, str):
+                print(f"{kind:8} {src:>5}->{dst:<6} {r}")
                 continue
-            r = json.loads(lines[-1])
             pixels = max(src, dst) ** 2
             print(
                 f"{kind:8} {src:>5}->{dst:<6} {r['peak'] / MiB:>9.0f} {r['peak'] / pixels:>9.1f} {per:>7} "
