@@ -127,31 +127,45 @@ def _resize_binary(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return 1 - y if black_ink else y
 
 
-def _resize_one(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Resize one ``(1, C, H, W)`` hint by what it holds.
+def _kind(x: torch.Tensor) -> str:
+    """What one ``(1, C, H, W)`` hint holds: ``"inpaint"`` (:func:`_is_inpaint_hint`), ``"binary"`` (black and
+    white only), ``"palette"`` (:func:`_is_palette`) or ``"picture"``; the first that applies."""
+    if _is_inpaint_hint(x):
+        return "inpaint"
+    if _is_binary(x):
+        return "binary"
+    return "palette" if _is_palette(x) else "picture"
 
-    - inpaint hints (:func:`_is_inpaint_hint`): :func:`_resize_masked`;
+
+def _resize_one(x: torch.Tensor, h: int, w: int, kind: str) -> torch.Tensor:
+    """Resize one ``(1, C, H, W)`` hint by what it holds (its :func:`_kind`).
+
+    - inpaint hints: :func:`_resize_masked`;
     - black/white hints: :func:`_resize_binary`; the result stays binary;
-    - label-like colour hints (:func:`_is_palette`): nearest neighbour;
+    - label-like colour hints: nearest neighbour;
     - pictures: area down / bicubic up, clamped to the image's own range.
     """
-    if _is_inpaint_hint(x):
+    if kind == "inpaint":
         return _resize_masked(x, h, w)
-    if _is_binary(x):
+    if kind == "binary":
         return _resize_binary(x, h, w)
-    if _is_palette(x):
+    if kind == "palette":
         return resize(x, h, w, smooth=False)
     lo, hi = torch.aminmax(x)
     return resize(x, h, w).clamp_(float(lo), float(hi))
 
 
-def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Each image of ``(B, C, H, W)`` by :func:`_resize_one`: what one image holds never changes another's result."""
+def _resize(x: torch.Tensor, h: int, w: int, kinds: list[str] | None = None) -> torch.Tensor:
+    """Each image of ``(B, C, H, W)`` by :func:`_resize_one`: what one image holds never changes another's result.
+
+    ``kinds``: each image's :func:`_kind` when the caller has them already.
+    """
     if x.shape[-2:] == (h, w):
         return x
     out = x.new_empty((x.shape[0], x.shape[1], h, w))
     for i in range(x.shape[0]):
-        out[i] = _resize_one(x[i : i + 1], h, w)[0]
+        one = x[i : i + 1]
+        out[i] = _resize_one(one, h, w, kinds[i] if kinds is not None else _kind(one))[0]
     return out
 
 
@@ -172,7 +186,7 @@ def resize_hint(
 ) -> torch.Tensor:
     """Bring ``(B, C, H, W)`` hints to ``width x height`` with one of the three modes.
 
-    Each image is resized by what it holds (:func:`_resize_one`): binary hints stay binary and keep their thin
+    Each image is resized by what it holds (:func:`_kind`, :func:`_resize_one`): binary hints stay binary and keep their thin
     lines, label-like colour maps keep their colours, inpaint marks (``-1``) stay whole, pictures are smooth.
 
     Returns:
@@ -192,19 +206,20 @@ def resize_hint(
         ch, cw = min(h, max(1, round(height / k))), min(w, max(1, round(width / k)))
         top, left = (h - ch) // 2, (w - cw) // 2
         return _resize(image[..., top : top + ch, left : left + cw], height, width)
-    scaled = _resize(image, nh, nw)
     if mode is ResizeMode.CROP_AND_RESIZE:
+        scaled = _resize(image, nh, nw)
         top, left = max(0, (nh - height) // 2), max(0, (nw - width) // 2)
         return scaled[..., top : top + height, left : left + width].contiguous()
+    kinds = [_kind(image[i : i + 1]) for i in range(image.shape[0])]  # for the resize and the margins alike
+    scaled = _resize(image, nh, nw, kinds)
     border = torch.cat(
         [image[..., 0, :], image[..., -1, :], image[..., :, 0], image[..., :, -1]], dim=-1
     )  # (B, C, 2W + 2H), always an even count: the median is the mean of the middle two, as numpy's
     fill = border.float().quantile(0.5, dim=-1).to(image.dtype)  # quantile takes float32/64 only
-    for i in range(image.shape[0]):
-        one = image[i : i + 1]
-        if _is_inpaint_hint(one):
+    for i, kind in enumerate(kinds):
+        if kind == "inpaint":
             fill[i] = -1.0  # the margins are not in the picture: masked, to be painted (outpainting)
-        elif _is_binary(one):
+        elif kind == "binary":
             fill[i] = (fill[i] > 0.5).to(fill.dtype)  # a black/white hint stays black/white (a tie is black)
     out = fill[..., None, None].expand(-1, -1, height, width).clone()
     top, left = max(0, (height - nh) // 2), max(0, (width - nw) // 2)
