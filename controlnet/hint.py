@@ -85,6 +85,39 @@ def check_hint_batch(hint_batch: int, latent_batch: int, what: str = "hint image
     raise HintError(f"a batch of {hint_batch} {what} fits no latent batch of {latent_batch}: use {fits}.")
 
 
+def window_batch(t: torch.Tensor, frames: tuple[int, ...], chunks: int, what: str = "hint images") -> torch.Tensor:
+    """The rows of a per-frame batch that one context window of a video samples, repeated for every chunk.
+
+    Under sliding context windows (ComfyUI's Context Windows nodes, AnimateDiff-Evolved's context options) the
+    model sees a few frames of a longer video at a time; a hint (or mask) batch holding one entry per frame of
+    the whole video is indexed by the window's frame numbers, so each frame keeps its own hint.
+
+    Args:
+        t: ``(N, ...)`` one entry per frame of the whole video (any dtype and device).
+        frames: the window's frame indices within the video (any order, e.g. a closed loop's ``(14, 15, 0, 1)``).
+        chunks: cond/uncond chunks of the model call; the window's rows are repeated for each.
+        what: what ``t`` holds, for the message.
+
+    Returns:
+        ``(chunks * len(frames), ...)``, a new tensor on ``t``'s device.
+
+    Raises:
+        HintError: a frame index outside the batch (a batch made for a shorter video).
+    """
+    if not frames:
+        raise HintError("a context window must hold at least one frame, got none.")
+    low, high = min(frames), max(frames)
+    if low < 0 or high >= t.shape[0]:
+        raise HintError(
+            f"a batch of {t.shape[0]} {what} cannot follow this context window: it samples frames {low} to {high} of "
+            f"the video. Give one {what[:-1] if what.endswith('s') else what} per frame of the whole video (or one for "
+            "all frames)."
+        )
+    index = torch.tensor(frames, dtype=torch.long, device=t.device)
+    rows = t.index_select(0, index)
+    return rows.repeat(chunks, *([1] * (t.ndim - 1))) if chunks > 1 else rows
+
+
 def mask_for(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Resize a ``(B, H, W)`` mask in ``[0, 1]`` to ``(B, 1, height, width)`` float32 by area averaging.
 

@@ -19,6 +19,8 @@ from .layers import Downsample, Ops, ResBlock, Sequence, SpatialTransformer, tim
 from .residuals import ControlResiduals
 
 HINT_DOWNSCALE = 8
+HINT_ENCODE_ROWS = 16
+"""Hints encoded at a time: a video's batch goes through the hint encoder in slices of this many images."""
 
 
 def _hint_block(hint_channels: int, model_channels: int, ops: Ops) -> Sequence:
@@ -121,6 +123,9 @@ class ControlNet(nn.Module):
     def encode_hint(self, hint: torch.Tensor) -> torch.Tensor:
         """Run the hint encoder once; the result can be reused for every sampling step.
 
+        A batch of more than :data:`HINT_ENCODE_ROWS` images (a video's hints) is encoded that many at a time
+        into the output, so the encoder's full-resolution activations never exist for the whole batch at once.
+
         Args:
             hint: ``(N or 1, hint_channels, 8h, 8w)`` float, usually in ``[0, 1]``.
 
@@ -128,7 +133,17 @@ class ControlNet(nn.Module):
             ``(N or 1, model_channels, h, w)`` in the model's dtype.
         """
         self._check_hint(hint)
-        return self.input_hint_block(hint.to(self.dtype), None, None)
+        n = hint.shape[0]
+        if n <= HINT_ENCODE_ROWS:
+            return self.input_hint_block(hint.to(self.dtype), None, None)
+        first = self.input_hint_block(hint[:HINT_ENCODE_ROWS].to(self.dtype), None, None)
+        out = first.new_empty((n, *first.shape[1:]))
+        out[:HINT_ENCODE_ROWS] = first
+        del first
+        for start in range(HINT_ENCODE_ROWS, n, HINT_ENCODE_ROWS):
+            stop = min(start + HINT_ENCODE_ROWS, n)
+            out[start:stop] = self.input_hint_block(hint[start:stop].to(self.dtype), None, None)
+        return out
 
     def _check_hint(self, hint: torch.Tensor) -> None:
         cfg = self.config

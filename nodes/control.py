@@ -20,7 +20,7 @@ import torch
 from ..controlnet.config import unet_residual_channels
 from ..controlnet.errors import ControlNetError, HintError, InputError
 from ..controlnet.graphs import GraphBackend, GraphedControlNet
-from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for
+from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for, window_batch
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
 from ..controlnet.reuse import ResidualCache, ReusePolicy, ReuseStats
 from ..controlnet.rows import kept_runs, spread_rows, take_rows
@@ -132,6 +132,12 @@ class AffordanceControl:
         self.extra_hooks: Any = None
         self.concat_mask = False
         self.extra_args: dict[str, Any] = {}
+        # AnimateDiff-Evolved's sliding context sets these before each window's model call (it refuses a control
+        # object without ``sub_idxs``): the window's frame indices within the whole video, the video's length and
+        # the window's. Per run: cleared by pre_run and cleanup.
+        self.sub_idxs: list[int] | None = None
+        self.full_latent_length = 0
+        self.context_length = 0
         # Settings (shared by copies only through copy()).
         self.cond_hint_original: torch.Tensor | None = None
         self.strength = 1.0
@@ -311,6 +317,7 @@ class AffordanceControl:
             self._progress = ProgressMap(percent_to_timestep_function)
             self._progress_for = _weak(sampling)
         self._sampling = sampling
+        self._clear_window_frames()  # an earlier run's sliding-context window never selects this run's hints
         self._reuse_cache = None  # a new run never reuses residuals of an earlier one
         self._drop_recordings()  # nor recordings (if the last run ended without cleanup)
         if self.previous_controlnet is not None:
@@ -352,6 +359,7 @@ class AffordanceControl:
                 stats.reused,
                 self.reuse.every_k,
             )
+        self._clear_window_frames()
         self._reset_run()
 
     @property
@@ -363,18 +371,48 @@ class AffordanceControl:
         """Whether a call must read its sigma on the host: a window narrower than the whole run, a schedule or reuse."""
         return self.timestep_percent_range != (0.0, 1.0) or self.schedule is not None or self._lossy
 
+    def _clear_window_frames(self) -> None:
+        """Forget AnimateDiff-Evolved's window (it sets the attributes for each window and never clears them)."""
+        self.sub_idxs = None
+        self.full_latent_length = 0
+        self.context_length = 0
+
+    def _window_frames(self, per: int, transformer_options: Mapping[str, Any]) -> tuple[int, ...] | None:
+        """The frames of the video that this model call samples, when it samples one context window of it.
+
+        Two hosts tell it: AnimateDiff-Evolved's sliding context sets ``sub_idxs`` on the control object,
+        ComfyUI's Context Windows nodes put the window (``index_list`` along ``dim``) in the transformer options.
+        Only a window along the batch (``dim`` 0, the frames of an SD video) of ``per`` frames counts: ComfyUI
+        leaves the last window in the options after its windowed calls.
+        """
+        frames = self.sub_idxs
+        if frames is None:
+            window = transformer_options.get("context_window")
+            if window is None or getattr(window, "dim", 0) != 0:
+                return None
+            frames = getattr(window, "index_list", None)
+        try:
+            frames = tuple(int(i) for i in frames)
+        except (TypeError, ValueError):
+            return None
+        return frames if len(frames) == per else None
+
     def _multiplier(self, sigma: float | None) -> float:
         m = self.strength
         if self.schedule is not None and self._progress is not None and sigma is not None:
             m *= self.schedule.at(self._progress.progress(sigma))
         return m
 
-    def _encoded(self, x: torch.Tensor, dtype: torch.dtype, n: int, chunks: int) -> torch.Tensor:
+    def _encoded(
+        self, x: torch.Tensor, dtype: torch.dtype, n: int, chunks: int, frames: tuple[int, ...] | None = None
+    ) -> torch.Tensor:
         """The encoded hint for ``n`` rows in ``chunks`` chunks, made once per run and layout (no per-step work).
 
         The hint is resized and encoded once per latent size, device and dtype (every size is kept: area
         conditionings of two sizes alternate within each step); its batch is then mapped onto each batch
-        layout once (``(N or 1, C, h, w)`` -> ``(n, C, h, w)`` or kept at 1 row).
+        layout once (``(N or 1, C, h, w)`` -> ``(n, C, h, w)`` or kept at 1 row). Under a context window
+        (``frames``, see :meth:`_window_frames`) a batch with more hints than the call has frames gives the
+        window's frames' hints (one gather per call, as windows move).
         """
         if self.cond_hint_original is None:
             raise HintError(f"{self.name} has no hint image: apply it with an Apply ControlNet node first.")
@@ -387,6 +425,8 @@ class AffordanceControl:
             enc = self._encoded_hints[key] = self.network.encode_hint(hint)
         if enc.shape[0] == 1 or (chunks <= 1 and enc.shape[0] == n):
             return enc
+        if frames is not None and enc.shape[0] > n // max(chunks, 1):
+            return window_batch(enc, frames, max(chunks, 1))
         layout = (key, n, chunks)
         if layout not in self._hint_layouts:
             check_hint_batch(enc.shape[0], n // max(chunks, 1))
@@ -410,24 +450,41 @@ class AffordanceControl:
         w: int,
         device: torch.device,
         dtype: torch.dtype,
+        frames: tuple[int, ...] | None = None,
     ) -> torch.Tensor | None:
-        """The per-row uncond multiplier times the mask, made once per run and layout (no per-step copies)."""
-        key = (n, chunks, negatives, h, w, device, dtype)
-        if key not in self._factor_cache:
-            rows = self._row_scale(negatives, device, dtype)
-            mask = self._mask(n, chunks, h, w, device, dtype) if self.mask is not None else None
-            if rows is None:
-                self._factor_cache[key] = mask
-            else:
-                self._factor_cache[key] = rows if mask is None else rows * mask
-        return self._factor_cache[key]
+        """The per-row uncond multiplier times the mask, made once per run and layout (no per-step copies).
 
-    def _mask(self, n: int, chunks: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (n, chunks, h, w, device, dtype)
+        Under a context window whose frames pick rows of the mask (``frames``), it is made for each call
+        instead: windows move, and one cached factor per window and residual size would grow with the video.
+        """
+        key = (n, chunks, negatives, h, w, device, dtype)
+        if frames is None and key in self._factor_cache:
+            return self._factor_cache[key]
+        rows = self._row_scale(negatives, device, dtype)
+        mask = self._mask(n, chunks, h, w, device, dtype, frames) if self.mask is not None else None
+        factor = mask if rows is None else (rows if mask is None else rows * mask)
+        if frames is None:
+            self._factor_cache[key] = factor
+        return factor
+
+    def _mask(
+        self,
+        n: int,
+        chunks: int,
+        h: int,
+        w: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        frames: tuple[int, ...] | None = None,
+    ) -> torch.Tensor:
+        """The mask resized to ``h x w`` for ``n`` rows in ``chunks`` chunks (the window's rows for ``frames``)."""
+        key = (n, chunks, h, w, device, dtype) if frames is None else (h, w, device, dtype)
         if key not in self._mask_cache:
             m = mask_for(self.mask, h, w).to(device, dtype)  # resized where it lies, then moved
-            self._mask_cache[key] = broadcast_batch(m, n, chunks)
-        return self._mask_cache[key]
+            self._mask_cache[key] = m if frames is not None else broadcast_batch(m, n, chunks)
+        if frames is None:
+            return self._mask_cache[key]
+        return window_batch(self._mask_cache[key], frames, max(chunks, 1), "masks")
 
     def _reused_or_computed(
         self,
@@ -437,12 +494,13 @@ class AffordanceControl:
         transformer_options: dict,
         conditioning: tuple[torch.Tensor | None, ...],
         compute: Callable[[], list[torch.Tensor]],
+        frames: tuple[int, ...] | None = None,
     ) -> list[torch.Tensor]:
         """Unweighted residuals from the run's reuse cache, keyed by ComfyUI's batch layout.
 
-        The layout is the latent's shape, dtype and device, the cond/uncond order of the chunks and the ids of
-        the conditioning entries batched together (``uuids``, when ComfyUI gives them), so residuals of one
-        prompt or area are never served to another.
+        The layout is the latent's shape, dtype and device, the cond/uncond order of the chunks, the ids of
+        the conditioning entries batched together (``uuids``, when ComfyUI gives them) and the frames of a
+        context window, so residuals of one prompt, area or window are never served to another.
         """
         if self._reuse_cache is None:
             self._reuse_cache = ResidualCache(self.reuse)
@@ -453,6 +511,7 @@ class AffordanceControl:
             batched_number,
             tuple(transformer_options.get("cond_or_uncond", ())),
             tuple(str(u) for u in transformer_options.get("uuids", ())),
+            frames,
         )
         progress = self._progress.progress(sigma) if self._progress is not None else None
         return self._reuse_cache.get(sigma, layout, conditioning, compute, reuse_allowed=self.reuse.allows(progress))
@@ -469,7 +528,9 @@ class AffordanceControl:
             batched_number: number of cond/uncond chunks in ``x_noisy``.
             transformer_options: holds ``cond_or_uncond`` (per chunk: its index in the guider's call), the
                 fallback for finding negative rows when ``cond`` has no marks from our Apply node
-                (:mod:`.negative_rows`).
+                (:mod:`.negative_rows`), and under ComfyUI's Context Windows nodes the window being sampled
+                (``context_window``), whose frames pick the hints and masks of a per-frame batch
+                (AnimateDiff-Evolved's sliding context sets ``sub_idxs`` instead).
 
         Returns:
             A new ``{"input": [], "middle": [mid], "output": [residual per input block]}``, or the previous
@@ -494,6 +555,8 @@ class AffordanceControl:
         dtype = self.manual_cast_dtype or net.dtype
         n = x_noisy.shape[0]
         per = n // max(batched_number, 1)
+        frames = self._window_frames(per, transformer_options)
+        mask_frames = frames if self.mask is not None and self.mask.shape[0] > per else None
         sampling = self._sampling
         if sampling is None:
             raise RuntimeError(f"{self.name} was called before pre_run; ComfyUI's sampler always calls pre_run first.")
@@ -516,7 +579,7 @@ class AffordanceControl:
                 return prev  # a call of negative rows only (e.g. SelfAttentionGuidance's extra pass)
 
         def compute() -> list[torch.Tensor | None]:
-            enc = self._encoded(x_noisy, dtype, n, batched_number)
+            enc = self._encoded(x_noisy, dtype, n, batched_number, frames)
             xs, ts, ctx, label = x_noisy, t, context, y
             if runs is not None:  # only the kept rows' inputs are taken (and converted below)
                 xs, ts, ctx = take_rows(x_noisy, runs), take_rows(t, runs), take_rows(context, runs)
@@ -538,10 +601,12 @@ class AffordanceControl:
 
         lossy = self._lossy
         if lossy:
-            outs = self._reused_or_computed(sigma, x_noisy, batched_number, transformer_options, (context, y), compute)
+            outs = self._reused_or_computed(
+                sigma, x_noisy, batched_number, transformer_options, (context, y), compute, frames
+            )
         else:
             outs = compute()
-        if self.mask is not None:
+        if self.mask is not None and mask_frames is None:
             check_hint_batch(self.mask.shape[0], per, "masks")
         scaled: list[torch.Tensor | None] = []
         # skipped negative rows are zeros already: only the mask is left to apply (no per-row scaling pass)
@@ -550,7 +615,9 @@ class AffordanceControl:
             if r is None:
                 scaled.append(None)
                 continue
-            factor = self._factor(n, batched_number, row_kinds, r.shape[-2], r.shape[-1], r.device, r.dtype)
+            factor = self._factor(
+                n, batched_number, row_kinds, r.shape[-2], r.shape[-1], r.device, r.dtype, mask_frames
+            )
             # Fresh outputs are ours to scale in place; kept (reusable) ones get one new tensor each.
             if factor is not None:
                 r = r.mul_(factor) if not lossy else torch.mul(r, factor)

@@ -309,3 +309,19 @@ def test_forward_traces_as_one_graph(which, request, inputs):
     for g, w in zip(got, want):
         if w is not None:
             torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_a_video_of_hints_is_encoded_a_slice_at_a_time(tiny_model):
+    """37 hints go through the encoder 16, 16 and 5 at a time (the encoder's full-resolution activations never
+    exist for the whole batch), with the result of encoding each hint alone."""
+    from affordance.controlnet.model import HINT_ENCODE_ROWS
+
+    hint = torch.rand(37, tiny_model.config.hint_channels, 16, 16, generator=torch.Generator().manual_seed(2))
+    seen: list[int] = []
+    tiny_model.input_hint_block.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[0]))
+    with torch.no_grad():
+        enc = tiny_model.encode_hint(hint)
+        seen_batch, seen[:] = list(seen), []
+        alone = torch.cat([tiny_model.encode_hint(hint[i : i + 1]) for i in range(37)])
+    assert HINT_ENCODE_ROWS == 16 and seen_batch == [16, 16, 5]
+    torch.testing.assert_close(enc, alone, atol=1e-6, rtol=1e-5)
