@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import torch
@@ -138,6 +138,15 @@ class AffordanceControl:
         self.sub_idxs: list[int] | None = None
         self.full_latent_length = 0
         self.context_length = 0
+        # Read and written by tiling hosts written for ComfyUI's ControlNet (Tiled Diffusion): they build each tile
+        # batch's hint from cond_hint_original with these settings and set it as cond_hint before each call.
+        # Ours never sets cond_hint; None means the hint is made from cond_hint_original. Cleared by pre_run.
+        self.cond_hint: torch.Tensor | None = None
+        self.compression_ratio = HINT_DOWNSCALE
+        self.upscale_algorithm = "nearest-exact"
+        self.vae: Any = None
+        self.latent_format: Any = None
+        self.extra_concat_orig: list = []
         # Settings (shared by copies only through copy()).
         self.cond_hint_original: torch.Tensor | None = None
         self.strength = 1.0
@@ -177,6 +186,10 @@ class AffordanceControl:
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self._factor_cache: dict[tuple, torch.Tensor | None] = {}
         self._reuse_cache: ResidualCache | None = None
+        # hints set by a tiling host, encoded: id -> (weak reference to the hint, its version, encoded hint, token);
+        # the token (never reused, unlike an id) tells the reuse cache one tile's hint from another's
+        self._given_hints: dict[int, tuple[weakref.ref, int, torch.Tensor, int]] = {}
+        self._given_tokens = 0
 
     @property
     def num_residuals(self) -> int:
@@ -265,6 +278,11 @@ class AffordanceControl:
         log.warning("%s ignores extra argument %r (only union ControlNets use one)", self.name, argument)
         self.extra_args[argument] = value
 
+    def preprocess_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The hint as the network takes it, for hosts that build hints themselves: SD ControlNets take the
+        ``(B, C, H, W)`` image in ``[0, 1]`` unchanged."""
+        return image
+
     # ----- ComfyUI's sampling contract -----------------------------------------------------------
     def pre_run(self, model: Any, percent_to_timestep_function: Callable[[float], float]) -> None:
         """Check the family against the model, and turn the window into sigmas (``t`` is a sigma)."""
@@ -318,6 +336,7 @@ class AffordanceControl:
             self._progress_for = _weak(sampling)
         self._sampling = sampling
         self._clear_window_frames()  # an earlier run's sliding-context window never selects this run's hints
+        self.cond_hint = None  # nor a tiling host's last tile
         self._reuse_cache = None  # a new run never reuses residuals of an earlier one
         self._drop_recordings()  # nor recordings (if the last run ended without cleanup)
         if self.previous_controlnet is not None:
@@ -360,6 +379,7 @@ class AffordanceControl:
                 self.reuse.every_k,
             )
         self._clear_window_frames()
+        self.cond_hint = None
         self._reset_run()
 
     @property
@@ -403,8 +423,54 @@ class AffordanceControl:
             m *= self.schedule.at(self._progress.progress(sigma))
         return m
 
+    def _given_hint(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The hint a tiling host set as ``cond_hint`` for this call: ``(rows, C, 8h, 8w)`` for the latent ``x``.
+
+        Tiled Diffusion crops the hint for each batch of tiles and sets it before each call, as ComfyUI's
+        ControlNet reads it. A hint of another size is not for this call (ComfyUI's ControlNet remakes it then).
+        """
+        given = self.cond_hint
+        if not isinstance(given, torch.Tensor):
+            return None
+        cfg = self.network.config
+        if given.ndim != 4 or given.shape[1] != cfg.hint_channels or given.shape[0] < 1:
+            raise HintError(
+                f"{self.name} was given a hint of shape {tuple(given.shape)} as cond_hint (by a node that tiles the "
+                f"sampling, such as Tiled Diffusion); it takes (N, {cfg.hint_channels}, H, W)."
+            )
+        if given.shape[-2:] != (x.shape[-2] * HINT_DOWNSCALE, x.shape[-1] * HINT_DOWNSCALE):
+            return None
+        return given
+
+    def _encode_given(
+        self, given: torch.Tensor, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, int | None]:
+        """``given`` encoded, and a token naming it (``None``: not kept, so never reused).
+
+        It is encoded once while the host keeps the same tensor unchanged (Tiled Diffusion sets the same tensor
+        for a batch of tiles at every step); entries whose tensor the host dropped are dropped with it.
+        """
+        entry = self._given_hints.get(id(given))
+        if entry is not None and entry[0]() is given and entry[1] == given._version:
+            return entry[2], entry[3]
+        for key in [k for k, (ref, *_) in self._given_hints.items() if ref() is None]:
+            del self._given_hints[key]
+        enc = self.network.encode_hint(given.to(device, dtype))
+        ref = _weak(given)
+        if ref is None:
+            return enc, None
+        self._given_tokens += 1
+        self._given_hints[id(given)] = (ref, given._version, enc, self._given_tokens)
+        return enc, self._given_tokens
+
     def _encoded(
-        self, x: torch.Tensor, dtype: torch.dtype, n: int, chunks: int, frames: tuple[int, ...] | None = None
+        self,
+        x: torch.Tensor,
+        dtype: torch.dtype,
+        n: int,
+        chunks: int,
+        frames: tuple[int, ...] | None = None,
+        given: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The encoded hint for ``n`` rows in ``chunks`` chunks, made once per run and layout (no per-step work).
 
@@ -412,8 +478,15 @@ class AffordanceControl:
         conditionings of two sizes alternate within each step); its batch is then mapped onto each batch
         layout once (``(N or 1, C, h, w)`` -> ``(n, C, h, w)`` or kept at 1 row). Under a context window
         (``frames``, see :meth:`_window_frames`) a batch with more hints than the call has frames gives the
-        window's frames' hints (one gather per call, as windows move).
+        window's frames' hints (one gather per call, as windows move). A hint ``given`` by a tiling host
+        (:meth:`_given_hint`) replaces the hint made from ``cond_hint_original``.
         """
+        if given is not None:
+            enc = self._encode_given(given, x.device, dtype)[0]
+            if enc.shape[0] == 1 or enc.shape[0] == n:
+                return enc
+            check_hint_batch(enc.shape[0], n // max(chunks, 1))
+            return broadcast_batch(enc, n, chunks)
         if self.cond_hint_original is None:
             raise HintError(f"{self.name} has no hint image: apply it with an Apply ControlNet node first.")
         h, w = x.shape[-2] * HINT_DOWNSCALE, x.shape[-1] * HINT_DOWNSCALE
@@ -494,13 +567,14 @@ class AffordanceControl:
         transformer_options: dict,
         conditioning: tuple[torch.Tensor | None, ...],
         compute: Callable[[], list[torch.Tensor]],
-        frames: tuple[int, ...] | None = None,
+        place: Hashable = None,
     ) -> list[torch.Tensor]:
         """Unweighted residuals from the run's reuse cache, keyed by ComfyUI's batch layout.
 
         The layout is the latent's shape, dtype and device, the cond/uncond order of the chunks, the ids of
-        the conditioning entries batched together (``uuids``, when ComfyUI gives them) and the frames of a
-        context window, so residuals of one prompt, area or window are never served to another.
+        the conditioning entries batched together (``uuids``, when ComfyUI gives them) and ``place``, which part
+        of a larger picture the call samples (a context window's frames, a tiling host's tile), so residuals of
+        one prompt, area, window or tile are never served to another.
         """
         if self._reuse_cache is None:
             self._reuse_cache = ResidualCache(self.reuse)
@@ -511,7 +585,7 @@ class AffordanceControl:
             batched_number,
             tuple(transformer_options.get("cond_or_uncond", ())),
             tuple(str(u) for u in transformer_options.get("uuids", ())),
-            frames,
+            place,
         )
         progress = self._progress.progress(sigma) if self._progress is not None else None
         return self._reuse_cache.get(sigma, layout, conditioning, compute, reuse_allowed=self.reuse.allows(progress))
@@ -556,6 +630,13 @@ class AffordanceControl:
         n = x_noisy.shape[0]
         per = n // max(batched_number, 1)
         frames = self._window_frames(per, transformer_options)
+        given = self._given_hint(x_noisy)
+        if given is not None and self.mask is not None:
+            raise InputError(
+                f"{self.name} has a mask, but a node tiles the sampling (Tiled Diffusion sets each tile's hint): it "
+                "crops the hint to each tile, not the mask, which would be squeezed into every tile. Remove the mask "
+                "from Apply ControlNet (Affordance), or sample without tiling."
+            )
         mask_frames = frames if self.mask is not None and self.mask.shape[0] > per else None
         sampling = self._sampling
         if sampling is None:
@@ -571,7 +652,8 @@ class AffordanceControl:
         uncond = self.weights.effective_uncond_multiplier
         negatives = None  # per row: from the negative side (only needed when that side is weighted apart)
         if uncond != 1.0:
-            negatives = row_flags(cond, transformer_options.get("cond_or_uncond", ()), n, batched_number)
+            order = transformer_options.get("cond_or_uncond", ())
+            negatives = row_flags(cond, order, n, batched_number, tiled=given is not None)
         runs = None  # rows whose control is weighted zero are never computed either
         if negatives is not None and any(negatives) and uncond == 0.0:
             runs = kept_runs(negatives)
@@ -579,7 +661,7 @@ class AffordanceControl:
                 return prev  # a call of negative rows only (e.g. SelfAttentionGuidance's extra pass)
 
         def compute() -> list[torch.Tensor | None]:
-            enc = self._encoded(x_noisy, dtype, n, batched_number, frames)
+            enc = self._encoded(x_noisy, dtype, n, batched_number, frames, given)
             xs, ts, ctx, label = x_noisy, t, context, y
             if runs is not None:  # only the kept rows' inputs are taken (and converted below)
                 xs, ts, ctx = take_rows(x_noisy, runs), take_rows(t, runs), take_rows(context, runs)
@@ -601,8 +683,14 @@ class AffordanceControl:
 
         lossy = self._lossy
         if lossy:
+            # a tiling host's tiles differ only by their hint: its token (the same tensor for a tile at every
+            # step) keys them apart; a hint not kept is never reused
+            place: Hashable = frames
+            if given is not None:
+                token = self._encode_given(given, x_noisy.device, dtype)[1]
+                place = (frames, token if token is not None else object())
             outs = self._reused_or_computed(
-                sigma, x_noisy, batched_number, transformer_options, (context, y), compute, frames
+                sigma, x_noisy, batched_number, transformer_options, (context, y), compute, place
             )
         else:
             outs = compute()

@@ -65,7 +65,7 @@ def mark(options: dict, negative: bool) -> dict:
     return out
 
 
-def row_flags(cond: dict, order: list | tuple, n: int, chunks: int) -> tuple[bool, ...] | None:
+def row_flags(cond: dict, order: list | tuple, n: int, chunks: int, tiled: bool = False) -> tuple[bool, ...] | None:
     """Per-row "is negative" for a model call of ``n`` rows, or ``None`` when neither source can say.
 
     Args:
@@ -74,10 +74,17 @@ def row_flags(cond: dict, order: list | tuple, n: int, chunks: int) -> tuple[boo
             entries not marked by our Apply node (e.g. ComfyUI's Apply nodes on our ControlNet).
         n: rows in the call (``chunks`` x per-chunk batch).
         chunks: the call's chunk count (ComfyUI's ``batched_number``).
+        tiled: the call holds the rows of one call once per tile, in turn (a tiling host such as Tiled Diffusion
+            set the hint): marks for one call's rows are repeated in turn. Otherwise marks that do not cover the
+            call (an entry that did not come through our Apply node) are not used.
     """
     marked = cond.get(KEY)
     if isinstance(marked, tuple) and len(marked) == n:
         return marked
+    if tiled and isinstance(marked, tuple) and marked and n % len(marked) == 0:
+        # a host that tiles the sampling (Tiled Diffusion) batches the call's rows once per tile, in turn, and
+        # hands the flags on as they were: they repeat in turn too
+        return marked * (n // len(marked))
     if not order or len(order) != chunks or n % chunks:
         return None
     per = n // chunks

@@ -57,3 +57,12 @@ def test_mark_copies_and_keeps_the_other_model_conds():
 )
 def test_row_flags(cond, order, n, chunks, expected):
     assert row_flags(cond, order, n, chunks) == expected
+
+
+def test_row_flags_repeat_per_tile_only_when_tiled():
+    """A tiling host repeats a call's rows per tile and passes the marks on as they were; without tiling, marks
+    that do not cover the call stay unused (the chunk index decides)."""
+    cond = {KEY: (True, False)}
+    assert row_flags(cond, [1, 0], 6, 2, tiled=True) == (True, False) * 3
+    assert row_flags(cond, [1, 0], 4, 2) == (True, True, False, False)
+    assert row_flags({KEY: (True, False, True)}, [1, 0], 4, 2, tiled=True) == (True, True, False, False)

@@ -1,0 +1,172 @@
+"""Hosts that tile the sampling (Tiled Diffusion): they crop the hint per tile and set it as ``cond_hint``.
+
+Tiled Diffusion wraps the model function: for each batch of tiles it builds the whole hint from
+``cond_hint_original`` (resized with ``upscale_algorithm`` to the latent size x ``compression_ratio``, passed
+through ``preprocess_image``, with ``vae``/``latent_format``/``extra_concat_orig`` for other kinds of ControlNet),
+cuts each tile's crop, repeats it for the rows of the call, sets the result as ``cond_hint`` and calls
+``get_control`` with the tiles' latents (rows: tile after tile, each with the call's cond/uncond rows). The
+host below does that, as that package does for ComfyUI's own ControlNet.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.controlnet.errors import HintError, InputError
+from affordance.controlnet.hint import fit_hint
+from affordance.controlnet.reuse import ReusePolicy
+from affordance.controlnet.weights import ControlWeights, Preset
+from affordance.nodes.control import AffordanceControl
+from affordance.nodes.negative_rows import KEY as NEGATIVE_KEY
+
+H, W, TILE = 8, 16, 8  # latent 8x16, two tiles of 8x8 side by side
+
+
+def _ready(control: AffordanceControl, fake_model, hint: torch.Tensor, **extras) -> AffordanceControl:
+    c = control.copy().set_cond_hint(hint)
+    if extras:
+        c.configure(**extras)
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    return c
+
+
+def _hint() -> torch.Tensor:
+    """``(1, 3, 64, 128)``: the two halves differ everywhere."""
+    return torch.rand(1, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(4))
+
+
+def _tile_hints(control: AffordanceControl, tiles: list[int], rows: int) -> torch.Tensor:
+    """What the host sets as ``cond_hint`` for the tiles starting at latent columns ``tiles``."""
+    r = control.compression_ratio
+    whole = fit_hint(control.cond_hint_original, W * r, H * r, control.upscale_algorithm)
+    whole = control.preprocess_image(whole)
+    assert control.vae is None and control.latent_format is None and not control.extra_concat_orig
+    return torch.cat([whole[..., c * r : (c + TILE) * r].repeat(rows, 1, 1, 1) for c in tiles])
+
+
+def _tiled_call(control, x: torch.Tensor, sigma: float, tiles: list[int], order=(1, 0), extra_cond=None):
+    """One model call on the tiles ``tiles`` of the full latent ``x`` (rows: cond/uncond chunks of one latent)."""
+    rows = x.shape[0]
+    x_tile = torch.cat([x[..., c : c + TILE] for c in tiles])
+    g = torch.Generator().manual_seed(9)
+    context = torch.randn(rows, 5, 768, generator=g)
+    cond = {"c_crossattn": context.repeat(len(tiles), 1, 1), **(extra_cond or {})}
+    control.cond_hint = _tile_hints(control, tiles, rows)
+    t = torch.full((x_tile.shape[0],), sigma)
+    out = control.get_control(x_tile, t, cond, len(order), {"cond_or_uncond": list(order)})
+    return out, x_tile, t, cond
+
+
+def _all(out: dict) -> list[torch.Tensor]:
+    return out["output"] + out["middle"]
+
+
+def test_the_attributes_tiling_hosts_read_exist(control):
+    """Tiled Diffusion reads these before it sets anything; it stopped with an AttributeError on ``cond_hint``."""
+    c = control.copy()
+    assert c.cond_hint is None and c.compression_ratio == 8 and c.upscale_algorithm == "nearest-exact"
+    assert c.vae is None and c.latent_format is None and c.extra_concat_orig == []
+    image = torch.rand(1, 3, 16, 16)
+    assert c.preprocess_image(image) is image
+
+
+@pytest.mark.parametrize("tiles", [[0], [8], [0, 8]], ids=["left", "right", "both in one call"])
+def test_each_tile_gets_its_crop_of_the_hint(control, fake_model, sigma, tiles):
+    """A call on tiles gets the residuals of those tiles' crops of the hint, as if each crop were the hint."""
+    hint = _hint()
+    c = _ready(control, fake_model, hint)
+    x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
+    got, x_tile, t, cond = _tiled_call(c, x, sigma(0.4), tiles)
+    crops = torch.cat([fit_hint(hint, 8 * W, 8 * H)[..., 8 * col : 8 * (col + TILE)] for col in tiles])
+    if len(tiles) == 1:
+        ref = _ready(control, fake_model, crops).get_control(x_tile, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    else:  # one hint per tile row: the reference lays one crop per chunk of two rows
+        ref = _ready(control, fake_model, crops.repeat_interleave(2, 0)).get_control(
+            x_tile, t, cond, 1, {"cond_or_uncond": [0]}
+        )
+    for g, r in zip(_all(got), _all(ref)):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=0)
+    whole = _ready(control, fake_model, hint).get_control(x_tile, t, cond, 2 * len(tiles), {"cond_or_uncond": [1, 0] * len(tiles)})
+    assert any(not torch.allclose(g, w, atol=1e-3) for g, w in zip(_all(got), _all(whole)))  # the crop matters
+
+
+def test_a_tile_hint_is_encoded_once_per_tile(control, fake_model, sigma):
+    """The host sets the same tensor for a tile at every step: it is encoded once, not at every step."""
+    c = _ready(control, fake_model, _hint())
+    encodes = []
+    c.network.input_hint_block.register_forward_pre_hook(lambda mod, args: encodes.append(args[0].shape[0]))
+    x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
+    hints = {}
+    for percent in (0.2, 0.4, 0.6):
+        for tile in (0, 8):
+            if tile in hints:
+                c.cond_hint = hints[tile]
+                x_tile = x[..., tile : tile + TILE]
+                c.get_control(x_tile, torch.full((2,), sigma(percent)), {"c_crossattn": torch.zeros(2, 5, 768)}, 2, {})
+            else:
+                _tiled_call(c, x, sigma(percent), [tile])
+                hints[tile] = c.cond_hint
+    assert len(encodes) == 2
+
+
+def test_reused_residuals_stay_with_their_tile(control, fake_model, sigma):
+    """Lossy reuse keys residuals by tile: tiles have the same shapes and differ only by their hint."""
+    c = _ready(control, fake_model, _hint())
+    c.set_reuse(ReusePolicy(every_k=2))
+    x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
+    out, x_tile, _, cond = _tiled_call(c, x, sigma(0.3), [0])
+    left, left_hint = [r.clone() for r in _all(out)], c.cond_hint
+    right = [r.clone() for r in _all(_tiled_call(c, x, sigma(0.3), [8])[0])]
+    c.cond_hint = left_hint  # the host sets the same tensor for the left tile at the next step
+    again = c.get_control(x_tile, torch.full((2,), sigma(0.35)), cond, 2, {"cond_or_uncond": [1, 0]})
+    assert c.reuse_stats.reused == 1
+    for g, r, other in zip(_all(again), left, right):
+        torch.testing.assert_close(g, r, atol=0, rtol=0)
+        assert not torch.equal(g, other)
+
+
+def test_negative_rows_repeat_with_the_tiles(control, fake_model, sigma):
+    """The host repeats the call's rows per tile and hands our Apply node's marks on as they were: the uncond
+    rows of every tile get no control ("ControlNet is more important"). Before, the marks did not fit the rows
+    and the chunk order was read as if the rows were cond/uncond halves: the second tile's rows were swapped."""
+    c = _ready(control, fake_model, _hint(), weights=ControlWeights(Preset.CONTROLNET_MORE_IMPORTANT))
+    x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
+    out, *_ = _tiled_call(c, x, sigma(0.4), [0, 8], order=(1, 0), extra_cond={NEGATIVE_KEY: (True, False)})
+    for r in _all(out):  # rows: tile 0 uncond, tile 0 cond, tile 1 uncond, tile 1 cond
+        assert torch.count_nonzero(r[0::2]) == 0
+        assert torch.count_nonzero(r[1]) > 0 and torch.count_nonzero(r[3]) > 0
+
+
+def test_a_mask_under_tiling_is_refused(control, fake_model, sigma):
+    """The host crops the hint, not our mask, which would be squeezed into every tile."""
+    c = _ready(control, fake_model, _hint(), mask=torch.ones(1, 8 * H, 8 * W))
+    x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
+    with pytest.raises(InputError, match="has a mask, but a node tiles the sampling"):
+        _tiled_call(c, x, sigma(0.4), [0])
+
+
+def test_a_hint_set_for_another_size_or_an_earlier_run_is_not_used(control, fake_model, sigma, close_lists):
+    hint = _hint()
+    c = _ready(control, fake_model, hint)
+    x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
+    cond = {"c_crossattn": torch.randn(2, 5, 768, generator=torch.Generator().manual_seed(1))}
+    t = torch.full((2,), sigma(0.4))
+    ref = _ready(control, fake_model, hint).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    c.cond_hint = torch.rand(2, 3, 64, 64)  # a tile's hint: not the size of this latent x8
+    close_lists(_all(c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})), _all(ref), atol=1e-6)
+    c.cond_hint = torch.rand(2, 3, 8 * H, 8 * W)
+    c.cleanup()
+    assert c.cond_hint is None
+    c.cond_hint = torch.rand(2, 3, 8 * H, 8 * W)  # left by a run that ended without cleanup
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    assert c.cond_hint is None
+
+
+def test_a_malformed_tile_hint_is_a_typed_error(control, fake_model, sigma):
+    c = _ready(control, fake_model, _hint())
+    c.cond_hint = torch.rand(2, 1, 64, 64)
+    with pytest.raises(HintError, match=r"was given a hint of shape \(2, 1, 64, 64\) as cond_hint .* takes \(N, 3, H, W\)"):
+        c.get_control(torch.randn(2, 4, 8, 8), torch.full((2,), sigma(0.4)), {"c_crossattn": torch.zeros(2, 5, 768)}, 2, {})
