@@ -134,8 +134,9 @@ class AffordanceControl:
         self.extra_args: dict[str, Any] = {}
         # AnimateDiff-Evolved's sliding context sets these before each window's model call (it refuses a control
         # object without ``sub_idxs``): the window's frame indices within the whole video, the video's length and
-        # the window's. Per run: cleared by pre_run and cleanup.
-        self.sub_idxs: list[int] | None = None
+        # the window's. Per run: cleared by pre_run and cleanup; ``sub_idxs`` exists only during a run (see there).
+        self._in_run = False
+        self._sub_idxs: list[int] | None = None
         self.full_latent_length = 0
         self.context_length = 0
         # Read and written by tiling hosts written for ComfyUI's ControlNet (Tiled Diffusion): they build each tile
@@ -337,6 +338,7 @@ class AffordanceControl:
         self._sampling = sampling
         self._clear_window_frames()  # an earlier run's sliding-context window never selects this run's hints
         self.cond_hint = None  # nor a tiling host's last tile
+        self._in_run = True
         self._reuse_cache = None  # a new run never reuses residuals of an earlier one
         self._drop_recordings()  # nor recordings (if the last run ended without cleanup)
         if self.previous_controlnet is not None:
@@ -380,6 +382,7 @@ class AffordanceControl:
             )
         self._clear_window_frames()
         self.cond_hint = None
+        self._in_run = False
         self._reset_run()
 
     @property
@@ -391,9 +394,28 @@ class AffordanceControl:
         """Whether a call must read its sigma on the host: a window narrower than the whole run, a schedule or reuse."""
         return self.timestep_percent_range != (0.0, 1.0) or self.schedule is not None or self._lossy
 
+    @property
+    def sub_idxs(self) -> list[int] | None:
+        """The frames of the video a sliding-context window samples, set by AnimateDiff-Evolved for each window.
+
+        Only there from ``pre_run`` to ``cleanup``: Advanced-ControlNet takes any object with this attribute for
+        one of its own, and its Apply node would call its own objects' methods on ours (``disarm``...); during
+        sampling AnimateDiff-Evolved needs it, or refuses the control.
+
+        Raises:
+            AttributeError: outside a sampling run (``hasattr`` is then False).
+        """
+        if not self._in_run:
+            raise AttributeError(f"{type(self).__name__} has sub_idxs only while sampling")
+        return self._sub_idxs
+
+    @sub_idxs.setter
+    def sub_idxs(self, frames: list[int] | None) -> None:
+        self._sub_idxs = frames
+
     def _clear_window_frames(self) -> None:
         """Forget AnimateDiff-Evolved's window (it sets the attributes for each window and never clears them)."""
-        self.sub_idxs = None
+        self._sub_idxs = None
         self.full_latent_length = 0
         self.context_length = 0
 
@@ -405,7 +427,7 @@ class AffordanceControl:
         Only a window along the batch (``dim`` 0, the frames of an SD video) of ``per`` frames counts: ComfyUI
         leaves the last window in the options after its windowed calls.
         """
-        frames = self.sub_idxs
+        frames = self._sub_idxs
         if frames is None:
             window = transformer_options.get("context_window")
             if window is None or getattr(window, "dim", 0) != 0:

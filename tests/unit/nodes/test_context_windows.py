@@ -75,7 +75,7 @@ def test_animatediff_evolved_protocol(control, fake_model, sigma):
     for g, r in zip(_all(got), _all(ref)):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=0)
     c.cleanup()
-    assert (c.sub_idxs, c.full_latent_length, c.context_length) == (None, 0, 0)
+    assert (c.full_latent_length, c.context_length) == (0, 0) and not hasattr(c, "sub_idxs")
     c.sub_idxs = [0, 1, 2]  # left by a run that ended without cleanup
     model = fake_model()
     c.pre_run(model, model.model_sampling.percent_to_sigma)
@@ -148,3 +148,19 @@ def test_reused_residuals_stay_with_their_window(control, fake_model, sigma):
     for g, r, other in zip(again, a, b):
         torch.testing.assert_close(g, r, atol=0, rtol=0)
         assert not torch.equal(g, other)
+
+
+def test_sub_idxs_exists_only_while_sampling(control, fake_model):
+    """Advanced-ControlNet takes any object with ``sub_idxs`` for one of its own: its Apply node then called its
+    own objects' methods on ours (AttributeError: no ``disarm``). Outside a run the attribute is absent, so ACN's
+    nodes treat ours as a foreign control as they did before; from pre_run to cleanup it is there for
+    AnimateDiff-Evolved."""
+    fresh = control.copy()
+    assert not hasattr(fresh, "sub_idxs") and not hasattr(control, "sub_idxs")
+    c = fresh.set_cond_hint(_hints(1))
+    assert not hasattr(c, "sub_idxs")
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    assert hasattr(c, "sub_idxs") and not hasattr(c.copy(), "sub_idxs")
+    c.cleanup()
+    assert not hasattr(c, "sub_idxs")
