@@ -73,6 +73,15 @@ def _weak(obj: Any) -> weakref.ref | None:
         return None
 
 
+def _version(t: torch.Tensor) -> int | None:
+    """The tensor's in-place modification count; ``None`` for an inference tensor (ComfyUI samples in inference
+    mode, where tensors count none)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
+
+
 def merge_controls(out: dict[str, list], prev: dict[str, list] | None) -> dict[str, list]:
     """Sum a previous control's output into ours index-wise (ComfyUI's convention).
 
@@ -150,6 +159,7 @@ class AffordanceControl:
         self.extra_concat_orig: list = []
         # Settings (shared by copies only through copy()).
         self.cond_hint_original: torch.Tensor | None = None
+        self._applied_size: tuple[int, ...] | None = None  # the hint's size as the Apply node set it
         self.strength = 1.0
         self.timestep_percent_range = (0.0, 1.0)
         self.weights = ControlWeights()
@@ -187,9 +197,9 @@ class AffordanceControl:
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self._factor_cache: dict[tuple, torch.Tensor | None] = {}
         self._reuse_cache: ResidualCache | None = None
-        # hints set by a tiling host, encoded: id -> (weak reference to the hint, its version, encoded hint, token);
-        # the token (never reused, unlike an id) tells the reuse cache one tile's hint from another's
-        self._given_hints: dict[int, tuple[weakref.ref, int, torch.Tensor, int]] = {}
+        # hints set by a tiling host, encoded: id -> (weak reference to the hint, its version or None, encoded hint,
+        # token); the token (never reused, unlike an id) tells the reuse cache one tile's hint from another's
+        self._given_hints: dict[int, tuple[weakref.ref, int | None, torch.Tensor, int]] = {}
         self._given_tokens = 0
 
     @property
@@ -206,6 +216,7 @@ class AffordanceControl:
         """A new object sharing the network and patcher, with the same settings and no per-run state."""
         c = AffordanceControl(self.network, self.patcher, manual_cast_dtype=self.manual_cast_dtype, name=self.name)
         c.cond_hint_original = self.cond_hint_original
+        c._applied_size = self._applied_size
         c.strength = self.strength
         c.timestep_percent_range = self.timestep_percent_range
         c.weights = self.weights
@@ -234,6 +245,7 @@ class AffordanceControl:
                 "an Apply ControlNet node."
             )
         self.cond_hint_original = cond_hint
+        self._applied_size = tuple(cond_hint.shape[-2:])
         self.strength = float(strength)
         self.timestep_percent_range = (float(timestep_percent_range[0]), float(timestep_percent_range[1]))
         self._reset_run()
@@ -464,6 +476,28 @@ class AffordanceControl:
             return None
         return given
 
+    def _check_mask_still_fits(self, given: torch.Tensor | None) -> None:
+        """Refuse a mask when a node tiles the sampling: it crops the hint to each tile but cannot crop our mask.
+
+        Tiled Diffusion sets each tile's hint as ``cond_hint``; Ultimate SD Upscale copies the control and puts
+        the tile's crop in ``cond_hint_original`` (a hint of another size than the Apply node set). The mask would
+        be squeezed into every tile.
+        """
+        hint = self.cond_hint_original
+        replaced = hint is not None and self._applied_size is not None and tuple(hint.shape[-2:]) != self._applied_size
+        if given is None and not replaced:
+            return
+        if given is not None:
+            how = "sets each tile's hint"
+        else:
+            (h, w), (th, tw) = self._applied_size, hint.shape[-2:]
+            how = f"replaced the {w}x{h} hint with a {tw}x{th} crop"
+        raise InputError(
+            f"{self.name} has a mask, but a node tiles the sampling (Tiled Diffusion, Ultimate SD Upscale...) and "
+            f"{how}: it crops the hint to each tile, not the mask, which would be squeezed into every tile. Remove the "
+            "mask from Apply ControlNet (Affordance), or sample without tiling."
+        )
+
     def _encode_given(
         self, given: torch.Tensor, device: torch.device, dtype: torch.dtype
     ) -> tuple[torch.Tensor, int | None]:
@@ -473,7 +507,8 @@ class AffordanceControl:
         for a batch of tiles at every step); entries whose tensor the host dropped are dropped with it.
         """
         entry = self._given_hints.get(id(given))
-        if entry is not None and entry[0]() is given and entry[1] == given._version:
+        version = _version(given)
+        if entry is not None and entry[0]() is given and entry[1] == version:
             return entry[2], entry[3]
         for key in [k for k, (ref, *_) in self._given_hints.items() if ref() is None]:
             del self._given_hints[key]
@@ -482,7 +517,7 @@ class AffordanceControl:
         if ref is None:
             return enc, None
         self._given_tokens += 1
-        self._given_hints[id(given)] = (ref, given._version, enc, self._given_tokens)
+        self._given_hints[id(given)] = (ref, version, enc, self._given_tokens)
         return enc, self._given_tokens
 
     def _encoded(
@@ -653,12 +688,8 @@ class AffordanceControl:
         per = n // max(batched_number, 1)
         frames = self._window_frames(per, transformer_options)
         given = self._given_hint(x_noisy)
-        if given is not None and self.mask is not None:
-            raise InputError(
-                f"{self.name} has a mask, but a node tiles the sampling (Tiled Diffusion sets each tile's hint): it "
-                "crops the hint to each tile, not the mask, which would be squeezed into every tile. Remove the mask "
-                "from Apply ControlNet (Affordance), or sample without tiling."
-            )
+        if self.mask is not None:
+            self._check_mask_still_fits(given)
         mask_frames = frames if self.mask is not None and self.mask.shape[0] > per else None
         sampling = self._sampling
         if sampling is None:

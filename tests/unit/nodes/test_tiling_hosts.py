@@ -92,8 +92,14 @@ def test_each_tile_gets_its_crop_of_the_hint(control, fake_model, sigma, tiles):
     assert any(not torch.allclose(g, w, atol=1e-3) for g, w in zip(_all(got), _all(whole)))  # the crop matters
 
 
-def test_a_tile_hint_is_encoded_once_per_tile(control, fake_model, sigma):
-    """The host sets the same tensor for a tile at every step: it is encoded once, not at every step."""
+@pytest.mark.parametrize("inference", [False, True], ids=["grad mode off", "inference mode"])
+def test_a_tile_hint_is_encoded_once_per_tile(control, fake_model, sigma, inference):
+    """The host sets the same tensor for a tile at every step: it is encoded once, not at every step. ComfyUI
+    samples in inference mode, whose tensors keep no version counter (reading it raised)."""
+    if inference:
+        with torch.inference_mode():
+            test_a_tile_hint_is_encoded_once_per_tile(control, fake_model, sigma, False)
+        return
     c = _ready(control, fake_model, _hint())
     encodes = []
     c.network.input_hint_block.register_forward_pre_hook(lambda mod, args: encodes.append(args[0].shape[0]))
@@ -143,8 +149,30 @@ def test_a_mask_under_tiling_is_refused(control, fake_model, sigma):
     """The host crops the hint, not our mask, which would be squeezed into every tile."""
     c = _ready(control, fake_model, _hint(), mask=torch.ones(1, 8 * H, 8 * W))
     x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
-    with pytest.raises(InputError, match="has a mask, but a node tiles the sampling"):
+    with pytest.raises(InputError, match="has a mask, but a node tiles the sampling .* sets each tile's hint"):
         _tiled_call(c, x, sigma(0.4), [0])
+
+
+def test_a_hint_replaced_by_a_tile_crop_with_a_mask_is_refused(control, fake_model, sigma):
+    """Ultimate SD Upscale copies the control and puts each tile's crop in ``cond_hint_original``: without a mask
+    that is the tile's control (as ComfyUI's ControlNet gets it); a mask cannot follow the crop."""
+    hint = _hint()
+    x = torch.randn(2, 4, H, TILE, generator=torch.Generator().manual_seed(3))
+    cond = {"c_crossattn": torch.randn(2, 5, 768, generator=torch.Generator().manual_seed(1))}
+    t = torch.full((2,), sigma(0.4))
+    for mask in (None, torch.ones(1, 8 * H, 8 * W)):
+        tile = _ready(control, fake_model, hint, mask=mask).copy()
+        tile.cond_hint_original = hint[..., : 8 * TILE]
+        model = fake_model()
+        tile.pre_run(model, model.model_sampling.percent_to_sigma)
+        if mask is None:
+            got = tile.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+            ref = _ready(control, fake_model, hint[..., : 8 * TILE]).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+            for g, r in zip(_all(got), _all(ref)):
+                torch.testing.assert_close(g, r, atol=1e-6, rtol=0)
+        else:
+            with pytest.raises(InputError, match="replaced the 128x64 hint with a 64x64 crop"):
+                tile.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
 
 
 def test_a_hint_set_for_another_size_or_an_earlier_run_is_not_used(control, fake_model, sigma, close_lists):
