@@ -128,11 +128,14 @@ class ResidualCache:
 
     One cache lives for one sampling run (the host makes a new one per run). Entries that can no longer be
     reused are dropped as sampling advances, so at most one entry per layout and conditioning is held: for
-    SD1.5 at 512 px with cond and uncond batched, about 27 MB in fp16.
+    SD1.5 at 512 px with cond and uncond batched, about 27 MB in fp16. A noise level sampled in several calls
+    of different layouts (the windows of a long video, the tiles of a tiled upscale) keeps one entry per call:
+    they are reused at the next levels as one call's would be.
 
     Args:
         policy: the reuse policy.
-        max_entries: at most this many entries are kept (oldest dropped first).
+        max_entries: at most this many entries are kept (oldest dropped first), or as many as the current noise
+            level computed when that is more.
 
     Example:
         >>> cache = ResidualCache(ReusePolicy(every_k=2))
@@ -216,5 +219,6 @@ class ResidualCache:
         if k > 1:
             kept = tuple(None if c is None else c.detach().clone() for c in cond)
             self._entries.append(_Entry(layout, kept, residuals, self._clock))
-            del self._entries[: max(0, len(self._entries) - self.max_entries)]
+            limit = max(self.max_entries, sum(1 for e in self._entries if e.clock == self._clock))
+            del self._entries[: max(0, len(self._entries) - limit)]
         return residuals

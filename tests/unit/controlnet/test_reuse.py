@@ -179,12 +179,16 @@ def test_invalidate_forces_the_next_computation():
 
 
 def test_entries_are_bounded():
+    """Across noise levels the oldest entries go beyond ``max_entries``; one level keeps every call it made."""
     cache = ResidualCache(ReusePolicy(16), max_entries=3)
     net = Net()
     for i in range(10):
-        cache.get(1.0, ("layout", i), (), net)
+        cache.get(10.0 - i, ("layout", i), (), net)
     assert len(cache._entries) == 3
     assert [e.layout for e in cache._entries] == [("layout", 7), ("layout", 8), ("layout", 9)]
+    for i in range(5):
+        cache.get(0.5, ("window", i), (), net)
+    assert [e.layout for e in cache._entries] == [("window", i) for i in range(5)]
 
 
 def test_a_set_that_is_replaced_is_let_go_before_its_successor_is_computed():
@@ -205,3 +209,19 @@ def test_a_set_that_is_replaced_is_let_go_before_its_successor_is_computed():
     cache.get(SIGMAS[0], "L", (), net)
     cache.get(SIGMAS[1], "L", (), net, reuse_allowed=False)  # its entry is one step old: reusable, but not here
     assert alive_at_compute == [0, 0] and cache.stats.computed == 2
+
+
+def test_a_level_sampled_in_many_calls_keeps_them_all():
+    """16 windows (or tiles) per noise level: each is reused at the next level. Before, only the last 8 calls'
+    entries were kept, and at the next level each computed call pushed out an entry still to be reused: none was."""
+    cache = ResidualCache(ReusePolicy(2))
+    calls = []
+
+    def compute(i):
+        calls.append(i)
+        return [torch.full((1,), float(i))]
+
+    for sigma in (14.6, 2.9):
+        out = [cache.get(sigma, ("window", i), (), lambda i=i: compute(i))[0] for i in range(16)]
+        assert [float(o) for o in out] == list(range(16))
+    assert len(calls) == 16 and cache.stats.reused == 16
