@@ -99,7 +99,8 @@ def window_batch(t: torch.Tensor, frames: tuple[int, ...], chunks: int, what: st
         what: what ``t`` holds, for the message.
 
     Returns:
-        ``(chunks * len(frames), ...)``, a new tensor on ``t``'s device.
+        ``(chunks * len(frames), ...)`` on ``t``'s device: a view of ``t`` for one chunk of consecutive frames,
+        else a new tensor.
 
     Raises:
         HintError: a frame index outside the batch (a batch made for a shorter video).
@@ -113,9 +114,16 @@ def window_batch(t: torch.Tensor, frames: tuple[int, ...], chunks: int, what: st
             f"the video. Give one {what[:-1] if what.endswith('s') else what} per frame of the whole video (or one for "
             "all frames)."
         )
-    index = torch.tensor(frames, dtype=torch.long, device=t.device)
-    rows = t.index_select(0, index)
-    return rows.repeat(chunks, *([1] * (t.ndim - 1))) if chunks > 1 else rows
+    # runs of consecutive frames are taken as slices: an index tensor would be copied to the device at every
+    # call, which waits for the work queued before it
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][1]:
+            runs[-1][1] += 1
+        else:
+            runs.append([f, f + 1])
+    parts = [t[start:stop] for start, stop in runs] * chunks
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def mask_for(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:

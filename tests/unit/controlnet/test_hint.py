@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from affordance.controlnet.errors import HintError
-from affordance.controlnet.hint import broadcast_batch, center_crop_to_aspect, check_hint_batch, fit_hint, mask_for
+from affordance.controlnet.hint import (
+    broadcast_batch,
+    center_crop_to_aspect,
+    check_hint_batch,
+    fit_hint,
+    mask_for,
+    window_batch,
+)
 
 
 def test_crop_keeps_centre_of_wider_image():
@@ -77,3 +84,34 @@ def test_mask_area_average():
     assert m.shape == (1, 1, 2, 2)
     assert m.flatten().tolist() == [1.0, 0.0, 1.0, 0.0]
     assert mask_for(mask, 16, 16).shape == (1, 1, 16, 16)
+
+
+class _Ops(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the operators a call dispatches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("frames", "chunks"), [((2, 3, 4), 1), ((2, 3, 4), 2), ((4, 5, 0, 1), 1), ((5, 0, 3), 2)], ids=str
+)
+def test_window_batch_takes_the_windows_rows_without_an_index_tensor(frames, chunks):
+    """A context window's rows, repeated per chunk, taken as slices: an index tensor would be copied to the GPU
+    at every model call, which waits for the work queued before it. One chunk of consecutive frames is a view."""
+    t = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 2, 3, 3).contiguous()
+    with _Ops() as ops:
+        out = window_batch(t, frames, chunks)
+    assert out[:, 0, 0, 0].tolist() == [float(f) for f in frames] * chunks
+    assert not any("index" in n or "lift_fresh" in n or "_to_copy" in n for n in ops.names), ops.names
+    assert (out.data_ptr() == t[frames[0]].data_ptr()) == (chunks == 1 and frames == tuple(range(frames[0], frames[-1] + 1)))
+
+
+def test_window_batch_refuses_frames_outside_the_batch():
+    with pytest.raises(HintError, match=r"a batch of 4 masks cannot follow this context window: it samples frames 2 to 5"):
+        window_batch(torch.zeros(4, 1, 8, 8), (2, 3, 4, 5), 2, "masks")
