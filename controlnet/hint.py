@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import HintError
+from .rows import take_rows
 
 
 def center_crop_to_aspect(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -116,14 +117,14 @@ def window_batch(t: torch.Tensor, frames: tuple[int, ...], chunks: int, what: st
         )
     # runs of consecutive frames are taken as slices: an index tensor would be copied to the device at every
     # call, which waits for the work queued before it
-    runs: list[list[int]] = []
+    runs: list[tuple[int, int]] = []
     for f in frames:
         if runs and f == runs[-1][1]:
-            runs[-1][1] += 1
+            runs[-1] = (runs[-1][0], f + 1)
         else:
-            runs.append([f, f + 1])
-    parts = [t[start:stop] for start, stop in runs] * chunks
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+            runs.append((f, f + 1))
+    rows = take_rows(t, tuple(runs))
+    return rows if chunks == 1 else torch.cat([rows] * chunks)
 
 
 def mask_for(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
