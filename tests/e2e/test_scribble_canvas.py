@@ -538,3 +538,85 @@ def test_a_drawing_named_by_other_code_is_shown(fresh: Page):
     page.wait(STATE + "return !s.restoring && s.ops.length === 1 && !s.base;", 20, nid)
     assert np.array_equal(raster(page, nid), stroke)
     assert page.console_errors() == []
+
+
+def _trace_source(page: Page, name: str) -> int:
+    """A Load Image node showing a 136x72 picture (its preview appears once the graph draws)."""
+    img = np.zeros((72, 136, 3), np.uint8)
+    img[:, :60] = (30, 200, 90)
+    Image.fromarray(img).save(page.server.input_dir / name)
+    load = page.add_node("LoadImage", (520, 60))
+    page.js(
+        "const w = app.graph.getNodeById(arguments[0]).widgets.find(w => w.name === 'image');"
+        "w.options.values = [arguments[1]]; w.value = arguments[1]; w.callback?.(arguments[1]);",
+        load,
+        name,
+    )
+    return load
+
+
+def test_background_through_a_reroute_and_from_outside_a_subgraph(fresh: Page):
+    """The image to trace is found through legacy Reroute nodes, and from a canvas inside a subgraph whose
+    input brings the image from outside (before any run: from the source node's own preview)."""
+    page = fresh
+    load = _trace_source(page, "trace_via_reroute.png")
+    nid = add_canvas(page, 64, 64)
+    reroute = page.add_node("Reroute", (-300, 60))
+    page.js(
+        "const g = app.graph; const l = g.getNodeById(arguments[0]), r = g.getNodeById(arguments[1]),"
+        " n = g.getNodeById(arguments[2]); l.connect(0, r, 0); r.connect(0, n, n.inputs.findIndex(i => i.name === 'background'));",
+        load,
+        reroute,
+        nid,
+    )
+    page.wait(STATE + "app.canvas.setDirty(true, true); app.canvas.draw(true, true); return !!s.bgImage;", 30, nid)
+    src = page.js("return app.graph.getNodeById(arguments[0]).imgs[0].src;", load)
+    assert page.js(STATE + "return s.bgSrc;", nid) == src
+    # the canvas alone into a subgraph: the Reroute and the Load Image stay outside, behind a subgraph input
+    sg = page.js_async(
+        "app.canvas.deselectAll(); app.canvas.select(app.graph.getNodeById(args[0]));"
+        "await app.extensionManager.command.execute('Comfy.Graph.ConvertToSubgraph');"
+        "return app.graph.nodes.find(n => n.isSubgraphNode?.()).id;",
+        nid,
+    )
+    inner = f"const s = app.graph.getNodeById({sg}).subgraph.getNodeById(arguments[0]).astScribble;"
+    try:
+        page.js("app.canvas.openSubgraph(app.graph.getNodeById(arguments[0]).subgraph);", sg)
+        page.wait(inner + "app.canvas.setDirty(true, true); app.canvas.draw(true, true); return !!s.bgImage;", 30, nid)
+        assert page.js(inner + "return [s.bgSrc, s.el.fit.style.display];", nid) == [src, ""]
+    finally:
+        page.js("app.canvas.setGraph(app.graph);")
+    assert page.console_errors() == []
+
+
+def test_a_size_set_through_an_input_is_drawn_at_and_fit_leaves_it_alone(fresh: Page):
+    """Width from a primitive node's link: the canvas is that wide (what runs), not its greyed-out widget's
+    width; Fit to background cannot change a linked size and says so instead of changing the widget."""
+    page = fresh
+    load = _trace_source(page, "trace_via_link.png")
+    nid = add_canvas(page, 64, 64)
+    prim = page.add_node("PrimitiveInt", (-300, 300))
+    page.js(
+        "const g = app.graph; const p = g.getNodeById(arguments[0]), n = g.getNodeById(arguments[1]);"
+        "p.widgets.find(w => w.name === 'value').value = 128; p.connect(0, n, n.inputs.findIndex(i => i.name === 'width'));"
+        "g.getNodeById(arguments[2]).connect(0, n, n.inputs.findIndex(i => i.name === 'background'));"
+        "app.canvas.setDirty(true, true);",
+        prim,
+        nid,
+        load,
+    )
+    page.wait(STATE + "app.canvas.draw(true, true); return s.raster.width === 128 && s.raster.height === 64 && !!s.bgImage;", 20, nid)
+    draw(page, nid, [(0.05, 0.5), (0.95, 0.5)])
+    page.js(STATE + "s.el.fit.click();", nid)
+    status, size, widget = page.js(
+        STATE + "const n = app.graph.getNodeById(arguments[0]);"
+        "return [s.el.status.textContent, [s.raster.width, s.raster.height], n.widgets.find(w => w.name === 'width').value];",
+        nid,
+    )
+    assert status.startswith("Not fitted: width is set through an input") and "136x72" in status, status
+    assert size == [128, 64] and widget == 64
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")[str(nid)]["inputs"]
+    assert prompt["width"] == [str(prim), 0] and prompt["drawing"].startswith("affordance_scribbles/scribble_128x64_")
+    ink = raster(page, nid)
+    assert ink.shape == (64, 128) and ink[:, 100:].max() > 0, "the stroke reaches the right half that runs"
+    assert page.console_errors() == []

@@ -7,6 +7,7 @@
 // so a reopened workflow redraws (and, where the file is missing, uploads when queued) the same drawing.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { visitSources, widgetValue } from "./lib/links.js";
 import * as S from "./lib/strokes.js";
 import { imagePixels, loadImage, uploadDrawing, viewURL } from "./scribble_io.js";
 
@@ -57,6 +58,7 @@ class ScribbleCanvas {
     this.bgSrc = null;
     this.bgExecuted = null;
     this.restoring = null;
+    this.refusedSize = null; // a linked size refused once (not again at every frame)
     this.configuring = false;
     this.ownRef = ""; // the reference of the pixels this canvas holds: only that name is ever uploaded
     this.readOnly = true; // until the AST_ScribbleCanvas node itself sets it up (setEditable): shown, never edited
@@ -168,19 +170,38 @@ class ScribbleCanvas {
   }
 
   /**
-   * The size the widgets ask for. A size that is not allowed (e.g. beyond the 4096 px maximum) is refused:
-   * the widgets go back to the current size, the status line says why, and null is returned.
+   * The width or height the run will use: the widget's, or where it is set through its input (a primitive
+   * node linked to it, the subgraph node's promoted widget), that source's value when the editor knows it.
+   * `linked` says the canvas's own widget does not decide it.
+   */
+  sizeSetting(name) {
+    const { linked, value } = widgetValue(this.node, name);
+    return { linked, value: value === undefined ? this.widgetValue(name) : value };
+  }
+
+  /**
+   * The size the widgets (or the links into them) ask for. A size that is not allowed (e.g. beyond the
+   * 4096 px maximum) is refused: widgets of the node go back to the current size, the status line says why,
+   * and null is returned.
    */
   wantedSize() {
-    const w = Number(this.widgetValue("width"));
-    const h = Number(this.widgetValue("height"));
+    const ws = this.sizeSetting("width");
+    const hs = this.sizeSetting("height");
+    const w = Number(ws.value);
+    const h = Number(hs.value);
     const problem = S.sizeProblem(w, h);
-    if (!problem) return [w, h];
-    const { width, height } = this.raster;
-    for (const [name, v] of [["width", width], ["height", height]]) {
-      const widget = this.node.widgets?.find((x) => x.name === name);
-      if (widget) widget.value = v;
+    if (!problem) {
+      this.refusedSize = null;
+      return [w, h];
     }
+    const { width, height } = this.raster;
+    for (const [name, v, s] of [["width", width, ws], ["height", height, hs]]) {
+      const widget = this.node.widgets?.find((x) => x.name === name);
+      if (widget && !s.linked) widget.value = v;
+    }
+    // a linked size stays as it is: say so once, not at every frame that compares it with the canvas
+    if (this.refusedSize === `${w}x${h}`) return null;
+    this.refusedSize = ws.linked || hs.linked ? `${w}x${h}` : null;
     const msg = `Size refused: ${problem} Kept ${width}x${height}.`;
     this.setStatus(msg, true);
     toast("warn", "Scribble canvas", msg);
@@ -296,6 +317,16 @@ class ScribbleCanvas {
     if (!this.bgImage || this.readOnly) return;
     const round8 = (v) => Math.max(S.MIN_SIDE, Math.min(S.MAX_SIDE, Math.round(v / 8) * 8));
     const [w, h] = [round8(this.bgImage.naturalWidth), round8(this.bgImage.naturalHeight)];
+    const linked = ["width", "height"].filter((name) => this.sizeSetting(name).linked);
+    if (linked.length) {
+      // the widget would change but the run would not: the link (or the subgraph node's widget) decides
+      const msg =
+        `Not fitted: ${linked.join(" and ")} ${linked.length > 1 ? "are" : "is"} set through an input (a link, or ` +
+        `the subgraph node's widget). Set ${w}x${h} there to fit the background.`;
+      this.setStatus(msg, true);
+      toast("warn", "Scribble canvas", msg);
+      return;
+    }
     for (const [name, v] of [["width", w], ["height", h]]) {
       const widget = this.node.widgets?.find((x) => x.name === name);
       if (widget) {
@@ -461,8 +492,8 @@ class ScribbleCanvas {
   /** Redraw at the width and height widgets' size if other code changed them without their callbacks. */
   followSize() {
     if (this.readOnly || this.configuring || this.restoring) return;
-    const w = this.widgetValue("width");
-    const h = this.widgetValue("height");
+    const w = this.sizeSetting("width").value;
+    const h = this.sizeSetting("height").value;
     if (typeof w === "number" && typeof h === "number" && (w !== this.raster.width || h !== this.raster.height)) this.rebuild();
   }
 
@@ -503,13 +534,15 @@ class ScribbleCanvas {
   }
 
   // ---- background to trace ------------------------------------------------------------------------------
-  /** The image to trace: the preview of the node connected to `background`, else the last run's. */
+  /**
+   * The image to trace: the preview of the node connected to `background` (through Reroute nodes and from
+   * outside a subgraph the canvas is in), else the last run's.
+   */
   checkBackground() {
     const slot = this.node.inputs?.findIndex((i) => i.name === "background") ?? -1;
     let src = null;
     if (slot >= 0 && this.node.inputs[slot].link != null) {
-      const origin = this.node.getInputNode?.(slot);
-      src = origin?.imgs?.[0]?.src ?? this.bgExecuted;
+      src = visitSources(this.node, slot, (origin) => origin.imgs?.[0]?.src) ?? this.bgExecuted;
     } else {
       this.bgExecuted = null;
     }

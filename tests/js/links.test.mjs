@@ -1,0 +1,153 @@
+// Where a node's input comes from, through Reroute nodes and subgraph inputs (web/js/lib/links.js), on
+// stand-ins shaped like the graph editor's objects (frontend 1.27: links by id, subgraph inputs as origin -10).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { SUBGRAPH_INPUT_ID, subgraphNodesOf, visitSources, widgetValue } from "../../web/js/lib/links.js";
+
+class Graph {
+  constructor(root = null) {
+    this.rootGraph = root ?? this;
+    this.nodes = [];
+    this._links = new Map();
+    this.subgraphs = new Map();
+    this.nextLink = 1;
+  }
+  getLink(id) {
+    return this._links.get(id);
+  }
+  getNodeById(id) {
+    return this.nodes.find((n) => n.id === id) ?? null;
+  }
+  add(node) {
+    node.graph = this;
+    node.inputs ??= [];
+    this.nodes.push(node);
+    return node;
+  }
+  link(originId, originSlot, target, targetSlot) {
+    const id = this.nextLink++;
+    this._links.set(id, { id, origin_id: originId, origin_slot: originSlot, target_id: target.id });
+    target.inputs[targetSlot].link = id;
+    return id;
+  }
+}
+
+const canvas = (id) => ({
+  id,
+  type: "AST_ScribbleCanvas",
+  inputs: [
+    { name: "background", link: null },
+    { name: "width", link: null, widget: { name: "width" } },
+    { name: "height", link: null, widget: { name: "height" } },
+  ],
+  widgets: [
+    { name: "width", value: 64 },
+    { name: "height", value: 48 },
+  ],
+});
+const preview = (id, src) => ({ id, type: "LoadImage", imgs: src ? [{ src }] : undefined });
+const reroute = (id) => ({ id, type: "Reroute", inputs: [{ name: "", link: null }] });
+const primitive = (id, value) => ({
+  id,
+  type: "PrimitiveInt",
+  inputs: [{ name: "value", link: null, widget: { name: "value" } }],
+  widgets: [{ name: "value", value }],
+});
+const src = (node, slot) => visitSources(node, slot, (origin) => origin.imgs?.[0]?.src);
+
+test("a direct link and a chain of Reroute nodes lead to the image's node", () => {
+  const g = new Graph();
+  const c = g.add(canvas(1));
+  const img = g.add(preview(2, "/view?a.png"));
+  g.link(2, 0, c, 0);
+  assert.equal(src(c, 0), "/view?a.png");
+  const r1 = g.add(reroute(3));
+  const r2 = g.add(reroute(4));
+  g.link(2, 0, r1, 0);
+  g.link(3, 0, r2, 0);
+  g.link(4, 0, c, 0);
+  assert.equal(src(c, 0), "/view?a.png");
+  img.imgs = undefined; // no preview yet
+  assert.equal(src(c, 0), undefined);
+  assert.equal(src(c, 1), undefined); // nothing linked
+});
+
+test("from inside a subgraph, a subgraph input leads to what feeds the subgraph node outside", () => {
+  const root = new Graph();
+  const sub = new Graph(root);
+  root.subgraphs.set("s", sub);
+  const c = sub.add(canvas(1));
+  sub.link(SUBGRAPH_INPUT_ID, 1, c, 0); // the subgraph's second input feeds the background
+  const outer = root.add({ id: 7, type: "subgraph-uuid", subgraph: sub, inputs: [{ name: "x", link: null }, { name: "image", link: null }] });
+  root.add(preview(2, "/view?b.png"));
+  root.add(reroute(3));
+  root.link(2, 0, root.getNodeById(3), 0);
+  root.link(3, 0, outer, 1);
+  assert.deepEqual(subgraphNodesOf(sub), [outer]);
+  assert.deepEqual(subgraphNodesOf(root), []);
+  assert.equal(src(c, 0), "/view?b.png");
+});
+
+test("a subgraph used twice: the first use whose source has an image; a nested subgraph is left too", () => {
+  const root = new Graph();
+  const mid = new Graph(root);
+  const sub = new Graph(root);
+  root.subgraphs.set("mid", mid);
+  root.subgraphs.set("sub", sub);
+  const c = sub.add(canvas(1));
+  sub.link(SUBGRAPH_INPUT_ID, 0, c, 0);
+  const a = root.add({ id: 5, subgraph: sub, inputs: [{ name: "image", link: null }] }); // unlinked use
+  const b = mid.add({ id: 6, subgraph: sub, inputs: [{ name: "image", link: null }] }); // use inside `mid`
+  mid.link(SUBGRAPH_INPUT_ID, 0, b, 0);
+  const m = root.add({ id: 8, subgraph: mid, inputs: [{ name: "image", link: null }] });
+  root.add(preview(2, "/view?c.png"));
+  root.link(2, 0, m, 0);
+  assert.deepEqual(subgraphNodesOf(sub), [a, b]);
+  assert.equal(src(c, 0), "/view?c.png");
+});
+
+test("a loop of Reroute nodes ends (no hang)", () => {
+  const g = new Graph();
+  const c = g.add(canvas(1));
+  const r1 = g.add(reroute(2));
+  const r2 = g.add(reroute(3));
+  g.link(3, 0, r1, 0);
+  g.link(2, 0, r2, 0);
+  g.link(2, 0, c, 0);
+  assert.equal(src(c, 0), undefined);
+});
+
+test("a widget's value: its own, a primitive's through a link, the promoted widget of the subgraph node", () => {
+  const root = new Graph();
+  const c = root.add(canvas(1));
+  assert.deepEqual(widgetValue(c, "width"), { linked: false, value: 64 });
+  root.add(primitive(2, 128));
+  root.link(2, 0, c, 1);
+  assert.deepEqual(widgetValue(c, "width"), { linked: true, value: 128 });
+  assert.deepEqual(widgetValue(c, "height"), { linked: false, value: 48 });
+  // a primitive whose own value is linked, or a computing node: not known before the run
+  const p2 = root.add(primitive(3, 5));
+  root.add({ id: 4, type: "MathExpression", widgets: [{ name: "expression", value: "a*2" }] });
+  root.link(4, 0, p2, 0);
+  root.link(3, 0, c, 2);
+  assert.deepEqual(widgetValue(c, "height"), { linked: true, value: undefined });
+  root.link(4, 0, c, 2);
+  assert.deepEqual(widgetValue(c, "height"), { linked: true, value: undefined });
+
+  const sub = new Graph(root);
+  root.subgraphs.set("s", sub);
+  const inner = sub.add(canvas(1));
+  sub.link(SUBGRAPH_INPUT_ID, 0, inner, 1);
+  const outer = root.add({
+    id: 9,
+    subgraph: sub,
+    inputs: [{ name: "width", link: null, widget: { name: "width" } }],
+    widgets: [{ name: "width", value: 200 }],
+  });
+  assert.deepEqual(widgetValue(inner, "width"), { linked: true, value: 200 }); // promoted widget
+  root.add(reroute(10));
+  root.link(2, 0, root.getNodeById(10), 0);
+  root.link(10, 0, outer, 0);
+  assert.deepEqual(widgetValue(inner, "width"), { linked: true, value: 128 }); // a primitive outside
+});
