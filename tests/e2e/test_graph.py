@@ -113,3 +113,28 @@ def test_preprocessor_node_shows_its_hint_after_execution(fresh: Page):
     time.sleep(0.5)
     page.screenshot_node(canny, "preprocessor_preview")
     assert page.console_errors() == []
+
+
+def test_vue_node_renderer_gets_one_notice_that_canvas_and_plots_need_the_classic_one(fresh: Page):
+    """Frontend 1.27's experimental Vue node renderer shows no extension's own widgets: adding our canvas and
+    plots there says so once (a toast and a console warning), instead of leaving them missing without a word."""
+    page = fresh
+    count = (
+        "return [...document.querySelectorAll('.p-toast-message')].filter(e => e.innerText.includes('Vue renderer')).length;"
+    )
+    page.add_node("AST_ScribbleCanvas", (40, 40))  # classic renderer: no notice
+    assert page.js(count) == 0
+    page.js_async("await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', true);")
+    try:
+        page.wait("return LiteGraph.vueNodesMode === true;", 10)
+        for i, t in enumerate(["AST_ScribbleCanvas", "AST_ControlWeights", "AST_StrengthSchedule", "AST_ScribbleCanvas"]):
+            page.add_node(t, (500 + 420 * i, 40))
+        page.wait(count, 10)
+        time.sleep(0.5)
+        assert page.js(count) == 1
+        warnings = [e["message"] for e in page.driver.get_log("browser") if "Vue renderer" in e["message"]]
+        assert len(warnings) == 1 and "affordance" in warnings[0], warnings
+    finally:
+        page.js_async("await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false);")
+        page.wait("return LiteGraph.vueNodesMode === false;", 10)
+    assert page.console_errors() == []

@@ -4,6 +4,7 @@
 
 import { formatNumber } from "./lib/parse.js";
 import { valueToY, wrapText, yTicks } from "./lib/plot.js";
+import { noticeIfVueNodes } from "./renderer_notice.js";
 
 const NEUTRAL = { bg: "#222", text: "#ddd", muted: "#999", outline: "#666" };
 export const ACCENT = "#4c8ed9";
@@ -129,6 +130,7 @@ export function guardText(app, node, widget, { check, label, onAccept, onReject 
  * true to consume). ``pos`` is ``{x, y}`` in CSS pixels of the canvas element.
  */
 export function addPlotWidget(app, node, spec) {
+  noticeIfVueNodes(app, "The weights and schedule plots");
   const canvas = document.createElement("canvas");
   canvas.className = spec.className;
   Object.assign(canvas.style, {

@@ -8,6 +8,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { visitSources, widgetValue } from "./lib/links.js";
+import { noticeIfVueNodes } from "./renderer_notice.js";
 import * as S from "./lib/strokes.js";
 import { imagePixels, loadImage, uploadDrawing, viewURL } from "./scribble_io.js";
 
@@ -570,6 +571,7 @@ app.registerExtension({
   getCustomWidgets() {
     return {
       AST_SCRIBBLE(node, inputName) {
+        noticeIfVueNodes(app, "The scribble canvas");
         const state = new ScribbleCanvas(node);
         state.setEditable(false); // AST_ScribbleCanvas's onNodeCreated makes it editable; other hosts never do
         const widget = node.addDOMWidget(inputName, "AST_SCRIBBLE", state.el.root, {
