@@ -2,13 +2,15 @@
 
 It fulfils ComfyUI's duck-typed control contract (``get_control``, ``pre_run``, ``cleanup``,
 ``get_models``, ``get_extra_hooks``, ``inference_memory_requirements``, ``copy``, ``set_cond_hint``,
-``set_previous_controlnet``) without importing ComfyUI, so it chains both ways with ComfyUI's own
+``set_previous_controlnet``, and since ComfyUI 0.23 the MultiGPU members ``multigpu_clones``,
+``get_instance_for_device``, ``deepclone_multigpu``) without importing ComfyUI at module level, so it chains both ways with ComfyUI's own
 ControlNet and T2I-Adapter objects. The sampling maths lives in :mod:`controlnet`; this file only
 adapts it to ComfyUI's calling conventions (sigmas, batched cond/uncond chunks, popped lists).
 """
 
 from __future__ import annotations
 
+import copy as copy_module
 import logging
 import os
 import weakref
@@ -141,6 +143,9 @@ class AffordanceControl:
         self.extra_hooks: Any = None
         self.concat_mask = False
         self.extra_args: dict[str, Any] = {}
+        # ComfyUI 0.23+ (MultiGPU work units): one deep clone per extra device, made by deepclone_multigpu and
+        # chained per device by ComfyUI; it reads this dict for every run (also on one GPU), so it must exist.
+        self.multigpu_clones: dict[torch.device, AffordanceControl] = {}
         # AnimateDiff-Evolved's sliding context sets these before each window's model call (it refuses a control
         # object without ``sub_idxs``): the window's frame indices within the whole video, the video's length and
         # the window's. Per run: cleared by pre_run and cleanup; ``sub_idxs`` exists only during a run (see there).
@@ -357,7 +362,7 @@ class AffordanceControl:
             self.previous_controlnet.pre_run(model, percent_to_timestep_function)
 
     def get_models(self) -> list:
-        """ModelPatchers to load with the UNet: the chain's, then ours.
+        """ModelPatchers to load with the UNet: our MultiGPU clones' (each alone), the chain's, then ours.
 
         ComfyUI asks for them while preparing a run, before it loads any model: what an earlier run left on the
         device is dropped here. A run that is cancelled or fails ends without ComfyUI's cleanup, and its
@@ -365,8 +370,39 @@ class AffordanceControl:
         Settings and the run's window are kept: called at any other time, this costs only recomputation.
         """
         self._drop_device_state()
-        out = self.previous_controlnet.get_models() if self.previous_controlnet is not None else []
-        return out + ([self.patcher] if self.patcher is not None else [])
+        for clone in self.multigpu_clones.values():
+            clone._drop_device_state()
+        out = [p for clone in self.multigpu_clones.values() for p in clone._own_models()]
+        out += self.previous_controlnet.get_models() if self.previous_controlnet is not None else []
+        return out + self._own_models()
+
+    def _own_models(self) -> list:
+        """This object's ModelPatcher alone (not the chain's, nor its clones')."""
+        return [self.patcher] if self.patcher is not None else []
+
+    def get_instance_for_device(self, device: torch.device) -> AffordanceControl:
+        """The clone that runs on ``device`` under ComfyUI's MultiGPU work units (self where there is none)."""
+        return self.multigpu_clones.get(device, self)
+
+    def deepclone_multigpu(self, load_device: torch.device, autoregister: bool = False) -> AffordanceControl:
+        """A copy with its own network and ModelPatcher for ``load_device`` (ComfyUI 0.23+ MultiGPU work units).
+
+        ComfyUI makes one per extra device for every control of a chain, chains the clones per device and
+        runs each device's model calls in its own thread. The clone replays no CUDA graphs (eager, lossless):
+        recordings are made for one device and stream. ``autoregister`` keeps it in ``multigpu_clones``.
+        """
+        c = self.copy()
+        c.network = copy_module.deepcopy(self.network)
+        if self.patcher is not None:
+            from ._host import comfy_model_patcher
+
+            c.patcher = comfy_model_patcher().ModelPatcher(
+                c.network, load_device=load_device, offload_device=self.patcher.offload_device
+            )
+        c.cuda_graphs = False
+        if autoregister:
+            self.multigpu_clones[load_device] = c
+        return c
 
     def get_extra_hooks(self) -> list:
         """Hook groups of the chain (ours has none unless ComfyUI set one)."""
@@ -383,6 +419,12 @@ class AffordanceControl:
         """Forget per-run state; the object is reused by the next prompt."""
         if self.previous_controlnet is not None:
             self.previous_controlnet.cleanup()
+        for clone in self.multigpu_clones.values():  # each alone: ComfyUI chained it to other clones
+            chained, clone.previous_controlnet = clone.previous_controlnet, None
+            try:
+                clone.cleanup()
+            finally:
+                clone.previous_controlnet = chained
         stats = self.reuse_stats
         if stats is not None and stats.reused:
             log.info(
@@ -437,7 +479,9 @@ class AffordanceControl:
         Two hosts tell it: AnimateDiff-Evolved's sliding context sets ``sub_idxs`` on the control object,
         ComfyUI's Context Windows nodes put the window (``index_list`` along ``dim``) in the transformer options.
         Only a window along the batch (``dim`` 0, the frames of an SD video) of ``per`` frames counts: ComfyUI
-        leaves the last window in the options after its windowed calls.
+        leaves the last window in the options after its windowed calls. ComfyUI 0.21+'s "causal window fix" (on
+        by default) samples a window with the frame before it in front (``causal_anchor_index``), so the call
+        holds that frame too.
         """
         frames = self._sub_idxs
         if frames is None:
@@ -445,6 +489,9 @@ class AffordanceControl:
             if window is None or getattr(window, "dim", 0) != 0:
                 return None
             frames = getattr(window, "index_list", None)
+            anchor = getattr(window, "causal_anchor_index", None)
+            if frames is not None and isinstance(anchor, int) and anchor >= 0:
+                frames = [anchor, *frames]
         try:
             frames = tuple(int(i) for i in frames)
         except (TypeError, ValueError):

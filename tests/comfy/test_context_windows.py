@@ -10,6 +10,8 @@ must then equal sampling each window's frames alone, with their own noise and hi
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -33,7 +35,15 @@ def _windowed(patcher, schedule: str = "standard_static", fuse: str = "flat"):
     """The model as ComfyUI's Context Windows (Manual) node returns it (windows along the batch, dim 0)."""
     from comfy_extras.nodes_context_windows import ContextWindowsManualNode
 
-    out = ContextWindowsManualNode.execute(patcher, WINDOW, 0, schedule, 1, False, fuse, 0)
+    args = dict(
+        context_length=WINDOW, context_overlap=0, context_schedule=schedule, context_stride=1, closed_loop=False,
+        fuse_method=fuse, dim=0,
+    )
+    # later ComfyUI versions add inputs: FreeNoise off; the causal window fix (0.21+: every window but the first
+    # is sampled with the frame before it in front) on, as by default, so that path is tested where it exists
+    params = inspect.signature(ContextWindowsManualNode.execute).parameters
+    args.update({k: v for k, v in (("freenoise", False), ("causal_window_fix", True)) if k in params})
+    out = ContextWindowsManualNode.execute(patcher, **args)
     return out.result[0]
 
 

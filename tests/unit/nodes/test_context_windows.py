@@ -61,6 +61,20 @@ def test_native_window_takes_its_frames_hints(control, fake_model, sigma, frames
         torch.testing.assert_close(g, r, atol=1e-5, rtol=0)
 
 
+def test_native_window_with_its_causal_anchor_takes_the_anchor_frames_hint_first(control, fake_model, sigma):
+    """ComfyUI 0.21+'s causal window fix (on by default) samples window (3, 4, 5) with frame 2 in front: the call
+    holds 4 frames and takes hints 2, 3, 4, 5 (it was refused: "a batch of 6 hint images fits no latent batch of
+    4"). A window starting at frame 0 has no anchor (-1 is never set)."""
+    hints = _hints()
+    x, t, cond = _inputs(2 * 4, sigma(0.4))
+    options = _native((3, 4, 5))
+    options["context_window"].causal_anchor_index = 2
+    got = _ready(control, fake_model, hints).get_control(x, t, cond, 2, options)
+    ref = _ready(control, fake_model, hints[[2, 3, 4, 5]]).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    for g, r in zip(_all(got), _all(ref)):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=0)
+
+
 def test_animatediff_evolved_protocol(control, fake_model, sigma):
     """AnimateDiff-Evolved refuses a control object without ``sub_idxs``; it sets the window's frames there (with
     the video's and the window's lengths) before each window, and never clears them: the next run must not
