@@ -68,8 +68,13 @@ def reuse_residuals(
 ) -> tuple[list, list]:
     """The node's logic, callable without ComfyUI: new conditionings whose Affordance controls reuse residuals.
 
+    Without an Affordance ControlNet in either conditioning there is nothing to speed up: the inputs come back
+    unchanged, with a warning in the log (an Apply ControlNet at strength 0 passes its conditioning on untouched,
+    which is how a ControlNet is switched off to compare; a Reuse node placed before the Apply nodes is the other
+    cause).
+
     Raises:
-        ReuseError: a bad ``every_k_steps`` or window, or no Affordance ControlNet in either conditioning.
+        ReuseError: a bad ``every_k_steps`` or window, or a conditioning that is not a list.
     """
     policy = ReusePolicy(every_k_steps, start_percent, end_percent)
     memo: dict[int, tuple[Any, Any]] = {}
@@ -77,11 +82,13 @@ def reuse_residuals(
     pos = _rechain(positive, policy, memo, found, "positive")
     neg = _rechain(negative, policy, memo, found, "negative")
     if not found:
-        raise ReuseError(
-            "no ControlNet applied with 'Apply ControlNet (Affordance)' or loaded with 'Load ControlNet (Affordance)' "
-            "reaches this node, so there is nothing to speed up. Put it after the Apply ControlNet node(s), between "
-            "them and the sampler; ComfyUI's own ControlNets are left as they are."
+        log.warning(
+            "ControlNet Residual Reuse: no ControlNet applied with 'Apply ControlNet (Affordance)' or loaded with "
+            "'Load ControlNet (Affordance)' reaches this node, so it changes nothing. Either the Apply ControlNet "
+            "nodes before it have strength 0 (they then pass the conditioning on untouched), or this node is not "
+            "between them and the sampler; ComfyUI's own ControlNets are left as they are."
         )
+        return positive, negative
     log.debug("residual reuse every %d steps set on %s", every_k_steps, ", ".join(found))
     return pos, neg
 

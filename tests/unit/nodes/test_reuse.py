@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -284,9 +286,20 @@ def test_bad_settings_are_typed_errors(control, image, k, start, end, message):
     assert ControlResidualReuse.VALIDATE_INPUTS(2, 0.0, 1.0) is True
 
 
-def test_no_affordance_controlnet_is_an_error(control):
-    with pytest.raises(ReuseError, match="nothing to speed up.*after the Apply ControlNet"):
-        reuse_residuals(_cond(Foreign(1.0)), _cond(), 2)
+def test_no_affordance_controlnet_passes_the_conditioning_on_with_a_warning(control, image, caplog):
+    """An Apply ControlNet at strength 0 passes its conditioning on untouched (how a ControlNet is switched off to
+    compare): the Reuse node after it used to fail the whole run ("nothing to speed up... Put it after the Apply
+    ControlNet node(s)", where it already was). Now it changes nothing and the log says why."""
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    pos, neg = _cond(), _cond()  # as they come from the text encoders
+    off_pos, off_neg = apply_control(pos, neg, c, image(), 0.0, 0.0, 1.0)
+    assert off_pos is pos and off_neg is neg
+    with caplog.at_level(logging.WARNING, logger="affordance.nodes"):
+        out = reuse_residuals(off_pos, off_neg, 2)
+    assert out[0] is pos and out[1] is neg
+    assert "changes nothing" in caplog.text and "strength 0" in caplog.text
+    foreign = _cond(Foreign(1.0))
+    assert reuse_residuals(foreign, _cond(), 2)[0] is foreign  # ComfyUI's own ControlNets only: the same
     with pytest.raises(ReuseError, match="positive must be a CONDITIONING"):
         reuse_residuals(None, _cond(), 2)
 
