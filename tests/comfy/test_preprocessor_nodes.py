@@ -160,6 +160,7 @@ def test_comfyuis_executor_runs_the_node_again_when_its_file_is_replaced(comfy, 
     then the node runs again with the new weights (ComfyUI's own PromptExecutor, its IS_CHANGED handling)."""
     import asyncio
     import copy
+    import inspect
     import os
 
     import execution
@@ -196,7 +197,10 @@ def test_comfyuis_executor_runs_the_node_again_when_its_file_is_replaced(comfy, 
         "2": {"class_type": "AST_HEDPreprocessor", "inputs": {"image": ["1", 0], "safe": False, "resolution": 64}},
         "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
     }
-    executor = execution.PromptExecutor(Server())
+    # as main.py makes it: ComfyUI 0.24 reads cache_args["ram"] at every prompt (0: no RAM-pressure limits)
+    params = inspect.signature(execution.PromptExecutor).parameters
+    kwargs = {"cache_args": {"lru": 0, "ram": 0, "ram_inactive": 0}} if "cache_args" in params else {}
+    executor = execution.PromptExecutor(Server(), **kwargs)
     annotators.clear_cache()
     try:
 
