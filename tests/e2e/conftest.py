@@ -231,6 +231,17 @@ class Page:
             errors = [m for m in errors if "extensions/affordance" in m or "affordance" in m.lower()]
         return errors
 
+    def load(self) -> None:
+        """(Re)load the frontend, with the page's errors recorded for :meth:`console_errors`."""
+        self.driver.get(self.server.url)
+        self.wait("return !!(window.app && window.app.graph && window.app.canvas && window.app.extensionManager?.setting)", 180)
+        self.js(
+            "window.__astErrors = [];"
+            "window.addEventListener('error', e => window.__astErrors.push(`${e.message} @ ${e.filename}:${e.lineno}`));"
+            "window.addEventListener('unhandledrejection', e => window.__astErrors.push(`unhandled: ${e.reason && (e.reason.stack || e.reason)}`));"
+        )
+        self.wait("return Object.keys(LiteGraph.registered_node_types).some(t => t.startsWith('AST_'))", 60)
+
     def clear_graph(self) -> None:
         self.js("app.graph.clear(); app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0]; app.canvas.setDirty(true, true);")
 
@@ -267,19 +278,12 @@ def browser() -> Iterator[Any]:
 def page(browser: Any, comfy_server: Server) -> Page:
     """The frontend, loaded once per session, with display-only settings for clean screenshots."""
     p = Page(browser, comfy_server)
-    browser.get(comfy_server.url)
-    p.wait("return !!(window.app && window.app.graph && window.app.canvas && window.app.extensionManager?.setting)", 180)
-    p.js(
-        "window.__astErrors = [];"
-        "window.addEventListener('error', e => window.__astErrors.push(`${e.message} @ ${e.filename}:${e.lineno}`));"
-        "window.addEventListener('unhandledrejection', e => window.__astErrors.push(`unhandled: ${e.reason && (e.reason.stack || e.reason)}`));"
-    )
+    p.load()
     p.js_async(
         "const s = app.extensionManager.setting;"
         "for (const [k, v] of [['Comfy.Minimap.Visible', false], ['Comfy.Graph.CanvasInfo', false],"
         " ['Comfy.TutorialCompleted', true]]) { try { await s.set(k, v); } catch (e) {} }"
     )
-    p.wait("return Object.keys(LiteGraph.registered_node_types).some(t => t.startsWith('AST_'))", 60)
     time.sleep(1.0)
     return p
 

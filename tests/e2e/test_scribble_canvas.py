@@ -133,7 +133,11 @@ def test_draw_upload_queue_save_and_reload(fresh: Page):
     page.js_async("await app.loadGraphData(JSON.parse(arguments[0]), true, true, null);", saved)
     page.wait(STATE + "return s && !s.restoring && s.el.status.textContent.includes('saved');", 30, nid)
     again = page.js("return JSON.stringify(app.graph.serialize());")
-    for a, b in zip(json.loads(again)["nodes"], json.loads(saved)["nodes"]):
+    # our nodes (core ones are the frontend's business: 1.44's Preview Image gains an empty widgets_values
+    # once its preview widget exists, depending on timing)
+    ours = [[n for n in json.loads(doc)["nodes"] if n["type"].startswith("AST_")] for doc in (again, saved)]
+    assert len(ours[0]) == len(ours[1]) == 1
+    for a, b in zip(*ours):
         assert a == b, json.dumps({k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)})
     assert json.loads(again)["links"] == json.loads(saved)["links"]
     assert np.array_equal(raster(page, nid), drawn)

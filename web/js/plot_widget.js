@@ -4,7 +4,7 @@
 
 import { formatNumber } from "./lib/parse.js";
 import { valueToY, wrapText, yTicks } from "./lib/plot.js";
-import { noticeIfVueNodes } from "./renderer_notice.js";
+import { driveFrames, noticeIfVueNodes } from "./vue_nodes.js";
 
 const NEUTRAL = { bg: "#222", text: "#ddd", muted: "#999", outline: "#666" };
 export const ACCENT = "#4c8ed9";
@@ -54,7 +54,8 @@ export function markChanged(app, node) {
   node.setDirtyCanvas?.(true, true);
   app.graph?.setDirtyCanvas?.(true, true);
   try {
-    app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState?.();
+    const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+    (tracker?.captureCanvasState ?? tracker?.checkState)?.call(tracker); // checkState before frontend 1.3x
   } catch (err) {
     console.warn("affordance: change tracker check failed", err);
   }
@@ -130,8 +131,8 @@ export function guardText(app, node, widget, { check, label, onAccept, onReject 
  * true to consume). ``pos`` is ``{x, y}`` in CSS pixels of the canvas element.
  */
 export function addPlotWidget(app, node, spec) {
-  noticeIfVueNodes(app, "The weights and schedule plots");
   const canvas = document.createElement("canvas");
+  noticeIfVueNodes(app, "The weights and schedule plots", canvas, node);
   canvas.className = spec.className;
   Object.assign(canvas.style, {
     width: "100%",
@@ -176,6 +177,7 @@ export function addPlotWidget(app, node, spec) {
   // The frontend resizes the element after the frame that called onDraw: redraw when its size changes, so
   // the plot (and the geometry pointer events are hit-tested against) always matches what is on screen.
   if (globalThis.ResizeObserver) new ResizeObserver(() => redraw()).observe(canvas);
+  driveFrames(widget, canvas, () => redraw()); // the Vue node renderer calls no onDraw: values set by other code
   // LGraphNode.serialize() and configure() test the widget's own `serialize` field (options.serialize only
   // keeps it out of the prompt): without it the plot would take a slot in widgets_values.
   widget.serialize = false;

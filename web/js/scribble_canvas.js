@@ -8,7 +8,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { visitSources, widgetValue } from "./lib/links.js";
-import { noticeIfVueNodes } from "./renderer_notice.js";
+import { driveFrames, noticeIfVueNodes } from "./vue_nodes.js";
 import * as S from "./lib/strokes.js";
 import { imagePixels, loadImage, uploadDrawing, viewURL } from "./scribble_io.js";
 
@@ -360,7 +360,7 @@ class ScribbleCanvas {
     if (!track) return;
     try {
       const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
-      if (tracker && !tracker._restoringState) tracker.checkState();
+      if (tracker && !tracker._restoringState) (tracker.captureCanvasState ?? tracker.checkState)?.call(tracker);
     } catch {
       /* older frontends track changes on their own */
     }
@@ -571,8 +571,8 @@ app.registerExtension({
   getCustomWidgets() {
     return {
       AST_SCRIBBLE(node, inputName) {
-        noticeIfVueNodes(app, "The scribble canvas");
         const state = new ScribbleCanvas(node);
+        noticeIfVueNodes(app, "The scribble canvas", state.el.root, node);
         state.setEditable(false); // AST_ScribbleCanvas's onNodeCreated makes it editable; other hosts never do
         const widget = node.addDOMWidget(inputName, "AST_SCRIBBLE", state.el.root, {
           getValue: () => state.value,
@@ -588,6 +588,7 @@ app.registerExtension({
           socketless: true,
         });
         widget.serializeValue = () => state.serialize();
+        driveFrames(widget, state.el.root, () => state.onFrame());
         state.widget = widget;
         node.astScribble = state;
         return { widget, minWidth: 320, minHeight: 420 };
