@@ -405,10 +405,16 @@ def test_a_signal_while_the_handlers_are_put_back(tiny_model, write_checkpoint, 
             signal.raise_signal(signal.SIGINT)  # after the swap, while the held-back handlers are put back
         return old
 
-    monkeypatch.setattr(signal, "signal", signal_then_ctrl_c)
-    before = signal.getsignal(signal.SIGTERM)
-    rc = convert_main([str(src), str(folder), "--to", "diffusers"])
-    monkeypatch.undo()
+    # the race needs Ctrl-C handled: a run started in the background by a shell without job control
+    # (`nohup pytest &`) inherits SIGINT ignored, which convert rightly leaves ignored (the test could not fire)
+    inherited = real(signal.SIGINT, signal.default_int_handler)
+    try:
+        monkeypatch.setattr(signal, "signal", signal_then_ctrl_c)
+        before = signal.getsignal(signal.SIGTERM)
+        rc = convert_main([str(src), str(folder), "--to", "diffusers"])
+        monkeypatch.undo()
+    finally:
+        real(signal.SIGINT, inherited if inherited is not None else signal.default_int_handler)
     assert fired and rc == 128 + signal.SIGINT
     assert f"interrupted; {folder} was written" in caplog.text
     assert signal.getsignal(signal.SIGTERM) is before
