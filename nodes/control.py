@@ -3,9 +3,10 @@
 It fulfils ComfyUI's duck-typed control contract (``get_control``, ``pre_run``, ``cleanup``,
 ``get_models``, ``get_extra_hooks``, ``inference_memory_requirements``, ``copy``, ``set_cond_hint``,
 ``set_previous_controlnet``, and since ComfyUI 0.23 the MultiGPU members ``multigpu_clones``,
-``get_instance_for_device``, ``deepclone_multigpu``) without importing ComfyUI at module level, so it chains both ways with ComfyUI's own
-ControlNet and T2I-Adapter objects. The sampling maths lives in :mod:`controlnet`; this file only
-adapts it to ComfyUI's calling conventions (sigmas, batched cond/uncond chunks, popped lists).
+``get_instance_for_device``, ``deepclone_multigpu``) without importing ComfyUI at module level, so it
+chains both ways with ComfyUI's own ControlNet and T2I-Adapter objects. The sampling maths lives in
+:mod:`controlnet`; this file only adapts it to ComfyUI's calling conventions (sigmas, batched cond/uncond
+chunks, popped lists).
 """
 
 from __future__ import annotations
