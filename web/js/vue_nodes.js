@@ -46,24 +46,26 @@ export function noticeIfVueNodes(app, what, element, node, tries = TRIES) {
   }, SETTLE_MS);
 }
 
+// element -> its per-frame work, run by one shared animation-frame loop while any widget is registered
+const frameWork = new Map();
+let frame = 0;
+
+function tick() {
+  frame = frameWork.size ? requestAnimationFrame(tick) : 0;
+  if (!globalThis.LiteGraph?.vueNodesMode) return;
+  for (const [element, onFrame] of frameWork) if (element.isConnected) onFrame();
+}
+
 /**
  * Call `onFrame` once per animation frame while nodes are drawn by the Vue renderer and `element` is in the
  * page (the classic renderer calls the widget's `onDraw` itself); stops when `widget` is removed.
  */
 export function driveFrames(widget, element, onFrame) {
-  let frame = 0;
-  let removed = false;
-  const tick = () => {
-    frame = 0;
-    if (removed) return;
-    if (globalThis.LiteGraph?.vueNodesMode && element.isConnected) onFrame();
-    frame = requestAnimationFrame(tick);
-  };
-  frame = requestAnimationFrame(tick);
+  frameWork.set(element, onFrame);
+  if (!frame) frame = requestAnimationFrame(tick);
   const onRemove = widget.onRemove;
   widget.onRemove = function (...args) {
-    removed = true;
-    if (frame) cancelAnimationFrame(frame);
+    frameWork.delete(element);
     return onRemove?.apply(this, args);
   };
 }
