@@ -593,6 +593,44 @@ def test_background_through_a_reroute_and_from_outside_a_subgraph(fresh: Page):
     assert page.console_errors() == []
 
 
+def test_background_from_inside_a_subgraph(fresh: Page):
+    """The image to trace comes out of a subgraph (the Load Image inside it, the canvas outside): found
+    inside, before any run, from the inner node's own preview."""
+    page = fresh
+    load = _trace_source(page, "trace_from_subgraph.png")
+    nid = add_canvas(page, 64, 64)
+    page.js(
+        "const g = app.graph; const n = g.getNodeById(arguments[1]);"
+        "g.getNodeById(arguments[0]).connect(0, n, n.inputs.findIndex(i => i.name === 'background'));",
+        load,
+        nid,
+    )
+    page.wait(STATE + "app.canvas.setDirty(true, true); app.canvas.draw(true, true); return !!s.bgImage;", 30, nid)
+    src = page.js("return app.graph.getNodeById(arguments[0]).imgs[0].src;", load)
+    sg = page.js_async(
+        "app.canvas.deselectAll(); app.canvas.select(app.graph.getNodeById(args[0]));"
+        "await app.extensionManager.command.execute('Comfy.Graph.ConvertToSubgraph');"
+        "return app.graph.nodes.find(n => n.isSubgraphNode?.()).id;",
+        load,
+    )
+    # the background now arrives through the subgraph node's output; the last run's image is not there to
+    # fall back on, so the canvas shows it only by following the link into the subgraph
+    linked = page.js(
+        "const n = app.graph.getNodeById(arguments[0]); const l = app.graph.getLink(n.inputs.find(i => i.name === 'background').link);"
+        "return l.origin_id;",
+        nid,
+    )
+    assert linked == sg
+    page.js(STATE + "s.bgSrc = null; s.bgImage = null;", nid)
+    page.wait(STATE + "app.canvas.setDirty(true, true); app.canvas.draw(true, true); return !!s.bgImage;", 30, nid)
+    inner = page.js(
+        "return app.graph.getNodeById(arguments[0]).subgraph.nodes.find(n => n.type === 'LoadImage').imgs[0].src;", sg
+    )
+    assert "filename=trace_from_subgraph.png" in inner and "filename=trace_from_subgraph.png" in src
+    assert page.js(STATE + "return [s.bgSrc, s.el.fit.style.display];", nid) == [inner, ""]
+    assert page.console_errors() == []
+
+
 def test_a_size_set_through_an_input_is_drawn_at_and_fit_leaves_it_alone(fresh: Page):
     """Width from a primitive node's link: the canvas is that wide (what runs), not its greyed-out widget's
     width; Fit to background cannot change a linked size and says so instead of changing the widget."""

@@ -31,7 +31,18 @@ class Graph {
     target.inputs[targetSlot].link = id;
     return id;
   }
+  /** A link inside this subgraph from node `originId`'s output `originSlot` to the subgraph's output `slot`. */
+  linkOut(originId, originSlot, slot) {
+    const id = this.nextLink++;
+    this._links.set(id, { id, origin_id: originId, origin_slot: originSlot, target_id: SUBGRAPH_OUTPUT_ID, target_slot: slot });
+    this.outputs ??= [];
+    this.outputs[slot] ??= { linkIds: [] };
+    this.outputs[slot].linkIds.push(id);
+    return id;
+  }
 }
+
+const SUBGRAPH_OUTPUT_ID = -20;
 
 const canvas = (id) => ({
   id,
@@ -150,4 +161,66 @@ test("a widget's value: its own, a primitive's through a link, the promoted widg
   root.link(2, 0, root.getNodeById(10), 0);
   root.link(10, 0, outer, 0);
   assert.deepEqual(widgetValue(inner, "width"), { linked: true, value: 128 }); // a primitive outside
+});
+
+test("outside a subgraph, its node's output leads to what feeds that output inside (nested too)", () => {
+  const root = new Graph();
+  const sub = new Graph(root);
+  const deep = new Graph(root);
+  root.subgraphs.set("s", sub);
+  root.subgraphs.set("d", deep);
+  const c = root.add(canvas(1));
+  const outer = root.add({ id: 7, type: "subgraph-uuid", subgraph: sub, inputs: [] });
+  root.link(7, 1, c, 0); // the subgraph node's second output feeds the background
+  sub.add(preview(2, "/view?in.png"));
+  sub.add(reroute(3));
+  sub.link(2, 0, sub.getNodeById(3), 0);
+  sub.linkOut(2, 0, 0);
+  sub.linkOut(3, 0, 1);
+  assert.equal(src(c, 0), "/view?in.png");
+  // the image now comes out of a subgraph nested in `sub`
+  sub.outputs[1].linkIds = [];
+  sub.add({ id: 4, subgraph: deep, inputs: [] });
+  sub.linkOut(4, 0, 1);
+  deep.add(preview(5, "/view?deep.png"));
+  deep.linkOut(5, 0, 0);
+  assert.equal(src(c, 0), "/view?deep.png");
+  deep.outputs[0].linkIds = []; // an output with nothing behind it
+  assert.equal(src(c, 0), undefined);
+  assert.ok(outer);
+});
+
+test("through a subgraph whose output comes from its own input: the use the chain came in through", () => {
+  // a pass-through subgraph used twice, each use fed a different image; the canvas reads the second use
+  const root = new Graph();
+  const sub = new Graph(root);
+  root.subgraphs.set("s", sub);
+  sub.linkOut(SUBGRAPH_INPUT_ID, 0, 0);
+  const a = root.add({ id: 5, subgraph: sub, inputs: [{ name: "image", link: null }] });
+  const b = root.add({ id: 6, subgraph: sub, inputs: [{ name: "image", link: null }] });
+  root.add(preview(2, "/view?a.png"));
+  root.add(preview(3, "/view?b.png"));
+  root.link(2, 0, a, 0);
+  root.link(3, 0, b, 0);
+  const c = root.add(canvas(1));
+  root.link(6, 0, c, 0);
+  assert.equal(src(c, 0), "/view?b.png");
+  root.link(5, 0, c, 0);
+  assert.equal(src(c, 0), "/view?a.png");
+});
+
+test("a widget's value from a primitive inside a subgraph, through the subgraph node's output", () => {
+  const root = new Graph();
+  const sub = new Graph(root);
+  root.subgraphs.set("s", sub);
+  const c = root.add(canvas(1));
+  root.add({ id: 7, subgraph: sub, inputs: [{ name: "w", link: null, widget: { name: "w" } }], widgets: [{ name: "w", value: 96 }] });
+  root.link(7, 0, c, 1);
+  sub.add(primitive(2, 320));
+  sub.linkOut(2, 0, 0);
+  assert.deepEqual(widgetValue(c, "width"), { linked: true, value: 320 });
+  // the output passes the subgraph's own input on: its promoted widget's value
+  sub.outputs[0].linkIds = [];
+  sub.linkOut(SUBGRAPH_INPUT_ID, 0, 0);
+  assert.deepEqual(widgetValue(c, "width"), { linked: true, value: 96 });
 });

@@ -2,13 +2,16 @@
 // from, followed through the nodes that only pass a link on.
 //
 // The graph editor (ComfyUI frontend 1.27, LiteGraph) links an input to the output of the node whose id is
-// `link.origin_id`. Two kinds of node only pass a link on and hold no value or preview themselves:
+// `link.origin_id`. Three kinds of node only pass a link on and hold no value or preview themselves:
 // - the legacy `Reroute` node (its input 0 goes to its output 0);
 // - a subgraph's input: inside a subgraph, a link from an input of the subgraph has `origin_id` -10 and
 //   `origin_slot` the index of that input; outside, the subgraph node (one per use of the subgraph, in the
-//   root graph or in another subgraph) has that input at the same index, linked or holding a promoted widget.
+//   root graph or in another subgraph) has that input at the same index, linked or holding a promoted widget;
+// - a subgraph node's output: inside its subgraph, `subgraph.outputs[i].linkIds` are the links into the
+//   subgraph's output node (`target_id` -20), whose origins inside are the source.
 // The functions only read `graph.getLink` / `graph._links`, `graph.getNodeById`, `graph.rootGraph`,
-// `rootGraph.nodes`, `rootGraph.subgraphs`, and nodes' `inputs`, `widgets`, `type`, `subgraph`.
+// `rootGraph.nodes`, `rootGraph.subgraphs`, `subgraph.outputs[i].linkIds`, and nodes' `inputs`, `widgets`,
+// `type`, `subgraph`.
 
 /** `origin_id` of links that start at a subgraph's inputs. */
 export const SUBGRAPH_INPUT_ID = -10;
@@ -37,26 +40,67 @@ export function subgraphNodesOf(graph) {
   return out;
 }
 
+function linkIn(graph, id) {
+  return graph?.getLink?.(id) ?? graph?._links?.get?.(id) ?? null;
+}
+
 /**
- * Every node whose output feeds `node`'s input `slot`, through Reroute nodes and out of subgraphs: one per
- * use of the subgraph where the link leaves one (usually one). Calls `visit(origin, outputSlot)` for each and
- * returns the first result that is not undefined.
+ * The ends of the chain that feeds `node`'s input `slot`, through Reroute nodes, out of subgraphs (a subgraph
+ * input: each subgraph node using it, or only the one the chain came in through) and into them (a subgraph
+ * node's output: what feeds that output inside). Yields `{ origin, slot }` for the node whose output `slot` is
+ * the source, or `{ unlinked, slot }` for a subgraph node's input that has no link (its promoted widget, if
+ * any, holds the value). `via` is the stack of subgraph nodes entered on the way.
  */
-export function visitSources(node, slot, visit, hops = 0) {
-  if (hops > MAX_HOPS) return undefined;
-  const link = linkInto(node, slot);
-  if (!link) return undefined;
-  if (link.origin_id === SUBGRAPH_INPUT_ID) {
-    for (const outer of subgraphNodesOf(node.graph)) {
-      const r = visitSources(outer, link.origin_slot, visit, hops + 1);
-      if (r !== undefined) return r;
-    }
-    return undefined;
+function* chainEnds(node, slot, hops = 0, via = []) {
+  if (hops > MAX_HOPS) return;
+  const input = node?.inputs?.[slot];
+  if (input?.link == null) {
+    if (hops > 0 && node?.subgraph) yield { unlinked: node, slot };
+    return;
   }
-  const origin = node.graph.getNodeById?.(link.origin_id);
-  if (!origin) return undefined;
-  if (origin.type === "Reroute") return visitSources(origin, 0, visit, hops + 1);
-  return visit(origin, link.origin_slot);
+  yield* linkEnds(node.graph, linkInto(node, slot), hops, via);
+}
+
+function* linkEnds(graph, link, hops, via) {
+  if (!link || hops > MAX_HOPS) return;
+  if (link.origin_id === SUBGRAPH_INPUT_ID) {
+    const entered = via.at(-1);
+    if (entered?.subgraph === graph) {
+      yield* chainEnds(entered, link.origin_slot, hops + 1, via.slice(0, -1));
+      return;
+    }
+    for (const outer of subgraphNodesOf(graph)) yield* chainEnds(outer, link.origin_slot, hops + 1, via);
+    return;
+  }
+  const origin = graph.getNodeById?.(link.origin_id);
+  if (!origin) return;
+  if (origin.type === "Reroute") {
+    yield* chainEnds(origin, 0, hops + 1, via);
+    return;
+  }
+  if (origin.subgraph) {
+    // a subgraph node's output: inside, links into the subgraph's output node (target -20) end there
+    const inner = origin.subgraph;
+    for (const id of inner.outputs?.[link.origin_slot]?.linkIds ?? []) {
+      yield* linkEnds(inner, linkIn(inner, id), hops + 1, [...via, origin]);
+    }
+    return;
+  }
+  yield { origin, slot: link.origin_slot };
+}
+
+/**
+ * Every node whose output feeds `node`'s input `slot`, through Reroute nodes, out of subgraphs (one per use of
+ * the subgraph where the link leaves one, usually one) and into subgraphs whose output it is. Calls
+ * `visit(origin, outputSlot)` for each and returns the first result that is not undefined.
+ */
+export function visitSources(node, slot, visit) {
+  for (const end of chainEnds(node, slot)) {
+    if (!end.origin) continue;
+    const r = visit(end.origin, end.slot);
+    if (r !== undefined) return r;
+  }
+  return undefined;
 }
 
 /** The input of `node` that widget `name` was turned into (frontend 1.27: every widget has one), or null. */
@@ -77,33 +121,26 @@ export function widgetValue(node, name) {
   const own = node?.widgets?.find((w) => w.name === name)?.value;
   const slot = widgetInput(node, name);
   if (slot === null || node.inputs[slot].link == null) return { linked: false, value: own };
-  return { linked: true, value: inputValue(node, slot, 0) };
+  return { linked: true, value: inputValue(node, slot) };
 }
 
-function inputValue(node, slot, hops) {
-  if (hops > MAX_HOPS) return undefined;
-  const input = node.inputs?.[slot];
-  if (input?.link == null) {
-    // a subgraph node's input without a link: the widget promoted onto the subgraph node holds the value
-    const name = input?.widget?.name ?? input?.name;
-    return node.widgets?.find((w) => w.name === name)?.value;
-  }
-  const link = linkInto(node, slot);
-  if (!link) return undefined;
-  if (link.origin_id === SUBGRAPH_INPUT_ID) {
-    for (const outer of subgraphNodesOf(node.graph)) {
-      const v = inputValue(outer, link.origin_slot, hops + 1);
-      if (v !== undefined) return v;
+function inputValue(node, slot) {
+  for (const end of chainEnds(node, slot)) {
+    let v;
+    if (end.unlinked) {
+      // a subgraph node's input without a link: the widget promoted onto the subgraph node holds the value
+      const input = end.unlinked.inputs[end.slot];
+      const name = input?.widget?.name ?? input?.name;
+      v = end.unlinked.widgets?.find((w) => w.name === name)?.value;
+    } else {
+      // a primitive node (ComfyUI's PrimitiveInt and the like, or the legacy PrimitiveNode): its `value`
+      // widget, unless that too comes from a link
+      const origin = end.origin;
+      const w = origin.widgets?.find((x) => x.name === "value");
+      const valueSlot = widgetInput(origin, "value");
+      if (w && !(valueSlot !== null && origin.inputs[valueSlot].link != null)) v = w.value;
     }
-    return undefined;
+    if (v !== undefined) return v;
   }
-  const origin = node.graph.getNodeById?.(link.origin_id);
-  if (!origin) return undefined;
-  if (origin.type === "Reroute") return inputValue(origin, 0, hops + 1);
-  // a primitive node (ComfyUI's PrimitiveInt and the like, or the legacy PrimitiveNode): its `value` widget,
-  // unless that too comes from a link
-  const w = origin.widgets?.find((x) => x.name === "value");
-  const valueSlot = widgetInput(origin, "value");
-  if (!w || (valueSlot !== null && origin.inputs[valueSlot].link != null)) return undefined;
-  return w.value;
+  return undefined;
 }
