@@ -6,6 +6,7 @@ import ast
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 try:
@@ -102,3 +103,36 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert re.search(r"^exec bash \.ci/test$", run, re.M)
     test = (ROOT / ".ci" / "test").read_text()
     assert "exit 1" in test and '"$rc" -eq 5' in test and ".venv-ref/bin/pytest tests/reference" in test
+
+
+def _package_dirs() -> set[str]:
+    """Every folder of the pack's code (the root, controlnet/, preprocessors/, nodes/ and below) with an __init__.py."""
+    out = {"affordance"}
+    for top in ("controlnet", "preprocessors", "nodes"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            out.add(".".join(("affordance", *init.parent.relative_to(ROOT).parts)))
+    return out
+
+
+def test_pyproject_lists_every_package_of_the_pack():
+    """setuptools installs only the packages listed (the root is mapped to `affordance`, so nothing is found
+    automatically): a sub-package left out is missing from a wheel or a plain `pip install .`."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert listed == _package_dirs()
+
+
+def test_wheel_holds_every_module(tmp_path):
+    """A real wheel build (pip, isolated like any install) carries every Python file of the pack's code."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("affordance-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    want = {"affordance/__init__.py", "affordance/__main__.py"}
+    for top in ("controlnet", "preprocessors", "nodes"):
+        want |= {f"affordance/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / top).rglob("*.py")}
+    assert want - names == set()
