@@ -6,7 +6,7 @@
   each ControlNet file; with no file, a small ControlNet written in every supported format.
 - ``python -m affordance hints [IMAGE] [--out DIR] [--resolution N] [--annotators FOLDER] [--force]``: every
   hint that needs no weights, and with ``--annotators`` every learned hint whose official files are in
-  FOLDER, from an image (a built-in scene when none is given), written as PNGs with a contact sheet.
+  FOLDER or its sub-folders, from an image (a built-in scene when none is given), written as PNGs with a contact sheet.
   Everything is checked before anything is written; an existing file is replaced only with ``--force``,
   and then only once its successor is completely written.
 - ``python -m affordance annotators FOLDER``: size, SHA-256 (compared with the official file's) and a load
@@ -214,10 +214,15 @@ def _save(picture: torch.Tensor | Image.Image, path: Path) -> None:
 
 
 def _learned_keys(folder: Path) -> list[str]:
-    """The learned hints whose files are all regular files in ``folder`` (those a run may write)."""
+    """The learned hints whose files are all regular files in ``folder`` or its sub-folders (those a run may write)."""
     from .preprocessors.networks import LEARNED_GALLERY
+    from .preprocessors.weights import locate_annotator
 
-    return [k for k, (files, _) in LEARNED_GALLERY.items() if all(_file_problem(folder / f) is None for f in files)]
+    return [
+        k
+        for k, (files, _) in LEARNED_GALLERY.items()
+        if all(_file_problem(locate_annotator(folder, f)) is None for f in files)
+    ]
 
 
 def _check_outputs(out: Path, paths: Sequence[Path], force: bool) -> str | None:
@@ -257,7 +262,7 @@ def _hints(argv: Sequence[str]) -> int:
     parser = _Parser(
         prog="python -m affordance hints",
         description="Turn an image into every hint that needs no weights, and with --annotators every learned "
-        "hint whose official weight files are in that folder, written as NAME_HINT.png with a contact sheet. "
+        "hint whose official weight files are in that folder or its sub-folders, written as NAME_HINT.png with a contact sheet. "
         "Everything is checked before anything is written; existing files are replaced only with --force.",
     )
     parser.add_argument(
@@ -282,7 +287,8 @@ def _hints(argv: Sequence[str]) -> int:
         metavar="FOLDER",
         type=_path_arg,
         help="a folder of official annotator files (e.g. ComfyUI/models/annotators): also make the learned hints "
-        "(HED, PiDiNet, M-LSD, lineart, MiDaS, NormalBAE, OpenPose) whose files are there",
+        "(HED, PiDiNet, M-LSD, lineart, MiDaS, NormalBAE, OpenPose) whose files are there or in its sub-folders "
+        "(the least nested first, as in ComfyUI)",
     )
     parser.add_argument(
         "--force",
@@ -406,22 +412,23 @@ def _learned_hints(image: torch.Tensor, args: argparse.Namespace, paths: dict[st
 
     from .preprocessors.errors import PreprocessorError
     from .preprocessors.networks import LEARNED_GALLERY, NETWORK_FOR_FILE
-    from .preprocessors.weights import load_annotator
+    from .preprocessors.weights import load_annotator, locate_annotator
 
     folder = Path(args.annotators)
     nets: dict[str, torch.nn.Module | Exception] = {}
     failed = 0
     for key, (files, run) in LEARNED_GALLERY.items():
-        problems = {f: _file_problem(folder / f) for f in files}
+        where = {f: locate_annotator(folder, f) for f in files}
+        problems = {f: _file_problem(where[f]) for f in files}
         missing = [f for f, p in problems.items() if p == "missing"]
         if missing:
-            log.info("%-17s skipped: needs %s in %s", key, ", ".join(missing), folder)
+            log.info("%-17s skipped: needs %s in %s (or a sub-folder)", key, ", ".join(missing), folder)
             continue
         unusable = [(f, p) for f, p in problems.items() if p is not None]
         if unusable:
             failed += 1
             file, problem = unusable[0]
-            log.error("%-17s skipped: %s in %s is %s", key, file, folder, problem)
+            log.error("%-17s skipped: %s in %s is %s", key, file, where[file].parent, problem)
             continue
         if key not in paths:  # its files appeared while the run was going: not checked against --out
             log.info("%-17s skipped: its files appeared in %s after the run started", key, folder)
@@ -429,7 +436,7 @@ def _learned_hints(image: torch.Tensor, args: argparse.Namespace, paths: dict[st
         for f in files:
             if f not in nets:
                 try:
-                    nets[f] = load_annotator(folder / f, NETWORK_FOR_FILE[f](), f)
+                    nets[f] = load_annotator(where[f], NETWORK_FOR_FILE[f](), f)
                 except Exception as exc:  # reported with its hint; the other hints still run
                     nets[f] = exc
         broken = [nets[f] for f in files if isinstance(nets[f], Exception)]
@@ -458,7 +465,7 @@ def _learned_hints(image: torch.Tensor, args: argparse.Namespace, paths: dict[st
 def _annotators(argv: Sequence[str]) -> int:
     from .preprocessors.errors import PreprocessorError
     from .preprocessors.networks import NETWORK_FOR_FILE
-    from .preprocessors.weights import ANNOTATOR_FILES, load_annotator, sha256_of
+    from .preprocessors.weights import ANNOTATOR_FILES, load_annotator, locate_annotator, sha256_of
 
     parser = _Parser(
         prog="python -m affordance annotators",
@@ -466,7 +473,10 @@ def _annotators(argv: Sequence[str]) -> int:
         "Exit code 1 when a file is rejected or none is found.",
     )
     parser.add_argument(
-        "folder", type=_path_arg, help="a folder holding official annotator files (e.g. ComfyUI/models/annotators)"
+        "folder",
+        type=_path_arg,
+        help="a folder holding official annotator files, directly or in sub-folders, the least nested first "
+        "(e.g. ComfyUI/models/annotators, or comfyui_controlnet_aux's ckpts)",
     )
     args = parser.parse_args(argv)
     if not Path(args.folder).is_dir():
@@ -474,7 +484,7 @@ def _annotators(argv: Sequence[str]) -> int:
         return 2
     bad = found = 0
     for name in ANNOTATOR_FILES:
-        path = Path(args.folder) / name
+        path = locate_annotator(args.folder, name)
         problem = _file_problem(path)
         if problem == "missing":
             log.info("%-30s missing", name)
@@ -501,11 +511,12 @@ def _annotators(argv: Sequence[str]) -> int:
         official = ANNOTATOR_FILES[name]
         # a file that differs can still be right (an fp16 or safetensors conversion): said, not failed
         origin = "official" if digest == official.sha256 else f"not the official file (sha256 {official.sha256})"
-        log.info("%-30s %12d bytes  sha256 %s  %s, %s", name, path.stat().st_size, digest, status, origin)
+        at = "" if path.parent == Path(args.folder) else f" (at {path.relative_to(args.folder).as_posix()})"
+        log.info("%-30s %12d bytes  sha256 %s  %s, %s%s", name, path.stat().st_size, digest, status, origin, at)
     if not found:
         log.error(
-            "error: no annotator file found in %s; put the official files there under their official names "
-            "(README, 'Annotator weights'), or give the folder that holds them.",
+            "error: no annotator file found in %s or its sub-folders; put the official files there under their "
+            "official names (README, 'Annotator weights'), or give the folder that holds them.",
             args.folder,
         )
         return 1

@@ -146,6 +146,32 @@ def missing_file_error(name: str, folders: list[str]) -> AnnotatorWeightsError:
     )
 
 
+def locate_annotator(folder: str | Path, name: str) -> Path:
+    """Where the official file ``name`` is in ``folder``, looked up as the nodes look in ComfyUI's folders.
+
+    Whatever is directly in ``folder`` under that name comes first (even a folder or a pipe, for the caller to
+    refuse); otherwise the least nested file of that name in its sub-folders, then the first by path, so a
+    folder laid out as comfyui_controlnet_aux downloads them (``ckpts/lllyasviel/Annotators/<name>``) is used
+    as it is. Symlinked folders are followed, each real folder once. ``folder / name`` when there is none.
+    """
+    folder = Path(folder)
+    direct = folder / name
+    if os.path.lexists(direct):
+        return direct
+    found: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a symlink back up the tree: walked already
+            dirs[:] = []
+            continue
+        seen.add(real)
+        if name in files:
+            rel = Path(root, name).relative_to(folder)
+            found.append((len(rel.parts), rel.as_posix()))
+    return folder / min(found)[1] if found else direct
+
+
 def size_note(path: Path, name: str) -> str:
     """``" This file is M bytes; the official NAME is N bytes."`` when the sizes differ, else ``""``.
 

@@ -171,3 +171,22 @@ def test_hints_with_annotator_weights(tmp_path):
     assert (tmp_path / "o" / "demo_scene_contact_sheet.png").is_file()
     bad = _run("hints", "--annotators", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p"), cwd=tmp_path)
     assert bad.returncode == 2 and "is not a folder" in bad.stderr + bad.stdout
+
+
+def test_annotator_files_in_sub_folders_are_found(tmp_path):
+    """A folder laid out as comfyui_controlnet_aux downloads them (`ckpts/lllyasviel/Annotators/`) is used as it
+    is by both commands, as by the nodes in ComfyUI; the report says where each file was found."""
+    from affordance.preprocessors.hed import HEDNet
+
+    ckpts = tmp_path / "ckpts"
+    deep = ckpts / "lllyasviel" / "Annotators"
+    deep.mkdir(parents=True)
+    torch.save(HEDNet().state_dict(), deep / "ControlNetHED.pth")
+    proc = _run("annotators", str(ckpts), cwd=tmp_path)
+    out = proc.stderr + proc.stdout
+    assert proc.returncode == 0, out
+    assert re.search(r"ControlNetHED\.pth .* loads, not the official file .*\(at lllyasviel/Annotators/ControlNetHED\.pth\)", out)
+    assert "1 of 11 official file(s) present" in out
+    proc = _run("hints", "--annotators", str(ckpts), "--out", str(tmp_path / "o"), "--resolution", "64", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "demo_scene_hed.png").is_file() and (tmp_path / "o" / "demo_scene_fake_scribble.png").is_file()

@@ -360,7 +360,7 @@ def test_annotators_empty_folder_says_nothing_was_found(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         rc = main(["annotators", str(tmp_path)])
     assert rc == 1
-    assert _messages(caplog)[-1].startswith(f"error: no annotator file found in {tmp_path};")
+    assert _messages(caplog)[-1].startswith(f"error: no annotator file found in {tmp_path} or its sub-folders;")
 
 
 @pytest.mark.parametrize(
@@ -382,7 +382,7 @@ def test_reports_go_to_stdout_and_errors_to_stderr(tmp_path):
     proc = _run("annotators", "empty", cwd=tmp_path, alias=tmp_path / "alias")
     assert proc.returncode == 1
     assert "ControlNetHED.pth              missing" in proc.stdout and "missing" not in proc.stderr
-    assert proc.stderr.startswith("error: no annotator file found in empty;") and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: no annotator file found in empty or its sub-folders;") and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
 
 

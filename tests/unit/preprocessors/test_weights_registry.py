@@ -17,6 +17,7 @@ from affordance.preprocessors.weights import (
     ANNOTATOR_FILES,
     AnnotatorWeightsError,
     load_annotator,
+    locate_annotator,
     missing_file_error,
     sha256_of,
     size_note,
@@ -205,3 +206,32 @@ def test_a_recompressed_annotator_of_plausible_size_still_loads(tmp_path, monkey
             zout.writestr(info.filename, zin.read(info))
     loaded = load_annotator(path, PiDiNet(), PIDINET_FILE)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in loaded.state_dict().items())
+
+
+def test_locate_annotator_direct_then_least_nested_then_by_path(tmp_path):
+    """The command line finds files as the nodes do in ComfyUI's folders: directly, else the least nested."""
+    name = "ControlNetHED.pth"
+    assert locate_annotator(tmp_path, name) == tmp_path / name  # none: where it would go
+    deep = tmp_path / "ckpts" / "lllyasviel" / "Annotators"
+    deep.mkdir(parents=True)
+    (deep / name).write_bytes(b"x")
+    assert locate_annotator(tmp_path, name) == deep / name
+    for sub in ("b", "a"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / name).write_bytes(b"x")
+    assert locate_annotator(tmp_path, name) == tmp_path / "a" / name  # as nested as "b": first by path
+    (tmp_path / name).mkdir()  # a folder under the name, directly: returned for the caller to refuse
+    assert locate_annotator(tmp_path, name) == tmp_path / name
+    assert locate_annotator(str(tmp_path / "a"), "netG.pth") == tmp_path / "a" / "netG.pth"
+
+
+def test_locate_annotator_follows_symlinked_folders_and_ends_on_a_loop(tmp_path):
+    target = tmp_path / "store"
+    target.mkdir()
+    (target / "netG.pth").write_bytes(b"x")
+    folder = tmp_path / "annotators"
+    folder.mkdir()
+    (folder / "linked").symlink_to(target, target_is_directory=True)
+    (target / "back").symlink_to(folder, target_is_directory=True)  # a loop: annotators/linked/back -> annotators
+    assert locate_annotator(folder, "netG.pth") == folder / "linked" / "netG.pth"
+    assert locate_annotator(folder, "scannet.pt") == folder / "scannet.pt"
