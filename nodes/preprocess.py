@@ -38,6 +38,7 @@ from ..preprocessors.base import (
     detection_size,
     to_detection_size,
 )
+from ..preprocessors.color import check_inpaint_mask
 from ..preprocessors.geometry import check_target_size
 from ._host import Progress, free_memory, mask_batch, preview_images, processing_device, unconverted
 
@@ -430,8 +431,17 @@ class InpaintPreprocessor:
 
     def process(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
         m = mask_batch(mask)
-        x = to_bchw(image, processing_device())
-        return with_preview(to_image(inpaint(x, m.to(x.device))))
+        batch = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 1
+        m = check_inpaint_mask(m, batch)  # whole-batch check, before the batch is split into chunks
+        done = 0
+
+        def fn(x: torch.Tensor) -> torch.Tensor:  # chunks arrive in order: the masks of these rows
+            nonlocal done
+            rows = m if m.shape[0] == 1 else m[done : done + x.shape[0]]
+            done += x.shape[0]
+            return inpaint(x, rows.to(x.device))
+
+        return with_preview(run_batched(image, fn))
 
 
 def latent_pixel_size(latent: Any) -> tuple[int, int]:

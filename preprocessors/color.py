@@ -181,6 +181,28 @@ def luminance(image: torch.Tensor, gamma: float = 1.0, resolution: int = 512) ->
     return at_resolution(image, check_resolution(resolution), run, pad=False)
 
 
+def check_inpaint_mask(mask: torch.Tensor, batch: int) -> torch.Tensor:
+    """``mask`` checked for a batch of ``batch`` images: ``(B or 1, H', W')``; a 2-D mask gains a batch axis.
+
+    Raises:
+        ImageInputError: not a tensor, not 2-D or 3-D, empty, a batch other than 1 or ``batch``, NaN or Inf.
+    """
+    if not isinstance(mask, torch.Tensor):
+        raise ImageInputError(f"mask must be a tensor of shape (B, H, W), got {type(mask).__name__}.")
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3 or mask.numel() == 0:
+        raise ImageInputError(f"mask must be a non-empty (B, H, W) or (H, W), got shape {tuple(mask.shape)}.")
+    if mask.shape[0] not in (1, batch):
+        raise ImageInputError(
+            f"a batch of {mask.shape[0]} masks does not fit {batch} image(s); use "
+            + ("1 mask." if batch == 1 else f"1 mask or {batch}.")
+        )
+    if not torch.isfinite(mask).all():
+        raise ImageInputError("mask contains NaN or Inf values.")
+    return mask
+
+
 def inpaint(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The 1.1 inpaint hint: masked pixels become -1, the rest keep the image.
 
@@ -192,18 +214,6 @@ def inpaint(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ``(B, 3, H, W)`` in ``[-1, 1]``.
     """
     image = check_image(image)
-    if not isinstance(mask, torch.Tensor):
-        raise ImageInputError(f"mask must be a tensor of shape (B, H, W), got {type(mask).__name__}.")
-    if mask.ndim == 2:
-        mask = mask[None]
-    if mask.ndim != 3 or mask.numel() == 0:
-        raise ImageInputError(f"mask must be a non-empty (B, H, W) or (H, W), got shape {tuple(mask.shape)}.")
-    if mask.shape[0] not in (1, image.shape[0]):
-        raise ImageInputError(
-            f"a batch of {mask.shape[0]} masks does not fit {image.shape[0]} image(s); use "
-            + ("1 mask." if image.shape[0] == 1 else f"1 mask or {image.shape[0]}.")
-        )
-    if not torch.isfinite(mask).all():
-        raise ImageInputError("mask contains NaN or Inf values.")
+    mask = check_inpaint_mask(mask, image.shape[0])
     m = F.interpolate(mask[:, None].to(image), size=image.shape[-2:], mode="bilinear", align_corners=False)
     return torch.where(m > 0.5, torch.full_like(image, -1.0), image)

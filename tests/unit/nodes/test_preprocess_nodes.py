@@ -645,3 +645,25 @@ def test_resize_memory_figures_cover_the_recorded_bench():
     assert len(rows) == 8
     assert RESIZE_BYTES_PER_PIXEL >= 1.25 * max(float(v) for v, per in rows if per == "output")
     assert RESIZE_INPUT_BYTES_PER_PIXEL >= 1.25 * max(float(v) for v, per in rows if per == "input")
+
+
+def test_inpaint_node_runs_in_chunks_with_each_images_mask(image, monkeypatch):
+    """A batch larger than a chunk: each image gets its own mask row (or the one mask), with a progress bar."""
+    from affordance.nodes import preprocess
+    from affordance.nodes.preprocess import CHUNK
+
+    ticks: list[int] = []
+    monkeypatch.setattr(preprocess.Progress, "update", lambda self, n: ticks.append(n))
+    b = CHUNK + 3
+    x = torch.cat([image(h=16, w=24, seed=s) for s in range(b)])
+    masks = torch.zeros(b, 16, 24)
+    for i in range(b):
+        masks[i, :, i] = 1  # image i is masked in column i only
+    (hint,) = NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, masks)["result"]
+    assert ticks == [CHUNK, 3]
+    for i in range(b):
+        assert torch.all(hint[i, :, i] == -1) and torch.equal(hint[i, :, i + 1 :], x[i, :, i + 1 :]), i
+    (one,) = NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, masks[5:6])["result"]
+    assert torch.all(one[:, :, 5] == -1) and torch.equal(one[:, :, 6:], x[:, :, 6:])
+    with pytest.raises(ValueError, match=f"a batch of 2 masks does not fit {b} image"):
+        NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, masks[:2])
