@@ -667,3 +667,18 @@ def test_inpaint_node_runs_in_chunks_with_each_images_mask(image, monkeypatch):
     assert torch.all(one[:, :, 5] == -1) and torch.equal(one[:, :, 6:], x[:, :, 6:])
     with pytest.raises(ValueError, match=f"a batch of 2 masks does not fit {b} image"):
         NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, masks[:2])
+
+
+def test_inpaint_node_chunks_fit_the_free_memory(image, monkeypatch):
+    from affordance.nodes import preprocess
+
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 4 * 75 * 16 * 24)  # half holds two images
+    seen: list[int] = []
+    real = preprocess.inpaint
+    monkeypatch.setattr(preprocess, "inpaint", lambda x, m: (seen.append(x.shape[0]), real(x, m))[1])
+    x = torch.cat([image(h=16, w=24, seed=s) for s in range(5)])
+    NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, torch.ones(1, 16, 24))
+    assert seen == [2, 2, 1]
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 70 * 16 * 24)
+    with pytest.raises(ParameterError, match="Inpaint Hint"):
+        NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, torch.ones(1, 16, 24))
