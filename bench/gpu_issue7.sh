@@ -37,7 +37,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, output to $OUT/NAME.
     [ "$rc" -eq 0 ] || { echo "== $name: exit $rc"; status=1; }
 }
 
-# limits sum to 580 s (most steps end well before theirs); the speed step holds the targets. The gpu tests run
+# limits sum to 590 s (most steps end well before theirs); the speed step holds the targets. The gpu tests run
 # twice: with PyTorch's own allocator and with cudaMallocAsync, which ComfyUI turns on by default on CUDA
 GPU_TESTS=(tests/unit/controlnet/test_graphs.py tests/unit/controlnet/test_model.py tests/unit/controlnet/test_layers.py)
 step gpu-tests 40 python3 -P -m pytest -q -p no:cacheprovider --import-mode=importlib -m gpu "${GPU_TESTS[@]}"
