@@ -298,3 +298,62 @@ def test_headers_never_overlap_on_the_narrowest_node(fresh: Page):
     finally:
         page.js("const p = CanvasRenderingContext2D.prototype; if (p.__astFill) { p.fillText = p.__astFill; delete p.__astFill; }")
     assert page.console_errors() == []
+
+
+def test_a_plot_fed_by_a_node_draws_what_the_run_uses(fresh: Page):
+    """ComfyUI's String node feeding keyframes / custom_weights: the plot draws the String's value (the run's),
+    not the node's stale own text; from a node that computes it, no curve or bars at all (not known yet)."""
+    page = fresh
+    schedule = page.add_node("AST_StrengthSchedule", (400, 60))
+    weights = page.add_node("AST_ControlWeights", (400, 460))
+    plot_widget(page, schedule, "ast_schedule_plot")
+    plot_widget(page, weights, "ast_weights_plot")
+    page.js(WIDGET + "w.value = 'custom'; w.callback?.(w.value);", weights, "preset")
+    feeds = {}
+    for node, name, text, y in (
+        (schedule, "keyframes", "0:0.2, 0.5:1.5, 1:0", 60),
+        (weights, "custom_weights", "0.25, 0.5, 0.75", 460),
+    ):
+        src = page.add_node("PrimitiveString", (40, y))
+        page.js(
+            "const p = app.graph.getNodeById(arguments[0]); const n = app.graph.getNodeById(arguments[1]);"
+            "p.widgets.find(w => w.name === 'value').value = arguments[3];"
+            "p.connect(0, n, n.inputs.findIndex(i => i.widget?.name === arguments[2]));",
+            src,
+            node,
+            name,
+            text,
+        )
+        feeds[name] = src
+    page.wait(
+        WIDGET + "app.canvas.setDirty(true, true); app.canvas.draw(true, true);"
+        "return JSON.stringify(w.plotGeometry().points.map(p => [p.progress, p.multiplier])) === '[[0,0.2],[0.5,1.5],[1,0]]';",
+        10,
+        schedule,
+        "ast_schedule_plot",
+    )
+    page.wait(
+        WIDGET + "app.canvas.setDirty(true, true); app.canvas.draw(true, true);"
+        "return JSON.stringify(w.plotGeometry().bars.map(b => b.value)) === '[0.25,0.5,0.75]';",
+        10,
+        weights,
+        "ast_weights_plot",
+    )
+    assert value(page, schedule, "keyframes") != "0:0.2, 0.5:1.5, 1:0"  # the node's own text is not what runs
+    prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")
+    assert prompt[str(schedule)]["inputs"]["keyframes"] == [str(feeds["keyframes"]), 0]
+    # a node that computes the text: not known before the run, so nothing is drawn (and nothing can be dragged)
+    concat = page.add_node("StringConcatenate", (40, 260))
+    page.js(
+        "const c = app.graph.getNodeById(arguments[0]); const n = app.graph.getNodeById(arguments[1]);"
+        "c.connect(0, n, n.inputs.findIndex(i => i.widget?.name === 'keyframes'));",
+        concat,
+        schedule,
+    )
+    page.wait(
+        WIDGET + "app.canvas.setDirty(true, true); app.canvas.draw(true, true); return w.plotGeometry().points.length === 0;",
+        10,
+        schedule,
+        "ast_schedule_plot",
+    )
+    assert page.console_errors() == []

@@ -662,3 +662,82 @@ def test_a_size_set_through_an_input_is_drawn_at_and_fit_leaves_it_alone(fresh: 
     ink = raster(page, nid)
     assert ink.shape == (64, 128) and ink[:, 100:].max() > 0, "the stroke reaches the right half that runs"
     assert page.console_errors() == []
+
+
+DRIVEN = (
+    "const files = await (await fetch('api/extensions')).json();"
+    "const m = await import(new URL(files.find(f => f.endsWith('/vue_nodes.js')), location.href).href);"
+    "return m.drivenCount();"
+)
+
+
+def test_copying_a_node_keeps_nothing_alive(fresh: Page):
+    """Copying makes a throw-away copy of the node that never enters a graph: it must not be registered with the
+    per-frame loop (which kept it, its 2048 px raster and the loop itself alive for the page's life)."""
+    page = fresh
+    before = page.js_async(DRIVEN)
+    nid = add_canvas(page, 256, 256)
+    weights = page.add_node("AST_ControlWeights", (520, 60))
+    assert page.js_async(DRIVEN) == before + 2
+    for node in (nid, weights):
+        page.js("app.canvas.deselectAll(); app.canvas.select(app.graph.getNodeById(arguments[0]));", node)
+        for _ in range(3):
+            page.js("app.canvas.copyToClipboard();")
+    assert page.js_async(DRIVEN) == before + 2
+    page.js("app.graph.remove(app.graph.getNodeById(arguments[0]));", nid)
+    assert page.js_async(DRIVEN) == before + 1
+    assert page.console_errors() == []
+
+
+def test_a_large_drawing_shown_small_is_smoothed_not_sampled(fresh: Page):
+    """A 2048 px canvas shown a few hundred pixels wide: nearest-pixel sampling dropped thin strokes from view,
+    so a shrunk drawing is smoothed; enlarged it stays sharp."""
+    page = fresh
+    big = add_canvas(page, 2048, 2048)
+    small = add_canvas(page, 64, 64)
+    page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+    page.wait(STATE + "return s.el.ink.style.imageRendering === 'auto' && s.el.bg.style.imageRendering === 'auto';", 10, big)
+    page.wait(STATE + "return s.el.ink.style.imageRendering === 'pixelated';", 10, small)
+    assert page.console_errors() == []
+
+
+def test_shortcuts_reach_the_graph_after_the_brush_slider_was_used(fresh: Page):
+    """Drawing after moving the brush slider: the slider kept the focus (the canvas cancels the press's default),
+    and the editor ignores shortcuts from inputs, so Ctrl+Z did nothing."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    page = fresh
+    page.js_async("await app.loadGraphData(arguments[0], true, true, 'slider_focus');", EMPTY_WORKFLOW)
+    nid = add_canvas(page, 128, 96)
+    draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
+    wait_saved(page, nid)
+    page.js(STATE + "s.el.size.focus(); s.el.size.value = '20'; s.el.size.dispatchEvent(new Event('input'));", nid)
+    assert page.js(STATE + "return document.activeElement === s.el.size;", nid)
+    draw(page, nid, [(0.5, 0.1), (0.5, 0.9)])
+    wait_saved(page, nid)
+    assert page.js(STATE + "return !s.el.root.contains(document.activeElement);", nid)
+    ActionChains(page.driver).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+    page.wait(f"return JSON.stringify((() => {{ {HISTORY} }})().now) === '[1]';", 10)
+    assert page.console_errors() == []
+
+
+def test_error_text_and_eraser_outline_follow_the_palette(fresh: Page):
+    """On the light palette the status line's errors and the active eraser's outline are dark enough to read."""
+    page = fresh
+    nid = add_canvas(page, 64, 64)
+    setting = "await app.extensionManager.setting.set('Comfy.ColorPalette', args[0]);"
+    colours = (
+        STATE + "app.canvas.setDirty(true, true); app.canvas.draw(true, true);"
+        "return [getComputedStyle(s.el.status).color, s.el.erase.style.outline];"
+    )
+    try:
+        page.js_async(setting, "light")
+        page.js(STATE + "s.setStatus('refused', true); s.el.erase.click();", nid)
+        page.wait(colours.replace("return [", "const c = [") + "return c[0] === 'rgb(160, 16, 16)';", 10, nid)
+        assert "rgb(138, 75, 0)" in page.js(colours, nid)[1]
+    finally:
+        page.js_async(setting, "dark")
+    page.wait(colours.replace("return [", "const c = [") + "return c[0] === 'rgb(255, 128, 128)';", 10, nid)
+    assert "rgb(232, 163, 60)" in page.js(colours, nid)[1]
+    assert page.console_errors() == []

@@ -2,24 +2,45 @@
 // the workflow, redrawn when its inputs change, with pointer handling and a guard that keeps the last
 // widget text that parsed. Helpers only: importing this module registers nothing.
 
+import { widgetValue } from "./lib/links.js";
 import { formatNumber } from "./lib/parse.js";
-import { valueToY, wrapText, yTicks } from "./lib/plot.js";
+import { signalColours, valueToY, wrapText, yTicks } from "./lib/plot.js";
 import { driveFrames, noticeIfVueNodes } from "./vue_nodes.js";
 
 const NEUTRAL = { bg: "#222", text: "#ddd", muted: "#999", outline: "#666" };
 export const ACCENT = "#4c8ed9";
 export const ACCENT_ACTIVE = "#f0a030";
-export const ERROR = "#e5484d";
 
-/** Theme colours from LiteGraph (they follow ComfyUI's dark and light palettes), else neutral ones. */
+/**
+ * Theme colours from LiteGraph (they follow ComfyUI's dark and light palettes), else neutral ones; `error`
+ * is a red readable on that background.
+ */
 export function themeColours() {
   const lg = globalThis.LiteGraph ?? {};
+  const bg = lg.WIDGET_BGCOLOR ?? NEUTRAL.bg;
   return {
-    bg: lg.WIDGET_BGCOLOR ?? NEUTRAL.bg,
+    bg,
     text: lg.WIDGET_TEXT_COLOR ?? NEUTRAL.text,
     muted: lg.WIDGET_SECONDARY_TEXT_COLOR ?? NEUTRAL.muted,
     outline: lg.WIDGET_OUTLINE_COLOR ?? NEUTRAL.outline,
+    error: signalColours(bg).error,
   };
+}
+
+/**
+ * The values widgets `names` of `node` will run with: each widget's own, or, fed by a link, its source's
+ * where the editor knows it (a primitive node, a widget promoted to a subgraph node; `lib/links.js`).
+ * `unknown` names the first linked widget whose value exists only when the workflow runs, else null.
+ */
+export function runValues(node, names) {
+  const values = {};
+  let unknown = null;
+  for (const name of names) {
+    const { linked, value } = widgetValue(node, name);
+    if (linked && value === undefined) unknown ??= name;
+    values[name] = linked && value !== undefined ? value : findWidget(node, name)?.value;
+  }
+  return { values, unknown };
 }
 
 /** The node's widget called ``name``. */
@@ -177,7 +198,7 @@ export function addPlotWidget(app, node, spec) {
   // The frontend resizes the element after the frame that called onDraw: redraw when its size changes, so
   // the plot (and the geometry pointer events are hit-tested against) always matches what is on screen.
   if (globalThis.ResizeObserver) new ResizeObserver(() => redraw()).observe(canvas);
-  driveFrames(widget, canvas, () => redraw()); // the Vue node renderer calls no onDraw: values set by other code
+  driveFrames(node, widget, canvas, () => redraw()); // the Vue node renderer calls no onDraw: values set by other code
   // LGraphNode.serialize() and configure() test the widget's own `serialize` field (options.serialize only
   // keeps it out of the prompt): without it the plot would take a slot in widgets_values.
   widget.serialize = false;
@@ -279,12 +300,15 @@ export function drawPanel(ctx, width, height, frame, colours) {
     ctx.stroke();
     ctx.globalAlpha = 1;
     ctx.fillStyle = colours.muted;
-    ctx.fillText(formatNumber(t, 2), frame.left - 4, y);
+    ctx.fillText(formatNumber(t, 2), frame.left - 8, y); // clear of a point drawn on the axis
   }
 }
 
-/** Draw ``text`` in red, wrapped, on a translucent panel inside ``frame``'s area, from its top. */
-export function drawMessage(ctx, frame, text, colours, measureFont = "11px sans-serif") {
+/**
+ * Draw ``text`` wrapped, on a translucent panel inside ``frame``'s area, from its top: in the theme's red, or
+ * in ``colour``.
+ */
+export function drawMessage(ctx, frame, text, colours, measureFont = "11px sans-serif", colour = colours.error) {
   ctx.font = measureFont;
   const maxWidth = frame.right - frame.left - 12;
   const lines = wrapText(text, maxWidth, (line) => ctx.measureText(line).width);
@@ -295,7 +319,7 @@ export function drawMessage(ctx, frame, text, colours, measureFont = "11px sans-
   ctx.fillStyle = colours.bg;
   ctx.fillRect(frame.left + 2, frame.top + 2, frame.right - frame.left - 4, h);
   ctx.restore();
-  ctx.fillStyle = ERROR;
+  ctx.fillStyle = colour;
   ctx.textAlign = "left";
   ctx.textBaseline = "top";
   lines.forEach((line, i) => {

@@ -27,6 +27,7 @@ import {
   guardText,
   parseProblem,
   isLinked,
+  runValues,
   setWidgetValue,
   themeColours,
 } from "./plot_widget.js";
@@ -59,24 +60,40 @@ function setupSchedulePlot(node) {
 
   const linked = () => isLinked(node, "keyframes");
 
+  // what the run uses: the widgets' own values, or those of the nodes their links come from
+  const runs = () => runValues(node, ["keyframes", "interpolation"]);
+
   function state() {
-    const text = keyframesWidget.value;
-    if (text !== observed) {
-      observed = text;
-      guard.observe(text);
+    const own = keyframesWidget.value;
+    if (own !== observed) {
+      observed = own;
+      guard.observe(own);
     }
+    const { values, unknown } = runs();
+    if (unknown) return { keyframes: null, interpolation: values.interpolation, error: "", unknown };
     try {
-      const s = parseSchedule(text ?? "", interpolationWidget.value);
+      const s = parseSchedule(values.keyframes ?? "", values.interpolation);
       lastShown = s.keyframes;
       return { ...s, error: "" };
     } catch (err) {
-      return { keyframes: lastShown, interpolation: interpolationWidget.value, error: err.message };
+      return { keyframes: lastShown, interpolation: values.interpolation, error: err.message };
     }
   }
 
   function render(ctx, width, height) {
     const colours = themeColours();
     const s = state();
+    if (s.unknown) {
+      // fed by a link whose value exists only when the workflow runs: no curve rather than a stale one
+      const geo = scheduleGeometry([[0, 1]], width, height);
+      drawPanel(ctx, width, height, geo.frame, colours);
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "left";
+      ctx.fillStyle = colours.text;
+      ctx.fillText(fitText("strength x multiplier over sampling progress", width - 12, (t) => ctx.measureText(t).width), 6, 10);
+      drawMessage(ctx, geo.frame, `${s.unknown} comes from a link: its value is known only when the workflow runs.`, colours, undefined, colours.muted);
+      return { ...geo, points: [], editable: false };
+    }
     const keyframes = drag ? drag.keyframes : (s.keyframes ?? [[0, 1]]);
     const interpolation = s.interpolation === "step" ? "step" : "linear";
     const geo = scheduleGeometry(keyframes, width, height, { yMax: drag?.yMax });
@@ -166,7 +183,7 @@ function setupSchedulePlot(node) {
     name: "ast_schedule_plot",
     className: "ast-schedule-plot",
     minHeight: 140,
-    key: () => JSON.stringify([keyframesWidget.value, interpolationWidget.value, drag, hover, rejected, linked()]),
+    key: () => JSON.stringify([keyframesWidget.value, runs(), drag, hover, rejected, linked()]),
     render,
     hover(pos) {
       const geo = plot.geometry();

@@ -8,6 +8,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { visitSources, widgetValue } from "./lib/links.js";
+import { signalColours } from "./lib/plot.js";
 import { driveFrames, noticeIfVueNodes } from "./vue_nodes.js";
 import * as S from "./lib/strokes.js";
 import { imagePixels, loadImage, uploadDrawing, viewURL } from "./scribble_io.js";
@@ -124,7 +125,7 @@ class ScribbleCanvas {
     });
     erase.addEventListener("click", () => {
       this.eraser = !this.eraser;
-      erase.style.outline = this.eraser ? "2px solid #e8a33c" : "none";
+      this.paintSignals();
     });
     undo.addEventListener("click", () => this.undo());
     clear.addEventListener("click", () => this.clear());
@@ -162,8 +163,19 @@ class ScribbleCanvas {
   setStatus(text, isError = false) {
     this.el.status.textContent = text;
     this.el.status.title = text;
-    this.el.status.style.color = isError ? "#ff6b6b" : "var(--descrip-text, #999)";
     this.el.status.dataset.state = isError ? "error" : "ok";
+    this.paintSignals();
+  }
+
+  /** Error text and the active eraser's outline in colours readable on the node's background (any palette). */
+  paintSignals() {
+    const bg = this.node.bgcolor ?? globalThis.LiteGraph?.NODE_DEFAULT_BGCOLOR;
+    const c = signalColours(bg);
+    const key = `${c.error}/${c.active}/${this.eraser}/${this.el.status.dataset.state}`;
+    if (key === this.signalKey) return;
+    this.signalKey = key;
+    this.el.status.style.color = this.el.status.dataset.state === "error" ? c.error : "var(--descrip-text, #999)";
+    this.el.erase.style.outline = this.eraser ? `2px solid ${c.active}` : "none";
   }
 
   widgetValue(name) {
@@ -263,6 +275,9 @@ class ScribbleCanvas {
       if (e.button !== 0 || this.readOnly) return;
       e.preventDefault();
       e.stopPropagation();
+      // the default focus change is cancelled above: a control of ours keeping the focus (the brush slider)
+      // would keep the editor's shortcuts (Ctrl+Z, Delete) from the graph
+      if (this.el.root.contains(document.activeElement)) document.activeElement.blur?.();
       if (S.countPoints(this.ops) >= S.MAX_POINTS) {
         this.setStatus(`This drawing already has ${S.MAX_POINTS} points, the most a node keeps: clear it or undo.`, true);
         return;
@@ -531,6 +546,14 @@ class ScribbleCanvas {
         c.style.height = `${Math.max(1, Math.floor(height * scale))}px`;
       }
     }
+    // sharp pixels when the drawing is shown enlarged; smoothed when shrunk (graph zoom and screen density
+    // included), where nearest-pixel sampling would drop thin lines
+    const shown = this.el.ink.getBoundingClientRect().width * (globalThis.devicePixelRatio || 1);
+    const rendering = shown > 0 && shown < width ? "auto" : "pixelated";
+    if (this.el.ink.style.imageRendering !== rendering) {
+      for (const c of [this.el.ink, this.el.bg]) c.style.imageRendering = rendering;
+    }
+    this.paintSignals();
     this.checkBackground();
   }
 
@@ -588,7 +611,7 @@ app.registerExtension({
           socketless: true,
         });
         widget.serializeValue = () => state.serialize();
-        driveFrames(widget, state.el.root, () => state.onFrame());
+        driveFrames(node, widget, state.el.root, () => state.onFrame());
         state.widget = widget;
         node.astScribble = state;
         return { widget, minWidth: 320, minHeight: 420 };

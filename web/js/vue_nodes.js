@@ -46,26 +46,54 @@ export function noticeIfVueNodes(app, what, element, node, tries = TRIES) {
   }, SETTLE_MS);
 }
 
-// element -> its per-frame work, run by one shared animation-frame loop while any widget is registered
+// element -> its per-frame work, for the widgets of nodes in a graph; one shared loop runs it while any is
+// registered: once per animation frame under the Vue renderer, and otherwise only looks twice a second
+// whether that renderer was turned on
 const frameWork = new Map();
-let frame = 0;
+const IDLE_MS = 500;
+let scheduled = false;
+
+function schedule() {
+  scheduled = true;
+  if (globalThis.LiteGraph?.vueNodesMode) requestAnimationFrame(tick);
+  else setTimeout(tick, IDLE_MS);
+}
 
 function tick() {
-  frame = frameWork.size ? requestAnimationFrame(tick) : 0;
-  if (!globalThis.LiteGraph?.vueNodesMode) return;
-  for (const [element, onFrame] of frameWork) if (element.isConnected) onFrame();
+  scheduled = false;
+  if (!frameWork.size) return;
+  if (globalThis.LiteGraph?.vueNodesMode) for (const [element, onFrame] of frameWork) if (element.isConnected) onFrame();
+  schedule();
+}
+
+function chain(target, name, fn) {
+  const original = target[name];
+  target[name] = function (...args) {
+    fn();
+    return original?.apply(this, args);
+  };
 }
 
 /**
  * Call `onFrame` once per animation frame while nodes are drawn by the Vue renderer and `element` is in the
- * page (the classic renderer calls the widget's `onDraw` itself); stops when `widget` is removed.
+ * page (the classic renderer calls the widget's `onDraw` itself), for as long as `node` is in a graph: from
+ * its `onAdded` (or now, if it is in one already) to its `onRemoved` or the widget's `onRemove`. A node that
+ * never enters a graph (the copy the editor makes to copy a node to the clipboard) registers nothing, so it
+ * is neither kept alive by this module nor keeps the loop running.
  */
-export function driveFrames(widget, element, onFrame) {
-  frameWork.set(element, onFrame);
-  if (!frame) frame = requestAnimationFrame(tick);
-  const onRemove = widget.onRemove;
-  widget.onRemove = function (...args) {
-    frameWork.delete(element);
-    return onRemove?.apply(this, args);
+export function driveFrames(node, widget, element, onFrame) {
+  const start = () => {
+    frameWork.set(element, onFrame);
+    if (!scheduled) schedule();
   };
+  const stop = () => frameWork.delete(element);
+  chain(node, "onAdded", start);
+  chain(node, "onRemoved", stop);
+  chain(widget, "onRemove", stop);
+  if (node.graph) start();
+}
+
+/** How many widgets the loop serves now (for tests). */
+export function drivenCount() {
+  return frameWork.size;
 }

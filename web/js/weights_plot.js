@@ -30,6 +30,7 @@ import {
   parseProblem,
   isLinked,
   markChanged,
+  runValues,
   setWidgetValue,
   themeColours,
 } from "./plot_widget.js";
@@ -38,8 +39,9 @@ const NODE_TYPE = "AST_ControlWeights";
 const WIDGETS = ["preset", "base_multiplier", "uncond_multiplier", "custom_weights"];
 const PROPERTY = "ast_residuals";
 
+/** What the run uses: each widget's own value, or that of the node its link comes from (`unknown`: not known yet). */
 function widgetValues(node) {
-  return Object.fromEntries(WIDGETS.map((name) => [name, findWidget(node, name)?.value]));
+  return runValues(node, WIDGETS);
 }
 
 function caption(widgets, uncond) {
@@ -81,17 +83,29 @@ function setupWeightsPlot(node) {
   });
 
   function state() {
-    const values = widgetValues(node);
-    if (values.custom_weights !== observed) {
-      observed = values.custom_weights;
+    if (customWidget.value !== observed) {
+      observed = customWidget.value;
       guard.observe(observed);
     }
-    return { widgets: values, plot: weightsPlotState(values, residuals()) };
+    const { values, unknown } = widgetValues(node);
+    return { widgets: values, unknown, plot: unknown ? null : weightsPlotState(values, residuals()) };
   }
 
   function render(ctx, width, height) {
     const colours = themeColours();
-    const { widgets, plot: s } = state();
+    const { widgets, unknown, plot: s } = state();
+    if (unknown) {
+      // fed by a link whose value exists only when the workflow runs: no bars rather than stale ones
+      const geo = barGeometry([], width, height);
+      drawPanel(ctx, width, height, geo.frame, colours);
+      ctx.textBaseline = "middle";
+      ctx.textAlign = "left";
+      ctx.fillStyle = colours.text;
+      ctx.fillText(fitText("weight per residual", width - 12, (t) => ctx.measureText(t).width), 6, 10);
+      drawMessage(ctx, geo.frame, `${unknown} comes from a link: its value is known only when the workflow runs.`, colours, undefined, colours.muted);
+      toggleRect = null;
+      return { ...geo, toggleRect, editable: false };
+    }
     const shown = drag ? drag.values : s.values;
     const geo = barGeometry(shown, width, height, { yMax: drag?.yMax });
     const { frame, bars } = geo;
@@ -176,7 +190,7 @@ function setupWeightsPlot(node) {
     name: "ast_weights_plot",
     className: "ast-weights-plot",
     minHeight: 150,
-    key: () => JSON.stringify([widgetValues(node), residuals(), drag, hover, rejected, linked()]),
+    key: () => JSON.stringify([customWidget.value, widgetValues(node), residuals(), drag, hover, rejected, linked()]),
     render,
     hover(pos) {
       const geo = plot.geometry();

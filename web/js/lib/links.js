@@ -133,9 +133,14 @@ function inputValue(node, slot) {
       const name = input?.widget?.name ?? input?.name;
       v = end.unlinked.widgets?.find((w) => w.name === name)?.value;
     } else {
-      // a primitive node (ComfyUI's PrimitiveInt and the like, or the legacy PrimitiveNode): its `value`
-      // widget, unless that too comes from a link
+      // a primitive node: ComfyUI's PrimitiveInt, PrimitiveString and the like hold it in their `value` widget
+      // (unless that too comes from a link), the legacy PrimitiveNode in its one widget, named after the target's
       const origin = end.origin;
+      if (origin.type === "PrimitiveNode") {
+        v = origin.widgets?.[0]?.value;
+        if (v !== undefined) return v;
+        continue;
+      }
       const w = origin.widgets?.find((x) => x.name === "value");
       const valueSlot = widgetInput(origin, "value");
       if (w && !(valueSlot !== null && origin.inputs[valueSlot].link != null)) v = w.value;

@@ -121,3 +121,49 @@ export function nearestPoint(points, x, y, radius) {
   });
   return best;
 }
+
+/** `hsl()` components (hue in degrees, saturation and lightness in %) -> `[r, g, b]` in 0..255. */
+function hslToRgb(h, sat, light) {
+  const s = sat / 100;
+  const l = light / 100;
+  const k = (n) => (n + h / 30) % 12;
+  const a = s * Math.min(l, 1 - l);
+  return [0, 8, 4].map((n) => 255 * (l - a * Math.max(-1, Math.min(k(n) - 3, 9 - k(n), 1))));
+}
+
+/**
+ * Relative luminance (WCAG 2) of a CSS colour written `#rgb`, `#rrggbb` (alpha digits ignored), `rgb()`/
+ * `rgba()` or `hsl()`/`hsla()` (how the editor hands a node its palette-adjusted colour while drawing it),
+ * in [0, 1]; null for anything else (a named colour, a CSS variable).
+ */
+export function luminance(css) {
+  const s = String(css ?? "").trim().toLowerCase();
+  let rgb = null;
+  let m = /^#([0-9a-f]{3,4})$/.exec(s);
+  if (m) rgb = [...m[1].slice(0, 3)].map((c) => parseInt(c + c, 16));
+  else if ((m = /^#([0-9a-f]{6})(?:[0-9a-f]{2})?$/.exec(s))) rgb = [0, 2, 4].map((i) => parseInt(m[1].slice(i, i + 2), 16));
+  else if ((m = /^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/.exec(s))) rgb = m.slice(1, 4).map(Number);
+  else if ((m = /^hsla?\(\s*([\d.]+)(?:deg)?[\s,]+([\d.]+)%[\s,]+([\d.]+)%/.exec(s))) {
+    rgb = hslToRgb(...m.slice(1, 4).map(Number));
+  }
+  if (!rgb || rgb.some((v) => !Number.isFinite(v))) return null;
+  const lin = rgb.map((v) => {
+    const c = Math.min(255, Math.max(0, v)) / 255;
+    return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
+}
+
+/** Contrast ratio (WCAG 2, 1 to 21) between two CSS colours `luminance` reads, or null. */
+export function contrast(a, b) {
+  const la = luminance(a);
+  const lb = luminance(b);
+  if (la === null || lb === null) return null;
+  return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
+}
+
+/** Red for error text and amber for an active tool, readable on background `bg` (dark or light palette). */
+export function signalColours(bg) {
+  const light = (luminance(bg) ?? 0) > 0.4;
+  return light ? { error: "#a01010", active: "#8a4b00" } : { error: "#ff8080", active: "#e8a33c" };
+}
