@@ -4,7 +4,7 @@
 
 import { widgetValue } from "./lib/links.js";
 import { formatNumber } from "./lib/parse.js";
-import { signalColours, valueToY, wrapText, yTicks } from "./lib/plot.js";
+import { fitText, signalColours, valueToY, wrapText, yTicks } from "./lib/plot.js";
 import { driveFrames, noticeIfVueNodes } from "./vue_nodes.js";
 
 const NEUTRAL = { bg: "#222", text: "#ddd", muted: "#999", outline: "#666" };
@@ -302,6 +302,20 @@ export function drawPanel(ctx, width, height, frame, colours) {
     ctx.fillStyle = colours.muted;
     ctx.fillText(formatNumber(t, 2), frame.left - 8, y); // clear of a point drawn on the axis
   }
+}
+
+/**
+ * The whole plot when widget ``name`` is fed by a link whose value exists only when the workflow runs: the
+ * panel, the ``title`` line and a note saying so (no stale curve or bars).
+ */
+export function drawUnknownLink(ctx, width, height, frame, colours, title, name) {
+  drawPanel(ctx, width, height, frame, colours);
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "left";
+  ctx.fillStyle = colours.text;
+  ctx.fillText(fitText(title, width - 12, (t) => ctx.measureText(t).width), 6, 10);
+  const note = `${name} comes from a link: its value is known only when the workflow runs.`;
+  drawMessage(ctx, frame, note, colours, undefined, colours.muted);
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   chainCallback,
   drawMessage,
   drawPanel,
+  drawUnknownLink,
   findWidget,
   guardText,
   parseProblem,
@@ -34,6 +35,7 @@ import {
 
 const NODE_TYPE = "AST_StrengthSchedule";
 const HIT_RADIUS = 9;
+const CAPTION = "strength x multiplier over sampling progress";
 
 function setupSchedulePlot(node) {
   const keyframesWidget = findWidget(node, "keyframes");
@@ -86,12 +88,7 @@ function setupSchedulePlot(node) {
     if (s.unknown) {
       // fed by a link whose value exists only when the workflow runs: no curve rather than a stale one
       const geo = scheduleGeometry([[0, 1]], width, height);
-      drawPanel(ctx, width, height, geo.frame, colours);
-      ctx.textBaseline = "middle";
-      ctx.textAlign = "left";
-      ctx.fillStyle = colours.text;
-      ctx.fillText(fitText("strength x multiplier over sampling progress", width - 12, (t) => ctx.measureText(t).width), 6, 10);
-      drawMessage(ctx, geo.frame, `${s.unknown} comes from a link: its value is known only when the workflow runs.`, colours, undefined, colours.muted);
+      drawUnknownLink(ctx, width, height, geo.frame, colours, CAPTION, s.unknown);
       return { ...geo, points: [], editable: false };
     }
     const keyframes = drag ? drag.keyframes : (s.keyframes ?? [[0, 1]]);
@@ -160,7 +157,7 @@ function setupSchedulePlot(node) {
     ctx.textAlign = "left";
     ctx.fillStyle = colours.text;
     const room = width - 6 - ctx.measureText(right).width - 12 - 6;
-    ctx.fillText(fitText("strength x multiplier over sampling progress", room, (t) => ctx.measureText(t).width), 6, 10);
+    ctx.fillText(fitText(CAPTION, room, (t) => ctx.measureText(t).width), 6, 10);
 
     if (s.error) drawMessage(ctx, frame, s.error, colours);
     else if (rejected) drawMessage(ctx, frame, `Rejected ${JSON.stringify(rejected.text)}: ${rejected.message}`, colours);

@@ -24,6 +24,7 @@ import {
   chainCallback,
   drawMessage,
   drawPanel,
+  drawUnknownLink,
   drawNote,
   findWidget,
   guardText,
@@ -97,12 +98,7 @@ function setupWeightsPlot(node) {
     if (unknown) {
       // fed by a link whose value exists only when the workflow runs: no bars rather than stale ones
       const geo = barGeometry([], width, height);
-      drawPanel(ctx, width, height, geo.frame, colours);
-      ctx.textBaseline = "middle";
-      ctx.textAlign = "left";
-      ctx.fillStyle = colours.text;
-      ctx.fillText(fitText("weight per residual", width - 12, (t) => ctx.measureText(t).width), 6, 10);
-      drawMessage(ctx, geo.frame, `${unknown} comes from a link: its value is known only when the workflow runs.`, colours, undefined, colours.muted);
+      drawUnknownLink(ctx, width, height, geo.frame, colours, "weight per residual", unknown);
       toggleRect = null;
       return { ...geo, toggleRect, editable: false };
     }
