@@ -242,8 +242,17 @@ class Page:
         )
         self.wait("return Object.keys(LiteGraph.registered_node_types).some(t => t.startsWith('AST_'))", 60)
 
+    def close_dialogs(self) -> None:
+        """Close what a page load may open over the canvas: PrimeVue dialogs, and on frontends >= 1.4x reka-ui ones
+        (the Templates browser opens on the first load)."""
+        self.js("for (const d of document.querySelectorAll('.p-dialog-close-button')) d.click();")
+        self.js("for (const b of document.querySelectorAll('[role=dialog] button[aria-label=\"Close dialog\"]')) b.click();")
+        self.wait("return !document.querySelector('[role=dialog]');", 10)
+
     def clear_graph(self) -> None:
-        self.js("app.graph.clear(); app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0]; app.canvas.setDirty(true, true);")
+        """An empty graph with a new id (frontends >= 1.4x keep widget values by graph id and node id, and clear()
+        forgets them only once, so a new node could come back with the last test's values)."""
+        self.js("app.graph.configure({version: 0.4, nodes: [], links: [], groups: []}); app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0]; app.canvas.setDirty(true, true);")
 
     def add_node(self, node_type: str, pos: tuple[int, int] = (80, 80)) -> int:
         return self.js(
@@ -291,7 +300,7 @@ def page(browser: Any, comfy_server: Server) -> Page:
 @pytest.fixture
 def fresh(page: Page) -> Page:
     """The page with an empty graph and no pending console errors."""
-    page.js("for (const d of document.querySelectorAll('.p-dialog-close-button')) d.click();")
+    page.close_dialogs()
     page.clear_graph()
     page.console_errors(ours_only=False)
     return page

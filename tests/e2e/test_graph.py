@@ -122,16 +122,17 @@ def test_under_the_vue_node_renderer_the_canvas_works_or_one_notice_says_it_cann
     per-frame work (following a size set by other code, layout, the background) must run anyway, with no notice."""
     page = fresh
     count = (
-        "return [...document.querySelectorAll('.p-toast-message')].filter(e => e.innerText.includes('Vue renderer')).length;"
+        "return [...document.querySelectorAll('.p-toast-message, [data-testid=toast]')].filter(e => e.innerText.includes('Vue renderer')).length;"
     )
     page.add_node("AST_ScribbleCanvas", (40, 40))  # classic renderer: no notice
     assert page.js(count) == 0
-    page.js("app.graph.clear(); app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0];")
+    page.clear_graph()
     page.js_async("await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', true);")
     try:
         page.load()  # as a user who turned it on: the renderer is set up when the page loads
         page.wait("return LiteGraph.vueNodesMode === true;", 10)
-        page.js("for (const d of document.querySelectorAll('.p-dialog-close-button')) d.click(); app.graph.clear();")
+        page.close_dialogs()
+        page.clear_graph()
         canvas = page.add_node("AST_ScribbleCanvas", (40, 40))
         for i, t in enumerate(["AST_ControlWeights", "AST_StrengthSchedule", "AST_ScribbleCanvas"]):
             page.add_node(t, (480 + 420 * i, 40))
@@ -162,5 +163,6 @@ def test_under_the_vue_node_renderer_the_canvas_works_or_one_notice_says_it_cann
         page.js_async("await app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false);")
         page.load()
         page.wait("return LiteGraph.vueNodesMode === false;", 10)
-        page.js("for (const d of document.querySelectorAll('.p-dialog-close-button')) d.click(); app.graph.clear();")
+        page.close_dialogs()
+        page.clear_graph()
     assert errors == []

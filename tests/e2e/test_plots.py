@@ -104,7 +104,7 @@ def test_weights_plot_shows_presets_and_edits_by_dragging(fresh: Page):
     prompt = page.js_async("const p = await app.graphToPrompt(); return p.output;")
     assert sorted(prompt[str(nid)]["inputs"]) == ["base_multiplier", "custom_weights", "preset", "uncond_multiplier"]
     saved = json.loads(page.js("return JSON.stringify(app.graph.serialize());"))
-    (node,) = [n for n in saved["nodes"] if n["id"] == nid]
+    (node,) = [n for n in saved["nodes"] if str(n["id"]) == str(nid)]
     assert len(node["widgets_values"]) == 4 and node["widgets_values"][0] == "custom"
     assert page.console_errors() == []
 
@@ -120,7 +120,7 @@ def test_weights_plot_refuses_bad_text_and_keeps_the_last_good(fresh: Page):
     assert value(page, nid, "custom_weights") == "1, 0.5, 0.25", "the last good text is kept"
     page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
     toast = page.wait(
-        "return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join('\\n');", 10
+        "return [...document.querySelectorAll('.p-toast-message, [data-testid=toast]')].map(e => e.innerText).join('\\n');", 10
     )
     assert "zero" in toast and "not a number" in toast
     page.screenshot_node(nid, "weights_plot_bad_text")
@@ -166,7 +166,7 @@ def test_schedule_plot_drag_add_remove_and_bad_text(fresh: Page):
     set_text(page, nid, "keyframes", "0:1, 1.5:0.2")
     assert value(page, nid, "keyframes") == good
     toast = page.wait(
-        "return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join('\\n');", 10
+        "return [...document.querySelectorAll('.p-toast-message, [data-testid=toast]')].map(e => e.innerText).join('\\n');", 10
     )
     assert "1.5" in toast and "between 0 and 1" in toast
     # step interpolation redraws live
@@ -174,7 +174,7 @@ def test_schedule_plot_drag_add_remove_and_bad_text(fresh: Page):
     page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
     page.screenshot_node(nid, "schedule_plot_step")
     saved = json.loads(page.js("return JSON.stringify(app.graph.serialize());"))
-    (node,) = [n for n in saved["nodes"] if n["id"] == nid]
+    (node,) = [n for n in saved["nodes"] if str(n["id"]) == str(nid)]
     assert node["widgets_values"] == [good, "step"]
     assert page.console_errors() == []
 
@@ -212,7 +212,7 @@ def test_text_from_a_link_is_shown_as_sent_never_replaced(fresh: Page):
         value(page, weights, "custom_weights") == "0.5, 0.5, 20"
         and value(page, schedule, "keyframes") == "0:1, 0.5:abc"
     )
-    toasts = page.js("return [...document.querySelectorAll('.p-toast-message')].map(e => e.innerText).join(' ');")
+    toasts = page.js("return [...document.querySelectorAll('.p-toast-message, [data-testid=toast]')].map(e => e.innerText).join(' ');")
     assert "0.5, 0.5, 20" not in toasts and "0.5:abc" not in toasts, toasts  # (earlier tests' toasts may linger)
     assert page.console_errors() == []
 

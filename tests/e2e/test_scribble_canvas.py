@@ -408,6 +408,8 @@ def test_a_canvas_in_a_legacy_group_node_passes_its_drawing_on(fresh: Page):
     draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
     ref = wait_saved(page, nid)
     page.js("for (const n of app.graph.nodes) app.canvas.selectNode(n, true);")
+    if not page.js("return (app.extensionManager.command.commands ?? []).some(c => c.id === 'Comfy.GroupNode.ConvertSelectedNodesToGroupNode');"):
+        pytest.skip("this frontend cannot create group nodes (it migrates them to subgraphs on load)")
     page.js("app.extensionManager.command.execute('Comfy.GroupNode.ConvertSelectedNodesToGroupNode');")
     name = page.wait("return document.querySelector('.p-dialog input')", 10)
     name.send_keys("grp", Keys.ENTER)
@@ -527,6 +529,14 @@ def test_a_drawing_named_by_other_code_is_shown(fresh: Page):
     page.js_async("await app.loadGraphData(arguments[0], true, true, 'adopt');", EMPTY_WORKFLOW)
     nid = add_canvas(page, 128, 96)
     draw(page, nid, [(0.1, 0.5), (0.9, 0.5)])
+    # frontends >= 1.4x fold a change made within 50 ms of an undo step into that step (ChangeTracker.squashState):
+    # let the stroke's step settle first, or "graph undo brings the strokes back" has no stroke to go back to
+    page.wait(
+        "const ct = app.extensionManager.workflow.activeWorkflow.changeTracker;"
+        "return (ct.activeState?.nodes ?? []).some(n => (n.properties?.ast_scribble?.ops ?? []).length === 1);",
+        10,
+    )
+    time.sleep(0.3)
     stroke = raster(page, nid)
     name = "affordance_probe_square.png"
     square = np.zeros((96, 128), np.uint8)
@@ -620,7 +630,7 @@ def test_background_from_inside_a_subgraph(fresh: Page):
         "return l.origin_id;",
         nid,
     )
-    assert linked == sg
+    assert str(linked) == str(sg)
     page.js(STATE + "s.bgSrc = null; s.bgImage = null;", nid)
     page.wait(STATE + "app.canvas.setDirty(true, true); app.canvas.draw(true, true); return !!s.bgImage;", 30, nid)
     inner = page.js(

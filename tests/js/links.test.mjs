@@ -224,3 +224,16 @@ test("a widget's value from a primitive inside a subgraph, through the subgraph 
   sub.linkOut(SUBGRAPH_INPUT_ID, 0, 0);
   assert.deepEqual(widgetValue(c, "width"), { linked: true, value: 96 });
 });
+
+test("frontends from 1.4x give node ids as strings: a subgraph input's link starts at \"-10\"", () => {
+  const root = new Graph();
+  const sub = new Graph(root);
+  root.subgraphs.set("s", sub);
+  const c = sub.add(canvas("1"));
+  const id = sub.link("-10", 0, c, 0);
+  assert.equal(sub.getLink(id).origin_id, "-10");
+  const outer = root.add({ id: "7", subgraph: sub, inputs: [{ name: "image", link: null }] });
+  root.add(preview("2", "/view?s.png"));
+  root.link("2", 0, outer, 0);
+  assert.equal(src(c, 0), "/view?s.png");
+});

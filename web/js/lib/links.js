@@ -13,7 +13,7 @@
 // `rootGraph.nodes`, `rootGraph.subgraphs`, `subgraph.outputs[i].linkIds`, and nodes' `inputs`, `widgets`,
 // `type`, `subgraph`.
 
-/** `origin_id` of links that start at a subgraph's inputs. */
+/** `origin_id` of links that start at a subgraph's inputs (a number on frontend 1.27, the string "-10" from 1.4x on). */
 export const SUBGRAPH_INPUT_ID = -10;
 /** Deepest chain of pass-through nodes followed (a loop in a broken graph must not hang the editor). */
 const MAX_HOPS = 64;
@@ -63,7 +63,7 @@ function* chainEnds(node, slot, hops = 0, via = []) {
 
 function* linkEnds(graph, link, hops, via) {
   if (!link || hops > MAX_HOPS) return;
-  if (link.origin_id === SUBGRAPH_INPUT_ID) {
+  if (Number(link.origin_id) === SUBGRAPH_INPUT_ID) {
     const entered = via.at(-1);
     if (entered?.subgraph === graph) {
       yield* chainEnds(entered, link.origin_slot, hops + 1, via.slice(0, -1));
