@@ -432,8 +432,8 @@ class InpaintPreprocessor:
 
     def process(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
         m = mask_batch(mask)
-        batch = image.shape[0] if isinstance(image, torch.Tensor) and image.ndim == 4 else 1
-        m = check_inpaint_mask(m, batch)  # whole-batch check, before the batch is split into chunks
+        shape = image.shape if isinstance(image, torch.Tensor) and image.ndim == 4 else None  # else run_batched says
+        m = check_inpaint_mask(m, shape[0] if shape else 1)  # whole-batch check, before the batch is split into chunks
         done = 0
 
         def fn(x: torch.Tensor) -> torch.Tensor:  # chunks arrive in order: the masks of these rows
@@ -442,7 +442,7 @@ class InpaintPreprocessor:
             done += x.shape[0]
             return inpaint(x, rows.to(x.device))
 
-        pixels = int(image.shape[1]) * int(image.shape[2]) if isinstance(image, torch.Tensor) and image.ndim == 4 else None
+        pixels = int(shape[1]) * int(shape[2]) if shape else None
         return with_preview(
             run_batched(image, fn, pixels=pixels, bytes_per_pixel=self.WORK_BYTES_PER_PIXEL, what="Inpaint Hint")
         )

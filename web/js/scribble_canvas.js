@@ -170,7 +170,8 @@ class ScribbleCanvas {
   /** Error text and the active eraser's outline in colours readable on the node's background (any palette). */
   paintSignals() {
     const bg = this.node.bgcolor ?? globalThis.LiteGraph?.NODE_DEFAULT_BGCOLOR;
-    const c = signalColours(bg);
+    if (!this.signals || bg !== this.signalBg) [this.signalBg, this.signals] = [bg, signalColours(bg)]; // once per colour
+    const c = this.signals;
     const key = `${c.error}/${c.active}/${this.eraser}/${this.el.status.dataset.state}`;
     if (key === this.signalKey) return;
     this.signalKey = key;

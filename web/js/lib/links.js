@@ -18,12 +18,15 @@ export const SUBGRAPH_INPUT_ID = -10;
 /** Deepest chain of pass-through nodes followed (a loop in a broken graph must not hang the editor). */
 const MAX_HOPS = 64;
 
+/** The link `id` of `graph`, or null. */
+function linkIn(graph, id) {
+  return graph?.getLink?.(id) ?? graph?._links?.get?.(id) ?? null;
+}
+
 /** The link into `node`'s input `slot`, or null. */
 export function linkInto(node, slot) {
   const id = node?.inputs?.[slot]?.link;
-  const graph = node?.graph;
-  if (id == null || !graph) return null;
-  return graph.getLink?.(id) ?? graph._links?.get?.(id) ?? null;
+  return id == null ? null : linkIn(node?.graph, id);
 }
 
 /** The subgraph nodes that use subgraph `graph` (none when `graph` is the root graph). */
@@ -38,10 +41,6 @@ export function subgraphNodesOf(graph) {
     }
   }
   return out;
-}
-
-function linkIn(graph, id) {
-  return graph?.getLink?.(id) ?? graph?._links?.get?.(id) ?? null;
 }
 
 /**
