@@ -100,11 +100,13 @@ def _heads_from_diffusers_config(cfg: Mapping[str, object], source: str) -> dict
         CorruptCheckpointError: head counts or widths that are not positive whole numbers.
         UnknownFormatError: per-level heads that are neither a fixed count nor a fixed width.
     """
-    heads = cfg.get("num_attention_heads") or cfg.get("attention_head_dim")
+    # diffusers' own rule: num_attention_heads when set (truthy), else attention_head_dim
+    key = "num_attention_heads" if cfg.get("num_attention_heads") else "attention_head_dim"
+    heads = cfg.get(key)
     widths = cfg.get("block_out_channels")
     if heads is None or not isinstance(widths, list):
         return {}
-    for name, value in (("attention_head_dim", heads), ("block_out_channels", widths)):
+    for name, value in ((key, heads), ("block_out_channels", widths)):
         if not _positive_ints(value):
             raise CorruptCheckpointError(
                 f"{source}: config.json's {name} is {value!r}, not a positive whole number or a list of them. "

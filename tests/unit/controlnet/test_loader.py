@@ -324,6 +324,22 @@ def test_bad_head_counts_in_config_json_are_typed_errors(tiny_model, write_check
         load_controlnet(folder)
 
 
+def test_bad_num_attention_heads_is_named_as_such(tiny_model, write_checkpoint):
+    """diffusers reads num_attention_heads before attention_head_dim: the error names the key whose value is bad."""
+    import json
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["num_attention_heads"] = [8, -1]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CorruptCheckpointError, match=r"config.json's num_attention_heads is \[8, -1\], not a positive"):
+        load_controlnet(folder)
+    cfg["num_attention_heads"] = None  # unset: attention_head_dim is read, as diffusers does
+    (folder / "config.json").write_text(json.dumps(cfg))
+    loaded, _ = load_controlnet(folder)
+    assert loaded.config == tiny_model.config
+
+
 def test_global_pool_needs_a_true_boolean(tiny_model, write_checkpoint):
     import json
 
