@@ -322,7 +322,7 @@ class GraphedControlNet:
                     if o is not None and o.is_floating_point():
                         o.fill_(float("nan"))
             captured.replay()
-            if self.check and not agree(captured.outputs, captured.reference):
+            if self.check and (captured.reference is None or not agree(captured.outputs, captured.reference)):
                 log.warning("CUDA graphs off for this layout: the replay disagreed with the eager forward")
                 self._layouts[key] = eager
                 return eager, captured.reference

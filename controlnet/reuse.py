@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import ControlNetError
+from .graphs import Outputs
 
 MAX_EVERY_K = 16
 
@@ -112,7 +113,7 @@ class ReuseStats:
 class _Entry:
     layout: Hashable
     conditioning: tuple[torch.Tensor | None, ...]
-    residuals: list[torch.Tensor]
+    residuals: Outputs
     clock: int
     reuses: int = 0
 
@@ -176,10 +177,10 @@ class ResidualCache:
         sigma: float,
         layout: Hashable,
         conditioning: Sequence[torch.Tensor | None],
-        compute: Callable[[], list[torch.Tensor]],
+        compute: Callable[[], Outputs],
         *,
         reuse_allowed: bool = True,
-    ) -> list[torch.Tensor]:
+    ) -> Outputs:
         """The residuals for one evaluation: reused when the policy allows it, else ``compute()`` (and cached).
 
         Args:

@@ -14,7 +14,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -26,6 +26,7 @@ FOLDER = "annotators"
 _CACHE: weakref.WeakValueDictionary[tuple, Any] = weakref.WeakValueDictionary()  # (path, file identity) -> patcher
 _PINS = "_ast_annotators"  # attribute of the owning node object: {file name: patcher}
 _LOCK = threading.Lock()
+Net = TypeVar("Net", bound=nn.Module)  # annotator_model returns what its build makes
 
 
 def annotator_folders() -> list[str]:
@@ -83,7 +84,7 @@ def annotator_fingerprint(names: Iterable[str]) -> str:
     return "|".join(parts)
 
 
-def annotator_model(name: str, build: Callable[[], nn.Module], owner: Any = None) -> nn.Module:
+def annotator_model(name: str, build: Callable[[], Net], owner: Any = None) -> Net:
     """The network of ``name`` on ComfyUI's device, loaded once and kept under model management.
 
     Half precision on GPUs that support it; the same file is never read twice while unchanged and held.

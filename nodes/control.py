@@ -22,7 +22,7 @@ import torch
 
 from ..controlnet.config import unet_residual_channels
 from ..controlnet.errors import ControlNetError, HintError, InputError
-from ..controlnet.graphs import GraphBackend, GraphedControlNet
+from ..controlnet.graphs import GraphBackend, GraphedControlNet, Outputs
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for, window_batch
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
 from ..controlnet.reuse import ResidualCache, ReusePolicy, ReuseStats
@@ -307,7 +307,7 @@ class AffordanceControl:
         """Check the family against the model, and turn the window into sigmas (``t`` is a sigma)."""
         unet_config = getattr(getattr(model, "model_config", None), "unet_config", None) or {}
         ctx = unet_config.get("context_dim")
-        mine = self.network.config.context_dim
+        my_ctx = self.network.config.context_dim
         transformer = {"image_model", "audio_model"} & unet_config.keys()
         if unet_config and (transformer or (ctx is None and "model_channels" not in unet_config)):
             # a transformer model (Flux, SD3, HunyuanDiT...; some report a text width too): its config names no
@@ -317,9 +317,9 @@ class AffordanceControl:
                 f"SD2.x or SDXL UNet ({unet_config.get('image_model', 'another architecture')}). Use a ControlNet "
                 "made for that model with ComfyUI's own ControlNet nodes."
             )
-        if ctx is not None and ctx != mine:
+        if ctx is not None and ctx != my_ctx:
             raise FamilyMismatchError(
-                f"{self.name} is an {self.family_label} ControlNet (text width {mine}) but the model being sampled is "
+                f"{self.name} is an {self.family_label} ControlNet (text width {my_ctx}) but the model being sampled is "
                 f"{CONTEXT_FAMILIES.get(ctx, f'a model with text width {ctx}')}. Load a ControlNet made for that model."
             )
         theirs = _unet_residuals(unet_config)
@@ -671,9 +671,9 @@ class AffordanceControl:
         batched_number: int,
         transformer_options: dict,
         conditioning: tuple[torch.Tensor | None, ...],
-        compute: Callable[[], list[torch.Tensor]],
+        compute: Callable[[], Outputs],
         place: Hashable = None,
-    ) -> list[torch.Tensor]:
+    ) -> Outputs:
         """Unweighted residuals from the run's reuse cache, keyed by ComfyUI's batch layout.
 
         The layout is the latent's shape, dtype and device, the cond/uncond order of the chunks, the ids of

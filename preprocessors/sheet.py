@@ -132,7 +132,7 @@ def contact_sheet(items: Sequence[tuple[str, torch.Tensor]], columns: int = 4, t
     for i, ((label, img), (tw, th)) in enumerate(zip(items, sizes)):
         r, c = divmod(i, columns)
         x, y = c * cell_w, r * (cell_h + label_h)
-        thumbnail = to_pil(img).resize((tw, th), Image.BILINEAR)
+        thumbnail = to_pil(img).resize((tw, th), Image.Resampling.BILINEAR)
         sheet.paste(thumbnail, (x + (cell_w - tw) // 2, y + label_h + (cell_h - th) // 2))
         draw.text((x + 6, y + 5), label, fill=(235, 235, 235))
     return sheet

@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load as load_safetensors
@@ -24,6 +25,7 @@ from torch import nn
 from .errors import PreprocessorError
 
 SOURCE = "https://huggingface.co/lllyasviel/Annotators"
+Net = TypeVar("Net", bound=nn.Module)  # load_annotator returns the network it was given
 
 
 class AnnotatorWeightsError(PreprocessorError):
@@ -315,7 +317,7 @@ def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_annotator(path: str | Path, net: nn.Module, name: str | None = None) -> nn.Module:
+def load_annotator(path: str | Path, net: Net, name: str | None = None) -> Net:
     """Load an annotator file into ``net`` after checking every key and shape; returns ``net`` in eval mode.
 
     Raises:

@@ -69,7 +69,7 @@ class Bottleneck(nn.Module):
         super().__init__()
         mid = cout // 4
         if cin != cout or stride != 1:
-            self.downsample = ConvNorm(cin, cout, stride)
+            self.downsample: ConvNorm | None = ConvNorm(cin, cout, stride)
         else:
             self.downsample = None
         self.conv1 = WSConv2d(cin, mid, 1)
