@@ -75,7 +75,8 @@ class StandInGraphs:
     replay) so the runner's logic is tested on the CPU. ``reason`` refuses capture, ``fail`` makes the
     capture raise (a ``RuntimeError`` with that text, or the exception given), ``corrupt`` makes replays
     wrong (as a bad recording would be), ``empty`` makes replays write nothing (as a recording made on
-    another device's stream would: its capture computed the outputs once, eagerly). ``pools`` lists the
+    another device's stream would: its capture computed the outputs once, eagerly), ``no_reference`` leaves out
+    the eager forward a capture should hand back (a backend breaking the protocol). ``pools`` lists the
     pool each capture was given; each new pool is a fresh object.
     """
 
@@ -85,8 +86,10 @@ class StandInGraphs:
         fail: str | BaseException | None = None,
         corrupt: bool = False,
         empty: bool = False,
+        no_reference: bool = False,
     ) -> None:
         self.reason, self.fail, self.corrupt, self.empty = reason, fail, corrupt, empty
+        self.no_reference = no_reference
         self.captures = 0
         self.pools: list[object] = []
 
@@ -112,6 +115,7 @@ class StandInGraphs:
                 if o is not None:
                     o.copy_(fresh + 1 if self.corrupt else fresh)
 
+        reference = None if self.no_reference else reference
         return Captured(replay, outputs, reference, pool=object() if pool is None else pool)
 
 

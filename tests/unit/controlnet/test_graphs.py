@@ -77,6 +77,8 @@ def test_needed_flags_are_part_of_the_layout(tiny_model, inputs, standin_graphs)
         ({"corrupt": True}, "the replay disagreed with the eager forward"),
         # a recording that writes nothing (made on another device's stream): the capture's own outputs do not count
         ({"empty": True}, "the replay disagreed with the eager forward"),
+        # a backend that hands back no eager forward cannot be checked: not trusted (was a TypeError in agree)
+        ({"no_reference": True}, "the replay disagreed with the eager forward"),
     ],
 )
 def test_refusals_and_bad_recordings_fall_back_to_eager(tiny_model, inputs, standin_graphs, caplog, backend_args, message):
