@@ -315,6 +315,20 @@ def _pickle_protocol(path: Path) -> int | None:
     return head[1] if len(head) == 2 and head[0] == 0x80 else None
 
 
+def _zip_pickle_protocol(path: Path) -> int | None:
+    """The protocol byte of a zip checkpoint's ``data.pkl``; ``None`` where it cannot be read."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+            if name is None:
+                return None
+            with zf.open(name) as member:
+                head = member.read(2)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError, RuntimeError):
+        return None
+    return head[1] if len(head) == 2 and head[0] == 0x80 else None
+
+
 # Unpickler opcode 149 is FRAME, the first opcode of every pickle of protocol 4 or newer: torch's safe loader
 # cannot parse those at all, so a whole file (Python's pickle.dump, or torch.save(pickle_protocol=4)) would
 # otherwise be called damaged.
@@ -364,7 +378,8 @@ def _load_pickle(path: Path, container: str, f: BinaryIO | None, map_location: s
                 f"executed ({wanted[:300]}). Get a .safetensors version of this model, or convert it on a "
                 "machine you trust."
             ) from exc
-        if _FRAME in msg:
+        # FRAME where the pickle's header says protocol 2 or 3 (a legacy file's is checked above) is a damaged byte
+        if _FRAME in msg and container != "torch-legacy" and (_zip_pickle_protocol(path) or 4) >= 4:
             raise _new_protocol_error(path, "4 or more") from exc
         detail = next((ln.strip() for ln in msg.splitlines() if "Unsupported operand" in ln), msg.strip()[:200])
         raise CorruptCheckpointError(f"{path} is a damaged pickle ({detail}). Download it again.") from exc
@@ -382,6 +397,12 @@ def _load_pickle(path: Path, container: str, f: BinaryIO | None, map_location: s
         raise CorruptCheckpointError(
             f"{path} could not be read as a PyTorch checkpoint ({str(exc)[:200]}); it is truncated or damaged. "
             "Download it again."
+        ) from exc
+    except MemoryError as exc:  # a damaged length inside the pickle asks for one huge read, or memory is short
+        raise UnreadableCheckpointError(
+            f"{path} ({path.stat().st_size:,} bytes) could not be read: memory ran out while unpickling it. A damaged "
+            "file can ask for far more memory than it holds: if this machine has several times the file's size "
+            "free, download it again; otherwise free memory (close other programs, unload models) and try again."
         ) from exc
 
 

@@ -100,6 +100,9 @@ class ControlNetConfig:
             raise ConfigError(f"the middle block has 1 or 2 ResBlocks, got {self.middle_resblocks}.")
         if self.middle_resblocks == 1 and self.has_middle_attention:
             raise ConfigError("a middle block with an attention layer has two ResBlocks around it.")
+        for name, value in (("num_heads", self.num_heads), ("num_head_channels", self.num_head_channels)):
+            if value != -1 and value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, or -1 to use the other; got {value}.")
         if (self.num_heads == -1) == (self.num_head_channels == -1):
             raise ConfigError(
                 f"set exactly one of num_heads ({self.num_heads}) and num_head_channels "

@@ -119,7 +119,13 @@ def _heads_from_diffusers_config(cfg: Mapping[str, object], source: str) -> dict
             return {"num_heads": heads[0]}
         per_head = {w // h for w, h in zip(widths, heads)}
         if len(per_head) == 1:
-            return {"num_head_channels": per_head.pop()}
+            if (width := per_head.pop()) < 1:
+                raise CorruptCheckpointError(
+                    f"{source}: config.json's {key} {heads} asks for more heads than block_out_channels {widths} "
+                    "has channels. Restore the original config.json, or remove it (the weights alone are enough "
+                    "to load the model)."
+                )
+            return {"num_head_channels": width}
     raise UnknownFormatError(
         f"{source}: config.json sets heads {heads} for widths {widths}; only a fixed head count or a fixed head "
         "width is supported."

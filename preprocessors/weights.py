@@ -249,12 +249,21 @@ def _read(path: Path) -> Mapping[str, object]:
                 f"{path} is a pickle that needs to run code to load; it was refused and nothing in it was "
                 f"executed ({wanted[:200]}). Use the official file from {SOURCE}."
             ) from exc
-        if "Unsupported operand 149" in msg:  # FRAME: the first opcode of protocol 4+, which it cannot parse
+        # FRAME: the first opcode of protocol 4+, which it cannot parse; in a pickle whose header says 2 or 3 (a
+        # legacy file's is checked above) it is a damaged byte
+        frame = "Unsupported operand 149" in msg
+        if frame and head.startswith(b"PK\x03\x04") and (_zip_pickle_protocol(path) or 4) >= 4:
             raise AnnotatorWeightsError(new_protocol.format("4 or more")) from exc
         detail = next((ln.strip() for ln in msg.splitlines() if "Unsupported operand" in ln), msg.strip()[:200])
         raise AnnotatorWeightsError(f"{path} is a damaged pickle ({detail}); download it again.") from exc
     except (PermissionError, IsADirectoryError):
         raise  # said with the fix by load_annotator
+    except MemoryError as exc:  # a damaged length inside the pickle asks for one huge read, or memory is short
+        raise AnnotatorWeightsError(
+            f"{path} ({path.stat().st_size:,} bytes) could not be read: memory ran out while unpickling it. A damaged "
+            "file can ask for far more memory than it holds: if this machine has several times the file's size "
+            f"free, download the official file from {SOURCE} again; otherwise free memory and try again."
+        ) from exc
     except (OSError, RuntimeError, *_DAMAGED) as exc:  # the zip reader of a cut-off file raises OSError too
         raise AnnotatorWeightsError(
             f"{path} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]}); download it again."
@@ -284,8 +293,8 @@ def _check_inflated_size(path: Path) -> None:
         try:
             with zipfile.ZipFile(f) as zf:
                 declared = sum(info.file_size for info in zf.infolist())
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error):
-            return
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError, RuntimeError):
+            return  # e.g. a 'version needed to extract' zipfile does not support: torch reads such archives
     if declared > MAX_INFLATED_FLOOR and declared > MAX_INFLATE_RATIO * size:
         raise AnnotatorWeightsError(
             f"{path} is not a usable annotator file: its zip records declare {declared:,} bytes once uncompressed, "
@@ -300,8 +309,22 @@ def _is_torchscript(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as zf:
             return any("/code/" in n or n.endswith("/constants.pkl") for n in zf.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError, RuntimeError):
         return False  # torch.load names what is wrong with it
+
+
+def _zip_pickle_protocol(path: Path) -> int | None:
+    """The protocol byte of a zip checkpoint's ``data.pkl``; ``None`` where it cannot be read."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+            if name is None:
+                return None
+            with zf.open(name) as member:
+                head = member.read(2)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError, RuntimeError):
+        return None
+    return head[1] if len(head) == 2 and head[0] == 0x80 else None
 
 
 def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:

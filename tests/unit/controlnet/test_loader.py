@@ -11,8 +11,9 @@ from safetensors.torch import save_file
 
 from affordance.controlnet import Family, Layout, build_controlnet, load_controlnet, read_controlnet
 from affordance.controlnet.checkpoint import lazy_zip_reads, read_checkpoint
+from affordance.controlnet.config import ControlNetConfig
 from affordance.controlnet.convert import diffusers_config
-from affordance.controlnet.errors import CorruptCheckpointError, KeyMismatchError
+from affordance.controlnet.errors import ConfigError, CorruptCheckpointError, KeyMismatchError
 from affordance.controlnet.loader import extract_controlnet
 
 LAYOUTS = [
@@ -338,6 +339,26 @@ def test_bad_num_attention_heads_is_named_as_such(tiny_model, write_checkpoint):
     (folder / "config.json").write_text(json.dumps(cfg))
     loaded, _ = load_controlnet(folder)
     assert loaded.config == tiny_model.config
+
+
+def test_more_heads_than_channels_in_config_json_is_a_typed_error(tiny_model, write_checkpoint):
+    """Head counts above the widths made a head width of 0: a ZeroDivisionError deep in the model (found by fuzzing)."""
+    import json
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["attention_head_dim"] = [w * 10 for w in cfg["block_out_channels"]]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CorruptCheckpointError, match=r"config.json's attention_head_dim \[.*\] asks for more heads than"):
+        load_controlnet(folder)
+
+
+@pytest.mark.parametrize("field", ["num_heads", "num_head_channels"])
+@pytest.mark.parametrize("value", [0, -2])
+def test_head_settings_must_be_positive_or_minus_one(field, value):
+    other = "num_head_channels" if field == "num_heads" else "num_heads"
+    with pytest.raises(ConfigError, match=rf"{field} must be a positive whole number, or -1 to use the other; got {value}"):
+        ControlNetConfig(**{field: value, other: -1})
 
 
 def test_global_pool_needs_a_true_boolean(tiny_model, write_checkpoint):

@@ -235,3 +235,57 @@ def test_locate_annotator_follows_symlinked_folders_and_ends_on_a_loop(tmp_path)
     (target / "back").symlink_to(folder, target_is_directory=True)  # a loop: annotators/linked/back -> annotators
     assert locate_annotator(folder, "netG.pth") == folder / "linked" / "netG.pth"
     assert locate_annotator(folder, "scannet.pt") == folder / "scannet.pt"
+
+
+def test_a_zip_header_zipfile_cannot_parse_loads_as_torch_reads_it(tmp_path):
+    """A 'version needed to extract' that Python's zipfile refuses made its NotImplementedError escape from the
+    zip-bomb check; torch's own reader loads such an archive (found by fuzzing)."""
+    import struct
+
+    net = HEDNet()
+    path = tmp_path / HED_FILE
+    torch.save(net.state_dict(), path)
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the first central-directory entry
+    data[entry + 6 : entry + 8] = struct.pack("<H", 0xFFFF)
+    path.write_bytes(data)
+    loaded = load_annotator(path, HEDNet(), HED_FILE)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+
+
+def test_a_damaged_byte_in_a_protocol_2_annotator_pickle_is_not_called_protocol_4(tmp_path):
+    """One byte damaged into FRAME (0x95, the first opcode of protocol 4+) in a protocol-2 data.pkl."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save(HEDNet().state_dict(), buf)
+    with zipfile.ZipFile(buf) as src:
+        members = [(i.filename, src.read(i)) for i in src.infolist()]
+    name, pkl = members[0]
+    assert name.endswith("data.pkl") and pkl[:2] == b"\x80\x02"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for n, b in [(name, pkl[:2] + b"\x95" + pkl[3:]), *members[1:]]:
+            zf.writestr(n, b)
+    path = tmp_path / HED_FILE
+    path.write_bytes(out.getvalue())
+    with pytest.raises(AnnotatorWeightsError, match=r"is a damaged pickle \(Unsupported operand 149\)") as info:
+        load_annotator(path, HEDNet(), HED_FILE)
+    assert "protocol 4" not in str(info.value)
+
+
+def test_running_out_of_memory_while_unpickling_an_annotator_is_a_typed_error(tmp_path, monkeypatch):
+    """A damaged length in a legacy pickle asks torch's unpickler for one ~4 GiB read: MemoryError under an
+    address-space limit escaped untyped (found by fuzzing)."""
+    from affordance.preprocessors import weights as weights_module
+
+    path = tmp_path / HED_FILE
+    torch.save(HEDNet().state_dict(), path, _use_new_zipfile_serialization=False)
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(weights_module.torch, "load", out_of_memory)
+    with pytest.raises(AnnotatorWeightsError, match=r"\([\d,]+ bytes\) could not be read: memory ran out"):
+        load_annotator(path, HEDNet(), HED_FILE)
