@@ -123,3 +123,65 @@ class StandInGraphs:
 def standin_graphs():
     """Factory of :class:`StandInGraphs` backends."""
     return StandInGraphs
+
+
+def _damaged_copies(data: bytes, seed: int, count: int) -> Iterator[tuple[str, bytes]]:
+    """``count`` seeded damaged versions of ``data``, each with a short description of its damage.
+
+    Damage lands mostly where parsers look (the first 4 KiB: headers, a safetensors JSON, a pickle; the last
+    1 KiB: a zip's central directory), some anywhere: a byte changed, a 32-bit field set to an extreme value,
+    a run zeroed or repeated, the file cut short, a field of a zip directory entry set to an extreme value.
+    """
+    import random
+    import struct
+
+    rng = random.Random(seed)
+    n = len(data)
+    directory = [i for i in range(n - 46) if data.startswith(b"PK\x01\x02", i)]  # a zip's central directory entries
+
+    def offset() -> int:
+        where = rng.random()
+        if where < 0.45:
+            return rng.randrange(min(n, 4096))
+        if where < 0.8:
+            return rng.randrange(max(0, n - 1024), n)
+        return rng.randrange(n)
+
+    for _ in range(count):
+        buf, kind, at = bytearray(data), rng.randrange(7 if directory else 6), offset()
+        if kind == 0:
+            buf[at] ^= 1 << rng.randrange(8)
+            what = f"bit flipped at {at}"
+        elif kind == 1:
+            buf[at] = rng.choice((0x00, 0xFF, 0x7F, 0x80, 0x95, 0x58))
+            what = f"byte set to {buf[at]:#x} at {at}"
+        elif kind == 2:
+            at = min(at, n - 4)
+            value = rng.choice((0, 0xFFFFFFFF, 0x7FFFFFFF, 0x80000000, 2 * n, n + 1))
+            buf[at : at + 4] = struct.pack("<I", value)
+            what = f"32-bit field set to {value:#x} at {at}"
+        elif kind == 3:
+            length = rng.randrange(1, 65)
+            buf[at : at + length] = bytes(len(buf[at : at + length]))
+            what = f"{length} bytes zeroed at {at}"
+        elif kind == 4:
+            length = rng.randrange(1, 65)
+            buf[at:at] = buf[at : at + length]
+            what = f"{length} bytes repeated at {at}"
+        elif kind == 5:
+            del buf[at:]
+            what = f"cut to {at} bytes"
+        else:  # a field of a zip directory entry: versions, flags, method, sizes, name length, record offset
+            entry = rng.choice(directory)
+            field, width = rng.choice(((4, 2), (6, 2), (8, 2), (10, 2), (16, 4), (20, 4), (24, 4), (28, 2), (42, 4)))
+            value = rng.choice((0, 1, 0xFFFF, 0xFFFFFFFF)[: 3 if width == 2 else 4]) if rng.random() < 0.7 else 2 * n
+            value &= (1 << 8 * width) - 1
+            buf[entry + field : entry + field + width] = value.to_bytes(width, "little")
+            what = f"zip directory entry at {entry}: field +{field} set to {value:#x}"
+        yield what, bytes(buf)
+
+
+@pytest.fixture
+def damaged_copies():
+    """Factory of seeded damaged versions of a file's bytes (:func:`_damaged_copies`), for reader fuzz tests."""
+    return _damaged_copies
