@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ControlNetError
+from .numbers import parse_float
 
 SOFT_BASE = 0.825
 # Larger weights only overflow half precision (65504) on the way through the UNet; Apply's strength stops at 10 too.
@@ -61,12 +62,12 @@ def parse_weight_list(text: str) -> tuple[float, ...]:
     values = []
     for i, tok in enumerate(items):
         try:
-            v = float(tok)
+            v = parse_float(tok)
         except ValueError:
-            raise WeightsError(f"custom weight #{i + 1} is {tok!r}, not a number. Write numbers separated by commas.") from None
+            raise WeightsError(f"custom weight #{i + 1} is {tok!a}, not a number. Write numbers separated by commas.") from None
         if not math.isfinite(v) or abs(v) > MAX_WEIGHT:
             raise WeightsError(
-                f"custom weight #{i + 1} is {tok!r}; weights must be finite numbers from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}."
+                f"custom weight #{i + 1} is {tok!a}; weights must be finite numbers from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}."
             )
         values.append(v)
     if not values:
@@ -123,6 +124,30 @@ class ControlWeights:
                 "weights, SDXL ControlNets 10."
             )
         return self.custom
+
+
+def make_weights(preset: str, base_multiplier: float, uncond_multiplier: float, custom_weights: str) -> ControlWeights:
+    """A weighting from the ControlNet Weights node's widget values (the editor's plot checks the same).
+
+    Raises:
+        WeightsError: an unknown preset, a multiplier outside ``0..1`` (or not a number), or custom weights that
+            do not parse (only read with the ``custom`` preset; counted when applied).
+    """
+    try:
+        p = Preset(preset)
+    except ValueError:
+        raise WeightsError(f"preset must be one of {[x.value for x in Preset]}, got {preset!a}.") from None
+    multipliers = []
+    for name, v in (("base_multiplier", base_multiplier), ("uncond_multiplier", uncond_multiplier)):
+        try:
+            x = parse_float(v) if isinstance(v, str) else float(v)
+        except (TypeError, ValueError):
+            raise WeightsError(f"{name} must be a number within 0..1, got {v!a}.") from None
+        if not 0.0 <= x <= 1.0:  # also NaN
+            raise WeightsError(f"{name} must be within 0..1, got {x!r}.")
+        multipliers.append(x)
+    custom = parse_weight_list(custom_weights) if p is Preset.CUSTOM else ()
+    return ControlWeights(p, multipliers[0], custom, multipliers[1])
 
 
 def check_weights(values: Sequence[float]) -> None:

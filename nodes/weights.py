@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 from ..controlnet.schedule import Interpolation, ScheduleError, StrengthSchedule
-from ..controlnet.weights import ControlWeights, Preset, WeightsError, parse_weight_list
+from ..controlnet.weights import ControlWeights, Preset, WeightsError, make_weights
 from ._host import unconverted
 
 WEIGHTS_TYPE = "AST_CONTROL_WEIGHTS"
 SCHEDULE_TYPE = "AST_STRENGTH_SCHEDULE"
-
-
-def make_weights(preset: str, base_multiplier: float, uncond_multiplier: float, custom_weights: str) -> ControlWeights:
-    """Build and validate a weighting from widget values (custom weights are counted when applied)."""
-    try:
-        p = Preset(preset)
-    except ValueError:
-        raise WeightsError(f"preset must be one of {[x.value for x in Preset]}, got {preset!r}.") from None
-    for name, v in (("base_multiplier", base_multiplier), ("uncond_multiplier", uncond_multiplier)):
-        if not 0.0 <= float(v) <= 1.0:  # also NaN
-            raise WeightsError(f"{name} must be within 0..1, got {v}.")
-    custom = parse_weight_list(custom_weights) if p is Preset.CUSTOM else ()
-    return ControlWeights(p, float(base_multiplier), custom, float(uncond_multiplier))
 
 
 class ControlWeightsNode:

@@ -22,7 +22,7 @@ from .sheet import image_array
 DRAWING_MAX_SIDE = 4096
 """Largest width or height of a drawing (the canvas and its widgets refuse larger ones too)."""
 DRAWING_MIN_SIDE = 8
-_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+_SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")  # fullmatch: '$' would also match before a final \n
 
 
 class DrawingError(PreprocessorError):
@@ -52,7 +52,7 @@ def parse_drawing_reference(value: str) -> tuple[str, ...]:
     if not isinstance(value, str) or not value:
         raise DrawingError(f"the drawing reference must be a non-empty file path, got {value!r}.")
     parts = tuple(value.split("/"))
-    if any(not _SAFE_PART.match(p) or p in (".", "..") for p in parts):
+    if any(not _SAFE_PART.fullmatch(p) or p in (".", "..") for p in parts):
         raise DrawingError(
             f"the drawing reference {value!r} is not a path the canvas reads: only a relative path of names made of "
             "ASCII letters, digits, spaces, '.', '_' and '-' (starting with a letter or digit), such as "

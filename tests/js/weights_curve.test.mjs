@@ -24,7 +24,7 @@ import {
   weightsPlotState,
 } from "../../web/js/lib/weights_curve.js";
 import { axisMax, axisMin, dragLimit, fitText, makeFrame, valueToY, wrapText, yTicks, yToValue } from "../../web/js/lib/plot.js";
-import { formatNumber, pyFloat, pyRepr, pySplit, pyStrip } from "../../web/js/lib/parse.js";
+import { formatNumber, pyAscii, pyFloat, pySplit, pyStrip } from "../../web/js/lib/parse.js";
 
 const near = (a, b, tol = 1e-12) => Math.abs(a - b) <= tol;
 const widgets = (over = {}) => ({
@@ -52,8 +52,10 @@ test("pyFloat reads what Python's float() reads and refuses the rest", () => {
 test("pySplit / pyStrip use Python's whitespace, not JavaScript's", () => {
   assert.deepEqual(pySplit(" a\u2003b\x1cc\ufeffd "), ["a", "b", "c\ufeffd"]);
   assert.equal(pyStrip("\x85 x \u3000"), "x");
-  assert.equal(pyRepr("it's"), `"it's"`);
-  assert.equal(pyRepr("a\nb"), "'a\\nb'");
+  assert.equal(pyAscii("it's"), `"it's"`);
+  assert.equal(pyAscii("a\nb"), "'a\\nb'");
+  // Python's ascii(): every non-ASCII character escaped, whatever Unicode version the browser knows
+  assert.equal(pyAscii("\u00bd \u0661 \u{11f51}\x1c"), "'\\xbd \\u0661 \\U00011f51\\x1c'");
 });
 
 test("parseWeightList: commas, semicolons, newlines and whitespace all separate", () => {
@@ -105,7 +107,10 @@ test("makeWeights + resolveWeights mirror the node for every preset", () => {
   assert.throws(() => resolveWeights(custom, 13), /got 3 custom weights but this ControlNet has 13 residuals/);
   assert.throws(() => makeWeights("Balanced", 0.825, 1, ""), /preset must be one of \['balanced', /);
   assert.throws(() => makeWeights("custom", 0.825, 1, "x"), /not a number/);
-  assert.throws(() => makeWeights("balanced", NaN, 1, ""), /must be finite numbers/);
+  assert.throws(() => makeWeights("balanced", NaN, 1, ""), /base_multiplier must be within 0\.\.1, got nan\./);
+  // the node's range, checked before the custom text as the node does (the plot drew weights up to 130)
+  assert.throws(() => makeWeights("prompt_more_important", 1.5, 1, ""), /base_multiplier must be within 0\.\.1, got 1\.5\./);
+  assert.throws(() => makeWeights("custom", 0.825, 2, "1,,2"), /uncond_multiplier must be within 0\.\.1, got 2\.0\./);
   assert.deepEqual(PRESETS, ["balanced", "prompt_more_important", "controlnet_more_important", "custom"]);
 });
 

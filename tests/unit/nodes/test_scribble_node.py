@@ -99,7 +99,9 @@ def test_background_is_shown_for_tracing_never_drawn(stub_comfy):
 def test_missing_unsafe_and_oversized_drawings_are_refused(stub_comfy):
     msg = Node.VALIDATE_INPUTS(64, 48, REF)
     assert "is not in ComfyUI's input folder" in msg and "draw it anew" in msg
-    for bad in ("../outside.png", "/etc/passwd", "a//b.png", "a\\b.png", "affordance_scribbles/é.png"):
+    # a final line end passed a '$' pattern (the editor refused it; found by fuzzing both parsers)
+    bad_names = ("../outside.png", "/etc/passwd", "a//b.png", "a\\b.png", "affordance_scribbles/é.png", REF + "\n")
+    for bad in bad_names:
         assert "is not a path the canvas reads: only a relative path of names" in Node.VALIDATE_INPUTS(64, 48, bad)
         with pytest.raises(DrawingError):
             parse_drawing_reference(bad)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from affordance.controlnet.numbers import parse_float
 from affordance.controlnet.schedule import ScheduleError, StrengthSchedule, parse_keyframes
-from affordance.controlnet.weights import ControlWeights, Preset, WeightsError, parse_weight_list
+from affordance.controlnet.weights import WeightsError, make_weights, parse_weight_list
 
 ROOT = Path(__file__).resolve().parents[3]
 TOL = 1e-12
@@ -27,6 +28,9 @@ FLOAT_TEXTS = [
     "1e1_0", "1__0", "_1", "1_", "1_.5", "1._5", "1_e5", "1.2.3", "1,5", "- 1", "+-1", "--1", "١٢",
     "١_٢", "𝟙𝟚", "\u00a01\u3000", "1\u2003", "\ufeff1", "1\x00", "½", "²", "0", "-0", "00.5", "0e0",
     "1" * 400, "0." + "0" * 330 + "1", "4.9e-324", "2.5e-324", "1.7976931348623157e308", "1.8e308",
+    # ASCII separators \x1c-\x1f are whitespace to str.split() but not around a number for float(); digits beyond
+    # the BMP (math digits, Osmanya of Unicode 4, Kawi of Unicode 15) are refused on both sides
+    "\x1c1", "1\x1f", "\x1d", "\U000104a1", "\U00011f51", "1\U0001e4f2", "\uff11\uff0e\uff15", "\u0967",
 ]  # fmt: skip
 
 WEIGHT_TEXTS = [
@@ -36,7 +40,8 @@ WEIGHT_TEXTS = [
     "1e-400", "\t1\r\n2", "1\u00a02", "1\u20032", "1\x1c2", "1\x852", "1\ufeff2", "١,٢", "𝟙 𝟚",
     "- 1", "1e", "1;2\n3 4,5", "0.825, 0.825", "1,\n", "1\r2", "-0", "1\x002", "0.1" + ", 0.2" * 40,
     "10", "-10", "10.000001", "1, -1e3", "1,\u00a0,2", "1 ,\t, 2", "1,2,,", ",", "1,,", "1,\n2", "1;\n2",
-    "1, 2\n\n3", "1,\n,2", "\n,1",
+    "1, 2\n\n3", "1,\n,2", "\n,1", "1, \U00011f51", "\U0001d7d9", "\uff11, \u0662", "1, \xbd", "1, e\u0301",
+    "1, \u0870", "1, \U0001f600",
 ]  # fmt: skip
 
 KEYFRAME_TEXTS = [
@@ -46,7 +51,7 @@ KEYFRAME_TEXTS = [
     "0.5:1, 0.25:2, 0.75:0", "0_5:1", "0.5:1_0", "  0.3:0.5  ,", "0.5:0", "1:0", "0:0", "1.0:2, 1:3",
     "0.3:1, 0.30000000000000004:2", "0:1, 0.5:x", "a:b", "0:1 1:0", "0\u00a0:\u20031", "٠:١", "+0.5:+1",
     "0.5:1;;0.7:2", "0.5:1\r\n0.7:2", "1e-400:1", "0.5:1e-400", "0.2:1, 0.1:1, 0.1:2",
-    "0:10", "0:10.0001", "0:1e3",
+    "0:10", "0:10.0001", "0:1e3", "0:1, \U00011f51:0.5", "\uff10:\uff11",
 ]  # fmt: skip
 
 SCHEDULES = [
@@ -97,7 +102,7 @@ def test_float_syntax_matches_python(node, tmp_path: Path) -> None:
     results = run_js(node, tmp_path, [{"kind": "float", "text": t} for t in FLOAT_TEXTS])
     for text, res in zip(FLOAT_TEXTS, results):
         try:
-            expected = float(text)
+            expected = parse_float(text)
         except ValueError:
             assert not res["ok"], (text, res)
             continue
@@ -123,8 +128,8 @@ def test_weight_lists_match_python(node, tmp_path: Path) -> None:
 WEIGHT_SETTINGS = [
     (preset, base, uncond, custom, n)
     for preset in ("balanced", "prompt_more_important", "controlnet_more_important", "custom", "Balanced", "soft")
-    for base in (0.825, 0.5, 0.0, 1.0, 0.999)
-    for uncond in (1.0, 0.0, 0.35)
+    for base in (0.825, 0.5, 0.0, 1.0, 0.999, 1.5, -0.1, float("nan"))
+    for uncond in (1.0, 0.0, 0.35, 2.0)
     for custom, n in (
         ("1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1", 13),
         ("1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1", 10),
@@ -138,13 +143,8 @@ WEIGHT_SETTINGS = [
 
 
 def python_weights(preset: str, base: float, uncond: float, custom: str, n: int) -> tuple[float, tuple[float, ...]]:
-    # nodes/weights.py make_weights, then ControlWeights.resolve (nodes/ is not imported: it pulls the
-    # whole node registry)
-    try:
-        p = Preset(preset)
-    except ValueError:
-        raise WeightsError(f"preset must be one of {[x.value for x in Preset]}, got {preset!r}.") from None
-    w = ControlWeights(p, base, parse_weight_list(custom) if p is Preset.CUSTOM else (), uncond)
+    """What the ControlNet Weights node builds (make_weights), resolved for ``n`` residuals."""
+    w = make_weights(preset, base, uncond, custom)
     return w.effective_uncond_multiplier, w.resolve(n)
 
 
@@ -152,11 +152,15 @@ def test_presets_and_custom_weights_resolve_like_python(node, tmp_path: Path) ->
     cases = [
         {"kind": "make", "preset": p, "base": b, "uncond": u, "custom": c, "n": n} for p, b, u, c, n in WEIGHT_SETTINGS
     ]
+    for case in cases:  # JSON has no NaN: the editor gets the text "nan" (Python compares with the float)
+        case.update({k: "nan" for k in ("base", "uncond") if math.isnan(case[k])})
     results = run_js(node, tmp_path, cases)
     refused = 0
     for case, res in zip(cases, results):
         try:
-            uncond, values = python_weights(case["preset"], case["base"], case["uncond"], case["custom"], case["n"])
+            uncond, values = python_weights(
+                case["preset"], float(case["base"]), float(case["uncond"]), case["custom"], case["n"]
+            )
         except WeightsError as exc:
             assert not res["ok"], (case, res)
             assert res["error"] == str(exc), (case, res["error"], str(exc))

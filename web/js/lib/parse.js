@@ -8,6 +8,7 @@ const PY_SPACES = new Set([
 ]);
 
 const ND = /^\p{Nd}$/u;
+const BMP_END = 0xffff; // the last code point of Unicode's Basic Multilingual Plane
 const ASCII_SPACES = new Set([" ", "\t", "\n", "\v", "\f", "\r"]);
 const FLOAT_SYNTAX = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan)$/i;
 
@@ -51,20 +52,24 @@ function digitValue(cp) {
 }
 
 /**
- * Python's ``float(text)``: the number, or ``null`` where Python raises ValueError.
+ * The backend's ``parse_float(text)`` (controlnet/numbers.py): Python's ``float(text)``, refusing characters
+ * beyond Unicode's Basic Multilingual Plane; the number, or ``null`` where Python raises ValueError.
  *
- * Follows CPython: Unicode whitespace and decimal digits count as their ASCII forms, underscores are
- * allowed only between digits, surrounding whitespace is ignored, "inf", "infinity" and "nan" are read in
- * any case with an optional sign. Numbers too large become +-Infinity, as in Python.
+ * Follows CPython: non-ASCII Unicode whitespace and decimal digits count as their ASCII forms, underscores
+ * are allowed only between digits, surrounding ASCII whitespace is ignored, "inf", "infinity" and "nan" are
+ * read in any case with an optional sign. Numbers too large become +-Infinity, as in Python. Decimal digits
+ * beyond the BMP, which Unicode keeps adding (so browsers and Python versions know different ones), are
+ * refused, as the backend refuses them.
  */
 export function pyFloat(text) {
   let ascii = "";
   for (const ch of String(text)) {
     const cp = ch.codePointAt(0);
-    if (PY_SPACES.has(cp)) ascii += " ";
-    else if (cp > 127 && ND.test(ch)) ascii += String(digitValue(cp));
-    else if (cp > 127) ascii += "?";
-    else ascii += ch;
+    if (cp <= 127) ascii += ch; // CPython keeps ASCII as it is: \x1c-\x1f are not surrounding whitespace there
+    else if (cp > BMP_END) ascii += "?"; // digits beyond the BMP depend on the Unicode version: refused, as in Python
+    else if (PY_SPACES.has(cp)) ascii += " ";
+    else if (ND.test(ch)) ascii += String(digitValue(cp));
+    else ascii += "?";
   }
   if (ascii.includes("\0")) return null;
   if (ascii.includes("_")) {
@@ -93,11 +98,12 @@ export function pyFloat(text) {
   return Number(s);
 }
 
-// What Python's str.isprintable() refuses (repr escapes these): other, separator and unassigned categories.
-const NOT_PRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
-
-/** Python's ``repr(str)``: quoted, non-printable characters escaped (for error messages). */
-export function pyRepr(text) {
+/**
+ * Python's ``ascii(str)``: quoted, every character outside printable ASCII escaped (for error messages).
+ * Unlike ``repr``, it does not depend on which characters a Unicode version knows, so the backend's messages
+ * and the editor's read the same in every Python and browser, and invisible characters show.
+ */
+export function pyAscii(text) {
   const s = String(text);
   const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
   let out = "";
@@ -108,7 +114,7 @@ export function pyRepr(text) {
     else if (ch === "\n") out += "\\n";
     else if (ch === "\r") out += "\\r";
     else if (ch === "\t") out += "\\t";
-    else if (ch === " " || !NOT_PRINTABLE.test(ch)) out += ch;
+    else if (cp >= 0x20 && cp < 0x7f) out += ch;
     else if (cp < 0x100) out += "\\x" + cp.toString(16).padStart(2, "0");
     else if (cp < 0x10000) out += "\\u" + cp.toString(16).padStart(4, "0");
     else out += "\\U" + cp.toString(16).padStart(8, "0");

@@ -3,7 +3,7 @@
 // edits a drag, a double-click or a right-click make, and the plot geometry. Pure: runs under Node.
 
 import { PAD, axisMax, fractionToX, makeFrame, nearestPoint, valueToY, xToFraction, yToValue } from "./plot.js";
-import { clamp, formatNumber, pyFloat, pyFloatRepr, pyRepr, pyStrip, roundTo } from "./parse.js";
+import { clamp, formatNumber, pyAscii, pyFloat, pyFloatRepr, pyStrip, roundTo } from "./parse.js";
 
 export const INTERPOLATIONS = Object.freeze(["linear", "step"]);
 /** Keyframes written by the editor sit on this progress grid (3 decimals). */
@@ -29,14 +29,16 @@ export function parseKeyframes(text) {
   const chunks = String(text).replaceAll(";", ",").replaceAll("\n", ",").split(",").map(pyStrip);
   chunks.forEach((chunk, i) => {
     if (!chunk) return;
-    const where = `keyframe #${i + 1} ${pyRepr(chunk)}`;
+    const where = `keyframe #${i + 1} ${pyAscii(chunk)}`;
     if (chunk.split(":").length !== 2) {
       throw new ScheduleError(`${where} should be 'progress:multiplier', e.g. '0.5:0.8'.`);
     }
     const [a, b] = chunk.split(":").map(pyStrip);
     const p = pyFloat(a);
     const m = pyFloat(b);
-    if (p === null || m === null) throw new ScheduleError(`${where} holds something that is not a number.`);
+    if (p === null || m === null) {
+      throw new ScheduleError(`${where} holds something that is not a number; write two numbers, e.g. '0.5:0.8'.`);
+    }
     if (!(Number.isFinite(p) && p >= 0 && p <= 1)) {
       throw new ScheduleError(`${where}: progress must be between 0 and 1, got ${a}.`);
     }
@@ -64,7 +66,7 @@ export function parseKeyframes(text) {
  */
 export function parseSchedule(text, interpolation = "linear") {
   if (!INTERPOLATIONS.includes(interpolation)) {
-    throw new ScheduleError(`interpolation must be 'linear' or 'step', got ${pyRepr(interpolation)}.`);
+    throw new ScheduleError(`interpolation must be 'linear' or 'step', got ${pyAscii(interpolation)}.`);
   }
   return { keyframes: parseKeyframes(text), interpolation };
 }

@@ -1,9 +1,9 @@
 // Per-residual ControlNet weights for the AST_ControlWeights plot: the same parsing and presets as
-// controlnet/weights.py (parse_weight_list, soft_weights, ControlWeights.resolve, nodes/weights.py
-// make_weights), the text written back after a drag, and the bar geometry. Pure: runs under Node.
+// controlnet/weights.py (parse_weight_list, soft_weights, ControlWeights.resolve, make_weights), the text
+// written back after a drag, and the bar geometry. Pure: runs under Node.
 
 import { PAD, axisMax, axisMin, dragLimit, makeFrame, valueToY, yToValue } from "./plot.js";
-import { clamp, formatNumber, pyFloat, pyRepr, pySplit, pyStrip } from "./parse.js";
+import { clamp, formatNumber, pyAscii, pyFloat, pyFloatRepr, pySplit, pyStrip } from "./parse.js";
 
 export const SOFT_BASE = 0.825;
 /** Largest weight magnitude (controlnet/weights.py MAX_WEIGHT: more only overflows half precision). */
@@ -45,11 +45,11 @@ export function parseWeightList(text) {
   const values = items.map((tok, i) => {
     const v = pyFloat(tok);
     if (v === null) {
-      throw new WeightsError(`custom weight #${i + 1} is ${pyRepr(tok)}, not a number. Write numbers separated by commas.`);
+      throw new WeightsError(`custom weight #${i + 1} is ${pyAscii(tok)}, not a number. Write numbers separated by commas.`);
     }
     if (!Number.isFinite(v) || Math.abs(v) > MAX_WEIGHT) {
       throw new WeightsError(
-        `custom weight #${i + 1} is ${pyRepr(tok)}; weights must be finite numbers from -${MAX_WEIGHT} to ${MAX_WEIGHT}.`,
+        `custom weight #${i + 1} is ${pyAscii(tok)}; weights must be finite numbers from -${MAX_WEIGHT} to ${MAX_WEIGHT}.`,
       );
     }
     return v;
@@ -61,21 +61,28 @@ export function parseWeightList(text) {
 }
 
 /**
- * The weighting the node builds from its widget values (Python's make_weights + ControlWeights checks).
+ * The weighting the node builds from its widget values (Python's make_weights, checked in the same order).
  * @returns {{preset: string, baseMultiplier: number, custom: number[], uncondMultiplier: number}}
- * @throws {WeightsError} an unknown preset, custom weights that do not parse, non-finite multipliers.
+ * @throws {WeightsError} an unknown preset, a multiplier outside 0..1, custom weights that do not parse.
  */
 export function makeWeights(preset, baseMultiplier, uncondMultiplier, customWeights) {
   if (!PRESETS.includes(preset)) {
-    throw new WeightsError(`preset must be one of ['${PRESETS.join("', '")}'], got ${pyRepr(preset)}.`);
+    throw new WeightsError(`preset must be one of ['${PRESETS.join("', '")}'], got ${pyAscii(preset)}.`);
+  }
+  const multipliers = {};
+  for (const [name, v] of [["base_multiplier", baseMultiplier], ["uncond_multiplier", uncondMultiplier]]) {
+    const x = typeof v === "number" || typeof v === "boolean" ? Number(v) : pyFloat(String(v));
+    if (x === null) throw new WeightsError(`${name} must be a number within 0..1, got ${pyAscii(String(v))}.`);
+    if (!(x >= 0 && x <= 1)) throw new WeightsError(`${name} must be within 0..1, got ${pyFloatRepr(x)}.`); // also NaN
+    multipliers[name] = x;
   }
   const custom = preset === "custom" ? parseWeightList(customWeights) : [];
-  const base = Number(baseMultiplier);
-  const uncond = Number(uncondMultiplier);
-  if (!Number.isFinite(uncond) || !Number.isFinite(base)) {
-    throw new WeightsError("base_multiplier and uncond_multiplier must be finite numbers.");
-  }
-  return { preset, baseMultiplier: base, custom, uncondMultiplier: uncond };
+  return {
+    preset,
+    baseMultiplier: multipliers.base_multiplier,
+    custom,
+    uncondMultiplier: multipliers.uncond_multiplier,
+  };
 }
 
 /** Multiplier of control on the negative side: 0 for "ControlNet is more important". */
