@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import re
 import stat
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -155,8 +156,16 @@ def read_drawing(path: str | Path, width: int, height: int) -> torch.Tensor:
                     f"{DRAWING_MAX_SIDE}x{DRAWING_MAX_SIDE}; use a smaller image or clear the canvas."
                 )
             pixels = np.rint(image_array(im) * 255.0).astype(np.uint8)  # 16-bit and float files keep their range
+    except DrawingError:
+        raise
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DrawingError(f"the drawing file {Path(path).name} cannot be read as an image ({exc}).") from exc
+    except (ValueError, SyntaxError, TypeError, EOFError, IndexError, struct.error) as exc:
+        # a damaged file makes PIL raise these too ("Truncated IHDR chunk", "broken PNG file", a bad TIFF tag)
+        raise DrawingError(
+            f"the drawing file {Path(path).name} is damaged ({type(exc).__name__}: {exc}); draw it anew or clear "
+            "the canvas."
+        ) from exc
     ink = ink_from_pixels(pixels)
     out = torch.zeros(height, width, dtype=torch.float32)
     hh, ww = min(height, ink.shape[0]), min(width, ink.shape[1])

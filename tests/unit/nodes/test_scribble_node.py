@@ -189,3 +189,52 @@ def test_a_symlink_loop_is_named_where_resolve_does_not_raise(stub_comfy, monkey
     (stub_comfy / "input" / "loop.png").symlink_to("loop.png")
     monkeypatch.setattr(Path, "resolve", lambda self, strict=False: Path(os.path.abspath(self)))
     assert "it is a symbolic link that loops back on itself" in Node.VALIDATE_INPUTS(64, 48, "loop.png")
+
+
+def _png_chunks(data: bytes) -> list[list[bytes]]:
+    import struct
+
+    out, pos = [], 8
+    while pos < len(data):
+        n = struct.unpack(">I", data[pos : pos + 4])[0]
+        out.append([data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]])
+        pos += 12 + n
+    return out
+
+
+def _png_from_chunks(chunks: list[list[bytes]]) -> bytes:
+    import struct
+    import zlib
+
+    body = b"".join(struct.pack(">I", len(x)) + t + x + struct.pack(">I", zlib.crc32(t + x)) for t, x in chunks)
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def test_damaged_drawing_files_are_drawing_errors(tmp_path, damaged_copies):
+    """PIL raises ValueError, SyntaxError or TypeError for some damaged files; they escaped the node untyped
+    (found by fuzzing the image readers): a truncated header chunk, a transparency chunk longer than the palette."""
+    import io
+
+    def png(im: Image.Image, **kw) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, "PNG", **kw)
+        return buf.getvalue()
+
+    chunks = _png_chunks(png(Image.new("L", (40, 24))))
+    chunks[0][1] = chunks[0][1][:5]  # IHDR of 5 bytes, CRC correct: ValueError
+    long_trns = [[t, x + bytes(300) if t == b"tRNS" else x] for t, x in _png_chunks(png(Image.new("P", (40, 24)), transparency=0))]
+    path = tmp_path / "drawing.png"
+    for data in (_png_from_chunks(chunks), _png_from_chunks(long_trns)):
+        path.write_bytes(data)
+        with pytest.raises(DrawingError, match=r"the drawing file drawing.png is damaged \(ValueError: "):
+            read_drawing(path, 64, 48)
+    escaped = []
+    for what, data in damaged_copies(png(Image.fromarray(strokes())), 3, 200):
+        path.write_bytes(data)
+        try:
+            read_drawing(path, 64, 48)
+        except DrawingError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - what this test looks for
+            escaped.append(f"{what}: {type(exc).__name__}: {exc}")
+    assert escaped == []
