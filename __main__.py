@@ -85,6 +85,13 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out: Python's MemoryError, or torch's CPU allocator failing."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "not enough memory" in str(exc))
+    )
+
+
 def _file_problem(path: Path) -> str | None:
     """``None`` when ``path`` is a regular file (or a symlink to one), else what it is, in words.
 
@@ -162,7 +169,9 @@ def _read_image(path: str) -> torch.Tensor:
     if problem is not None:
         raise OSError("there is no such file" if problem == "missing" else f"it is {problem}; give an image file")
     try:
-        with warnings.catch_warnings():
+        # PIL's own warnings (corrupt EXIF data...) become one log line each, not Python's two-line display
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
@@ -176,6 +185,8 @@ def _read_image(path: str) -> torch.Tensor:
                     )
                 im.load()
                 arr = image_array(ImageOps.exif_transpose(im))[..., :3]  # alpha dropped, as Load Image does
+        for w in caught:
+            log.warning("warning: image %s: %s", path, " ".join(str(w.message).split()))
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -257,7 +268,7 @@ def _hints(argv: Sequence[str]) -> int:
     from .preprocessors import GALLERY, PreprocessorError
     from .preprocessors.base import MAX_RESOLUTION, MAX_SIDE, MIN_SIDE, detection_size
     from .preprocessors.errors import ImageInputError
-    from .preprocessors.sheet import contact_sheet, demo_scene
+    from .preprocessors.sheet import contact_sheet, demo_scene, thumbnail
 
     parser = _Parser(
         prog="python -m affordance hints",
@@ -343,7 +354,7 @@ def _hints(argv: Sequence[str]) -> int:
         log.error("error: cannot write %s: %s; give a folder you can write to with --out.", out, exc.strerror or exc)
         return 2
     # 4. the work: one hint failing is reported and the others still run (exit code 1 at the end)
-    items: list[tuple[str, torch.Tensor]] = [("input", image)]
+    items: list[tuple[str, Image.Image]] = [("input", thumbnail(image))]  # thumbnails: a 4096 px hint is 200 MB
     failed = 0
     try:
         _save(image, paths["input"])
@@ -367,6 +378,17 @@ def _hints(argv: Sequence[str]) -> int:
             exc,
         )
         return 2
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        log.error(
+            "error: memory ran out while writing the hints of a %dx%d image (%s); the files written before it are "
+            "complete. Use a smaller image, or free memory.",
+            image.shape[-1],
+            image.shape[-2],
+            _one_line(exc),
+        )
+        return 2
     log.info("contact sheet: %s", paths["contact_sheet"])
     return 1 if failed else 0
 
@@ -377,20 +399,24 @@ def _report_failure(key: str, exc: Exception) -> None:
 
     if isinstance(exc, PreprocessorError):
         log.error("%-17s %s", key, _one_line(exc))
+    elif _out_of_memory(exc):
+        log.error("%-17s memory ran out (%s); use a smaller image or --resolution, or free memory", key, _one_line(exc))
     else:
         log.error("%-17s failed: unexpected %s: %s (please report it)", key, type(exc).__name__, _one_line(exc))
 
 
 def _keep_hint(hint: torch.Tensor, path: Path, key: str, items: list, start: float) -> None:
-    """Write ``hint`` (``(1, 3, H, W)`` in ``[0, 1]``) to ``path``, add it to the sheet, log its time.
+    """Write ``hint`` (``(1, 3, H, W)`` in ``[0, 1]``) to ``path``, add its thumbnail to the sheet, log its time.
 
     Raises:
         _WriteError: the file cannot be written.
     """
     import time
 
+    from .preprocessors.sheet import thumbnail
+
     _save(hint, path)
-    items.append((key, hint))
+    items.append((key, thumbnail(hint)))
     log.info(
         "%-17s %dx%d in %.0f ms -> %s", key, hint.shape[-1], hint.shape[-2], 1000 * (time.perf_counter() - start), path
     )

@@ -103,8 +103,23 @@ def _fit(width: int, height: int, box: int) -> tuple[int, int]:
     return max(1, min(box, round(width * scale))), max(1, min(box, round(height * scale)))
 
 
-def contact_sheet(items: Sequence[tuple[str, torch.Tensor]], columns: int = 4, thumb: int = 320) -> Image.Image:
-    """Thumbnails with labels on a grid; ``items`` are ``(label, (3, H, W) or (1, 3, H, W))``.
+def thumbnail(image: torch.Tensor | Image.Image, thumb: int = 320) -> Image.Image:
+    """``image`` (``(3, H, W)``/``(1, 3, H, W)`` in ``[0, 1]``, or RGB PIL) as the contact sheet shows it: its
+    aspect kept, fitted inside ``thumb`` x ``thumb`` (each side at least 1 px), bilinear.
+
+    Keeping this instead of a full-size hint until the sheet is made holds a few hundred KB, not 200 MB for
+    a 4096 px hint. An image already of its thumbnail's size is returned as it is.
+    """
+    im = image if isinstance(image, Image.Image) else to_pil(image)
+    size = _fit(im.size[0], im.size[1], thumb)
+    return im if im.size == size else im.resize(size, Image.Resampling.BILINEAR)
+
+
+def contact_sheet(
+    items: Sequence[tuple[str, torch.Tensor | Image.Image]], columns: int = 4, thumb: int = 320
+) -> Image.Image:
+    """Thumbnails with labels on a grid; ``items`` are ``(label, (3, H, W) or (1, 3, H, W))``, or ``(label, PIL
+    image)`` (e.g. made by :func:`thumbnail` with the same ``thumb``).
 
     Each thumbnail keeps its image's aspect and fits inside a ``thumb`` x ``thumb`` box, each side at least
     1 px: an 8000x8 image makes a 320x1 strip and an 8x8000 one a 1x320 strip, so the sheet's size is
@@ -119,21 +134,20 @@ def contact_sheet(items: Sequence[tuple[str, torch.Tensor]], columns: int = 4, t
     if columns < 1 or thumb < 1:
         raise ValueError(f"contact_sheet needs columns >= 1 and thumb >= 1, got columns={columns}, thumb={thumb}.")
     for label, img in items:
-        if min(img.shape[-2:]) < 1:
-            raise ValueError(
-                f"contact_sheet item {label!r} is {img.shape[-1]}x{img.shape[-2]} px; give a non-empty image."
-            )
-    sizes = [_fit(img.shape[-1], img.shape[-2], thumb) for _, img in items]
+        w, h = img.size if isinstance(img, Image.Image) else (img.shape[-1], img.shape[-2])
+        if min(w, h) < 1:
+            raise ValueError(f"contact_sheet item {label!r} is {w}x{h} px; give a non-empty image.")
+    thumbnails = [thumbnail(img, thumb) for _, img in items]
+    sizes = [t.size for t in thumbnails]
     rows = (len(items) + columns - 1) // columns
     label_h = 22
     cell_w, cell_h = thumb, max(th for _, th in sizes)
     sheet = Image.new("RGB", (columns * cell_w, rows * (cell_h + label_h)), (32, 32, 32))
     draw = ImageDraw.Draw(sheet)
-    for i, ((label, img), (tw, th)) in enumerate(zip(items, sizes)):
+    for i, ((label, _), small, (tw, th)) in enumerate(zip(items, thumbnails, sizes)):
         r, c = divmod(i, columns)
         x, y = c * cell_w, r * (cell_h + label_h)
-        thumbnail = to_pil(img).resize((tw, th), Image.Resampling.BILINEAR)
-        sheet.paste(thumbnail, (x + (cell_w - tw) // 2, y + label_h + (cell_h - th) // 2))
+        sheet.paste(small, (x + (cell_w - tw) // 2, y + label_h + (cell_h - th) // 2))
         draw.text((x + 6, y + 5), label, fill=(235, 235, 235))
     return sheet
 

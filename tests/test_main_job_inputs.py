@@ -409,3 +409,66 @@ def test_convert_gets_its_name_where_convert_main_takes_one(monkeypatch):
     monkeypatch.setattr(convert, "main", fake_main)
     assert main(["convert", "--help"]) == 0
     assert seen == [(["--help"], "python -m affordance convert")]
+
+
+# From fuzzing the image readers: a 4096 px image peaked at 3.5 GB (every full-size hint was kept for the
+# contact sheet) and, with memory short, ended in a traceback; PIL's warnings printed two lines each.
+
+
+def test_hints_keep_only_thumbnails_for_the_contact_sheet(tmp_path, monkeypatch, small_gallery):
+    from affordance.preprocessors import sheet
+
+    kept: list = []
+    real = sheet.contact_sheet
+
+    def spy(items, *args, **kwargs):
+        kept.extend(items)
+        return real(items, *args, **kwargs)
+
+    monkeypatch.setattr(sheet, "contact_sheet", spy)
+    src = _image(tmp_path / "a.png", (900, 700))
+    assert main(["hints", str(src), "--out", str(tmp_path / "o"), "--resolution", "64"]) == 0
+    assert [label for label, _ in kept] == ["input", "canny", "tile"]
+    assert all(isinstance(im, Image.Image) and im.size == (320, 249) for _, im in kept)
+
+
+def test_contact_sheet_of_thumbnails_equals_the_sheet_of_full_images():
+    from affordance.preprocessors.sheet import thumbnail
+
+    items = [(f"i{k}", torch.rand(1, 3, h, w)) for k, (h, w) in enumerate([(700, 900), (64, 2000), (300, 300), (5, 7)])]
+    full = np.asarray(contact_sheet(items))
+    small = np.asarray(contact_sheet([(label, thumbnail(img)) for label, img in items]))
+    assert np.array_equal(full, small)
+
+
+def test_hints_out_of_memory_is_one_line_not_a_traceback(tmp_path, monkeypatch, caplog, small_gallery):
+    from affordance.preprocessors import sheet
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried")
+
+    small_gallery["canny"] = lambda image, resolution: no_memory()  # the hint itself: reported, the others run
+    src = _image(tmp_path / "a.png")
+    monkeypatch.setattr(sheet, "save_png", lambda image, path: no_memory() if "tile" in path.name else None)
+    rc = main(["hints", str(src), "--out", str(tmp_path / "o"), "--resolution", "16"])
+    assert rc == 2
+    errors = _messages(caplog)
+    assert len(errors) == 2 and all("\n" not in m for m in errors)
+    assert errors[0].startswith("canny") and "memory ran out (" in errors[0] and "please report" not in errors[0]
+    assert errors[1].startswith("error: memory ran out while writing the hints of a 32x24 image")
+
+
+def test_pil_warnings_are_one_line_each(tmp_path, monkeypatch, caplog):
+    import warnings
+
+    def warn_then_transpose(im):
+        warnings.warn("Corrupt EXIF data.  Expecting to read 4 bytes\n but only got 0.", UserWarning, stacklevel=1)
+        return im
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", warn_then_transpose)
+    src = _image(tmp_path / "a.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # shown by Python instead of logged, it would fail here
+        _read_image(str(src))
+    [msg] = _messages(caplog, logging.WARNING)
+    assert msg == f"warning: image {src}: Corrupt EXIF data. Expecting to read 4 bytes but only got 0."
