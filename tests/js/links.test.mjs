@@ -237,3 +237,48 @@ test("frontends from 1.4x give node ids as strings: a subgraph input's link star
   root.link("2", 0, outer, 0);
   assert.equal(src(c, 0), "/view?s.png");
 });
+
+test("a walk that forks at every use of nested subgraphs stops after a bounded number of links", () => {
+  // subgraph G0 holds a canvas fed by G0's input; G(k) holds two uses of G(k-1): 2^21 paths out of G0 (a saved
+  // workflow can nest so; a subgraph holding two uses of itself is 2^64). Found by fuzzing: the tab froze.
+  const root = new Graph();
+  const levels = 22;
+  const gs = [];
+  for (let k = 0; k < levels; k++) {
+    const g = new Graph(root);
+    root.subgraphs.set(`g${k}`, g);
+    gs.push(g);
+  }
+  const c = gs[0].add(canvas(1));
+  gs[0].link(SUBGRAPH_INPUT_ID, 0, c, 0);
+  gs[0].link(SUBGRAPH_INPUT_ID, 0, c, 1);
+  for (let k = 1; k < levels; k++) {
+    for (const id of [1, 2]) {
+      gs[k].link(SUBGRAPH_INPUT_ID, 0, gs[k].add({ id, subgraph: gs[k - 1], inputs: [{ name: "image", link: null }] }), 0);
+    }
+  }
+  root.add({ id: 1, subgraph: gs[levels - 1], inputs: [{ name: "image", link: null }] });
+  let looked = 0;
+  for (const g of [root, ...gs]) {
+    const get = g.getLink.bind(g);
+    g.getLink = (id) => (looked++, get(id));
+  }
+  const start = performance.now();
+  assert.equal(src(c, 0), undefined);
+  assert.deepEqual(widgetValue(c, "width"), { linked: true, value: undefined });
+  assert.ok(looked <= 10000, `looked at ${looked} links`); // two walks of at most 4096 links (MAX_LINKS_PER_WALK)
+  assert.ok(performance.now() - start < 5000);
+  // a shallow nest within the budget is still followed to its source
+  root.add(preview(9, "shallow.png"));
+  const g1 = new Graph(root);
+  root.subgraphs.set("g1", g1);
+  const inner = g1.add(canvas(1));
+  g1.link(SUBGRAPH_INPUT_ID, 0, inner, 0);
+  root.link(9, 0, root.add({ id: 2, subgraph: g1, inputs: [{ name: "image", link: null }] }), 0);
+  assert.equal(src(inner, 0), "shallow.png");
+});
+
+test("null entries in a hand-edited workflow's inputs or widgets are skipped, not a TypeError", () => {
+  const node = { id: 1, inputs: [null, { name: "width", link: null, widget: { name: "width" } }], widgets: [null, { name: "width", value: 5 }] };
+  assert.deepEqual(widgetValue(node, "width"), { linked: false, value: 5 });
+});

@@ -209,3 +209,9 @@ test("drag round trip: pointer -> keyframe -> text -> parsed -> point under the 
   const again = scheduleGeometry(parseKeyframes(r.text), 400, 200);
   assert.ok(Math.abs(again.points[1].x - target.x) < 0.5 && Math.abs(again.points[1].y - target.y) < 0.5);
 });
+
+test("keyframes or an interpolation that String() cannot convert are refused, not a TypeError", () => {
+  const odd = { toString: 0 }; // valid JSON in a hand-edited workflow
+  assert.throws(() => parseKeyframes(odd), ScheduleError);
+  assert.throws(() => parseSchedule("0:1", odd), /interpolation must be 'linear' or 'step', got '\[object Object\]'\./);
+});

@@ -263,3 +263,13 @@ test("fitText keeps what fits and cuts the rest with an ellipsis", () => {
   assert.equal(fitText("abc", -5, len), "");
   for (let w = 1; w < 30; w++) assert.ok(fitText("strength x multiplier over sampling progress", w, len).length <= w);
 });
+
+test("values a hand-edited workflow can hold that String()/Number() cannot convert are refused, not a TypeError", () => {
+  const odd = { toString: 0 }; // valid JSON: {"toString": 0}
+  assert.equal(residualCount(odd), 13);
+  assert.throws(() => makeWeights(odd, 0.825, 1, ""), WeightsError);
+  assert.throws(() => makeWeights("balanced", odd, 1, ""), /base_multiplier must be a number within 0\.\.1, got '\[object Object\]'\./);
+  assert.throws(() => parseWeightList(odd), WeightsError);
+  assert.equal(pyFloat(odd), null);
+  assert.equal(weightsPlotState(widgets({ preset: "custom", custom_weights: odd })).error.length > 0, true);
+});

@@ -8,6 +8,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { visitSources, widgetValue } from "./lib/links.js";
+import { toNumber } from "./lib/parse.js";
 import { signalColours } from "./lib/plot.js";
 import { driveFrames, noticeIfVueNodes } from "./vue_nodes.js";
 import * as S from "./lib/strokes.js";
@@ -156,7 +157,7 @@ class ScribbleCanvas {
   }
 
   brush() {
-    const b = Number(this.node.properties?.[BRUSH]);
+    const b = toNumber(this.node.properties?.[BRUSH]);
     return Number.isFinite(b) && b >= S.MIN_BRUSH && b <= S.MAX_BRUSH ? b : 8;
   }
 
@@ -201,8 +202,8 @@ class ScribbleCanvas {
   wantedSize() {
     const ws = this.sizeSetting("width");
     const hs = this.sizeSetting("height");
-    const w = Number(ws.value);
-    const h = Number(hs.value);
+    const w = toNumber(ws.value);
+    const h = toNumber(hs.value);
     const problem = S.sizeProblem(w, h);
     if (!problem) {
       this.refusedSize = null;

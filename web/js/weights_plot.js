@@ -16,7 +16,7 @@ import {
   valueAtY,
   weightsPlotState,
 } from "./lib/weights_curve.js";
-import { formatNumber } from "./lib/parse.js";
+import { formatNumber, toNumber } from "./lib/parse.js";
 import {
   ACCENT,
   ACCENT_ACTIVE,
@@ -52,7 +52,7 @@ function caption(widgets, uncond) {
       ? "balanced: every residual x1"
       : preset === "custom"
         ? "custom weights"
-        : `soft: ${formatNumber(Number(widgets.base_multiplier))}^(n-1-i)`;
+        : `soft: ${formatNumber(toNumber(widgets.base_multiplier))}^(n-1-i)`;
   const side = uncond === 0 ? ", positive side only" : uncond === 1 ? "" : `, negative side x${formatNumber(uncond)}`;
   return head + side;
 }

@@ -12,6 +12,27 @@ const BMP_END = 0xffff; // the last code point of Unicode's Basic Multilingual P
 const ASCII_SPACES = new Set([" ", "\t", "\n", "\v", "\f", "\r"]);
 const FLOAT_SYNTAX = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|inf(?:inity)?|nan)$/i;
 
+/**
+ * ``String(value)``, or ``"[object Object]"``-style text where that conversion throws: a hand-edited workflow
+ * can put an object such as ``{"toString": 0}`` in a widget value or a node property.
+ */
+export function toText(value) {
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/** ``Number(value)``, or NaN where that conversion throws (see ``toText``). */
+export function toNumber(value) {
+  try {
+    return Number(value);
+  } catch {
+    return NaN;
+  }
+}
+
 /** Whether a one-code-point string is whitespace for Python's str.isspace(). */
 export function isPySpace(ch) {
   return PY_SPACES.has(ch.codePointAt(0));
@@ -63,7 +84,7 @@ function digitValue(cp) {
  */
 export function pyFloat(text) {
   let ascii = "";
-  for (const ch of String(text)) {
+  for (const ch of toText(text)) {
     const cp = ch.codePointAt(0);
     if (cp <= 127) ascii += ch; // CPython keeps ASCII as it is: \x1c-\x1f are not surrounding whitespace there
     else if (cp > BMP_END) ascii += "?"; // digits beyond the BMP depend on the Unicode version: refused, as in Python
@@ -104,7 +125,7 @@ export function pyFloat(text) {
  * and the editor's read the same in every Python and browser, and invisible characters show.
  */
 export function pyAscii(text) {
-  const s = String(text);
+  const s = toText(text);
   const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
   let out = "";
   for (const ch of s) {

@@ -1,6 +1,8 @@
 // Plot geometry shared by the weights and schedule plots: value <-> pixel mapping in CSS pixels of the
 // canvas element. Pure: no DOM, no ComfyUI; runs under Node.
 
+import { toText } from "./parse.js";
+
 /** Default padding around the plot area (room for the header line and the axis labels). */
 export const PAD = Object.freeze({ left: 30, right: 10, top: 20, bottom: 16 });
 
@@ -74,7 +76,7 @@ export function yTicks(yMin, yMax) {
 /** Split ``text`` into lines no wider than ``maxWidth`` as measured by ``measure(str) -> px``. */
 export function wrapText(text, maxWidth, measure) {
   const lines = [];
-  for (const paragraph of String(text).split("\n")) {
+  for (const paragraph of toText(text).split("\n")) {
     let line = "";
     for (const word of paragraph.split(" ")) {
       const candidate = line ? `${line} ${word}` : word;
@@ -95,7 +97,7 @@ export function wrapText(text, maxWidth, measure) {
  * appended, or "" when not even "…" fits.
  */
 export function fitText(text, maxWidth, measure) {
-  text = String(text);
+  text = toText(text);
   if (measure(text) <= maxWidth) return text;
   let lo = 0;
   let hi = text.length - 1; // the longest prefix that fits with "…" is text.slice(0, lo)
@@ -137,7 +139,7 @@ function hslToRgb(h, sat, light) {
  * in [0, 1]; null for anything else (a named colour, a CSS variable).
  */
 export function luminance(css) {
-  const s = String(css ?? "").trim().toLowerCase();
+  const s = toText(css ?? "").trim().toLowerCase();
   let rgb = null;
   let m = /^#([0-9a-f]{3,4})$/.exec(s);
   if (m) rgb = [...m[1].slice(0, 3)].map((c) => parseInt(c + c, 16));

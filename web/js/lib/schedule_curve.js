@@ -3,7 +3,7 @@
 // edits a drag, a double-click or a right-click make, and the plot geometry. Pure: runs under Node.
 
 import { PAD, axisMax, fractionToX, makeFrame, nearestPoint, valueToY, xToFraction, yToValue } from "./plot.js";
-import { clamp, formatNumber, pyAscii, pyFloat, pyFloatRepr, pyStrip, roundTo } from "./parse.js";
+import { clamp, formatNumber, pyAscii, pyFloat, pyFloatRepr, pyStrip, roundTo, toText } from "./parse.js";
 
 export const INTERPOLATIONS = Object.freeze(["linear", "step"]);
 /** Keyframes written by the editor sit on this progress grid (3 decimals). */
@@ -26,7 +26,7 @@ export class ScheduleError extends Error {
  */
 export function parseKeyframes(text) {
   const pairs = [];
-  const chunks = String(text).replaceAll(";", ",").replaceAll("\n", ",").split(",").map(pyStrip);
+  const chunks = toText(text).replaceAll(";", ",").replaceAll("\n", ",").split(",").map(pyStrip);
   chunks.forEach((chunk, i) => {
     if (!chunk) return;
     const where = `keyframe #${i + 1} ${pyAscii(chunk)}`;

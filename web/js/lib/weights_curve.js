@@ -3,7 +3,7 @@
 // written back after a drag, and the bar geometry. Pure: runs under Node.
 
 import { PAD, axisMax, axisMin, dragLimit, makeFrame, valueToY, yToValue } from "./plot.js";
-import { clamp, formatNumber, pyAscii, pyFloat, pyFloatRepr, pySplit, pyStrip } from "./parse.js";
+import { clamp, formatNumber, pyAscii, pyFloat, pyFloatRepr, pySplit, pyStrip, toNumber, toText } from "./parse.js";
 
 export const SOFT_BASE = 0.825;
 /** Largest weight magnitude (controlnet/weights.py MAX_WEIGHT: more only overflows half precision). */
@@ -32,7 +32,7 @@ export function softWeights(n, base = SOFT_BASE) {
  * @throws {WeightsError} a value that is not a finite number, or an empty list.
  */
 export function parseWeightList(text) {
-  const parts = String(text).replaceAll(";", ",").replaceAll("\n", " ").split(","); // a line end separates like a space
+  const parts = toText(text).replaceAll(";", ",").replaceAll("\n", " ").split(","); // a line end separates like a space
   while (parts.length && !pyStrip(parts[parts.length - 1])) parts.pop(); // a trailing comma is harmless
   const gap = parts.findIndex((p) => !pyStrip(p));
   if (parts.length > 1 && gap >= 0) {
@@ -71,8 +71,8 @@ export function makeWeights(preset, baseMultiplier, uncondMultiplier, customWeig
   }
   const multipliers = {};
   for (const [name, v] of [["base_multiplier", baseMultiplier], ["uncond_multiplier", uncondMultiplier]]) {
-    const x = typeof v === "number" || typeof v === "boolean" ? Number(v) : pyFloat(String(v));
-    if (x === null) throw new WeightsError(`${name} must be a number within 0..1, got ${pyAscii(String(v))}.`);
+    const x = typeof v === "number" || typeof v === "boolean" ? Number(v) : pyFloat(toText(v));
+    if (x === null) throw new WeightsError(`${name} must be a number within 0..1, got ${pyAscii(v)}.`);
     if (!(x >= 0 && x <= 1)) throw new WeightsError(`${name} must be within 0..1, got ${pyFloatRepr(x)}.`); // also NaN
     multipliers[name] = x;
   }
@@ -111,7 +111,7 @@ export function resolveWeights(weights, n, family = "this ControlNet") {
 
 /** The residual count the preset bars use: ``node.properties.ast_residuals`` if 13 or 10, else 13. */
 export function residualCount(property) {
-  const n = Number(property);
+  const n = toNumber(property);
   return n in RESIDUALS ? n : DEFAULT_RESIDUALS;
 }
 
