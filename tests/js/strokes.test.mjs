@@ -171,11 +171,21 @@ test("records round-trip at 0.1 px and bad records are refused with the field na
     [{ v: 1, ops: [{ t: "s", r: 4, p: [1] }] }, /even, non-empty/],
     [{ v: 1, ops: [{ t: "c" }, { t: "s", r: 4, p: [1, null] }] }, /stroke #2 holds a coordinate/],
     [{ v: 1, base: "../x.png", ops: [] }, /is not a path the canvas reads/],
+    // any other value made an eraser (found by fuzzing saved records)
+    [{ v: 1, ops: [{ t: "s", r: 8, e: "0", p: [10, 10, 50, 10] }] }, /stroke #1 has eraser flag "0"; expected 0/],
   ];
   for (const [record, message] of bad) assert.throws(() => decodeRecord(record), message);
   const many = { v: 1, ops: [{ t: "s", r: 2, p: new Array(2 * (MAX_POINTS + 1)).fill(1) }] };
   assert.throws(() => decodeRecord(many), /more than the 250000/);
   assert.equal(countPoints(ops), 3);
+  // a hand-written record with finer coordinates is read at 0.1 px: the first load shows and names what the
+  // record written back (encodeRecord) will show at the next load
+  const fine = { v: 1, ops: [{ t: "s", r: 1, e: 0, p: [10.67, 0.62, 27.51, 5.35] }] };
+  const first = decodeRecord(fine);
+  assert.deepEqual(first.ops[0].p, [10.7, 0.6, 27.5, 5.4]);
+  const again = decodeRecord(JSON.parse(JSON.stringify(encodeRecord(null, first.ops))));
+  assert.equal(fileNameFor(render(32, 16, again.ops)), fileNameFor(render(32, 16, first.ops)));
+  assert.deepEqual(decodeRecord({ v: 1, ops: [{ t: "s", r: 2, p: [1, 1] }] }).ops[0].e, 0); // no flag: draws
 });
 
 test("pointer to drawing coordinates follows the element's CSS scale and clamps", () => {
@@ -217,4 +227,74 @@ test("the scribble example workflow's strokes render to the drawing it reference
   const { base, ops } = decodeRecord(node.properties.ast_scribble);
   assert.equal(base, null);
   assert.equal(referenceFor(render(width, height, ops)), ref);
+});
+
+// The rasteriser before it tested only near each row's span: every pixel of the segment's bounding box.
+function stampBoxReference(raster, x0, y0, x1, y1, radius, value) {
+  const { width, height, data } = raster;
+  const left = Math.max(0, Math.floor(Math.min(x0, x1) - radius - 0.5));
+  const top = Math.max(0, Math.floor(Math.min(y0, y1) - radius - 0.5));
+  const right = Math.min(width, Math.ceil(Math.max(x0, x1) + radius + 0.5));
+  const bottom = Math.min(height, Math.ceil(Math.max(y0, y1) + radius + 0.5));
+  if (left >= right || top >= bottom) return null;
+  const dx = x1 - x0;
+  const dy = y1 - y0;
+  const len2 = dx * dx + dy * dy;
+  for (let j = top; j < bottom; j++) {
+    for (let i = left; i < right; i++) {
+      let t = len2 > 0 ? ((i + 0.5 - x0) * dx + (j + 0.5 - y0) * dy) / len2 : 0;
+      t = t < 0 ? 0 : t > 1 ? 1 : t;
+      const ex = x0 + t * dx - (i + 0.5);
+      const ey = y0 + t * dy - (j + 0.5);
+      if (ex * ex + ey * ey <= radius * radius) data[j * width + i] = value;
+    }
+  }
+  return [left, top, right, bottom];
+}
+
+test("segments paint exactly the pixels the whole-box test paints (so saved drawings keep their names)", () => {
+  let seed = 12345;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const coord = (span) => {
+    const r = rand();
+    if (r < 0.15) return Math.round(rand() * span * 10) / 10; // the 0.1 px grid the workflow keeps
+    if (r < 0.2) return Math.round(rand() * span) + 0.5; // pixel centres
+    return rand() * (span + 40) - 20; // anywhere, also outside
+  };
+  for (let k = 0; k < 4000; k++) {
+    const x0 = coord(64);
+    const y0 = coord(48);
+    const kind = rand();
+    let x1 = coord(64);
+    let y1 = coord(48);
+    if (kind < 0.1) [x1, y1] = [x0, y0]; // a dot
+    else if (kind < 0.2) y1 = y0; // horizontal
+    else if (kind < 0.3) x1 = x0; // vertical
+    else if (kind < 0.35) y1 = y0 + 1e-9; // nearly horizontal
+    else if (kind < 0.4) x1 = x0 - 1e-12; // nearly vertical
+    const size = rand() < 0.3 ? 1 + Math.floor(rand() * 3) : 1 + rand() * 40;
+    const radius = brushRadius(size);
+    const a = createRaster(64, 48);
+    const b = createRaster(64, 48);
+    const ra = stampSegment(a, x0, y0, x1, y1, radius, 255);
+    const rb = stampBoxReference(b, x0, y0, x1, y1, radius, 255);
+    assert.deepEqual(ra, rb);
+    assert.ok(a.data.every((v, i) => v === b.data[i]), JSON.stringify({ x0, y0, x1, y1, radius }));
+  }
+});
+
+test("a saved drawing renders in time proportional to its ink, and clears drop what came before", () => {
+  // found by fuzzing saved records: a zig-zag across a 4096 px drawing tested every pixel of each segment's
+  // bounding box (hours for 250,000 points), and each of a million clears refilled the whole drawing
+  const zigzag = [];
+  for (let k = 0; k < 200; k++) zigzag.push(k % 2 ? 4095 : 0, k % 2 ? 4095 : 0, k % 2 ? 0 : 4095, k % 2 ? 4095 : 0);
+  const ops = [{ t: "s", r: 1, e: 0, p: zigzag }, ...Array(100000).fill({ t: "c" }), { t: "s", r: 2, e: 0, p: [10, 10, 20, 10] }];
+  const start = performance.now();
+  const raster = render(4096, 4096, ops);
+  assert.ok(performance.now() - start < 5000, `${performance.now() - start} ms`);
+  const after = render(4096, 4096, ops.slice(-1)); // only the stroke after the last clear
+  assert.ok(raster.data.every((v, i) => v === after.data[i]));
+  assert.equal(raster.data.reduce((n, v) => n + (v ? 1 : 0), 0), 24);
+  const strokeOnly = render(4096, 4096, [{ t: "s", r: 1, e: 0, p: zigzag }]);
+  assert.ok(strokeOnly.data[0] === 255 && strokeOnly.data[4095 * 4096 + 4095] === 255);
 });

@@ -59,7 +59,58 @@ export function brushRadius(size) {
 }
 
 /**
+ * The x range, widened by a pixel on each side, of the points of the row at height `cy` within `radius` of
+ * the segment (x0, y0)-(x1, y1): the two end discs and the band between them. The shape is convex, so its
+ * row is one interval; null where the row misses it.
+ */
+function rowSpan(x0, y0, x1, y1, radius, cy) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const [x, y] of [[x0, y0], [x1, y1]]) {
+    const h = radius * radius - (cy - y) * (cy - y);
+    if (h >= 0) {
+      const s = Math.sqrt(h);
+      lo = Math.min(lo, x - s);
+      hi = Math.max(hi, x + s);
+    }
+  }
+  const dx = x1 - x0;
+  const dy = y1 - y0;
+  const len = Math.hypot(dx, dy);
+  if (len > 0) {
+    // the band: distance to the line within radius, and the foot of the perpendicular within the segment
+    let a = -Infinity;
+    let b = Infinity;
+    const c = dx * (cy - y0);
+    if (dy !== 0) {
+      const u = x0 + (c - radius * len) / dy;
+      const v = x0 + (c + radius * len) / dy;
+      a = Math.max(a, Math.min(u, v));
+      b = Math.min(b, Math.max(u, v));
+    } else if (Math.abs(c) > radius * len) {
+      b = a;
+    }
+    if (dx !== 0) {
+      const u = x0 - ((cy - y0) * dy) / dx;
+      const v = x0 + (len * len - (cy - y0) * dy) / dx;
+      a = Math.max(a, Math.min(u, v));
+      b = Math.min(b, Math.max(u, v));
+    } else {
+      const t = ((cy - y0) * dy) / (len * len);
+      if (t < 0 || t > 1) b = a;
+    }
+    if (a < b) {
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, b);
+    }
+  }
+  return lo <= hi ? [lo - 1, hi + 1] : null;
+}
+
+/**
  * Paint every pixel whose centre lies within `radius` of the segment (x0, y0)-(x1, y1) with `value`.
+ * Each row tests only the pixels near the shape's span there (not the segment's whole bounding box, which for
+ * a long diagonal stroke is thousands of times larger); the test itself decides every pixel.
  * @returns {number[]|null} the changed area [left, top, right, bottom) clipped to the raster, or null if empty.
  */
 export function stampSegment(raster, x0, y0, x1, y1, radius, value) {
@@ -76,7 +127,11 @@ export function stampSegment(raster, x0, y0, x1, y1, radius, value) {
   for (let j = top; j < bottom; j++) {
     const cy = j + 0.5;
     const row = j * width;
-    for (let i = left; i < right; i++) {
+    const span = rowSpan(x0, y0, x1, y1, radius, cy);
+    if (!span) continue;
+    const from = Math.max(left, Math.floor(span[0] - 0.5));
+    const to = Math.min(right, Math.ceil(span[1] + 0.5));
+    for (let i = from; i < to; i++) {
       const cx = i + 0.5;
       let t = len2 > 0 ? ((cx - x0) * dx + (cy - y0) * dy) / len2 : 0;
       t = t < 0 ? 0 : t > 1 ? 1 : t;
@@ -141,10 +196,18 @@ export function placeBase(width, height, base) {
   return out;
 }
 
-/** Render a drawing: the base (top-left, cropped) then every operation in order. */
+/** Render a drawing: the base (top-left, cropped) then every operation in order. A clear wipes the base and
+ * everything before it, so only what follows the last clear is drawn. */
 export function render(width, height, ops, base = null) {
-  const raster = placeBase(width, height, base);
-  for (const op of ops) applyOp(raster, op);
+  let last = -1;
+  for (let k = ops.length - 1; k >= 0; k--) {
+    if (ops[k].t === "c") {
+      last = k;
+      break;
+    }
+  }
+  const raster = placeBase(width, height, last >= 0 ? null : base);
+  for (let k = last + 1; k < ops.length; k++) applyOp(raster, ops[k]);
   return raster;
 }
 
@@ -226,8 +289,8 @@ export function encodeRecord(base, ops) {
 }
 
 /**
- * Read a record from node.properties back into `{ base, ops }`, checking every field.
- * A missing record is an empty drawing.
+ * Read a record from node.properties back into `{ base, ops }`, checking every field; coordinates are
+ * rounded to 0.1 px as `encodeRecord` keeps them. A missing record is an empty drawing.
  * @throws {ScribbleError} naming the first bad field.
  */
 export function decodeRecord(record) {
@@ -260,8 +323,12 @@ export function decodeRecord(record) {
     if (!op.p.every((v) => typeof v === "number" && Number.isFinite(v) && Math.abs(v) <= 4 * MAX_SIDE)) {
       throw new ScribbleError(`${where} holds a coordinate that is not a finite number within +-${4 * MAX_SIDE}.`);
     }
+    if (![0, 1, false, true, undefined].includes(op.e)) {
+      throw new ScribbleError(`${where} has eraser flag ${JSON.stringify(op.e)}; expected 0 (draw) or 1 (erase).`);
+    }
     points += op.p.length / 2;
-    ops.push({ t: "s", r: op.r, e: op.e ? 1 : 0, p: op.p.slice() });
+    // at the 0.1 px the workflow keeps, so the first load shows (and names) what the next load will
+    ops.push({ t: "s", r: op.r, e: op.e ? 1 : 0, p: op.p.map(quantize) });
   });
   if (points > MAX_POINTS) {
     throw new ScribbleError(`the saved drawing has ${points} points, more than the ${MAX_POINTS} a node keeps.`);
