@@ -38,6 +38,8 @@ def parse_keyframes(text: str) -> tuple[tuple[float, float], ...]:
         ScheduleError: a malformed pair, progress outside ``[0, 1]``, a repeated progress, a negative or
             non-finite multiplier, or no keyframe at all.
     """
+    if not isinstance(text, str):
+        raise ScheduleError(f"keyframes must be text such as '0.0:1.0, 1.0:0.2', got {type(text).__name__}.")
     pairs: list[tuple[float, float]] = []
     for i, chunk in enumerate(c.strip() for c in text.replace(";", ",").replace("\n", ",").split(",")):
         if not chunk:
@@ -132,7 +134,12 @@ class ProgressMap:
 
 
 def check_window(start: float, end: float) -> None:
-    """Refuse a window outside ``[0, 1]`` or with start after end."""
+    """Refuse a window that is not two numbers within ``[0, 1]``, or with start after end."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end)):
+        raise ScheduleError(
+            f"start_percent and end_percent must be numbers within 0..1, got {type(start).__name__} "
+            f"{str(start)[:40]!a} and {type(end).__name__} {str(end)[:40]!a}."
+        )
     if not (0.0 <= start <= 1.0 and 0.0 <= end <= 1.0):
         raise ScheduleError(f"start_percent and end_percent must be within 0..1, got {start} and {end}.")
     if start > end:

@@ -47,8 +47,10 @@ def parse_weight_list(text: str) -> tuple[float, ...]:
     another residual; a trailing one is ignored.
 
     Raises:
-        WeightsError: a value that is not a finite number, or an empty list.
+        WeightsError: a value that is not a finite number, or an empty list (or not text at all).
     """
+    if not isinstance(text, str):
+        raise WeightsError(f"custom weights must be text such as '1, 0.9, 0.8', got {type(text).__name__}.")
     parts = text.replace(";", ",").replace("\n", " ").split(",")  # a line end separates like a space
     while parts and not parts[-1].strip():  # a trailing comma (or blank line) is harmless
         parts.pop()

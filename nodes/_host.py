@@ -59,6 +59,10 @@ def controlnet_path(name: str) -> str:
     Raises:
         FileNotFoundError: naming the file and the folders searched.
     """
+    if not isinstance(name, str):  # linked from a node that makes something else
+        raise FileNotFoundError(f"the ControlNet file name must be text, got {type(name).__name__}.")
+    if len(name) > 4096:  # longer than any path the system takes: the message quotes its start only
+        raise FileNotFoundError(f"ControlNet file {name[:80]!r}... ({len(name)} characters) is not a file name ComfyUI lists.")
     fp = folder_paths()
     path = fp.get_full_path("controlnet", name)
     if path is None:

@@ -15,6 +15,24 @@ from .control import AffordanceControl
 from .negative_rows import mark
 from .weights import SCHEDULE_TYPE, WEIGHTS_TYPE
 
+MAX_STRENGTH = 10.0  # the strength widget's maximum; a linked value may be negative, down to -MAX_STRENGTH
+
+
+def check_conditioning(conditioning: Any, side: str, error: type[Exception] = InputError) -> list:
+    """``conditioning`` if it is a CONDITIONING: a list of ``[tensor, options]`` entries, each options a dict
+    (with ``model_conds``, when there, a dict too). Linked from a node that makes something else, it is refused
+    naming ``side`` (``"positive"`` or ``"negative"``) and the first bad entry, with ``error``."""
+    what = f"{side} must be a CONDITIONING (a list of [tensor, options] entries, as a text encoder makes)"
+    if not isinstance(conditioning, list):
+        raise error(f"{what}, got {type(conditioning).__name__}.")
+    for k, item in enumerate(conditioning):
+        ok = isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], torch.Tensor)
+        ok = ok and isinstance(item[1], dict) and isinstance(item[1].get("model_conds", {}), dict)
+        if not ok:
+            shown = type(item).__name__ + (f" of {len(item)}" if isinstance(item, (list, tuple)) else "")
+            raise error(f"{what}; its entry #{k + 1} is a {shown} that is not one.")
+    return conditioning
+
 
 def _attach(conditioning: list, make: Any, cache: dict, negative: bool | None) -> list:
     """New conditioning whose entries carry a control chained onto what each already had.
@@ -27,6 +45,11 @@ def _attach(conditioning: list, make: Any, cache: dict, negative: bool | None) -
     for tensor, options in conditioning:
         d = options.copy() if negative is None else mark(options, negative)
         prev = d.get("control")
+        if prev is not None and not callable(getattr(prev, "get_control", None)):
+            raise InputError(
+                f"the conditioning carries a control of type {type(prev).__name__}, not a ControlNet's; it did not come "
+                "from an Apply ControlNet node. Feed this node the conditioning of a text encoder or an Apply node."
+            )
         if prev not in cache:
             cache[prev] = make().set_previous_controlnet(prev)
         d["control"] = cache[prev]
@@ -68,8 +91,22 @@ def apply_control(
         ScheduleError: a non-finite strength or a bad window. InputError: a control object of the wrong kind,
         extras on a ComfyUI ControlNet, a missing VAE. HintError: a hint that cannot be used.
     """
-    if not isinstance(strength, (int, float)) or not math.isfinite(strength):
-        raise ScheduleError(f"strength must be a finite number, got {strength!r}.")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        got = repr(strength) if isinstance(strength, (int, float)) else f"a {type(strength).__name__}"
+        raise ScheduleError(f"strength must be a finite number, got {got}.")
+    if abs(strength) > MAX_STRENGTH:  # only a linked value can be: far beyond, the residuals overflow to inf
+        raise ScheduleError(
+            f"strength must be within -{MAX_STRENGTH:g}..{MAX_STRENGTH:g} (the widget takes 0 to {MAX_STRENGTH:g}), "
+            f"got {strength:g}."
+        )
+    check_conditioning(positive, "positive")
+    check_conditioning(negative, "negative")
+    if weights is not None and not isinstance(weights, ControlWeights):
+        raise InputError(f"weights must come from a 'ControlNet Weights (Affordance)' node, got {type(weights).__name__}.")
+    if schedule is not None and not isinstance(schedule, StrengthSchedule):
+        raise InputError(
+            f"schedule must come from a 'Strength Schedule (Affordance)' node, got {type(schedule).__name__}."
+        )
     if strength == 0:
         return positive, negative
     check_window(start_percent, end_percent)

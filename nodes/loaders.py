@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..controlnet.checkpoint import file_identity
+from ..controlnet.errors import InputError
 from ..controlnet.loader import build_controlnet, read_controlnet
 from ._host import comfy_model_management, comfy_model_patcher, comfy_ops, controlnet_files, controlnet_path, log
 from .control import AffordanceControl
@@ -138,6 +139,10 @@ class ControlNetLoader:
         return file_fingerprint(controlnet_path(control_net_name))
 
     def load(self, control_net_name: str, global_average_pooling: str = "from file") -> tuple[AffordanceControl]:
+        if not isinstance(global_average_pooling, str) or global_average_pooling not in POOLING:
+            raise InputError(
+                f"global_average_pooling must be one of {list(POOLING)}, got {str(global_average_pooling)[:80]!a}."
+            )
         control = load_control(controlnet_path(control_net_name), global_average_pooling=POOLING[global_average_pooling])
         unsaid = global_average_pooling == "from file" and not control.network.config.global_average_pooling
         if unsaid and "shuffle" in control_net_name.lower():  # a hint only: nothing is decided by the name

@@ -136,9 +136,9 @@ def run_batched(
     """
     if output_size not in OUTPUT_SIZES:
         raise ParameterError(f"output_size must be one of {list(OUTPUT_SIZES)}, got {output_size!r}.")
+    if resolution is not None:  # a linked value reaches here unconverted: checked before anything uses it
+        resolution = check_resolution(resolution)
     detect = output_size == "detection" and resolution is not None
-    if detect:
-        check_resolution(resolution)  # before any image is brought to it
     x = to_bchw(image, processing_device())
     if detect:
         _check_output_memory(x, resolution, what)

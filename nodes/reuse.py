@@ -6,9 +6,11 @@ import logging
 from typing import Any
 
 from ..controlnet.reuse import MAX_EVERY_K, ReuseError, ReusePolicy
+from .apply import check_conditioning
 from .control import AffordanceControl
 
 log = logging.getLogger("affordance.nodes")
+_VISITING = object()  # in the memo while a control's chain below it is being copied
 
 
 def _with_reuse(control: Any, policy: ReusePolicy, memo: dict[int, tuple[Any, Any]], found: list[str]) -> Any:
@@ -22,7 +24,13 @@ def _with_reuse(control: Any, policy: ReusePolicy, memo: dict[int, tuple[Any, An
     if control is None:
         return None
     if id(control) in memo:
+        if memo[id(control)][1] is _VISITING:
+            raise ReuseError(
+                f"the control chain loops back to a {type(control).__name__} it already passed: it was not made by "
+                "Apply ControlNet nodes. Rebuild the conditioning with them."
+            )
         return memo[id(control)][1]
+    memo[id(control)] = (control, _VISITING)
     prev = getattr(control, "previous_controlnet", None)
     new_prev = _with_reuse(prev, policy, memo, found)
     if isinstance(control, AffordanceControl):
@@ -45,10 +53,7 @@ def _with_reuse(control: Any, policy: ReusePolicy, memo: dict[int, tuple[Any, An
 
 
 def _rechain(conditioning: list, policy: ReusePolicy, memo: dict, found: list[str], side: str) -> list:
-    if not isinstance(conditioning, list):
-        raise ReuseError(
-            f"{side} must be a CONDITIONING (a list of [tensor, options]), got {type(conditioning).__name__}."
-        )
+    check_conditioning(conditioning, side, ReuseError)
     out = []
     for item in conditioning:
         tensor, options = item[0], item[1]

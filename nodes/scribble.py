@@ -113,16 +113,17 @@ class ScribbleCanvas:
     ) -> dict[str, Any]:
         """The drawing (a PNG in ComfyUI's input folder) as IMAGE ``(1, height, width, 3)`` and MASK ``(1, height,
         width)``, float32 in ``[0, 1]`` (white ink on black); ``background`` only feeds the canvas preview."""
+        width, height = check_drawing_size(width, height)  # linked, they arrive unconverted
         if drawing:
             ink = read_drawing(resolve_drawing(_input_dir(), drawing), width, height)
         else:
-            check_drawing_size(width, height)
             log.warning("AST_ScribbleCanvas: the canvas is empty, so the scribble is all black (no control).")
             ink = torch.zeros(height, width, dtype=torch.float32)
         image = ink[None, :, :, None].expand(1, height, width, 3).contiguous()
         ui: dict[str, list] = {}
         if background is not None:
-            if not isinstance(background, torch.Tensor) or background.ndim != 4 or background.shape[-1] not in (1, 3, 4):
+            bad = not isinstance(background, torch.Tensor) or background.ndim != 4 or background.shape[-1] not in (1, 3, 4)
+            if bad or min(background.shape[:3]) < 1:
                 got = tuple(background.shape) if isinstance(background, torch.Tensor) else type(background).__name__
                 raise DrawingError(f"background must be a ComfyUI IMAGE (batch, height, width, channels), got {got}.")
             bg = background[:1, ..., :3] if background.shape[-1] != 1 else background[:1].expand(-1, -1, -1, 3)

@@ -9,6 +9,8 @@ canvas of the node's size. Pure numpy/PIL/torch; the node decides where the inpu
 from __future__ import annotations
 
 import errno
+import math
+import numbers
 import re
 import stat
 import struct
@@ -30,9 +32,15 @@ class DrawingError(PreprocessorError):
     """A drawing reference, file or size that cannot be used."""
 
 
-def check_drawing_size(width: int, height: int) -> None:
-    """Refuse a drawing size outside ``[DRAWING_MIN_SIDE, DRAWING_MAX_SIDE]`` (message says what to change)."""
+def check_drawing_size(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` as ints; refuses a size that is not a whole number of pixels in ``[DRAWING_MIN_SIDE,
+    DRAWING_MAX_SIDE]`` (message says what to change). A size linked from another node arrives as that node made
+    it (64.0 from a float node is 64)."""
     for name, v in (("width", width), ("height", height)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or int(v) != v:
+            raise DrawingError(
+                f"the drawing {name} must be a whole number of pixels, got {_short(repr(v))} ({type(v).__name__})."
+            )
         if v > DRAWING_MAX_SIDE:
             raise DrawingError(
                 f"the drawing is larger than the maximum of {DRAWING_MAX_SIDE}x{DRAWING_MAX_SIDE} pixels: {name} is "
@@ -40,6 +48,7 @@ def check_drawing_size(width: int, height: int) -> None:
             )
         if v < DRAWING_MIN_SIDE:
             raise DrawingError(f"the drawing {name} must be at least {DRAWING_MIN_SIDE} pixels, got {v}.")
+    return int(width), int(height)
 
 
 def parse_drawing_reference(value: str) -> tuple[str, ...]:
@@ -93,9 +102,14 @@ def resolve_drawing(input_dir: str | Path, value: str) -> Path:
     return path
 
 
+def _short(value: str) -> str:
+    """``value`` for a message: whole up to 80 characters, else its start and end around '...'."""
+    return value if len(value) <= 80 else f"{value[:60]}...{value[-16:]}"
+
+
 def _lookup_error(value: str, root: Path, exc: OSError | RuntimeError) -> DrawingError:
     """The error for a drawing reference the file system refused to look up (``exc``)."""
-    shown = value if len(value) <= 80 else f"{value[:60]}...{value[-16:]}"
+    shown = _short(value)
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
         longest = max(len(p.encode("utf-8")) for p in value.split("/"))
         total = len(str(root / value).encode("utf-8"))
@@ -146,7 +160,7 @@ def read_drawing(path: str | Path, width: int, height: int) -> torch.Tensor:
     """
     from PIL import Image, UnidentifiedImageError
 
-    check_drawing_size(width, height)
+    width, height = check_drawing_size(width, height)
     try:
         with Image.open(path) as im:
             w, h = im.size  # header only: refuse huge files before decoding them

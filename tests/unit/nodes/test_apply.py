@@ -54,7 +54,11 @@ def test_positive_and_negative_share_one_control(control, image):
 
 
 def test_chains_onto_existing_control(control, image):
-    prev = object()
+    class Previous:  # any control object (ComfyUI's, another pack's)
+        def get_control(self, *args):
+            return None
+
+    prev = Previous()
     pos, neg = apply_control(_cond(1, prev), _cond(1), control, image(), 0.7, 0.1, 0.9)
     a, b = pos[0][1]["control"], neg[0][1]["control"]
     assert a.previous_controlnet is prev and b.previous_controlnet is None and a is not b
