@@ -1,6 +1,7 @@
-"""Numbers typed into widgets: Python's ``float()``, read alike by every supported Python and by the editor.
+"""Text typed into widgets: numbers read with Python's ``float()``, alike in every supported Python and in the
+editor, and that text quoted in messages.
 
-The editor's plots (``web/js/lib/parse.js``) accept and refuse exactly what this does.
+The editor's plots (``web/js/lib/parse.js``) accept and refuse exactly what this does, with the same messages.
 """
 
 from __future__ import annotations
@@ -22,3 +23,18 @@ def parse_float(text: str) -> float:
     if any(ord(c) > BMP_END for c in text):
         raise ValueError(f"could not convert string to float: {text!r}")
     return float(text)
+
+
+CLIP = 80  # longest text a message quotes whole
+
+
+def clip(text: str) -> str:
+    """``text`` whole up to ``CLIP`` characters, else its first 60 and last 16 around '...' (a value linked from
+    another node can be a megabyte long, and ComfyUI shows the whole message)."""
+    return text if len(text) <= CLIP else f"{text[:60]}...{text[-16:]}"
+
+
+def quoted(value: object) -> str:
+    """``ascii(value)`` for a message, text clipped (:func:`clip`): every non-ASCII character escaped, so the
+    message reads the same in every Python and browser and invisible characters show."""
+    return ascii(clip(value) if isinstance(value, str) else value)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import ControlNetError
-from .numbers import parse_float
+from .numbers import clip, parse_float, quoted
 
 # A keyframe multiplier above this only overflows half precision in the UNet; Apply's strength stops at 10 too.
 MAX_MULTIPLIER = 10.0
@@ -45,19 +45,19 @@ def parse_keyframes(text: str) -> tuple[tuple[float, float], ...]:
         if not chunk:
             continue
         if chunk.count(":") != 1:
-            raise ScheduleError(f"keyframe #{i + 1} {chunk!a} should be 'progress:multiplier', e.g. '0.5:0.8'.")
+            raise ScheduleError(f"keyframe #{i + 1} {quoted(chunk)} should be 'progress:multiplier', e.g. '0.5:0.8'.")
         a, b = (s.strip() for s in chunk.split(":"))
         try:
             p, m = parse_float(a), parse_float(b)
         except ValueError:
             raise ScheduleError(
-                f"keyframe #{i + 1} {chunk!a} holds something that is not a number; write two numbers, e.g. '0.5:0.8'."
+                f"keyframe #{i + 1} {quoted(chunk)} holds something that is not a number; write two numbers, e.g. '0.5:0.8'."
             ) from None
         if not (math.isfinite(p) and 0.0 <= p <= 1.0):
-            raise ScheduleError(f"keyframe #{i + 1} {chunk!a}: progress must be between 0 and 1, got {a}.")
+            raise ScheduleError(f"keyframe #{i + 1} {quoted(chunk)}: progress must be between 0 and 1, got {clip(a)}.")
         if not math.isfinite(m) or not 0 <= m <= MAX_MULTIPLIER:
             raise ScheduleError(
-                f"keyframe #{i + 1} {chunk!a}: the multiplier must be a number from 0 to {MAX_MULTIPLIER:g}, got {b}."
+                f"keyframe #{i + 1} {quoted(chunk)}: the multiplier must be a number from 0 to {MAX_MULTIPLIER:g}, got {clip(b)}."
             )
         pairs.append((p, m))
     if not pairs:
@@ -85,7 +85,7 @@ class StrengthSchedule:
         try:
             interp = Interpolation(interpolation)
         except ValueError:
-            raise ScheduleError(f"interpolation must be 'linear' or 'step', got {interpolation!a}.") from None
+            raise ScheduleError(f"interpolation must be 'linear' or 'step', got {quoted(interpolation)}.") from None
         return cls(parse_keyframes(text), interp)
 
     def at(self, progress: float) -> float:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ControlNetError
-from .numbers import parse_float
+from .numbers import parse_float, quoted
 
 SOFT_BASE = 0.825
 # Larger weights only overflow half precision (65504) on the way through the UNet; Apply's strength stops at 10 too.
@@ -66,10 +66,10 @@ def parse_weight_list(text: str) -> tuple[float, ...]:
         try:
             v = parse_float(tok)
         except ValueError:
-            raise WeightsError(f"custom weight #{i + 1} is {tok!a}, not a number. Write numbers separated by commas.") from None
+            raise WeightsError(f"custom weight #{i + 1} is {quoted(tok)}, not a number. Write numbers separated by commas.") from None
         if not math.isfinite(v) or abs(v) > MAX_WEIGHT:
             raise WeightsError(
-                f"custom weight #{i + 1} is {tok!a}; weights must be finite numbers from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}."
+                f"custom weight #{i + 1} is {quoted(tok)}; weights must be finite numbers from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}."
             )
         values.append(v)
     if not values:
@@ -138,13 +138,13 @@ def make_weights(preset: str, base_multiplier: float, uncond_multiplier: float, 
     try:
         p = Preset(preset)
     except ValueError:
-        raise WeightsError(f"preset must be one of {[x.value for x in Preset]}, got {preset!a}.") from None
+        raise WeightsError(f"preset must be one of {[x.value for x in Preset]}, got {quoted(preset)}.") from None
     multipliers = []
     for name, v in (("base_multiplier", base_multiplier), ("uncond_multiplier", uncond_multiplier)):
         try:
             x = parse_float(v) if isinstance(v, str) else float(v)
         except (TypeError, ValueError):
-            raise WeightsError(f"{name} must be a number within 0..1, got {v!a}.") from None
+            raise WeightsError(f"{name} must be a number within 0..1, got {quoted(v)}.") from None
         if not 0.0 <= x <= 1.0:  # also NaN
             raise WeightsError(f"{name} must be within 0..1, got {x!r}.")
         multipliers.append(x)

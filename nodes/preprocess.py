@@ -36,6 +36,7 @@ from ..preprocessors.base import (
     check_image,
     check_resolution,
     detection_size,
+    shown,
     to_detection_size,
 )
 from ..preprocessors.color import check_inpaint_mask
@@ -135,7 +136,7 @@ def run_batched(
         ParameterError: on the CPU, one image needs more working memory than is free; an unknown ``output_size``.
     """
     if output_size not in OUTPUT_SIZES:
-        raise ParameterError(f"output_size must be one of {list(OUTPUT_SIZES)}, got {output_size!r}.")
+        raise ParameterError(f"output_size must be one of {list(OUTPUT_SIZES)}, got {shown(output_size)}.")
     if resolution is not None:  # a linked value reaches here unconverted: checked before anything uses it
         resolution = check_resolution(resolution)
     detect = output_size == "detection" and resolution is not None

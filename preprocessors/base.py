@@ -79,6 +79,13 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
     return image
 
 
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, cut to its start and end around '...' beyond 80 characters (a value linked
+    from another node can be a megabyte of text)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}...{text[-16:]}"
+
+
 def is_number(value: object) -> bool:
     """A finite real number (NumPy's included), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
@@ -87,14 +94,14 @@ def is_number(value: object) -> bool:
 def check_range(name: str, value: float, low: float, high: float) -> None:
     """Raise :class:`ParameterError` unless ``value`` is a number with ``low <= value <= high``."""
     if not is_number(value) or not (low <= value <= high):
-        raise ParameterError(f"{name} must be between {low} and {high}, got {value!r}.")
+        raise ParameterError(f"{name} must be between {low} and {high}, got {shown(value)}.")
 
 
 def check_resolution(resolution: int) -> int:
     """A detection resolution: an integer in ``[MIN_SIDE, MAX_RESOLUTION]``."""
     if not is_number(resolution) or int(resolution) != resolution or not (MIN_SIDE <= resolution <= MAX_RESOLUTION):
         raise ParameterError(
-            f"resolution must be an integer between {MIN_SIDE} and {MAX_RESOLUTION}, got {resolution!r}."
+            f"resolution must be an integer between {MIN_SIDE} and {MAX_RESOLUTION}, got {shown(resolution)}."
         )
     return int(resolution)
 

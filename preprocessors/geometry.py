@@ -12,7 +12,7 @@ import enum
 
 import torch
 
-from .base import MAX_RESOLUTION, MIN_RESOLUTION, check_image, is_number
+from .base import MAX_RESOLUTION, MIN_RESOLUTION, check_image, is_number, shown
 from .errors import ImageInputError, ParameterError
 from .filters import resize
 
@@ -32,7 +32,7 @@ def _mode(mode: str | ResizeMode) -> ResizeMode:
     try:
         return ResizeMode(mode)
     except ValueError:
-        raise ParameterError(f"resize mode must be one of {[m.value for m in ResizeMode]}, got {mode!r}.") from None
+        raise ParameterError(f"resize mode must be one of {[m.value for m in ResizeMode]}, got {shown(mode)}.") from None
 
 
 # Hints with at most this many colours (and more than black and white) are label-like (segmentation maps, pose
@@ -177,7 +177,7 @@ def check_target_size(width: int, height: int) -> tuple[int, int]:
     """
     for name, v in (("width", width), ("height", height)):
         if not is_number(v) or int(v) != v or not (8 <= v <= 16384):
-            raise ParameterError(f"{name} must be an integer between 8 and 16384, got {v!r}.")
+            raise ParameterError(f"{name} must be an integer between 8 and 16384, got {shown(v)}.")
     return int(width), int(height)
 
 

@@ -105,3 +105,24 @@ def test_loader_linked_name_or_pooling_of_another_kind(stub_comfy):
     for choice in ("bogus", None, ["on"]):
         with pytest.raises(InputError, match=r"global_average_pooling must be one of \['from file', 'on', 'off'\]"):
             cls().load("tiny.safetensors", global_average_pooling=choice)
+
+
+def test_messages_quote_a_megabyte_of_text_by_its_start_and_end(image):
+    from affordance.controlnet.schedule import StrengthSchedule
+    from affordance.controlnet.weights import make_weights
+    from affordance.preprocessors.geometry import _mode as parse_mode
+
+    huge = "x" * 1_000_000
+    for call in (
+        lambda: make_weights(huge, 0.825, 1.0, ""),
+        lambda: make_weights("custom", 0.825, 1.0, "9" * 1_000_000),
+        lambda: StrengthSchedule.parse("0:1", huge),
+        lambda: parse_keyframes("0.5:" + "9" * 1_000_000),
+        lambda: parse_mode(huge),
+        lambda: NODE_CLASS_MAPPINGS["AST_CannyPreprocessor"]().process(
+            image(h=16, w=16), low_threshold=100, high_threshold=200, resolution=512, output_size=huge
+        ),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert len(str(info.value)) < 400 and "..." in str(info.value), str(info.value)[:200]

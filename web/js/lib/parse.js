@@ -143,6 +143,20 @@ export function pyAscii(text) {
   return quote + out + quote;
 }
 
+/** Longest text a message quotes whole (controlnet/numbers.py's CLIP). */
+const CLIP = 80;
+
+/** ``text`` whole up to 80 characters (code points, as Python counts), else its first 60 and last 16 around '...'. */
+export function clip(text) {
+  const chars = [...text];
+  return chars.length <= CLIP ? text : chars.slice(0, 60).join("") + "..." + chars.slice(-16).join("");
+}
+
+/** The backend's ``quoted(value)``: Python's ``ascii()`` of the value for a message, text clipped. */
+export function quoted(value) {
+  return pyAscii(typeof value === "string" ? clip(value) : value);
+}
+
 /** Roughly Python's ``repr(float)``: "1.0", "0.25", "1e-05", "inf" (for error messages). */
 export function pyFloatRepr(x) {
   if (Number.isNaN(x)) return "nan";

@@ -3,7 +3,7 @@
 // edits a drag, a double-click or a right-click make, and the plot geometry. Pure: runs under Node.
 
 import { PAD, axisMax, fractionToX, makeFrame, nearestPoint, valueToY, xToFraction, yToValue } from "./plot.js";
-import { clamp, formatNumber, pyAscii, pyFloat, pyFloatRepr, pyStrip, roundTo, toText } from "./parse.js";
+import { clamp, clip, formatNumber, pyFloat, pyFloatRepr, pyStrip, quoted, roundTo, toText } from "./parse.js";
 
 export const INTERPOLATIONS = Object.freeze(["linear", "step"]);
 /** Keyframes written by the editor sit on this progress grid (3 decimals). */
@@ -29,7 +29,7 @@ export function parseKeyframes(text) {
   const chunks = toText(text).replaceAll(";", ",").replaceAll("\n", ",").split(",").map(pyStrip);
   chunks.forEach((chunk, i) => {
     if (!chunk) return;
-    const where = `keyframe #${i + 1} ${pyAscii(chunk)}`;
+    const where = `keyframe #${i + 1} ${quoted(chunk)}`;
     if (chunk.split(":").length !== 2) {
       throw new ScheduleError(`${where} should be 'progress:multiplier', e.g. '0.5:0.8'.`);
     }
@@ -40,10 +40,10 @@ export function parseKeyframes(text) {
       throw new ScheduleError(`${where} holds something that is not a number; write two numbers, e.g. '0.5:0.8'.`);
     }
     if (!(Number.isFinite(p) && p >= 0 && p <= 1)) {
-      throw new ScheduleError(`${where}: progress must be between 0 and 1, got ${a}.`);
+      throw new ScheduleError(`${where}: progress must be between 0 and 1, got ${clip(a)}.`);
     }
     if (!Number.isFinite(m) || !(m >= 0 && m <= MAX_MULTIPLIER)) {
-      throw new ScheduleError(`${where}: the multiplier must be a number from 0 to ${MAX_MULTIPLIER}, got ${b}.`);
+      throw new ScheduleError(`${where}: the multiplier must be a number from 0 to ${MAX_MULTIPLIER}, got ${clip(b)}.`);
     }
     pairs.push([p, m]);
   });
@@ -66,7 +66,7 @@ export function parseKeyframes(text) {
  */
 export function parseSchedule(text, interpolation = "linear") {
   if (!INTERPOLATIONS.includes(interpolation)) {
-    throw new ScheduleError(`interpolation must be 'linear' or 'step', got ${pyAscii(interpolation)}.`);
+    throw new ScheduleError(`interpolation must be 'linear' or 'step', got ${quoted(interpolation)}.`);
   }
   return { keyframes: parseKeyframes(text), interpolation };
 }

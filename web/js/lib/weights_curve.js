@@ -3,7 +3,7 @@
 // written back after a drag, and the bar geometry. Pure: runs under Node.
 
 import { PAD, axisMax, axisMin, dragLimit, makeFrame, valueToY, yToValue } from "./plot.js";
-import { clamp, formatNumber, pyAscii, pyFloat, pyFloatRepr, pySplit, pyStrip, toNumber, toText } from "./parse.js";
+import { clamp, formatNumber, pyFloat, pyFloatRepr, pySplit, pyStrip, quoted, toNumber, toText } from "./parse.js";
 
 export const SOFT_BASE = 0.825;
 /** Largest weight magnitude (controlnet/weights.py MAX_WEIGHT: more only overflows half precision). */
@@ -45,11 +45,11 @@ export function parseWeightList(text) {
   const values = items.map((tok, i) => {
     const v = pyFloat(tok);
     if (v === null) {
-      throw new WeightsError(`custom weight #${i + 1} is ${pyAscii(tok)}, not a number. Write numbers separated by commas.`);
+      throw new WeightsError(`custom weight #${i + 1} is ${quoted(tok)}, not a number. Write numbers separated by commas.`);
     }
     if (!Number.isFinite(v) || Math.abs(v) > MAX_WEIGHT) {
       throw new WeightsError(
-        `custom weight #${i + 1} is ${pyAscii(tok)}; weights must be finite numbers from -${MAX_WEIGHT} to ${MAX_WEIGHT}.`,
+        `custom weight #${i + 1} is ${quoted(tok)}; weights must be finite numbers from -${MAX_WEIGHT} to ${MAX_WEIGHT}.`,
       );
     }
     return v;
@@ -67,12 +67,12 @@ export function parseWeightList(text) {
  */
 export function makeWeights(preset, baseMultiplier, uncondMultiplier, customWeights) {
   if (!PRESETS.includes(preset)) {
-    throw new WeightsError(`preset must be one of ['${PRESETS.join("', '")}'], got ${pyAscii(preset)}.`);
+    throw new WeightsError(`preset must be one of ['${PRESETS.join("', '")}'], got ${quoted(preset)}.`);
   }
   const multipliers = {};
   for (const [name, v] of [["base_multiplier", baseMultiplier], ["uncond_multiplier", uncondMultiplier]]) {
     const x = typeof v === "number" || typeof v === "boolean" ? Number(v) : pyFloat(toText(v));
-    if (x === null) throw new WeightsError(`${name} must be a number within 0..1, got ${pyAscii(v)}.`);
+    if (x === null) throw new WeightsError(`${name} must be a number within 0..1, got ${quoted(v)}.`);
     if (!(x >= 0 && x <= 1)) throw new WeightsError(`${name} must be within 0..1, got ${pyFloatRepr(x)}.`); // also NaN
     multipliers[name] = x;
   }
