@@ -185,3 +185,28 @@ def _damaged_copies(data: bytes, seed: int, count: int) -> Iterator[tuple[str, b
 def damaged_copies():
     """Factory of seeded damaged versions of a file's bytes (:func:`_damaged_copies`), for reader fuzz tests."""
     return _damaged_copies
+
+
+def _frame_damaged_zip(state_dict: dict) -> bytes:
+    """``torch.save(state_dict)``'s zip with one byte of its protocol-2 ``data.pkl`` damaged into FRAME (0x95),
+    the opcode that begins pickles of protocol 4 and newer (found by fuzzing: such a file was called protocol 4)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save(state_dict, buf)
+    with zipfile.ZipFile(buf) as src:
+        members = [(i.filename, src.read(i)) for i in src.infolist()]
+    name, pkl = members[0]
+    assert name.endswith("data.pkl") and pkl[:2] == b"\x80\x02"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for n, b in [(name, pkl[:2] + b"\x95" + pkl[3:]), *members[1:]]:
+            zf.writestr(n, b)
+    return out.getvalue()
+
+
+@pytest.fixture
+def frame_damaged_zip():
+    """Factory: the bytes of a zip checkpoint whose protocol-2 pickle holds a FRAME byte (:func:`_frame_damaged_zip`)."""
+    return _frame_damaged_zip

@@ -15,7 +15,6 @@ import * as S from "./lib/strokes.js";
 import { imagePixels, loadImage, uploadDrawing, viewURL } from "./scribble_io.js";
 
 const NODE_ID = "AST_ScribbleCanvas";
-const WIDGET = "drawing";
 const RECORD = "ast_scribble";
 const BRUSH = "ast_brush";
 const RECENT_MS = 2000; // prompts made this soon after a confirmed upload do not upload the drawing again

@@ -571,30 +571,10 @@ def test_fifo_in_a_diffusers_folder_is_named(tmp_path):
         read_checkpoint(folder)
 
 
-def _damaged_frame_byte(tmp_path, state_dict) -> pathlib.Path:
-    """A torch.save zip whose protocol-2 data.pkl has one byte damaged into FRAME (0x95), the opcode that
-    begins pickles of protocol 4 and newer (found by fuzzing)."""
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    torch.save(state_dict, buf)
-    with zipfile.ZipFile(buf) as src:
-        members = [(i.filename, src.read(i)) for i in src.infolist()]
-    name, pkl = members[0]
-    assert name.endswith("data.pkl") and pkl[:2] == b"\x80\x02"
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for n, b in [(name, pkl[:2] + b"\x95" + pkl[3:]), *members[1:]]:
-            zf.writestr(n, b)
-    path = tmp_path / "frame.pth"
-    path.write_bytes(out.getvalue())
-    return path
-
-
-def test_a_damaged_byte_in_a_protocol_2_pickle_is_not_called_protocol_4(tiny_model, tmp_path):
+def test_a_damaged_byte_in_a_protocol_2_pickle_is_not_called_protocol_4(tiny_model, tmp_path, frame_damaged_zip):
     """The file's own header says protocol 2: the FRAME opcode inside it is damage, not a newer protocol."""
-    path = _damaged_frame_byte(tmp_path, tiny_model.state_dict())
+    path = tmp_path / "frame.pth"
+    path.write_bytes(frame_damaged_zip(tiny_model.state_dict()))
     with pytest.raises(CorruptCheckpointError, match=r"is a damaged pickle \(Unsupported operand 149\)") as info:
         read_checkpoint(path)
     assert "protocol 4" not in str(info.value)

@@ -253,23 +253,10 @@ def test_a_zip_header_zipfile_cannot_parse_loads_as_torch_reads_it(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
 
 
-def test_a_damaged_byte_in_a_protocol_2_annotator_pickle_is_not_called_protocol_4(tmp_path):
+def test_a_damaged_byte_in_a_protocol_2_annotator_pickle_is_not_called_protocol_4(tmp_path, frame_damaged_zip):
     """One byte damaged into FRAME (0x95, the first opcode of protocol 4+) in a protocol-2 data.pkl."""
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    torch.save(HEDNet().state_dict(), buf)
-    with zipfile.ZipFile(buf) as src:
-        members = [(i.filename, src.read(i)) for i in src.infolist()]
-    name, pkl = members[0]
-    assert name.endswith("data.pkl") and pkl[:2] == b"\x80\x02"
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        for n, b in [(name, pkl[:2] + b"\x95" + pkl[3:]), *members[1:]]:
-            zf.writestr(n, b)
     path = tmp_path / HED_FILE
-    path.write_bytes(out.getvalue())
+    path.write_bytes(frame_damaged_zip(HEDNet().state_dict()))
     with pytest.raises(AnnotatorWeightsError, match=r"is a damaged pickle \(Unsupported operand 149\)") as info:
         load_annotator(path, HEDNet(), HED_FILE)
     assert "protocol 4" not in str(info.value)
