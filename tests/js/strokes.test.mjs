@@ -261,21 +261,23 @@ test("segments paint exactly the pixels the whole-box test paints (so saved draw
     if (r < 0.2) return Math.round(rand() * span) + 0.5; // pixel centres
     return rand() * (span + 40) - 20; // anywhere, also outside
   };
-  for (let k = 0; k < 4000; k++) {
-    const x0 = coord(64);
-    const y0 = coord(48);
+  for (let k = 0; k < 6000; k++) {
+    const [w, h] = k % 3 ? [64, 48] : [300, 200]; // small, and large enough to hold a 256 px brush's outline
+    const x0 = coord(w);
+    const y0 = coord(h);
     const kind = rand();
-    let x1 = coord(64);
-    let y1 = coord(48);
+    let x1 = coord(w);
+    let y1 = coord(h);
     if (kind < 0.1) [x1, y1] = [x0, y0]; // a dot
     else if (kind < 0.2) y1 = y0; // horizontal
     else if (kind < 0.3) x1 = x0; // vertical
     else if (kind < 0.35) y1 = y0 + 1e-9; // nearly horizontal
     else if (kind < 0.4) x1 = x0 - 1e-12; // nearly vertical
-    const size = rand() < 0.3 ? 1 + Math.floor(rand() * 3) : 1 + rand() * 40;
+    const pick = rand();
+    const size = pick < 0.3 ? 1 + Math.floor(rand() * 8) : pick < 0.7 ? 1 + rand() * 40 : 1 + rand() * 255;
     const radius = brushRadius(size);
-    const a = createRaster(64, 48);
-    const b = createRaster(64, 48);
+    const a = createRaster(w, h);
+    const b = createRaster(w, h);
     const ra = stampSegment(a, x0, y0, x1, y1, radius, 255);
     const rb = stampBoxReference(b, x0, y0, x1, y1, radius, 255);
     assert.deepEqual(ra, rb);
