@@ -121,6 +121,9 @@ def unconverted(*values: tuple[Any, type]) -> bool:
     )
 
 
+HINT_MAX_MAGNITUDE = 65504.0  # the largest float16: beyond it a hint is infinite once cast, or soon after
+
+
 def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
     """ComfyUI IMAGE ``(B, H, W, C)`` in ``[0, 1]`` -> hint ``(B, channels, H, W)``.
 
@@ -132,8 +135,8 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
 
     Raises:
         HintError: not 4-D, an empty batch, no pixels (a side of 0), integers other than 8-bit levels, NaN or
-            infinite values (one would make every value the sampler computes NaN), or channels that cannot
-            become ``channels``.
+            infinite values (one would make every value the sampler computes NaN), values beyond
+            ``HINT_MAX_MAGNITUDE``, or channels that cannot become ``channels``.
     """
     if not isinstance(image, torch.Tensor) or image.ndim != 4:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
@@ -156,11 +159,18 @@ def image_to_hint(image: torch.Tensor, channels: int = 3) -> torch.Tensor:
         )
     # min and max show NaN and +-Inf without a temporary the size of the image (a video's hints are gigabytes);
     # only a broken image pays for counting its bad values
-    if not all(torch.isfinite(v) for v in torch.aminmax(image)):
+    low, high = torch.aminmax(image)
+    if not (torch.isfinite(low) and torch.isfinite(high)):
         bad = int((~torch.isfinite(image)).sum())
         raise HintError(
             f"the image holds {bad} NaN or infinite value(s), which would make the whole result NaN; check the "
             "node that made it (e.g. a VAE decode of a broken latent)."
+        )
+    if max(-float(low), float(high)) > HINT_MAX_MAGNITUDE:
+        raise HintError(
+            f"the image holds values from {float(low):g} to {float(high):g}; a hint is an IMAGE in [0, 1], and values "
+            f"beyond {HINT_MAX_MAGNITUDE:g} (the largest half-precision number) make the ControlNet's output "
+            "infinite. Check the node that made it, or scale it to 0..1."
         )
     c = image.shape[-1]
     if c not in (1, 3, 4):

@@ -126,3 +126,13 @@ def test_messages_quote_a_megabyte_of_text_by_its_start_and_end(image):
         with pytest.raises(ValueError) as info:
             call()
         assert len(str(info.value)) < 400 and "..." in str(info.value), str(info.value)[:200]
+
+
+def test_a_hint_beyond_half_precision_is_refused(control, image):
+    """A finite hint of 1e30 made every residual infinite at the first step, with no error (node fuzzing)."""
+    from affordance.controlnet.errors import HintError
+
+    for scale in (1e30, 1e5):
+        with pytest.raises(HintError, match=r"values beyond 65504 \(the largest half-precision number\)"):
+            apply_control(_cond(), _cond(), control, image() * scale, 1.0, 0.0, 1.0)
+    apply_control(_cond(), _cond(), control, image() * 255, 1.0, 0.0, 1.0)  # wrong, but finite everywhere: taken
