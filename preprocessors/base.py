@@ -79,11 +79,15 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
     return image
 
 
-def shown(value: object) -> str:
-    """``repr(value)`` for a message, cut to its start and end around '...' beyond 80 characters (a value linked
-    from another node can be a megabyte of text)."""
-    text = repr(value)
+def clip(text: str) -> str:
+    """``text`` for a message: whole up to 80 characters, else its start and end around '...' (a value linked from
+    another node can be a megabyte of text, and ComfyUI shows the whole message)."""
     return text if len(text) <= 80 else f"{text[:60]}...{text[-16:]}"
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, clipped (:func:`clip`)."""
+    return clip(repr(value))
 
 
 def is_number(value: object) -> bool:

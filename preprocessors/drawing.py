@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .base import clip, shown
 from .errors import PreprocessorError
 from .sheet import image_array
 
@@ -39,7 +40,7 @@ def check_drawing_size(width: int, height: int) -> tuple[int, int]:
     for name, v in (("width", width), ("height", height)):
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or int(v) != v:
             raise DrawingError(
-                f"the drawing {name} must be a whole number of pixels, got {_short(repr(v))} ({type(v).__name__})."
+                f"the drawing {name} must be a whole number of pixels, got {shown(v)} ({type(v).__name__})."
             )
         if v > DRAWING_MAX_SIDE:
             raise DrawingError(
@@ -102,14 +103,9 @@ def resolve_drawing(input_dir: str | Path, value: str) -> Path:
     return path
 
 
-def _short(value: str) -> str:
-    """``value`` for a message: whole up to 80 characters, else its start and end around '...'."""
-    return value if len(value) <= 80 else f"{value[:60]}...{value[-16:]}"
-
-
 def _lookup_error(value: str, root: Path, exc: OSError | RuntimeError) -> DrawingError:
     """The error for a drawing reference the file system refused to look up (``exc``)."""
-    shown = _short(value)
+    quoted = clip(value)
     if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
         longest = max(len(p.encode("utf-8")) for p in value.split("/"))
         total = len(str(root / value).encode("utf-8"))
@@ -128,7 +124,7 @@ def _lookup_error(value: str, root: Path, exc: OSError | RuntimeError) -> Drawin
         fix = (
             "Let the user that runs ComfyUI read the input folder and the drawing, or clear the canvas and draw again."
         )
-    return DrawingError(f"the drawing {shown!r} in ComfyUI's input folder ({root}) cannot be used: {problem}. {fix}")
+    return DrawingError(f"the drawing {quoted!r} in ComfyUI's input folder ({root}) cannot be used: {problem}. {fix}")
 
 
 def ink_from_pixels(pixels: np.ndarray) -> np.ndarray:

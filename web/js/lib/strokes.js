@@ -129,6 +129,14 @@ export function stampSegment(raster, x0, y0, x1, y1, radius, value) {
   const dy = y1 - y0;
   const len2 = dx * dx + dy * dy;
   const r2 = radius * radius;
+  const paint = (row, i, cy) => {
+    const cx = i + 0.5;
+    let t = len2 > 0 ? ((cx - x0) * dx + (cy - y0) * dy) / len2 : 0;
+    t = t < 0 ? 0 : t > 1 ? 1 : t;
+    const ex = x0 + t * dx - cx;
+    const ey = y0 + t * dy - cy;
+    if (ex * ex + ey * ey <= r2) data[row + i] = value;
+  };
   for (let j = top; j < bottom; j++) {
     const cy = j + 0.5;
     const row = j * width;
@@ -146,18 +154,8 @@ export function stampSegment(raster, x0, y0, x1, y1, radius, value) {
       if (fillFrom >= fillTo) fillFrom = fillTo = to;
     }
     if (fillFrom < fillTo) data.fill(value, row + fillFrom, row + fillTo);
-    for (let i = from; i < to; i++) {
-      if (i === fillFrom) {
-        i = fillTo - 1;
-        continue;
-      }
-      const cx = i + 0.5;
-      let t = len2 > 0 ? ((cx - x0) * dx + (cy - y0) * dy) / len2 : 0;
-      t = t < 0 ? 0 : t > 1 ? 1 : t;
-      const ex = x0 + t * dx - cx;
-      const ey = y0 + t * dy - cy;
-      if (ex * ex + ey * ey <= r2) data[row + i] = value;
-    }
+    for (let i = from; i < fillFrom; i++) paint(row, i, cy); // the outline's two edges, each pixel tested
+    for (let i = fillTo; i < to; i++) paint(row, i, cy);
   }
   return [left, top, right, bottom];
 }
