@@ -58,7 +58,7 @@ def _unet_residuals(unet_config: Mapping[str, Any]) -> tuple[int, ...] | None:
 
 
 def _channels(chans: tuple[int, ...]) -> str:
-    """``(320, 320, 640)`` -> ``"320, 320, 640"``, long runs shortened (``"320 x3"``)."""
+    """``(320, 320, 640)`` -> ``"320 x2, 640"``: repeated channels written once with their count."""
     runs: list[list[int]] = []
     for c in chans:
         if runs and runs[-1][0] == c:

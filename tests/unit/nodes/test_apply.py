@@ -452,3 +452,71 @@ def test_an_empty_window_is_applied_with_a_warning(control, image, caplog):
     with caplog.at_level("WARNING", logger="affordance.nodes"):
         apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0)
     assert "never runs" not in caplog.text
+
+
+def test_greyscale_hints_keep_their_batch_and_values():
+    """A greyscale IMAGE becomes RGB by repeating its channel, row for row (a batch of 2 stays 2)."""
+    from affordance.nodes._host import image_to_hint
+
+    grey = torch.rand(2, 4, 5, 1, generator=torch.Generator().manual_seed(1))
+    hint = image_to_hint(grey, 3)
+    assert hint.shape == (2, 3, 4, 5)
+    for ch in range(3):
+        assert torch.equal(hint[:, ch], grey[..., 0])
+
+
+def test_hint_magnitude_limit_is_inclusive_and_two_sided():
+    """65504 itself is a half-precision number and passes; beyond it, above or below zero, is refused."""
+    from affordance.nodes._host import HINT_MAX_MAGNITUDE, image_to_hint
+
+    assert HINT_MAX_MAGNITUDE == 65504.0
+    assert image_to_hint(torch.full((1, 2, 2, 3), 65504.0)).shape == (1, 3, 2, 2)
+    assert image_to_hint(torch.full((1, 2, 2, 3), -65504.0)).shape == (1, 3, 2, 2)
+    for value in (70000.0, -70000.0):
+        with pytest.raises(HintError, match=r"the image holds values from -?70000 to -?70000; .* beyond 65504"):
+            image_to_hint(torch.full((1, 2, 2, 3), value))
+
+
+def test_empty_image_batch_and_masks_are_typed_errors():
+    from affordance.nodes._host import image_to_hint, mask_batch
+
+    with pytest.raises(HintError, match="the image batch is empty; connect an image"):
+        image_to_hint(torch.zeros(0, 8, 8, 3))
+    for empty in (torch.zeros(0, 8, 8), torch.zeros(1, 0, 8), torch.zeros(1, 8, 0)):
+        with pytest.raises(HintError, match=r"the mask is empty \(shape"):
+            mask_batch(empty)
+    with pytest.raises(HintError, match="mask must be a ComfyUI MASK tensor, got list"):
+        mask_batch([[0.0, 1.0]])
+    one = mask_batch(torch.full((1, 1, 1), 0.25))  # a 1x1 mask is a constant mask, not an empty one
+    assert one.shape == (1, 1, 1) and one.item() == 0.25
+
+
+def test_controlnet_files_outside_comfyui_are_an_empty_list():
+    """The loader's widget choices: a list even without ComfyUI's folder_paths."""
+    from affordance.nodes._host import controlnet_files
+
+    assert controlnet_files() == []
+
+
+def test_the_widgets_largest_strength_is_accepted(control, image):
+    pos, neg = apply_control(_cond(), _cond(), control, image(), 10.0, 0.0, 1.0)
+    assert pos[0][1]["control"].strength == 10.0 and neg[0][1]["control"] is pos[0][1]["control"]
+
+
+def test_an_object_with_copy_but_no_set_cond_hint_is_not_a_controlnet(image):
+    class OnlyCopies:
+        def copy(self):
+            return self
+
+    with pytest.raises(InputError, match="control_net must be a CONTROL_NET from a ControlNet loader, got OnlyCopies"):
+        apply_control(_cond(), _cond(), OnlyCopies(), image(), 1.0, 0.0, 1.0)
+
+
+def test_the_apply_node_method_is_apply_control(control, image):
+    """``ApplyControlNet.apply`` (what ComfyUI calls) passes every input, optional ones included, through."""
+    node = NODE_CLASS_MAPPINGS["AST_ApplyControlNet"]()
+    mask = torch.ones(1, 64, 64).tril()
+    pos, neg = node.apply(_cond(), _cond(), control, image(), 0.6, 0.1, 0.9, mask=mask)
+    ctrl = pos[0][1]["control"]
+    assert ctrl is neg[0][1]["control"] and ctrl.strength == 0.6 and ctrl.timestep_percent_range == (0.1, 0.9)
+    assert torch.equal(ctrl.mask, mask)

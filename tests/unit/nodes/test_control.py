@@ -611,3 +611,142 @@ def test_latent_channels_are_checked_before_sampling(image, latent_channels, fit
     else:
         with pytest.raises(FamilyMismatchError, match="takes latents of 4 channels"):
             ours.pre_run(model, model.model_sampling.percent_to_sigma)
+
+
+# --- edges found unguarded by a mutation-testing run (session 19): each test fails on its mutant ---
+
+
+@pytest.mark.parametrize("skip", ["strength 0", "negative rows only"])
+def test_a_control_that_skips_its_call_passes_the_chain_on(control, fake_model, image, call, sigma, close_lists, skip):
+    """Skipping work (strength 0, or a call of negative rows with the negative weighted 0) must still hand the
+    ControlNet chained below its own residuals, not nothing."""
+    below = _ready(control, fake_model, lambda: image(seed=7))
+    order = (1, 0) if skip == "strength 0" else (1,)
+    alone, _ = call(below, sigma(0.5), order=order)
+    top = control.copy().set_cond_hint(image().movedim(-1, 1), 0.0 if skip == "strength 0" else 1.0)
+    if skip != "strength 0":
+        top.configure(weights=ControlWeights(uncond_multiplier=0.0))
+    model = fake_model()
+    top.set_previous_controlnet(below).pre_run(model, model.model_sampling.percent_to_sigma)
+    out, _ = call(top, sigma(0.5), order=order)
+    assert out is not None
+    close_lists(out["output"] + out["middle"], alone["output"] + alone["middle"], atol=0)
+
+
+def test_a_hole_in_ours_is_filled_by_the_chained_residual():
+    mine = {"input": [], "middle": [torch.zeros(1, 2)], "output": [None, torch.ones(1, 2)]}
+    theirs = {"middle": [None], "output": [torch.full((1, 2), 3.0), torch.full((1, 2), 2.0)]}
+    out = merge_controls(mine, theirs)
+    assert out["output"][0] is theirs["output"][0]
+    assert out["output"][1].eq(3.0).all() and out["middle"][0].eq(0.0).all()
+
+
+def test_chained_residuals_of_another_dtype_are_promoted_not_cast_down():
+    """Ours in fp16 + theirs in fp32 of the same shape: the sum is fp32 (as ``a + b`` gives), never fp16."""
+    mine = {"input": [], "middle": [torch.ones(1, 2, dtype=torch.float16)], "output": []}
+    theirs = {"middle": [torch.full((1, 2), 1 / 3)]}
+    out = merge_controls(mine, theirs)
+    assert out["middle"][0].dtype == torch.float32
+    torch.testing.assert_close(out["middle"][0], torch.full((1, 2), 4 / 3))
+
+
+def test_weights_apply_on_top_of_a_mask(control, fake_model, image, call, sigma, close_lists):
+    mask = torch.ones(1, 64, 64).tril()
+    half = _ready(control, fake_model, image, mask=mask, weights=ControlWeights(Preset.CUSTOM, custom=(0.5,) * 5))
+    full = _ready(control, fake_model, image, mask=mask)
+    got, _ = call(half, sigma(0.5))
+    ref, _ = call(full, sigma(0.5))
+    close_lists(got["output"] + got["middle"], [0.5 * r for r in ref["output"] + ref["middle"]])
+
+
+def test_a_mask_on_a_latent_wider_than_high(control, fake_model, image, call, sigma):
+    """The mask is fitted to each residual's height and width, not to a square."""
+    mask = torch.zeros(1, 64, 128)
+    mask[:, :, :64] = 1.0  # left half
+    c = _ready(control, fake_model, lambda: image(h=64, w=128), mask=mask)
+    out, _ = call(c, sigma(0.5), h=8, w=16)
+    for r in out["output"]:
+        w = r.shape[-1]
+        assert torch.count_nonzero(r[..., w // 2 :]) == 0 and torch.count_nonzero(r[..., : w // 2])
+
+
+def test_a_mask_per_latent_in_calls_of_one_chunk_and_of_two_layouts(control, fake_model, image, call, sigma):
+    """Masks (B = latent batch 2) follow each latent in a one-chunk call (cfg 1, SAG's pass) as in a batched
+    one, also when both layouts come in one run (a mask fitted for one layout is not reused for the other)."""
+    masks = torch.zeros(2, 64, 64)
+    masks[0, :, :32] = 1.0  # latent 0: left half
+    masks[1, :, 32:] = 1.0  # latent 1: right half
+    c = _ready(control, fake_model, image, mask=masks)
+    for order in [(0,), (1, 0), (0,)]:
+        out, _ = call(c, sigma(0.5), n=2, order=order)
+        for r in out["output"]:
+            half = r.shape[-1] // 2
+            rows = r.view(len(order), 2, *r.shape[1:])
+            assert torch.count_nonzero(rows[:, 0, ..., half:]) == 0 and torch.count_nonzero(rows[:, 0, ..., :half])
+            assert torch.count_nonzero(rows[:, 1, ..., :half]) == 0 and torch.count_nonzero(rows[:, 1, ..., half:])
+
+
+@pytest.mark.parametrize("edge", ["start", "end"])
+def test_a_call_exactly_at_the_windows_edge_runs(control, fake_model, image, call, sigma, edge):
+    """start_percent/end_percent are inclusive, as in ComfyUI: the step at the edge's sigma is controlled."""
+    window = (0.5, 1.0) if edge == "start" else (0.0, 0.5)
+    c = _ready(control, fake_model, image, window=window)
+    at = c._window[0] if edge == "start" else c._window[1]
+    assert call(c, at)[0] is not None
+    outside = at * 1.01 if edge == "start" else at * 0.99
+    assert call(c, outside)[0] is None
+
+
+def test_sdxl_with_the_negative_weighted_zero_takes_the_label_of_the_kept_rows(xl_control, fake_model, image, call, sigma):
+    """Only the positive rows run; their label (y) rows are taken with them: the positive residuals equal those
+    of the run with both sides, the negative ones are zero."""
+    model = fake_model(context_dim=2048)
+    outs = []
+    for uncond in (0.0, 1.0):
+        c = xl_control.copy().set_cond_hint(image().movedim(-1, 1)).configure(
+            weights=ControlWeights(uncond_multiplier=uncond)
+        )
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+        outs.append(call(c, sigma(0.5), n=2, order=(0, 1), y_dim=2816)[0])
+    skipped, both = outs
+    for s, b in zip(skipped["output"] + skipped["middle"], both["output"] + both["middle"]):
+        torch.testing.assert_close(s[:2], b[:2], atol=1e-5, rtol=0)
+        assert torch.count_nonzero(s[2:]) == 0 and torch.count_nonzero(b[2:])
+
+
+def test_copy_keeps_a_hosts_hooks_and_extra_args(control):
+    class Hooks:
+        def clone(self):
+            return Hooks()
+
+    control.extra_hooks = Hooks()
+    control.set_extra_arg("control_type", [1])
+    c = control.copy()
+    assert isinstance(c.extra_hooks, Hooks) and c.extra_hooks is not control.extra_hooks
+    assert c.extra_args == {"control_type": [1]} and c.extra_args is not control.extra_args
+    top = control.copy().set_previous_controlnet(c)
+    assert len(top.get_extra_hooks()) == 2  # the chain's hook groups, below first
+
+
+def test_a_call_after_cleanup_without_pre_run_is_refused(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image)
+    assert call(c, sigma(0.5))[0] is not None
+    c.cleanup()
+    with pytest.raises(RuntimeError, match="was called before pre_run; ComfyUI's sampler always calls pre_run first"):
+        call(c, sigma(0.5))
+
+
+@pytest.mark.parametrize(("context_dim", "family"), [(1024, "SD2.x"), (2048, "SDXL")])
+def test_the_family_of_the_model_being_sampled_is_named(control, fake_model, image, context_dim, family):
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    model = fake_model(context_dim)
+    with pytest.raises(FamilyMismatchError, match=rf"SD1.x ControlNet .* the model being sampled is {family}\."):
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+
+
+def test_residual_channels_in_messages_shorten_runs():
+    from affordance.nodes.control import _channels
+
+    assert _channels((320, 320, 640)) == "320 x2, 640"
+    assert _channels((320, 640, 640, 640, 1280)) == "320, 640 x3, 1280"
+    assert _channels(()) == ""
