@@ -178,3 +178,67 @@ def test_sub_idxs_exists_only_while_sampling(control, fake_model):
     assert hasattr(c, "sub_idxs") and not hasattr(c.copy(), "sub_idxs")
     c.cleanup()
     assert not hasattr(c, "sub_idxs")
+
+
+def _equal_outputs(got: dict, ref: dict, atol: float = 1e-5) -> None:
+    for g, r in zip(_all(got), _all(ref), strict=True):
+        torch.testing.assert_close(g, r, atol=atol, rtol=0)
+
+
+def test_a_causal_anchor_at_frame_0_is_taken_in_front(control, fake_model, sigma):
+    """Frame 0 is a valid anchor (the window 1..3 samples frame 0 in front of it)."""
+    hints = _hints()
+    x, t, cond = _inputs(2 * 4, sigma(0.4))
+    window = SimpleNamespace(index_list=[1, 2, 3], dim=0, causal_anchor_index=0)
+    got = _ready(control, fake_model, hints).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0], "context_window": window})
+    ref = _ready(control, fake_model, hints[[0, 1, 2, 3]]).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    _equal_outputs(got, ref)
+
+
+def test_a_window_that_does_not_say_its_dim_is_along_the_batch(control, fake_model, sigma):
+    hints = _hints()
+    x, t, cond = _inputs(6, sigma(0.4))
+    bare = {"cond_or_uncond": [1, 0], "context_window": SimpleNamespace(index_list=[3, 4, 5])}
+    got = _ready(control, fake_model, hints).get_control(x, t, cond, 2, bare)
+    _equal_outputs(got, _ready(control, fake_model, hints).get_control(x, t, cond, 2, _native((3, 4, 5))), atol=0)
+
+
+def test_a_window_without_frames_is_no_window(control, fake_model, sigma):
+    c = _ready(control, fake_model, _hints(1))
+    x, t, cond = _inputs(6, sigma(0.4))
+    got = c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0], "context_window": SimpleNamespace(dim=0)})
+    _equal_outputs(got, c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]}), atol=0)
+
+
+def test_one_chunk_under_a_window_takes_the_windows_hints_and_masks(control, fake_model, sigma):
+    """cfg 1 (one chunk): the window's frames' hints and masks, as with cond and uncond batched."""
+    hints = _hints()
+    masks = torch.zeros(FRAMES, 64, 64)
+    for i in range(FRAMES):
+        masks[i, :, : 8 * (i + 1)] = 1.0
+    frames = [1, 3, 5]
+    x, t, cond = _inputs(3, sigma(0.4))
+    opts = {"cond_or_uncond": [0], "context_window": SimpleNamespace(index_list=frames, dim=0)}
+    got = _ready(control, fake_model, hints, mask=masks).get_control(x, t, cond, 1, opts)
+    ref = _ready(control, fake_model, hints[frames], mask=masks[frames]).get_control(x, t, cond, 1, {"cond_or_uncond": [0]})
+    _equal_outputs(got, ref)
+    # hints exactly as many as the window's frames are the window's own (a batch that fits is used as before)
+    got = _ready(control, fake_model, hints[:3]).get_control(x, t, cond, 1, opts)
+    _equal_outputs(got, _ready(control, fake_model, hints[:3]).get_control(x, t, cond, 1, {"cond_or_uncond": [0]}), atol=0)
+
+
+@pytest.mark.parametrize("masks", [1, 3], ids=["one for all frames", "one per window frame"])
+def test_masks_that_fit_the_window_are_used_as_they_are(control, fake_model, sigma, masks):
+    hints = _hints()
+    mask = torch.rand(masks, 64, 64, generator=torch.Generator().manual_seed(2))
+    x, t, cond = _inputs(6, sigma(0.4))
+    got = _ready(control, fake_model, hints, mask=mask).get_control(x, t, cond, 2, _native((3, 4, 5)))
+    ref = _ready(control, fake_model, hints[[3, 4, 5]], mask=mask).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    _equal_outputs(got, ref)
+
+
+def test_sub_idxs_reads_back_what_the_host_set(control, fake_model):
+    c = _ready(control, fake_model, _hints())
+    assert c.sub_idxs is None
+    c.sub_idxs = [2, 3, 4]
+    assert c.sub_idxs == [2, 3, 4]

@@ -129,3 +129,18 @@ def test_clones_get_a_patcher_for_their_device_and_are_loaded_and_cleaned_with_t
         map(id, [first, second, first.multigpu_clones[OTHER], second.multigpu_clones[OTHER]])
     )
     assert second.multigpu_clones[OTHER].previous_controlnet is first.multigpu_clones[OTHER]  # the link is kept
+
+
+def test_clones_are_registered_only_when_asked_and_get_models_drops_their_state(control, fake_model, image, call, sigma):
+    """``deepclone_multigpu(d)`` alone registers nothing; ComfyUI's ``get_models`` before loading the next
+    run's models drops what the clones keep on their device (encoded hints), as the original's."""
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    assert c.deepclone_multigpu(OTHER) is not c and c.multigpu_clones == {}
+    clone = c.deepclone_multigpu(OTHER, autoregister=True)
+    assert c.multigpu_clones == {OTHER: clone}
+    model = fake_model()
+    for ctrl in (c, clone):
+        ctrl.pre_run(model, model.model_sampling.percent_to_sigma)
+        assert call(ctrl, sigma(0.5))[0] is not None and ctrl._encoded_hints
+    c.get_models()
+    assert not c._encoded_hints and not clone._encoded_hints

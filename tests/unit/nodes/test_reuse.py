@@ -9,7 +9,7 @@ import torch
 
 from affordance.controlnet.reuse import ReuseError, ReusePolicy
 from affordance.controlnet.schedule import ProgressMap, StrengthSchedule
-from affordance.controlnet.weights import ControlWeights
+from affordance.controlnet.weights import ControlWeights, Preset
 from affordance.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from affordance.nodes.apply import apply_control
 from affordance.nodes.control import AffordanceControl
@@ -322,3 +322,55 @@ def test_no_reuse_between_two_latents_at_one_noise_level(control, image, fake_mo
     for a, b in zip(got["output"], want["output"], strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     assert c.reuse_stats.reused == 0
+
+
+def test_the_nodes_logic_keeps_each_entrys_tensor_and_defaults_to_the_whole_run(control, image):
+    ctrl = _applied(control, image)
+    pos = _cond(ctrl)
+    out, _ = reuse_residuals(pos, _cond(ctrl), 3)
+    assert out[0][0] is pos[0][0]
+    assert out[0][1]["control"].reuse == ReusePolicy(3, 0.0, 1.0)
+
+
+def test_a_foreign_control_that_cannot_be_relinked_is_kept_with_a_warning(control, image, caplog):
+    """A control above ours with copy() but no set_previous_controlnet() (or neither) is kept as it is: ours
+    below it stay exact, and the log says so."""
+
+    class CopyOnly:
+        def __init__(self, prev):
+            self.previous_controlnet = prev
+
+        def copy(self):
+            return CopyOnly(self.previous_controlnet)
+
+    class Neither:
+        def __init__(self, prev):
+            self.previous_controlnet = prev
+
+    ctrl = _applied(control, image)
+    for kind in (CopyOnly, Neither):
+        top = kind(ctrl)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="affordance.nodes"):
+            pos, _ = reuse_residuals(_cond(top), _cond(), 2)
+        assert pos[0][1]["control"] is top and top.previous_controlnet is ctrl and ctrl.reuse is None
+        assert f"{kind.__name__} has no copy()/set_previous_controlnet()" in caplog.text
+
+
+def test_lossy_reuse_applies_strength_and_weights_like_the_exact_path(control, image, drive):
+    """Without a mask or uncond factor the lossy path scales kept outputs out of place: same values."""
+    w = ControlWeights(Preset.CUSTOM, custom=(0.5, 0.25, 1.0, 0.75, 0.5))
+    exact = _applied(control, image, 0.7, weights=w)
+    lossy = _with_reuse(_applied(control, image, 0.7, weights=w), 2)
+    ps = progresses(4)
+    for a, b in zip(drive(lossy, ps[:1]), drive(exact, ps[:1])):
+        for x, y in zip(flat(a), flat(b)):
+            torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5)
+
+
+def test_a_new_policy_starts_a_new_cache(control, image, drive):
+    c = _with_reuse(_applied(control, image), 2)
+    drive(c, progresses(4)[:2], cleanup=False)
+    assert c.reuse_stats is not None and c.reuse_stats.computed == 1
+    c.set_reuse(ReusePolicy(3))
+    assert c.reuse_stats is None

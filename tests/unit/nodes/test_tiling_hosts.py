@@ -198,3 +198,46 @@ def test_a_malformed_tile_hint_is_a_typed_error(control, fake_model, sigma):
     c.cond_hint = torch.rand(2, 1, 64, 64)
     with pytest.raises(HintError, match=r"was given a hint of shape \(2, 1, 64, 64\) as cond_hint .* takes \(N, 3, H, W\)"):
         c.get_control(torch.randn(2, 4, 8, 8), torch.full((2,), sigma(0.4)), {"c_crossattn": torch.zeros(2, 5, 768)}, 2, {})
+
+
+def test_a_one_row_tile_hint_is_used_and_an_empty_one_refused(control, fake_model, sigma, close_lists):
+    c = _ready(control, fake_model, _hint())
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, H, W, generator=g)
+    t = torch.full((2,), sigma(0.4))
+    cond = {"c_crossattn": torch.randn(2, 5, 768, generator=g)}
+    own = torch.rand(1, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(8))
+    c.cond_hint = own
+    got = c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    ref = _ready(control, fake_model, own).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    close_lists(_all(got), _all(ref), atol=1e-5)
+    c.cond_hint = torch.rand(0, 3, 8 * H, 8 * W)
+    with pytest.raises(HintError, match=r"was given a hint of shape \(0, 3, 64, 128\) as cond_hint"):
+        c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+
+
+def test_a_tile_hint_per_latent_is_laid_out_for_every_chunk(control, fake_model, sigma, close_lists):
+    """Two latents, cond and uncond: a tile hint of one row per latent serves both chunks."""
+    c = _ready(control, fake_model, _hint())
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 4, H, W, generator=g)
+    t = torch.full((4,), sigma(0.4))
+    cond = {"c_crossattn": torch.randn(4, 5, 768, generator=g)}
+    per_latent = torch.rand(2, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(1))
+    c.cond_hint = per_latent
+    got = c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    ref = _ready(control, fake_model, per_latent).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    close_lists(_all(got), _all(ref), atol=1e-5)
+
+
+def test_a_tile_hint_changed_in_place_outside_inference_mode_is_encoded_again(control, fake_model, sigma):
+    """Outside inference mode a tensor counts its in-place changes: a host that edits its hint gets it
+    re-encoded. (Under ComfyUI's inference mode there is no counter; Tiled Diffusion sets new tensors.)"""
+    c = _ready(control, fake_model, _hint())
+    x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
+    x, t, cond = x, torch.full((2,), sigma(0.4)), {"c_crossattn": torch.randn(2, 5, 768)}
+    c.cond_hint = torch.rand(2, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(1))
+    before = [r.clone() for r in _all(c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]}))]
+    c.cond_hint.mul_(0.0)
+    after = _all(c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]}))
+    assert not all(torch.equal(a, b) for a, b in zip(before, after))
