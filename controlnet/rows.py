@@ -45,11 +45,12 @@ def spread_rows(t: torch.Tensor, runs: Runs, n: int) -> torch.Tensor:
     if len(runs) == 1 and runs[0][1] - runs[0][0] == t.shape[0]:
         start, stop = runs[0]
         return F.pad(t, (0, 0) * (t.dim() - 1) + (start, n - stop))
+    held = sum(stop - start for start, stop in runs)
+    if held != t.shape[0]:
+        raise ValueError(f"spread_rows: the runs {runs} hold {held} rows but the tensor has {t.shape[0]}.")
     out = t.new_zeros((n, *t.shape[1:]))
     offset = 0
     for start, stop in runs:
         out[start:stop] = t[offset : offset + stop - start]
         offset += stop - start
-    if offset != t.shape[0]:
-        raise ValueError(f"spread_rows: the runs {runs} hold {offset} rows but the tensor has {t.shape[0]}.")
     return out

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ControlNetError
@@ -150,10 +149,3 @@ def make_weights(preset: str, base_multiplier: float, uncond_multiplier: float, 
         multipliers.append(x)
     custom = parse_weight_list(custom_weights) if p is Preset.CUSTOM else ()
     return ControlWeights(p, multipliers[0], custom, multipliers[1])
-
-
-def check_weights(values: Sequence[float]) -> None:
-    """Refuse non-finite weights."""
-    bad = [v for v in values if not math.isfinite(v)]
-    if bad:
-        raise WeightsError(f"weights must be finite numbers, got {bad}.")

@@ -271,3 +271,10 @@ def test_one_capture_stream_per_device_made_once(monkeypatch):
     assert other is not first and graphs.capture_stream(torch.device("cuda", 1)) is other
     assert made == [torch.device("cuda", 0), torch.device("cuda", 1)]
     assert CudaGraphBackend().stream is None and CudaGraphBackend(first).stream is first
+
+
+def test_agree_scales_its_tolerance_with_each_tensors_range():
+    """A small value next to a large one may differ by a share of the large one's range (fp16 rounding)."""
+    assert agree([torch.tensor([100.0, 0.1])], [torch.tensor([100.0, 0.0])])
+    assert not agree([torch.tensor([1.0, 0.1])], [torch.tensor([1.0, 0.0])])
+    assert agree([torch.zeros(0)], [torch.zeros(0)])

@@ -115,3 +115,28 @@ def test_window_batch_takes_the_windows_rows_without_an_index_tensor(frames, chu
 def test_window_batch_refuses_frames_outside_the_batch():
     with pytest.raises(HintError, match=r"a batch of 4 masks cannot follow this context window: it samples frames 2 to 5"):
         window_batch(torch.zeros(4, 1, 8, 8), (2, 3, 4, 5), 2, "masks")
+
+
+def test_fit_hint_refuses_other_ranks_and_empty_hints():
+    with pytest.raises(HintError, match=r"a hint must be \(B, C, H, W\), got shape \(3, 8, 8\)"):
+        fit_hint(torch.rand(3, 8, 8), 16, 16)
+    for shape in [(0, 3, 8, 8), (1, 3, 0, 8), (1, 3, 8, 0)]:
+        with pytest.raises(HintError, match=r"the hint is empty \(shape"):
+            fit_hint(torch.rand(shape), 16, 16)
+
+
+@pytest.mark.parametrize(("target", "chunks"), [(5, 2), (4, 0), (4, -1)])
+def test_broadcast_refuses_batches_that_do_not_split_into_chunks(target, chunks):
+    with pytest.raises(HintError, match=rf"a batch of {target} cannot be split into {chunks} equal chunks"):
+        broadcast_batch(torch.rand(3, 2), target, chunks)
+
+
+def test_masks_are_area_averaged_when_any_side_shrinks_and_bilinear_only_when_both_grow():
+    """A side equal to the target's and the other larger still averages (a region's share is kept); upsampling
+    interpolates between pixel centres (align_corners False)."""
+    m = torch.tensor([[[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]]])  # 1 x 6 -> 1 x 2: columns averaged in threes
+    torch.testing.assert_close(mask_for(m, 1, 2).flatten(), torch.tensor([1 / 3, 0.0]))
+    tall = torch.tensor([[[1.0], [0.0], [0.0]]]).expand(1, 3, 2)  # 3 x 2 -> 1 x 2: rows averaged
+    torch.testing.assert_close(mask_for(tall, 1, 2).flatten(), torch.full((2,), 1 / 3))
+    up = mask_for(torch.tensor([[[1.0, 0.0]]]), 1, 4).flatten().tolist()
+    assert up == [1.0, 0.75, 0.25, 0.0]

@@ -325,3 +325,16 @@ def test_a_video_of_hints_is_encoded_a_slice_at_a_time(tiny_model):
         alone = torch.cat([tiny_model.encode_hint(hint[i : i + 1]) for i in range(37)])
     assert HINT_ENCODE_ROWS == 16 and seen_batch == [16, 16, 5]
     torch.testing.assert_close(enc, alone, atol=1e-6, rtol=1e-5)
+
+
+def test_residuals_of_different_lengths_cannot_be_added_and_are_immutable():
+    from dataclasses import FrozenInstanceError
+
+    from affordance.controlnet.residuals import ControlResiduals
+
+    a = ControlResiduals((torch.ones(1), torch.ones(1)), torch.ones(1))
+    b = ControlResiduals((torch.ones(1),), torch.ones(1))
+    with pytest.raises(InputError, match="cannot add residuals of 3 and 2 entries"):
+        a + b
+    with pytest.raises(FrozenInstanceError):
+        a.mid = None

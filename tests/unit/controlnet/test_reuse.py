@@ -225,3 +225,12 @@ def test_a_level_sampled_in_many_calls_keeps_them_all():
         out = [cache.get(sigma, ("window", i), (), lambda i=i: compute(i))[0] for i in range(16)]
         assert [float(o) for o in out] == list(range(16))
     assert len(calls) == 16 and cache.stats.reused == 16
+
+
+def test_conditioning_that_appears_where_there_was_none_is_a_new_computation():
+    """An entry cached for no text conditioning (None) is not served to a call that has one."""
+    cache = ResidualCache(ReusePolicy(4))
+    net = Net()
+    cache.get(SIGMAS[0], "L", (None,), net)
+    cache.get(SIGMAS[1], "L", (torch.ones(2),), net)
+    assert net.calls == 2

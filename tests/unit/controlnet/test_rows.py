@@ -54,3 +54,16 @@ def test_spread_refuses_runs_that_do_not_match_the_rows():
         spread_rows(torch.ones(2, 3), ((0, 1),), 3)
     with pytest.raises(ValueError, match="hold 3 rows but the tensor has 2"):
         spread_rows(torch.ones(2, 3), ((0, 1), (2, 4)), 5)
+
+
+def test_spread_with_several_runs_anywhere():
+    """Three runs, the first not at row 0: each run gets its rows in order, zeros elsewhere."""
+    rows = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    assert spread_rows(rows, ((1, 2), (3, 5), (6, 7)), 8).flatten().tolist() == [0, 1, 0, 2, 3, 0, 4, 0]
+    assert spread_rows(rows[:2], ((1, 2), (3, 4)), 4).flatten().tolist() == [0, 1, 0, 2]
+
+
+def test_spread_names_runs_that_overrun_the_rows_before_torch_does():
+    """Runs holding more rows than the tensor in a way that cannot broadcast got torch's RuntimeError."""
+    with pytest.raises(ValueError, match="hold 3 rows but the tensor has 2"):
+        spread_rows(torch.ones(2, 3), ((0, 2), (3, 4)), 5)

@@ -64,3 +64,11 @@ def test_parse_weight_list():
 def test_custom_needs_values():
     with pytest.raises(WeightsError, match="needs custom weights"):
         ControlWeights(Preset.CUSTOM)
+
+
+@pytest.mark.parametrize("field", ["base_multiplier", "uncond_multiplier"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_weights_built_directly_refuse_non_finite_multipliers(field, value):
+    """The Python API builds ControlWeights without the nodes' 0..1 check: NaN would make every residual NaN."""
+    with pytest.raises(WeightsError, match="base_multiplier and uncond_multiplier must be finite numbers"):
+        ControlWeights(**{field: value})

@@ -27,6 +27,7 @@ FLOAT_TEXTS = [
     "iNfInItY", "infinit", "in f", "1e400", "-1e400", "1e-400", "0x10", "0b1", "0o7", "1_000", "1_000.5",
     "1e1_0", "1__0", "_1", "1_", "1_.5", "1._5", "1_e5", "1.2.3", "1,5", "- 1", "+-1", "--1", "١٢",
     "١_٢", "𝟙𝟚", "\u00a01\u3000", "1\u2003", "\ufeff1", "1\x00", "½", "²", "0", "-0", "00.5", "0e0",
+    "0.\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669", "\u0669", "\uff19\u09ef",
     "1" * 400, "0." + "0" * 330 + "1", "4.9e-324", "2.5e-324", "1.7976931348623157e308", "1.8e308",
     # ASCII separators \x1c-\x1f are whitespace to str.split() but not around a number for float(); digits beyond
     # the BMP (math digits, Osmanya of Unicode 4, Kawi of Unicode 15) are refused on both sides
@@ -44,6 +45,11 @@ WEIGHT_TEXTS = [
     "1, \u0870", "1, \U0001f600",
     # a linked value can be a megabyte: messages quote its start and end (code points, as Python counts)
     "1, " + "x" * 200, "1, " + "\U0001f600" * 100 + "1", "1, " + "9" * 400,
+    # whole up to 80 code points, clipped from 81 (the same boundary on both sides)
+    "1, " + "x" * 80, "1, " + "x" * 81, "1, " + "\u00e9" * 80, "1, " + "\u00e9" * 81,
+    # every character Python's str.isspace() knows separates values; digits 0-9 of another script; escapes
+    *("1" + chr(c) + "2" for c in range(0x110000) if chr(c).isspace()),
+    "1, a\x7fb", "1, a\u00ffb\u0100c",
 ]  # fmt: skip
 
 KEYFRAME_TEXTS = [
