@@ -73,6 +73,9 @@ def test_rgba_and_grey_files_use_the_canvas_rule():
     # the same four pixels as tests/js/strokes.test.mjs (luminance times alpha above half)
     assert ink_from_pixels(px).tolist() == [[True, False, False, True]]
     assert ink_from_pixels(np.array([[127, 128]], np.uint8)).tolist() == [[False, True]]
+    # coloured pixels near the threshold: each channel's weight counts (0.299, 0.587, 0.114)
+    near = np.array([[[0, 200, 255], [0, 180, 200], [0, 170, 200], [255, 88, 0], [255, 87, 0]]], np.uint8)
+    assert ink_from_pixels(near).tolist() == [[True, True, False, True, False]]
     with pytest.raises(DrawingError, match="greyscale, RGB or RGBA"):
         ink_from_pixels(np.zeros((2, 2, 2), np.uint8))
 
@@ -238,3 +241,12 @@ def test_damaged_drawing_files_are_drawing_errors(tmp_path, damaged_copies):
         except Exception as exc:  # noqa: BLE001 - what this test looks for
             escaped.append(f"{what}: {type(exc).__name__}: {exc}")
     assert escaped == []
+
+
+def test_drawing_sizes_below_the_minimum_are_refused():
+    from affordance.preprocessors.drawing import DRAWING_MIN_SIDE, check_drawing_size
+
+    assert check_drawing_size(DRAWING_MIN_SIDE, 64.0) == (DRAWING_MIN_SIDE, 64)
+    for size in [(DRAWING_MIN_SIDE - 1, 64), (64, 4)]:
+        with pytest.raises(DrawingError, match=rf"must be at least {DRAWING_MIN_SIDE} pixels, got"):
+            check_drawing_size(*size)

@@ -217,3 +217,47 @@ def test_binary_of_half_precision_images_equals_float32(astronaut, tensor, thres
     assert half.dtype == torch.float16
     assert (half.float() != ref).float().mean() < 0.01  # resampling in fp16 moves a few border pixels
     assert grey_levels(torch.full((1, 3, 1, 1), 200.0, dtype=torch.float16)).item() == 200.0
+
+
+def test_color_grid_gives_each_64_px_cell_its_colour():
+    """An image of flat 64 px cells comes back as it is; a noisy one becomes flat per cell."""
+    from affordance.preprocessors import color_grid
+
+    cells = torch.rand(1, 3, 2, 3, generator=torch.Generator().manual_seed(4))
+    flat = cells.repeat_interleave(64, dim=-2).repeat_interleave(64, dim=-1)  # (1, 3, 128, 192)
+    torch.testing.assert_close(color_grid(flat, 128), flat, atol=1e-6, rtol=0)
+    noisy = color_grid(flat + 0.05 * torch.randn(flat.shape, generator=torch.Generator().manual_seed(5)), 128)
+    blocks = noisy.unflatten(-1, (3, 64)).unflatten(-3, (2, 64))  # (1, 3, 2, 64, 3, 64)
+    assert torch.equal(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))
+    assert (noisy - flat).abs().max() < 0.15  # bicubic reads a few pixels near each cell centre
+
+
+def test_color_of_a_side_narrower_than_a_cell_is_one_cell():
+    x = torch.rand(1, 3, 200, 40, generator=torch.Generator().manual_seed(6))
+    out = color_core(x)
+    assert out.shape == x.shape and torch.equal(out, out[..., :1].expand_as(out))
+
+
+def test_shuffle_warps_by_the_flow_fields_scaled_to_the_image(monkeypatch):
+    """With the identity flow (x / (W - 1), y / (H - 1) for the two fields) the image comes back unchanged."""
+    import affordance.preprocessors.color as color
+
+    fields = []
+
+    def ramps(b, h, w, generator, device, cell=None):
+        axis = len(fields) % 2  # first x, then y, as the reference draws them
+        r = torch.linspace(0, 1, w).expand(h, w) if axis == 0 else torch.linspace(0, 1, h)[:, None].expand(h, w)
+        fields.append(axis)
+        return r[None, None].repeat(b, 1, 1, 1).to(device)
+
+    monkeypatch.setattr(color, "noise_disk", ramps)
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+    out = shuffle(x, 0, 64)
+    assert fields == [0, 1]
+    assert (out - x).abs().max() <= 1 / 255 + 1e-6  # 8-bit levels, as the reference remaps them
+
+
+def test_inpaint_masks_strictly_above_half():
+    x = torch.full((1, 3, 8, 8), 0.3)
+    assert torch.equal(inpaint(x, torch.full((1, 8, 8), 0.5)), x)
+    assert (inpaint(x, torch.full((1, 8, 8), 0.51)) == -1).all()

@@ -28,3 +28,8 @@ def test_flip_normal_y_converts_opengl_to_directx():
     assert torch.equal(flip_normal_axes(down, flip_y=True), up)
     assert torch.equal(flip_normal_axes(up), up)
     assert flip_normal_axes(up, flip_x=True, flip_z=True).flatten().tolist() == [0.5, 1.0, 0.5]
+
+
+def test_normal_axes_flip_refuses_hints_that_are_not_rgb():
+    with pytest.raises(ParameterError, match="a normal map has 3 channels, got 4"):
+        flip_normal_axes(torch.rand(1, 4, 8, 8), flip_y=True)

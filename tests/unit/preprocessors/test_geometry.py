@@ -265,3 +265,25 @@ def test_palette_colours_are_counted_over_the_whole_image(monkeypatch):
     few = colours[torch.arange(32 * 32) % 150].T.reshape(1, 3, 32, 32)
     many = colours[torch.arange(32 * 32) * 300 // 1024].T.reshape(1, 3, 32, 32)  # 64-px chunks of <= 19 colours
     assert geometry._is_palette(few) and not geometry._is_palette(many)
+
+
+def test_crop_first_never_builds_the_large_intermediate(monkeypatch):
+    """The crop-first path is what keeps memory bounded: no resize step makes anything near 16384x16384."""
+    import affordance.preprocessors.geometry as geometry
+
+    sizes = []
+    real = geometry._resize
+    monkeypatch.setattr(geometry, "_resize", lambda x, h, w, *a, **k: sizes.append((h, w)) or real(x, h, w, *a, **k))
+    resize_hint(torch.rand(1, 3, 8, 8), 16384, 8, "crop_and_resize")
+    assert sizes == [(8, 16384)]
+
+
+def test_resize_and_fill_uses_the_border_median_of_every_channel():
+    """The margin is the median of the border pixels per channel: of an even count (2W + 2H, corners counted
+    twice), the mean of the middle two, as numpy's median."""
+    x = torch.full((1, 3, 8, 16), 0.9)
+    x[0, 0, 0, :], x[0, 0, -1, :] = 0.1, 0.4  # sorted border: 0.1 x18, 0.2 x6, 0.3 x6, 0.4 x18
+    x[0, 0, 1:-1, 0], x[0, 0, 1:-1, -1] = 0.2, 0.3
+    x[0, 1] = 0.6
+    out = resize_hint(x, 16, 16, "resize_and_fill")
+    torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([0.25, 0.6, 0.9]))

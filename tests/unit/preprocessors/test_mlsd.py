@@ -137,3 +137,13 @@ def test_wrong_annotator_under_official_name(tmp_path):
         AnnotatorWeightsError, match=r"does not hold the weights of mlsd_large_512_fp32.pth \(362 missing"
     ):
         load_annotator(tmp_path / MLSD_FILE, MLSDNet(), MLSD_FILE)
+
+
+def test_decode_measures_vertical_segments():
+    """Length is the distance between the two displacements along both axes (a vertical segment too)."""
+    maps = _maps()
+    maps[0, 0, 1, 1] = 5.0
+    maps[0, 1:5, 1, 1] = torch.tensor([0.0, 1.0, 0.0, -1.0])  # dy = 2 half-resolution px
+    for threshold, kept in ((1.0, [[2, 4, 2, 0]]), (3.0, [])):
+        segments, keep = decode_lines(maps, 0.1, threshold)
+        assert segments[keep].tolist() == kept

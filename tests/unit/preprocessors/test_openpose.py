@@ -299,3 +299,39 @@ def test_openpose_bad_input():
         openpose(torch.rand(1, 3, 32, 32), body, resolution=2)
     with pytest.raises(ImageInputError):
         openpose(torch.rand(1, 3, 4, 4), body)
+
+
+def test_limb_table_is_openposes():
+    """The 19 limbs (1-based COCO-18 parts) and their PAF channel pairs, as published with the body model
+    (written out here rather than taken from the module, whose tables the synthetic-map tests also use)."""
+    assert D.LIMB_SEQ == [
+        (2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
+        (12, 13), (13, 14), (2, 1), (1, 15), (15, 17), (1, 16), (16, 18), (3, 17), (6, 18),
+    ]  # fmt: skip
+    assert D.PAF_CHANNELS == [
+        (12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5), (6, 7),
+        (8, 9), (10, 11), (28, 29), (30, 31), (34, 35), (32, 33), (36, 37), (18, 19), (26, 27),
+    ]  # fmt: skip
+
+
+def test_two_partial_people_joined_by_a_limb_are_merged():
+    """Neck-shoulder (person A) and eye-ear (person B) share no part; a shoulder-ear limb joins them: one person
+    with all four parts, their candidate scores and the three limb scores summed."""
+    cand = np.array([[10, 10, 0.9, 0], [20, 10, 0.9, 1], [30, 5, 0.9, 2], [35, 8, 0.9, 3]], float)
+    conn: list = [None] * 19
+    conn[0] = np.array([[0, 1, 0.8, 0, 1]], float)  # limb (2, 3): neck - right shoulder
+    conn[14] = np.array([[2, 3, 0.8, 2, 3]], float)  # limb (15, 17): right eye - right ear
+    conn[17] = np.array([[1, 3, 0.8, 1, 3]], float)  # limb (3, 17): right shoulder - right ear
+    people = D.assemble(conn, cand)
+    assert people.shape == (1, 20)
+    expected = [-1.0] * 18
+    expected[1], expected[2], expected[14], expected[16] = 0, 1, 2, 3
+    assert people[0, :18].tolist() == expected
+    assert people[0, 18] == pytest.approx(4 * 0.9 + 3 * 0.8) and people[0, 19] == 4
+
+
+def test_hand_edge_colours_go_round_the_hue_circle():
+    import colorsys
+
+    for i, colour in enumerate(HAND_COLORS):
+        assert colour == pytest.approx(tuple(255 * c for c in colorsys.hsv_to_rgb(i / 20, 1.0, 1.0)))
