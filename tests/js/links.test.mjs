@@ -282,3 +282,19 @@ test("null entries in a hand-edited workflow's inputs or widgets are skipped, no
   const node = { id: 1, inputs: [null, { name: "width", link: null, widget: { name: "width" } }], widgets: [null, { name: "width", value: 5 }] };
   assert.deepEqual(widgetValue(node, "width"), { linked: false, value: 5 });
 });
+
+test("a chain of 64 Reroute nodes is followed, one of 65 is not (the hop limit)", () => {
+  for (const [count, expected] of [[64, "/view?far.png"], [65, undefined]]) {
+    const g = new Graph();
+    const c = g.add(canvas(1));
+    g.add(preview(2, "/view?far.png"));
+    let from = 2;
+    for (let i = 0; i < count; i++) {
+      const r = g.add(reroute(100 + i));
+      g.link(from, 0, r, 0);
+      from = 100 + i;
+    }
+    g.link(from, 0, c, 0);
+    assert.equal(src(c, 0), expected, `${count} Reroute nodes`);
+  }
+});

@@ -85,3 +85,14 @@ test("the plots draw what the run uses: a primitive's value through a link, or n
     unknown: "interpolation",
   });
 });
+
+test("hsl() colours of every hue sector read as their hex, and contrast with an unreadable colour is null", () => {
+  const pairs = [
+    ["hsl(0, 100%, 50%)", "#ff0000"], ["hsl(60, 100%, 50%)", "#ffff00"], ["hsl(120, 100%, 50%)", "#00ff00"],
+    ["hsl(180, 100%, 50%)", "#00ffff"], ["hsl(200, 100%, 50%)", "#00aaff"], ["hsl(240, 100%, 50%)", "#0000ff"],
+    ["hsl(300, 100%, 50%)", "#ff00ff"], ["hsl(330, 60%, 40%)", "#a32966"],
+  ];
+  for (const [hsl, hex] of pairs) assert.ok(Math.abs(luminance(hsl) - luminance(hex)) < 2e-3, `${hsl} vs ${hex}`);
+  assert.equal(contrast("red", "#fff"), null);
+  assert.equal(contrast("#fff", "var(--fg)"), null);
+});

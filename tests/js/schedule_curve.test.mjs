@@ -215,3 +215,11 @@ test("keyframes or an interpolation that String() cannot convert are refused, no
   assert.throws(() => parseKeyframes(odd), ScheduleError);
   assert.throws(() => parseSchedule("0:1", odd), /interpolation must be 'linear' or 'step', got '\[object Object\]'\./);
 });
+
+test("a keyframe off the 0.001 grid between close neighbours is snapped onto it; a refused removal says index -1", () => {
+  const r = moveKeyframe([[0.1, 1], [0.1015, 1], [0.102, 1]], 1, 0.5, 1);
+  assert.equal(r.keyframes[1][0], 0.101);
+  assert.equal(r.changed, true);
+  assert.ok(Object.is(removeKeyframe([[0.5, 1]], 0).index, -1));
+  assert.ok(Object.is(removeKeyframe([[0.2, 1], [0.5, 1]], 7).index, -1));
+});

@@ -300,3 +300,28 @@ test("a saved drawing renders in time proportional to its ink, and clears drop w
   const strokeOnly = render(4096, 4096, [{ t: "s", r: 1, e: 0, p: zigzag }]);
   assert.ok(strokeOnly.data[0] === 255 && strokeOnly.data[4095 * 4096 + 4095] === 255);
 });
+
+test("a record's coordinates must be finite and within four drawing sides", () => {
+  for (const bad of [[1e9, 0], [0, -16385], [NaN, 0], [Infinity, 0], ["1", 0]]) {
+    assert.throws(() => decodeRecord({ v: 1, ops: [{ t: "s", r: 4, p: bad }] }), /not a finite number within \+-16384/);
+  }
+  assert.equal(decodeRecord({ v: 1, ops: [{ t: "s", r: 4, p: [16384, -16384] }] }).ops.length, 1);
+});
+
+test("fromRGBA takes images of the maximum side and weighs each colour channel like the backend", () => {
+  assert.equal(fromRGBA(new Uint8Array(4 * MAX_SIDE), MAX_SIDE, 1).width, MAX_SIDE);
+  assert.throws(() => fromRGBA(new Uint8Array(4 * (MAX_SIDE + 1)), MAX_SIDE + 1, 1), ScribbleError);
+  // the same pixels as tests/unit/nodes/test_scribble_node.py: luminance 0.299 R + 0.587 G + 0.114 B above 127.5
+  const px = [[0, 200, 255], [0, 180, 200], [0, 170, 200], [255, 88, 0], [255, 87, 0]];
+  const rgba = new Uint8Array(px.flatMap((p) => [...p, 255]));
+  assert.deepEqual([...fromRGBA(rgba, px.length, 1).data], [255, 255, 0, 255, 0]);
+});
+
+test("stamping a stroke from point k returns the area of the new segments only", () => {
+  const op = { t: "s", r: 2, e: 0, p: [2, 2, 2, 40, 30, 40] };
+  const r = createRaster(64, 64);
+  const whole = stampStroke(r, op, 0);
+  const tail = stampStroke(createRaster(64, 64), op, 2);
+  assert.ok(tail[1] > whole[1], `the tail starts below the stroke's start: ${tail} vs ${whole}`);
+  assert.deepEqual(tail, stampSegment(createRaster(64, 64), 2, 40, 30, 40, brushRadius(2), 255));
+});

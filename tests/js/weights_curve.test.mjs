@@ -273,3 +273,33 @@ test("values a hand-edited workflow can hold that String()/Number() cannot conve
   assert.equal(pyFloat(odd), null);
   assert.equal(weightsPlotState(widgets({ preset: "custom", custom_weights: odd })).error.length > 0, true);
 });
+
+test("a plot with negative weights maps rows to values from its own bottom value, and narrow canvases keep a margin", () => {
+  const frame = makeFrame(200, 100, -1, 1);
+  assert.equal(yToValue(frame, frame.top), 1);
+  assert.equal(yToValue(frame, frame.bottom), -1);
+  assert.equal(yToValue(frame, (frame.top + frame.bottom) / 2), 0);
+  assert.equal(makeFrame(40, 100, 0, 1).left, 20); // half the width when the padding would not fit
+  assert.equal(makeFrame(400, 100, 0, 1).left, 30);
+});
+
+test("weightsPlotState of refused settings has no bars", () => {
+  const s = weightsPlotState({ preset: "custom", base_multiplier: 0.825, uncond_multiplier: 1, custom_weights: "1, x" });
+  assert.equal(s.n, 0);
+  assert.deepEqual(s.values, []);
+  assert.match(s.error, /custom weight #2 is 'x'/);
+});
+
+test("bars are 70 % of their slot, centred on it, and a pointer half a slot outside still picks the edge bar", () => {
+  const g = barGeometry([1, 1, 1, 1], 230, 100);
+  const slot = g.slot;
+  assert.equal(slot, (g.frame.right - g.frame.left) / 4);
+  for (const bar of g.bars) {
+    assert.ok(Math.abs(bar.width - 0.7 * slot) < 1e-9);
+    assert.ok(Math.abs(bar.left + bar.width / 2 - bar.x) < 1e-9);
+  }
+  assert.equal(barAt(g, g.frame.right + slot / 2), 3);
+  assert.equal(barAt(g, g.frame.right + slot / 2 + 0.01), -1);
+  assert.equal(barAt(g, g.frame.left - slot / 2), 0);
+  assert.equal(barAt(g, g.frame.left - slot / 2 - 0.01), -1);
+});

@@ -175,9 +175,8 @@ export function pyFloatRepr(x) {
  */
 export function formatNumber(x, decimals = 3) {
   const scale = 10 ** decimals;
-  let r = Math.abs(x) < 1e15 ? Math.round(x * scale) / scale : x;
-  if (Object.is(r, -0)) r = 0;
-  return String(r);
+  const r = Math.abs(x) < 1e15 ? Math.round(x * scale) / scale : x;
+  return String(r); // String(-0) is "0"
 }
 
 /** Round to ``decimals`` places (the value the formatted text parses back to). */
