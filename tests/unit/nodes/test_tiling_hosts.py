@@ -241,3 +241,21 @@ def test_a_tile_hint_changed_in_place_outside_inference_mode_is_encoded_again(co
     c.cond_hint.mul_(0.0)
     after = _all(c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]}))
     assert not all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_a_tile_hint_batch_of_a_divisor_is_repeated_and_another_is_refused(control, fake_model, sigma, close_lists):
+    """Two chunks of four latents (8 rows): a tile hint of 2 rows is repeated as a hint batch of 2 would be; one
+    of 3 fits no latent batch of 4."""
+    c = _ready(control, fake_model, _hint())
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(8, 4, H, W, generator=g)
+    t = torch.full((8,), sigma(0.4))
+    cond = {"c_crossattn": torch.randn(8, 5, 768, generator=g)}
+    pair = torch.rand(2, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(1))
+    c.cond_hint = pair
+    got = c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    ref = _ready(control, fake_model, pair).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    close_lists(_all(got), _all(ref), atol=1e-5)
+    c.cond_hint = torch.rand(3, 3, 8 * H, 8 * W)
+    with pytest.raises(HintError, match="a batch of 3 hint images fits no latent batch of 4"):
+        c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
