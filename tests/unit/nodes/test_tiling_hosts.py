@@ -200,62 +200,58 @@ def test_a_malformed_tile_hint_is_a_typed_error(control, fake_model, sigma):
         c.get_control(torch.randn(2, 4, 8, 8), torch.full((2,), sigma(0.4)), {"c_crossattn": torch.zeros(2, 5, 768)}, 2, {})
 
 
-def test_a_one_row_tile_hint_is_used_and_an_empty_one_refused(control, fake_model, sigma, close_lists):
-    c = _ready(control, fake_model, _hint())
+BATCHED = {"cond_or_uncond": [1, 0]}
+
+
+def _whole_latents(rows: int, sigma: float):
+    """A model call on the whole latent (no tiles), ``rows`` = 2 chunks x latents."""
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(2, 4, H, W, generator=g)
-    t = torch.full((2,), sigma(0.4))
-    cond = {"c_crossattn": torch.randn(2, 5, 768, generator=g)}
-    own = torch.rand(1, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(8))
-    c.cond_hint = own
-    got = c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
-    ref = _ready(control, fake_model, own).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
-    close_lists(_all(got), _all(ref), atol=1e-5)
+    x = torch.randn(rows, 4, H, W, generator=g)
+    return x, torch.full((rows,), sigma), {"c_crossattn": torch.randn(rows, 5, 768, generator=g)}
+
+
+def _given_as_if_applied(control, fake_model, sigma, close_lists, hint: torch.Tensor, rows: int) -> AffordanceControl:
+    """A hint set by the host for the whole latent gives what the same hint given to Apply gives."""
+    c = _ready(control, fake_model, _hint())
+    x, t, cond = _whole_latents(rows, sigma(0.4))
+    c.cond_hint = hint
+    ref = _ready(control, fake_model, hint).get_control(x, t, cond, 2, BATCHED)
+    close_lists(_all(c.get_control(x, t, cond, 2, BATCHED)), _all(ref), atol=1e-5)
+    return c
+
+
+def _hints(rows: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(rows, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_one_row_tile_hint_is_used_and_an_empty_one_refused(control, fake_model, sigma, close_lists):
+    c = _given_as_if_applied(control, fake_model, sigma, close_lists, _hints(1, 8), rows=2)
     c.cond_hint = torch.rand(0, 3, 8 * H, 8 * W)
     with pytest.raises(HintError, match=r"was given a hint of shape \(0, 3, 64, 128\) as cond_hint"):
-        c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+        c.get_control(*_whole_latents(2, sigma(0.4)), 2, BATCHED)
 
 
 def test_a_tile_hint_per_latent_is_laid_out_for_every_chunk(control, fake_model, sigma, close_lists):
     """Two latents, cond and uncond: a tile hint of one row per latent serves both chunks."""
-    c = _ready(control, fake_model, _hint())
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(4, 4, H, W, generator=g)
-    t = torch.full((4,), sigma(0.4))
-    cond = {"c_crossattn": torch.randn(4, 5, 768, generator=g)}
-    per_latent = torch.rand(2, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(1))
-    c.cond_hint = per_latent
-    got = c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
-    ref = _ready(control, fake_model, per_latent).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
-    close_lists(_all(got), _all(ref), atol=1e-5)
+    _given_as_if_applied(control, fake_model, sigma, close_lists, _hints(2), rows=4)
+
+
+def test_a_tile_hint_batch_of_a_divisor_is_repeated_and_another_is_refused(control, fake_model, sigma, close_lists):
+    """Two chunks of four latents (8 rows): a tile hint of 2 rows is repeated as a hint batch of 2 would be; one
+    of 3 fits no latent batch of 4."""
+    c = _given_as_if_applied(control, fake_model, sigma, close_lists, _hints(2), rows=8)
+    c.cond_hint = _hints(3)
+    with pytest.raises(HintError, match="a batch of 3 hint images fits no latent batch of 4"):
+        c.get_control(*_whole_latents(8, sigma(0.4)), 2, BATCHED)
 
 
 def test_a_tile_hint_changed_in_place_outside_inference_mode_is_encoded_again(control, fake_model, sigma):
     """Outside inference mode a tensor counts its in-place changes: a host that edits its hint gets it
     re-encoded. (Under ComfyUI's inference mode there is no counter; Tiled Diffusion sets new tensors.)"""
     c = _ready(control, fake_model, _hint())
-    x = torch.randn(2, 4, H, W, generator=torch.Generator().manual_seed(3))
-    x, t, cond = x, torch.full((2,), sigma(0.4)), {"c_crossattn": torch.randn(2, 5, 768)}
-    c.cond_hint = torch.rand(2, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(1))
-    before = [r.clone() for r in _all(c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]}))]
+    inputs = _whole_latents(2, sigma(0.4))
+    c.cond_hint = _hints(2)
+    before = [r.clone() for r in _all(c.get_control(*inputs, 2, BATCHED))]
     c.cond_hint.mul_(0.0)
-    after = _all(c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]}))
+    after = _all(c.get_control(*inputs, 2, BATCHED))
     assert not all(torch.equal(a, b) for a, b in zip(before, after))
-
-
-def test_a_tile_hint_batch_of_a_divisor_is_repeated_and_another_is_refused(control, fake_model, sigma, close_lists):
-    """Two chunks of four latents (8 rows): a tile hint of 2 rows is repeated as a hint batch of 2 would be; one
-    of 3 fits no latent batch of 4."""
-    c = _ready(control, fake_model, _hint())
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(8, 4, H, W, generator=g)
-    t = torch.full((8,), sigma(0.4))
-    cond = {"c_crossattn": torch.randn(8, 5, 768, generator=g)}
-    pair = torch.rand(2, 3, 8 * H, 8 * W, generator=torch.Generator().manual_seed(1))
-    c.cond_hint = pair
-    got = c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
-    ref = _ready(control, fake_model, pair).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
-    close_lists(_all(got), _all(ref), atol=1e-5)
-    c.cond_hint = torch.rand(3, 3, 8 * H, 8 * W)
-    with pytest.raises(HintError, match="a batch of 3 hint images fits no latent batch of 4"):
-        c.get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
