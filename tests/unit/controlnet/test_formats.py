@@ -58,6 +58,13 @@ def test_merged_selects_only_control_keys():
         ({"down_blocks.0.resnets.0.conv1.weight", "up_blocks.0.resnets.0.conv1.weight"}, "UNet"),
         ({"encoder.down.0.block.0.conv1.weight", "decoder.conv_in.weight"}, "VAE"),
         ({"text_model.encoder.layers.0.mlp.fc1.weight"}, "text encoder"),
+        # each of these keys alone names its family (rows of the detection table that had no case)
+        ({"lora_te_text_model_encoder_layers_0_mlp_fc1.alpha"}, "a LoRA"),
+        ({"after_proj_list.0.weight"}, "HunyuanDiT"),
+        ({"controlnet_blocks.0.weight", "input_block.weight", "text_embedding_padding"}, "HunyuanDiT"),
+        ({"adapter.conv_in.weight"}, "T2I-Adapter"),
+        ({"ctrl_conv_in.weight"}, "ControlNet-XS"),
+        ({"output_blocks.0.0.in_layers.0.weight", "input_blocks.0.0.weight", "input_blocks.1.0.in_layers.0.weight"}, "UNet"),
     ],
 )
 def test_other_families_are_named(keys, name):
@@ -69,3 +76,15 @@ def test_other_families_are_named(keys, name):
 def test_unknown_layout_lists_keys():
     with pytest.raises(UnknownFormatError, match=r"matches no known ControlNet layout \(2 keys, e.g. a.weight, b.bias"):
         detect_format({"a.weight", "b.bias"})
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"controlnet_blocks.0.weight", "input_block.weight"},  # HunyuanDiT needs its padding key too
+        {"output_blocks.0.0.in_layers.0.weight"},  # a decoder alone is not a UNet
+    ],
+)
+def test_partial_family_signatures_are_unknown_not_misnamed(keys):
+    with pytest.raises(UnknownFormatError):
+        detect_format(keys, "x.safetensors")

@@ -287,6 +287,13 @@ def test_inconsistent_architectures_are_config_errors():
         ControlNet(
             replace(SD15, model_channels=64, channel_mult=(1,), num_res_blocks=(1,), transformer_depth=(1,), num_heads=3)
         )
+    tiny = ControlNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0))
+    assert replace(tiny, attention=(True, False)).attention == (True, False)  # an explicit list that fits
+    assert replace(tiny, attention=(True, True)).attention == (True, True)  # attention without transformers
+    with pytest.raises(ConfigError, match="a residual block with transformer blocks must have its attention layer"):
+        replace(tiny, attention=(False, False))
+    with pytest.raises(ConfigError, match="the middle block has 1 or 2 ResBlocks, got 3"):
+        replace(tiny, middle_resblocks=3)
 
 
 @pytest.mark.parametrize("which", ["tiny_model", "tiny_xl_model"])

@@ -91,3 +91,21 @@ def test_diffusers_renaming_of_official_keys_round_trips(family, repo_root):
     assert len(diffusers) == len(keys)
     assert detect_format(diffusers).layout is Layout.DIFFUSERS
     assert shapes(diffusers_to_original(diffusers)) == keys
+
+
+def test_a_diffusers_key_that_fits_nowhere_is_named():
+    from affordance.controlnet.errors import KeyMismatchError
+
+    keys = {k: torch.zeros(1) for k in ("conv_in.weight", "down_blocks.0.resnets.0.conv1.weight", "some_lora.extra.weight")}
+    with pytest.raises(KeyMismatchError, match="some_lora.extra.weight"):
+        diffusers_to_original(keys)
+
+
+def test_a_middle_of_two_resblocks_without_attention_maps_both():
+    from affordance.controlnet.keymap import diffusers_structure, prefix_pairs
+
+    keys = {"down_blocks.0.resnets.0.conv1.weight", "mid_block.resnets.0.conv1.weight", "mid_block.resnets.1.conv1.weight"}
+    assert diffusers_structure(keys) == ((1,), False, 2)
+    pairs = {d: o for d, o, _ in prefix_pairs((1,), False, 2)}
+    assert pairs["mid_block.resnets.0."] == "middle_block.0." and pairs["mid_block.resnets.1."] == "middle_block.1."
+    assert "mid_block.resnets.1." not in {d for d, _, _ in prefix_pairs((1,), False, 1)}

@@ -234,3 +234,8 @@ def test_conditioning_that_appears_where_there_was_none_is_a_new_computation():
     cache.get(SIGMAS[0], "L", (None,), net)
     cache.get(SIGMAS[1], "L", (torch.ones(2),), net)
     assert net.calls == 2
+
+
+def test_a_reuse_window_of_booleans_is_refused():
+    with pytest.raises(ReuseError):
+        ReusePolicy(2, start_percent=False, end_percent=True)

@@ -74,3 +74,19 @@ def test_progress_map_inverts_a_sigma_schedule():
         assert pm.progress(p2s(p)) == pytest.approx(p, abs=2e-3)
     assert pm.progress(1e12) == 0.0
     assert pm.progress(0.0) == 1.0
+
+
+def test_window_and_keyframes_refuse_booleans_and_progress_beyond_1():
+    with pytest.raises(ScheduleError, match="must be numbers within 0..1, got bool"):
+        check_window(False, True)
+    check_window(0, 1)
+    assert parse_keyframes("0:1, 1:0.5") == ((0.0, 1.0), (1.0, 0.5))
+    with pytest.raises(ScheduleError):
+        parse_keyframes("0:1, 1.005:0.5")
+
+
+def test_progress_map_interpolates_between_its_samples():
+    """Linear between samples, exactly: with 4 samples of a linear schedule the map is that line's inverse."""
+    pm = ProgressMap(lambda p: 1.0 - p, resolution=4)
+    for sigma, progress in ((0.625, 0.375), (0.1, 0.9), (0.9, 0.1), (0.5, 0.5)):
+        assert pm.progress(sigma) == pytest.approx(progress, abs=1e-12)

@@ -72,3 +72,19 @@ def test_weights_built_directly_refuse_non_finite_multipliers(field, value):
     """The Python API builds ControlWeights without the nodes' 0..1 check: NaN would make every residual NaN."""
     with pytest.raises(WeightsError, match="base_multiplier and uncond_multiplier must be finite numbers"):
         ControlWeights(**{field: value})
+
+
+def test_the_nodes_multipliers_are_checked_each_and_up_to_1():
+    from affordance.controlnet.weights import make_weights
+
+    assert make_weights("balanced", 1.0, 1.0, "").base_multiplier == 1.0
+    with pytest.raises(WeightsError, match="base_multiplier must be within 0..1, got 1.005"):
+        make_weights("balanced", 1.005, 1.0, "")
+    with pytest.raises(WeightsError, match="uncond_multiplier must be a number within 0..1, got 'abc'"):
+        make_weights("balanced", 0.5, "abc", "")
+
+
+def test_an_unconditional_multiplier_of_0_is_cond_only():
+    assert ControlWeights(uncond_multiplier=0.0).cond_only
+    assert not ControlWeights(uncond_multiplier=0.5).cond_only
+    assert ControlWeights(Preset.CONTROLNET_MORE_IMPORTANT).cond_only

@@ -48,3 +48,11 @@ def test_pyr_up_is_opencv_pyr_up(size):
     im = np.random.default_rng(7).random((*size, 3), dtype=np.float32)
     got = pyr_up(_planes(im))[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(got, cv2.pyrUp(im), atol=2e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (1, 1)])
+def test_gaussian_blur_of_a_one_pixel_side_is_opencvs(shape):
+    im = np.random.default_rng(8).random((*shape, 1), dtype=np.float32)
+    ref = cv2.GaussianBlur(im, (0, 0), 1.4).reshape(shape)
+    got = gaussian_blur(torch.from_numpy(im).permute(2, 0, 1)[None], 1.4)[0, 0].numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-6)

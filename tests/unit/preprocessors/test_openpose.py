@@ -335,3 +335,27 @@ def test_hand_edge_colours_go_round_the_hue_circle():
 
     for i, colour in enumerate(HAND_COLORS):
         assert colour == pytest.approx(tuple(255 * c for c in colorsys.hsv_to_rgb(i / 20, 1.0, 1.0)))
+
+
+def test_each_part_joins_one_limb_at_most():
+    """Two A parts and a PAF pointing down everywhere: the best pairs are taken greedily, a B part only once."""
+    a = np.array([[10, 10, 1, 0], [14, 10, 1, 1]], float)
+    b = np.array([[10, 40, 1, 2], [40, 40, 1, 3]], float)
+    paf = np.zeros((60, 60, 2))
+    paf[..., 1] = 1.0
+    assert D.score_limb(a, b, paf, 60)[:, :2].tolist() == [[0, 2], [1, 3]]
+
+
+def test_a_hand_box_at_the_right_edge_is_clipped_to_the_image():
+    body: list = [None] * 18
+    body[2], body[3], body[4] = (150.0, 50.0), (170.0, 80.0), (190.0, 110.0)
+    x, y, side, _ = D.hand_boxes(body, 200, 200)[0]
+    assert (x, y) == (169, 92) and x + side <= 200 and side == 30
+
+
+def test_smart_resize_shrinks_by_area_and_grows_by_lanczos():
+    import cv2
+
+    x = np.random.default_rng(2).random((40, 60, 3)).astype(np.float32)
+    np.testing.assert_array_equal(D.smart_resize(x, 20, 30), cv2.resize(x, (30, 20), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(D.smart_resize(x, 80, 120), cv2.resize(x, (120, 80), interpolation=cv2.INTER_LANCZOS4))
