@@ -115,8 +115,9 @@ def _resize_masked(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def _resize_binary(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """A black/white hint, kept black/white with its thin lines: the ink is the rarer value (white edges on
-    black, or a black drawing on white). Axes that shrink go first, by area, where any ink in a cell is ink (a
-    one-pixel line survives, as in :func:`.base.at_resolution`); axes that grow then, bicubic, at half."""
+    black, or a black drawing on white). Axes that shrink go first, by area, where a cell with more than 1/1000 of
+    it inked is ink (a one-pixel line survives any shrink up to 1000x, as in :func:`.base.at_resolution`; a lone
+    pixel survives up to about 31x per axis); axes that grow then, bicubic, at half."""
     black_ink = bool(x.mean() > 0.5)
     y = 1 - x if black_ink else x
     mh, mw = min(h, x.shape[-2]), min(w, x.shape[-1])
