@@ -465,14 +465,14 @@ def _learned_hints(image: torch.Tensor, args: argparse.Namespace, paths: dict[st
                     nets[f] = load_annotator(where[f], NETWORK_FOR_FILE[f](), f)
                 except Exception as exc:  # reported with its hint; the other hints still run
                     nets[f] = exc
-        broken = [nets[f] for f in files if isinstance(nets[f], Exception)]
+        broken = [e for e in (nets[f] for f in files) if isinstance(e, Exception)]
         if broken:
             failed += 1
-            exc = broken[0]
+            error = broken[0]
             reason = (
-                _one_line(exc)
-                if isinstance(exc, PreprocessorError)
-                else f"unexpected {type(exc).__name__}: {_one_line(exc)}"
+                _one_line(error)
+                if isinstance(error, PreprocessorError)
+                else f"unexpected {type(error).__name__}: {_one_line(error)}"
             )
             log.error("%-17s skipped: %s", key, reason)
             continue

@@ -187,7 +187,7 @@ def _read_places(
             buf = torch.empty(nbytes, dtype=torch.uint8)
             if nbytes:
                 f.seek(offset)
-                if f.readinto(memoryview(buf.numpy())) != nbytes:
+                if f.readinto(buf.numpy().data) != nbytes:
                     raise changed
             out[offset, nbytes] = buf
         if file_identity(os.fstat(f.fileno())) != identity:
@@ -555,7 +555,7 @@ def _read_torch_zip(
         storage = t.untyped_storage()
         offset = getattr(storage, "_checkpoint_offset", None)
         record = layout.records.get(offset) if isinstance(offset, int) else None
-        if record is None or not record.stored:
+        if not isinstance(offset, int) or record is None or not record.stored:
             log.debug("%r: a storage's record is unknown or compressed: read as torch.load does", path)
             return None
         # the pickle's storage size, grown by torch to what the tensor's shape needs if that is more

@@ -304,14 +304,9 @@ def config_from_state_dict(
     proj = next((k for k in sorted(keys) if k.endswith("proj_in.weight")), None)
     use_linear = proj is not None and sd[proj].ndim == 2
     if num_heads is None and num_head_channels is None:
-        if context_dim == 768:
-            num_heads, num_head_channels = 8, -1
-        else:
-            num_heads, num_head_channels = -1, 64
-    elif num_heads is None:
-        num_heads = -1
-    elif num_head_channels is None:
-        num_head_channels = -1
+        num_heads, num_head_channels = (8, -1) if context_dim == 768 else (-1, 64)
+    heads = -1 if num_heads is None else num_heads  # the one given decides, the other is -1
+    head_channels = -1 if num_head_channels is None else num_head_channels
 
     try:
         return ControlNetConfig(
@@ -322,8 +317,8 @@ def config_from_state_dict(
             transformer_depth_middle=depth_middle,
             context_dim=context_dim,
             use_linear_in_transformer=use_linear,
-            num_heads=num_heads,
-            num_head_channels=num_head_channels,
+            num_heads=heads,
+            num_head_channels=head_channels,
             adm_in_channels=adm,
             in_channels=in_channels,
             hint_channels=hint_channels,

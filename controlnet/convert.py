@@ -157,7 +157,7 @@ def _little_endian_bytes(tensor: torch.Tensor) -> memoryview:
     raw = flat.view(torch.uint8)
     if sys.byteorder == "big" and flat.element_size() > 1:
         raw = raw.reshape(-1, flat.element_size()).flip(1).reshape(-1)
-    return memoryview(raw.numpy())
+    return raw.numpy().data
 
 
 def save_file(
@@ -264,7 +264,7 @@ def _handled(previous: dict[int, _Handler], handler: _Handler) -> Iterator[None]
             for s, old in previous.items():
                 signal.signal(s, old)
         finally:
-            if mask is not None:
+            if block is not None and mask is not None:
                 block(signal.SIG_SETMASK, mask)
 
 

@@ -36,6 +36,8 @@ from torch import nn
 log = logging.getLogger("affordance.controlnet")
 
 Outputs = list[torch.Tensor | None]
+# one call's inputs: x, timesteps, context, y (or None), encoded hint
+Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]
 
 
 @dataclass
@@ -202,7 +204,8 @@ class GraphedControlNet:
         self.check = check
         self.max_rerecords = max_rerecords
         self._layouts: dict[Hashable, _Layout] = {}
-        self._slots = [
+        # the modules' own tables, read again at each check: an entry may have been set to None since
+        self._slots: list[tuple[dict[str, Any], str]] = [
             (table, name)
             for m in network.modules()
             for table in (m._parameters, m._buffers)
@@ -264,7 +267,7 @@ class GraphedControlNet:
             One tensor per residual (``None`` where not needed). When recorded these are the static
             outputs, valid until this runner's next call.
         """
-        inputs = (x, timesteps, context, y, encoded_hint)
+        inputs: Inputs = (x, timesteps, context, y, encoded_hint)
         flags = None if needed is None else tuple(bool(f) for f in needed)
         if self.rerecords <= self.max_rerecords:
             self._weights_changed()  # drops the recordings if a weight was replaced or moved
@@ -286,13 +289,13 @@ class GraphedControlNet:
         self.replays += 1
         return layout.captured.outputs
 
-    def _eager(self, inputs: tuple[torch.Tensor | None, ...], flags: tuple[bool, ...] | None) -> Outputs:
+    def _eager(self, inputs: Inputs, flags: tuple[bool, ...] | None) -> Outputs:
         self.eager_calls += 1
         x, timesteps, context, y, enc = inputs
         return self.network(x, None, timesteps, context, y, encoded_hint=enc, needed=flags).as_list()
 
     def _record(
-        self, key: Hashable, inputs: tuple[torch.Tensor | None, ...], flags: tuple[bool, ...] | None
+        self, key: Hashable, inputs: Inputs, flags: tuple[bool, ...] | None
     ) -> tuple[_Layout, Outputs | None]:
         """Record a new layout; returns it and, when recording produced them, this call's outputs."""
         eager = _Layout((), None)

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -87,10 +88,19 @@ class ControlNetWeights:
     report: LoadReport
 
 
-def _positive_ints(value: object) -> bool:
-    """Whether ``value`` is a positive int or a non-empty list of them (``bool`` excluded)."""
+def _positive_ints(name: str, value: object, source: str) -> int | list[int]:
+    """``value`` (config.json's ``name``) if it is a positive int or a non-empty list of them (``bool`` excluded).
+
+    Raises:
+        CorruptCheckpointError: anything else.
+    """
     items = value if isinstance(value, list) and value else [value]
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
+        raise CorruptCheckpointError(
+            f"{source}: config.json's {name} is {value!r}, not a positive whole number or a list of them. "
+            "Restore the original config.json, or remove it (the weights alone are enough to load the model)."
+        )
+    return cast("int | list[int]", value)
 
 
 def _heads_from_diffusers_config(cfg: Mapping[str, object], source: str) -> dict[str, int]:
@@ -102,16 +112,13 @@ def _heads_from_diffusers_config(cfg: Mapping[str, object], source: str) -> dict
     """
     # diffusers' own rule: num_attention_heads when set (truthy), else attention_head_dim
     key = "num_attention_heads" if cfg.get("num_attention_heads") else "attention_head_dim"
-    heads = cfg.get(key)
-    widths = cfg.get("block_out_channels")
-    if heads is None or not isinstance(widths, list):
+    given = cfg.get(key)
+    listed = cfg.get("block_out_channels")
+    if given is None or not isinstance(listed, list):
         return {}
-    for name, value in ((key, heads), ("block_out_channels", widths)):
-        if not _positive_ints(value):
-            raise CorruptCheckpointError(
-                f"{source}: config.json's {name} is {value!r}, not a positive whole number or a list of them. "
-                "Restore the original config.json, or remove it (the weights alone are enough to load the model)."
-            )
+    heads = _positive_ints(key, given, source)
+    _positive_ints("block_out_channels", listed, source)
+    widths: list[int] = listed
     if isinstance(heads, int):
         return {"num_heads": heads}
     if len(heads) == len(widths):

@@ -8,6 +8,7 @@ middle block feed a zero-initialised 1x1 convolution whose output is one residua
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +119,7 @@ class ControlNet(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """The dtype the forward computes in: ``compute_dtype`` if set, else the parameters' dtype."""
-        return self.compute_dtype or self.time_embed[0].weight.dtype
+        return self.compute_dtype or cast(torch.Tensor, self.time_embed[0].weight).dtype
 
     def encode_hint(self, hint: torch.Tensor) -> torch.Tensor:
         """Run the hint encoder once; the result can be reused for every sampling step.
@@ -242,18 +243,20 @@ class ControlNet(nn.Module):
         dtype = self.dtype
         emb = self._mlp(self.time_embed, timestep_embedding(timesteps.reshape(-1), cfg.model_channels).to(dtype))
         if y is not None:
-            emb = emb + self._mlp(self.label_emb[0], y.to(dtype))
+            emb = emb + self._mlp(cast(nn.Sequential, self.label_emb[0]), y.to(dtype))
         emb = F.silu(emb)  # every ResBlock's embedding projection starts with this SiLU: applied once here
         context = context.to(dtype)
         h = x.to(dtype)
         n_in = len(self.input_blocks)
+        pending: torch.Tensor | None = encoded_hint  # added after the first block, then freed
+        del encoded_hint
         for i in range(min(last + 1, n_in)):
             h = self.input_blocks[i](h, emb, context)
-            if i == 0:
-                h = h + encoded_hint.to(dtype)
-                encoded_hint = None  # not needed again: freed now if this call encoded it
+            if pending is not None:
+                h = h + pending.to(dtype)
+                pending = None  # not needed again: freed now if this call encoded it
             if want[i]:
-                outs[i] = self.zero_convs[i][0](h)
+                outs[i] = cast(nn.Sequential, self.zero_convs[i])[0](h)
         if want[n_in]:
             h = self.middle_block(h, emb, context)
             outs[n_in] = self.middle_block_out[0](h)

@@ -349,7 +349,8 @@ class AffordanceControl:
         built_for = self._progress_for() if self._progress_for is not None else None
         if sampling is None or built_for is not sampling:
             self._progress = None  # a map built for another model's sigmas (or for a model we cannot tell apart)
-        needs_progress = self.schedule is not None or (self._lossy and self.reuse.windowed)
+        reuse = self.reuse
+        needs_progress = self.schedule is not None or (reuse is not None and reuse.lossy and reuse.windowed)
         if needs_progress and self._progress is None:
             self._progress = ProgressMap(percent_to_timestep_function)
             self._progress_for = _weak(sampling)
@@ -426,14 +427,14 @@ class AffordanceControl:
                 clone.cleanup()
             finally:
                 clone.previous_controlnet = chained
-        stats = self.reuse_stats
-        if stats is not None and stats.reused:
+        cache = self._reuse_cache
+        if cache is not None and cache.stats.reused:
             log.info(
                 "%s: ControlNet computed %d times, reused %d times (every_k_steps=%d, lossy)",
                 self.name,
-                stats.computed,
-                stats.reused,
-                self.reuse.every_k,
+                cache.stats.computed,
+                cache.stats.reused,
+                cache.policy.every_k,
             )
         self._clear_window_frames()
         self.cond_hint = None
@@ -484,17 +485,17 @@ class AffordanceControl:
         by default) samples a window with the frame before it in front (``causal_anchor_index``), so the call
         holds that frame too.
         """
-        frames = self._sub_idxs
-        if frames is None:
+        listed: Any = self._sub_idxs  # what the host gave: checked below
+        if listed is None:
             window = transformer_options.get("context_window")
             if window is None or getattr(window, "dim", 0) != 0:
                 return None
-            frames = getattr(window, "index_list", None)
+            listed = getattr(window, "index_list", None)
             anchor = getattr(window, "causal_anchor_index", None)
-            if frames is not None and isinstance(anchor, int) and anchor >= 0:
-                frames = [anchor, *frames]
+            if listed is not None and isinstance(anchor, int) and anchor >= 0:
+                listed = [anchor, *listed]
         try:
-            frames = tuple(int(i) for i in frames)
+            frames = tuple(int(i) for i in listed)
         except (TypeError, ValueError):
             return None
         return frames if len(frames) == per else None
@@ -531,15 +532,14 @@ class AffordanceControl:
         the tile's crop in ``cond_hint_original`` (a hint of another size than the Apply node set). The mask would
         be squeezed into every tile.
         """
-        hint = self.cond_hint_original
-        replaced = hint is not None and self._applied_size is not None and tuple(hint.shape[-2:]) != self._applied_size
-        if given is None and not replaced:
-            return
+        hint, size = self.cond_hint_original, self._applied_size
         if given is not None:
             how = "sets each tile's hint"
-        else:
-            (h, w), (th, tw) = self._applied_size, hint.shape[-2:]
+        elif hint is not None and size is not None and tuple(hint.shape[-2:]) != size:
+            (h, w), (th, tw) = size, hint.shape[-2:]
             how = f"replaced the {w}x{h} hint with a {tw}x{th} crop"
+        else:
+            return
         raise InputError(
             f"{self.name} has a mask, but a node tiles the sampling (Tiled Diffusion, Ultimate SD Upscale...) and "
             f"{how}: it crops the hint to each tile, not the mask, which would be squeezed into every tile. Remove the "
@@ -587,11 +587,11 @@ class AffordanceControl:
         (:meth:`_given_hint`) replaces the hint made from ``cond_hint_original``.
         """
         if given is not None:
-            enc = self._encode_given(given, x.device, dtype)[0]
-            if enc.shape[0] == 1 or enc.shape[0] == n:
-                return enc
-            check_hint_batch(enc.shape[0], n // max(chunks, 1))
-            return broadcast_batch(enc, n, chunks)
+            encoded = self._encode_given(given, x.device, dtype)[0]
+            if encoded.shape[0] == 1 or encoded.shape[0] == n:
+                return encoded
+            check_hint_batch(encoded.shape[0], n // max(chunks, 1))
+            return broadcast_batch(encoded, n, chunks)
         if self.cond_hint_original is None:
             raise HintError(f"{self.name} has no hint image: apply it with an Apply ControlNet node first.")
         h, w = x.shape[-2] * HINT_DOWNSCALE, x.shape[-1] * HINT_DOWNSCALE
@@ -639,7 +639,7 @@ class AffordanceControl:
         if frames is None and key in self._factor_cache:
             return self._factor_cache[key]
         rows = self._row_scale(negatives, device, dtype)
-        mask = self._mask(n, chunks, h, w, device, dtype, frames) if self.mask is not None else None
+        mask = self._mask(self.mask, n, chunks, h, w, device, dtype, frames) if self.mask is not None else None
         factor = mask if rows is None else (rows if mask is None else rows * mask)
         if frames is None:
             self._factor_cache[key] = factor
@@ -647,6 +647,7 @@ class AffordanceControl:
 
     def _mask(
         self,
+        mask: torch.Tensor,
         n: int,
         chunks: int,
         h: int,
@@ -655,10 +656,10 @@ class AffordanceControl:
         dtype: torch.dtype,
         frames: tuple[int, ...] | None = None,
     ) -> torch.Tensor:
-        """The mask resized to ``h x w`` for ``n`` rows in ``chunks`` chunks (the window's rows for ``frames``)."""
+        """``mask`` (this control's) resized to ``h x w`` for ``n`` rows in ``chunks`` chunks (the window's rows for ``frames``)."""
         key = (n, chunks, h, w, device, dtype) if frames is None else (h, w, device, dtype)
         if key not in self._mask_cache:
-            m = mask_for(self.mask, h, w).to(device, dtype)  # resized where it lies, then moved
+            m = mask_for(mask, h, w).to(device, dtype)  # resized where it lies, then moved
             self._mask_cache[key] = m if frames is not None else broadcast_batch(m, n, chunks)
         if frames is None:
             return self._mask_cache[key]
@@ -666,6 +667,7 @@ class AffordanceControl:
 
     def _reused_or_computed(
         self,
+        policy: ReusePolicy,
         sigma: float,
         x_noisy: torch.Tensor,
         batched_number: int,
@@ -682,7 +684,7 @@ class AffordanceControl:
         one prompt, area, window or tile are never served to another.
         """
         if self._reuse_cache is None:
-            self._reuse_cache = ResidualCache(self.reuse)
+            self._reuse_cache = ResidualCache(policy)
         layout = (
             tuple(x_noisy.shape),
             x_noisy.dtype,
@@ -693,7 +695,7 @@ class AffordanceControl:
             place,
         )
         progress = self._progress.progress(sigma) if self._progress is not None else None
-        return self._reuse_cache.get(sigma, layout, conditioning, compute, reuse_allowed=self.reuse.allows(progress))
+        return self._reuse_cache.get(sigma, layout, conditioning, compute, reuse_allowed=policy.allows(progress))
 
     def get_control(
         self, x_noisy: torch.Tensor, t: torch.Tensor, cond: dict, batched_number: int, transformer_options: dict
@@ -782,8 +784,9 @@ class AffordanceControl:
                 return outs
             return [None if o is None else spread_rows(o, runs, n) for o in outs]
 
-        lossy = self._lossy
-        if lossy:
+        policy = self.reuse if self._lossy else None
+        lossy = policy is not None and sigma is not None  # a lossy control always reads the sigma (_needs_sigma)
+        if policy is not None and sigma is not None:
             # a tiling host's tiles differ only by their hint: its token (the same tensor for a tile at every
             # step) keys them apart; a hint not kept is never reused
             place: Hashable = frames
@@ -791,7 +794,7 @@ class AffordanceControl:
                 token = self._encode_given(given, x_noisy.device, dtype)[1]
                 place = (frames, token if token is not None else object())
             outs = self._reused_or_computed(
-                sigma, x_noisy, batched_number, transformer_options, (context, y), compute, place
+                policy, sigma, x_noisy, batched_number, transformer_options, (context, y), compute, place
             )
         else:
             outs = compute()

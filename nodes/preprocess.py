@@ -139,10 +139,10 @@ def run_batched(
         raise ParameterError(f"output_size must be one of {list(OUTPUT_SIZES)}, got {shown(output_size)}.")
     if resolution is not None:  # a linked value reaches here unconverted: checked before anything uses it
         resolution = check_resolution(resolution)
-    detect = output_size == "detection" and resolution is not None
+    detect_at = resolution if output_size == "detection" else None  # the detection size's resolution
     x = to_bchw(image, processing_device())
-    if detect:
-        _check_output_memory(x, resolution, what)
+    if detect_at is not None:
+        _check_output_memory(x, detect_at, what)
     chunk = CHUNK
     if (resolution is not None or pixels is not None) and bytes_per_pixel is not None:
         chunk = _chunk_for_memory(x, resolution, pixels, bytes_per_pixel, what, input_bytes_per_pixel)
@@ -151,8 +151,8 @@ def run_batched(
     for i in range(0, x.shape[0], chunk):
         part = x[i : i + chunk]
         n = part.shape[0]
-        if detect:
-            part = to_detection_size(part, resolution)
+        if detect_at is not None:
+            part = to_detection_size(part, detect_at)
         out.append(to_image(fn(part)))
         bar.update(n)
     return torch.cat(out)
@@ -220,8 +220,8 @@ class _Preprocessor:
     # sized to the memory free and, on the CPU, an image that alone needs more is refused before running
     WORK_BYTES_PER_PIXEL: int | None = None
     LABEL = "this preprocessor"  # names the node in that refusal
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("hint",)
+    RETURN_TYPES: tuple[str, ...] = ("IMAGE",)
+    RETURN_NAMES: tuple[str, ...] = ("hint",)
     FUNCTION = "process"
     CATEGORY = "Affordance/preprocessors"
 

@@ -158,7 +158,7 @@ class ControlResidualReuse:
     def VALIDATE_INPUTS(
         cls, every_k_steps: int | None, start_percent: float | None, end_percent: float | None
     ) -> bool | str:
-        if None in (every_k_steps, start_percent, end_percent):
+        if every_k_steps is None or start_percent is None or end_percent is None:
             return True  # a linked widget: its value is checked when the node runs
         try:
             ReusePolicy(every_k_steps, start_percent, end_percent)

@@ -63,7 +63,7 @@ class ControlWeightsNode:
     def VALIDATE_INPUTS(
         cls, preset: str | None, base_multiplier: float | None, uncond_multiplier: float | None, custom_weights: str | None
     ) -> bool | str:
-        if None in (preset, base_multiplier, uncond_multiplier, custom_weights):
+        if preset is None or base_multiplier is None or uncond_multiplier is None or custom_weights is None:
             return True  # a linked widget: its value is checked when the node runs
         # preset is a list widget: ComfyUI converts nothing there, so its value is checked below whatever it is
         if unconverted((base_multiplier, float), (uncond_multiplier, float), (custom_weights, str)):

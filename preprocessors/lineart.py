@@ -17,6 +17,8 @@ that inverted map, from the network's output truncated to 8 bits first as the re
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -88,7 +90,7 @@ def lineart_levels(net: LineartNet, levels: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, 1, H, W)`` white lines on black, in ``[0, 1]`` on 8-bit levels, on the input's device and dtype.
     """
-    param = net.model0[1].weight
+    param = cast(torch.Tensor, net.model0[1].weight)
     drawing = net(levels.to(device=param.device, dtype=param.dtype) / 255.0)
     drawing = (drawing.float() * 255.0).clamp_(0, 255).floor_()
     return ((255.0 - drawing) / 255.0).to(device=levels.device, dtype=levels.dtype)

@@ -19,6 +19,8 @@ inverted (``255 - x``, as ControlNet 1.1's app, sd-webui-controlnet and controln
 from __future__ import annotations
 
 import math
+from itertools import islice
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +53,9 @@ class UNetLevel(nn.Module):
         self.outermost = in_channels is not None
         down = nn.Conv2d(in_channels or outer, inner, 4, stride=2, padding=1)
         up = nn.ConvTranspose2d(inner if inner_level is None else 2 * inner, outer, 4, stride=2, padding=1)
+        layers: list[nn.Module]
         if self.outermost:
+            assert inner_level is not None  # the outermost level always wraps the rest of the U-Net
             layers = [down, inner_level, nn.ReLU(), up, nn.Tanh()]
         elif inner_level is None:
             layers = [nn.LeakyReLU(0.2), down, nn.ReLU(), up, _norm(outer)]
@@ -64,7 +68,7 @@ class UNetLevel(nn.Module):
             return self.model(x)
         h = self.model[0](x)
         y = h
-        for layer in self.model[1:]:
+        for layer in islice(self.model, 1, None):
             y = layer(y)
         return torch.cat([h, y], dim=1)
 
@@ -107,7 +111,7 @@ def lineart_anime_levels(net: LineartAnimeNet, levels: torch.Tensor) -> torch.Te
     x = levels.float()
     if (hn, wn) != (h, w):
         x = _bicubic(x, hn, wn).round_().clamp_(0, 255)  # OpenCV resizes the uint8 image: rounds, saturates
-    param = net.model.model[0].weight
+    param = cast(torch.Tensor, net.model.model[0].weight)
     out = net((x / 127.5 - 1.0).to(device=param.device, dtype=param.dtype))
     drawing = _bicubic(out.float() * 127.5 + 127.5, h, w).clamp_(0, 255).floor_()
     return ((255.0 - drawing) / 255.0).to(device=levels.device, dtype=levels.dtype)

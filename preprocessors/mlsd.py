@@ -217,9 +217,8 @@ def mlsd_lines(
     param = net.block23.conv3.weight
     maps = net(mlsd_input(levels.to(device=param.device, dtype=param.dtype)))
     segments, keep = decode_lines(maps, score_threshold, distance_threshold)
-    segments, keep = segments.cpu().numpy(), keep.cpu().numpy()
     h, w = levels.shape[-2:]
-    out = np.stack([draw_lines(s[k], h, w) for s, k in zip(segments, keep)])
+    out = np.stack([draw_lines(s[k], h, w) for s, k in zip(segments.cpu().numpy(), keep.cpu().numpy())])
     return torch.from_numpy(out)[:, None].to(device=levels.device, dtype=levels.dtype) / 255.0
 
 

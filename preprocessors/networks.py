@@ -9,6 +9,7 @@ serve the whole-folder check (``python -m affordance annotators``), the command 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,9 +39,10 @@ NETWORK_FOR_FILE: dict[str, Callable[[], nn.Module]] = {
 
 
 # A learned hint: the files it reads (in this order) and ``run(image, networks, resolution)``, where
-# ``image`` is ``(B, 3, H, W)`` float in ``[0, 1]``, ``networks`` the loaded networks of those files, and the
-# result a ``(B, 3, H, W)`` hint in ``[0, 1]``. Every learned preprocessor node's defaults, by hint name.
-LearnedHint = tuple[tuple[str, ...], Callable[[torch.Tensor, Sequence[nn.Module], int], torch.Tensor]]
+# ``image`` is ``(B, 3, H, W)`` float in ``[0, 1]``, ``networks`` the loaded networks of those files (each of
+# the class ``NETWORK_FOR_FILE`` names for it, hence ``Any``), and the result a ``(B, 3, H, W)`` hint in
+# ``[0, 1]``. Every learned preprocessor node's defaults, by hint name.
+LearnedHint = tuple[tuple[str, ...], Callable[[torch.Tensor, Sequence[Any], int], torch.Tensor]]
 LEARNED_GALLERY: dict[str, LearnedHint] = {
     "hed": ((HED_FILE,), lambda x, n, r: hed(x, n[0], False, r)),
     "fake_scribble": ((HED_FILE,), lambda x, n, r: fake_scribble(x, n[0], r)),

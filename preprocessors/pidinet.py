@@ -102,8 +102,8 @@ class DilationModule(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 1)
-        for i, d in enumerate((5, 7, 9, 11), 1):
-            self.add_module(f"conv2_{i}", nn.Conv2d(cout, cout, 3, padding=d, dilation=d, bias=False))
+        dilated = (nn.Conv2d(cout, cout, 3, padding=d, dilation=d, bias=False) for d in (5, 7, 9, 11))
+        self.conv2_1, self.conv2_2, self.conv2_3, self.conv2_4 = dilated
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(F.relu(x))

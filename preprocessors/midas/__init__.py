@@ -134,7 +134,7 @@ def midas_depth_and_normal(
     resolution = check_resolution(resolution)
     check_range("a", a, 0.0, 5.0 * math.pi)
     check_range("bg_threshold", bg_threshold, 0.0, 1.0)
-    dh, dw = detection_size(*image.shape[-2:], resolution)
+    dh, dw = detection_size(image.shape[-2], image.shape[-1], resolution)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         raw = midas_raw_depth(net, x)[..., :dh, :dw]
@@ -159,7 +159,7 @@ def midas_depth(image: torch.Tensor, net: DPTHybridNet, resolution: int = 512) -
     """
     image = check_image(image)
     resolution = check_resolution(resolution)
-    dh, dw = detection_size(*image.shape[-2:], resolution)
+    dh, dw = detection_size(image.shape[-2], image.shape[-1], resolution)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = depth_levels(midas_raw_depth(net, x)[..., :dh, :dw])

@@ -88,7 +88,7 @@ class BodyPoseNet(_Cascade):
     def __init__(self) -> None:
         super().__init__()
         self.stem: list[Layer] = _vgg([("conv4_3_CPM", 512, 256, 3), ("conv4_4_CPM", 256, 128, 3)])
-        first = [
+        first: list[list[Layer]] = [
             [
                 (f"conv5_1_CPM_L{b}", 128, 128, 3),
                 (f"conv5_2_CPM_L{b}", 128, 128, 3),

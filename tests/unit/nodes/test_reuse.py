@@ -102,15 +102,19 @@ def test_k1_through_the_node_is_bit_identical_to_exact(control, image, drive):
 
 
 @pytest.mark.parametrize(("k", "steps", "forwards"), [(1, 8, 8), (2, 8, 4), (3, 9, 3), (4, 10, 3)])
-def test_k_runs_the_network_once_every_k_steps(control, image, drive, k, steps, forwards):
+def test_k_runs_the_network_once_every_k_steps(control, image, drive, k, steps, forwards, caplog):
     ctrl = _with_reuse(_applied(control, image), k)
     counter = Counter(ctrl)
     drive(ctrl, progresses(steps), cleanup=False)
     assert counter.calls == forwards
     if k > 1:
         assert (ctrl.reuse_stats.computed, ctrl.reuse_stats.reused) == (forwards, steps - forwards)
-    ctrl.cleanup()
+    with caplog.at_level(logging.INFO, logger="affordance.nodes"):
+        ctrl.cleanup()
     assert ctrl.reuse_stats is None
+    # the run's counts are logged as it ends, when residuals were reused (an exact run logs nothing)
+    said = f"computed {forwards} times, reused {steps - forwards} times (every_k_steps={k}, lossy)"
+    assert (said in caplog.text) == (k > 1)
 
 
 def test_reused_residuals_are_weighted_by_the_current_step(control, image, drive, fake_model):
