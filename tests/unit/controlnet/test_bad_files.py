@@ -238,11 +238,46 @@ def test_empty_state_dict(tmp_path, container):
         load_controlnet(path)
 
 
-def test_not_a_mapping(tmp_path):
-    path = tmp_path / "list.pth"
-    torch.save([torch.zeros(2)], path)
-    with pytest.raises(UnknownFormatError, match="holds a list, not a state dict"):
+@pytest.mark.parametrize(
+    ("obj", "kind"), [([torch.zeros(2)], "list"), (5, "int"), (torch.zeros(3), "Tensor"), ("a state dict", "str")]
+)
+def test_not_a_mapping(tmp_path, obj, kind):
+    path = tmp_path / "odd.pth"
+    torch.save(obj, path)
+    with pytest.raises(UnknownFormatError, match=f"holds a {kind}, not a state dict"):
         load_controlnet(path)
+
+
+def test_training_wrappers_are_unwrapped_three_deep_with_what_lies_beside_them_named(tmp_path):
+    """``state_dict`` inside ``state_dict`` up to three levels (what lies beside each level is skipped, by name);
+    a fourth level is not searched: its tensors keep the prefix, as a format check then names them."""
+    obj: object = {"w": torch.zeros(2)}
+    for level in range(4):
+        obj = {"state_dict": obj, f"epoch{level}": 1}
+        path = tmp_path / f"wrapped{level}.ckpt"
+        torch.save(obj, path)
+        raw = read_checkpoint(path)
+        if level < 3:
+            assert sorted(raw.tensors) == ["w"]
+            assert raw.skipped == sorted(f"epoch{i}" for i in range(level + 1))
+        else:
+            assert sorted(raw.tensors) == ["state_dict.w"]
+
+
+def test_side_by_side_state_dicts_skip_only_what_holds_no_tensors(tmp_path):
+    """An IP-Adapter-style file: its two state dicts are read (as ``part.key``); only ``epoch`` is skipped."""
+    path = tmp_path / "ip.bin"
+    torch.save({"image_proj": {"proj.weight": torch.zeros(2)}, "ip_adapter": {"1.to_k.weight": torch.ones(2)}, "epoch": 1}, path)
+    raw = read_checkpoint(path)
+    assert sorted(raw.tensors) == ["image_proj.proj.weight", "ip_adapter.1.to_k.weight"]
+    assert raw.skipped == ["epoch"]
+
+
+def test_fetch_takes_any_iterable_of_names(tmp_path):
+    path = tmp_path / "x.safetensors"
+    save_file({"a": torch.ones(2), "b": torch.arange(3.0)}, str(path))
+    fetched = read_checkpoint(path).fetch(k for k in ("a", "b"))  # a generator: consumed once, both read
+    assert sorted(fetched) == ["a", "b"] and torch.equal(fetched["b"], torch.arange(3.0))
 
 
 def test_missing_file(tmp_path):

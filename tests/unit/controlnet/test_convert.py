@@ -548,3 +548,72 @@ def test_an_interruption_right_after_the_temporary_file_is_made_leaves_none(tiny
         convert_file(src, tmp_path / "out" / "cn.safetensors", to="original")
     monkeypatch.undo()
     assert calls and sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
+def test_ctrl_c_during_the_swap_from_python_says_the_files_were_written(tiny_model, write_checkpoint, tmp_path, monkeypatch):
+    """Called from Python (Ctrl-C raises KeyboardInterrupt, no convert handlers): a Ctrl-C held back during the
+    swap comes out as Interrupted(SIGINT, written=True) once every file is in place."""
+    import signal
+
+    from affordance.controlnet import convert as convert_module
+
+    real = convert_module._swap_in
+
+    def swap_with_ctrl_c(staged):
+        signal.raise_signal(signal.SIGINT)  # held back: the swap goes on
+        real(staged)
+
+    monkeypatch.setattr(convert_module, "_swap_in", swap_with_ctrl_c)
+    src, folder = write_checkpoint(tiny_model), tmp_path / "cn"
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not `nohup ... &`)
+    try:
+        with pytest.raises(convert_module.Interrupted) as caught:
+            convert_file(src, folder, to="diffusers")
+    finally:
+        signal.signal(signal.SIGINT, inherited if inherited is not None else signal.default_int_handler)
+    assert (caught.value.signum, caught.value.written) == (signal.SIGINT, True)
+    assert read_controlnet(folder).config == tiny_model.config
+
+
+def test_interruptible_off_the_main_thread_changes_no_handler():
+    """Signal handlers can only be set from the main thread: elsewhere the block runs as it is."""
+    import signal
+    import threading
+
+    from affordance.controlnet.convert import interruptible
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[object] = []
+
+    def work() -> None:
+        try:
+            with interruptible():
+                seen.append(signal.getsignal(signal.SIGTERM))
+        except Exception as exc:  # reported below
+            seen.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert seen == [before] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_diffusers_config_names_what_diffusers_cannot_build(tiny_config):
+    import dataclasses
+
+    from affordance.controlnet.errors import UnknownFormatError
+
+    two_plain = dataclasses.replace(tiny_config, transformer_depth_middle=0)  # two ResBlocks, no attention
+    assert two_plain.middle_resblocks == 2 and not two_plain.has_middle_attention
+    with pytest.raises(UnknownFormatError, match="a middle block of two ResBlocks without attention cannot be written"):
+        diffusers_config(two_plain)
+
+
+def test_the_middle_depth_is_written_where_diffusers_reads_it(tiny_config):
+    """diffusers takes the middle block's depth from the last level's entry: a last level without attention
+    carries it (tiny_config's second level has none)."""
+    import dataclasses
+
+    deep_middle = dataclasses.replace(tiny_config, transformer_depth_middle=2)
+    assert diffusers_config(deep_middle)["transformer_layers_per_block"] == [1, 2]
+    assert diffusers_config(tiny_config)["transformer_layers_per_block"] == 1

@@ -66,3 +66,22 @@ def test_in_place_gate_on_a_gpu(dtype):
         ref = _reference(ff, x)
     tol = {torch.float32: 1e-5, torch.float16: 2e-3}[dtype]
     torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dim", [32, 33])
+def test_timestep_embedding_is_cosines_then_sines_padded_to_an_odd_width(dim):
+    """LDM's embedding: ``half = dim // 2`` frequencies, cosines then sines, a zero column for an odd width."""
+    import math
+
+    from affordance.controlnet.layers import timestep_embedding
+
+    t = torch.tensor([0.0, 10.0, 999.0])
+    emb = timestep_embedding(t, dim)
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+    args = t[:, None] * freqs[None]
+    assert emb.shape == (3, dim) and emb.dtype == torch.float32
+    torch.testing.assert_close(emb[:, :half], torch.cos(args))
+    torch.testing.assert_close(emb[:, half : 2 * half], torch.sin(args))
+    if dim % 2:
+        assert torch.equal(emb[:, -1], torch.zeros(3))

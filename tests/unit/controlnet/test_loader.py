@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -311,6 +312,62 @@ def test_lone_middle_resblock_round_trips_and_its_config_json_is_checked(tiny_co
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CorruptCheckpointError, match="mid_block_type 'UNetMidBlock2DCrossAttn' .*'UNetMidBlock2D'"):
         load_controlnet(folder)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "wrong"),
+    [
+        ("mid_block_type", "UNetMidBlock2D", "mid_block_type 'UNetMidBlock2D' (the weights have 'UNetMidBlock2DCrossAttn')"),
+        ("layers_per_block", 2, "layers_per_block 2 (the weights have 1)"),
+        ("conditioning_channels", 1, "conditioning_channels 1 (the weights have 3)"),
+        ("in_channels", 9, "in_channels 9 (the weights have 4)"),
+    ],
+)
+def test_config_json_contradicting_its_weights_is_named(tiny_model, write_checkpoint, key, value, wrong):
+    import json
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg[key] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CorruptCheckpointError, match=re.escape(f"does not describe these weights: {wrong}")):
+        load_controlnet(folder)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"conditioning_channels": None, "in_channels": None, "mid_block_type": None},  # diffusers' defaults fit
+        {"attention_head_dim": None},  # no head setting: the weights' family decides (8 heads for SD1)
+        {"attention_head_dim": [8, 8]},  # the same count at every level: a fixed count
+        {"attention_head_dim": 8},
+        {"attention_head_dim": [4, 8], "num_attention_heads": None},  # 8 channels per head at widths 32, 64
+    ],
+)
+def test_config_json_settings_that_fit_the_weights_load(tiny_model, write_checkpoint, edit):
+    import json
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    for key, value in edit.items():  # None: the key removed
+        if value is None:
+            del cfg[key]
+        else:
+            cfg[key] = value
+    (folder / "config.json").write_text(json.dumps(cfg))
+    loaded, _ = load_controlnet(folder)
+    if edit.get("attention_head_dim") == [4, 8]:
+        assert (loaded.config.num_heads, loaded.config.num_head_channels) == (-1, 8)
+    else:
+        assert loaded.config == tiny_model.config
+
+
+def test_the_load_report_cannot_be_changed(tiny_model, write_checkpoint):
+    import dataclasses
+
+    _, report = load_controlnet(write_checkpoint(tiny_model, "original"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.skipped_entries = ()
 
 
 @pytest.mark.parametrize("heads", [[None, 8], [0, 8], [[8], [8]], "8", 8.0, True, -1, {"a": 1}])

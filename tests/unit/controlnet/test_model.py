@@ -69,6 +69,20 @@ def test_hint_wrong_channels(tiny_model, inputs):
         tiny_model(x, hint[:, :1], t, ctx, y)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 1, 64, 64), (3, 64, 64)])
+def test_hint_of_other_dimensions(tiny_model, inputs, shape):
+    x, _, t, ctx, y = inputs(tiny_model.config)
+    with pytest.raises(HintError, match=rf"\(N, 3, H, W\), got \({', '.join(map(str, shape))}\)"):
+        tiny_model(x, torch.rand(shape), t, ctx, y)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 4, 1, 8, 8), (4, 8, 8)])
+def test_latent_shape_checked(tiny_model, inputs, shape):
+    _, hint, t, ctx, y = inputs(tiny_model.config)
+    with pytest.raises(InputError, match=rf"latent must be \(N, 4, h, w\), got \({', '.join(map(str, shape))}\)"):
+        tiny_model(torch.randn(shape), hint, t, ctx, y)
+
+
 def test_hint_not_divisible_by_8(tiny_model, inputs):
     x, hint, t, ctx, y = inputs(tiny_model.config)
     with pytest.raises(HintError, match="60x60 is not divisible by 8"):

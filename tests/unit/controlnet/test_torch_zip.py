@@ -287,3 +287,38 @@ def test_a_recompressed_archive_of_plausible_size_is_still_read(tmp_path, monkey
     monkeypatch.setattr(checkpoint_module, "MAX_INFLATE_RATIO", 1)  # the same file, a stricter limit: refused
     with pytest.raises(CorruptCheckpointError, match="is not a usable checkpoint"):
         read_checkpoint(packed)
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_the_inflation_floor_is_64_mib_exactly(tmp_path, extra, refused):
+    """Up to 64 MiB declared in all is never called a bomb, whatever the ratio; one byte more in a small file is.
+
+    (The annotator reader has the same floor: ``tests/unit/preprocessors/test_weights_registry.py``.)"""
+    bomb = tmp_path / "w.pth"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data/0", bytes((64 << 20) - 4096))
+        zf.writestr("archive/data/1", bytes(4096 + extra))
+    assert bomb.stat().st_size * checkpoint_module.MAX_INFLATE_RATIO < 64 << 20  # the floor alone decides
+    with bomb.open("rb") as f:
+        if refused:
+            with pytest.raises(CorruptCheckpointError, match=f"declare {(64 << 20) + 1:,} bytes once uncompressed"):
+                checkpoint_module._check_inflated_size(bomb, f, bomb.stat().st_size)
+        else:
+            checkpoint_module._check_inflated_size(bomb, f, bomb.stat().st_size)
+
+
+def test_a_layout_and_its_records_cannot_be_changed(tmp_path):
+    """Read once per file and trusted by later reads of it: neither may be altered after reading."""
+    import dataclasses
+
+    from affordance.controlnet.torch_zip import read_layout
+
+    path = tmp_path / "w.pth"
+    torch.save(_state(), path)
+    with path.open("rb") as f:
+        layout = read_layout(f)
+    record = next(iter(layout.records.values()))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        layout.records = {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.size = 0

@@ -208,6 +208,25 @@ def test_a_recompressed_annotator_of_plausible_size_still_loads(tmp_path, monkey
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in loaded.state_dict().items())
 
 
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_the_annotator_inflation_floor_is_64_mib_exactly(tmp_path, extra, refused):
+    """As for ControlNets: up to 64 MiB declared is never a bomb; one byte more in a small file is."""
+    import zipfile
+
+    from affordance.preprocessors import weights
+
+    bomb = tmp_path / "w.pth"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data/0", bytes((64 << 20) - 4096))
+        zf.writestr("archive/data/1", bytes(4096 + extra))
+    assert bomb.stat().st_size * weights.MAX_INFLATE_RATIO < 64 << 20  # the floor alone decides
+    if refused:
+        with pytest.raises(AnnotatorWeightsError, match=f"declare {(64 << 20) + 1:,} bytes once uncompressed"):
+            weights._check_inflated_size(bomb)
+    else:
+        weights._check_inflated_size(bomb)
+
+
 def test_locate_annotator_direct_then_least_nested_then_by_path(tmp_path):
     """The command line finds files as the nodes do in ComfyUI's folders: directly, else the least nested."""
     name = "ControlNetHED.pth"
