@@ -93,6 +93,19 @@ def test_luminance_gamma(astronaut, tensor):
     assert torch.equal(one[:, 0], one[:, 1])  # grey
 
 
+def test_luminance_is_opencvs_lab_lightness(astronaut, tensor):
+    """At gamma 1 and the image's own size the hint is L of OpenCV's BGR->Lab (of the RGB image) / 255, as grey;
+    black stays exactly 0 and white exactly 1."""
+    img = astronaut.copy()
+    img[:8] = 0  # a black band
+    img[-8:] = 255  # and a white one
+    ref = cv2.cvtColor(img, cv2.COLOR_BGR2LAB)[:, :, 0].astype(np.float32) / 255.0
+    got = luminance(tensor(img), 1.0, 512)[0]
+    assert got.shape == (3, 512, 512) and torch.equal(got[0], got[2])
+    assert np.abs(got[0].numpy() - ref).max() <= 1.01 / 255  # OpenCV's 8-bit Lab uses lookup tables
+    assert float(got[:, :8].max()) == 0.0 and float(got[:, -8:].min()) == 1.0
+
+
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_tile_formula(photo, k):
     im = photo.astype(np.float32) / 255
@@ -261,3 +274,18 @@ def test_inpaint_masks_strictly_above_half():
     x = torch.full((1, 3, 8, 8), 0.3)
     assert torch.equal(inpaint(x, torch.full((1, 8, 8), 0.5)), x)
     assert (inpaint(x, torch.full((1, 8, 8), 0.51)) == -1).all()
+
+
+@pytest.mark.parametrize("seed", [0, 2**64 - 1])
+def test_shuffle_takes_every_64_bit_seed(seed):
+    assert shuffle(torch.rand(1, 3, 64, 64), seed=seed, resolution=64).shape == (1, 3, 64, 64)
+    with pytest.raises(ParameterError, match=r"seed must be a whole number from 0 to 2\*\*64 - 1, got"):
+        shuffle(torch.rand(1, 3, 64, 64), seed=seed + 1 if seed else -1, resolution=64)
+
+
+def test_a_drawing_side_may_be_the_maximum_exactly():
+    from affordance.preprocessors.drawing import DRAWING_MAX_SIDE, DrawingError, check_drawing_size
+
+    assert check_drawing_size(DRAWING_MAX_SIDE, 512) == (DRAWING_MAX_SIDE, 512)
+    with pytest.raises(DrawingError, match="larger than the maximum"):
+        check_drawing_size(512, DRAWING_MAX_SIDE + 1)

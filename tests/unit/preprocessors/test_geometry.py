@@ -287,3 +287,20 @@ def test_resize_and_fill_uses_the_border_median_of_every_channel():
     x[0, 1] = 0.6
     out = resize_hint(x, 16, 16, "resize_and_fill")
     torch.testing.assert_close(out[0, :, 0, 0], torch.tensor([0.25, 0.6, 0.9]))
+
+
+@pytest.mark.parametrize(("height", "width"), [(0, 640), (480, 0), (0.5, 640), (480, 0.99)])
+def test_pixel_perfect_needs_at_least_one_pixel_per_side(height, width):
+    from affordance.preprocessors import ImageInputError
+
+    with pytest.raises(ImageInputError, match="pixel perfect needs a non-empty image"):
+        pixel_perfect_resolution(height, width, 512, 512)
+    assert pixel_perfect_resolution(1, 1, 512, 512) == 512  # one pixel is an image
+
+
+def test_a_tie_on_the_border_of_a_binary_hint_fills_black():
+    """resize_and_fill pads a black/white hint with its border's median: a border half white, half black is black."""
+    x = torch.zeros(1, 3, 8, 16)
+    x[..., :4, :] = 1.0  # the top half white: its left and right borders are half white
+    out = resize_hint(x, 64, 64, "resize_and_fill")
+    assert float(out[0, :, 0, 0].max()) == 0.0 and float(out[0, :, -1, -1].max()) == 0.0
