@@ -16,9 +16,9 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -167,35 +167,48 @@ def random_state_dict(
     return random_module_weights(model, seed=seed, std=std, dtype=dtype, std_by_prefix=zero_convs)
 
 
+class ForwardInputs(TypedDict):
+    """One ControlNet call's inputs: latent ``x`` (B, C, H/8, W/8), ``hint`` (B, 3, H, W) in [0, 1], timesteps
+    ``t`` (B,), text ``context`` (B, 77, D); SDXL also ``y`` (B, adm) and diffusers' ``added`` conditioning,
+    both ``None`` otherwise."""
+
+    x: torch.Tensor
+    hint: torch.Tensor
+    t: torch.Tensor
+    context: torch.Tensor
+    y: torch.Tensor | None
+    added: dict[str, torch.Tensor] | None
+
+
 def make_inputs(
     config: ControlNetConfig, batch: int, size: int, device: torch.device, dtype: torch.dtype, seed: int
-) -> dict:
+) -> ForwardInputs:
     """Latent, hint, timesteps, text context and (SDXL) pooled text + size conditioning, seeded."""
     g = torch.Generator().manual_seed(seed)
     latent = size // 8
-    inputs = {
-        "x": torch.randn(batch, config.in_channels, latent, latent, generator=g),
-        "hint": torch.rand(batch, config.hint_channels, size, size, generator=g),
-        # integer timesteps, exact in fp16 (ComfyUI passes timesteps in the model dtype)
-        "t": torch.linspace(999, 1, batch).round(),
-        "context": torch.randn(batch, 77, config.context_dim, generator=g),
-        "y": None,
-        "added": None,
-    }
+    x = torch.randn(batch, config.in_channels, latent, latent, generator=g)
+    hint = torch.rand(batch, config.hint_channels, size, size, generator=g)
+    t = torch.linspace(999, 1, batch).round()  # integer timesteps, exact in fp16 (ComfyUI passes the model dtype)
+    context = torch.randn(batch, 77, config.context_dim, generator=g)
+    y: torch.Tensor | None = None
+    added: dict[str, torch.Tensor] | None = None
     if config.adm_in_channels is not None:
         # SDXL: y = pooled text (1280) + sinusoidal embeddings (256 each) of the 6 size/crop values, which
         # is how ComfyUI builds it and what diffusers computes from text_embeds and time_ids.
         time_ids = torch.tensor([[size, size, 0, 0, size, size]] * batch, dtype=torch.float32)
         pooled_width = config.adm_in_channels - 6 * 256
         text_embeds = torch.randn(batch, pooled_width, generator=g)
-        inputs["y"] = torch.cat([text_embeds, timestep_embedding(time_ids.flatten(), 256).reshape(batch, -1)], dim=-1)
-        inputs["added"] = {"text_embeds": text_embeds, "time_ids": time_ids}
-    for key in ("x", "hint", "t", "context", "y"):
-        if inputs[key] is not None:
-            inputs[key] = inputs[key].to(device=device, dtype=dtype)
-    if inputs["added"] is not None:
-        inputs["added"] = {k: v.to(device=device, dtype=dtype) for k, v in inputs["added"].items()}
-    return inputs
+        y = torch.cat([text_embeds, timestep_embedding(time_ids.flatten(), 256).reshape(batch, -1)], dim=-1)
+        y = y.to(device=device, dtype=dtype)
+        added = {k: v.to(device=device, dtype=dtype) for k, v in (("text_embeds", text_embeds), ("time_ids", time_ids))}
+    return ForwardInputs(
+        x=x.to(device=device, dtype=dtype),
+        hint=hint.to(device=device, dtype=dtype),
+        t=t.to(device=device, dtype=dtype),
+        context=context.to(device=device, dtype=dtype),
+        y=y,
+        added=added,
+    )
 
 
 def build_ours(config: ControlNetConfig, sd: dict[str, torch.Tensor], device: torch.device) -> ControlNet:
@@ -205,16 +218,14 @@ def build_ours(config: ControlNetConfig, sd: dict[str, torch.Tensor], device: to
     return model.to(device).eval().requires_grad_(False)
 
 
-def build_comfy(
-    comfy: object, sd: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype
-) -> torch.nn.Module:
+def build_comfy(comfy: Any, sd: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     control = comfy.controlnet.load_controlnet_state_dict(sd, model_options={"dtype": dtype})
     if control is None:
         raise RuntimeError("ComfyUI did not recognise the weights as a ControlNet")
     return control.control_model.to(device).eval().requires_grad_(False)
 
 
-def build_diffusers(config: ControlNetConfig, sd: dict[str, torch.Tensor], device: torch.device) -> torch.nn.Module:
+def build_diffusers(config: ControlNetConfig, sd: dict[str, torch.Tensor], device: torch.device) -> Any:
     from diffusers import ControlNetModel
 
     from affordance.controlnet import diffusers_config
@@ -237,7 +248,7 @@ def comfyui_root(arg: str | None) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
-def import_comfy(root: Path | None, device: torch.device, *, pytorch_attention: bool = False) -> tuple[object, str]:
+def import_comfy(root: Path | None, device: torch.device, *, pytorch_attention: bool = False) -> tuple[Any, str]:
     """Import ComfyUI's modules from a checkout, configured for ``device``.
 
     Returns:
@@ -299,7 +310,7 @@ def try_build(what: str, missing: dict[str, str], build: Callable[[], Any]) -> A
 
 
 def step_calls(
-    ours: ControlNet, encoded: torch.Tensor, comfy_model: Any, diffusers_model: Any, inputs: dict
+    ours: ControlNet, encoded: torch.Tensor, comfy_model: Any, diffusers_model: Any, inputs: ForwardInputs
 ) -> dict[str, Callable[[], list[torch.Tensor]]]:
     """One ControlNet step of each implementation, each returning its residuals (input blocks, middle last).
 
@@ -362,7 +373,7 @@ def print_load_average(when: str) -> None:
         print(f"load average at {when} (1/5/15 min): {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
-def timed(fn, device: torch.device, rounds: int) -> float:
+def timed(fn: Callable[[], object], device: torch.device, rounds: int) -> float:
     """Median wall time of ``fn()`` over ``rounds`` calls after one warm-up call (GPU work synchronised)."""
     fn()
     sync(device)
@@ -415,7 +426,7 @@ def random_module_weights(
 
 
 def interleaved_ms(
-    impls: dict[str, Callable[[], object]], device: torch.device, *, warmup: int, rounds: int, calls: int
+    impls: Mapping[str, Callable[[], object]], device: torch.device, *, warmup: int, rounds: int, calls: int
 ) -> dict[str, list[float]]:
     """Milliseconds per call of each implementation, one value per round, implementations interleaved per round.
 

@@ -11,9 +11,11 @@ random weights in the official layouts for both. Prints images/s and ratios (war
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +34,8 @@ from affordance.preprocessors.openpose import (
 )
 from affordance.preprocessors.sheet import demo_scene
 from affordance.preprocessors.weights import load_annotator
+
+NetT = TypeVar("NetT", bound=torch.nn.Module)
 
 
 def seeded(net: torch.nn.Module, seed: int, gain: float = 0.5) -> torch.nn.Module:
@@ -88,61 +92,56 @@ def main(argv: list[str] | None = None) -> None:
         write_weights(folder)
         ours: dict[str, Callable[[torch.Tensor], object]] = {}
         peers: dict[str, Callable[[], object]] = {}
+
+        def ready(net: NetT) -> NetT:
+            """An annotator network on the device, in fp16 on CUDA."""
+            net = net.to(device)
+            return net.half() if half else net
+
+        def peer_run(load: Callable[[], Any], **options: Any) -> Callable[[], object]:
+            """A controlnet-aux detector loaded at every run (as its nodes do), then run image by image."""
+
+            def run() -> object:
+                det = load().to(device)
+                return [det(a, args.size, args.size, output_type="np", **options) for a in arrays]
+
+            return run
+
         for name in args.annotators:
             if name == "hed":
-                net = load_annotator(folder / HED_FILE, HEDNet(), HED_FILE).to(device)
-                net = net.half() if half else net
-                ours[name] = lambda x, net=net: hed(x, net, False, args.size)
+                hed_net = ready(load_annotator(folder / HED_FILE, HEDNet(), HED_FILE))
+                ours[name] = functools.partial(hed, net=hed_net, safe=False, resolution=args.size)
                 if peers_ok:
-
-                    def hed_peer():
-                        det = HEDdetector.from_pretrained(tmp).to(device)
-                        return [det(a, args.size, args.size, output_type="np") for a in arrays]
-
-                    peers[name] = hed_peer
+                    peers[name] = peer_run(functools.partial(HEDdetector.from_pretrained, tmp))
             elif name == "midas":
-                net = load_annotator(folder / MIDAS_FILE, DPTHybridNet(), MIDAS_FILE).to(device)
-                net = net.half() if half else net
-                ours[name] = lambda x, net=net: midas_depth(x, net, args.size)
+                midas_net = ready(load_annotator(folder / MIDAS_FILE, DPTHybridNet(), MIDAS_FILE))
+                ours[name] = functools.partial(midas_depth, net=midas_net, resolution=args.size)
                 if peers_ok:
-
-                    def midas_peer():
-                        det = MidasDetector.from_pretrained(tmp, filename=MIDAS_FILE).to(device)
-                        return [det(a, args.size, args.size, output_type="np") for a in arrays]
-
-                    peers[name] = midas_peer
+                    peers[name] = peer_run(functools.partial(MidasDetector.from_pretrained, tmp, filename=MIDAS_FILE))
             elif name == "openpose":
-                nets = [
-                    load_annotator(folder / f, n(), f).to(device)
-                    for f, n in ((BODY_FILE, BodyPoseNet), (HAND_FILE, HandPoseNet), (FACE_FILE, FaceNet))
-                ]
-                nets = [n.half() if half else n for n in nets]
-                ours[name] = lambda x, nets=nets: openpose(x, *nets, True, True, True, args.size)
+                body = ready(load_annotator(folder / BODY_FILE, BodyPoseNet(), BODY_FILE))
+                hand = ready(load_annotator(folder / HAND_FILE, HandPoseNet(), HAND_FILE))
+                face = ready(load_annotator(folder / FACE_FILE, FaceNet(), FACE_FILE))
+                ours[name] = functools.partial(
+                    openpose,
+                    body_net=body,
+                    hand_net=hand,
+                    face_net=face,
+                    detect_body=True,
+                    detect_hand=True,
+                    detect_face=True,
+                    resolution=args.size,
+                )
                 if peers_ok:
-
-                    def pose_peer():
-                        det = OpenposeDetector.from_pretrained(tmp).to(device)
-                        return [
-                            det(
-                                a,
-                                args.size,
-                                args.size,
-                                include_body=True,
-                                include_hand=True,
-                                include_face=True,
-                                output_type="np",
-                            )
-                            for a in arrays
-                        ]
-
-                    peers[name] = pose_peer
+                    options = {"include_body": True, "include_hand": True, "include_face": True}
+                    peers[name] = peer_run(functools.partial(OpenposeDetector.from_pretrained, tmp), **options)
         print(
             f"batch {args.batch} of {args.size}x{args.size}, median of {args.rounds} rounds; ours {'fp16' if half else 'fp32'}"
         )
         print(f"{'annotator':<10} {'peers, reload (img/s)':>22} {'ours, warm (img/s)':>19} {'ratio':>8}")
         x = images.to(device)
         for name, fn in ours.items():
-            t_ours = C.timed(lambda fn=fn: fn(x), device, args.rounds)
+            t_ours = C.timed(functools.partial(fn, x), device, args.rounds)
             if name in peers:
                 t_peer = C.timed(peers[name], device, args.rounds)
                 print(f"{name:<10} {args.batch / t_peer:>22.1f} {args.batch / t_ours:>19.1f} {t_peer / t_ours:>7.1f}x")

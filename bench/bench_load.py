@@ -136,11 +136,11 @@ def _loader(
 
         dtype = torch.float32 if variant == "ours-fp32" else None
 
-        def load() -> torch.nn.Module:
+        def load_ours() -> torch.nn.Module:
             model, _report = load_controlnet(path, dtype=dtype, device=device)
             return model
 
-        return load
+        return load_ours
     if variant.startswith("naive"):
         from safetensors.torch import load_file
 
@@ -149,26 +149,26 @@ def _loader(
         config = C.config_for(family)
         half = variant == "naive-fp16"
 
-        def load() -> torch.nn.Module:
+        def load_naive() -> torch.nn.Module:
             model = ControlNet(config)
             if half:
                 model = model.half()
             model.load_state_dict(load_file(path))
             return model.to(device).eval()
 
-        return load
+        return load_naive
     comfy, why = C.import_comfy(comfy_root, device)
     if comfy is None:
         raise RuntimeError(why)
     options = {"dtype": torch.float16} if variant == "comfy-fp16" else {}
 
-    def load() -> torch.nn.Module:
+    def load_comfy() -> torch.nn.Module:
         control = comfy.controlnet.load_controlnet(str(path), model_options=options)
         if control is None:
             raise RuntimeError("ComfyUI did not recognise the file as a ControlNet")
         return control.control_model.to(device)
 
-    return load
+    return load_comfy
 
 
 def child(args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import unittest.mock
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,12 +100,8 @@ def fused_attention() -> Iterator[None]:
 
     Ours, ComfyUI's attention_pytorch and diffusers' AttnProcessor2_0 all look the function up at call time.
     """
-    saved = F.scaled_dot_product_attention
-    F.scaled_dot_product_attention = _fused_attention
-    try:
+    with unittest.mock.patch.object(F, "scaled_dot_product_attention", _fused_attention):
         yield
-    finally:
-        F.scaled_dot_product_attention = saved
 
 
 @dataclass
@@ -127,21 +124,23 @@ def measure(fn: Callable[[], list[torch.Tensor]]) -> Memory:
     return Memory(mode.peak, live, mode.peak_at)
 
 
-def meta_inputs(config: Any, size: int, dtype: torch.dtype) -> tuple[dict, torch.Tensor]:
+def meta_inputs(config: Any, size: int, dtype: torch.dtype) -> tuple[C.ForwardInputs, torch.Tensor]:
     """Batch-2 inputs on ``meta`` in :func:`_common.make_inputs`' layout, and the encoded hint."""
     lat = size // 8
     with torch.device(META):
-        inp = {
-            "x": torch.empty(2, config.in_channels, lat, lat, dtype=dtype),
-            "hint": torch.empty(2, config.hint_channels, size, size, dtype=dtype),
-            "t": torch.empty(2, dtype=dtype),
-            "context": torch.empty(2, 77, config.context_dim, dtype=dtype),
-            "y": torch.empty(2, config.adm_in_channels, dtype=dtype) if config.adm_in_channels else None,
-            "added": None,
-        }
+        y = added = None
         if config.adm_in_channels:  # diffusers builds SDXL's label from the pooled text and the 6 size values
+            y = torch.empty(2, config.adm_in_channels, dtype=dtype)
             pooled = torch.empty(2, config.adm_in_channels - 6 * 256, dtype=dtype)
-            inp["added"] = {"text_embeds": pooled, "time_ids": torch.empty(2, 6, dtype=dtype)}
+            added = {"text_embeds": pooled, "time_ids": torch.empty(2, 6, dtype=dtype)}
+        inp = C.ForwardInputs(
+            x=torch.empty(2, config.in_channels, lat, lat, dtype=dtype),
+            hint=torch.empty(2, config.hint_channels, size, size, dtype=dtype),
+            t=torch.empty(2, dtype=dtype),
+            context=torch.empty(2, 77, config.context_dim, dtype=dtype),
+            y=y,
+            added=added,
+        )
         enc = torch.empty(2, config.model_channels, lat, lat, dtype=dtype)
     return inp, enc
 

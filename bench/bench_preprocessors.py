@@ -11,6 +11,7 @@ Ours: one batched call on the device. Prints images/s for both and their ratio.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 
 import cv2
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'annotator':<10} {'peers (img/s)':>14} {'ours (img/s)':>13} {'ours/peers':>11}")
     for name, (ours, theirs) in cases.items():
         x = images.to(device)
-        t_ours = C.timed(lambda fn=ours, x=x: fn(x), device, args.rounds)
-        t_peer = C.timed(lambda fn=theirs: peer_loop(fn, images, res), device, args.rounds)
+        t_ours = C.timed(functools.partial(ours, x), device, args.rounds)
+        t_peer = C.timed(functools.partial(peer_loop, theirs, images, res), device, args.rounds)
         print(f"{name:<10} {args.batch / t_peer:>14.1f} {args.batch / t_ours:>13.1f} {t_peer / t_ours:>10.2f}x")
         if name == "canny":
             same = torch.equal(ours(images[:2].to(device)).cpu(), peer_loop(theirs, images[:2], res))

@@ -113,8 +113,8 @@ class DiscreteEps:
 class Setup:
     """Models and seeded inputs shared by every run."""
 
-    unet: torch.nn.Module
-    vae: torch.nn.Module | None
+    unet: Any  # diffusers' UNet2DConditionModel
+    vae: Any  # diffusers' AutoencoderKL, or None
     loaded: AffordanceControl  # what the loader node would output
     sampling: DiscreteEps
     model: SimpleNamespace  # what pre_run receives
@@ -222,6 +222,7 @@ def sample(setup: Setup, control: AffordanceControl | None, steps: int, cfg: flo
     total = time.perf_counter() - start
     if control is not None:
         control.cleanup()
+    if handle is not None:
         handle.remove()
     return Run(x, total, t_cn, t_unet, forwards[0])
 
@@ -312,12 +313,12 @@ def main(argv: list[str] | None = None) -> None:
 
     exact = results["exact (k=1)"]
     none = results["no ControlNet"]
-    img_exact = decode(setup, exact.latent)
+    img_exact, img_none = decode(setup, exact.latent), decode(setup, none.latent)
     peak = float(exact.latent.max() - exact.latent.min())
     effect = float((exact.latent - none.latent).norm())
     print(
         f"\ncontrol effect: |x_exact - x_none| = {effect:.4g} (L2), PSNR of the no-ControlNet image vs exact "
-        + (f"{psnr(decode(setup, none.latent), img_exact, 1.0):.2f} dB" if img_exact is not None else "n/a")
+        + (f"{psnr(img_none, img_exact, 1.0):.2f} dB" if img_none is not None and img_exact is not None else "n/a")
     )
     print(
         f"per call: UNet {unet_per_eval * 1000:.0f} ms (median over all runs), ControlNet {cn_per_call * 1000:.0f} ms "
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             img = decode(setup, r.latent)
             fid = (
-                f"{psnr(img, img_exact, 1.0):.2f}" if img is not None else "n/a",
+                f"{psnr(img, img_exact, 1.0):.2f}" if img is not None and img_exact is not None else "n/a",
                 f"{psnr(r.latent, exact.latent, peak):.2f}",
                 f"{float((r.latent - exact.latent).norm()) / effect:.4f}" if effect > 0 else "n/a",
             )

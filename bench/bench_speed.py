@@ -47,15 +47,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from affordance.bench import _common as C
-from affordance.controlnet import SD15, SDXL, ControlNetConfig
+from affordance.controlnet import SD15, SDXL, ControlNet, ControlNetConfig
 from affordance.controlnet.weights import ControlWeights, Preset
 
 Outputs = list[torch.Tensor]
+StepInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]  # x, t, context, y (SDXL)
 
 # Reduced architectures for the CPU: each family's text width, label vector and attention layout, two levels of
 # one block. SD1.5's keeps 320 channels so that ComfyUI's loader recognises it as SD15 (8 heads, as ours); the
@@ -342,9 +343,9 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
 
 def add_cuda_variants(
     config: ControlNetConfig,
-    ours: list,
+    ours: list[ControlNet],
     encoded: list[torch.Tensor],
-    inputs: tuple[torch.Tensor | None, ...],
+    inputs: StepInputs,
     single: dict[str, Callable[[], Outputs]],
     double: dict[str, Callable[[], Outputs]],
 ) -> None:
@@ -357,14 +358,18 @@ def add_cuda_variants(
     # that the two do not share one cuBLAS workspace
     own = CudaGraphBackend(torch.cuda.Stream(x.device)) if x.is_cuda else None
     graphs = [GraphedControlNet(ours[0]), GraphedControlNet(ours[1], own)]
-    single["ours graph"] = lambda: graphs[0](x, t, ctx, y, encoded[0])
-    double["ours graph x2"] = lambda: add(graphs[0](x, t, ctx, y, encoded[0]), graphs[1](x, t, ctx, y, encoded[1]))
+
+    def replay(i: int) -> Outputs:  # every residual is asked for, so none is None
+        return cast(Outputs, graphs[i](x, t, ctx, y, encoded[i]))
+
+    single["ours graph"] = lambda: replay(0)
+    double["ours graph x2"] = lambda: add(replay(0), replay(1))
     cl = torch.channels_last
     cl_models = [copy_channels_last(m) for m in ours[:1]]
     x_cl, enc_cl = x.contiguous(memory_format=cl), encoded[0].contiguous(memory_format=cl)
     cl_graph = GraphedControlNet(cl_models[0])
     single["ours cl"] = lambda: cl_models[0](x_cl, None, t, ctx, y, encoded_hint=enc_cl).as_list()
-    single["ours graph cl"] = lambda: cl_graph(x_cl, t, ctx, y, enc_cl)
+    single["ours graph cl"] = lambda: cast(Outputs, cl_graph(x_cl, t, ctx, y, enc_cl))
     if x.is_cuda:  # two ControlNets at once: the second on a side stream, joined before the sum
         side = torch.cuda.Stream(x.device)
 
@@ -384,8 +389,8 @@ def add_cuda_variants(
             lambda: ours[1](x, None, t, ctx, y, encoded_hint=encoded[1]).as_list(),
         )
         double["ours graph x2 streams"] = lambda: concurrently(
-            lambda: graphs[0](x, t, ctx, y, encoded[0]),
-            lambda: graphs[1](x, t, ctx, y, encoded[1]),
+            lambda: replay(0),
+            lambda: replay(1),
             record=False,  # a recording's static outputs are never freed: nothing to record
         )
 
@@ -393,7 +398,7 @@ def add_cuda_variants(
 def add_compiled_variants(
     model: torch.nn.Module,
     encoded: torch.Tensor,
-    inputs: tuple[torch.Tensor | None, ...],
+    inputs: StepInputs,
     opts: Options,
     single: dict[str, Callable[[], Outputs]],
     report: Report,
@@ -405,13 +410,16 @@ def add_compiled_variants(
     fails to compile is reported and left out, never fatal."""
     import copy
 
+    backend = opts.compile
+    if not backend:  # none asked for
+        return
     x, t, ctx, y = inputs
-    modes = {"ours compiled": None}
-    if x.is_cuda and opts.compile == "inductor":
+    modes: dict[str, str | None] = {"ours compiled": None}
+    if x.is_cuda and backend == "inductor":
         modes["ours compiled graph"] = "reduce-overhead"
     for name, mode in modes.items():
         # a copy per mode: each compiled module keeps its own code cache, so neither recompiles for the other
-        compiled = torch.compile(copy.deepcopy(model), backend=opts.compile, mode=mode, fullgraph=True)
+        compiled = torch.compile(copy.deepcopy(model), backend=backend, mode=mode, fullgraph=True)
 
         def run(c: Callable[..., Any] = compiled) -> Outputs:
             return c(x, None, t, ctx, y, encoded_hint=encoded).as_list()
@@ -434,7 +442,8 @@ def copy_channels_last(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` whose 4-D weights are channels-last (the original is untouched)."""
     import copy
 
-    return copy.deepcopy(model).to(memory_format=torch.channels_last)
+    # Module.to takes memory_format (it converts the 4-D parameters and buffers); torch's stubs do not state it
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 # ----- 2. inside a ComfyUI sampling run --------------------------------------------------------------------------
@@ -513,7 +522,7 @@ def comfy_apply_node(root: Path) -> tuple[Callable[..., tuple], str]:
         if "nodes" not in sys.modules:
             importlib.import_module("utils.extra_config")  # as ComfyUI's main.py: its utils package before nodes.py
         nodes = importlib.import_module("nodes")
-        if Path(nodes.__file__).resolve() != root / "nodes.py":
+        if Path(nodes.__file__ or "").resolve() != root / "nodes.py":
             raise ImportError(f"'nodes' is {nodes.__file__}, not ComfyUI's")
         return nodes.ControlNetApplyAdvanced().apply_controlnet, "ComfyUI's ControlNetApplyAdvanced"
     except Exception as exc:
@@ -522,9 +531,8 @@ def comfy_apply_node(root: Path) -> tuple[Callable[..., tuple], str]:
 
 def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: Report, folder: Path) -> None:
     """Section 2; the two ControlNet files are written to ``folder``."""
-    import comfy.model_patcher  # noqa: TID251 (a benchmark peer)
-    import comfy.sample  # noqa: TID251
-    import comfy.supported_models  # noqa: TID251
+    for name in ("comfy.model_patcher", "comfy.sample", "comfy.supported_models"):  # into the `comfy` package
+        importlib.import_module(name)
     from safetensors.torch import save_file
 
     from affordance.nodes.apply import apply_control
@@ -679,11 +687,11 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
         f"{'reserved MiB':>13}"
     )
     for name in variants:
-        peak = f"{peaks[name]:>9.0f}" if name in peaks else f"{'n/a':>9}"
-        held = f"{reserved[name]:>13.0f}" if name in reserved else f"{'n/a':>13}"
+        peak_col = f"{peaks[name]:>9.0f}" if name in peaks else f"{'n/a':>9}"
+        held_col = f"{reserved[name]:>13.0f}" if name in reserved else f"{'n/a':>13}"
         print(
             f"{name:<22} {med[name]:>9.2f} {med[name] / base:>11.3f}x {med[name] - base:>11.2f} "
-            f"{C.median(totals[name]):>13.1f} {peak} {held}"
+            f"{C.median(totals[name]):>13.1f} {peak_col} {held_col}"
         )
     if peaks:
         print(
@@ -837,7 +845,7 @@ def main(argv: list[str] | None = None) -> Report:
             forward_section("sdxl", xl_size, opts, comfy, use_diffusers, report)
         free_memory(opts)
     if "sampling" in args.parts:
-        if comfy is None:
+        if comfy is None or root is None:  # (a ComfyUI needs a checkout: both or neither)
             print(f"\n## 2. Inside a ComfyUI sampling run: skipped, ComfyUI is missing ({report.missing['comfyui']})")
         else:
             try:

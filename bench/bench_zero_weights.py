@@ -13,6 +13,8 @@ always run the whole network and multiply by zero), so the ratios are against ou
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 
 import torch
 
@@ -57,13 +59,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with torch.inference_mode():
         enc = model.encode_hint(inp["hint"])
         full = model(x, None, t, ctx, y, encoded_hint=enc).as_list()
-        runs, flags = {}, {}
+        runs: dict[str, Callable[[], object]] = {}
+        flags: dict[str, list[bool]] = {}
         for name, needed in patterns(config.num_residuals).items():
             out = model(x, None, t, ctx, y, encoded_hint=enc, needed=needed).as_list()
             same = all((o is None) != f and (o is None or torch.equal(o, r)) for o, r, f in zip(out, full, needed))
             if not same:
                 raise SystemExit(f"pattern {name!r}: the computed residuals differ from the full forward's")
-            runs[name] = lambda needed=needed: model(x, None, t, ctx, y, encoded_hint=enc, needed=needed)
+            runs[name] = functools.partial(model, x, None, t, ctx, y, encoded_hint=enc, needed=needed)
             flags[name] = needed
         per_call = C.interleaved_ms(runs, device, warmup=1, rounds=args.rounds, calls=1)
     found = {name: C.median(v) for name, v in per_call.items()}

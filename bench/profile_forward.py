@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         found["graph"] = profile_calls(lambda: runner(x, t, ctx, y, enc), device, args.calls, args.top, graphed)
         if args.channels_last:
             cl = torch.channels_last
-            model.to(memory_format=cl)
+            model.to(memory_format=cl)  # type: ignore[call-overload]  # Module.to takes it; the stubs omit it
             x_cl, enc_cl = x.contiguous(memory_format=cl), enc.contiguous(memory_format=cl)
             found["channels-last"] = profile_calls(
                 lambda: model(x_cl, None, t, ctx, y, encoded_hint=enc_cl), device, args.calls, args.top, "channels-last"
