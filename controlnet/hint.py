@@ -44,7 +44,7 @@ def fit_hint(hint: torch.Tensor, width: int, height: int, mode: str = "nearest-e
     """
     if hint.ndim != 4:
         raise HintError(f"a hint must be (B, C, H, W), got shape {tuple(hint.shape)}.")
-    if min(hint.shape[-2:]) < 1 or hint.shape[0] < 1:
+    if hint.numel() == 0:  # no image, no channel or no pixel
         raise HintError(f"the hint is empty (shape {tuple(hint.shape)}).")
     cropped = center_crop_to_aspect(hint, width, height)
     if cropped.shape[-2:] == (height, width):

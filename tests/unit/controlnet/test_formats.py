@@ -82,7 +82,17 @@ def test_unknown_layout_lists_keys():
     "keys",
     [
         {"controlnet_blocks.0.weight", "input_block.weight"},  # HunyuanDiT needs its padding key too
+        {"input_block.weight", "text_embedding_padding"},  # ... and its ControlNet blocks
         {"output_blocks.0.0.in_layers.0.weight"},  # a decoder alone is not a UNet
+        {"up_blocks.0.resnets.0.conv1.weight"},  # nor in the diffusers layout
+        {"encoder.down.0.block.0.conv1.weight"},  # a VAE has an encoder and a decoder
+        {"decoder.conv_in.weight"},
+        {"input_hint_block.0.weight", "input_blocks.0.0.weight"},  # our original layout needs its zero convs
+        # the base models of other families are not their ControlNets
+        {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"},  # Flux
+        {"transformer_blocks.0.img_mlp.net.0.proj.weight"},  # Qwen-Image
+        {"pos_embed_input.proj.weight"},  # SD3
+        {"spatial_feat_mapping.0.weight"},  # a CoAdapter has its task embedding too
     ],
 )
 def test_partial_family_signatures_are_unknown_not_misnamed(keys):

@@ -57,6 +57,17 @@ def test_each_layout_is_recorded_once_up_to_a_limit(tiny_model, inputs, standin_
 
 
 @torch.no_grad()
+def test_four_layouts_are_recorded_by_default(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend)
+    cfg = tiny_model.config
+    for n, h in [(1, 8), (2, 8), (3, 8), (4, 8), (1, 16), (2, 16)]:
+        x, hint, t, ctx, y = inputs(cfg, n=n, h=h, w=h)
+        runner(x, t, ctx, y, tiny_model.encode_hint(hint))
+    assert backend.captures == 4 and runner.recorded == 4 and runner.eager_calls == 2
+
+
+@torch.no_grad()
 def test_needed_flags_are_part_of_the_layout(tiny_model, inputs, standin_graphs):
     backend = standin_graphs()
     runner = GraphedControlNet(tiny_model, backend)
@@ -184,6 +195,9 @@ def test_weights_that_cannot_be_recorded(tiny_model):
         assert "input_blocks.0.0 casts its weights per call" in weights_movable_reason(tiny_model, torch.device("cpu"))
         layer.comfy_cast_weights = False
         layer.weight_function = [lambda w: w * 2]
+        assert "input_blocks.0.0 patches its weights per call" in weights_movable_reason(tiny_model, torch.device("cpu"))
+        layer.weight_function = []
+        layer.bias_function = [lambda b: b + 1]  # a bias patch alone (a LoRA's bias, a weight adjustment)
         assert "input_blocks.0.0 patches its weights per call" in weights_movable_reason(tiny_model, torch.device("cpu"))
 
 

@@ -120,9 +120,22 @@ def test_window_batch_refuses_frames_outside_the_batch():
 def test_fit_hint_refuses_other_ranks_and_empty_hints():
     with pytest.raises(HintError, match=r"a hint must be \(B, C, H, W\), got shape \(3, 8, 8\)"):
         fit_hint(torch.rand(3, 8, 8), 16, 16)
-    for shape in [(0, 3, 8, 8), (1, 3, 0, 8), (1, 3, 8, 0)]:
-        with pytest.raises(HintError, match=r"the hint is empty \(shape"):
-            fit_hint(torch.rand(shape), 16, 16)
+    for shape in [(0, 3, 8, 8), (1, 0, 8, 8), (1, 3, 0, 8), (1, 3, 8, 0)]:
+        for size in (16, 8):  # resized, or already at the size
+            with pytest.raises(HintError, match=r"the hint is empty \(shape"):
+                fit_hint(torch.rand(shape), size, size)
+
+
+def test_broadcast_batch_keeps_the_first_images_of_a_larger_batch():
+    assert broadcast_batch(torch.arange(4), 4, 2).tolist() == [0, 1, 0, 1]
+    assert broadcast_batch(torch.arange(5), 2, 1).tolist() == [0, 1]
+
+
+def test_mask_already_at_the_residual_size_is_kept_as_it_is():
+    m = torch.rand(2, 8, 12, dtype=torch.float16)
+    out = mask_for(m, 8, 12)
+    assert out.shape == (2, 1, 8, 12) and out.dtype == torch.float32
+    assert torch.equal(out[:, 0], m.float())
 
 
 @pytest.mark.parametrize(("target", "chunks"), [(5, 2), (4, 0), (4, -1)])

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from affordance.controlnet import SD15, SD21, SDXL, ControlNet, Layout, config_from_state_dict, detect_format
+from affordance.controlnet import (
+    SD15,
+    SD21,
+    SDXL,
+    ControlNet,
+    ControlNetConfig,
+    Layout,
+    config_from_state_dict,
+    detect_format,
+)
 from affordance.controlnet.keymap import diffusers_to_original, original_to_diffusers
 
 PRESETS = {"sd15": SD15, "sd21": SD21, "sdxl": SDXL}
@@ -109,3 +118,22 @@ def test_a_middle_of_two_resblocks_without_attention_maps_both():
     pairs = {d: o for d, o, _ in prefix_pairs((1,), False, 2)}
     assert pairs["mid_block.resnets.0."] == "middle_block.0." and pairs["mid_block.resnets.1."] == "middle_block.1."
     assert "mid_block.resnets.1." not in {d for d, _, _ in prefix_pairs((1,), False, 1)}
+
+
+def test_a_middle_of_two_resblocks_without_attention_renames_the_sub_keys_of_both():
+    """Each ResBlock's own names (in_layers.0 -> norm1...) change too, not only the prefixes, and back."""
+    config = ControlNetConfig(
+        model_channels=32,
+        channel_mult=(1, 2),
+        num_res_blocks=(1, 1),
+        transformer_depth=(1, 0),
+        transformer_depth_middle=0,
+        context_dim=768,
+        num_heads=8,
+    )
+    sd = ControlNet(config).state_dict()
+    renamed = original_to_diffusers(sd)
+    for i in (0, 1):
+        assert {f"mid_block.resnets.{i}.norm1.weight", f"mid_block.resnets.{i}.conv2.weight"} <= renamed.keys()
+    assert not any("in_layers" in k or "out_layers" in k for k in renamed)
+    assert diffusers_to_original(renamed).keys() == sd.keys()

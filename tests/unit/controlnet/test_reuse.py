@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 
@@ -234,6 +237,33 @@ def test_conditioning_that_appears_where_there_was_none_is_a_new_computation():
     cache.get(SIGMAS[0], "L", (None,), net)
     cache.get(SIGMAS[1], "L", (torch.ones(2),), net)
     assert net.calls == 2
+
+
+def test_conditioning_that_disappears_or_grows_is_a_new_computation():
+    """Conditioning compared entry by entry: a tensor now None, or one more tensor, is not the same text."""
+    for later in ((None,), (torch.ones(2), torch.ones(3))):
+        cache = ResidualCache(ReusePolicy(4))
+        net = Net()
+        cache.get(SIGMAS[0], "L", (torch.ones(2),), net)
+        cache.get(SIGMAS[1], "L", later, net)
+        assert net.calls == 2, later
+
+
+def test_residuals_of_a_layout_no_longer_sampled_are_released_after_k_evaluations():
+    cache = ResidualCache(ReusePolicy(2))
+    out = cache.get(SIGMAS[0], "tile A", (), lambda: [torch.ones(4)])
+    released = weakref.ref(out[0])
+    del out
+    for sigma in SIGMAS[1:3]:  # only tile B from here on
+        cache.get(sigma, "tile B", (), lambda: [torch.ones(4)])
+    gc.collect()
+    assert released() is None
+
+
+def test_zero_width_and_edge_reuse_windows_are_valid():
+    for start, end in ((0.5, 0.5), (0.0, 0.0), (1.0, 1.0)):
+        p = ReusePolicy(2, start, end)
+        assert p.windowed and p.allows(start) and not p.allows(start + 0.01 if start < 1 else 0.99)
 
 
 def test_a_reuse_window_of_booleans_is_refused():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,6 +18,14 @@ from affordance.controlnet.schedule import (
 
 def test_parse_and_sort():
     assert parse_keyframes("1.0:0.2, 0.0:1.0; 0.6:1") == ((0.0, 1.0), (0.6, 1.0), (1.0, 0.2))
+
+
+def test_a_schedule_is_immutable_and_hashable():
+    """Shared by every control that a graph's cached output reaches: none may change it for the others."""
+    schedule = StrengthSchedule.parse("0:1, 1:0.5")
+    assert hash(schedule) == hash(StrengthSchedule.parse("0:1, 1:0.5"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        schedule.keyframes = ()  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -54,6 +63,10 @@ def test_bad_interpolation():
 
 def test_window_checks():
     check_window(0.0, 1.0)
+    check_window(1.0, 1.0)  # a window of one point, at either end
+    check_window(0.0, 0.0)
+    with pytest.raises(ScheduleError, match="within 0..1"):
+        check_window(0.5, 1.005)
     with pytest.raises(ScheduleError, match="after end_percent"):
         check_window(0.7, 0.3)
     with pytest.raises(ScheduleError, match="within 0..1"):

@@ -1,0 +1,71 @@
+"""Reading the architecture from a state dict's keys and shapes (config_from_state_dict) and what a config says
+about itself (family, residual sizes)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affordance.controlnet import SD15, SDXL, ControlNet, ControlNetConfig, UnknownFormatError, config_from_state_dict
+from affordance.controlnet.errors import KeyMismatchError
+
+
+def tiny(**changes: object) -> ControlNetConfig:
+    base = {
+        "model_channels": 32,
+        "channel_mult": (1, 2),
+        "num_res_blocks": (1, 1),
+        "transformer_depth": (1, 0),
+        "transformer_depth_middle": 1,
+        "context_dim": 768,
+        "num_heads": 8,
+    }
+    return ControlNetConfig(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_a_head_count_given_is_kept_and_the_head_width_left_to_it():
+    sd = ControlNet(tiny()).state_dict()
+    config = config_from_state_dict(sd, num_heads=4)
+    assert (config.num_heads, config.num_head_channels) == (4, -1)
+    config = config_from_state_dict(sd, num_head_channels=16)
+    assert (config.num_heads, config.num_head_channels) == (-1, 16)
+    assert (config_from_state_dict(sd).num_heads, config_from_state_dict(sd).num_head_channels) == (8, -1)
+
+
+def test_residual_downsampling_covers_every_residual_middle_included():
+    assert SD15.residual_downsampling() == (1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8, 8)
+    assert SDXL.residual_downsampling() == (1, 1, 1, 2, 2, 2, 4, 4, 4, 4)
+    assert len(SDXL.residual_downsampling()) == SDXL.num_residuals == len(SDXL.residual_channels())
+
+
+def test_a_missing_input_block_in_the_middle_is_refused_not_read_as_a_smaller_encoder():
+    sd = ControlNet(tiny(num_res_blocks=(2, 1), transformer_depth=(1, 1, 0))).state_dict()
+    holed = {k: v for k, v in sd.items() if not k.startswith("input_blocks.2.")}
+    with pytest.raises(KeyMismatchError, match=r"input block indices are not contiguous: found \[0, 1, 3, 4\]"):
+        config_from_state_dict(holed)
+
+
+def test_a_first_conv_that_is_not_4d_is_named():
+    sd = dict(ControlNet(tiny()).state_dict())
+    sd["input_blocks.0.0.weight"] = torch.zeros(32)
+    with pytest.raises(KeyMismatchError, match=r"input_blocks.0.0.weight should be a 4-D conv weight, got shape \(32,\)"):
+        config_from_state_dict(sd)
+
+
+def test_the_middle_zero_conv_is_needed():
+    sd = {k: v for k, v in ControlNet(tiny()).state_dict().items() if not k.startswith("middle_block_out.")}
+    with pytest.raises(KeyMismatchError, match=r"key 'middle_block_out.0.weight' is missing"):
+        config_from_state_dict(sd)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"context_dim": 512},
+        {"context_dim": 1024, "adm_in_channels": 2816, "num_heads": -1, "num_head_channels": 64},  # SD2 has no label
+        {"context_dim": 768, "adm_in_channels": 2816},
+    ],
+)
+def test_contexts_and_labels_of_no_family_are_named(changes):
+    with pytest.raises(UnknownFormatError, match=r"matches no supported family"):
+        _ = tiny(**changes).family
