@@ -7,6 +7,7 @@ before execution.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,23 @@ GiB = 1 << 30
 RESIZE_BYTES_PER_PIXEL = 40
 RESIZE_INPUT_BYTES_PER_PIXEL = 21
 OUT_BYTES_PER_PIXEL = 24  # a finished IMAGE pixel (3 x float32), twice: the chunks' results and their join
+
+
+def memory_text(nbytes: float, rounding: Callable[[float], float] = round) -> str:
+    """A memory size for a message: GiB with one decimal from 1 GiB up, whole MiB below ("less than 1 MiB" last).
+
+    ``rounding`` (``math.ceil`` for what is needed, ``math.floor`` for what is free) keeps a need just above
+    the free memory from reading as the same figure.
+    """
+    if nbytes >= GiB:
+        return f"{rounding(nbytes / GiB * 10) / 10:.1f} GiB"
+    mib = int(rounding(nbytes / (1 << 20)))
+    return f"{mib} MiB" if mib >= 1 else "less than 1 MiB"
+
+
+def need_and_free(need: float, free: float) -> tuple[str, str]:
+    """``need`` rounded up and ``free`` rounded down, as :func:`memory_text` writes them."""
+    return memory_text(need, math.ceil), memory_text(free, math.floor)
 RESOLUTION = (
     "INT",
     {
@@ -170,9 +188,10 @@ def _check_output_memory(x: torch.Tensor, resolution: int, what: str) -> None:
     dh, dw = detection_size(x.shape[-2], x.shape[-1], resolution)
     need = OUT_BYTES_PER_PIXEL * dh * dw * x.shape[0]
     if need > free:
+        shown_need, shown_free = need_and_free(need, free)
         raise ParameterError(
-            f"{what}: {x.shape[0]} hint(s) at the detection size {dw}x{dh} px take about {need / GiB:.1f} GiB as a "
-            f"ComfyUI IMAGE (with the copy made while the batch is joined), but {free / GiB:.1f} GiB is free. Lower "
+            f"{what}: {x.shape[0]} hint(s) at the detection size {dw}x{dh} px take about {shown_need} as a "
+            f"ComfyUI IMAGE (with the copy made while the batch is joined), but {shown_free} is free. Lower "
             "resolution, set output_size to 'image', or send fewer images."
         )
 
@@ -199,13 +218,22 @@ def _chunk_for_memory(
         )
     else:
         padded = int(pixels or 0)
-        how = f"makes {padded / 1e6:.0f} megapixel images"
+        how = f"makes images of {padded / 1e6:.2g} megapixels"
         fix = "Choose a smaller size, or free memory."
-    per_image = bytes_per_pixel * padded + input_bytes_per_pixel * x.shape[-2] * x.shape[-1]
+    work = bytes_per_pixel * padded
+    reading = input_bytes_per_pixel * x.shape[-2] * x.shape[-1]  # the input image's own share
+    per_image = work + reading
     if per_image > free and x.device.type == "cpu":
+        if reading > work:  # a smaller output would hardly help: the input is what is large
+            how += f" from this {x.shape[-1]}x{x.shape[-2]} image"
+            fix = (
+                f"The input image takes {memory_text(reading, math.ceil)} of it: scale it down first (e.g. with ComfyUI's "
+                "Upscale Image node), or free memory."
+            )
+        shown_need, shown_free = need_and_free(per_image, free)
         raise ParameterError(
-            f"{what} {how}, which needs about {per_image / GiB:.1f} GiB of working memory per image, but "
-            f"{free / GiB:.1f} GiB is free on {x.device}. {fix}"
+            f"{what} {how}, which needs about {shown_need} of working memory per image, but "
+            f"{shown_free} is free on {x.device}. {fix}"
         )
     return max(1, min(CHUNK, int(free * MEMORY_SHARE) // per_image))
 
@@ -533,9 +561,10 @@ class HintResize:
         free = free_memory(device) if device.type == "cpu" else None
         out_bytes = OUT_BYTES_PER_PIXEL * width * height * batch
         if free is not None and out_bytes > free:
+            shown_need, shown_free = need_and_free(out_bytes, free)
             raise ParameterError(
-                f"Resize Hint: {batch} hint(s) of {width}x{height} px take about {out_bytes / GiB:.1f} GiB as a ComfyUI "
-                f"IMAGE (with the copy made while the batch is joined), but {free / GiB:.1f} GiB is free. Choose a "
+                f"Resize Hint: {batch} hint(s) of {width}x{height} px take about {shown_need} as a ComfyUI "
+                f"IMAGE (with the copy made while the batch is joined), but {shown_free} is free. Choose a "
                 "smaller size (the ControlNet takes the latent's size x 8), or fewer images."
             )
         return with_preview(

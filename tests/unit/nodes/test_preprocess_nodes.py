@@ -532,6 +532,37 @@ def test_resize_hint_checks_the_memory_its_output_and_work_need(monkeypatch):
     assert sizes == []
 
 
+def test_resize_hint_refusal_names_the_input_when_the_input_is_what_does_not_fit(monkeypatch):
+    """A 4096 x 4096 input shrunk to 512 x 512 with 300 MiB free: the input's own share (336 MiB) is what does
+    not fit. The refusal said "makes 0 megapixel images, which needs about 0.3 GiB ... but 0.3 GiB is free" and
+    advised a smaller size, which would not have helped."""
+    from affordance.nodes import preprocess
+
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 300 << 20)
+    with pytest.raises(ParameterError) as caught:
+        preprocess.HintResize().process(torch.zeros(1, 4096, 4096, 3), "just_resize", 512, 512)
+    assert str(caught.value) == (
+        "Resize Hint makes images of 0.26 megapixels from this 4096x4096 image, which needs about 346 MiB of working "
+        "memory per image, but 300 MiB is free on cpu. The input image takes 336 MiB of it: scale it down first "
+        "(e.g. with ComfyUI's Upscale Image node), or free memory."
+    )
+    # the output is what is large: a smaller size is the advice
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 40 * 4096 * 4096 - 1)
+    with pytest.raises(ParameterError, match=r"^Resize Hint makes images of 17 megapixels, which needs about 641 MiB of "
+                       r"working memory per image, but 639 MiB is free on cpu\. Choose a smaller size, or free memory\.$"):
+        preprocess.HintResize().process(torch.zeros(1, 8, 8, 3), "just_resize", 4096, 4096)
+
+
+def test_memory_figures_in_messages_round_the_need_up_and_the_free_memory_down():
+    from affordance.nodes.preprocess import need_and_free
+
+    gib, mib = 1 << 30, 1 << 20
+    assert need_and_free(1.04 * gib, 1.0 * gib) == ("1.1 GiB", "1.0 GiB")
+    assert need_and_free(1.0 * gib, 1.0 * gib - 1) == ("1.0 GiB", "1023 MiB")
+    assert need_and_free(300.2 * mib, 300 * mib) == ("301 MiB", "300 MiB")
+    assert need_and_free(10, 0) == ("1 MiB", "less than 1 MiB")  # never "0.0 GiB" beside "0.0 GiB"
+
+
 # ----- output_size: the hint at the image's size or at the detection size ------------------------------------
 def test_every_node_with_a_resolution_offers_output_size_as_an_optional_widget():
     """Optional (appended after the saved widgets), default 'image': workflows saved before it load unchanged."""
