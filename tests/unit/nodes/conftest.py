@@ -3,6 +3,7 @@ exactly as ComfyUI's sampler does (pre_run, get_control per model call, cleanup)
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -179,19 +180,35 @@ def stub_comfy(monkeypatch, tmp_path):
     fp.models_dir = str(tmp_path / "models")
     fp.get_temp_directory = lambda: str(tmp_path / "temp")
     fp.get_input_directory = lambda: str(tmp_path / "input")
-    fp.folder_names_and_paths = {}
+    # as ComfyUI's folder_paths: folders registered per name (ComfyUI registers its own, controlnet among them, at
+    # import), a name nobody registered is a KeyError, and files are listed below every folder of the name
+    fp.folder_names_and_paths = {"controlnet": ([str(tmp_path)], set())}
 
-    def add_model_folder_path(name, path, is_default=False):
-        fp.folder_names_and_paths.setdefault(name, ([], set()))[0].append(path)
+    def add_model_folder_path(name, path, is_default=False):  # a default folder goes first, any other last
+        paths = fp.folder_names_and_paths.setdefault(name, ([], set()))[0]
+        if path in paths and is_default:
+            paths.remove(path)
+        if path not in paths:
+            paths.insert(0 if is_default else len(paths), path)
+
+    def get_folder_paths(name):
+        return list(fp.folder_names_and_paths[name][0])
+
+    def get_filename_list(name):
+        found = set()
+        for folder in get_folder_paths(name):
+            for dirpath, _, files in os.walk(folder):
+                found.update(os.path.relpath(os.path.join(dirpath, f), folder).replace(os.sep, "/") for f in files)
+        return sorted(found)
 
     fp.add_model_folder_path = add_model_folder_path
-    fp.get_filename_list = lambda name: ["tiny.safetensors"]
-    def get_folder_paths(name):
-        return fp.folder_names_and_paths[name][0] if name in fp.folder_names_and_paths else [str(tmp_path)]
+    fp.get_filename_list = get_filename_list
 
     def get_full_path(name, f):
+        if name not in fp.folder_names_and_paths:
+            return None
         for folder in get_folder_paths(name):
-            if (Path(folder) / f).exists():
+            if (Path(folder) / f).is_file():
                 return str(Path(folder) / f)
         return None
 

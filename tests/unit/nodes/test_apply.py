@@ -270,6 +270,44 @@ def test_loader_node_with_stub_host(stub_comfy, control):
         cls().load("missing.pth")
 
 
+@pytest.mark.parametrize("fast_fp8", [True, False])
+def test_loader_asks_comfyui_for_dtype_casting_and_layers_as_its_own_loader_does(stub_comfy, control, monkeypatch, fast_fp8):
+    """The file's own dtype and "never fits" (-1) to unet_dtype, so an fp8 file stays fp8; the chosen dtype and the
+    load device to unet_manual_cast; ComfyUI's layer classes without fast fp8 where its pick_operations knows of
+    them; the manual-cast dtype set on the network; the file's tensors released as they are copied in."""
+    import sys
+
+    from affordance.nodes import loaders
+
+    mm, ops = sys.modules["comfy.model_management"], sys.modules["comfy.ops"]
+    calls: dict[str, object] = {}
+    monkeypatch.setattr(mm, "get_torch_device", lambda: torch.device("meta"))  # stands for the GPU
+    monkeypatch.setattr(
+        mm,
+        "unet_dtype",
+        lambda model_params=0, supported_dtypes=(), weight_dtype=None: calls.update(
+            unet_dtype=(model_params, list(supported_dtypes), weight_dtype)
+        )
+        or torch.bfloat16,
+    )
+    monkeypatch.setattr(mm, "unet_manual_cast", lambda dtype, device: calls.update(cast=(dtype, device)) or torch.float32)
+    if fast_fp8:
+        pick = lambda dtype, manual_cast, disable_fast_fp8=False: calls.update(ops=(dtype, manual_cast, disable_fast_fp8)) or torch.nn  # noqa: E731
+    else:
+        pick = lambda dtype, manual_cast: calls.update(ops=(dtype, manual_cast)) or torch.nn  # noqa: E731
+    monkeypatch.setattr(ops, "pick_operations", pick)
+    real_build = loaders.build_controlnet
+    monkeypatch.setattr(loaders, "build_controlnet", lambda *a, **kw: calls.update(release=kw.get("release")) or real_build(*a, **kw))
+    save_file({k: v.half() for k, v in control.network.state_dict().items()}, stub_comfy / "tiny.safetensors")
+    (loaded,) = NODE_CLASS_MAPPINGS["AST_ControlNetLoader"]().load("tiny.safetensors")
+    assert calls["unet_dtype"] == (-1, [torch.float16, torch.bfloat16, torch.float32], torch.float16)
+    assert calls["cast"] == (torch.bfloat16, torch.device("meta"))
+    assert calls["ops"] == ((torch.bfloat16, torch.float32, True) if fast_fp8 else (torch.bfloat16, torch.float32))
+    assert calls["release"] is True
+    assert loaded.network.compute_dtype == torch.float32 and loaded.manual_cast_dtype == torch.float32
+    assert next(loaded.network.parameters()).dtype == torch.bfloat16 and loaded.patcher.load_device == torch.device("meta")
+
+
 @pytest.mark.parametrize(("choice", "pooled"), [("from file", False), ("on", True), ("off", False)])
 def test_loader_global_average_pooling_choice(stub_comfy, control, choice, pooled, caplog):
     """The 1.1 shuffle model needs pooling and its file cannot say so: the loader takes it as a choice (optional,

@@ -71,6 +71,13 @@ def test_canny_validation_before_execution():
     assert CannyPreprocessor.VALIDATE_INPUTS(100, 200, 512) is True
     assert "swap them" in CannyPreprocessor.VALIDATE_INPUTS(210, 200, 512)
     assert "between 0 and 255, got 300" in CannyPreprocessor.VALIDATE_INPUTS(100, 300, 512)
+    # the edges of what is allowed: equal thresholds, 0 and 255, the smallest resolution
+    for low, high, res in ((100, 100, 512), (0, 255, 64), (255, 255, 4096)):
+        assert CannyPreprocessor.VALIDATE_INPUTS(low, high, res) is True, (low, high, res)
+    assert "between 0 and 255, got 256" in CannyPreprocessor.VALIDATE_INPUTS(100, 256, 512)
+    assert "between 0 and 255, got -1" in CannyPreprocessor.VALIDATE_INPUTS(-1, 200, 512)
+    assert "between 64 and 4096, got 63" in CannyPreprocessor.VALIDATE_INPUTS(100, 200, 63)
+    assert "between 64 and 4096, got 4097" in CannyPreprocessor.VALIDATE_INPUTS(100, 200, 4097)
 
 
 def test_invert_and_inpaint_nodes(image):
@@ -111,6 +118,21 @@ def test_pixel_perfect_node(image):
     assert node.process(
         image(h=480, w=640), "resize_and_fill", 0, 0, latent={"samples": torch.zeros(1, 4, 64, 64)}
     ) == (384,)
+    # a video latent (batch, channels, frames, h, w) gives its frames' size x 8 too
+    video = {"samples": torch.zeros(1, 16, 5, 60, 104)}
+    assert node.process(image(h=480, w=832), "crop_and_resize", 0, 0, latent=video) == (480,)
+    (out,) = NODE_CLASS_MAPPINGS["AST_HintResize"]().process(image(h=30, w=52), "just_resize", 0, 0, latent=video)["result"]
+    assert out.shape == (1, 480, 832, 3)
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(0, 480, 640, 3), [1, 2], torch.zeros(480, 640, 3)])
+def test_pixel_perfect_and_resize_hint_name_what_is_not_an_image(bad):
+    from affordance.preprocessors import ImageInputError
+
+    with pytest.raises(ImageInputError):
+        NODE_CLASS_MAPPINGS["AST_PixelPerfectResolution"]().process(bad, "crop_and_resize", 512, 512)
+    with pytest.raises(ImageInputError):
+        NODE_CLASS_MAPPINGS["AST_HintResize"]().process(bad, "just_resize", 64, 64)
 
 
 @pytest.mark.parametrize(

@@ -99,6 +99,25 @@ def test_background_is_shown_for_tracing_never_drawn(stub_comfy):
         Node().draw(64, 48, REF, background=torch.rand(40, 50))
 
 
+@pytest.mark.parametrize(("shape", "channel_of"), [((1, 40, 50, 3), (0, 1, 2)), ((1, 40, 50, 4), (0, 1, 2)),
+                                                   ((1, 40, 50, 1), (0, 0, 0)), ((3, 40, 50, 1), (0, 0, 0))])
+def test_backgrounds_of_one_image_grey_or_rgba_preview_their_first_image_in_rgb(stub_comfy, shape, channel_of):
+    torch.manual_seed(0)
+    bg = torch.rand(shape)
+    (record,) = Node().draw(64, 48, "", background=bg)["ui"]["ast_background"]
+    with Image.open(stub_comfy / "temp" / record["filename"]) as im:
+        assert (im.mode, im.size) == ("RGB", (50, 40))
+        shown = np.asarray(im)
+    expected = (bg[0, :, :, list(channel_of)] * 255).round().numpy()
+    assert np.abs(shown.astype(np.float32) - expected).max() <= 1  # the first image, its RGB (alpha dropped)
+
+
+@pytest.mark.parametrize("background", [[[1.0]], np.zeros((1, 4, 4, 3)), torch.zeros(0, 4, 4, 3), torch.zeros(1, 4, 4, 2)])
+def test_a_background_that_is_not_an_image_is_named(stub_comfy, background):
+    with pytest.raises(DrawingError, match=r"background must be a ComfyUI IMAGE \(batch, height, width, channels\), got "):
+        Node().draw(64, 48, "", background=background)
+
+
 def test_missing_unsafe_and_oversized_drawings_are_refused(stub_comfy):
     msg = Node.VALIDATE_INPUTS(64, 48, REF)
     assert "is not in ComfyUI's input folder" in msg and "draw it anew" in msg
