@@ -93,6 +93,18 @@ OUTPUT_SIZE = (
 )
 
 
+def require_image(image: Any) -> torch.Tensor:
+    """``image`` itself if it is a 4-D tensor (an IMAGE's rank; its channels are checked where it is converted).
+
+    Raises:
+        ImageInputError: anything else, named.
+    """
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ImageInputError(f"image must be a ComfyUI IMAGE (batch, height, width, channels), got {got}.")
+    return image
+
+
 def to_bchw(image: torch.Tensor, device: torch.device) -> torch.Tensor:
     """IMAGE ``(B, H, W, C)`` -> ``(B, 3, H, W)`` float on ``device`` (greyscale/RGBA converted, checked).
 
@@ -100,10 +112,7 @@ def to_bchw(image: torch.Tensor, device: torch.device) -> torch.Tensor:
     half precision ``x * 255`` misses 8-bit levels, so Canny would not match OpenCV's and filters would drift.
     The node's output is float32 either way.
     """
-    if not isinstance(image, torch.Tensor) or image.ndim != 4:
-        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ImageInputError(f"image must be a ComfyUI IMAGE (batch, height, width, channels), got {got}.")
-    x = image.movedim(-1, 1).to(device)
+    x = require_image(image).movedim(-1, 1).to(device)
     return check_image(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
 
 
@@ -460,9 +469,8 @@ class InpaintPreprocessor:
         }
 
     def process(self, image: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
-        m = mask_batch(mask)
-        shape = image.shape if isinstance(image, torch.Tensor) and image.ndim == 4 else None  # else run_batched says
-        m = check_inpaint_mask(m, shape[0] if shape else 1)  # whole-batch check, before the batch is split into chunks
+        shape = require_image(image).shape  # the image named first: a mask batch cannot fit what is not an image
+        m = check_inpaint_mask(mask_batch(mask), shape[0])  # whole-batch check, before the batch is split into chunks
         done = 0
 
         def fn(x: torch.Tensor) -> torch.Tensor:  # chunks arrive in order: the masks of these rows
@@ -471,7 +479,7 @@ class InpaintPreprocessor:
             done += x.shape[0]
             return inpaint(x, rows.to(x.device))
 
-        pixels = int(shape[1]) * int(shape[2]) if shape else None
+        pixels = int(shape[1]) * int(shape[2])
         return with_preview(
             run_batched(image, fn, pixels=pixels, bytes_per_pixel=self.WORK_BYTES_PER_PIXEL, what="Inpaint Hint")
         )

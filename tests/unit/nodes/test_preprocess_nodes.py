@@ -92,6 +92,15 @@ def test_invert_and_inpaint_nodes(image):
         NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, torch.ones(1, 16, 24, 3))
 
 
+@pytest.mark.parametrize("bad", [[1], torch.zeros(16, 24, 3), None])
+def test_inpaint_node_names_an_image_that_is_not_one_before_its_mask(bad):
+    """With a batch of two masks, a non-IMAGE was reported as "a batch of 2 masks does not fit 1 image(s)"."""
+    from affordance.preprocessors import ImageInputError
+
+    with pytest.raises(ImageInputError, match=r"image must be a ComfyUI IMAGE \(batch, height, width, channels\)"):
+        NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(bad, torch.zeros(2, 16, 24))
+
+
 def test_hint_resize_from_latent(image):
     node = NODE_CLASS_MAPPINGS["AST_HintResize"]()
     (out,) = node.process(image(h=48, w=96), "crop_and_resize", 512, 512, latent={"samples": torch.zeros(1, 4, 8, 12)})[
@@ -348,6 +357,34 @@ def test_openpose_node_outputs_hint_and_keypoints(stub_comfy, image):
     with pytest.raises(ValueError, match="hand_pose_model.pth"):
         node().process(image(), True, True, False, 64)
     annotators.clear_cache()
+
+
+@pytest.mark.parametrize(("hand", "face"), [(True, True), (True, False), (False, True), (False, False)])
+def test_openpose_node_gives_each_network_its_place(monkeypatch, image, hand, face):
+    """The body, hand and face networks reach the detector in that order, each only when asked for."""
+    from affordance.nodes import preprocess_learned as learned
+    from affordance.preprocessors.openpose import BODY_FILE, FACE_FILE, HAND_FILE
+
+    monkeypatch.setattr(learned, "annotator_model", lambda name, build, owner: (name, build.__name__))
+    seen = []
+
+    def spy(x, body, hand_net, face_net, detect_body, detect_hand, detect_face, resolution):
+        seen.append((body, hand_net, face_net, detect_body, detect_hand, detect_face, resolution))
+        return x, [{"people": []}] * x.shape[0]
+
+    monkeypatch.setattr(learned, "openpose", spy)
+    learned.OpenPosePreprocessor().process(image(h=64, w=64), False, hand, face, 128)
+    assert seen == [
+        (
+            (BODY_FILE, "BodyPoseNet"),
+            (HAND_FILE, "HandPoseNet") if hand else None,
+            (FACE_FILE, "FaceNet") if face else None,
+            False,
+            hand,
+            face,
+            128,
+        )
+    ]
 
 
 @pytest.mark.parametrize(
