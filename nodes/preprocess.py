@@ -70,6 +70,8 @@ def memory_text(nbytes: float, rounding: Callable[[float], float] = round) -> st
 def need_and_free(need: float, free: float) -> tuple[str, str]:
     """``need`` rounded up and ``free`` rounded down, as :func:`memory_text` writes them."""
     return memory_text(need, math.ceil), memory_text(free, math.floor)
+
+
 RESOLUTION = (
     "INT",
     {

@@ -19,7 +19,6 @@ from affordance.controlnet import (
     SD21,
     SDXL,
     ControlNet,
-    ControlNetConfig,
     Layout,
     config_from_state_dict,
     detect_format,
@@ -120,18 +119,10 @@ def test_a_middle_of_two_resblocks_without_attention_maps_both():
     assert "mid_block.resnets.1." not in {d for d, _, _ in prefix_pairs((1,), False, 1)}
 
 
-def test_a_middle_of_two_resblocks_without_attention_renames_the_sub_keys_of_both():
+def test_a_middle_of_two_resblocks_without_attention_renames_the_sub_keys_of_both(tiny_model):
     """Each ResBlock's own names (in_layers.0 -> norm1...) change too, not only the prefixes, and back."""
-    config = ControlNetConfig(
-        model_channels=32,
-        channel_mult=(1, 2),
-        num_res_blocks=(1, 1),
-        transformer_depth=(1, 0),
-        transformer_depth_middle=0,
-        context_dim=768,
-        num_heads=8,
-    )
-    sd = ControlNet(config).state_dict()
+    sd = ControlNet(tiny_model.config.with_options(transformer_depth_middle=0)).state_dict()
+    assert not any(k.startswith("middle_block.2.") for k in sd)  # two ResBlocks, no attention between them
     renamed = original_to_diffusers(sd)
     for i in (0, 1):
         assert {f"mid_block.resnets.{i}.norm1.weight", f"mid_block.resnets.{i}.conv2.weight"} <= renamed.keys()
