@@ -531,8 +531,8 @@ def comfy_apply_node(root: Path) -> tuple[Callable[..., tuple], str]:
 
 def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: Report, folder: Path) -> None:
     """Section 2; the two ControlNet files are written to ``folder``."""
-    for name in ("comfy.model_patcher", "comfy.sample", "comfy.supported_models"):  # into the `comfy` package
-        importlib.import_module(name)
+    for module in ("comfy.model_patcher", "comfy.sample", "comfy.supported_models"):  # into the `comfy` package
+        importlib.import_module(module)
     from safetensors.torch import save_file
 
     from affordance.nodes.apply import apply_control
