@@ -242,6 +242,18 @@ def build_diffusers(config: ControlNetConfig, sd: dict[str, torch.Tensor], devic
     return model.to(device).eval().requires_grad_(False)
 
 
+def diffusers_multi_controlnet() -> Any:
+    """diffusers' ``MultiControlNetModel`` class: exported at the top level by newer releases, kept only under
+    ``diffusers.pipelines.controlnet`` by older ones (0.30-0.31, which the test extra allows)."""
+    import diffusers
+
+    if hasattr(diffusers, "MultiControlNetModel"):
+        return diffusers.MultiControlNetModel
+    from diffusers.pipelines.controlnet.multicontrolnet import MultiControlNetModel
+
+    return MultiControlNetModel
+
+
 def comfyui_root(arg: str | None) -> Path | None:
     """``--comfyui`` or ``COMFYUI_PATH``; ``None`` when neither is set."""
     value = arg or os.environ.get("COMFYUI_PATH")

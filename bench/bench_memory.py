@@ -91,7 +91,13 @@ def _fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: A
     """What a fused (flash) attention kernel allocates: its output and log-sum-exp, no attention matrix."""
     if args or kwargs.get("attn_mask") is not None or kwargs.get("is_causal"):
         raise NotImplementedError("the memory model covers unmasked, non-causal attention (all a ControlNet uses)")
-    return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[0]
+    try:
+        return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[0]
+    except NotImplementedError:  # PyTorch 2.4 has no meta kernel for it: make what it makes
+        lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)  # log-sum-exp, beside the output
+        out = q.new_empty((*q.shape[:-1], v.shape[-1]))
+        del lse
+        return out
 
 
 @contextlib.contextmanager

@@ -220,15 +220,14 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
                 single["comfyui"] = lambda: run_comfy(0)
                 double["comfyui x2"] = lambda: add(run_comfy(0), run_comfy(1))
             except Exception as exc:
-                report.missing[f"comfyui ({family})"] = (
+                report.missing[f"comfyui ({family})"] = why = (
                     f"building ComfyUI's ControlNet failed: {type(exc).__name__}: {exc}"
                 )
+                print(f"peer missing: comfyui ({family}): {why}")
         if use_diffusers:
             try:
-                import diffusers
-
                 dms = [C.build_diffusers(config, sd, dev) for sd in sds]
-                multi = diffusers.MultiControlNetModel(dms)
+                multi = C.diffusers_multi_controlnet()(dms)
 
                 def run_diffusers() -> Outputs:
                     down, mid = dms[0](
@@ -256,9 +255,10 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
                 single["diffusers"] = run_diffusers
                 double["diffusers x2"] = run_multi
             except Exception as exc:
-                report.missing[f"diffusers ({family})"] = (
+                report.missing[f"diffusers ({family})"] = why = (
                     f"building diffusers' ControlNetModel failed: {type(exc).__name__}: {exc}"
                 )
+                print(f"peer missing: diffusers ({family}): {why}")
         del sds
         gc.collect()
 

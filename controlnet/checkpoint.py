@@ -302,10 +302,26 @@ def _unwrap(obj: object, path: Path) -> tuple[dict[str, object], list[str]]:
 _NEEDS_CODE = re.compile(r"GLOBAL|unrecognized function|unsupported class|can only (?:build|create)", re.IGNORECASE)
 
 
+# Where torch's weights-only refusal states what it found; the text around it is torch's advice, which suggests
+# loading with weights_only=False (PyTorch 2.4-2.5 print both on one line before a damaged byte).
+_UNPICKLER = "WeightsUnpickler error: "
+
+
 def _code_request(message: str) -> str | None:
     """The line of a weights-only refusal that names the code a pickle asked for; ``None`` if it asked none."""
     line = next((ln.strip() for ln in message.splitlines() if _NEEDS_CODE.search(ln)), None)
-    return line.split(" Please use", 1)[0] if line else None  # not torch's advice to allowlist it
+    if line is None:
+        return None
+    return line.split(" Please use", 1)[0].removeprefix(_UNPICKLER)  # not torch's advice to allowlist it
+
+
+def _unpickler_reason(message: str) -> str:
+    """What torch's weights-only unpickler found wrong in damaged bytes ("Unsupported operand 172", "Invalid
+    magic number; corrupt file?"), without torch's advice around it; at most 200 characters."""
+    _, found, after = message.partition(_UNPICKLER.strip())
+    lines = (ln.strip() for ln in (after if found else message).splitlines())
+    reason = next((ln for ln in lines if ln and "weights_only" not in ln and not ln.startswith("Check the ")), "")
+    return reason[:200] or "no reason given"
 
 
 def _pickle_protocol(path: Path) -> int | None:
@@ -381,8 +397,7 @@ def _load_pickle(path: Path, container: str, f: BinaryIO | None, map_location: s
         # FRAME where the pickle's header says protocol 2 or 3 (a legacy file's is checked above) is a damaged byte
         if _FRAME in msg and container != "torch-legacy" and (_zip_pickle_protocol(path) or 4) >= 4:
             raise _new_protocol_error(path, "4 or more") from exc
-        detail = next((ln.strip() for ln in msg.splitlines() if "Unsupported operand" in ln), msg.strip()[:200])
-        raise CorruptCheckpointError(f"{path} is a damaged pickle ({detail}). Download it again.") from exc
+        raise CorruptCheckpointError(f"{path} is a damaged pickle ({_unpickler_reason(msg)}). Download it again.") from exc
     except _DAMAGED as exc:
         raise CorruptCheckpointError(
             f"{path} is truncated or damaged ({type(exc).__name__}: {str(exc)[:200]}). Download it again."

@@ -193,6 +193,20 @@ def size_note(path: Path, name: str) -> str:
 # torch's weights-only refusals that name code a pickle asked for (a global, a call, a class), as opposed to
 # damaged bytes ("Unsupported operand"), which it words alike otherwise.
 _NEEDS_CODE = re.compile(r"GLOBAL|unrecognized function|unsupported class|can only (?:build|create)", re.IGNORECASE)
+# Where torch's weights-only refusal states what it found; the text around it is torch's advice, which suggests
+# loading with weights_only=False (PyTorch 2.4-2.5 print both on one line before a damaged byte).
+_UNPICKLER = "WeightsUnpickler error: "
+
+
+def _unpickler_reason(message: str) -> str:
+    """What torch's weights-only unpickler found wrong in damaged bytes ("Unsupported operand 172", "Invalid
+    magic number; corrupt file?"), without torch's advice around it; at most 200 characters."""
+    _, found, after = message.partition(_UNPICKLER.strip())
+    lines = (ln.strip() for ln in (after if found else message).splitlines())
+    reason = next((ln for ln in lines if ln and "weights_only" not in ln and not ln.startswith("Check the ")), "")
+    return reason[:200] or "no reason given"
+
+
 # What unpickling damaged bytes raises besides UnpicklingError (an empty stack, a missing memo or storage entry...).
 _DAMAGED = (
     EOFError,
@@ -244,7 +258,9 @@ def _read(path: Path) -> Mapping[str, object]:
             return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = str(exc)
-        if wanted := next((ln.strip().split(" Please use", 1)[0] for ln in msg.splitlines() if _NEEDS_CODE.search(ln)), None):
+        wanted = next((ln.strip().split(" Please use", 1)[0] for ln in msg.splitlines() if _NEEDS_CODE.search(ln)), None)
+        if wanted:  # the code asked for, without torch's advice to allowlist it
+            wanted = wanted.removeprefix(_UNPICKLER)
             raise AnnotatorWeightsError(
                 f"{path} is a pickle that needs to run code to load; it was refused and nothing in it was "
                 f"executed ({wanted[:200]}). Use the official file from {SOURCE}."
@@ -254,8 +270,7 @@ def _read(path: Path) -> Mapping[str, object]:
         frame = "Unsupported operand 149" in msg
         if frame and head.startswith(b"PK\x03\x04") and (_zip_pickle_protocol(path) or 4) >= 4:
             raise AnnotatorWeightsError(new_protocol.format("4 or more")) from exc
-        detail = next((ln.strip() for ln in msg.splitlines() if "Unsupported operand" in ln), msg.strip()[:200])
-        raise AnnotatorWeightsError(f"{path} is a damaged pickle ({detail}); download it again.") from exc
+        raise AnnotatorWeightsError(f"{path} is a damaged pickle ({_unpickler_reason(msg)}); download it again.") from exc
     except (PermissionError, IsADirectoryError):
         raise  # said with the fix by load_annotator
     except MemoryError as exc:  # a damaged length inside the pickle asks for one huge read, or memory is short

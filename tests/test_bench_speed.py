@@ -72,6 +72,28 @@ def test_cuda_variants_run_on_the_cpu_too(bench, capsys, keep_torch_threads):
     assert "outputs agree with the reference: yes" in out
 
 
+@pytest.mark.skipif(not has_diffusers(), reason="diffusers is not installed")
+def test_a_peer_that_cannot_be_built_is_named_with_why(bench, capsys, monkeypatch, keep_torch_threads):
+    """A peer failing inside a section (not at import) is left out with its reason printed where it happened."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such layer")
+
+    monkeypatch.setattr(bench.C, "build_diffusers", broken)
+    report = bench.main([*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--threads", "1"])
+    out = capsys.readouterr().out
+    why = "building diffusers' ControlNetModel failed: RuntimeError: no such layer"
+    assert f"peer missing: diffusers (sd15): {why}" in out
+    assert report.missing["diffusers (sd15)"] == why and ("sd15", "diffusers") not in report.forward_ms
+    assert "ours vs diffusers: peer missing, no ratio" in out
+
+
+def test_diffusers_multi_controlnet_is_found_in_old_and_new_releases(bench):
+    diffusers = pytest.importorskip("diffusers")
+    multi = bench.C.diffusers_multi_controlnet()
+    assert multi.__name__ == "MultiControlNetModel" and issubclass(multi, diffusers.ModelMixin)
+
+
 def test_verdicts_and_target_setup(bench):
     import torch
 

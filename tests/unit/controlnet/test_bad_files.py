@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import struct
 
 import pytest
@@ -149,6 +150,35 @@ def test_damaged_pickle_is_called_damaged_not_unsafe(tmp_path, seed):
     with pytest.raises(CorruptCheckpointError, match="is a damaged pickle|truncated or damaged") as info:
         load_controlnet(path)
     assert "weights_only" not in str(info.value)  # never torch's advice to load it unsafely
+
+
+# torch.load's refusals, verbatim, as PyTorch 2.4.1 and 2.13.0 raised them (2.4 prints its advice to load with
+# weights_only=False on the same line as a damaged byte's reason)
+REFUSALS = json.loads((pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "torch_refusals.json").read_text())
+REASONS = {"operand": "Unsupported operand 172", "magic": "Invalid magic number; corrupt file?"}
+
+
+@pytest.mark.parametrize(
+    ("version", "kind"), [(v, k) for v, msgs in REFUSALS.items() if v != "_about" for k in msgs]
+)
+def test_only_the_reason_of_a_refusal_reaches_the_message(tmp_path, monkeypatch, version, kind):
+    """Whatever torch words around it, the error names what it found and never passes on its advice."""
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError(REFUSALS[version][kind])
+
+    path = tmp_path / "control.pth"
+    path.write_bytes(b"\x80\x02}q\x00.")
+    monkeypatch.setattr(torch, "load", refuse)
+    if kind == "global":
+        with pytest.raises(UnsafeCheckpointError, match=r"executed \((Unsupported global: )?.*GLOBAL posix\.system") as info:
+            load_controlnet(path)
+    else:
+        with pytest.raises(CorruptCheckpointError, match=rf"is a damaged pickle \({re.escape(REASONS[kind])}\)\. D") as info:
+            load_controlnet(path)
+    text = str(info.value)
+    assert "weights_only" not in text and "add_safe_globals" not in text and "WeightsUnpickler" not in text
 
 
 def test_unsafe_message_names_what_the_pickle_asked_for(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import re
 from pathlib import Path
@@ -94,9 +95,35 @@ def test_pickle_asking_for_code_is_refused_with_what_it_asked(tmp_path):
 
     path = tmp_path / HED_FILE
     torch.save({"w": Payload()}, path)
-    with pytest.raises(AnnotatorWeightsError, match=r"needs to run code .*GLOBAL print was not an allowed global") as info:
+    with pytest.raises(AnnotatorWeightsError, match=r"needs to run code .*GLOBAL (builtins\.)?print was not an allowed global") as info:
         load_annotator(path, HEDNet(), HED_FILE)
     assert "add_safe_globals" not in str(info.value)
+
+
+# torch.load's refusals, verbatim, as PyTorch 2.4.1 and 2.13.0 raised them (2.4 prints its advice to load with
+# weights_only=False on the same line as a damaged byte's reason)
+REFUSALS = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "torch_refusals.json").read_text())
+REASONS = {"operand": "Unsupported operand 172", "magic": "Invalid magic number; corrupt file?"}
+
+
+@pytest.mark.parametrize(("version", "kind"), [(v, k) for v, msgs in REFUSALS.items() if v != "_about" for k in msgs])
+def test_only_the_reason_of_a_refusal_reaches_the_message(tmp_path, monkeypatch, version, kind):
+    """Whatever torch words around it, the error names what it found and never passes on its advice."""
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError(REFUSALS[version][kind])
+
+    path = tmp_path / HED_FILE
+    path.write_bytes(b"\x80\x02}q\x00.")
+    monkeypatch.setattr(torch, "load", refuse)
+    found = r"needs to run code .*executed \((Unsupported global: )?.*GLOBAL posix\.system"
+    if kind != "global":
+        found = rf"is a damaged pickle \({re.escape(REASONS[kind])}\); download"
+    with pytest.raises(AnnotatorWeightsError, match=found) as info:
+        load_annotator(path, HEDNet(), HED_FILE)
+    text = str(info.value)
+    assert "weights_only" not in text and "add_safe_globals" not in text and "WeightsUnpickler" not in text
 
 
 def test_plain_python_pickle_annotator_is_refused_as_such(tmp_path):
