@@ -292,3 +292,26 @@ def test_agree_scales_its_tolerance_with_each_tensors_range():
     assert agree([torch.tensor([100.0, 0.1])], [torch.tensor([100.0, 0.0])])
     assert not agree([torch.tensor([1.0, 0.1])], [torch.tensor([1.0, 0.0])])
     assert agree([torch.zeros(0)], [torch.zeros(0)])
+
+
+def test_an_all_zero_reference_keeps_a_tolerance_floor():
+    """A residual still all zeros (an untrained zero convolution, one weighted away): rounding noise of another
+    kernel agrees with it, a real difference does not."""
+    zero = torch.zeros(2, 3)
+    assert agree([zero + 1e-10], [zero])
+    assert not agree([zero + 1e-8], [zero])
+
+
+@torch.no_grad()
+def test_by_default_the_runner_records_again_three_times(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend)
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    args = (x, t, ctx, y, tiny_model.encode_hint(hint))
+    runner(*args)
+    conv = tiny_model.zero_convs[0][0]
+    for _ in range(4):  # ComfyUI's patcher replaces the parameter: a new tensor at a new address
+        conv.weight = torch.nn.Parameter(conv.weight * 0.5, requires_grad=False)
+        runner(*args)
+    assert backend.captures == 4  # the first recording and three more; after the fourth replacement, eager
+    assert runner.rerecords == 4 and runner.recorded == 0 and runner.eager_calls == 1

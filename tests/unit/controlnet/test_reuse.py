@@ -269,3 +269,24 @@ def test_zero_width_and_edge_reuse_windows_are_valid():
 def test_a_reuse_window_of_booleans_is_refused():
     with pytest.raises(ReuseError):
         ReusePolicy(2, start_percent=False, end_percent=True)
+
+
+def test_the_cache_keeps_eight_layouts_by_default():
+    """One layout per noise level, all within k: the ninth drops the oldest, which is then computed again."""
+    cache = ResidualCache(ReusePolicy(every_k=16))
+    calls = []
+
+    def compute(i):
+        def run():
+            calls.append(i)
+            return [torch.full((1,), float(i))]
+
+        return run
+
+    sigmas = [20.0 - i for i in range(11)]
+    for i in range(9):
+        cache.get(sigmas[i], f"layout{i}", (), compute(i))
+    cache.get(sigmas[9], "layout0", (), compute(0))
+    assert calls == [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]
+    cache.get(sigmas[10], "layout8", (), compute(8))  # the newest is still held
+    assert calls == [0, 1, 2, 3, 4, 5, 6, 7, 8, 0] and cache.stats.reused == 1

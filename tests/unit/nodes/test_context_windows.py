@@ -195,6 +195,16 @@ def test_a_causal_anchor_at_frame_0_is_taken_in_front(control, fake_model, sigma
     _equal_outputs(got, ref)
 
 
+def test_a_negative_causal_anchor_is_no_anchor(control, fake_model, sigma):
+    """ComfyUI's own windows read a negative ``causal_anchor_index`` as none: the window's frames alone."""
+    hints = _hints()
+    x, t, cond = _inputs(2 * 3, sigma(0.4))
+    window = SimpleNamespace(index_list=[3, 4, 5], dim=0, causal_anchor_index=-1)
+    got = _ready(control, fake_model, hints).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0], "context_window": window})
+    ref = _ready(control, fake_model, hints[[3, 4, 5]]).get_control(x, t, cond, 2, {"cond_or_uncond": [1, 0]})
+    _equal_outputs(got, ref)
+
+
 def test_a_window_that_does_not_say_its_dim_is_along_the_batch(control, fake_model, sigma):
     hints = _hints()
     x, t, cond = _inputs(6, sigma(0.4))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+from affordance.controlnet.errors import HintError
 from affordance.controlnet.schedule import StrengthSchedule
 from affordance.controlnet.weights import ControlWeights, Preset, WeightsError, soft_weights
 from affordance.nodes.control import AffordanceControl, FamilyMismatchError, merge_controls
@@ -298,8 +301,6 @@ def test_sdxl_control_on_sd15_model_is_refused(xl_control, fake_model, image):
     ],
 )
 def test_transformer_models_are_refused_before_sampling(control, image, unet_config):
-    from types import SimpleNamespace
-
     from .conftest import FakeSampling
 
     c = control.copy().set_cond_hint(image().movedim(-1, 1))
@@ -472,8 +473,6 @@ def test_configure_after_an_uncleaned_run_leaves_no_stale_mask_or_factors(contro
 
 def test_schedule_follows_the_model_of_each_run(control, fake_model, image, call, sigma):
     """A progress map built for model A was kept through a run on model B without a schedule and reused."""
-    from types import SimpleNamespace
-
     from .conftest import FakeSampling
 
     class Shifted(FakeSampling):
@@ -512,8 +511,6 @@ def test_schedule_follows_the_model_of_each_run(control, fake_model, image, call
 def test_a_unet_of_another_shape_is_refused_before_sampling(control, image, unet, fits):
     """A same-family ControlNet whose residuals do not fit the UNet's skip connections (a distilled UNet):
     ComfyUI would add residuals to the wrong skip connections or skip them, and the run would complete."""
-    from types import SimpleNamespace
-
     from .conftest import FakeSampling
 
     c = control.copy().set_cond_hint(image().movedim(-1, 1))
@@ -592,7 +589,6 @@ def test_latent_channels_are_checked_before_sampling(image, latent_channels, fit
     """A ControlNet whose first layer takes 9 channels (made from an inpainting UNet) loaded, then failed at the
     first step: ComfyUI hands a ControlNet the latent alone (4 channels for SD)."""
     import dataclasses
-    from types import SimpleNamespace
 
     from .conftest import TINY, FakeSampling, randomized
 
@@ -750,3 +746,103 @@ def test_residual_channels_in_messages_shorten_runs():
     assert _channels((320, 320, 640)) == "320 x2, 640"
     assert _channels((320, 640, 640, 640, 1280)) == "320, 640 x3, 1280"
     assert _channels(()) == ""
+
+
+def test_a_mask_batch_that_fits_no_latent_batch_is_refused(control, fake_model, image, call, sigma):
+    c = _ready(control, fake_model, image, mask=torch.ones(3, 64, 64))
+    with pytest.raises(HintError, match="3 masks fits no latent batch of 2"):
+        call(c, sigma(0.5), n=2)
+
+
+def test_inputs_reach_the_network_in_the_manual_cast_dtype(control, fake_model, call, sigma):
+    """Weights stored in one dtype and computed in another (ComfyUI's manual cast): hint, latent and text
+    context are handed over in the compute dtype."""
+    net = control.network
+    c = AffordanceControl(net, None, manual_cast_dtype=torch.float64, name="cast")
+    c.set_cond_hint(torch.rand(1, 3, 64, 64), 1.0)
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    seen = []
+    real_encode, real_forward = net.encode_hint, net.forward
+
+    def encode_hint(h):
+        seen.append(("hint", h.dtype))
+        return real_encode(h.float()).double()
+
+    def forward(x, hint, t, ctx, y, **kw):
+        seen.extend([("x", x.dtype), ("context", ctx.dtype), ("encoded_hint", kw["encoded_hint"].dtype)])
+        kw["encoded_hint"] = kw["encoded_hint"].float()
+        return real_forward(x.float(), hint, t, ctx.float(), y, **kw)
+
+    net.encode_hint, net.forward = encode_hint, forward
+    try:
+        call(c, sigma(0.5))
+    finally:
+        del net.encode_hint, net.forward
+    assert [name for name, _ in seen] == ["hint", "x", "context", "encoded_hint"]
+    assert all(d == torch.float64 for _, d in seen), seen
+
+
+def test_a_call_without_negative_rows_takes_no_row_skipping_path(control, fake_model, image, call, sigma, monkeypatch):
+    """With the negative side weighted 0, a cond-only call runs the network on its rows as they are."""
+    import affordance.nodes.control as control_module
+
+    c = _ready(control, fake_model, image, weights=ControlWeights(uncond_multiplier=0.0))
+    spread = []
+    real = control_module.spread_rows
+    monkeypatch.setattr(control_module, "spread_rows", lambda *a: spread.append(1) or real(*a))
+    out, _ = call(c, sigma(0.5), n=2, order=(0,))
+    assert out is not None and torch.count_nonzero(out["output"][0]) > 0
+    assert spread == []
+    call(c, sigma(0.5), n=2, order=(1, 0))  # with negative rows: taken out and spread back
+    assert spread
+
+
+def test_fresh_residuals_are_scaled_in_place_when_the_sigma_is_read(control, fake_model, image, call, sigma):
+    """A window makes each call read the sigma; without reuse the network's outputs are still scaled in place,
+    with no copy per residual per step."""
+    c = _ready(control, fake_model, image, strength=0.5, window=(0.0, 0.9))
+    made = []
+    handle = c.network.register_forward_hook(lambda mod, args, out: made.append([t.data_ptr() for t in out.as_list()]))
+    try:
+        out, _ = call(c, sigma(0.5))
+    finally:
+        handle.remove()
+    assert [t.data_ptr() for t in out["output"] + out["middle"]] == made[0]
+
+
+def test_a_windowed_control_called_before_pre_run_says_so(control, call):
+    c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64), 1.0, (0.2, 0.8))
+    with pytest.raises(RuntimeError, match="before pre_run"):
+        call(c, 1.0)
+
+
+def _host_reads_of_a_call(c, fake_model, call, sigma, hint=None) -> int:
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    if hint is not None:
+        c.cond_hint = hint  # as Tiled Diffusion sets each tile's hint
+    call(c, sigma(0.3))  # the first call of the run: hint encoded, factors made
+    s = sigma(0.4)  # the fake host's own sigma maths reads values: outside the count
+    with _HostReads() as mode:
+        out, _ = call(c, s)
+    assert out is not None
+    return mode.reads
+
+
+def test_a_hint_set_without_a_window_covers_the_whole_run(control, fake_model, call, sigma):
+    """``set_cond_hint(hint)`` (as hosts and tiling packs call it) and a control whose ``cond_hint`` alone was set
+    (as Tiled Diffusion sets each tile's) control every step and read no sigma on the host."""
+    hint = torch.rand(1, 3, 64, 64)
+    c = control.copy().set_cond_hint(hint)
+    assert _host_reads_of_a_call(c, fake_model, call, sigma) == 0
+    assert call(c, sigma(0.001))[0] is not None  # the very start of sampling too
+    fresh = AffordanceControl(control.network, None, name="fresh")
+    assert _host_reads_of_a_call(fresh, fake_model, call, sigma, hint) == 0
+
+
+def test_inference_memory_is_the_chains_own(control):
+    """Our weights are counted through the patcher: no extra inference memory, a previous control's passed on."""
+    assert control.inference_memory_requirements(torch.float16) == 0
+    prev = SimpleNamespace(inference_memory_requirements=lambda dtype: 1234)
+    assert control.copy().set_previous_controlnet(prev).inference_memory_requirements(torch.float16) == 1234

@@ -140,3 +140,16 @@ def test_what_a_cancelled_run_left_is_dropped_before_the_next_run_loads(control,
     c.pre_run(model, model.model_sampling.percent_to_sigma)  # the next run works as usual
     fresh = _ready(control, fake_model, image, False, reuse=ReusePolicy(2), mask=torch.ones(1, 64, 64))
     _same(_flat(call(c, sigma(0.2))[0]), _flat(call(fresh, sigma(0.2))[0]))
+
+
+def test_copy_keeps_the_cuda_graphs_setting(control, monkeypatch):
+    """A control set to replay graphs (as bench_speed sets it) or kept eager (a MultiGPU clone) stays so when
+    copied, whatever the environment says then."""
+    monkeypatch.delenv(GRAPHS_ENV, raising=False)
+    on = AffordanceControl(control.network)
+    on.cuda_graphs = True
+    assert on.copy().cuda_graphs is True
+    monkeypatch.setenv(GRAPHS_ENV, "1")
+    off = AffordanceControl(control.network)
+    off.cuda_graphs = False
+    assert off.copy().cuda_graphs is False

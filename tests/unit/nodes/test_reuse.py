@@ -178,8 +178,10 @@ def test_other_conditioning_entries_never_share_residuals(control, image, drive)
     """ComfyUI names the conditioning entries batched in a call (uuids): other entries, other residuals."""
     ctrl = _with_reuse(_applied(control, image), 2)
     counter = Counter(ctrl)
+    drive(ctrl, progresses(2), uuids=[("a", "b"), ("c", "d")])
+    assert counter.calls == 2  # the second step's entries are others: computed, not served the first's residuals
     drive(ctrl, progresses(3), uuids=[("a", "b"), ("c", "d"), ("c", "d")])
-    assert counter.calls == 2
+    assert counter.calls == 4  # a new run: its third step reuses its second (the same entries)
 
 
 def test_a_new_run_never_reuses_the_last_one(control, image, drive):
@@ -378,3 +380,41 @@ def test_a_new_policy_starts_a_new_cache(control, image, drive):
     assert c.reuse_stats is not None and c.reuse_stats.computed == 1
     c.set_reuse(ReusePolicy(3))
     assert c.reuse_stats is None
+
+
+class _Uncopyable:
+    """Another pack's control above ours: it chains, but cannot be copied."""
+
+    def __init__(self, prev) -> None:
+        self.previous_controlnet = prev
+
+    def get_control(self, *args):
+        return None
+
+    def set_previous_controlnet(self, prev):
+        self.previous_controlnet = prev
+        return self
+
+
+def test_a_foreign_control_that_cannot_be_copied_is_kept_with_a_warning(control, image, caplog):
+    ours = _applied(control, image)
+    foreign = _Uncopyable(ours)
+    with caplog.at_level(logging.WARNING, logger="affordance.nodes"):
+        pos, _ = reuse_residuals(_cond(foreign), _cond(foreign), 2)
+    assert pos[0][1]["control"] is foreign and foreign.previous_controlnet is ours
+    assert "has no copy()/set_previous_controlnet()" in caplog.text
+
+
+def test_reuse_over_the_whole_run_asks_the_host_for_two_sigmas_only(control, fake_model):
+    """Without a reuse window or schedule no progress map is made: each of its 1001 sigmas is a GPU wait when the
+    model's sigma tables live there."""
+    c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64), 1.0, (0.0, 1.0)).set_reuse(ReusePolicy(2))
+    model = fake_model()
+    asked = []
+    c.pre_run(model, lambda p: asked.append(p) or model.model_sampling.percent_to_sigma(p))
+    assert len(asked) == 2
+    windowed = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64), 1.0, (0.0, 1.0))
+    windowed.set_reuse(ReusePolicy(2, start_percent=0.2, end_percent=0.8))
+    asked.clear()
+    windowed.pre_run(model, lambda p: asked.append(p) or model.model_sampling.percent_to_sigma(p))
+    assert len(asked) > 2
