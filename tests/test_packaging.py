@@ -44,6 +44,27 @@ def test_pyproject_dependencies_match_requirements():
     assert "--import-mode=importlib" in project["tool"]["pytest"]["ini_options"]["addopts"]
 
 
+def test_oldest_pins_are_the_lower_bounds():
+    """``.ci/test-oldest`` tests what requirements.txt promises: each dependency exactly at its lower bound, and the
+    test extra's tools it installs at or above theirs."""
+    from packaging.version import Version
+
+    pins = {}
+    for line in (ROOT / ".ci" / "oldest.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.strip().lower()] = Version(version.strip())
+    reqs = _names([ln for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln.strip()])
+    assert RUNTIME <= set(pins)
+    for name, spec in reqs.items():  # equal to the patch number (opencv-python adds a build number after it)
+        pinned, bound = (tuple(v.release[:3]) + (0,) * (3 - len(v.release[:3])) for v in (pins[name], Version(spec[2:])))
+        assert pinned == bound, f"{name}: pinned {pins[name]}, lower bound {spec}"
+    extra = _names(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"])
+    for name, version in pins.items():
+        if name in extra:
+            assert version >= Version(extra[name].split(";")[0].strip().removeprefix(">=")), name
+
+
 def test_install_py_uses_stdlib_only_and_checks_every_requirement():
     tree = ast.parse((ROOT / "install.py").read_text())
     mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
