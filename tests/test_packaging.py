@@ -52,7 +52,7 @@ def test_oldest_pins_are_the_lower_bounds():
     pins = {}
     for line in (ROOT / ".ci" / "oldest.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, _, version = line.partition("==")
+            name, _, version = line.split(";")[0].partition("==")
             pins[name.strip().lower()] = Version(version.strip())
     reqs = _names([ln for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln.strip()])
     assert RUNTIME <= set(pins)
