@@ -315,3 +315,23 @@ def test_by_default_the_runner_records_again_three_times(tiny_model, inputs, sta
         runner(*args)
     assert backend.captures == 4  # the first recording and three more; after the fourth replacement, eager
     assert runner.rerecords == 4 and runner.recorded == 0 and runner.eager_calls == 1
+
+
+@torch.no_grad()
+def test_without_the_check_a_recording_is_trusted(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs(no_reference=True)
+    runner = GraphedControlNet(tiny_model, backend, check=False)
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    enc = tiny_model.encode_hint(hint)
+    runner(x, t, ctx, y, enc)
+    runner(x, t, ctx, y, enc)
+    assert runner.recorded == 1 and runner.replays == 2 and runner.eager_calls == 0
+
+
+def test_frozen_weights_can_be_recorded_with_grad_mode_on(tiny_model):
+    """Only a weight that asks for gradients rules graphs out, not grad mode itself."""
+    tiny_model.requires_grad_(False)
+    with torch.enable_grad():
+        assert weights_movable_reason(tiny_model, torch.device("cpu")) is None
+        tiny_model.zero_convs[0][0].weight.requires_grad_(True)
+        assert weights_movable_reason(tiny_model, torch.device("cpu")) == "autograd is on (graphs are for inference)"

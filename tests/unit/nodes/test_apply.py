@@ -558,3 +558,18 @@ def test_the_apply_node_method_is_apply_control(control, image):
     ctrl = pos[0][1]["control"]
     assert ctrl is neg[0][1]["control"] and ctrl.strength == 0.6 and ctrl.timestep_percent_range == (0.1, 0.9)
     assert torch.equal(ctrl.mask, mask)
+    positive, negative = [[torch.ones(1, 77, 768), {}]], [[torch.zeros(1, 77, 768), {}]]
+    pos, neg = node.apply(positive, negative, control, image(), 1.0, 0.0, 1.0)
+    assert pos[0][0] is positive[0][0] and neg[0][0] is negative[0][0]  # each side stays on its side
+    assert pos[0][1]["model_conds"][NEGATIVE_KEY].cond == (False,)
+    assert neg[0][1]["model_conds"][NEGATIVE_KEY].cond == (True,)
+
+
+class _SetsAHintOnly:
+    def set_cond_hint(self, *args, **kwargs):
+        return self
+
+
+def test_a_control_net_that_cannot_be_copied_is_named(image):
+    with pytest.raises(InputError, match="control_net must be a CONTROL_NET from a ControlNet loader, got _SetsAHintOnly"):
+        apply_control(_cond(), _cond(), _SetsAHintOnly(), image(), 1.0, 0.0, 1.0)

@@ -754,35 +754,6 @@ def test_a_mask_batch_that_fits_no_latent_batch_is_refused(control, fake_model, 
         call(c, sigma(0.5), n=2)
 
 
-def test_inputs_reach_the_network_in_the_manual_cast_dtype(control, fake_model, call, sigma):
-    """Weights stored in one dtype and computed in another (ComfyUI's manual cast): hint, latent and text
-    context are handed over in the compute dtype."""
-    net = control.network
-    c = AffordanceControl(net, None, manual_cast_dtype=torch.float64, name="cast")
-    c.set_cond_hint(torch.rand(1, 3, 64, 64), 1.0)
-    model = fake_model()
-    c.pre_run(model, model.model_sampling.percent_to_sigma)
-    seen = []
-    real_encode, real_forward = net.encode_hint, net.forward
-
-    def encode_hint(h):
-        seen.append(("hint", h.dtype))
-        return real_encode(h.float()).double()
-
-    def forward(x, hint, t, ctx, y, **kw):
-        seen.extend([("x", x.dtype), ("context", ctx.dtype), ("encoded_hint", kw["encoded_hint"].dtype)])
-        kw["encoded_hint"] = kw["encoded_hint"].float()
-        return real_forward(x.float(), hint, t, ctx.float(), y, **kw)
-
-    net.encode_hint, net.forward = encode_hint, forward
-    try:
-        call(c, sigma(0.5))
-    finally:
-        del net.encode_hint, net.forward
-    assert [name for name, _ in seen] == ["hint", "x", "context", "encoded_hint"]
-    assert all(d == torch.float64 for _, d in seen), seen
-
-
 def test_a_call_without_negative_rows_takes_no_row_skipping_path(control, fake_model, image, call, sigma, monkeypatch):
     """With the negative side weighted 0, a cond-only call runs the network on its rows as they are."""
     import affordance.nodes.control as control_module
@@ -846,3 +817,50 @@ def test_inference_memory_is_the_chains_own(control):
     assert control.inference_memory_requirements(torch.float16) == 0
     prev = SimpleNamespace(inference_memory_requirements=lambda dtype: 1234)
     assert control.copy().set_previous_controlnet(prev).inference_memory_requirements(torch.float16) == 1234
+
+
+def test_a_unet_config_without_context_dim_is_checked_by_its_channels(control, fake_model):
+    """Only a config with neither a text width nor UNet channels is a transformer's; one with channels samples."""
+    c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64))
+    cfg = c.network.config
+    model = fake_model()
+    model.model_config = SimpleNamespace(
+        unet_config={"model_channels": cfg.model_channels, "channel_mult": list(cfg.channel_mult),
+                     "num_res_blocks": list(cfg.num_res_blocks)}  # fmt: skip
+    )
+    c.pre_run(model, model.model_sampling.percent_to_sigma)  # no FamilyMismatchError
+
+
+def test_a_model_that_says_nothing_of_its_unet_is_not_family_checked(control, fake_model, call, sigma):
+    c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64))
+    model = SimpleNamespace(model_sampling=fake_model().model_sampling)  # no model_config
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    out, _ = call(c, sigma(0.5))
+    assert out is not None
+
+
+@pytest.mark.parametrize("blocks", [[1], [1, 1, 1], []], ids=["shorter", "longer", "empty"])
+def test_a_unet_config_that_does_not_say_its_residuals_skips_the_channel_check(control, fake_model, blocks):
+    """num_res_blocks of another length than channel_mult (or both empty) name no residual channels."""
+    c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64))
+    cfg = c.network.config
+    model = fake_model()
+    model.model_config = SimpleNamespace(
+        unet_config={"context_dim": cfg.context_dim, "model_channels": cfg.model_channels,
+                     "channel_mult": list(cfg.channel_mult) if blocks else [], "num_res_blocks": blocks}  # fmt: skip
+    )
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+
+
+def test_a_never_applied_control_applies_at_strength_one(control, fake_model, call, sigma):
+    """A control a tiling host only sets ``cond_hint`` on gives the residuals as applied at strength 1."""
+    hint = torch.rand(1, 3, 64, 64)
+    model = fake_model()
+    outs = []
+    for c in (AffordanceControl(control.network, None), AffordanceControl(control.network, None).set_cond_hint(hint, 1.0)):
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+        c.cond_hint = hint
+        out, _ = call(c, sigma(0.5))
+        outs.append(out["output"] + out["middle"])
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)

@@ -143,12 +143,13 @@ def test_what_a_cancelled_run_left_is_dropped_before_the_next_run_loads(control,
 
 
 def test_copy_keeps_the_cuda_graphs_setting(control, monkeypatch):
-    """A control set to replay graphs (as bench_speed sets it) or kept eager (a MultiGPU clone) stays so when
+    """A control (and its graph backend) set to replay graphs (as bench_speed sets it) or kept eager (a MultiGPU clone) stays so when
     copied, whatever the environment says then."""
     monkeypatch.delenv(GRAPHS_ENV, raising=False)
     on = AffordanceControl(control.network)
-    on.cuda_graphs = True
-    assert on.copy().cuda_graphs is True
+    backend = object()
+    on.cuda_graphs, on.graph_backend = True, backend
+    assert on.copy().cuda_graphs is True and on.copy().graph_backend is backend
     monkeypatch.setenv(GRAPHS_ENV, "1")
     off = AffordanceControl(control.network)
     off.cuda_graphs = False

@@ -418,3 +418,23 @@ def test_reuse_over_the_whole_run_asks_the_host_for_two_sigmas_only(control, fak
     asked.clear()
     windowed.pre_run(model, lambda p: asked.append(p) or model.model_sampling.percent_to_sigma(p))
     assert len(asked) > 2
+
+
+def test_reuse_every_step_is_the_exact_path(control, fake_model, call, sigma):
+    """k = 1 reuses nothing: no sigma read on the host and the fresh residuals scaled in place, as without reuse."""
+    from .test_control import _HostReads
+
+    c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64), 0.5).set_reuse(ReusePolicy(1))
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    call(c, sigma(0.3))
+    s = sigma(0.4)
+    made = []
+    handle = c.network.register_forward_hook(lambda mod, args, out: made.append([t.data_ptr() for t in out.as_list()]))
+    try:
+        with _HostReads() as mode:
+            out, _ = call(c, s)
+    finally:
+        handle.remove()
+    assert mode.reads == 0
+    assert [t.data_ptr() for t in out["output"] + out["middle"]] == made[0]
