@@ -194,7 +194,7 @@ def size_note(path: Path, name: str) -> str:
 # damaged bytes ("Unsupported operand"), which it words alike otherwise.
 _NEEDS_CODE = re.compile(r"GLOBAL|unrecognized function|unsupported class|can only (?:build|create)", re.IGNORECASE)
 # Where torch's weights-only refusal states what it found; the text around it is torch's advice, which suggests
-# loading with weights_only=False (PyTorch 2.4-2.5 print both on one line before a damaged byte).
+# loading with weights_only=False (PyTorch 2.4 prints both on one line before a damaged byte).
 _UNPICKLER = "WeightsUnpickler error: "
 
 
