@@ -100,8 +100,8 @@ def test_pickle_asking_for_code_is_refused_with_what_it_asked(tmp_path):
     assert "add_safe_globals" not in str(info.value)
 
 
-# torch.load's refusals, verbatim, as PyTorch 2.4.1 and 2.13.0 raised them (2.4 prints its advice to load with
-# weights_only=False on the same line as a damaged byte's reason)
+# torch.load's refusals, verbatim, as PyTorch 2.4.1, 2.6.0 and 2.13.0 raised them (tests/fixtures/record_torch_refusals.py
+# writes them; 2.4 and 2.6 put a damaged byte's reason on the line of torch's words about weights_only)
 REFUSALS = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "torch_refusals.json").read_text())
 REASONS = {"operand": "Unsupported operand 172", "magic": "Invalid magic number; corrupt file?"}
 
