@@ -119,7 +119,12 @@ class Probe:
 
         for name in (*GROUPS[group], "affordance"):
             if not asyncio.run(nodes.load_custom_node(str(custom_nodes / name))):
-                raise RuntimeError(f"ComfyUI could not load the custom node {name}")
+                pack = "" if name == "affordance" else f" {_version(packs / name)}"
+                raise RuntimeError(
+                    f"ComfyUI {_version(comfyui)} could not load the custom node {name}{pack} (its reason is in the "
+                    "log above; a pack newer than the ComfyUI it runs in is the usual cause: the README's 'Tests "
+                    "against a real ComfyUI' names the versions checked together)"
+                )
         self.versions = {name: _version(packs / name) for name in GROUPS[group]}
         self.versions["ComfyUI"] = _version(comfyui)
 
