@@ -290,3 +290,19 @@ def test_the_cache_keeps_eight_layouts_by_default():
     assert calls == [0, 1, 2, 3, 4, 5, 6, 7, 8, 0]
     cache.get(sigmas[10], "layout8", (), compute(8))  # the newest is still held
     assert calls == [0, 1, 2, 3, 4, 5, 6, 7, 8, 0] and cache.stats.reused == 1
+
+
+def test_a_reuse_policy_is_frozen_and_hashable():
+    """A control's copies share their policy: none can change another's."""
+    import dataclasses
+
+    p = ReusePolicy(2, 0.1, 0.9)
+    assert hash(p) == hash(ReusePolicy(2, 0.1, 0.9))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.every_k = 3  # type: ignore[misc]
+
+
+def test_an_end_just_above_1_is_refused():
+    """A window end linked in from another node's arithmetic (no widget bounds) just above 1 is refused."""
+    with pytest.raises(ReuseError, match="within 0..1"):
+        ReusePolicy(2, 0.0, 1.005)

@@ -864,3 +864,94 @@ def test_a_never_applied_control_applies_at_strength_one(control, fake_model, ca
         outs.append(out["output"] + out["middle"])
     for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+# ----- untested behaviours found by the rest of mutation round 5 (each test fails on its mutant) --------------------
+def test_an_int_num_res_blocks_is_still_checked(control, image):
+    """An int num_res_blocks means that many at every level (as ComfyUI's UNetModel reads it): still checked."""
+    from .conftest import FakeSampling
+
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    unet = {"context_dim": 768, "model_channels": 64, "channel_mult": [1, 2], "num_res_blocks": 1}
+    model = SimpleNamespace(model_sampling=FakeSampling(), model_config=SimpleNamespace(unet_config=unet))
+    with pytest.raises(FamilyMismatchError, match="does not fit the model being sampled"):
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+
+
+def test_copy_keeps_the_window(control, fake_model, image, call, sigma):
+    """The Reuse node and ComfyUI's hosts copy applied controls: the copy keeps the user's start/end."""
+    c = control.copy().set_cond_hint(image().movedim(-1, 1), 1.0, (0.5, 1.0))
+    d = c.copy()
+    assert d.timestep_percent_range == (0.5, 1.0)
+    model = fake_model()
+    d.pre_run(model, model.model_sampling.percent_to_sigma)
+    out, _ = call(d, sigma(0.1))  # before the window starts: nothing
+    assert out is None
+
+
+def test_a_new_hint_replaces_the_encoded_one(control, fake_model, image, call, sigma, close_lists):
+    """set_cond_hint on a control that has run (a host re-using it with a new hint of the same size) drops the old
+    hint's encoding."""
+    model = fake_model()
+    c = control.copy().set_cond_hint(image(seed=1).movedim(-1, 1))
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    old, _ = call(c, sigma(0.5))
+    c.set_cond_hint(image(seed=2).movedim(-1, 1))
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    new, _ = call(c, sigma(0.5))
+    fresh = control.copy().set_cond_hint(image(seed=2).movedim(-1, 1))
+    fresh.pre_run(model, model.model_sampling.percent_to_sigma)
+    want, _ = call(fresh, sigma(0.5))
+    close_lists(new["output"], want["output"])
+    assert not torch.allclose(old["output"][0], new["output"][0])
+
+
+def test_set_cond_hint_defaults_to_strength_1(control, image):
+    c = AffordanceControl(control.network).set_cond_hint(image().movedim(-1, 1))
+    assert c.strength == 1.0
+
+
+def test_a_call_without_negative_rows_gets_no_row_factor(control, fake_model, call, sigma):
+    """With an uncond_multiplier, a cond-only call (ComfyUI at cfg 1) multiplies its residuals by no row factor."""
+    c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64))
+    c.configure(weights=ControlWeights(uncond_multiplier=0.5))
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    out, _ = call(c, sigma(0.5), n=2, order=(0,))  # the positive alone
+    assert out is not None
+    assert c._factor_cache and all(f is None for f in c._factor_cache.values())
+
+
+def test_exact_reuse_with_a_window_builds_no_progress_map(control, fake_model):
+    """every_k_steps 1 is the exact path even with a window: pre_run asks the host for the two window sigmas only."""
+    from affordance.controlnet.reuse import ReusePolicy
+
+    c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64)).set_reuse(ReusePolicy(1, 0.2, 0.8))
+    model = fake_model()
+    asked = []
+    c.pre_run(model, lambda p: asked.append(p) or model.model_sampling.percent_to_sigma(p))
+    assert len(asked) == 2
+
+
+def test_a_replay_without_reuse_is_not_copied(control, fake_model, image, call, sigma, standin_graphs, monkeypatch):
+    """Without lossy reuse a replay's outputs are scaled in place and handed on, never cloned (one copy each)."""
+    import affordance.nodes.control as control_module
+
+    c = control.copy().set_cond_hint(image().movedim(-1, 1), 0.7)
+    c.cuda_graphs, c.graph_backend = True, standin_graphs()
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    replayed = []
+    real = control_module.GraphedControlNet.__call__
+
+    def spy(self, *a, **k):
+        outs = real(self, *a, **k)
+        replayed.append(list(outs))
+        return outs
+
+    monkeypatch.setattr(control_module.GraphedControlNet, "__call__", spy)
+    with torch.no_grad():
+        for p in (0.2, 0.5):
+            out, _ = call(c, sigma(p))
+            got = out["output"] + out["middle"]
+            assert replayed and all(a is b for a, b in zip(got, replayed[-1]) if b is not None)

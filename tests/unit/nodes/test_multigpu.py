@@ -144,3 +144,10 @@ def test_clones_are_registered_only_when_asked_and_get_models_drops_their_state(
         assert call(ctrl, sigma(0.5))[0] is not None and ctrl._encoded_hints
     c.get_models()
     assert not c._encoded_hints and not clone._encoded_hints
+
+
+def test_a_multigpu_clone_of_a_graphing_control_is_eager(control):
+    """Recordings are made for one device and stream: a clone replays none, even of a control that has them on."""
+    control.cuda_graphs = True
+    clone = control.deepclone_multigpu(torch.device("cpu"))
+    assert control.cuda_graphs is True and clone.cuda_graphs is False

@@ -255,3 +255,76 @@ def test_a_tile_hint_changed_in_place_outside_inference_mode_is_encoded_again(co
     c.cond_hint.mul_(0.0)
     after = _all(c.get_control(*inputs, 2, BATCHED))
     assert not all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+# ----- the encoded tile hints' cache (mutation round 5: each test fails on its mutant) -------------------------------
+def _tile_hints(seed: int, h: int = 8, w: int = 16) -> torch.Tensor:
+    return torch.rand(2, 3, 8 * h, 8 * w, generator=torch.Generator().manual_seed(seed))
+
+
+def _tile_call(c: AffordanceControl, sigma, hint: torch.Tensor, h: int = 8, w: int = 16) -> dict:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, h, w, generator=g)
+    cond = {"c_crossattn": torch.randn(2, 5, 768, generator=g)}
+    c.cond_hint = hint
+    return c.get_control(x, torch.full((2,), sigma(0.4)), cond, 2, {"cond_or_uncond": [1, 0]})
+
+
+def test_a_new_tile_hint_with_a_recycled_id_is_encoded_again(control, fake_model, sigma, image, close_lists):
+    """The cache is keyed by id(); a new tensor given the id of a dropped one (CPython reuses ids at once) is not
+    served the dropped one's encoding."""
+    import gc
+
+    model = fake_model()
+
+    def ready() -> AffordanceControl:
+        c = control.copy().set_cond_hint(image().movedim(-1, 1))
+        c.pre_run(model, model.model_sampling.percent_to_sigma)
+        return c
+
+    c = ready()
+    first = _tile_hints(1)
+    old_id = id(first)
+    _tile_call(c, sigma, first)
+    c.cond_hint = None
+    del first
+    gc.collect()
+    keep, second = [], None
+    for _ in range(200):  # made as the first one was (same in-place counter); keep the misses so the next tries anew
+        h = _tile_hints(2)
+        if id(h) == old_id:
+            second = h
+            break
+        keep.append(h)
+    if second is None:
+        pytest.skip("this Python gave the freed tensor's address to no new tensor in 200 tries")
+    got = _tile_call(c, sigma, second)
+    want = _tile_call(ready(), sigma, second)
+    close_lists(got["output"] + got["middle"], want["output"] + want["middle"], atol=1e-6)
+
+
+def test_encoded_hints_of_dropped_tile_tensors_are_released(control, fake_model, sigma, image):
+    """A host that sets a new tensor per call (Tiled Diffusion under inference mode) does not pile up encodings."""
+    import gc
+
+    model = fake_model()
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    for seed in range(5):
+        _tile_call(c, sigma, _tile_hints(seed))
+        c.cond_hint = None
+        gc.collect()
+    assert len(c._given_hints) <= 1  # at most the last call's entry, not one per tile tensor
+
+
+def test_a_tile_hint_batch_dividing_a_one_chunk_call_is_repeated(control, fake_model, image, sigma):
+    """In a call of one chunk (cond only, ComfyUI at cfg 1) a tile hint batch that divides all n rows is repeated."""
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    model = fake_model()
+    c.pre_run(model, model.model_sampling.percent_to_sigma)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 4, 8, 8, generator=g)
+    cond = {"c_crossattn": torch.randn(6, 5, 768, generator=g)}
+    c.cond_hint = torch.rand(2, 3, 64, 64)
+    out = c.get_control(x, torch.full((6,), sigma(0.4)), cond, 1, {"cond_or_uncond": [0]})
+    assert out["output"][0].shape[0] == 6
