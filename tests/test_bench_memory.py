@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -57,3 +60,63 @@ def test_sd15_at_512_px_outputs_are_exactly_the_residuals(capsys, monkeypatch):
     # the feed-forward gates in place: the peak is its output layer, not the gate's product
     assert found["ours"].peak_at.startswith("addmm")
     assert "not measured: comfyui: no ComfyUI checkout given" in out
+
+
+# ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
+
+
+
+MIB = 2**20
+
+
+def _alloc(mib):
+    def fn():
+        return [torch.empty(mib * MIB, dtype=torch.uint8, device="meta")]
+    return fn
+
+
+def test_step_section_prints_ratios_to_comfyuis_path(monkeypatch, capsys):
+    """Each variant's peak is printed as a ratio to ComfyUI's path (x2 rows to ComfyUI's x2 row)."""
+    sizes = {"UNet only": 10, "ComfyUI ControlNet": 20, "ours": 15, "ours graph": 30,
+             "ComfyUI ControlNet x2": 40, "ours x2": 20, "ours graph x2": 60}
+    monkeypatch.setattr(bench_memory, "step_variants", lambda *a: {k: _alloc(v) for k, v in sizes.items()})
+    found = bench_memory.step_section("sd15", 512, torch.float16, object(), {})
+    out = capsys.readouterr().out
+    assert found["ours"].peak == 15 * MIB
+    rows = {m.group(1).strip(): m.group(2) for m in re.finditer(r"^(.+?)\s+[\d.]+\s+([\d.]+x)\s", out, re.M)}
+    assert rows["ours"] == "0.750x" and rows["ours graph"] == "1.500x" and rows["ComfyUI ControlNet"] == "1.000x"
+    assert rows["ours x2"] == "0.500x" and rows["ours graph x2"] == "1.500x"
+
+
+
+
+
+def test_printed_figures_are_mib(capsys, monkeypatch):
+    """Every printed figure is in MiB: the printed peak equals the measured bytes / 2**20."""
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    found = bench_memory.main(["--families", "sd15", "--no-diffusers"])["sd15"]
+    out = capsys.readouterr().out
+    m = re.search(r"^ours\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s", out, re.M)
+    peak, outputs, diff = (float(v) for v in m.groups())
+    assert abs(peak - found["ours"].peak / 2**20) <= 0.05
+    assert abs(outputs - found["ours"].outputs / 2**20) <= 0.05
+    assert abs(diff - (found["ours"].peak - found["ours"].outputs) / 2**20) <= 0.05
+    assert 1 < peak < 10_000  # SD1.5 at 512 px, fp16: hundreds of MiB
+
+
+
+
+
+@pytest.mark.parametrize("size", ["96", "0", "-64", "65"])
+def test_bad_sizes_are_refused(size, capsys):
+    """--size takes positive multiples of 64 (three downsamplings of the latent) and refuses the rest."""
+    with pytest.raises(SystemExit) as e:
+        bench_memory.main(["--size", size, "--families", "sd15", "--no-diffusers"])
+    assert e.value.code == 2 and "--size must be a positive multiple of 64" in capsys.readouterr().err
+
+
+def test_a_multiple_of_64_is_taken(capsys, monkeypatch):
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    found = bench_memory.main(["--size", "128", "--families", "sd15", "--no-diffusers"])
+    assert found["sd15"]["ours"].peak > 0
+    assert "## sd15: batch 2, 128x128 px" in capsys.readouterr().out

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-pytest.importorskip("diffusers")
+from affordance.bench import bench_reuse
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +50,80 @@ def test_schedule_is_comfyuis_normal_one(bench):
     assert len(sigmas) == 5 and sigmas[-1] == 0.0
     assert sigmas[0] == pytest.approx(14.6146, rel=1e-4)  # SD's sigma_max
     assert sigmas == sorted(sigmas, reverse=True)
+
+
+# ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
+
+
+
+def test_eps_input_scaling():
+    """The UNet input of an EPS model is x / sqrt(sigma^2 + 1) (ComfyUI's EPS.calculate_input: 0.3162 for sigma 3)."""
+    ms = bench_reuse.DiscreteEps()
+    x = torch.ones(2, 4, 2, 2)
+    out = ms.calculate_input(torch.tensor([3.0, 0.0]), x)
+    assert out[0].flatten().tolist() == pytest.approx([10 ** -0.5] * 16)
+    assert out[1].flatten().tolist() == pytest.approx([1.0] * 16)
+
+
+
+
+
+
+class ConstantEps:
+    def __init__(self, eps_u, eps_c):
+        self.eps = (eps_u, eps_c)
+
+    def __call__(self, x, t, **kwargs):
+        out = torch.empty_like(x)
+        out[0], out[1] = self.eps  # ComfyUI batches uncond first
+        return SimpleNamespace(sample=out)
+
+
+def test_euler_cfg_on_a_constant_eps_model():
+    """sample() is ComfyUI's Euler with CFG on an EPS model: a UNet predicting a constant eps per half of the batch
+    (uncond first) moves x by (eps_u + cfg * (eps_c - eps_u)) * (sigma_next - sigma) at every step."""
+    ms = bench_reuse.DiscreteEps()
+    noise = torch.randn(1, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    ctx = torch.zeros(1, 77, 8)
+    setup = bench_reuse.Setup(ConstantEps(0.1, 0.3), None, None, ms, None, [[ctx, {}]], [[ctx, {}]], None, noise,
+                              torch.device("cpu"), torch.float32)
+    run = bench_reuse.sample(setup, None, 4, 7.0)
+    sigma_max = ms.normal_schedule(4)[0]
+    guided = 0.1 + 7.0 * (0.3 - 0.1)
+    expected = noise * sigma_max - guided * sigma_max
+    assert torch.allclose(run.latent, expected, atol=1e-4)
+    assert run.forwards == 0
+
+
+
+
+
+pytest.importorskip("diffusers")
+
+
+def test_per_call_figures_are_in_ms(capsys):
+    """'per call: UNet N ms' is the median time per evaluation in ms: about the exact run's UNet s / steps * 1000."""
+    bench_reuse.main(["--preset", "tiny", "--size", "32", "--steps", "4", "--variants", "2", "--device", "cpu", "--no-vae"])
+    out = capsys.readouterr().out
+    m = re.search(r"per call: UNet (\d+) ms \(median over all runs\), ControlNet (\d+) ms .*?is (\d+)% of", out)
+    unet_ms, cn_ms, share = (int(v) for v in m.groups())
+    row = next(line for line in out.splitlines() if line.startswith("exact (k=1) ")).split()
+    cn_s, unet_s = float(row[4]), float(row[5])  # name is 2 words, then calls, total s, CN s, UNet s (2 decimals)
+    assert unet_s / 4 * 1000 / 3 - 3 <= unet_ms <= (unet_s + 0.01) / 4 * 1000 * 3 + 3
+    assert cn_s / 4 * 1000 / 3 - 3 <= cn_ms <= (cn_s + 0.01) / 4 * 1000 * 3 + 3
+    assert unet_ms >= 1 and cn_ms >= 1  # milliseconds per call even for the tiny models (16 and 9 ms here)
+    assert abs(share - 100 * cn_ms / (cn_ms + unet_ms)) <= 10 if cn_ms + unet_ms else True
+
+
+
+
+
+def test_percent_to_sigma_matches_comfyui():
+    """The sigma where a 'k:end_percent' variant turns exact, as ComfyUI's ModelSamplingDiscrete + EPS gives it
+    (0.5 -> 1.61558, 0.8 -> 0.571189, read off ComfyUI 0.3.64)."""
+    ms = bench_reuse.DiscreteEps()
+    assert ms.percent_to_sigma(0.0) > 1e8 and ms.percent_to_sigma(1.0) == 0.0
+    assert ms.percent_to_sigma(0.5) == pytest.approx(1.6155803, rel=1e-5)
+    assert ms.percent_to_sigma(0.8) == pytest.approx(0.5711889, rel=1e-5)
+    assert ms.percent_to_sigma(0.005) == pytest.approx(float(ms.sigma(__import__('torch').tensor(0.995 * 999.0))))
+    assert ms.percent_to_sigma(0.005) < 15.0  # below sigma_max (14.61): a real sigma, not the 'always' sentinel

@@ -10,6 +10,9 @@ import importlib.util
 import re
 
 import pytest
+import torch
+
+from affordance.bench import bench_speed
 
 TINY_ARGS = ["--device", "cpu", "--size", "64", "--xl-size", "128", "--rounds", "1", "--calls", "1", "--warmup", "0"]
 
@@ -171,3 +174,92 @@ def test_a_candidate_that_fails_to_compile_is_left_out(bench, capsys, keep_torch
     assert ("sd15", "ours compiled") not in report.forward_ms and report.forward_ms["sd15", "ours"] > 0
     assert "ours compiled: compiling failed (RuntimeError: no compiler here); left out" in out
     assert report.missing["ours compiled (sd15)"] == "compiling failed: RuntimeError: no compiler here"
+
+
+# ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
+def _run(monkeypatch, capsys, *extra):
+    seen = []
+    monkeypatch.setattr(bench_speed, "forward_section", lambda family, size, opts, comfy, use_diffusers, report: seen.append(use_diffusers))
+    report = bench_speed.main(["--device", "cpu", "--no-comfyui", "--xl-size", "0", *extra])
+    return report, seen, capsys.readouterr().out
+
+
+def test_diffusers_is_missing_only_when_left_out(monkeypatch, capsys):
+    """diffusers is named missing only when --no-diffusers was given: a run that measures it does not list it."""
+    pytest.importorskip("diffusers")
+    report, seen, out = _run(monkeypatch, capsys)
+    assert seen == [True] and "diffusers" not in report.missing and "peer missing: diffusers" not in out
+    report, seen, out = _run(monkeypatch, capsys, "--no-diffusers")
+    assert seen == [False] and report.missing["diffusers"] == "skipped (--no-diffusers)"
+
+
+def test_each_implementation_line_says_ok(capsys, keep_torch_threads):
+    """Each implementation's line says how far it is from the reference and 'ok' within tolerance."""
+    bench_speed.main([*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "DIFFERS" not in out
+    for name in ("ours", "ours x2"):
+        assert re.search(rf"^  {name} +[\d.e+-]+ \([\d.e+-]+ of max \|ref\|\)  ok$", out, re.M), out
+
+
+def test_a_wrong_candidate_is_reported_as_differing(monkeypatch, capsys, keep_torch_threads):
+    """Residuals beyond the tolerance are reported DIFFERS, recorded as not agreeing and named in the summary."""
+
+    def wrong_compile(model, **kwargs):  # a "compiled" candidate whose residuals are 1.5x too large
+        def run(*args, **kw):
+            out = model(*args, **kw).as_list()
+
+            class Result:
+                def as_list(self):
+                    return [o * 1.5 for o in out]
+
+            return Result()
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", wrong_compile)
+    args = [*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--compile", "eager", "--threads", "1"]
+    report = bench_speed.main(args)
+    out = capsys.readouterr().out
+    assert report.agree["sd15 ours"] is True
+    assert report.agree["sd15 ours compiled"] is False
+    assert "DIFFERS" in out and "outputs agree with the reference: NO: sd15 ours compiled" in out
+
+
+def test_default_batch_is_the_targets_batch():
+    """A plain GPU run (no --batch) is issue 7's target setup (batch 2): PASS/MISS is printed, not n/a."""
+    args = bench_speed.parse_args([])
+    assert args.batch == 2
+    opts = bench_speed.Options(device=torch.device("cuda"), dtype=torch.float16, models="full", batch=args.batch,
+                               warmup=0, rounds=1, calls=1, steps=1, runs=1, seed=0)  # only read: no GPU needed
+    assert bench_speed.off_target(opts, 512, 512) == ""
+
+
+def test_a_comfyui_peer_that_cannot_be_built_is_named_with_why(monkeypatch, capsys):
+    """As for diffusers: a ComfyUI peer that fails in a section is named with its reason where it happened."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such layer")
+
+    monkeypatch.setattr(bench_speed.C, "build_comfy", broken)
+    opts = bench_speed.Options(device=torch.device("cpu"), dtype=torch.float32, models="tiny", batch=2, warmup=0,
+                               rounds=1, calls=1, steps=1, runs=1, seed=0)
+    report = bench_speed.Report()
+    bench_speed.forward_section("sd15", 64, opts, object(), False, report)
+    out = capsys.readouterr().out
+    why = "building ComfyUI's ControlNet failed: RuntimeError: no such layer"
+    assert report.missing["comfyui (sd15)"] == why
+    assert f"peer missing: comfyui (sd15): {why}" in out
+    assert "ours vs comfyui: peer missing, no ratio" in out and ("sd15", "comfyui") not in report.forward_ms
+
+
+def test_cpu_defaults(monkeypatch, capsys):
+    """The documented CPU defaults of a plain run (warm-up 1, rounds 3, calls 2, steps 4, runs 2, tiny models, fp32,
+    64 / 128 px): every other test passes these options itself."""
+    seen = []
+    monkeypatch.setattr(bench_speed, "forward_section", lambda family, size, opts, *a: seen.append((family, size, opts)))
+    bench_speed.main(["--device", "cpu", "--no-comfyui", "--no-diffusers"])
+    capsys.readouterr()
+    assert [(f, s) for f, s, _ in seen] == [("sd15", 64), ("sdxl", 128)]
+    opts = seen[0][2]
+    assert (opts.warmup, opts.rounds, opts.calls, opts.steps, opts.runs) == (1, 3, 2, 4, 2)
+    assert (opts.models, opts.dtype, opts.batch, opts.variants) == ("tiny", torch.float32, 2, False)

@@ -20,9 +20,10 @@ import torch
 from PIL import Image, ImageOps
 
 import affordance.preprocessors as preprocessors
-from affordance.__main__ import _read_image, main
+from affordance.__main__ import _out_of_memory, _read_image, main
 from affordance.preprocessors import networks, weights
 from affordance.preprocessors.errors import ImageInputError
+from affordance.preprocessors.hed import HED_FILE, HEDNet
 from affordance.preprocessors.sheet import contact_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -472,3 +473,73 @@ def test_pil_warnings_are_one_line_each(tmp_path, monkeypatch, caplog):
         _read_image(str(src))
     [msg] = _messages(caplog, logging.WARNING)
     assert msg == f"warning: image {src}: Corrupt EXIF data. Expecting to read 4 bytes but only got 0."
+
+
+# ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
+
+
+def test_both_allocator_messages_mean_out_of_memory():
+    """Both wordings of torch's CPU allocator failing (Linux, Windows) are memory running out, not an unexpected error."""
+    assert _out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes."))
+    assert _out_of_memory(RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8 bytes."))
+    assert _out_of_memory(MemoryError())
+    assert not _out_of_memory(RuntimeError("shape mismatch"))
+    assert not _out_of_memory(ValueError("not enough memory"))
+
+
+def test_files_that_appear_during_the_run_are_skipped_with_a_line(tmp_path, monkeypatch, caplog):
+    """A learned hint whose files appeared after the outputs were checked is skipped with a line; the run succeeds."""
+    import affordance.__main__ as cli
+
+    monkeypatch.setattr(preprocessors, "GALLERY", {"canny": preprocessors.GALLERY["canny"]})
+    folder = tmp_path / "ann"
+    folder.mkdir()
+    (folder / "body_pose_model.pth").write_bytes(b"x")
+    monkeypatch.setattr(networks, "LEARNED_GALLERY", {"openpose": (("body_pose_model.pth",), lambda x, n, r: x)})
+    monkeypatch.setattr(weights, "load_annotator", lambda path, net, name: torch.nn.Identity())
+    monkeypatch.setattr(cli, "_learned_keys", lambda folder: [])  # not there when the outputs were checked
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    with caplog.at_level(logging.INFO):
+        rc = cli.main(["hints", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--resolution", "16",
+                       "--annotators", str(folder)])
+    assert rc == 0
+    assert any(r.getMessage() == f"{'openpose':<17} skipped: its files appeared in {folder} after the run started"
+               for r in caplog.records)
+    assert not (tmp_path / "o" / "a_openpose.png").exists()
+
+
+def test_a_failing_gallery_hint_gives_exit_code_1(tmp_path, monkeypatch):
+    """`hints` exits 1 when a weight-free hint failed (no learned hint asked for); the others are written."""
+    def crash(*args):
+        raise RuntimeError("boom")
+
+    gallery = {"canny": preprocessors.GALLERY["canny"], "boom": crash}
+    monkeypatch.setattr(preprocessors, "GALLERY", gallery)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "o"
+    rc = main(["hints", str(tmp_path / "a.png"), "--out", str(out), "--resolution", "16"])
+    assert rc == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_canny.png", "a_contact_sheet.png", "a_input.png"]
+    gallery.pop("boom")
+    assert main(["hints", str(tmp_path / "a.png"), "--out", str(tmp_path / "p"), "--resolution", "16"]) == 0
+
+
+def _denied(path, *args, **kwargs):
+    raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+
+def test_unreadable_file_is_rejected_once(tmp_path, monkeypatch, caplog):
+    """`annotators` rejects a file whose bytes cannot be read for its SHA-256 (exit 1), counting each file once."""
+    torch.save(HEDNet().state_dict(), tmp_path / HED_FILE)  # loads
+    (tmp_path / "netG.pth").write_text("version https://git-lfs.github.com/spec/v1\n")  # refused by the load check
+    monkeypatch.setattr(weights, "sha256_of", _denied)
+    with caplog.at_level(logging.INFO):
+        rc = main(["annotators", str(tmp_path)])
+    messages = [r.getMessage() for r in caplog.records]
+    lines = {m.split()[0]: m for m in messages if m.strip()}
+    assert rc == 1
+    assert lines[HED_FILE].endswith("REJECTED: cannot read it (Permission denied)")
+    assert "REJECTED" in lines["netG.pth"] and "cannot read it" not in lines["netG.pth"]
+    assert messages[-1].endswith(f"present in {tmp_path}, 2 rejected")

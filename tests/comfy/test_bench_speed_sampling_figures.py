@@ -1,0 +1,115 @@
+"""bench/bench_speed.py's sampling section, the figures it prints: stand-ins give every variant its own per-step median
+and memory peak (test_bench_speed_comfy.py gives all one peak, so a swapped pair would pass there), and each printed
+ratio, verdict and table row is checked against them; plus what reaches ComfyUI's sampler.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import re
+from contextlib import redirect_stdout
+
+import pytest
+import torch
+
+from affordance.bench import bench_speed
+
+pytestmark = pytest.mark.comfy
+G = bench_speed.GUESS
+STEP = {"UNet only": 10.0, "ComfyUI ControlNet": 10.5, "ours": 10.2, "ComfyUI ControlNet x2": 11.0, "ours x2": 10.4,
+        G: 10.1, "ours graph": 10.05, "ours graph x2": 10.1}
+PEAK = {"UNet only": 50.0, "ComfyUI ControlNet": 100.0, "ours": 90.0, "ComfyUI ControlNet x2": 200.0, "ours x2": 210.0,
+        G: 80.0, "ours graph": 150.0, "ours graph x2": 300.0}
+
+
+@pytest.fixture(scope="module")
+def run(comfy):
+    mp = pytest.MonkeyPatch()
+    order = list(STEP)
+    calls = {"peak": 0, "held": 0, "median": 0}
+
+    def stand_in(kind, table, offset):
+        def fn(*args):
+            i = calls[kind]
+            calls[kind] += 1
+            if kind == "median":
+                return table[order[i]] if i < len(order) else real_median(*args)
+            j = i - (len(order) + 1)  # the warm-up runs (every variant and the one reference) come first
+            return table[order[j]] + offset if j >= 0 else 0.0
+        return fn
+
+    real_median = bench_speed.C.median
+    # what reaches ComfyUI's sampler: the conditioning tensors' shapes
+    module, why = bench_speed.C.import_comfy(comfy.path, torch.device("cpu"))
+    assert module is not None, why
+    sample_mod = importlib.import_module("comfy.sample")
+    real_sample = sample_mod.sample
+    shapes = []
+
+    def recording_sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent, **kw):
+        shapes.append((tuple(positive[0][0].shape), tuple(negative[0][0].shape), tuple(latent.shape)))
+        return real_sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent, **kw)
+
+    mp.setattr(sample_mod, "sample", recording_sample)
+    mp.setattr(bench_speed, "peak_memory_mib", stand_in("peak", PEAK, 0.0))
+    mp.setattr(bench_speed, "peak_reserved_mib", stand_in("held", PEAK, 20.0))
+    mp.setattr(bench_speed.C, "median", stand_in("median", STEP, 0.0))
+    mp.setattr(bench_speed, "off_target", lambda opts, size, target: "")
+    buf = io.StringIO()
+    threads = torch.get_num_threads()
+    try:
+        with redirect_stdout(buf):
+            report = bench_speed.main(["--device", "cpu", "--comfyui", str(comfy.path), "--parts", "sampling", "--steps", "3",
+                                       "--runs", "1", "--threads", "1", "--no-diffusers", "--variants", "all"])
+    finally:
+        torch.set_num_threads(threads)
+        mp.undo()
+    return report, buf.getvalue(), shapes
+
+
+def test_peaks_are_recorded_per_variant(run):
+    report, out, _ = run
+    assert report.peak_mib == PEAK and report.reserved_mib == {k: v + 20 for k, v in PEAK.items()}, out
+    assert report.step_ms == STEP
+
+
+def test_memory_verdicts_compare_ours_with_comfyuis_path(run):
+    _, out, _ = run
+    assert ("target: peak memory with ours <= ComfyUI's path: 90 vs 100 MiB allocated, 110 vs 120 MiB reserved  PASS; "
+            "two ControlNets: 210 vs 200 MiB allocated, 230 vs 220 MiB reserved  MISS") in out
+    assert "; peak 150 vs 100 MiB allocated, 170 vs 120 MiB reserved  MISS" in out  # the CUDA graphs row: ours, then ComfyUI's
+    for label, text in (("ours vs ComfyUI path", "90 vs 100 MiB allocated, 110 vs 120 MiB reserved  PASS"),
+                        ("two ControlNets", "210 vs 200 MiB allocated, 230 vs 220 MiB reserved  MISS"),
+                        ("CUDA graphs", "150 vs 100 MiB allocated, 170 vs 120 MiB reserved  MISS"),
+                        ("CUDA graphs x2", "300 vs 200 MiB allocated, 320 vs 220 MiB reserved  MISS")):
+        assert re.search(rf"peak memory, {label} +<= ComfyUI {text}", out), (label, out)
+
+
+def test_step_ratios(run):
+    _, out, _ = run
+    assert "ControlNet cost per step in the run, ours / ComfyUI's: 0.40" in out  # 0.2 ms / 0.5 ms, though ComfyUI's costs under 1 ms
+    assert f"ControlNet cost per step with the negative rows skipped ({G}), / ours with both sides: 0.50" in out
+    assert "(ComfyUI's own: 1.47x on the H100; here 1.050x): ours 1.020x PASS" in out
+    assert "with CUDA graphs (AFFORDANCE_CUDA_GRAPHS=1): ours 1.005x PASS" in out
+    assert re.search(r"step with ours / UNet-only step +<= 1.15x +1.020x \(ComfyUI here 1.050x, anchor 1.47x\)  PASS", out)
+    assert re.search(r"step with ours / UNet-only, CUDA graphs +<= 1.15x +1.005x  PASS", out)
+    rows = {m.group(1).strip(): m.groups()[1:] for m in
+            re.finditer(r"^(.{22}) +([\d.]+) +([\d.]+)x +(-?[\d.]+) +[\d.]+ +(\S+) +(\S+)$", out, re.M)}
+    assert rows["ours"] == ("10.20", "1.020", "0.20", "90", "110"), out
+    assert rows["ComfyUI ControlNet x2"] == ("11.00", "1.100", "1.00", "200", "220"), out
+
+
+def test_every_sampled_comparison_has_a_control_effect(run):
+    """A comparison whose control changes nothing (effect 0) would pass `diff <= tol * effect` vacuously."""
+    _, out, _ = run
+    pairs = re.findall(r"^  (.+?) vs (.+?): (\S+) \(effect of the control (\S+)\)  ok$", out, re.M)
+    assert len(pairs) == 5, out
+    for mine, theirs, _diff, effect in pairs:
+        assert float(effect) > 0, (mine, theirs, effect)
+
+
+def test_conditioning_is_one_latent_of_77_tokens(run):
+    """One latent's conditioning of 77 tokens (a (77, batch, dim) one would still sample and agree)."""
+    _, _, shapes = run
+    assert shapes and all(s == ((1, 77, 768), (1, 77, 768), (1, 4, 8, 8)) for s in shapes), shapes

@@ -1,0 +1,97 @@
+"""bench/_common.py's shared helpers, each read by several benchmarks: where ComfyUI is imported from, the median,
+the inputs of a step, the peers' calls and the header's version line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import affordance
+from affordance.bench import _common as C
+from affordance.controlnet import ControlNet, ControlNetConfig
+
+# a stand-in ComfyUI checkout: the modules import_comfy reads
+FILES = {
+    "comfy/__init__.py": "",
+    "comfy/options.py": "def enable_args_parsing(enable=True):\n    pass\n",
+    "comfy/cli_args.py": "import types\nargs = types.SimpleNamespace(cpu=False, use_pytorch_cross_attention=False)\n",
+    "comfy/cldm/__init__.py": "",
+    "comfy/cldm/cldm.py": "",
+    "comfy/controlnet.py": "",
+    "comfy/ldm/__init__.py": "",
+    "comfy/ldm/modules/__init__.py": "",
+    "comfy/ldm/modules/attention.py": "",
+    "comfy/model_management.py": "",
+}
+
+
+def test_import_comfy_imports_from_the_given_checkout(tmp_path, monkeypatch):
+    """`--comfyui PATH` alone is enough (the comfy tests' conftest puts COMFYUI_PATH on sys.path itself)."""
+    root = tmp_path / "FakeComfyUI"
+    for name, text in FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(root)])
+    saved = {k: v for k, v in sys.modules.items() if k == "comfy" or k.startswith("comfy.")}
+    for k in saved:
+        del sys.modules[k]
+    try:
+        comfy, why = C.import_comfy(root, torch.device("cpu"))
+        assert why == "" and comfy is not None
+        assert comfy.__file__ == str(root / "comfy" / "__init__.py")
+        assert comfy.cli_args.args.cpu is True
+    finally:
+        for k in [k for k in sys.modules if k == "comfy" or k.startswith("comfy.")]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+def test_median_of_odd_and_even_counts():
+    """The median every benchmark reports (the smoke tests' single round cannot tell an odd count from an even one)."""
+    assert C.median([3.0]) == 3.0
+    assert C.median([5.0, 1.0, 3.0]) == 3.0
+    assert C.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert C.median([10.0, 1.0, 2.0, 3.0, 100.0]) == 3.0
+
+
+def test_inputs_have_the_shapes_of_a_real_step():
+    """A step with SD's real text length, 77 CLIP tokens, cond and uncond alike."""
+    config = C.config_for("sdxl")
+    inp = C.make_inputs(config, 2, 64, torch.device("cpu"), torch.float32, seed=0)
+    assert inp["context"].shape == (2, 77, config.context_dim)
+    assert inp["x"].shape == (2, 4, 8, 8) and inp["hint"].shape == (2, 3, 64, 64)
+    assert inp["t"].tolist() == [999.0, 1.0] and inp["y"].shape == (2, config.adm_in_channels)
+
+
+def test_step_calls_diffusers_residuals_in_order():
+    """The diffusers peer of bench_memory and bench_host_work hands back its residuals, middle last, as the others."""
+    config = ControlNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0),
+                              context_dim=32, num_heads=2)
+    net = ControlNet(config).eval()
+    inp = C.make_inputs(config, 2, 32, torch.device("cpu"), torch.float32, seed=0)
+    down, mid = [torch.ones(1), torch.ones(2)], torch.zeros(3)
+    seen = {}
+
+    def fake_diffusers(x, t, **kwargs):
+        seen.update(kwargs)
+        return down, mid
+
+    calls = C.step_calls(net, net.encode_hint(inp["hint"]), None, fake_diffusers, inp)
+    assert list(calls) == ["ours", "ours, hint in call", "diffusers"]
+    out = calls["diffusers"]()
+    assert out == [*down, mid]
+    assert seen["controlnet_cond"] is inp["hint"] and seen["encoder_hidden_states"] is inp["context"]
+
+
+def test_package_version_names_the_commit():
+    """The header's "affordance:" line names the commit the figures come from, in a git checkout."""
+    root = Path(affordance.__file__).resolve().parent
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if not head:
+        pytest.skip("not a git checkout")
+    text = C.package_version()
+    assert text.startswith(f"{root} at {head}")
