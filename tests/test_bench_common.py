@@ -95,3 +95,16 @@ def test_package_version_names_the_commit():
         pytest.skip("not a git checkout")
     text = C.package_version()
     assert text.startswith(f"{root} at {head}")
+
+
+def test_a_child_that_fails_after_printing_is_a_failure(tmp_path):
+    """A child that printed its figure line and then failed (non-zero exit) is reported as failed, not trusted."""
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import json, sys\nprint(json.dumps({'peak': 1, 'seconds': 0.0}))\nprint('crashed at exit', file=sys.stderr)\nsys.exit(3)\n"
+    )
+    got = C.peak_in_child(str(script), "x")
+    assert isinstance(got, str) and got.startswith("failed: ") and "crashed at exit" in got
+    ok = tmp_path / "ok.py"
+    ok.write_text("import json\nprint(json.dumps({'peak': 5, 'seconds': 0.5}))\n")
+    assert C.peak_in_child(str(ok)) == {"peak": 5, "seconds": 0.5}

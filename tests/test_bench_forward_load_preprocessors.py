@@ -53,3 +53,18 @@ def test_preprocessors_prints_rates_and_canny_parity(capsys, keep_torch_threads)
     for name in ("canny", "shuffle", "tile"):
         row = next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
         assert float(row.split()[1]) > 0 and float(row.split()[2]) > 0, row
+
+
+def test_ru_maxrss_figure_is_an_increase(tmp_path, capsys):
+    """The child's 'ru_maxrss minus the same baseline' is getrusage's peak minus the RSS after imports: never more
+    than the process's own ru_maxrss."""
+    import argparse
+    import json
+    import resource
+
+    path = tmp_path / "tiny.pth"
+    torch.save({k: v.half() for k, v in ControlNet(TINY).state_dict().items()}, path)
+    bench_load.child(argparse.Namespace(device="cpu", file=str(path), child="ours", family="sd15", comfyui=None))
+    result = json.loads([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1])
+    assert "error" not in result, result
+    assert result["ru_maxrss_increase"] < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

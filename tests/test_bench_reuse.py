@@ -127,3 +127,9 @@ def test_percent_to_sigma_matches_comfyui():
     assert ms.percent_to_sigma(0.8) == pytest.approx(0.5711889, rel=1e-5)
     assert ms.percent_to_sigma(0.005) == pytest.approx(float(ms.sigma(__import__('torch').tensor(0.995 * 999.0))))
     assert ms.percent_to_sigma(0.005) < 15.0  # below sigma_max (14.61): a real sigma, not the 'always' sentinel
+
+
+def test_normal_schedule_is_comfyuis():
+    """ComfyUI's normal_scheduler(ModelSamplingDiscrete, 3), read off ComfyUI 0.3.64."""
+    sigmas = bench_reuse.DiscreteEps().normal_schedule(3)
+    assert sigmas == pytest.approx([14.614641, 1.6155803, 0.0291672, 0.0], rel=1e-5)

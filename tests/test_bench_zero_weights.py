@@ -10,3 +10,11 @@ def test_patterns_agree_and_computed_residuals_are_checked(capsys, keep_torch_th
     out = capsys.readouterr().out
     assert set(found) == {"all", "shallow third", "all but the middle", "middle only", "every other"}
     assert "every pattern's computed residuals are bit-equal to the full forward's" in out
+
+
+def test_weight_patterns():
+    """The timed patterns: 'shallow third' is exactly the first count // 3 residuals (SD1.5: 4 of 13)."""
+    p = bench_zero_weights.patterns(13)
+    assert p["shallow third"] == [True] * 4 + [False] * 9
+    assert p["all but the middle"] == [True] * 12 + [False] and p["middle only"] == [False] * 12 + [True]
+    assert sum(p["every other"]) == 7 and all(p["all"])

@@ -103,3 +103,19 @@ def test_progress_map_interpolates_between_its_samples():
     pm = ProgressMap(lambda p: 1.0 - p, resolution=4)
     for sigma, progress in ((0.625, 0.375), (0.1, 0.9), (0.9, 0.1), (0.5, 0.5)):
         assert pm.progress(sigma) == pytest.approx(progress, abs=1e-12)
+
+
+def _flow_percent_to_sigma(percent: float, shift: float = 3.0) -> float:
+    """ComfyUI's ModelSamplingDiscreteFlow.percent_to_sigma (the ModelSamplingSD3 node on an SDXL flow finetune)."""
+    if percent <= 0.0:
+        return 1.0
+    if percent >= 1.0:
+        return 0.0
+    t = 1.0 - percent
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def test_the_first_sigma_of_flow_sampling_is_progress_0():
+    """Flow sampling's percent_to_sigma(0) is 1.0, the very sigma of its first step (discrete models give 1e9, never
+    sampled): it is progress 0, not past the end of the map (an IndexError at the first step)."""
+    assert ProgressMap(_flow_percent_to_sigma).progress(1.0) == 0.0

@@ -955,3 +955,11 @@ def test_a_replay_without_reuse_is_not_copied(control, fake_model, image, call, 
             out, _ = call(c, sigma(p))
             got = out["output"] + out["middle"]
             assert replayed and all(a is b for a, b in zip(got, replayed[-1]) if b is not None)
+
+
+def test_get_control_before_pre_run_with_a_schedule_names_pre_run(control, image, call, sigma):
+    """A scheduled control called before pre_run says so (as a windowed one does), not an AttributeError."""
+    c = control.copy().set_cond_hint(image().movedim(-1, 1))
+    c.configure(schedule=StrengthSchedule(((0.0, 1.0), (1.0, 0.5))))
+    with pytest.raises(RuntimeError, match="called before pre_run"):
+        call(c, sigma(0.5))

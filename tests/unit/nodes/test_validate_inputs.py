@@ -56,3 +56,12 @@ def test_values_of_list_widgets_and_our_types_are_still_checked(cls, name, raw):
 def test_checks_still_run_on_converted_values():
     assert "swap them" in ApplyControlNet.VALIDATE_INPUTS(start_percent=0.8, end_percent=0.2)
     assert "between 0 and 255" in CannyPreprocessor.VALIDATE_INPUTS(low_threshold=300, high_threshold=200, resolution=512)
+
+
+def test_a_linked_custom_weights_is_checked_when_the_node_runs():
+    """ComfyUI passes None for a linked widget at validation: the weights are checked when the node runs."""
+    for preset in ("custom", "balanced"):
+        assert (
+            ControlWeightsNode.VALIDATE_INPUTS(preset=preset, base_multiplier=0.8, uncond_multiplier=1.0, custom_weights=None)
+            is True
+        )
