@@ -889,6 +889,23 @@ def test_copy_keeps_the_window(control, fake_model, image, call, sigma):
     assert out is None
 
 
+def test_the_reuse_node_keeps_the_apply_nodes_window(control, fake_model, image, call, sigma):
+    """The user's path: Apply ControlNet with start_percent 0.5, then the Reuse node (which copies each control)."""
+    from affordance.nodes.apply import apply_control
+    from affordance.nodes.reuse import reuse_residuals
+
+    def cond(c=None):
+        return [[torch.zeros(1, 77, 768), {} if c is None else {"control": c}]]
+
+    pos, _ = apply_control(cond(), cond(), control, image(), 1.0, 0.5, 1.0)
+    pos, _ = reuse_residuals(cond(pos[0][1]["control"]), cond(pos[0][1]["control"]), 2)
+    ctrl = pos[0][1]["control"]
+    model = fake_model()
+    ctrl.pre_run(model, model.model_sampling.percent_to_sigma)
+    out, _ = call(ctrl, sigma(0.1))  # before the window starts: nothing
+    assert out is None
+
+
 def test_a_new_hint_replaces_the_encoded_one(control, fake_model, image, call, sigma, close_lists):
     """set_cond_hint on a control that has run (a host re-using it with a new hint of the same size) drops the old
     hint's encoding."""
