@@ -133,3 +133,13 @@ def test_normal_schedule_is_comfyuis():
     """ComfyUI's normal_scheduler(ModelSamplingDiscrete, 3), read off ComfyUI 0.3.64."""
     sigmas = bench_reuse.DiscreteEps().normal_schedule(3)
     assert sigmas == pytest.approx([14.614641, 1.6155803, 0.0291672, 0.0], rel=1e-5)
+
+
+def test_parts_of_a_run_fit_in_its_wall_time(capsys):
+    """The ControlNet and UNet times of a run are parts of its wall time (each timer starts at 0)."""
+    bench_reuse.main(["--preset", "tiny", "--size", "32", "--steps", "4", "--variants", "2", "--device", "cpu", "--no-vae"])
+    out = capsys.readouterr().out
+    for name in ("exact (k=1)", "k=2"):
+        row = next(line for line in out.splitlines() if line.startswith(name + " "))[len(name) :].split()
+        total, cn, unet = float(row[1]), float(row[2]), float(row[3])
+        assert cn + unet <= total + 0.02, (name, row)
