@@ -63,9 +63,6 @@ def test_sd15_at_512_px_outputs_are_exactly_the_residuals(capsys, monkeypatch):
 
 
 # ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
-
-
-
 MIB = 2**20
 
 
@@ -88,9 +85,6 @@ def test_step_section_prints_ratios_to_comfyuis_path(monkeypatch, capsys):
     assert rows["ours x2"] == "0.500x" and rows["ours graph x2"] == "1.500x"
 
 
-
-
-
 def test_printed_figures_are_mib(capsys, monkeypatch):
     """Every printed figure is in MiB: the printed peak equals the measured bytes / 2**20."""
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
@@ -102,9 +96,6 @@ def test_printed_figures_are_mib(capsys, monkeypatch):
     assert abs(outputs - found["ours"].outputs / 2**20) <= 0.05
     assert abs(diff - (found["ours"].peak - found["ours"].outputs) / 2**20) <= 0.05
     assert 1 < peak < 10_000  # SD1.5 at 512 px, fp16: hundreds of MiB
-
-
-
 
 
 @pytest.mark.parametrize("size", ["96", "0", "-64", "65"])

@@ -53,9 +53,6 @@ def test_schedule_is_comfyuis_normal_one(bench):
 
 
 # ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
-
-
-
 def test_eps_input_scaling():
     """The UNet input of an EPS model is x / sqrt(sigma^2 + 1) (ComfyUI's EPS.calculate_input: 0.3162 for sigma 3)."""
     ms = bench_reuse.DiscreteEps()
@@ -63,10 +60,6 @@ def test_eps_input_scaling():
     out = ms.calculate_input(torch.tensor([3.0, 0.0]), x)
     assert out[0].flatten().tolist() == pytest.approx([10 ** -0.5] * 16)
     assert out[1].flatten().tolist() == pytest.approx([1.0] * 16)
-
-
-
-
 
 
 class ConstantEps:
@@ -95,9 +88,6 @@ def test_euler_cfg_on_a_constant_eps_model():
     assert run.forwards == 0
 
 
-
-
-
 pytest.importorskip("diffusers")
 
 
@@ -113,9 +103,6 @@ def test_per_call_figures_are_in_ms(capsys):
     assert cn_s / 4 * 1000 / 3 - 3 <= cn_ms <= (cn_s + 0.01) / 4 * 1000 * 3 + 3
     assert unet_ms >= 1 and cn_ms >= 1  # milliseconds per call even for the tiny models (16 and 9 ms here)
     assert abs(share - 100 * cn_ms / (cn_ms + unet_ms)) <= 10 if cn_ms + unet_ms else True
-
-
-
 
 
 def test_percent_to_sigma_matches_comfyui():

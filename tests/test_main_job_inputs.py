@@ -476,8 +476,6 @@ def test_pil_warnings_are_one_line_each(tmp_path, monkeypatch, caplog):
 
 
 # ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
-
-
 def test_both_allocator_messages_mean_out_of_memory():
     """Both wordings of torch's CPU allocator failing (Linux, Windows) are memory running out, not an unexpected error."""
     assert _out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes."))
