@@ -192,7 +192,9 @@ def sample(setup: Setup, control: AffordanceControl | None, steps: int, cfg: flo
     t_cn = t_unet = 0.0
     C.sync(dev)
     start = time.perf_counter()
-    x = setup.noise.float() * sigmas[0]
+    # a full denoise starts at sigma_max, where ComfyUI's EPS.noise_scaling (max_denoise) scales the noise by
+    # sqrt(1 + sigma^2), not sigma
+    x = setup.noise.float() * math.sqrt(1.0 + float(sigmas[0]) ** 2)
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         xin = torch.cat([x, x])
         sig = torch.full((2,), s, device=dev)

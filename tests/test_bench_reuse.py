@@ -73,8 +73,9 @@ class ConstantEps:
 
 
 def test_euler_cfg_on_a_constant_eps_model():
-    """sample() is ComfyUI's Euler with CFG on an EPS model: a UNet predicting a constant eps per half of the batch
-    (uncond first) moves x by (eps_u + cfg * (eps_c - eps_u)) * (sigma_next - sigma) at every step."""
+    """sample() is ComfyUI's Euler with CFG on an EPS model, from noise scaled as ComfyUI scales it for a full
+    denoise: a UNet predicting a constant eps per half of the batch (uncond first) moves x by
+    (eps_u + cfg * (eps_c - eps_u)) * (sigma_next - sigma) at every step."""
     ms = bench_reuse.DiscreteEps()
     noise = torch.randn(1, 4, 2, 2, generator=torch.Generator().manual_seed(0))
     ctx = torch.zeros(1, 77, 8)
@@ -83,7 +84,7 @@ def test_euler_cfg_on_a_constant_eps_model():
     run = bench_reuse.sample(setup, None, 4, 7.0)
     sigma_max = ms.normal_schedule(4)[0]
     guided = 0.1 + 7.0 * (0.3 - 0.1)
-    expected = noise * sigma_max - guided * sigma_max
+    expected = noise * math.sqrt(1 + sigma_max**2) - guided * sigma_max  # ComfyUI's max_denoise noise scaling
     assert torch.allclose(run.latent, expected, atol=1e-4)
     assert run.forwards == 0
 
