@@ -63,7 +63,6 @@ def test_sd15_at_512_px_outputs_are_exactly_the_residuals(capsys, monkeypatch):
 
 
 # ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
-MIB = 2**20
 
 
 def _alloc(mib):

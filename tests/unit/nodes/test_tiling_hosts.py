@@ -258,11 +258,11 @@ def test_a_tile_hint_changed_in_place_outside_inference_mode_is_encoded_again(co
 
 
 # ----- the encoded tile hints' cache (mutation round 5: each test fails on its mutant) -------------------------------
-def _tile_hints(seed: int, h: int = 8, w: int = 16) -> torch.Tensor:
+def _seeded_tile_hint(seed: int, h: int = 8, w: int = 16) -> torch.Tensor:
     return torch.rand(2, 3, 8 * h, 8 * w, generator=torch.Generator().manual_seed(seed))
 
 
-def _tile_call(c: AffordanceControl, sigma, hint: torch.Tensor, h: int = 8, w: int = 16) -> dict:
+def _one_tile_call(c: AffordanceControl, sigma, hint: torch.Tensor, h: int = 8, w: int = 16) -> dict:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 4, h, w, generator=g)
     cond = {"c_crossattn": torch.randn(2, 5, 768, generator=g)}
@@ -283,23 +283,23 @@ def test_a_new_tile_hint_with_a_recycled_id_is_encoded_again(control, fake_model
         return c
 
     c = ready()
-    first = _tile_hints(1)
+    first = _seeded_tile_hint(1)
     old_id = id(first)
-    _tile_call(c, sigma, first)
+    _one_tile_call(c, sigma, first)
     c.cond_hint = None
     del first
     gc.collect()
     keep, second = [], None
     for _ in range(200):  # made as the first one was (same in-place counter); keep the misses so the next tries anew
-        h = _tile_hints(2)
+        h = _seeded_tile_hint(2)
         if id(h) == old_id:
             second = h
             break
         keep.append(h)
     if second is None:
         pytest.skip("this Python gave the freed tensor's address to no new tensor in 200 tries")
-    got = _tile_call(c, sigma, second)
-    want = _tile_call(ready(), sigma, second)
+    got = _one_tile_call(c, sigma, second)
+    want = _one_tile_call(ready(), sigma, second)
     close_lists(got["output"] + got["middle"], want["output"] + want["middle"], atol=1e-6)
 
 
@@ -311,7 +311,7 @@ def test_encoded_hints_of_dropped_tile_tensors_are_released(control, fake_model,
     c = control.copy().set_cond_hint(image().movedim(-1, 1))
     c.pre_run(model, model.model_sampling.percent_to_sigma)
     for seed in range(5):
-        _tile_call(c, sigma, _tile_hints(seed))
+        _one_tile_call(c, sigma, _seeded_tile_hint(seed))
         c.cond_hint = None
         gc.collect()
     assert len(c._given_hints) <= 1  # at most the last call's entry, not one per tile tensor
