@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import io
 import math
 import re
+from contextlib import redirect_stdout
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +18,15 @@ from affordance.bench import bench_reuse
 @pytest.fixture(scope="module")
 def bench():
     return importlib.import_module("affordance.bench.bench_reuse")
+
+
+@pytest.fixture(scope="module")
+def no_vae_run() -> str:
+    """What one tiny run without the VAE prints (exact and k=2), read by the tests of its figures."""
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        bench_reuse.main(["--preset", "tiny", "--size", "32", "--steps", "4", "--variants", "2", "--device", "cpu", "--no-vae"])
+    return buf.getvalue()
 
 
 def test_tiny_run_prints_calls_speedups_and_fidelity(bench, capsys):
@@ -92,10 +103,9 @@ def test_euler_cfg_on_a_constant_eps_model():
 pytest.importorskip("diffusers")
 
 
-def test_per_call_figures_are_in_ms(capsys):
+def test_per_call_figures_are_in_ms(no_vae_run):
     """'per call: UNet N ms' is the median time per evaluation in ms: about the exact run's UNet s / steps * 1000."""
-    bench_reuse.main(["--preset", "tiny", "--size", "32", "--steps", "4", "--variants", "2", "--device", "cpu", "--no-vae"])
-    out = capsys.readouterr().out
+    out = no_vae_run
     m = re.search(r"per call: UNet (\d+) ms \(median over all runs\), ControlNet (\d+) ms .*?is (\d+)% of", out)
     unet_ms, cn_ms, share = (int(v) for v in m.groups())
     row = next(line for line in out.splitlines() if line.startswith("exact (k=1) ")).split()
@@ -123,10 +133,9 @@ def test_normal_schedule_is_comfyuis():
     assert sigmas == pytest.approx([14.614641, 1.6155803, 0.0291672, 0.0], rel=1e-5)
 
 
-def test_parts_of_a_run_fit_in_its_wall_time(capsys):
+def test_parts_of_a_run_fit_in_its_wall_time(no_vae_run):
     """The ControlNet and UNet times of a run are parts of its wall time (each timer starts at 0)."""
-    bench_reuse.main(["--preset", "tiny", "--size", "32", "--steps", "4", "--variants", "2", "--device", "cpu", "--no-vae"])
-    out = capsys.readouterr().out
+    out = no_vae_run
     for name in ("exact (k=1)", "k=2"):
         row = next(line for line in out.splitlines() if line.startswith(name + " "))[len(name) :].split()
         total, cn, unet = float(row[1]), float(row[2]), float(row[3])
