@@ -4,8 +4,8 @@
 # Runs from the repository root with the machine's own python3 (torch with CUDA). Needs two folders that git
 # ignores and that must travel with the working tree:
 #   .comfy/  a copy of a ComfyUI checkout (its Python tree; the big tokenizer file is not needed)
-#   .whl/    wheels of what that python3 lacks: diffusers (with importlib_metadata, zipp) and, for ComfyUI's
-#            samplers, torchsde and trampoline
+#   .whl/    wheels of what that python3 lacks: diffusers (with importlib_metadata, zipp), for ComfyUI's
+#            samplers torchsde and trampoline, and PyAV (for ComfyUI's nodes.py) where it fits the carry limit
 # Writes everything to $OUT (default bench/results/gpu-run): the gpu-marked tests (PyTorch's allocator, then
 # ComfyUI's default cudaMallocAsync), bench_speed's whole comparison, profiles of one SD1.5 and one SDXL forward
 # (eager, CUDA graph, channels-last), the residual-reuse run (lossy mode's speed-up and PSNR at 512 px, fp16),

@@ -35,20 +35,22 @@ def _comfy(tmp_path: Path) -> Path:
 
 
 def _fake_pip(tmp_path: Path) -> str:
-    """A pip that records its arguments and writes one file per requirement into the -d folder."""
+    """A pip that records its arguments and writes one file per requirement into the -d folder: 100 bytes, or
+    FAKE_AV_BYTES for PyAV; with FAKE_AV_FAIL set it fails for PyAV (no wheel for that platform, no network)."""
     pip = tmp_path / "pip.sh"
     pip.write_text(
         "#!/usr/bin/env bash\n"
-        f'echo "$@" > {tmp_path}/pip-args\n'
-        'while [ $# -gt 0 ]; do case $1 in -d) d=$2; shift 2;; *==*) '
-        'head -c 100 /dev/zero > "$d/${1%%==*}.whl"; shift;; *) shift;; esac; done\n'
+        f'echo "$@" >> {tmp_path}/pip-args\n'
+        'while [ $# -gt 0 ]; do case $1 in -d) d=$2; shift 2;; *==*) n=${1%%==*}; size=100; '
+        'if [ "$n" = av ]; then [ -n "${FAKE_AV_FAIL:-}" ] && exit 1; size=${FAKE_AV_BYTES:-100}; fi; '
+        'head -c "$size" /dev/zero > "$d/$n.whl"; shift;; *) shift;; esac; done\n'
     )
     pip.chmod(0o755)
     return str(pip)
 
 
-def _run(repo: Path, *args: str, pip: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PIP": pip}
+def _run(repo: Path, *args: str, pip: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PIP": pip, **env_vars}
     env.pop("COMFYUI_PATH", None)
     return subprocess.run(["bash", str(repo / "bench" / "gpu_carry.sh"), *args], capture_output=True, text=True, env=env)
 
@@ -61,11 +63,39 @@ def test_copies_the_python_tree_and_fetches_the_wheels(tmp_path):
     assert copied == {"comfy/controlnet.py", "nodes.py", "comfy_extras/n.py"}
     assert all((repo / ".comfy" / d).is_dir() for d in ("models", "custom_nodes", "input", "output"))
     assert sorted(p.name for p in (repo / ".whl").iterdir()) == [
-        "diffusers.whl", "importlib_metadata.whl", "torchsde.whl", "trampoline.whl", "zipp.whl"
+        "av.whl", "diffusers.whl", "importlib_metadata.whl", "torchsde.whl", "trampoline.whl", "zipp.whl"
     ]
-    args = (tmp_path / "pip-args").read_text()
-    assert "--python-version 3.12" in args and "--only-binary=:all:" in args and "--no-deps" in args
-    assert "carry: 0 MiB" in proc.stdout
+    calls = (tmp_path / "pip-args").read_text().splitlines()
+    assert len(calls) == 2  # the wheels the run needs, then PyAV on its own
+    for args in calls:
+        assert "--python-version 3.12" in args and "--only-binary=:all:" in args and "--no-deps" in args
+    assert "av==" in calls[1] and "av==" not in calls[0]
+    assert "carry: 0 MiB" in proc.stdout and "left out" not in proc.stdout
+
+
+def test_leaves_pyav_out_where_it_would_pass_the_carry_limit(tmp_path):
+    """PyAV (about 33 MiB) only lets ComfyUI's nodes.py import: without it the run still works, so it is dropped
+    with a line saying so when the folders and the tree would reach 64 MiB with it, and the rest is carried."""
+    repo, src = _repo(tmp_path), _comfy(tmp_path)
+    (src / "comfy" / "big.bin").write_bytes(bytes(30 << 20))  # a ComfyUI tree of 30 MiB
+    proc = _run(repo, str(src), pip=_fake_pip(tmp_path), FAKE_AV_BYTES=str(34 << 20))
+    assert proc.returncode == 0, proc.stderr
+    assert "left out av==" in proc.stdout and "(34 MiB)" in proc.stdout and "apply_control" in proc.stdout
+    assert "av.whl" not in {p.name for p in (repo / ".whl").iterdir()}
+    assert "carry: 30 MiB" in proc.stdout
+    # the same PyAV beside a small tree fits (just under the limit)
+    (src / "comfy" / "big.bin").write_bytes(bytes(29 << 20))
+    proc = _run(repo, str(src), pip=_fake_pip(tmp_path), FAKE_AV_BYTES=str(34 << 20))
+    assert proc.returncode == 0 and "left out" not in proc.stdout, proc.stdout
+    assert (repo / ".whl" / "av.whl").stat().st_size == 34 << 20 and "carry: 63 MiB" in proc.stdout
+
+
+def test_a_pyav_download_that_fails_is_left_out_with_a_line(tmp_path):
+    repo, src = _repo(tmp_path), _comfy(tmp_path)
+    proc = _run(repo, str(src), pip=_fake_pip(tmp_path), FAKE_AV_FAIL="1")
+    assert proc.returncode == 0, proc.stderr
+    assert "left out av==" in proc.stdout and "could not download" in proc.stdout
+    assert "av.whl" not in {p.name for p in (repo / ".whl").iterdir()} and (repo / ".whl" / "diffusers.whl").exists()
 
 
 def test_refuses_a_folder_that_is_not_comfyui(tmp_path):
