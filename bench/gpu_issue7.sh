@@ -17,14 +17,18 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-bench/results/gpu-run}
 mkdir -p "$OUT"
 status=0
-nvidia-smi -L | tee "$OUT/gpu.txt" || echo "nvidia-smi failed: no NVIDIA GPU here?"
+nvidia-smi -L >"$OUT/gpu.txt" 2>&1 || echo "nvidia-smi failed: no NVIDIA GPU here?" >>"$OUT/gpu.txt"
+cat "$OUT/gpu.txt"
+SITE=${SITE:-/tmp/site}  # where the carried wheels are installed
+LINKS=${LINKS:-/tmp/pk}  # holds the link `affordance` to this checkout
 if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl ||
+        { echo "== installing the carried wheels (.whl) failed: peers or ComfyUI's nodes may be missing below"; status=1; }
+    export PYTHONPATH=$SITE
 fi
 # bench scripts import the pack as `affordance` (tests register it themselves): a link named so, outside the repo
-mkdir -p /tmp/pk && ln -sfn "$PWD" /tmp/pk/affordance
-export PYTHONPATH=/tmp/pk${PYTHONPATH:+:$PYTHONPATH}
+mkdir -p "$LINKS" && ln -sfn "$PWD" "$LINKS/affordance"
+export PYTHONPATH=$LINKS${PYTHONPATH:+:$PYTHONPATH}
 COMFY=${COMFYUI_PATH:-.comfy}
 
 step() {  # step NAME SECONDS COMMAND...: run with a limit, output to $OUT/NAME.txt
