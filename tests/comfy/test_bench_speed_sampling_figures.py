@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
 import re
 from contextlib import redirect_stdout
 
@@ -129,5 +130,15 @@ def test_sampled_comparisons_print_the_right_differences(run):
         diff, effect = float(m.group(1)), float(m.group(2))
         want_effect = float((finals[theirs] - finals["UNet only"]).abs().max())
         want_diff = float((finals[mine] - finals[theirs]).abs().max())
-        assert effect == pytest.approx(want_effect, rel=2e-3), (mine, effect, want_effect)
-        assert diff == pytest.approx(want_diff, rel=2e-3, abs=1e-9), (mine, diff, want_diff)
+        assert _printed_as(effect, want_effect), (mine, effect, want_effect)
+        assert _printed_as(diff, want_diff), (mine, diff, want_diff)
+
+
+def _printed_as(printed: float, value: float) -> bool:
+    """Whether ``printed`` is ``value`` written with 3 significant digits (``:.3g``): within half a unit of the third
+    digit (a relative tolerance would be up to 5e-3 too tight for a value such as 1.005, printed "1"; a one-off
+    failure of this file was seen once in session 23)."""
+    if value == 0:
+        return printed == 0
+    unit = 10.0 ** (math.floor(math.log10(abs(value))) - 2)
+    return abs(printed - value) <= 0.5 * unit * (1 + 1e-6)
