@@ -810,11 +810,15 @@ class AffordanceControl:
             factor = self._factor(
                 n, batched_number, row_kinds, r.shape[-2], r.shape[-1], r.device, r.dtype, mask_frames
             )
-            # Fresh outputs are ours to scale in place; kept (reusable) ones get one new tensor each.
+            # Fresh outputs are ours to scale in place; kept (reusable) ones get one new tensor each. A scale of
+            # exactly 1 (strength 1, balanced weights: the usual case) launches no kernel (x * 1 is x, bit for bit).
+            scale = mult * w
             if factor is not None:
                 r = r.mul_(factor) if not lossy else torch.mul(r, factor)
-                scaled.append(r.mul_(mult * w))
+                scaled.append(r.mul_(scale) if scale != 1.0 else r)
+            elif not lossy:
+                scaled.append(r.mul_(scale) if scale != 1.0 else r)
             else:
-                scaled.append(r.mul_(mult * w) if not lossy else r * (mult * w))
+                scaled.append(r * scale)
         out = {"input": [], "middle": [scaled[-1]], "output": scaled[:-1]}
         return merge_controls(out, prev)

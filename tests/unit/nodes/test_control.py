@@ -421,6 +421,53 @@ def test_no_host_reads_unless_the_window_or_schedule_needs_the_sigma(control, fa
     assert (mode.reads > 0) == reads
 
 
+class _ResidualProducts(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts multiplications of a residual (a 4-D tensor of more than the latent's 4 channels): each a kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in ("mul", "mul_") and isinstance(args[0], torch.Tensor) and args[0].dim() == 4 and args[0].shape[1] != 4:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    ("strength", "weights", "products"),
+    [
+        (1.0, None, 0),  # the usual case: strength 1, balanced weights: the residuals are handed on as computed
+        (0.5, None, 5),
+        (1.0, ControlWeights(Preset.CUSTOM, custom=(1.0, 0.5, 1.0, 1.0, 1.0)), 1),
+    ],
+)
+def test_a_residual_scaled_by_exactly_one_launches_no_kernel(
+    control, fake_model, image, call, sigma, strength, weights, products
+):
+    c = _ready(control, fake_model, image, strength=strength, **({"weights": weights} if weights else {}))
+    ref, _ = call(_ready(control, fake_model, image), sigma(0.4))
+    computed = []
+    real = c.network.forward
+
+    def network(*args, **kwargs):  # the network's own products are not the scaling's
+        with torch.utils._python_dispatch._disable_current_modes():
+            out = real(*args, **kwargs)
+        computed.append(out.as_list())
+        return out
+
+    c.network.forward = network
+    with _ResidualProducts() as mode:
+        out, _ = call(c, sigma(0.4))
+    assert mode.count == products
+    scales = [strength * w for w in (weights.custom if weights else (1.0,) * 5)]
+    got = out["output"] + out["middle"]
+    for o, r, fresh, k in zip(got, ref["output"] + ref["middle"], computed[0], scales):
+        assert o is fresh  # scaled in place or handed on: never a copy
+        torch.testing.assert_close(o, r * k, rtol=0, atol=0)
+
+
 def test_batch_one_hint_is_never_copied_per_step(control, fake_model, image, call, sigma):
     c = _ready(control, fake_model, image)
     call(c, sigma(0.3), n=2, order=(1, 0))
