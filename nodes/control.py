@@ -717,14 +717,16 @@ class AffordanceControl:
             A new ``{"input": [], "middle": [mid], "output": [residual per input block]}``, or the previous
             control's output (or ``None``) outside the window or at zero strength.
         """
+        sigma = None
+        if self._needs_sigma:  # reading the sigma waits for the GPU: only when the window, schedule or reuse need it
+            # read before the controls below queue their work: read after, it would wait for that work too, and the
+            # GPU would idle while this call prepares its own (with no wait the host queues ours behind theirs)
+            sigma = float(t[0])
         prev = None
         if self.previous_controlnet is not None:
             prev = self.previous_controlnet.get_control(x_noisy, t, cond, batched_number, transformer_options)
-        sigma = None
-        if self._needs_sigma:  # reading the sigma waits for the GPU: only when the window, schedule or reuse need it
-            sigma = float(t[0])
-            if self._window is not None and (sigma > self._window[0] or sigma < self._window[1]):
-                return prev
+        if sigma is not None and self._window is not None and (sigma > self._window[0] or sigma < self._window[1]):
+            return prev
         mult = self._multiplier(sigma)
         weights = self.weights.resolve(self.num_residuals, f"this {self.family_label} ControlNet")
         if mult == 0.0 or not any(weights):

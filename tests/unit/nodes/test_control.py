@@ -468,6 +468,40 @@ def test_a_residual_scaled_by_exactly_one_launches_no_kernel(
         torch.testing.assert_close(o, r * k, rtol=0, atol=0)
 
 
+class _Order(torch.utils._python_dispatch.TorchDispatchMode):
+    """The order of host reads (``read``) and convolutions (``conv``, the networks' work) in a call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.events.append("read")
+        elif func.overloadpacket.__name__ == "convolution":
+            self.events.append("conv")
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_sigma_is_read_before_the_previous_control_queues_its_work(control, fake_model, image, call, sigma):
+    """On a GPU a host read waits for all the work queued before it: read after the previous ControlNet's work was
+    queued, it would wait for that work and leave the GPU idle while this call prepares its own."""
+    first = _ready(control, fake_model, image)  # full window: reads nothing
+    second = _ready(control, fake_model, image, window=(0.0, 0.5)).set_previous_controlnet(first)
+    call(second, sigma(0.3))  # hints encoded, factors made
+    inside, outside = sigma(0.4), sigma(0.7)  # (the fake host's sigma is read on the host too)
+    with _Order() as mode:
+        out, _ = call(second, inside)
+    assert out is not None and mode.events[0] == "read" and mode.events.count("read") == 1
+    assert "conv" in mode.events
+    with _Order() as mode:  # outside this one's window: the previous control's residuals alone
+        out, _ = call(second, outside)
+    alone, _ = call(_ready(control, fake_model, image), outside)
+    assert mode.events[0] == "read" and mode.events.count("read") == 1 and "conv" in mode.events
+    for o, a in zip(out["output"] + out["middle"], alone["output"] + alone["middle"]):
+        torch.testing.assert_close(o, a, rtol=0, atol=0)
+
+
 def test_batch_one_hint_is_never_copied_per_step(control, fake_model, image, call, sigma):
     c = _ready(control, fake_model, image)
     call(c, sigma(0.3), n=2, order=(1, 0))
