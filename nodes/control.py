@@ -815,12 +815,11 @@ class AffordanceControl:
             # Fresh outputs are ours to scale in place; kept (reusable) ones get one new tensor each. A scale of
             # exactly 1 (strength 1, balanced weights: the usual case) launches no kernel (x * 1 is x, bit for bit).
             scale = mult * w
+            if lossy and factor is None:
+                scaled.append(r * scale)
+                continue
             if factor is not None:
                 r = r.mul_(factor) if not lossy else torch.mul(r, factor)
-                scaled.append(r.mul_(scale) if scale != 1.0 else r)
-            elif not lossy:
-                scaled.append(r.mul_(scale) if scale != 1.0 else r)
-            else:
-                scaled.append(r * scale)
+            scaled.append(r.mul_(scale) if scale != 1.0 else r)
         out = {"input": [], "middle": [scaled[-1]], "output": scaled[:-1]}
         return merge_controls(out, prev)
