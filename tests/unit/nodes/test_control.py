@@ -387,17 +387,34 @@ def test_merging_never_modifies_the_previous_controls_tensors(control, fake_mode
         torch.testing.assert_close(o, a + b)
 
 
-class _HostReads(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts reads of tensor values on the host (``float(t)``, ``.item()``): on a GPU each one waits for it."""
+class _Dispatched(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the operators dispatched in a call, in order: host reads of tensor values (``float(t)``,
+    ``.item()``: on a GPU each one waits for it), convolutions (the networks' work) and multiplications of a
+    residual (a 4-D tensor of more than the latent's 4 channels), each a kernel."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reads = 0
+        self.events: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
         if func is torch.ops.aten._local_scalar_dense.default:
-            self.reads += 1
+            self.events.append("read")
+        elif name == "convolution":
+            self.events.append("conv")
+        elif name in ("mul", "mul_") and isinstance(args[0], torch.Tensor) and args[0].dim() == 4 and args[0].shape[1] != 4:
+            self.events.append("product")
         return func(*args, **(kwargs or {}))
+
+    @property
+    def reads(self) -> int:
+        return self.events.count("read")
+
+    @property
+    def count(self) -> int:
+        """Multiplications of a residual."""
+        return self.events.count("product")
+
 
 
 @pytest.mark.parametrize(
@@ -415,24 +432,10 @@ def test_no_host_reads_unless_the_window_or_schedule_needs_the_sigma(control, fa
     c = _ready(control, fake_model, image, window=window, **extras)
     call(c, sigma(0.3), order=(1, 0))  # first call of the run: hint encoded, factors made
     s = sigma(0.4)
-    with _HostReads() as mode:
+    with _Dispatched() as mode:
         out, _ = call(c, s, order=(1, 0))
     assert out is not None
     assert (mode.reads > 0) == reads
-
-
-class _ResidualProducts(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts multiplications of a residual (a 4-D tensor of more than the latent's 4 channels): each a kernel."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name in ("mul", "mul_") and isinstance(args[0], torch.Tensor) and args[0].dim() == 4 and args[0].shape[1] != 4:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize(
@@ -458,7 +461,7 @@ def test_a_residual_scaled_by_exactly_one_launches_no_kernel(
         return out
 
     c.network.forward = network
-    with _ResidualProducts() as mode:
+    with _Dispatched() as mode:
         out, _ = call(c, sigma(0.4))
     assert mode.count == products
     scales = [strength * w for w in (weights.custom if weights else (1.0,) * 5)]
@@ -468,21 +471,6 @@ def test_a_residual_scaled_by_exactly_one_launches_no_kernel(
         torch.testing.assert_close(o, r * k, rtol=0, atol=0)
 
 
-class _Order(torch.utils._python_dispatch.TorchDispatchMode):
-    """The order of host reads (``read``) and convolutions (``conv``, the networks' work) in a call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.events.append("read")
-        elif func.overloadpacket.__name__ == "convolution":
-            self.events.append("conv")
-        return func(*args, **(kwargs or {}))
-
-
 def test_the_sigma_is_read_before_the_previous_control_queues_its_work(control, fake_model, image, call, sigma):
     """On a GPU a host read waits for all the work queued before it: read after the previous ControlNet's work was
     queued, it would wait for that work and leave the GPU idle while this call prepares its own."""
@@ -490,11 +478,11 @@ def test_the_sigma_is_read_before_the_previous_control_queues_its_work(control, 
     second = _ready(control, fake_model, image, window=(0.0, 0.5)).set_previous_controlnet(first)
     call(second, sigma(0.3))  # hints encoded, factors made
     inside, outside = sigma(0.4), sigma(0.7)  # (the fake host's sigma is read on the host too)
-    with _Order() as mode:
+    with _Dispatched() as mode:
         out, _ = call(second, inside)
     assert out is not None and mode.events[0] == "read" and mode.events.count("read") == 1
     assert "conv" in mode.events
-    with _Order() as mode:  # outside this one's window: the previous control's residuals alone
+    with _Dispatched() as mode:  # outside this one's window: the previous control's residuals alone
         out, _ = call(second, outside)
     alone, _ = call(_ready(control, fake_model, image), outside)
     assert mode.events[0] == "read" and mode.events.count("read") == 1 and "conv" in mode.events
@@ -876,7 +864,7 @@ def _host_reads_of_a_call(c, fake_model, call, sigma, hint=None) -> int:
         c.cond_hint = hint  # as Tiled Diffusion sets each tile's hint
     call(c, sigma(0.3))  # the first call of the run: hint encoded, factors made
     s = sigma(0.4)  # the fake host's own sigma maths reads values: outside the count
-    with _HostReads() as mode:
+    with _Dispatched() as mode:
         out, _ = call(c, s)
     assert out is not None
     return mode.reads

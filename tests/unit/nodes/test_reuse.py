@@ -422,7 +422,7 @@ def test_reuse_over_the_whole_run_asks_the_host_for_two_sigmas_only(control, fak
 
 def test_reuse_every_step_is_the_exact_path(control, fake_model, call, sigma):
     """k = 1 reuses nothing: no sigma read on the host and the fresh residuals scaled in place, as without reuse."""
-    from .test_control import _HostReads
+    from .test_control import _Dispatched
 
     c = control.copy().set_cond_hint(torch.rand(1, 3, 64, 64), 0.5).set_reuse(ReusePolicy(1))
     model = fake_model()
@@ -432,7 +432,7 @@ def test_reuse_every_step_is_the_exact_path(control, fake_model, call, sigma):
     made = []
     handle = c.network.register_forward_hook(lambda mod, args, out: made.append([t.data_ptr() for t in out.as_list()]))
     try:
-        with _HostReads() as mode:
+        with _Dispatched() as mode:
             out, _ = call(c, s)
     finally:
         handle.remove()
