@@ -1,6 +1,6 @@
 """Safe reading of weight files: safetensors (header first; only the tensors asked for are ever read, by
 plain reads into memory of their own) first, restricted pickles otherwise (zip checkpoints the same way on
-torch 2.10 and later: their pickle first, then only the storages asked for; earlier torch releases map them).
+torch 2.11 and later: their pickle first, then only the storages asked for; earlier torch releases map them).
 
 The container is recognised from the file's first bytes, never from its name, so a renamed file gets
 an error about what it really is. Pickles are only ever opened with ``torch.load(weights_only=True)``:
@@ -81,7 +81,7 @@ class RawCheckpoint:
             since its header was read is a :class:`CorruptCheckpointError`, never a crash); ``None`` when
             :attr:`tensors` already hold the data.
         mapped: :attr:`tensors` view the file through a memory map (zip checkpoints on a torch that cannot
-            read their pickle lazily, before 2.10): whoever keeps them must copy them.
+            read their pickle lazily, before 2.11): whoever keeps them must copy them.
     """
 
     path: Path
@@ -460,7 +460,7 @@ def _read_pickle(
         lazy = _read_torch_zip(path, identity, layout)
         if lazy is not None:
             return (*lazy, False)
-        mappable = layout.storages_stored and not layout.foreign_byteorder  # torch < 2.10 maps them unswapped
+        mappable = layout.storages_stored and not layout.foreign_byteorder  # torch < 2.11 maps them unswapped
         if mappable and path.suffix.lower() not in (".safetensors", ".sft"):
             return (*_state_tensors(_load_pickle(path, container, None, "cpu"), path), None, True)
     with path.open("rb") as f:  # a recompressed zip is inflated by torch's reader (a mapping would see deflated bytes)
@@ -520,7 +520,7 @@ def _zip_layout(path: Path) -> tuple[tuple[int, int, int, int], Layout]:
 @functools.cache
 def lazy_zip_reads() -> bool:
     """Whether this torch reads a zip checkpoint's pickle onto the meta device without reading its storages,
-    recording where each one begins (torch 2.10 and later; before, ``map_location="meta"`` read them all)."""
+    recording where each one begins (torch 2.11 and later; before, ``map_location="meta"`` read them all)."""
     buf = io.BytesIO()
     torch.save({"t": torch.zeros(2)}, buf)
     buf.seek(0)

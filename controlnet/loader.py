@@ -3,7 +3,7 @@
 Pipeline: read the file safely -> detect the layout from keys -> keep only the ControlNet's tensors
 -> rename to the original layout -> infer the configuration -> check every key, shape and value ->
 build the model without allocating, then assign the tensors (read into memory of their own, only those of
-the ControlNet, after every key and shape was checked; zip checkpoints on torch before 2.10 are mapped and
+the ControlNet, after every key and shape was checked; zip checkpoints on torch before 2.11 are mapped and
 copied once). Any failure rejects the whole file; nothing is half-loaded.
 """
 
@@ -44,7 +44,7 @@ class LoadReport:
         dropped_keys: tensors of the file that are not part of the ControlNet (rest of a merged checkpoint).
         num_params: parameters of the ControlNet.
         skipped_entries: non-tensor entries of a pickle (ignored).
-        mapped: the tensors view the file through a memory map (a zip checkpoint on torch before 2.10):
+        mapped: the tensors view the file through a memory map (a zip checkpoint on torch before 2.11):
             :func:`build_controlnet` copies them, so the model never depends on the file.
     """
 

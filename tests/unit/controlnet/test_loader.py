@@ -96,7 +96,7 @@ def test_sdxl_family(tiny_xl_model, write_checkpoint, inputs):
 def test_loaded_model_does_not_depend_on_its_file(tiny_model, write_checkpoint, inputs, container, monkeypatch):
     """A loaded model owns its weights: a model viewing a memory-mapped file changed silently when the file was
     replaced (in place, same size) and crashed the process (SIGBUS) at the next forward when it was truncated.
-    ``pth-mapped``: a torch before 2.10, where zip checkpoints are still mapped (and the model copies them)."""
+    ``pth-mapped``: a torch before 2.11, where zip checkpoints are still mapped (and the model copies them)."""
     if container == "pth-mapped":
         from affordance.controlnet import checkpoint
 
@@ -125,8 +125,8 @@ def test_loaded_model_does_not_depend_on_its_file(tiny_model, write_checkpoint, 
     assert path.read_bytes() == data
 
 
-# torch < 2.10 maps zip checkpoints: a truncation while they load can still crash the process (README)
-LAZY_PTH = pytest.param("pth", marks=pytest.mark.skipif(not lazy_zip_reads(), reason="torch < 2.10 maps .pth files"))
+# torch < 2.11 maps zip checkpoints: a truncation while they load can still crash the process (README)
+LAZY_PTH = pytest.param("pth", marks=pytest.mark.skipif(not lazy_zip_reads(), reason="torch < 2.11 maps .pth files"))
 
 
 @pytest.mark.parametrize("container", ["safetensors", LAZY_PTH])

@@ -15,9 +15,15 @@ from affordance.controlnet import checkpoint as checkpoint_module
 from affordance.controlnet.checkpoint import read_checkpoint
 from affordance.controlnet.torch_zip import Layout
 
-# torch 2.10+ reads the pickle onto the meta device and the storages later; before, files are memory-mapped
+# torch 2.11+ reads the pickle onto the meta device and the storages later; before, files are memory-mapped
 LAZY = checkpoint_module.lazy_zip_reads()
-needs_lazy = pytest.mark.skipif(not LAZY, reason="this torch (< 2.10) reads zip checkpoints memory-mapped, not lazily")
+needs_lazy = pytest.mark.skipif(not LAZY, reason="this torch (< 2.11) reads zip checkpoints memory-mapped, not lazily")
+
+
+def test_lazy_reads_begin_with_torch_2_11():
+    """The probe and the version the README and docstrings name agree (torch 2.10 still read every storage for
+    ``map_location="meta"`` outside a fake-tensor mode; 2.11 records where each one begins)."""
+    assert LAZY == (torch.torch_version.TorchVersion(torch.__version__) >= "2.11")
 
 
 def _state() -> dict[str, torch.Tensor]:
@@ -53,7 +59,7 @@ def test_values_views_and_shared_storage_match_torch_load(tmp_path):
     torch.save({"state_dict": _state(), "epoch": 7}, path)
     raw = read_checkpoint(path)
     assert raw.container == "torch-zip" and raw.skipped == ["epoch"]
-    # nothing but the pickle read yet (or, before torch 2.10, the file mapped)
+    # nothing but the pickle read yet (or, before torch 2.11, the file mapped)
     assert all(t.device.type == ("meta" if LAZY else "cpu") for t in raw.tensors.values())
     assert raw.mapped is not LAZY
     got = raw.materialized(raw.tensors)
@@ -80,7 +86,7 @@ def test_only_the_keys_asked_for_are_returned(tmp_path):
 @pytest.mark.parametrize("order", [b"big", b"middle"])
 def test_checkpoints_of_another_byte_order_are_read_by_torch(tmp_path, order):
     """A file saved on a big-endian machine (its byteorder record says so, every storage swapped): torch.load
-    onto the meta device would crash swapping storages that hold no data, and torch before 2.10 does not swap
+    onto the meta device would crash swapping storages that hold no data, and torch before 2.11 does not swap
     memory-mapped ones, so torch reads it whole and swaps."""
     state = {"f32": torch.randn(4, 3), "f16": torch.randn(6).half(), "u8": torch.arange(4, dtype=torch.uint8)}
     little = tmp_path / "little.pth"
@@ -136,7 +142,7 @@ def test_a_storage_the_directory_does_not_know_is_read_as_torch_does(tmp_path, m
 
 
 def test_on_a_torch_without_lazy_reads_the_file_is_mapped(tmp_path, monkeypatch):
-    """Before torch 2.10, map_location="meta" read every storage: the file is memory-mapped instead (only what
+    """Before torch 2.11, map_location="meta" read every storage: the file is memory-mapped instead (only what
     is used is read; the loader copies it), never read whole into memory. On such a torch this is the real path;
     on a later one the capability probe is made to say no."""
     if LAZY:
