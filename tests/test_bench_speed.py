@@ -59,6 +59,20 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys, keep_
     assert "target: ours <= 4 ms per step" in out and "n/a (targets are for CUDA)" in out
     assert "outputs agree with the reference: yes" in out
     assert "device: " in out and "affordance: " in out  # the header
+    checked = 0
+    for section in out.split("## 1. ControlNet forward per step: ")[1:]:
+        family = section.split(" ", 1)[0]
+        for mine, peer, r in re.findall(r"^  (.+?) vs (.+?): ([\d.]+)x \(", section, flags=re.M):
+            assert float(r) == pytest.approx(report.forward_ms[family, mine] / report.forward_ms[family, peer], abs=0.0051)
+            checked += 1
+    assert checked == 4 * len(peers)  # ours and ours x2 against each peer, per family
+
+
+def test_ratio_wording(bench):
+    """Ours / peer, with the speed-up or slow-down it means: the headline figure of every comparison."""
+    assert bench.fmt_ratio(2.0, 8.0) == "0.25x (ours 4.00x faster)"
+    assert bench.fmt_ratio(6.0, 4.0) == "1.50x (ours 1.50x slower)"
+    assert bench.fmt_ratio(3.0, 3.0) == "1.00x (ours 1.00x faster)"
 
 
 def test_cuda_variants_run_on_the_cpu_too(bench, capsys, keep_torch_threads):
