@@ -47,10 +47,16 @@ def run(comfy):
     sample_mod = importlib.import_module("comfy.sample")
     real_sample = sample_mod.sample
     shapes = []
+    controls = []  # (strength, window) of every control reaching the sampler, each chain followed down
     outputs = []  # every sampled latent: the warm-up runs first, in the variants' order, then the reference
 
     def recording_sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent, **kw):
         shapes.append((tuple(positive[0][0].shape), tuple(negative[0][0].shape), tuple(latent.shape)))
+        for cond in (positive, negative):
+            c = cond[0][1].get("control")
+            while c is not None:
+                controls.append((c.strength, tuple(c.timestep_percent_range)))
+                c = c.previous_controlnet
         out = real_sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent, **kw)
         outputs.append(out.clone())
         return out
@@ -69,17 +75,17 @@ def run(comfy):
     finally:
         torch.set_num_threads(threads)
         mp.undo()
-    return report, buf.getvalue(), shapes, outputs
+    return report, buf.getvalue(), shapes, outputs, controls
 
 
 def test_peaks_are_recorded_per_variant(run):
-    report, out, _, _ = run
+    report, out, _, _, _ = run
     assert report.peak_mib == PEAK and report.reserved_mib == {k: v + 20 for k, v in PEAK.items()}, out
     assert report.step_ms == STEP
 
 
 def test_memory_verdicts_compare_ours_with_comfyuis_path(run):
-    _, out, _, _ = run
+    _, out, _, _, _ = run
     assert ("target: peak memory with ours <= ComfyUI's path: 90 vs 100 MiB allocated, 110 vs 120 MiB reserved  PASS; "
             "two ControlNets: 210 vs 200 MiB allocated, 230 vs 220 MiB reserved  MISS") in out
     assert "; peak 150 vs 100 MiB allocated, 170 vs 120 MiB reserved  MISS" in out  # the CUDA graphs row: ours, then ComfyUI's
@@ -91,7 +97,7 @@ def test_memory_verdicts_compare_ours_with_comfyuis_path(run):
 
 
 def test_step_ratios(run):
-    _, out, _, _ = run
+    _, out, _, _, _ = run
     assert "ControlNet cost per step in the run, ours / ComfyUI's: 0.40" in out  # 0.2 ms / 0.5 ms, though ComfyUI's costs under 1 ms
     assert f"ControlNet cost per step with the negative rows skipped ({G}), / ours with both sides: 0.50" in out
     assert "(ComfyUI's own: 1.47x on the H100; here 1.050x): ours 1.020x PASS" in out
@@ -106,23 +112,31 @@ def test_step_ratios(run):
 
 def test_every_sampled_comparison_has_a_control_effect(run):
     """A comparison whose control changes nothing (effect 0) would pass `diff <= tol * effect` vacuously."""
-    _, out, _, _ = run
+    _, out, _, _, _ = run
     pairs = re.findall(r"^  (.+?) vs (.+?): (\S+) \(effect of the control (\S+)\)  ok$", out, re.M)
     assert len(pairs) == 5, out
     for mine, theirs, _diff, effect in pairs:
         assert float(effect) > 0, (mine, theirs, effect)
 
 
+def test_every_control_is_applied_at_strength_1_over_the_whole_run(run):
+    """The usual Apply ControlNet settings, for ours and ComfyUI's alike (a doubled strength would still agree)."""
+    _, out, _, _, controls = run
+    assert "## 2. Inside a ComfyUI sampling run: sd15 (tiny architecture), 64x64 px, latent batch 1" in out
+    assert controls and set(controls) == {(1.0, (0.0, 1.0))}, controls
+    assert len(controls) >= 2 * (1 + 1 + 2 + 2)  # positive and negative: ComfyUI's, ours, and the chains of two
+
+
 def test_conditioning_is_one_latent_of_77_tokens(run):
     """One latent's conditioning of 77 tokens (a (77, batch, dim) one would still sample and agree)."""
-    _, _, shapes, _ = run
+    _, _, shapes, _, _ = run
     assert shapes and all(s == ((1, 77, 768), (1, 77, 768), (1, 4, 8, 8)) for s in shapes), shapes
 
 
 def test_sampled_comparisons_print_the_right_differences(run):
     """The control's effect is |with its control - UNet only| and the difference |ours - theirs|, of the sampled
     latents (the effect scales the tolerance: a sum instead of a difference made it 3.5x too loose)."""
-    _, out, _, outputs = run
+    _, out, _, outputs, _ = run
     finals = dict(zip([*STEP, bench_speed.GUESS_REFERENCE], outputs))  # the warm-up runs, in order
     for mine, theirs in (("ours", "ComfyUI ControlNet"), ("ours x2", "ComfyUI ControlNet x2")):
         m = re.search(rf"^  {re.escape(mine)} vs {re.escape(theirs)}: (\S+) \(effect of the control (\S+)\)", out, re.M)
