@@ -67,6 +67,40 @@ def test_inputs_have_the_shapes_of_a_real_step():
     assert inp["t"].tolist() == [999.0, 1.0] and inp["y"].shape == (2, config.adm_in_channels)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_inputs_and_weights_are_made_in_the_runs_dtype(dtype):
+    """A GPU run is fp16: every input (SDXL's y and diffusers' added conditioning too) and every weight in that
+    dtype, or the benchmark times another precision than the one it names (CPU runs are fp32 only)."""
+    config = C.config_for("sdxl")
+    inp = C.make_inputs(config, 2, 64, torch.device("cpu"), dtype, seed=0)
+    tensors = [inp["x"], inp["hint"], inp["t"], inp["context"], inp["y"], *inp["added"].values()]
+    assert {t.dtype for t in tensors} == {dtype}
+    small = ControlNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0),
+                             context_dim=32, num_heads=2)
+    assert {v.dtype for v in C.random_state_dict(small, seed=0, dtype=dtype).values()} == {dtype}
+
+
+def test_interleaved_ms_is_milliseconds_per_call(monkeypatch):
+    """With a clock that advances 0.25 s per call (and not while synchronising), 250 ms per call in every round."""
+    now = [0.0]
+
+    def call():
+        now[0] += 0.25
+
+    monkeypatch.setattr(C.time, "perf_counter", lambda: now[0])
+    out = C.interleaved_ms({"a": call, "b": call}, torch.device("cpu"), warmup=1, rounds=2, calls=4)
+    assert out == {"a": [250.0, 250.0], "b": [250.0, 250.0]}
+
+
+def test_cpu_peers_reports_diffusers_as_used_when_it_imports(monkeypatch, capsys):
+    pytest.importorskip("diffusers")
+    monkeypatch.setattr(C, "import_comfy", lambda root, device: (None, "no checkout"))
+    comfy, use_diffusers, missing = C.cpu_peers(None, want_diffusers=True)
+    assert comfy is None and use_diffusers is True and missing == {"comfyui": "no checkout"}
+    assert C.cpu_peers(None, want_diffusers=False)[1] is False
+    assert "diffusers: " in capsys.readouterr().out
+
+
 def test_step_calls_diffusers_residuals_in_order():
     """The diffusers peer of bench_memory and bench_host_work hands back its residuals, middle last, as the others."""
     config = ControlNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0),
@@ -108,3 +142,15 @@ def test_a_child_that_fails_after_printing_is_a_failure(tmp_path):
     ok = tmp_path / "ok.py"
     ok.write_text("import json\nprint(json.dumps({'peak': 5, 'seconds': 0.5}))\n")
     assert C.peak_in_child(str(ok)) == {"peak": 5, "seconds": 0.5}
+
+
+def test_package_version_without_git_names_the_folder(monkeypatch):
+    """No git on the machine (a GPU image may lack it) or git timing out: the header names the folder, no crash."""
+    root = Path(affordance.__file__).resolve().parent
+    for error in (FileNotFoundError("git"), subprocess.TimeoutExpired("git", 10)):
+
+        def no_git(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(C.subprocess, "run", no_git)
+        assert C.package_version() == str(root)
