@@ -100,6 +100,17 @@ def test_hints_from_a_user_image(tmp_path):
     proc = _run("hints", str(tmp_path / "red.png"), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "red_contact_sheet.png").is_file()
+    # the PNGs show the hints themselves: a flat image has no edges (black; inverted: white), and the inpaint
+    # hint shows its masked pixels (-1) black and the others as (pixel + 1) / 2
+    colours = {}
+    for key in ("canny", "invert_canny", "inpaint"):
+        with Image.open(tmp_path / "o" / f"red_{key}.png") as im:
+            colours[key] = {c for _, c in im.convert("RGB").getcolors(1 << 16)}
+    assert colours["canny"] == {(0, 0, 0)} and colours["invert_canny"] == {(255, 255, 255)}
+    shown = tuple(round((c / 255 + 1) / 2 * 255) for c in (200, 30, 30))
+    assert (0, 0, 0) in colours["inpaint"] and len(colours["inpaint"]) == 2, colours["inpaint"]
+    (other,) = colours["inpaint"] - {(0, 0, 0)}
+    assert all(abs(a - b) <= 1 for a, b in zip(other, shown)), (other, shown)
     proc = _run("hints", str(tmp_path / "missing.png"), cwd=tmp_path)
     assert proc.returncode == 2 and "cannot read image" in proc.stderr
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageOps
 
 import affordance.preprocessors as preprocessors
-from affordance.__main__ import _out_of_memory, _read_image, main
+from affordance.__main__ import _out_of_memory, _read_image, _resolution_arg, main
 from affordance.preprocessors import networks, weights
 from affordance.preprocessors.errors import ImageInputError
 from affordance.preprocessors.hed import HED_FILE, HEDNet
@@ -209,6 +209,12 @@ def test_hints_force_replaces_in_place_keeping_permissions(tmp_path, small_galle
 
 
 # D4: every input is checked before anything is written
+
+
+@pytest.mark.parametrize("value", ["8", "4096"])
+def test_hints_resolution_bounds_are_accepted(value):
+    """Both ends of the preprocessors' range are valid resolutions (the refusals below stop one step outside)."""
+    assert _resolution_arg(value) == int(value)
 
 
 @pytest.mark.parametrize("value", ["0", "7", "4097", "abc", "-512"])
