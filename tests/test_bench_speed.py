@@ -58,6 +58,7 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys, keep_
     assert "## 2. Inside a ComfyUI sampling run: skipped" in out
     assert "target: ours <= 4 ms per step" in out and "n/a (targets are for CUDA)" in out
     assert "outputs agree with the reference: yes" in out
+    assert f"({len(report.agree)} checks; missing: comfyui{')' if peers else ', diffusers)'}" in out  # the summary
     assert "device: " in out and "affordance: " in out  # the header
     checked = 0
     for section in out.split("## 1. ControlNet forward per step: ")[1:]:
