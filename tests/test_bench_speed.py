@@ -278,3 +278,23 @@ def test_cpu_defaults(monkeypatch, capsys):
     opts = seen[0][2]
     assert (opts.warmup, opts.rounds, opts.calls, opts.steps, opts.runs) == (1, 3, 2, 4, 2)
     assert (opts.models, opts.dtype, opts.batch, opts.variants) == ("tiny", torch.float32, 2, False)
+
+
+def test_the_two_controlnets_have_their_own_weights(monkeypatch, capsys, keep_torch_threads):
+    """The x2 rows time and check two different ControlNets (the same weights twice would hide one applied twice),
+    and --seed chooses them."""
+    seeds: list[int] = []
+    real = bench_speed.C.random_state_dict
+
+    def recording(config, **kw):
+        seeds.append(kw["seed"])
+        return real(config, **kw)
+
+    monkeypatch.setattr(bench_speed.C, "random_state_dict", recording)
+    args = [*TINY_ARGS, "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--parts", "forward", "--threads", "1"]
+    bench_speed.main([*args, "--seed", "5"])
+    first = list(seeds)
+    assert len(first) == 2 and len(set(first)) == 2, first
+    seeds.clear()
+    bench_speed.main([*args, "--seed", "6"])
+    assert len(seeds) == 2 and not set(seeds) & {first[0]}, (first, seeds)
