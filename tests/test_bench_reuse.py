@@ -140,3 +140,11 @@ def test_parts_of_a_run_fit_in_its_wall_time(no_vae_run):
         row = next(line for line in out.splitlines() if line.startswith(name + " "))[len(name) :].split()
         total, cn, unet = float(row[1]), float(row[2]), float(row[3])
         assert cn + unet <= total + 0.02, (name, row)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_models_are_built_in_the_runs_dtype(dtype):
+    """The UNet and the ControlNet in the run's dtype (fp16 on the GPU), the decoder in fp32 (decoding is not timed)."""
+    setup = bench_reuse.build("tiny", 64, torch.device("cpu"), dtype, seed=0, vae=True)
+    for module, want in ((setup.unet, dtype), (setup.loaded.network, dtype), (setup.vae, torch.float32)):
+        assert {p.dtype for p in module.parameters()} == {want}, type(module).__name__
