@@ -238,7 +238,7 @@ def _learned_keys(folder: Path) -> list[str]:
 
 def _check_outputs(out: Path, paths: Sequence[Path], force: bool) -> str | None:
     """Why the run may not write ``paths`` in ``out`` (one line), or ``None``; nothing is written here."""
-    if out.exists() and not out.is_dir():
+    if (out.exists() or out.is_symlink()) and not out.is_dir():  # a broken symlink "exists" for mkdir only
         return (
             f"cannot use {out} as the output folder: it is {_file_problem(out) or 'a file'}; give a folder with --out."
         )

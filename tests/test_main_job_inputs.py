@@ -547,3 +547,16 @@ def test_unreadable_file_is_rejected_once(tmp_path, monkeypatch, caplog):
     assert lines[HED_FILE].endswith("REJECTED: cannot read it (Permission denied)")
     assert "REJECTED" in lines["netG.pth"] and "cannot read it" not in lines["netG.pth"]
     assert messages[-1].endswith(f"present in {tmp_path}, 2 rejected")
+
+
+@pytest.mark.parametrize("kind", ["broken", "loop"])
+def test_hints_out_as_a_broken_symlink_is_named(tmp_path, caplog, small_gallery, kind):
+    """--out a dangling symlink (or a loop): named as such before anything is written (mkdir said "File exists")."""
+    out = tmp_path / "dl"
+    out.symlink_to(tmp_path / "gone" if kind == "broken" else out)
+    src = _image(tmp_path / "a.png")
+    assert main(["hints", str(src), "--out", str(out), "--resolution", "16"]) == 2
+    want = f"a broken symlink (to {tmp_path / 'gone'}), not a regular file" if kind == "broken" else "a symlink loop"
+    (message,) = _messages(caplog)
+    assert message.startswith(f"error: cannot use {out} as the output folder: it is {want}"), message
+    assert out.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "dl"]
