@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -349,8 +350,20 @@ def test_annotators_names_special_files(tmp_path, caplog):
     os.mkfifo(tmp_path / "sk_model.pth")
     (tmp_path / "scannet.pt").symlink_to(tmp_path / "scannet.pt")
     (tmp_path / "facenet.pth").symlink_to(tmp_path / "nowhere.pth")
-    with caplog.at_level(logging.INFO):
-        rc = main(["annotators", str(tmp_path)])
+
+    def unblock() -> None:  # if the check regressed and the pipe were opened, the test fails instead of hanging
+        try:
+            os.close(os.open(tmp_path / "sk_model.pth", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # nobody reading it: as it should be
+            pass
+
+    watchdog = threading.Timer(30, unblock)
+    watchdog.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            rc = main(["annotators", str(tmp_path)])
+    finally:
+        watchdog.cancel()
     assert rc == 1
     lines = {m.split()[0]: m for m in _messages(caplog, logging.INFO) if m.strip()}
     assert lines["netG.pth"].endswith("REJECTED: a folder, not a regular file")
