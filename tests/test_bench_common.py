@@ -24,13 +24,16 @@ FILES = {
     "comfy/controlnet.py": "",
     "comfy/ldm/__init__.py": "",
     "comfy/ldm/modules/__init__.py": "",
-    "comfy/ldm/modules/attention.py": "",
+    # ComfyUI picks its attention when this module is imported, so the flag must be set before
+    "comfy/ldm/modules/attention.py": "from comfy.cli_args import args\nSDPA = args.use_pytorch_cross_attention\n",
     "comfy/model_management.py": "",
 }
 
 
-def test_import_comfy_imports_from_the_given_checkout(tmp_path, monkeypatch):
-    """`--comfyui PATH` alone is enough (the comfy tests' conftest puts COMFYUI_PATH on sys.path itself)."""
+@pytest.mark.parametrize("pytorch_attention", [False, True])
+def test_import_comfy_imports_from_the_given_checkout(tmp_path, monkeypatch, pytorch_attention):
+    """`--comfyui PATH` alone is enough (the comfy tests' conftest puts COMFYUI_PATH on sys.path itself), and
+    `--comfy-pytorch-attention` reaches ComfyUI before it chooses its attention."""
     root = tmp_path / "FakeComfyUI"
     for name, text in FILES.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -40,10 +43,11 @@ def test_import_comfy_imports_from_the_given_checkout(tmp_path, monkeypatch):
     for k in saved:
         del sys.modules[k]
     try:
-        comfy, why = C.import_comfy(root, torch.device("cpu"))
+        comfy, why = C.import_comfy(root, torch.device("cpu"), pytorch_attention=pytorch_attention)
         assert why == "" and comfy is not None
         assert comfy.__file__ == str(root / "comfy" / "__init__.py")
         assert comfy.cli_args.args.cpu is True
+        assert comfy.ldm.modules.attention.SDPA is pytorch_attention
     finally:
         for k in [k for k in sys.modules if k == "comfy" or k.startswith("comfy.")]:
             del sys.modules[k]

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import pytest
+import torch
+
 from affordance.bench import profile_forward
 
 
@@ -31,3 +38,30 @@ def test_profiled_step_is_batch_2(monkeypatch, capsys):
     profile_forward.main(["--device", "cpu", "--calls", "1"])
     assert "batch 2" in capsys.readouterr().out
     assert seen == [(2, 2, 2, 2)]  # x, t, context, encoded hint (no y for SD1.5)
+
+
+def test_figures_are_per_call(monkeypatch, capsys):
+    """Every profiled figure is per call: at 4 calls, a call taking 2 ms on the clock reads wall 2.00 ms, and
+    operators totalling 12 ms of CPU time in 8 launches read 3.00 ms and 2 launches (the table's rows likewise)."""
+    now = [0.0]
+
+    def call():
+        now[0] += 0.002
+
+    events = [
+        SimpleNamespace(key="aten::conv2d", self_cpu_time_total=8000.0, count=4),  # microseconds, as torch reports
+        SimpleNamespace(key="aten::add", self_cpu_time_total=4000.0, count=4),
+        SimpleNamespace(key="ProfilerStep", self_cpu_time_total=99000.0, count=4),  # not an operator: not counted
+    ]
+
+    @contextmanager
+    def fake_profile(activities):
+        yield SimpleNamespace(key_averages=lambda: events)
+
+    monkeypatch.setattr(profile_forward, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(profile_forward, "profile", fake_profile)
+    found = profile_forward.profile_calls(call, torch.device("cpu"), calls=4, top=1, title="t")
+    assert found == pytest.approx({"wall_ms": 2.0, "device_ms": 3.0, "launched": 2.0})
+    out = capsys.readouterr().out
+    assert "per call: wall 2.00 ms (profiler on), aten operators (nested calls counted) 2, their CPU time 3.00 ms" in out
+    assert re.search(r"^ +2\.000 +1\.0  aten::conv2d$", out, flags=re.M) and "aten::add" not in out  # top 1
