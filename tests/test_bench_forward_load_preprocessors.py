@@ -4,12 +4,19 @@ bench_preprocessors (one 64 px image). Each must run to its ratios and report it
 
 from __future__ import annotations
 
+import mmap
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 import torch
 
 from affordance.bench import _common as C
 from affordance.bench import bench_forward, bench_load, bench_preprocessors
 from affordance.controlnet import ControlNet, ControlNetConfig
 
+MiB = 2**20
 TINY = ControlNetConfig(
     model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0), context_dim=768
 )
@@ -30,6 +37,35 @@ def test_forward_prints_agreeing_outputs_and_ratios(monkeypatch, capsys, keep_to
         assert float(row.split()[1]) > 0, row
     assert "diffusers vs ours: max abs diff" in out  # the peer of the test extra, on the same weights
     assert "ratios (ours / peer" in out
+
+
+def test_forward_figures_are_per_call_at_the_size_asked_for(monkeypatch, capsys, keep_torch_threads):
+    """With a clock that advances 3 ms per hint encoding (and 1 us per reading), at --calls 2: the hint encoder
+    alone reads 3.0 ms per call, ours with the hint in every call 3.0 ms (one encoding per call) and ours with the
+    hint encoded once 0.0 ms (none); the run is at the --size given."""
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    monkeypatch.setattr(C, "config_for", lambda family: TINY)
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1e-6
+        return now[0]
+
+    encode = ControlNet.encode_hint
+
+    def timed_encode(self, hint):
+        now[0] += 0.003
+        return encode(self, hint)
+
+    monkeypatch.setattr(bench_forward, "time", SimpleNamespace(perf_counter=clock))
+    monkeypatch.setattr(ControlNet, "encode_hint", timed_encode)
+    args = ["--device", "cpu", "--size", "64", "--batch", "1", "--rounds", "1", "--calls", "2", "--threads", "1"]
+    bench_forward.main([*args, "--no-diffusers"])
+    out = capsys.readouterr().out
+    assert "setup: sd15, batch 1, 64x64 px (latent 8x8), float32, median of 1 rounds x 2 calls" in out
+    assert "ours hint encoder alone (encode_hint, batch 1): 3.0 ms per call" in out
+    medians = dict(re.findall(r"^(ours|ours\+encoded) +([\d.]+) ", out, flags=re.M))
+    assert medians == {"ours": "3.0", "ours+encoded": "0.0"}, out
 
 
 def test_load_runs_each_variant_in_a_child_process(tmp_path, capsys):
@@ -68,3 +104,48 @@ def test_ru_maxrss_figure_is_an_increase(tmp_path, capsys):
     result = json.loads([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1])
     assert "error" not in result, result
     assert result["ru_maxrss_increase"] < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="needs Linux's /proc/self/smaps")
+def test_file_mapping_finds_a_mapped_file_in_a_folder_with_spaces(tmp_path):
+    """bench_load's "after the load the process still maps the file" line: the resident and copied-on-write bytes
+    of this process's mappings of one file (smaps puts the path last, and a path may contain spaces)."""
+    folder = tmp_path / "my models" / "a  b"
+    folder.mkdir(parents=True)
+    path = folder / "weights file.bin"
+    path.write_bytes(bytes(64 * 1024))
+    assert bench_load._file_mapping(path) == {"Rss": 0, "Anonymous": 0, "mappings": 0}
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as mapped:
+        mapped[0:1] = b"x"  # touched and copied on write: one private page
+        _ = mapped[8192]  # touched, read only: a file page
+        found = bench_load._file_mapping(path)
+    assert found["mappings"] == 1 and found["Rss"] >= 2 * 4096 and found["Anonymous"] >= 4096, found
+    assert bench_load._file_mapping(tmp_path / "my models" / "other.bin")["mappings"] == 0
+
+
+def test_load_report_figures_notes_and_ratios(capsys):
+    """bench_load's report from its children's rows: medians in MiB and as multiples of the file, the note on runs
+    whose peak RSS did not grow, the file still mapped, and each ratio ours / peer of the same dtype."""
+
+    def row(seconds, peak, reliable, mapped=0):
+        return {
+            "dtype": "float16", "seconds": seconds, "peak_rss_increase": peak * MiB,
+            "peak_private_increase": peak * MiB / 2, "end_private_increase": 3 * MiB, "end_file_backed_increase": 0,
+            "peak_rss_reliable": reliable, "ru_maxrss_increase": peak * MiB,
+            "file_mapping": {"Rss": 5 * MiB, "Anonymous": MiB, "mappings": mapped},
+        }  # fmt: skip
+
+    results = {
+        "ours": [row(0.5, 100, True, mapped=1), row(0.7, 120, True, mapped=1)],
+        "comfyui": [row(2.0, 400, True), row(2.4, 480, False)],
+    }
+    bench_load.report(results, {"diffusers": "not installed"}, 200 * MiB, torch.device("cpu"))
+    out = capsys.readouterr().out
+    assert re.search(r"^ours +float16 +0\.60 +110 +0\.55 +55 +0\.28 +3 +0$", out, flags=re.M), out
+    assert re.search(r"^comfyui +float16 +2\.20 +440 +2\.20 +220 +1\.10 +3 +0$", out, flags=re.M), out
+    assert "note: comfyui: the peak RSS did not grow" in out and "note: ours:" not in out
+    assert "diffusers   missing: not installed" in out
+    assert "ours: after the load the process still maps the file (1 mapping(s)): 5 MiB resident, 1 MiB of it" in out
+    assert "comfyui: after the load" not in out
+    ratio = "ours vs comfyui (float16): time 0.27x (ours 3.7x faster), peak RSS increase 0.25x, peak private 0.25x"
+    assert ratio in out

@@ -85,7 +85,8 @@ def test_step_section_prints_ratios_to_comfyuis_path(monkeypatch, capsys):
 
 
 def test_printed_figures_are_mib(capsys, monkeypatch):
-    """Every printed figure is in MiB: the printed peak equals the measured bytes / 2**20."""
+    """Every printed figure is in MiB: the printed peak equals the measured bytes / 2**20, in the table and in the
+    line on what a CUDA-graph recording keeps reserved."""
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     found = bench_memory.main(["--families", "sd15", "--no-diffusers"])["sd15"]
     out = capsys.readouterr().out
@@ -95,6 +96,8 @@ def test_printed_figures_are_mib(capsys, monkeypatch):
     assert abs(outputs - found["ours"].outputs / 2**20) <= 0.05
     assert abs(diff - (found["ours"].peak - found["ours"].outputs) / 2**20) <= 0.05
     assert 1 < peak < 10_000  # SD1.5 at 512 px, fp16: hundreds of MiB
+    m = re.search(r"keeps its peak reserved between replays \(([\d.]+) MiB, of which ([\d.]+) MiB are the outputs", out)
+    assert (float(m.group(1)), float(m.group(2))) == (peak, outputs)  # the recording line repeats the row's figures
 
 
 @pytest.mark.parametrize("size", ["96", "0", "-64", "65"])

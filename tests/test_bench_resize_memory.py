@@ -30,3 +30,22 @@ def test_each_kind_is_what_resize_hint_tells_apart(kind):
     assert geometry._is_inpaint_hint(x) is (kind == "inpaint")
     assert geometry._is_binary(x) is (kind == "binary")
     assert geometry._is_palette(x) is (kind == "palette")
+
+
+def test_figures_are_mib_and_bytes_per_pixel_of_the_larger_side(monkeypatch, capsys):
+    """Each row from its child's peak: MiB, bytes per pixel of the larger image, the seconds; a child that failed
+    is printed with its reason in place of the figures."""
+    runs = []
+
+    def child(script, kind, src, dst):
+        runs.append((kind, src, dst))
+        return "failed: MemoryError" if src > dst else {"peak": 48 * 2**20, "seconds": 1.5}
+
+    monkeypatch.setattr(bench_resize_memory.C, "peak_in_child", child)
+    monkeypatch.setattr(bench_resize_memory.C, "require_peak_memory", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["bench_resize_memory.py", "--small", "64", "--large", "256", "--kinds", "binary"])
+    bench_resize_memory.main()
+    out = capsys.readouterr().out
+    assert runs == [("binary", 64, 256), ("binary", 256, 64)]
+    assert re.search(r"^binary +64->256 +48 +768\.0 +output +1\.5$", out, flags=re.M), out  # 48 MiB / 256**2 px
+    assert re.search(r"^binary +256->64 +failed: MemoryError$", out, flags=re.M), out

@@ -52,6 +52,7 @@ def test_psnr_and_variants(bench):
     a = torch.zeros(4)
     assert bench.psnr(a, a, 1.0) == math.inf
     assert bench.psnr(a + 0.1, a, 1.0) == pytest.approx(20.0)
+    assert bench.psnr(a + 0.1, a, 2.0) == pytest.approx(20.0 + 20 * math.log10(2.0))  # the latents' peak is not 1
     assert math.isnan(bench.psnr(a + math.inf, a, 1.0))  # an overflowed result: no PSNR, no crash
     assert bench.parse_variant("3") == (3, 1.0) and bench.parse_variant("2:0.8") == (2, 0.8)
 

@@ -44,8 +44,8 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys, keep_
     out = capsys.readouterr().out
     peers = ("diffusers",) if has_diffusers() else ()
     names = ("ours", "ours x2", *peers, *(f"{p} x2" for p in peers))
-    for family in ("sd15", "sdxl"):
-        assert f"## 1. ControlNet forward per step: {family} (tiny architecture)" in out
+    for family, size in (("sd15", 64), ("sdxl", 128)):
+        assert f"## 1. ControlNet forward per step: {family} (tiny architecture), {size}x{size} px, batch 2, float32" in out
         for name in names:
             assert report.forward_ms[family, name] > 0
             assert report.agree[f"{family} {name}"], out
@@ -60,6 +60,13 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys, keep_
     assert "## 2. Inside a ComfyUI sampling run: skipped" in out
     assert "target: ours <= 4 ms per step" in out and "n/a (targets are for CUDA)" in out
     assert "outputs agree with the reference: yes" in out
+    tolerance = re.findall(
+        r"^outputs: (\d+) residuals; max abs diff vs the fp32 eager reference .*, tolerance (.+) of max \|ref\| for (.+):$",
+        out,
+        flags=re.M,
+    )
+    expected = (f"{bench.REL_TOL[torch.float32]:g}", "float32")
+    assert tolerance == [(str(bench.TINY[f].num_residuals), *expected) for f in ("sd15", "sdxl")], out
     assert f"({len(report.agree)} checks; missing: comfyui{')' if peers else ', diffusers)'}" in out  # the summary
     assert "device: " in out and "affordance: " in out  # the header
     checked = 0

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from affordance.bench import bench_zero_weights
 
 
@@ -10,6 +14,13 @@ def test_patterns_agree_and_computed_residuals_are_checked(capsys, keep_torch_th
     out = capsys.readouterr().out
     assert set(found) == {"all", "shallow third", "all but the middle", "middle only", "every other"}
     assert "every pattern's computed residuals are bit-equal to the full forward's" in out
+    rows = {m[0].strip(): m[1:] for m in re.findall(r"^(.+?) +(\d+) / (\d+) +([\d.]+) +([\d.]+)x$", out, flags=re.M)}
+    assert set(rows) == set(found), out
+    assert rows["all"][:2] == ("13", "13") and rows["shallow third"][:2] == ("4", "13")
+    for name, (_computed, _total, ms, speedup) in rows.items():  # each pattern's ms, and how much faster than all
+        assert float(ms) == pytest.approx(found[name], abs=0.005)
+        assert float(speedup) == pytest.approx(found["all"] / found[name], abs=0.005)
+    assert rows["all"][3] == "1.00"
 
 
 def test_weight_patterns():
