@@ -116,6 +116,25 @@ def test_hints_unwritable_output_folder_is_refused_before_any_work(tmp_path, mon
     assert list(out.iterdir()) == []
 
 
+def test_hints_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, monkeypatch, caplog, small_gallery):
+    """A folder mkdir cannot make (/proc/x, /sys/x, a permission) ends with exit 2 and the reason, nothing run."""
+    real = Path.mkdir
+    calls: list[str] = []
+
+    def denied(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == "made":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    monkeypatch.setitem(small_gallery, "canny", lambda x, r: calls.append("ran") or x)
+    src = _image(tmp_path / "a.png")
+    out = tmp_path / "made"
+    assert main(["hints", str(src), "--out", str(out), "--resolution", "16"]) == 2
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    assert _messages(caplog) == [f"error: cannot use {out} as the output folder: Permission denied"]
+
+
 def test_hints_folder_in_the_way_of_an_output_file(tmp_path, caplog, small_gallery):
     src = _image(tmp_path / "a.png")
     (tmp_path / "o" / "a_tile.png").mkdir(parents=True)
