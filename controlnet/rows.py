@@ -41,7 +41,12 @@ def spread_rows(t: torch.Tensor, runs: Runs, n: int) -> torch.Tensor:
 
     One run (the usual case: one cond chunk beside one uncond chunk) is a single zero-padding call, so a step
     dispatches one operator per residual; several runs fill a zero tensor run by run.
+
+    Raises:
+        ValueError: runs reaching beyond ``n`` rows (or before row 0), or holding another row count than ``t``.
     """
+    if runs and (runs[0][0] < 0 or runs[-1][1] > n):
+        raise ValueError(f"spread_rows: the runs {runs} reach beyond the {n} rows of the batch.")
     if len(runs) == 1 and runs[0][1] - runs[0][0] == t.shape[0]:
         start, stop = runs[0]
         return F.pad(t, (0, 0) * (t.dim() - 1) + (start, n - stop))

@@ -67,3 +67,18 @@ def test_spread_names_runs_that_overrun_the_rows_before_torch_does():
     """Runs holding more rows than the tensor in a way that cannot broadcast got torch's RuntimeError."""
     with pytest.raises(ValueError, match="hold 3 rows but the tensor has 2"):
         spread_rows(torch.ones(2, 3), ((0, 2), (3, 4)), 5)
+
+
+def test_one_run_not_at_row_0_that_does_not_match_the_rows_is_refused():
+    """The fast path takes one run of exactly the tensor's rows, wherever it starts (the other refusals start at 0,
+    where start + stop and stop - start agree)."""
+    with pytest.raises(ValueError, match="hold 1 rows but the tensor has 3"):
+        spread_rows(torch.ones(3, 2), ((1, 2),), 4)
+
+
+@pytest.mark.parametrize("runs", [((2, 4),), ((0, 1), (3, 4)), ((-1, 1),)], ids=["one", "several", "negative"])
+def test_runs_beyond_the_batch_are_refused_not_cropped(runs):
+    """A run ending past n (or starting before 0) is refused; one run past n was cropped by a negative pad,
+    losing rows without a word."""
+    with pytest.raises(ValueError, match=r"reach beyond the 3 rows of the batch"):
+        spread_rows(torch.tensor([[1.0], [2.0]]), runs, 3)
