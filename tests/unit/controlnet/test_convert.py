@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -187,6 +188,12 @@ def test_cli_as_module(tiny_model, write_checkpoint, tmp_path, repo_root, python
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "f" / "config.json").is_file()
+    # the installed package must be this checkout, or the run above tested other code
+    where = subprocess.run(
+        [*python_cmd, "-c", "import affordance; print(affordance.__file__)"], capture_output=True, text=True, cwd=tmp_path
+    )
+    installed = Path(where.stdout.strip()).resolve().parent
+    assert installed == repo_root.resolve(), f"the interpreter's affordance is {installed}: pip install -e {repo_root}"
 
 
 def _fail_on(monkeypatch, name, *, when=lambda src, dst: True):

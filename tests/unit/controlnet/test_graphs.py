@@ -80,6 +80,22 @@ def test_needed_flags_are_part_of_the_layout(tiny_model, inputs, standin_graphs)
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("backend_args", [{"reason": "weights are offloaded"}, {"fail": "capture failed"}])
+def test_the_eager_fallback_skips_the_residuals_not_needed(tiny_model, inputs, standin_graphs, backend_args):
+    """Graphs refused or failed: the eager forward still skips the residuals weighted zero (they come back as None,
+    as from a recording), at the first call that decides and at the next that runs eagerly directly."""
+    runner = GraphedControlNet(tiny_model, standin_graphs(**backend_args))
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    enc = tiny_model.encode_hint(hint)
+    needed = [True, False] + [False] * (tiny_model.config.num_residuals - 2)
+    for _ in range(2):
+        got = runner(x, t, ctx, y, enc, needed)
+        assert [o is None for o in got] == [not f for f in needed]
+        _assert_same(got, _eager(tiny_model, x, t, ctx, y, enc, needed))
+    assert runner.recorded == 0 and runner.eager_calls >= 1
+
+
+@torch.no_grad()
 @pytest.mark.parametrize(
     ("backend_args", "message"),
     [
@@ -300,6 +316,9 @@ def test_an_all_zero_reference_keeps_a_tolerance_floor():
     zero = torch.zeros(2, 3)
     assert agree([zero + 1e-10], [zero])
     assert not agree([zero + 1e-8], [zero])
+    # the floor is rtol millionths of a unit: 2e-9 at the default rtol 2e-3, scaling with rtol
+    assert agree([zero + 1.5e-9], [zero]) and not agree([zero + 3e-9], [zero])
+    assert agree([zero + 3e-9], [zero], rtol=4e-3)
 
 
 @torch.no_grad()

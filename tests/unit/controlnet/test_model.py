@@ -89,6 +89,13 @@ def test_hint_not_divisible_by_8(tiny_model, inputs):
         tiny_model(x, hint[..., :60, :60], t, ctx, y)
 
 
+@pytest.mark.parametrize(("h", "w"), [(64, 60), (60, 64)], ids=["width", "height"])
+def test_a_hint_with_one_side_not_divisible_by_8_is_refused(tiny_model, h, w):
+    """One side off is enough (a tiling host's hint is encoded as given, unresized)."""
+    with pytest.raises(HintError, match=f"{w}x{h} is not divisible by 8"):
+        tiny_model.encode_hint(torch.rand(1, 3, h, w))
+
+
 def test_hint_size_must_match_latent(tiny_model, inputs):
     x, hint, t, ctx, y = inputs(tiny_model.config)
     with pytest.raises(HintError, match="needs 64x64 px"):

@@ -63,6 +63,8 @@ def test_workflow_is_consistent(path):
             if name in declared:
                 assert any(i["name"] == name and i["link"] is not None for i in n["inputs"]), f"{n['type']}.{name} unlinked"
         assert [o["type"] for o in n["outputs"]] == list(cls.RETURN_TYPES)
+        # the labels on the sockets: ComfyUI shows the type (AST_CONTROL_WEIGHTS...) where a node names none
+        assert [o["name"] for o in n["outputs"]] == list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)), n["type"]
 
 
 def test_multi_controlnet_example_chains_two(tmp_path):
