@@ -236,17 +236,16 @@ class GraphedControlNet:
         except (KeyError, AttributeError):
             return None
 
-    def _weights_changed(self) -> bool:
-        """Whether a weight was replaced or moved since the recordings were made (then they are dropped)."""
+    def _drop_if_weights_changed(self) -> None:
+        """Drop the recordings when a weight was replaced or moved since they were made (counted in ``rerecords``)."""
         if self._weights is None or self._addresses() == self._weights:
-            return False
+            return
         self.release()
         self.rerecords += 1
         if self.rerecords > self.max_rerecords:
             log.info("CUDA graphs off for this run: the ControlNet's weights were replaced %d times", self.rerecords)
         else:
             log.info("CUDA graphs: the ControlNet's weights were replaced or moved; recording again")
-        return True
 
     def __call__(
         self,
@@ -270,7 +269,7 @@ class GraphedControlNet:
         inputs: Inputs = (x, timesteps, context, y, encoded_hint)
         flags = None if needed is None else tuple(bool(f) for f in needed)
         if self.rerecords <= self.max_rerecords:
-            self._weights_changed()  # drops the recordings if a weight was replaced or moved
+            self._drop_if_weights_changed()
         if self.rerecords > self.max_rerecords:
             return self._eager(inputs, flags)
         # inference mode is part of the layout: static buffers made under it cannot be written outside it
