@@ -1,8 +1,8 @@
 """Peak working memory of each preprocessor per pixel it processes (CPU, fp32, batch 1).
 
 The preprocessor nodes size their chunks from these figures and refuse an image that alone needs more than
-ComfyUI reports free (``WORK_BYTES_PER_PIXEL`` in nodes/preprocess_learned.py and nodes/preprocess.py: the
-largest figure measured here, with a quarter more as margin). Every hint of ``LEARNED_GALLERY`` (networks in
+ComfyUI reports free (``WORK_BYTES_PER_PIXEL`` in nodes/preprocess_learned.py and nodes/preprocess.py: at least
+the largest figure measured here with a quarter more as margin, rounded up). Every hint of ``LEARNED_GALLERY`` (networks in
 the official layouts, random weights: the activations' sizes do not depend on the values) and of the
 weight-free ``GALLERY`` runs in a fresh process on a ``size`` x ``size`` image at that resolution; the figure
 is the process's peak RSS during the call minus its RSS just before (networks already built), divided by
