@@ -95,6 +95,9 @@ class ControlWeights:
     def __post_init__(self) -> None:
         if self.preset is Preset.CUSTOM and not self.custom:
             raise WeightsError("the custom preset needs custom weights: one number per residual, middle last.")
+        for name in ("base_multiplier", "uncond_multiplier"):
+            if isinstance(getattr(self, name), bool):  # float(False) is 0.0: it would switch a side off unnoticed
+                raise WeightsError(f"{name} must be a number, got the boolean {getattr(self, name)}; give 0.0 or 1.0.")
         if not math.isfinite(self.uncond_multiplier) or not math.isfinite(self.base_multiplier):
             raise WeightsError("base_multiplier and uncond_multiplier must be finite numbers.")
 
@@ -131,8 +134,8 @@ def make_weights(preset: str, base_multiplier: float, uncond_multiplier: float, 
     """A weighting from the ControlNet Weights node's widget values (the editor's plot checks the same).
 
     Raises:
-        WeightsError: an unknown preset, a multiplier outside ``0..1`` (or not a number), or custom weights that
-            do not parse (only read with the ``custom`` preset; counted when applied).
+        WeightsError: an unknown preset, a multiplier outside ``0..1`` (or not a number, or a boolean), or custom
+            weights that do not parse (only read with the ``custom`` preset; counted when applied).
     """
     try:
         p = Preset(preset)
@@ -140,6 +143,8 @@ def make_weights(preset: str, base_multiplier: float, uncond_multiplier: float, 
         raise WeightsError(f"preset must be one of {[x.value for x in Preset]}, got {quoted(preset)}.") from None
     multipliers = []
     for name, v in (("base_multiplier", base_multiplier), ("uncond_multiplier", uncond_multiplier)):
+        if isinstance(v, bool):  # float(True) is 1.0: refused, as strength and the window refuse it
+            raise WeightsError(f"{name} must be a number within 0..1, got the boolean {v}; give 0.0 or 1.0 instead.")
         try:
             x = parse_float(v) if isinstance(v, str) else float(v)
         except (TypeError, ValueError):

@@ -88,3 +88,18 @@ def test_an_unconditional_multiplier_of_0_is_cond_only():
     assert ControlWeights(uncond_multiplier=0.0).cond_only
     assert not ControlWeights(uncond_multiplier=0.5).cond_only
     assert ControlWeights(Preset.CONTROLNET_MORE_IMPORTANT).cond_only
+
+
+@pytest.mark.parametrize("field", ["base_multiplier", "uncond_multiplier"])
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_multiplier_is_refused_like_a_boolean_strength(field, value):
+    """float(False) is 0.0: uncond_multiplier=False would switch the negative side's control off unnoticed, where
+    strength and the window refuse booleans. Refused by the node's reader and by ControlWeights itself."""
+    from affordance.controlnet.weights import make_weights
+
+    args = {"preset": "prompt_more_important", "base_multiplier": 0.825, "uncond_multiplier": 1.0, "custom_weights": ""}
+    args[field] = value
+    with pytest.raises(WeightsError, match=f"{field} must be a number.*got the boolean {value}"):
+        make_weights(**args)
+    with pytest.raises(WeightsError, match=f"{field} must be a number, got the boolean {value}"):
+        ControlWeights(**{field: value})
