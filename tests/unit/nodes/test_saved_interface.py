@@ -1,6 +1,6 @@
 """What saved workflows depend on, pinned: every released node id, the order, kind and settings (default, min,
-max, step, choices) of its inputs, and its outputs. ComfyUI saves widget values by position and links by output
-index, so a changed default, a narrowed range or a reordered input silently changes or breaks users' graphs.
+max, step, choices) of its inputs, and its outputs with their names (the labels saved workflows show and keep).
+ComfyUI saves widget values by position and links by output index, so a changed default, a narrowed range or a reordered input silently changes or breaks users' graphs.
 
 A deliberate change (a new node or input, a wider range) is recorded by running this file with
 ``AFFORDANCE_UPDATE_INTERFACE=1`` and committing ``tests/fixtures/saved_interface.json`` with it; removing a
@@ -42,7 +42,7 @@ def interface() -> dict[str, Any]:
         out[node_id] = {
             section: [[name, _input(value)] for name, value in spec.get(section, {}).items()]
             for section in ("required", "optional")
-        } | {"outputs": list(cls.RETURN_TYPES)}
+        } | {"outputs": list(cls.RETURN_TYPES), "output_names": list(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES))}
     return json.loads(json.dumps(out))  # tuples as lists, as read back
 
 
@@ -71,3 +71,5 @@ def test_the_snapshot_covers_every_widget_setting():
     canny = dict(pinned["AST_CannyPreprocessor"]["required"])
     assert canny["low_threshold"] == {"type": "INT", "default": 100, "min": 0, "max": 255, "step": 1}
     assert pinned["AST_ControlNetLoader"]["required"] == [["control_net_name", {"choices": "files of models/controlnet"}]]
+    assert pinned["AST_PixelPerfectResolution"]["output_names"] == ["resolution"]
+    assert pinned["AST_ScribbleCanvas"]["output_names"] == ["scribble", "mask"]
