@@ -304,3 +304,98 @@ def test_a_tie_on_the_border_of_a_binary_hint_fills_black():
     x[..., :4, :] = 1.0  # the top half white: its left and right borders are half white
     out = resize_hint(x, 64, 64, "resize_and_fill")
     assert float(out[0, :, 0, 0].max()) == 0.0 and float(out[0, :, -1, -1].max()) == 0.0
+
+
+def test_an_inpaint_hints_picture_is_resized_not_flattened():
+    """The unmasked picture keeps its values through the resize (clamped to its own range only): a ramp stays a
+    ramp. A flat 0.6 picture (test_inpaint_marks_stay_whole) cannot tell a clamp to [1, max] from one to [0, max]."""
+    x = torch.linspace(0.1, 0.9, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).clone()
+    x[..., 20:44, 16:40] = -1.0
+    for mode in ResizeMode:
+        for w, h in ((128, 128), (32, 32)):
+            kept = resize_hint(x, w, h, mode)
+            kept = kept[kept >= 0]
+            assert kept.numel() and kept.min() < 0.3 and kept.max() > 0.7
+            assert kept.max() <= 0.9 + 1e-6
+
+
+def _label_map(h_blocks: int, w_blocks: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A segmentation-like map: 4 colours on the 8-bit grid in 8 px blocks, ``(1, 3, 8 h_blocks, 8 w_blocks)``."""
+    palette = torch.tensor([[0.47, 0.47, 0.47], [0.71, 0.47, 0.0], [0.02, 0.9, 0.55], [0.8, 0.1, 0.3]])
+    labels = torch.randint(0, 4, (1, h_blocks, w_blocks), generator=torch.Generator().manual_seed(1))
+    labels = labels.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    return ((palette[labels].permute(0, 3, 1, 2) * 255).round() / 255).to(dtype)
+
+
+def _colours(x: torch.Tensor) -> set[tuple[float, ...]]:
+    return {tuple(c) for c in x[0].flatten(1).T.tolist()}
+
+
+def test_a_label_map_larger_than_the_colour_sample_keeps_its_colours(monkeypatch):
+    """Over _PALETTE_SAMPLE pixels (2**20) the colours are counted on a sample first, then on the whole image: a
+    label map of that size (a 1536 x 1536 segmentation map) is still resized with nearest neighbour."""
+    from affordance.preprocessors import geometry
+
+    x = _label_map(192, 192)  # 1536 x 1536 px
+    assert _colours(resize_hint(x, 600, 480, "just_resize")) <= _colours(x)
+    monkeypatch.setattr(geometry, "_PALETTE_SAMPLE", 1024)  # a small map takes the sampled branch too
+    small = _label_map(12, 16)
+    assert geometry._is_palette(small)
+    assert _colours(resize_hint(small, 200, 150, "just_resize")) <= _colours(small)
+
+
+def test_the_8bit_grid_tolerance_follows_the_dtype():
+    """Half precision cannot hold the 8-bit levels exactly: a half label map is still a label map. In float32 a
+    picture whose values lie between the levels is a picture, resized smoothly, even with few levels."""
+    half = _label_map(12, 16, torch.float16)
+    out = resize_hint(half, 200, 150, "just_resize")
+    assert out.dtype == torch.float16 and _colours(out) <= _colours(half)
+    r = torch.linspace(0.30, 0.36, 64).view(1, 1, 1, 64).expand(1, 1, 32, 64)  # about 16 levels, between them
+    ramp = torch.cat([r, torch.full_like(r, 0.5), torch.full_like(r, 0.2)], dim=1).contiguous()
+    assert (ramp * 255 - (ramp * 255).round()).abs().max() > 0.1
+    out = resize_hint(ramp, 256, 32, "just_resize")
+    assert len(set(out[0, 0, 0].tolist())) > len(set(ramp[0, 0, 0].tolist()))  # smooth: in-between values
+
+
+def test_palette_colours_differ_in_every_channel_and_the_limit_is_inclusive():
+    """Colours that differ only in red are different colours (256 reds are a picture, resized smoothly), and a map
+    of exactly PALETTE_MAX_COLOURS colours is a palette, one more is not."""
+    from affordance.preprocessors import geometry
+
+    r = (torch.arange(256.0) / 255).view(1, 1, 1, 256).expand(1, 1, 8, 256)
+    reds = torch.cat([r, torch.full_like(r, 51 / 255), torch.full_like(r, 153 / 255)], dim=1).contiguous()
+    assert not geometry._is_palette(reds)
+    assert set(resize_hint(reds, 1024, 8, "just_resize")[0, 0, 0].tolist()) - set(reds[0, 0, 0].tolist())
+    n = geometry.PALETTE_MAX_COLOURS
+    codes = torch.randperm(1 << 24, generator=torch.Generator().manual_seed(3))[: n + 1]  # distinct 24-bit colours
+    rgb = torch.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], 1).float() / 255
+    assert geometry._is_palette(rgb[torch.arange(32 * 32) % n].T.reshape(1, 3, 32, 32))
+    assert not geometry._is_palette(rgb[torch.arange(32 * 32) % (n + 1)].T.reshape(1, 3, 32, 32))
+
+
+def test_an_inpaint_hint_needs_whole_marks_and_nothing_else_negative():
+    """-1 in every channel of a pixel is a mark; a -1 in one channel only, or other negative values beside a whole
+    mark (an unclamped upscale's overshoot), make the image a picture."""
+    from affordance.preprocessors import geometry
+
+    mark = torch.full((1, 3, 16, 16), 0.5)
+    mark[..., 4:8, 4:8] = -1.0
+    assert geometry._is_inpaint_hint(mark)
+    one_channel = torch.full((1, 3, 16, 16), 0.5)
+    one_channel[:, 0, 4:8, 4:8] = -1.0
+    assert not geometry._is_inpaint_hint(one_channel)
+    overshoot = mark.clone()
+    overshoot[..., 10, 10] = -0.2
+    assert not geometry._is_inpaint_hint(overshoot)
+
+
+def test_an_enlarged_binary_hint_keeps_its_ink_in_proportion():
+    """Enlarging a black/white hint scales its ink with it (thresholded at half after bicubic): an 8 px block
+    becomes about 16 px wide at 2x, a one-pixel line about two pixels thick."""
+    x = torch.zeros(1, 3, 32, 32)
+    x[..., 8:16, 8:16] = 1.0
+    x[..., 24, 4:28] = 1.0
+    out = resize_hint(x, 64, 64, "just_resize")
+    assert ((out == 0) | (out == 1)).all()
+    assert abs(out[0, 0, 12:36, 12:36].sum().item() - 256) <= 32  # 4x the block's 64 px
+    assert (out[0, 0, 44:56, 20:40] > 0).any(dim=1).sum().item() >= 2
