@@ -772,3 +772,14 @@ def test_inpaint_node_chunks_fit_the_free_memory(image, monkeypatch):
     monkeypatch.setattr(preprocess, "free_memory", lambda device: 70 * 16 * 24)
     with pytest.raises(ParameterError, match="Inpaint Hint"):
         NODE_CLASS_MAPPINGS["AST_InpaintPreprocessor"]().process(x, torch.ones(1, 16, 24))
+
+
+@pytest.mark.parametrize("node_id", SIMPLE)
+def test_a_node_never_changes_its_input_image(node_id):
+    """The IMAGE is another node's cached output, also when it is already at the detection size (nothing to
+    resize): values above 1 (an unclamped upscale's overshoot) reach other nodes unchanged."""
+    cls = NODES[node_id][0]
+    img = torch.rand(1, 128, 96, 3, generator=torch.Generator().manual_seed(0)) * 1.2
+    before = img.clone()
+    getattr(cls(), cls.FUNCTION)(img, **(_defaults(cls) | {"resolution": 96}))
+    assert torch.equal(img, before)

@@ -60,10 +60,12 @@ def test_too_large():
         check_image(big)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("name", sorted(GALLERY))
-def test_every_preprocessor_rejects_nan(name):
+def test_every_preprocessor_rejects_nan_and_inf(name, bad):
+    """NaN, +Inf and -Inf each (an Inf alone, without a NaN, too)."""
     x = torch.rand(1, 3, 32, 32)
-    x[0, 1, 3, 4] = float("nan")
+    x[0, 1, 3, 4] = bad
     with pytest.raises(ImageInputError, match="contains NaN or Inf"):
         GALLERY[name](x, 64)
 

@@ -399,3 +399,27 @@ def test_an_enlarged_binary_hint_keeps_its_ink_in_proportion():
     assert ((out == 0) | (out == 1)).all()
     assert abs(out[0, 0, 12:36, 12:36].sum().item() - 256) <= 32  # 4x the block's 64 px
     assert (out[0, 0, 44:56, 20:40] > 0).any(dim=1).sum().item() >= 2
+
+
+def test_an_image_at_the_detection_size_is_returned_itself():
+    """Nothing to resize: the image itself, unclamped (clamping it would change the caller's tensor in place)."""
+    from affordance.preprocessors.base import to_detection_size
+
+    x = torch.rand(2, 3, 64, 96) * 1.2 - 0.1
+    before = x.clone()
+    assert detection_size(64, 96, 64) == (64, 96)
+    assert to_detection_size(x, 64) is x and torch.equal(x, before)
+    assert to_detection_size(x, 128).shape == (2, 3, 128, 192)
+
+
+def test_a_binary_hint_detected_below_the_image_size_keeps_its_ink_in_proportion():
+    """Detected at half the image's size and enlarged back: thresholded at half, the ink keeps its area (x4)."""
+
+    def one_block(x: torch.Tensor) -> torch.Tensor:  # an 8x8 block at the 64x64 detection size
+        y = torch.zeros_like(x)
+        y[..., 8:16, 8:16] = 1.0
+        return y
+
+    out = at_resolution(torch.rand(1, 3, 128, 128), 64, one_block, pad=False, binary=True)
+    assert out.shape == (1, 3, 128, 128) and ((out == 0) | (out == 1)).all()
+    assert abs(out[0, 0].sum().item() - 256) <= 32
