@@ -57,6 +57,15 @@ def test_fit_hint_nearest_exact_upscale():
     assert torch.equal(out[0, 0], torch.tensor([[0.0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]))
 
 
+def test_a_shrunk_hint_takes_the_pixels_comfyui_takes():
+    """nearest-exact, as ComfyUI's common_upscale: halving takes the second pixel of each pair (plain nearest takes
+    the first); whole-factor enlarging cannot tell the two apart."""
+    hint = torch.rand(1, 3, 128, 96, generator=torch.Generator().manual_seed(0))
+    out = fit_hint(hint, 48, 64)
+    assert torch.equal(out, torch.nn.functional.interpolate(hint, size=(64, 48), mode="nearest-exact"))
+    assert torch.equal(out, hint[..., 1::2, 1::2])
+
+
 def test_broadcast_batch_layout():
     t = torch.arange(2).view(2, 1)
     # 2 latents, cond+uncond: each chunk gets both hints in order
@@ -115,6 +124,11 @@ def test_window_batch_takes_the_windows_rows_without_an_index_tensor(frames, chu
 def test_window_batch_refuses_frames_outside_the_batch():
     with pytest.raises(HintError, match=r"a batch of 4 masks cannot follow this context window: it samples frames 2 to 5"):
         window_batch(torch.zeros(4, 1, 8, 8), (2, 3, 4, 5), 2, "masks")
+
+
+def test_window_batch_refuses_a_window_of_no_frames():
+    with pytest.raises(HintError, match="at least one frame"):
+        window_batch(torch.zeros(4, 1, 8, 8), (), 2, "masks")
 
 
 def test_fit_hint_refuses_other_ranks_and_empty_hints():

@@ -119,3 +119,14 @@ def test_the_first_sigma_of_flow_sampling_is_progress_0():
     """Flow sampling's percent_to_sigma(0) is 1.0, the very sigma of its first step (discrete models give 1e9, never
     sampled): it is progress 0, not past the end of the map (an IndexError at the first step)."""
     assert ProgressMap(_flow_percent_to_sigma).progress(1.0) == 0.0
+
+
+def test_a_sigma_at_or_below_the_last_sampled_sigma_is_progress_1():
+    """A host whose schedule ends above 0 (or is flat at its end) still maps its last sigma, and anything below
+    it, to progress 1: never beyond [0, 1], never the start of a flat tail."""
+    pm = ProgressMap(lambda p: 2.0 - p, resolution=4)  # the last sigma is 1.0, not 0
+    for sigma in (1.0, 0.999, 0.5, 0.0):
+        assert pm.progress(sigma) == 1.0
+    flat = ProgressMap(lambda p: max(0.0, 0.5 - p), resolution=10)  # sigma 0 from progress 0.5 on
+    assert flat.progress(0.0) == 1.0
+    assert flat.progress(0.25) == pytest.approx(0.25, abs=1e-12)

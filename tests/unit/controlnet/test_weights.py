@@ -103,3 +103,15 @@ def test_a_boolean_multiplier_is_refused_like_a_boolean_strength(field, value):
         make_weights(**args)
     with pytest.raises(WeightsError, match=f"{field} must be a number, got the boolean {value}"):
         ControlWeights(**{field: value})
+
+
+def test_weights_are_immutable_and_hashable():
+    """Shared by every control a graph's cached output reaches (as strength schedules are): none may change them."""
+    import dataclasses
+
+    w = ControlWeights(Preset.CUSTOM, custom=(1.0, 0.5))
+    assert hash(w) == hash(ControlWeights(Preset.CUSTOM, custom=(1.0, 0.5)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        w.custom = (0.0, 0.0)  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        w.uncond_multiplier = 0.0  # type: ignore[misc]
