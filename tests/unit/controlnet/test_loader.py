@@ -469,3 +469,51 @@ def test_a_safetensors_file_with_wrong_keys_is_refused_before_any_tensor_is_read
     raw.fetch = no_reads
     with pytest.raises(KeyMismatchError, match="middle_block_out.0.bias"):
         extract_controlnet(raw)
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_a_half_precision_file_with_fp32_norms_is_a_half_precision_file(tiny_model, tmp_path, half):
+    """The storage dtype is the one holding most elements (what ComfyUI's unet_dtype gets): a half file that keeps
+    its biases and norms in fp32 is a half file, kept in half, not widened to fp32 (twice the memory)."""
+    sd = {k: (v.float() if v.ndim == 1 else v.to(half)) for k, v in tiny_model.state_dict().items()}
+    path = tmp_path / "mixed.safetensors"
+    save_file(sd, str(path))
+    model, report = load_controlnet(path)
+    assert report.storage_dtype == half and model.dtype == half
+
+
+def test_misshapen_weights_in_a_diffusers_folder_with_its_config_json_are_a_typed_error(tiny_model, write_checkpoint):
+    """config.json is compared with the weights only when the weights make a network; misshapen ones are then
+    reported by the weights' own check, not as a crash while comparing."""
+    from safetensors.torch import load_file
+
+    from affordance.controlnet.errors import CheckpointError
+    from affordance.controlnet.keymap import original_to_diffusers
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    (key,) = original_to_diffusers({"input_hint_block.0.weight": None}).keys()
+    path = folder / "diffusion_pytorch_model.safetensors"
+    sd = load_file(path)
+    sd[key] = torch.zeros(sd[key].shape[0])
+    save_file(sd, path)
+    with pytest.raises(CheckpointError, match="should have 4 dimensions"):
+        load_controlnet(folder)
+
+
+def test_a_one_level_diffusers_folder_with_a_listed_head_count_loads(write_checkpoint):
+    """A head count listed once per level, for one level, is that fixed count."""
+    import json
+
+    from affordance.controlnet import ControlNet
+    from affordance.controlnet.loader import _heads_from_diffusers_config
+
+    assert _heads_from_diffusers_config({"attention_head_dim": [8], "block_out_channels": [32]}, "x") == {"num_heads": 8}
+    one = ControlNetConfig(
+        model_channels=32, channel_mult=(1,), num_res_blocks=(1,), transformer_depth=(1,),
+        transformer_depth_middle=1, context_dim=768, num_heads=8,
+    )  # fmt: skip
+    folder = write_checkpoint(ControlNet(one), "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["attention_head_dim"] = [8]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert load_controlnet(folder)[0].config.num_heads == 8
