@@ -573,3 +573,17 @@ class _SetsAHintOnly:
 def test_a_control_net_that_cannot_be_copied_is_named(image):
     with pytest.raises(InputError, match="control_net must be a CONTROL_NET from a ControlNet loader, got _SetsAHintOnly"):
         apply_control(_cond(), _cond(), _SetsAHintOnly(), image(), 1.0, 0.0, 1.0)
+
+
+def test_the_applied_copy_keeps_the_file_name_for_its_messages(control, image):
+    """Errors during sampling name the ControlNet's file: the copy Apply attaches keeps its name."""
+    from types import SimpleNamespace
+
+    from affordance.nodes.control import FamilyMismatchError
+
+    pos, _ = apply_control(_cond(), _cond(), control, image(), 1.0, 0.0, 1.0)
+    applied = pos[0][1]["control"]
+    assert applied is not control and applied.name == control.name == "tiny.safetensors"
+    sdxl = SimpleNamespace(model_config=SimpleNamespace(unet_config={"context_dim": 2048, "model_channels": 320}))
+    with pytest.raises(FamilyMismatchError, match=r"^tiny\.safetensors is an SD1\.x ControlNet"):
+        applied.pre_run(sdxl, lambda p: 1.0 - p)

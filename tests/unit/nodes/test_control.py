@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -1049,3 +1050,24 @@ def test_get_control_before_pre_run_with_a_schedule_names_pre_run(control, image
     c.configure(schedule=StrengthSchedule(((0.0, 1.0), (1.0, 0.5))))
     with pytest.raises(RuntimeError, match="called before pre_run"):
         call(c, sigma(0.5))
+
+
+def test_the_negative_rows_factor_is_made_where_and_as_the_residuals_are(control, fake_model, call, sigma):
+    """The uncond row factor takes the residuals' device (a CPU factor fails against CUDA residuals; the meta
+    device stands in) and dtype: kept (reusable) residuals are multiplied into a new tensor, which an fp32 factor
+    would widen from bf16 to fp32."""
+    from affordance.controlnet.reuse import ReusePolicy
+
+    c = control.copy().configure(weights=ControlWeights(uncond_multiplier=0.5))
+    rows = c._row_scale((False, True), torch.device("meta"), torch.float16)
+    assert rows is not None and rows.shape == (2, 1, 1, 1)
+    assert rows.device.type == "meta" and rows.dtype == torch.float16
+
+    half = AffordanceControl(copy.deepcopy(control.network).to(torch.bfloat16), None, name="tiny_bf16.safetensors")
+    half = half.set_cond_hint(torch.rand(1, 3, 64, 64)).set_reuse(ReusePolicy(2))
+    half.configure(weights=ControlWeights(uncond_multiplier=0.5))
+    model = fake_model()
+    half.pre_run(model, model.model_sampling.percent_to_sigma)
+    out, _ = call(half, sigma(0.5))
+    residuals = [r for r in out["output"] + out["middle"] if r is not None]
+    assert residuals and all(r.dtype == torch.bfloat16 for r in residuals)
