@@ -80,10 +80,12 @@ def test_hint_batch_must_fit():
     check_hint_batch(1, 3)
     check_hint_batch(3, 3)
     check_hint_batch(2, 4)
-    with pytest.raises(HintError, match="a batch of 3 hint images fits no latent batch of 4"):
+    with pytest.raises(HintError, match=r"a batch of 3 hint images fits no latent batch of 4: use 1, 4 \(one per latent\), or a number that divides 4\.$"):
         check_hint_batch(3, 4)
     with pytest.raises(HintError, match="a batch of 5 masks fits no latent batch of 2"):
         check_hint_batch(5, 2, "masks")
+    with pytest.raises(HintError, match=r"a batch of 2 hint images fits no latent batch of 1: use 1\.$"):
+        check_hint_batch(2, 1)
 
 
 def test_mask_area_average():

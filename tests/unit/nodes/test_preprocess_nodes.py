@@ -112,13 +112,16 @@ def test_hint_resize_from_latent(image):
 
 
 def test_hint_resize_zero_size_is_a_typed_error(image):
-    """A linked width/height skips ComfyUI's min/max check: 0 divided by zero in the memory estimate."""
+    """A linked width/height skips ComfyUI's min/max check: 0 divided by zero in the memory estimate. A connected
+    latent outside 8..16384 px is refused naming its size in latent units and the hint's in pixels."""
     node = NODE_CLASS_MAPPINGS["AST_HintResize"]()
     for w, h in ((0, 64), (64, 0)):
         with pytest.raises(ParameterError, match="must be an integer between 8 and 16384, got 0"):
             node.process(image(h=16, w=16), "just_resize", w, h)
     with pytest.raises(ParameterError, match=r"the connected latent is 0x0, so the hint would be 0x0 px"):
         node.process(image(h=16, w=16), "just_resize", 64, 64, latent={"samples": torch.zeros(1, 4, 0, 0)})
+    with pytest.raises(ParameterError, match=r"the connected latent is 2049x3, so the hint would be 16392x24 px"):
+        node.process(image(h=16, w=16), "just_resize", 64, 64, latent={"samples": torch.zeros(1, 4, 3, 2049)})
 
 
 def test_pixel_perfect_node(image):
