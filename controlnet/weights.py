@@ -76,6 +76,13 @@ def parse_weight_list(text: str) -> tuple[float, ...]:
     return tuple(values)
 
 
+def _refuse_boolean(name: str, value: object) -> None:
+    """A multiplier may not be a boolean (refused as strength and the window refuse one): ``float(False)`` is 0.0,
+    which would switch a side's control off unnoticed."""
+    if isinstance(value, bool):
+        raise WeightsError(f"{name} must be a number, got the boolean {value}; give 0.0 or 1.0.")
+
+
 @dataclass(frozen=True)
 class ControlWeights:
     """A weighting of a ControlNet's residuals, resolved against the residual count it meets.
@@ -95,9 +102,8 @@ class ControlWeights:
     def __post_init__(self) -> None:
         if self.preset is Preset.CUSTOM and not self.custom:
             raise WeightsError("the custom preset needs custom weights: one number per residual, middle last.")
-        for name in ("base_multiplier", "uncond_multiplier"):
-            if isinstance(getattr(self, name), bool):  # float(False) is 0.0: it would switch a side off unnoticed
-                raise WeightsError(f"{name} must be a number, got the boolean {getattr(self, name)}; give 0.0 or 1.0.")
+        _refuse_boolean("base_multiplier", self.base_multiplier)
+        _refuse_boolean("uncond_multiplier", self.uncond_multiplier)
         if not math.isfinite(self.uncond_multiplier) or not math.isfinite(self.base_multiplier):
             raise WeightsError("base_multiplier and uncond_multiplier must be finite numbers.")
 
@@ -143,8 +149,7 @@ def make_weights(preset: str, base_multiplier: float, uncond_multiplier: float, 
         raise WeightsError(f"preset must be one of {[x.value for x in Preset]}, got {quoted(preset)}.") from None
     multipliers = []
     for name, v in (("base_multiplier", base_multiplier), ("uncond_multiplier", uncond_multiplier)):
-        if isinstance(v, bool):  # float(True) is 1.0: refused, as strength and the window refuse it
-            raise WeightsError(f"{name} must be a number within 0..1, got the boolean {v}; give 0.0 or 1.0 instead.")
+        _refuse_boolean(name, v)
         try:
             x = parse_float(v) if isinstance(v, str) else float(v)
         except (TypeError, ValueError):

@@ -99,7 +99,7 @@ def test_a_boolean_multiplier_is_refused_like_a_boolean_strength(field, value):
 
     args = {"preset": "prompt_more_important", "base_multiplier": 0.825, "uncond_multiplier": 1.0, "custom_weights": ""}
     args[field] = value
-    with pytest.raises(WeightsError, match=f"{field} must be a number.*got the boolean {value}"):
+    with pytest.raises(WeightsError, match=f"{field} must be a number, got the boolean {value}; give 0.0 or 1.0"):
         make_weights(**args)
     with pytest.raises(WeightsError, match=f"{field} must be a number, got the boolean {value}"):
         ControlWeights(**{field: value})
