@@ -1,0 +1,120 @@
+"""Checkpoint reading at its edges: wrappers, cut-off and text files, stat errors, config.json's encoding, lazy reads."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pathlib
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from affordance.controlnet import CorruptCheckpointError, checkpoint, load_controlnet
+from affordance.controlnet.checkpoint import _read_config, read_checkpoint
+from affordance.controlnet.errors import UnreadableCheckpointError
+
+
+# Round 10 (mutant 007): a checkpoint whose state dict sits under one other name ({"model": sd}, {"params": sd},
+# as many training scripts save) is unwrapped, so its keys are the ControlNet's own, and nothing is skipped.
+@pytest.mark.parametrize("wrapper", ["model", "params", "module"])
+def test_a_state_dict_under_one_name_is_unwrapped(tmp_path, wrapper):
+    path = tmp_path / "wrapped.pth"
+    torch.save({wrapper: {"w": torch.zeros(2), "b": torch.ones(3)}}, path)
+    raw = read_checkpoint(path)
+    assert sorted(raw.tensors) == ["b", "w"]
+    assert raw.skipped == []
+    assert torch.equal(raw.fetch(["b"])["b"], torch.ones(3))
+
+
+def test_one_name_inside_state_dict_is_unwrapped_too(tmp_path):
+    path = tmp_path / "wrapped.ckpt"
+    torch.save({"state_dict": {"model": {"w": torch.zeros(2)}}, "epoch": 3}, path)
+    raw = read_checkpoint(path)
+    assert sorted(raw.tensors) == ["w"]
+    assert raw.skipped == ["epoch"]
+
+
+# Round 10 (mutant 056): a text file under a model's name (a saved web page, a README) is named as text even when the
+# 64 bytes that are sniffed end inside a multi-byte UTF-8 character or hold non-UTF-8 bytes (a Latin-1 page).
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<!DOCTYPE html><html><head><title>" + "Modèle ControlNet – téléchargement".encode() * 4,
+        b"# ControlNet weights for SD 1.5 ...." + "caf\xe9 na\xefve r\xe9sum\xe9 ".encode("latin-1") * 4,
+    ],
+)
+def test_text_with_non_ascii_past_the_first_32_bytes_is_named_as_text(tmp_path, data):
+    path = tmp_path / "cn.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(CorruptCheckpointError, match="HTML page|text beginning"):
+        load_controlnet(path)
+
+
+# Round 10 (mutant 061): on torch 2.11 and later, lazy_zip_reads() is True, so a .pth ControlNet is read tensor by
+# tensor (a merged 1.0-style file reads only its ControlNet). The tests that use lazy reads skip themselves when
+# it answers False, so a wrong False would switch the lazy reader off everywhere without any test failing.
+def _version() -> tuple[int, int]:
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
+@pytest.mark.skipif(_version() < (2, 11), reason="torch < 2.11 reads every storage under map_location='meta'")
+def test_lazy_zip_reads_on_torch_2_11_and_later():
+    checkpoint.lazy_zip_reads.cache_clear()  # answered fresh, not what an import-time call cached
+    try:
+        assert checkpoint.lazy_zip_reads() is True
+    finally:
+        checkpoint.lazy_zip_reads.cache_clear()
+
+
+# Round 10 (mutant 069): check_source re-raises an OSError other than ELOOP as it is (documented: PermissionError
+# for a folder that may not be searched); only a real link loop is called a loop.
+@pytest.mark.parametrize(("err", "exc_type"), [(errno.EACCES, PermissionError), (errno.EIO, OSError)])
+def test_a_stat_error_other_than_a_loop_is_not_called_a_loop(tmp_path, monkeypatch, err, exc_type):
+    path = tmp_path / "cn.safetensors"
+    path.write_bytes(b"x")
+    real = os.stat
+
+    def stat(p, *args, **kwargs):
+        if str(p) == str(path):
+            raise OSError(err, os.strerror(err), str(p))
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.os, "stat", stat)
+    with pytest.raises(exc_type) as info:
+        checkpoint.check_source(path)
+    assert info.value.errno == err
+    assert not isinstance(info.value, UnreadableCheckpointError)
+    with pytest.raises(Exception) as info:  # whatever the loader makes of it, never "a symbolic link loop"
+        load_controlnet(path)
+    assert "symbolic link loop" not in str(info.value)
+
+
+# Round 10 (mutant 111): a safetensors file cut short is refused when its header is read (read_checkpoint), with
+# which tensor runs past the end, before any tensor bytes are read.
+def test_a_cut_off_safetensors_file_is_refused_from_its_header(tmp_path):
+    path = tmp_path / "cn.safetensors"
+    save_file({"a": torch.ones(1000), "b": torch.ones(10)}, str(path))
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CorruptCheckpointError, match=r"is truncated: tensor '(a|b)' ends at byte \d+ but the file has"):
+        read_checkpoint(path)
+
+
+# Round 10 (mutant 122): config.json is read as UTF-8 whatever the locale (Windows: cp1252), so a config with
+# non-ASCII text (a "_name_or_path" in another script) reads the same everywhere. The spy stands in for a
+# non-UTF-8 locale, which a test cannot switch once the interpreter runs.
+def test_config_json_is_decoded_as_utf8(tmp_path, monkeypatch):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"_name_or_path": "Modèle/контроль"}, ensure_ascii=False), encoding="utf-8")
+    asked = []
+    real = pathlib.Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        asked.append(kwargs.get("encoding", args[0] if args else None))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "read_text", read_text)
+    assert _read_config(cfg)["_name_or_path"] == "Modèle/контроль"
+    assert asked == ["utf-8"]

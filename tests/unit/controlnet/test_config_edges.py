@@ -1,0 +1,35 @@
+"""Configurations inferred from keys at their edges: a one-ResBlock middle, every zero convolution needed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from affordance.controlnet import SD15, ConfigError, ControlNet, ControlNetConfig, config_from_state_dict
+from affordance.controlnet.errors import KeyMismatchError
+
+
+# Round 10 (mutant 062): a middle block of one ResBlock (diffusers' mid_block_type=None style) has no attention
+# layer; a config that asks for both is refused, whether the attention comes from transformer blocks or is given.
+def test_one_middle_resblock_with_attention_is_refused():
+    tiny = ControlNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0))
+    assert replace(tiny, transformer_depth_middle=0, middle_resblocks=1).middle_resblocks == 1  # plain: fine
+    with pytest.raises(ConfigError, match="a middle block with an attention layer has two ResBlocks around it"):
+        replace(tiny, middle_resblocks=1)  # transformer_depth_middle defaults to 1
+    with pytest.raises(ConfigError, match="a middle block with an attention layer has two ResBlocks around it"):
+        replace(SD15, middle_resblocks=1)
+
+
+# Round 10 (mutant 146): config_from_state_dict needs a zero conv for every input block, as it needs the middle
+# one (test_the_middle_zero_conv_is_needed); a state dict missing one is refused by name, not read as a config.
+def tiny(**changes: object) -> ControlNetConfig:
+    base = {"model_channels": 32, "channel_mult": (1, 2), "num_res_blocks": (1, 1), "transformer_depth": (1, 0)}
+    return ControlNetConfig(**{**base, **changes})
+
+
+@pytest.mark.parametrize("which", [0, 2])
+def test_every_zero_conv_is_needed(which):
+    sd = {k: v for k, v in ControlNet(tiny()).state_dict().items() if not k.startswith(f"zero_convs.{which}.")}
+    with pytest.raises(KeyMismatchError, match=rf"key 'zero_convs.{which}.0.weight' is missing"):
+        config_from_state_dict(sd)
