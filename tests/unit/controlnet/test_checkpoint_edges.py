@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from affordance.controlnet import CorruptCheckpointError, checkpoint, load_controlnet
 from affordance.controlnet.checkpoint import _read_config, read_checkpoint
-from affordance.controlnet.errors import UnreadableCheckpointError
+from affordance.controlnet.errors import UnreadableCheckpointError, UnsafeCheckpointError
 
 
 # Round 10 (mutant 007): a checkpoint whose state dict sits under one other name ({"model": sd}, {"params": sd},
@@ -118,3 +118,29 @@ def test_config_json_is_decoded_as_utf8(tmp_path, monkeypatch):
     monkeypatch.setattr(pathlib.Path, "read_text", read_text)
     assert _read_config(cfg)["_name_or_path"] == "Modèle/контроль"
     assert asked == ["utf-8"]
+
+
+RAN: list[str] = []
+
+
+def _record(x: str) -> str:
+    RAN.append(x)
+    return x
+
+
+class _Payload:
+    def __reduce__(self):
+        return (_record, ("code ran",))
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_controlnet_pickle_asking_for_code_is_refused_whatever_torchs_default(tmp_path, monkeypatch, mmap):
+    """weights_only=True is passed explicitly (torch 2.4/2.5 default to full pickles, and on newer torch
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns the default off): the code in a file never runs, whichever reader."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(2), "x": _Payload()}, path, _use_new_zipfile_serialization=mmap)
+    RAN.clear()
+    with pytest.raises(UnsafeCheckpointError, match="is a pickle that needs to run code to load"):
+        load_controlnet(path)
+    assert RAN == []
