@@ -10,14 +10,14 @@ from PIL import Image
 
 from affordance.nodes import NODE_CLASS_MAPPINGS
 
-# Round 10 (mutant 023): IS_CHANGED answers with a string for a drawing that is missing or unsafe, never raises.
-#
-# ComfyUI calls IS_CHANGED before validation; a raise there is logged as a warning and the node counts as
-# changed on every run, instead of VALIDATE_INPUTS naming the missing file.
 Node = NODE_CLASS_MAPPINGS["AST_ScribbleCanvas"]
 REF = "affordance_scribbles/scribble_64x48_0123456789abcdef.png"
 
 
+# Round 10 (mutant 023): IS_CHANGED answers with a string for a drawing that is missing or unsafe, never raises.
+#
+# ComfyUI calls IS_CHANGED before validation; a raise there is logged as a warning and the node counts as
+# changed on every run, instead of VALIDATE_INPUTS naming the missing file.
 def test_is_changed_names_a_missing_or_unsafe_drawing(stub_comfy):
     missing = Node.IS_CHANGED(64, 48, REF)
     assert isinstance(missing, str) and missing.startswith(f"missing:{REF}:")
@@ -28,8 +28,6 @@ def test_is_changed_names_a_missing_or_unsafe_drawing(stub_comfy):
 
 # Round 10 (mutants 059, 148): a drawing the file system refuses to look up for another reason than a long name
 # or a loop (EACCES: an unreadable input folder) is a DrawingError that names the cause and the fix.
-Node = NODE_CLASS_MAPPINGS["AST_ScribbleCanvas"]
-REF = "affordance_scribbles/scribble_64x48_0123456789abcdef.png"
 
 
 def test_an_unreadable_drawing_is_a_clear_message(stub_comfy, monkeypatch):
