@@ -393,6 +393,7 @@ def test_openpose_node_gives_each_network_its_place(monkeypatch, image, hand, fa
 @pytest.mark.parametrize(
     ("node_id", "kwargs"),
     [
+        ("AST_HEDPreprocessor", {"safe": False}),
         ("AST_PiDiNetPreprocessor", {"safe": True}),
         ("AST_MLSDPreprocessor", {"score_threshold": 0.1, "distance_threshold": 0.1}),
         ("AST_NormalBAEPreprocessor", {}),
@@ -401,13 +402,16 @@ def test_openpose_node_gives_each_network_its_place(monkeypatch, image, hand, fa
     ],
 )
 def test_learned_nodes_run_with_their_files(stub_comfy, image, node_id, kwargs):
+    """Each runs from its official file, at the image's size, or at the detection size when output_size asks."""
     from affordance.nodes import annotators
+    from affordance.preprocessors.hed import HED_FILE, HEDNet
     from affordance.preprocessors.midas import MIDAS_FILE, DPTHybridNet
     from affordance.preprocessors.mlsd import MLSD_FILE, MLSDNet
     from affordance.preprocessors.normalbae import NORMALBAE_FILE, NormalBaeNet
     from affordance.preprocessors.pidinet import PIDINET_FILE, PiDiNet
 
     files = {
+        "AST_HEDPreprocessor": (HED_FILE, HEDNet),
         "AST_PiDiNetPreprocessor": (PIDINET_FILE, PiDiNet),
         "AST_MLSDPreprocessor": (MLSD_FILE, MLSDNet),
         "AST_NormalBAEPreprocessor": (NORMALBAE_FILE, NormalBaeNet),
@@ -419,8 +423,13 @@ def test_learned_nodes_run_with_their_files(stub_comfy, image, node_id, kwargs):
     folder = stub_comfy / "models" / "annotators"
     folder.mkdir(parents=True)
     torch.save(build().state_dict(), folder / name)
-    (out,) = NODE_CLASS_MAPPINGS[node_id]().process(image(h=64, w=64), resolution=64, **kwargs)["result"]
+    node = NODE_CLASS_MAPPINGS[node_id]()
+    (out,) = node.process(image(h=64, w=64), resolution=64, **kwargs)["result"]
     assert out.shape == (1, 64, 64, 3) and torch.isfinite(out).all()
+    (out,) = node.process(image(h=48, w=80), resolution=64, output_size="detection", **kwargs)["result"]
+    assert out.shape == (1, 64, 107, 3)
+    (out,) = node.process(image(h=48, w=80), resolution=64, **kwargs)["result"]
+    assert out.shape == (1, 48, 80, 3)
     annotators.clear_cache()
 
 
