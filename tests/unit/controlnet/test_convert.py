@@ -441,6 +441,33 @@ def test_cli_can_switch_global_average_pooling_off(tiny_model, write_checkpoint,
     assert read_controlnet(kept).config.global_average_pooling
 
 
+def test_cli_prefix_writes_control_model_keys(tiny_model, write_checkpoint, tmp_path):
+    """`--to original --prefix` (a flag, as the README shows it) writes 'control_model.' keys; without it, none."""
+    src = write_checkpoint(tiny_model)
+    out = tmp_path / "prefixed.safetensors"
+    assert convert_main([str(src), str(out), "--to", "original", "--prefix"]) == 0
+    with safe_open(str(out), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("control_model.") for k in keys)
+    assert read_controlnet(out).report.layout is Layout.ORIGINAL_PREFIXED
+    plain = tmp_path / "plain.safetensors"
+    assert convert_main([str(src), str(plain), "--to", "original"]) == 0
+    assert read_controlnet(plain).report.layout is Layout.ORIGINAL
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="simulates a big-endian host on a little-endian one")
+def test_a_big_endian_host_writes_each_value_little_endian(monkeypatch):
+    """safetensors is little-endian: on a big-endian host each value's bytes are swapped, the values keep their order.
+    Simulated here: the tensor's bytes read as big-endian values must come out reversed value by value."""
+    from affordance.controlnet.convert import _little_endian_bytes
+
+    t = torch.tensor([1, 2, 3], dtype=torch.int16)
+    assert bytes(_little_endian_bytes(t)) == b"\x01\x00\x02\x00\x03\x00"
+    monkeypatch.setattr(sys, "byteorder", "big")
+    assert bytes(_little_endian_bytes(t)) == b"\x00\x01\x00\x02\x00\x03"
+    assert bytes(_little_endian_bytes(torch.tensor([1, 2, 3], dtype=torch.uint8))) == b"\x01\x02\x03"
+
+
 def test_cli_help_names_the_program_it_is_called_as(capsys):
     """D10: `python -m affordance convert --help` can show its own name."""
     with pytest.raises(SystemExit) as info:

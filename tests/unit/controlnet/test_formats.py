@@ -98,3 +98,17 @@ def test_unknown_layout_lists_keys():
 def test_partial_family_signatures_are_unknown_not_misnamed(keys):
     with pytest.raises(UnknownFormatError):
         detect_format(keys, "x.safetensors")
+
+
+def test_a_detection_is_a_frozen_value():
+    """``Detection`` (public) is a value: equal detections hash alike (a caller may keep them in a set or as dict
+    keys) and its fields cannot be reassigned."""
+    import dataclasses
+
+    from affordance.controlnet import Detection
+
+    found = detect_format({"control_model.zero_convs.0.0.weight", "control_model.input_hint_block.0.weight"})
+    assert found == Detection(Layout.ORIGINAL_PREFIXED, "control_model.")
+    assert {found: 1}[Detection(Layout.ORIGINAL_PREFIXED, "control_model.")] == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        found.prefix = ""  # type: ignore[misc]

@@ -24,6 +24,19 @@ def test_demo_files_hold_the_demo_architectures(tmp_path):
         assert configs[name] == DEMO_SD1, name
 
 
+def test_demo_files_show_every_container_and_layout(tmp_path):
+    """``inspect --demo`` shows each container and layout the loader reads, the legacy (pre-zip) pickle among them."""
+    from affordance.controlnet import Layout
+
+    reports = {p.name: read_controlnet(p).report for p in demo_files(tmp_path)}
+    assert reports["sd21_legacy_pickle.pth"].container == "torch-legacy"
+    assert reports["sd15_prefixed_fp16.pth"].container == "torch-zip"
+    assert reports["sd15_original.safetensors"].container == "safetensors"
+    assert reports["sd15_merged_v10.ckpt"].layout is Layout.ORIGINAL_MERGED
+    assert reports["sd15_prefixed_fp16.pth"].layout is Layout.ORIGINAL_PREFIXED
+    assert reports["diffusion_pytorch_model.safetensors"].layout is Layout.DIFFUSERS
+
+
 def test_inspection_describes_a_512_px_image_by_default(tmp_path):
     path = next(p for p in demo_files(tmp_path) if p.name == "sd15_original.safetensors")
     report = inspect_file(path)

@@ -109,6 +109,37 @@ def test_a_diffusers_key_that_fits_nowhere_is_named():
         diffusers_to_original(keys)
 
 
+@pytest.mark.parametrize(
+    ("keys", "found"),
+    [
+        ({"down_blocks.0.resnets.0.conv1.weight", "down_blocks.2.resnets.0.conv1.weight"}, r"\[0, 2\]"),
+        ({"conv_in.weight", "mid_block.resnets.0.conv1.weight"}, r"\[\]"),
+    ],
+    ids=["a level skipped", "no down blocks"],
+)
+def test_diffusers_down_levels_must_be_contiguous(keys, found):
+    from affordance.controlnet.errors import KeyMismatchError
+    from affordance.controlnet.keymap import diffusers_structure
+
+    with pytest.raises(KeyMismatchError, match=rf"no contiguous down blocks \(levels found: {found}\)"):
+        diffusers_structure(keys)
+
+
+def test_a_diffusers_file_missing_a_level_is_a_checkpoint_error(tmp_path):
+    """Not a bare ``KeyError: 1`` (which the command line would not catch and the node would show as "1")."""
+    from safetensors.torch import save_file
+
+    from affordance.controlnet import read_controlnet
+    from affordance.controlnet.errors import CheckpointError
+
+    names = ["controlnet_cond_embedding.conv_in.weight", "conv_in.weight", "down_blocks.0.resnets.0.conv1.weight",
+             "down_blocks.2.resnets.0.conv1.weight"]
+    path = tmp_path / "gap.safetensors"
+    save_file({k: torch.zeros(1) for k in names}, path)
+    with pytest.raises(CheckpointError, match=r"levels found: \[0, 2\]"):
+        read_controlnet(path)
+
+
 def test_a_middle_of_two_resblocks_without_attention_maps_both():
     from affordance.controlnet.keymap import diffusers_structure, prefix_pairs
 

@@ -503,6 +503,19 @@ def test_greyscale_hints_keep_their_batch_and_values():
         assert torch.equal(hint[:, ch], grey[..., 0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_one_channel_hint_is_the_luminance_in_the_images_dtype(dtype):
+    """A 1-channel ControlNet gets the colour IMAGE's luminance in the IMAGE's own dtype: a half-precision video's
+    hints do not come back float32 (twice the memory), a float64 image's weights are not rounded to float32."""
+    from affordance.nodes._host import image_to_hint
+
+    image = torch.rand(2, 4, 5, 3, generator=torch.Generator().manual_seed(0)).to(dtype)
+    hint = image_to_hint(image, 1)
+    assert hint.shape == (2, 1, 4, 5) and hint.dtype == dtype
+    want = (image * torch.tensor((0.299, 0.587, 0.114), dtype=dtype)).sum(-1, keepdim=True).movedim(-1, 1)
+    assert torch.equal(hint, want)
+
+
 def test_hint_magnitude_limit_is_inclusive_and_two_sided():
     """65504 itself is a half-precision number and passes; beyond it, above or below zero, is refused."""
     from affordance.nodes._host import HINT_MAX_MAGNITUDE, image_to_hint
