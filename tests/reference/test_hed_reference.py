@@ -62,3 +62,26 @@ def test_scribble_post_processing_is_exactly_the_reference(nets, photo):
     got = fake_scribble_levels(torch.from_numpy(edges.astype(np.float32))[None, None])[0, 0].numpy() > 0
     assert np.array_equal(got, want)
     assert want.any()
+
+
+def test_scribble_post_processing_of_line_drawings_on_black_is_exactly_the_reference():
+    """Maps with flat black areas (crisp lines on black, unlike HED maps of photographs, which hold almost no level
+    0): every level, 0 included, is taken as the reference takes it."""
+    import cv2
+    from controlnet_aux.util import nms
+
+    from affordance.preprocessors.hed import fake_scribble_levels
+
+    rng = np.random.default_rng(0)
+    maps = []
+    for _ in range(6):
+        m = np.zeros((64, 64), np.uint8)
+        for _ in range(6):
+            x0, y0, x1, y1 = (int(v) for v in rng.integers(0, 64, 4))
+            cv2.line(m, (x0, y0), (x1, y1), 255, int(rng.integers(1, 6)))
+        maps.append(m)
+    got = fake_scribble_levels(torch.from_numpy(np.stack(maps)).float()[:, None])[:, 0].numpy() > 0
+    for i, m in enumerate(maps):
+        want = cv2.GaussianBlur(nms(m, 127, 3.0), (0, 0), 3.0) > 4
+        assert np.array_equal(got[i], want), i
+        assert want.any()

@@ -74,6 +74,12 @@ def test_lineart_standard_formula(photo, levels):
     assert (ref == got).mean() >= 0.999
 
 
+def test_lineart_standard_defaults_are_the_reference_recipe(astronaut, tensor):
+    """Called with its defaults, lineart_standard is the recipe checked above (sigma 6, intensity 8 = x127)."""
+    image = tensor(astronaut[:96, :128])
+    assert torch.equal(lineart_standard(image, resolution=64), lineart_standard(image, 6.0, 8.0, 64))
+
+
 def test_lineart_intensity_scales(photo, levels):
     a = lineart_standard_levels(levels(photo), 6.0, 8.0)
     b = lineart_standard_levels(levels(photo), 6.0, 4.0)

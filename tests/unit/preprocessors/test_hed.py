@@ -124,3 +124,10 @@ def test_truncated_and_lfs_files(tmp_path):
     (tmp_path / HED_FILE).write_text("version https://git-lfs.github.com/spec/v1\n")
     with pytest.raises(AnnotatorWeightsError, match="Git LFS pointer"):
         load_annotator(tmp_path / HED_FILE, HEDNet(), HED_FILE)
+
+
+def test_a_bfloat16_network_takes_a_float32_image():
+    """The network may be in any dtype (as its docstring says): the image is cast to it, the hint comes back float32."""
+    out = hed(torch.rand(1, 3, 64, 64), _random_net().to(torch.bfloat16), resolution=64)
+    assert out.shape == (1, 3, 64, 64) and out.dtype == torch.float32
+    assert 0.0 <= out.min().item() and out.max().item() <= 1.0

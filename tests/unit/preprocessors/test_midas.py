@@ -92,6 +92,17 @@ def test_depth_levels_formula():
     assert torch.equal(normalise_depth(torch.full((1, 1, 4, 4), 3.0)), torch.zeros(1, 1, 4, 4))  # flat: black
 
 
+def test_each_image_of_a_batch_is_normalised_on_its_own_range():
+    """A depth (and normal) hint does not depend on the other images of its batch, nor on how a node chunks it."""
+    a = torch.arange(16.0).view(1, 1, 4, 4)
+    batch = torch.cat([a, a + 10.0, 3.0 * a + 1.0])
+    out = normalise_depth(batch)
+    for i in range(len(batch)):
+        assert torch.equal(out[i : i + 1], normalise_depth(batch[i : i + 1]))
+        assert out[i].min().item() == 0.0 and out[i].max().item() == 1.0
+    assert torch.equal(depth_levels(batch)[1:2], depth_levels(batch[1:2]))
+
+
 def test_normal_map_on_a_depth_ramp():
     """depth = x on 11 columns: Sobel x = 8 inside, 0 on the reflected borders, y = 0; a = 6 -> |n| = 10."""
     ramp = torch.arange(11.0).view(1, 1, 1, 11).expand(1, 1, 5, 11)

@@ -147,3 +147,24 @@ def test_decode_measures_vertical_segments():
     for threshold, kept in ((1.0, [[2, 4, 2, 0]]), (3.0, [])):
         segments, keep = decode_lines(maps, 0.1, threshold)
         assert segments[keep].tolist() == kept
+
+
+def test_a_bfloat16_network_takes_a_float32_image():
+    """The network may be in any dtype (as its docstring says): the image is cast to it, the hint comes back float32."""
+    out = mlsd(torch.rand(1, 3, 64, 64), _random_net().to(torch.bfloat16), resolution=64)
+    assert out.shape == (1, 3, 64, 64) and out.dtype == torch.float32
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_mlsd_checks_its_image_as_every_preprocessor_does():
+    """RGBA is composited over white (not a channel error inside the network); NaN is refused with ImageInputError."""
+    from affordance.preprocessors import ImageInputError, check_image
+
+    net = _random_net()
+    rgba = torch.rand(1, 4, 64, 64, generator=torch.Generator().manual_seed(3))
+    out = mlsd(rgba, net, resolution=64)
+    assert out.shape == (1, 3, 64, 64) and torch.equal(out, mlsd(check_image(rgba), net, resolution=64))
+    bad = torch.rand(1, 3, 64, 64)
+    bad[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ImageInputError, match="NaN"):
+        mlsd(bad, net, resolution=64)

@@ -353,6 +353,20 @@ def test_a_hand_box_at_the_right_edge_is_clipped_to_the_image():
     assert (x, y) == (169, 92) and x + side <= 200 and side == 30
 
 
+def test_a_peak_keeps_its_place_when_the_network_input_was_padded():
+    """The body pass pads a non-square image's width to a multiple of 8; the padding is cropped off before the maps
+    are resized to the image, so keypoints do not shift (the reference photos are square: no padding)."""
+    maps = np.zeros((4, 18, 2), np.float32)  # 16 columns of image, 2 of padding (16 px of the network input)
+    maps[2, 8] = 1.0
+    maps[:, 16:, 1] = 0.5  # whatever the network says about the padding
+    out = D.upsample_maps(maps, (32, 144), (0, 16), (32, 128))
+    same = D.upsample_maps(maps[:, :16], (32, 128), (0, 0), (32, 128))
+    assert out.shape == (32, 128, 2)
+    np.testing.assert_allclose(out[:, :96], same[:, :96], atol=1e-6)
+    y, x = np.unravel_index(out[:, :, 0].argmax(), out.shape[:2])
+    assert y in (19, 20) and x in (67, 68)  # source pixel (2, 8) covers rows 16..23, columns 64..71
+
+
 def test_smart_resize_shrinks_by_area_and_grows_by_lanczos():
     import cv2
 
