@@ -33,3 +33,11 @@ def test_flip_normal_y_converts_opengl_to_directx():
 def test_normal_axes_flip_refuses_hints_that_are_not_rgb():
     with pytest.raises(ParameterError, match="a normal map has 3 channels, got 4"):
         flip_normal_axes(torch.rand(1, 4, 8, 8), flip_y=True)
+
+
+def test_no_flag_flips_no_axis():
+    """On a normal whose channels are all off 0.5 (0.5, 1.0, 0.5 is its own X and Z flip)."""
+    n = torch.tensor([0.2, 0.7, 0.9]).view(1, 3, 1, 1)
+    assert torch.equal(flip_normal_axes(n), n)
+    torch.testing.assert_close(flip_normal_axes(n, flip_x=True).flatten(), torch.tensor([0.8, 0.7, 0.9]))
+    torch.testing.assert_close(flip_normal_axes(n, flip_z=True).flatten(), torch.tensor([0.2, 0.7, 0.1]))

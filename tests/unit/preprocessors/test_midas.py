@@ -140,3 +140,14 @@ def test_wrong_file_under_the_official_name(tmp_path):
     torch.save({"norm": torch.zeros(1, 3, 1, 1)}, tmp_path / MIDAS_FILE)  # e.g. HED saved under MiDaS' name
     with pytest.raises(AnnotatorWeightsError, match=r"does not hold the weights of dpt_hybrid-midas-501f0c75.pt"):
         load_annotator(tmp_path / MIDAS_FILE, DPTHybridNet(), MIDAS_FILE)
+
+
+def test_vit_layer_norm_eps_and_group_norm_groups():
+    """timm's LayerNorm eps 1e-6 in every block and the final norm (torch's default 1e-5 passes the reference test
+    on random weights, within its tolerance), GroupNorm with 32 groups in the ResNet."""
+    with torch.device("meta"):
+        net = DPTHybridNet()
+    lns = [m for m in net.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(lns) == 2 * 12 + 1 and all(m.eps == 1e-6 for m in lns)
+    gns = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert gns and all(m.num_groups == 32 for m in gns)
