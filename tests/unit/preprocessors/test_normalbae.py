@@ -187,25 +187,12 @@ def test_wrong_file_under_the_official_name(tmp_path):
         load_annotator(tmp_path / NORMALBAE_FILE, NormalBaeNet(), NORMALBAE_FILE)
 
 
-class _Recorder(nn.Module):
-    """Stands in for the network: records its input, returns a flat normal (+Z)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))
-        self.seen: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        self.seen = x
-        out = torch.zeros(x.shape[0], 4, *x.shape[2:], dtype=x.dtype)
-        out[:, 2] = 1.0
-        return [out]
-
-
 def test_half_precision_levels_are_normalised_in_float32():
     """The network sees the same input as for the float32 image (in bfloat16 it was off by up to ~1 %)."""
     levels = torch.arange(256.0).view(1, 1, 16, 16).expand(1, 3, 16, 16)
-    stub = _Recorder()
+    flat = torch.zeros(1, 3, 16, 16)
+    flat[:, 2] = 1.0  # +Z everywhere
+    stub = _FixedNormals(flat)
     out32 = normal_bae_map(stub, levels)
     want = stub.seen
     out16 = normal_bae_map(stub, levels.to(torch.bfloat16))
