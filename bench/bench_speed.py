@@ -25,7 +25,12 @@ Every implementation gets the SAME seeded random weights (nothing is downloaded)
    the same soft weights on the positive only, sampled once, not timed). Per step is the median
    interval between the sampler's per-step callbacks (GPU synchronised), so the one-off work of a run (loading
    weights, preparing the hint) is left out; the whole ``sample`` call is printed too. Every run starts with all
-   models unloaded; on CUDA its peak allocated memory is printed.
+   models unloaded; on CUDA its peak allocated memory is printed, and the GPU memory in use at the step ends as
+   the driver sees it. With ``--comfy-dynamic-vram auto`` (the default) a ComfyUI 0.12+ on an NVIDIA GPU is
+   switched to dynamic VRAM as its own server start-up does (its models, its ControlNet included, then load
+   through ``ModelPatcherDynamic``, whose weights PyTorch's allocator does not see), and one more variant runs:
+   ours with ComfyUI's ``CoreModelPatcher`` ("ours dynamic"), the choice between the two patchers for our
+   loader; a failure of that variant is reported and leaves the others.
 
 On the CPU the models default to reduced architectures (``--models tiny``, seconds per figure), and targets
 print as n/a. Missing peers (no ComfyUI checkout, diffusers not importable) are reported and skipped.
@@ -52,6 +57,7 @@ from typing import Any, cast
 import torch
 
 from affordance.bench import _common as C
+from affordance.bench import _dynamic_vram as DV
 from affordance.controlnet import SD15, SDXL, ControlNet, ControlNetConfig
 from affordance.controlnet.weights import ControlWeights, Preset
 
@@ -89,6 +95,7 @@ REL_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 # bf16 bounds are first guesses until a GPU run shows how far half-precision sampling drifts.
 GUESS = "ours more important"  # sampling variant: "ControlNet is more important" (negative rows skipped)
 GUESS_REFERENCE = "ours soft, positive only"
+DYNAMIC = "ours dynamic"  # sampling variant under ComfyUI's dynamic VRAM: ours with ComfyUI's CoreModelPatcher
 SAMPLE_TOL = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
 CFG = 7.0
 
@@ -107,6 +114,7 @@ class Options:
     seed: int
     variants: bool = False  # also time CUDA graphs and channels-last (on the CPU graphs fall back to eager)
     compile: str | None = None  # torch.compile backend for the compiled candidates (None: not timed)
+    dynamic_vram: str = "off"  # ComfyUI's dynamic VRAM in the sampling part: "auto" or "off" (bench/_dynamic_vram.py)
 
     @property
     def cuda(self) -> bool:
@@ -129,6 +137,7 @@ class Report:
     step_ms: dict[str, float] = field(default_factory=dict)  # sampling variant -> median ms per step
     peak_mib: dict[str, float] = field(default_factory=dict)  # sampling variant -> peak allocated MiB (CUDA)
     reserved_mib: dict[str, float] = field(default_factory=dict)  # sampling variant -> peak reserved MiB (CUDA)
+    device_mib: dict[str, float] = field(default_factory=dict)  # sampling variant -> GPU memory in use, driver's view
     missing: dict[str, str] = field(default_factory=dict)
     off_target: dict[str, str] = field(default_factory=dict)  # section -> why not the targets' setup ("" if it is)
 
@@ -476,6 +485,25 @@ def peak_reserved_mib(device: torch.device) -> float | None:
     return (torch.cuda.max_memory_reserved(device) - _BASE.get(device, (0, 0))[1]) / 2**20
 
 
+@dataclass
+class SampledRun:
+    """One sampling run: the latents, the step intervals and the whole call in ms, and its memory (CUDA only):
+    peak allocated and reserved by PyTorch above the run's start, and the most GPU memory in use at a step's end
+    as the driver sees it (comfy-aimdo's included), above the run's start."""
+
+    latents: torch.Tensor
+    intervals: list[float]
+    total_ms: float
+    peak_mib: float | None
+    reserved_mib: float | None
+    device_mib: float | None
+
+
+def device_verdict(mine: str, theirs: str, used: dict[str, float]) -> str:
+    """``A vs B MiB in use  PASS/MISS``: GPU memory in use at the step ends (the driver's view), no higher."""
+    return f"{used[mine]:.0f} vs {used[theirs]:.0f} MiB in use  {verdict(used[mine] <= used[theirs], '')}"
+
+
 def memory_verdict(mine: str, theirs: str, alloc: dict[str, float], reserved: dict[str, float]) -> str:
     """``A vs B MiB allocated, C vs D MiB reserved  PASS/MISS``: the memory target holds when both do."""
     ok = alloc[mine] <= alloc[theirs] and (mine not in reserved or reserved[mine] <= reserved[theirs])
@@ -546,6 +574,8 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
         f"\n## 2. Inside a ComfyUI sampling run: sd15 ({opts.models} architecture), {size}x{size} px, latent batch "
         f"{latent_batch} (cond + uncond: model batch {2 * latent_batch}), {opts.dtype_name}, {opts.steps} steps euler/normal, cfg {CFG:g}"
     )
+    # before any ComfyUI model is made: ComfyUI picks the patcher class as it loads a model
+    dynamic_vram, dynamic_line = DV.enable(comfy, dev, opts.dynamic_vram)
     t0 = time.perf_counter()
     model_config = comfy.supported_models.SD15(comfy_unet_config(config))
     model_config.set_inference_dtype(dtype, None)
@@ -554,9 +584,8 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
     model.diffusion_model.load_state_dict(unet_sd, strict=True)
     del unet_sd
     model.eval().requires_grad_(False)
-    patcher = comfy.model_patcher.ModelPatcher(
-        model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
-    )
+    # the class ComfyUI's own loaders use: ModelPatcherDynamic where dynamic VRAM is on, as in its server
+    patcher = DV.core_patcher()(model, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
     n_unet = sum(p.numel() for p in model.diffusion_model.parameters())
     apply_theirs, apply_label = comfy_apply_node(root)
 
@@ -585,6 +614,12 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
         f"ComfyUI attention {comfy.ldm.modules.attention.optimized_attention.__name__}"
     )
     print(f"ComfyUI's control applied with {apply_label}; ours with apply_control (AST_ApplyControlNet)")
+    print(f"ComfyUI's dynamic VRAM: {dynamic_line}")
+    theirs_patcher = getattr(theirs[0], "control_model_wrapped", None)
+    print(
+        f"model patchers: UNet {type(patcher).__name__}, ComfyUI's ControlNet {type(theirs_patcher).__name__}, "
+        f"ours {type(ours[0].patcher).__name__}"
+    )
 
     def chain(apply: Callable[..., tuple], controls: list) -> tuple[list, list]:
         pos, neg = positive, negative
@@ -613,17 +648,27 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
             c.cuda_graphs = True
         variants["ours graph"] = chain(apply_control, graphed[:1])
         variants["ours graph x2"] = chain(apply_control, graphed)
+    if dynamic_vram:  # ours with the patcher class ComfyUI's own loaders use now: the choice for our loader
+        dynamic = load_control(files[0])
+        dynamic.patcher = DV.core_patcher()(
+            dynamic.network, load_device=dynamic.patcher.load_device, offload_device=dynamic.patcher.offload_device
+        )
+        print(f"{DYNAMIC}: ours with {type(dynamic.patcher).__name__}, ComfyUI's CoreModelPatcher")
+        variants[DYNAMIC] = chain(apply_control, [dynamic])
     noise = comfy.sample.prepare_noise(latent, opts.seed)
 
-    def sample(pos: list, neg: list) -> tuple[torch.Tensor, list[float], float, float | None, float | None]:
+    def sample(pos: list, neg: list) -> SampledRun:
         mm.unload_all_models()  # every run starts from the same state (weights loaded by the run itself)
         mm.soft_empty_cache()
         reset_peak_memory(dev)
         marks: list[float] = []
+        used = [u] if (u := DV.device_used_mib(dev)) is not None else []  # the run's start, then each step's end
 
         def callback(step: int, x0: Any, x: Any, total: int) -> None:
             C.sync(dev)
             marks.append(time.perf_counter())
+            if used:
+                used.append(cast(float, DV.device_used_mib(dev)))
 
         start = time.perf_counter()
         with torch.inference_mode():
@@ -644,27 +689,49 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
         C.sync(dev)
         total = time.perf_counter() - start
         intervals = [(b - a) * 1000 for a, b in zip(marks, marks[1:])]
-        return out, intervals, total * 1000, peak_memory_mib(dev), peak_reserved_mib(dev)
+        device_mib = max(used) - used[0] if used else None
+        return SampledRun(out, intervals, total * 1000, peak_memory_mib(dev), peak_reserved_mib(dev), device_mib)
 
-    finals = {name: sample(*conds)[0] for name, conds in {**variants, **references}.items()}  # warm-up, kept
+    def attempt(name: str, conds: tuple[list, list]) -> SampledRun | None:
+        """One run; a failure of the experimental variant (``DYNAMIC``) leaves it out with the reason."""
+        try:
+            return sample(*conds)
+        except Exception as exc:
+            if name != DYNAMIC:
+                raise
+            report.missing[name] = f"its sampling run failed: {type(exc).__name__}: {exc}"
+            print(f"{name}: left out, its sampling run failed:\n{traceback.format_exc()}")
+            return None
+
+    finals: dict[str, torch.Tensor] = {}  # warm-up runs, their latents kept
+    for name, conds in [*variants.items(), *references.items()]:
+        if (run := attempt(name, conds)) is not None:
+            finals[name] = run.latents
+        else:
+            variants.pop(name)
     steps: dict[str, list[float]] = {name: [] for name in variants}
     totals: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, float] = {}
     reserved: dict[str, float] = {}
+    in_use: dict[str, float] = {}
     for _ in range(opts.runs):
-        for name, conds in variants.items():
-            _, intervals, total, peak, held = sample(*conds)
-            steps[name] += intervals
-            totals[name].append(total)
-            if peak is not None:
-                peaks[name] = max(peaks.get(name, 0.0), peak)
-            if held is not None:
-                reserved[name] = max(reserved.get(name, 0.0), held)
+        for name, conds in list(variants.items()):
+            if (run := attempt(name, conds)) is None:
+                variants.pop(name)
+                for table in (steps, totals, peaks, reserved, in_use, finals):
+                    table.pop(name, None)
+                continue
+            steps[name] += run.intervals
+            totals[name].append(run.total_ms)
+            for table, value in ((peaks, run.peak_mib), (reserved, run.reserved_mib), (in_use, run.device_mib)):
+                if value is not None:
+                    table[name] = max(table.get(name, 0.0), value)
 
     tol = SAMPLE_TOL[dtype]
     print(f"sampled latents (max abs diff; tolerance {tol:g} of the control's effect for {opts.dtype_name}):")
     pairs = [("ours", "ComfyUI ControlNet"), ("ours x2", "ComfyUI ControlNet x2")]
     pairs += [(f"ours graph{s}", f"ComfyUI ControlNet{s}") for s in ("", " x2") if f"ours graph{s}" in finals]
+    pairs += [(DYNAMIC, "ComfyUI ControlNet")] if DYNAMIC in finals else []
     pairs.append((GUESS, GUESS_REFERENCE))
     for mine, theirs_name in pairs:
         effect = float((finals[theirs_name] - finals["UNet only"]).abs().max())
@@ -684,21 +751,25 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
     )
     print(
         f"{'variant':<22} {'ms/step':>9} {'x UNet-only':>12} {'CN ms/step':>11} {'whole run ms':>13} {'peak MiB':>9} "
-        f"{'reserved MiB':>13}"
+        f"{'reserved MiB':>13} {'in use MiB':>11}"
     )
     for name in variants:
         peak_col = f"{peaks[name]:>9.0f}" if name in peaks else f"{'n/a':>9}"
         held_col = f"{reserved[name]:>13.0f}" if name in reserved else f"{'n/a':>13}"
+        used_col = f"{in_use[name]:>11.0f}" if name in in_use else f"{'n/a':>11}"
         print(
             f"{name:<22} {med[name]:>9.2f} {med[name] / base:>11.3f}x {med[name] - base:>11.2f} "
-            f"{C.median(totals[name]):>13.1f} {peak_col} {held_col}"
+            f"{C.median(totals[name]):>13.1f} {peak_col} {held_col} {used_col}"
         )
     if peaks:
         print(
-            "peak MiB: allocated to tensors (max_memory_allocated); reserved MiB: held by the allocator (max_memory_reserved)"
+            "peak MiB: allocated to tensors (max_memory_allocated); reserved MiB: held by the allocator (max_memory_reserved); "
+            "in use MiB: the GPU's memory in use at the step ends as the driver reports it (cudaMemGetInfo: PyTorch's "
+            "and comfy-aimdo's alike), its most; all three above the run's start"
         )
     report.peak_mib.update(peaks)
     report.reserved_mib.update(reserved)
+    report.device_mib.update(in_use)
     r_ours, r_comfy = med["ours"] / base, med["ComfyUI ControlNet"] / base
     cn_ours, cn_comfy = med["ours"] - base, med["ComfyUI ControlNet"] - base
     if cn_comfy > 0:
@@ -708,6 +779,11 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
             f"ControlNet cost per step with the negative rows skipped ({GUESS}), / ours with both sides: "
             f"{(med[GUESS] - base) / cn_ours:.2f}"
         )
+        if DYNAMIC in med:
+            print(
+                f"ControlNet cost per step with ComfyUI's CoreModelPatcher ({DYNAMIC}), / ours with ModelPatcher: "
+                f"{(med[DYNAMIC] - base) / cn_ours:.2f}"
+            )
     off = off_target(opts, size, TARGET_SIZE["sd15"])
     report.off_target["sampling"] = off
     print(
@@ -720,6 +796,13 @@ def sampling_section(comfy: Any, root: Path, size: int, opts: Options, report: R
             f"{memory_verdict('ours', 'ComfyUI ControlNet', peaks, reserved)}; two ControlNets: "
             f"{memory_verdict('ours x2', 'ComfyUI ControlNet x2', peaks, reserved)}"
         )
+        if in_use:
+            print(
+                "GPU memory in use (the driver's view), ours vs ComfyUI's path: "
+                f"{device_verdict('ours', 'ComfyUI ControlNet', in_use)}; two ControlNets: "
+                f"{device_verdict('ours x2', 'ComfyUI ControlNet x2', in_use)}"
+                + (f"; {DYNAMIC}: {device_verdict(DYNAMIC, 'ComfyUI ControlNet', in_use)}" if DYNAMIC in in_use else "")
+            )
     else:
         print("target: peak memory with ours <= ComfyUI's path: n/a (CPU)")
     if "ours graph" in med:
@@ -772,6 +855,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also time ours under torch.compile with this backend (inductor: fused kernels, on CUDA also with "
         "CUDA graphs; eager: tracing only, to check the wiring); compiling takes a minute or more per model",
     )
+    p.add_argument(
+        "--comfy-dynamic-vram",
+        choices=DV.MODES,
+        default="auto",
+        help="ComfyUI's dynamic VRAM in the sampling part: auto = on where a ComfyUI server would turn it on "
+        "(ComfyUI 0.12+, NVIDIA GPU, PyTorch 2.8+, comfy-aimdo installed), also timing ours with ComfyUI's "
+        "CoreModelPatcher; off = ComfyUI's classic ModelPatcher",
+    )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     return p.parse_args(argv)
@@ -798,6 +889,7 @@ def main(argv: list[str] | None = None) -> Report:
         seed=args.seed,
         variants=args.variants == "all" or (args.variants == "auto" and cuda),
         compile=args.compile,
+        dynamic_vram=args.comfy_dynamic_vram,
     )
     size = args.size or (512 if cuda else 64)
     xl_size = args.xl_size if args.xl_size is not None else (1024 if cuda else 128)
@@ -897,10 +989,13 @@ def print_summary(report: Report, opts: Options) -> None:
             f"  {'step with ours / UNet-only step':<40} {'<= 1.15x':<10} {r:.3f}x (ComfyUI here {rc:.3f}x, anchor 1.47x)  "
             f"{verdict(r <= TARGET_STEP_RATIO, off)}"
         )
-        if "ours graph" in report.step_ms:
-            rg = report.step_ms["ours graph"] / base
-            label = "step with ours / UNet-only, CUDA graphs"
-            print(f"  {label:<40} {'<= 1.15x':<10} {rg:.3f}x  {verdict(rg <= TARGET_STEP_RATIO, off)}")
+        for variant, label in (
+            ("ours graph", "step with ours / UNet-only, CUDA graphs"),
+            (DYNAMIC, "step with ours / UNet-only, CoreModelPatcher"),
+        ):
+            if variant in report.step_ms:
+                rv = report.step_ms[variant] / base
+                print(f"  {label:<40} {'<= 1.15x':<10} {rv:.3f}x  {verdict(rv <= TARGET_STEP_RATIO, off)}")
         if report.peak_mib:
             for variant, theirs, label in (
                 ("ours", "ComfyUI ControlNet", "peak memory, ours vs ComfyUI path"),
@@ -910,6 +1005,14 @@ def print_summary(report: Report, opts: Options) -> None:
             ):
                 if variant in report.peak_mib:
                     text = memory_verdict(variant, theirs, report.peak_mib, report.reserved_mib)
+                    print(f"  {label:<40} {'<= ComfyUI':<10} {text}")
+            for variant, theirs, label in (
+                ("ours", "ComfyUI ControlNet", "GPU memory in use, ours vs ComfyUI path"),
+                ("ours x2", "ComfyUI ControlNet x2", "GPU memory in use, two ControlNets"),
+                (DYNAMIC, "ComfyUI ControlNet", "GPU memory in use, CoreModelPatcher"),
+            ):
+                if variant in report.device_mib:
+                    text = device_verdict(variant, theirs, report.device_mib)
                     print(f"  {label:<40} {'<= ComfyUI':<10} {text}")
         else:
             print(f"  {'peak memory, ours vs ComfyUI path':<40} {'<= ComfyUI':<10} n/a (CPU)")
