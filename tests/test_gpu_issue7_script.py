@@ -47,7 +47,7 @@ def _machine(tmp_path: Path, smi: bool = True, wheels: bool = True) -> tuple[Pat
     # only the stand-ins and the basic tools: no real python3 or nvidia-smi can be reached
     tools = tmp_path / "tools"
     tools.mkdir()
-    for tool in ("bash", "timeout", "mkdir", "ln", "ls", "tail", "cat", "env", "sleep"):
+    for tool in ("bash", "timeout", "mkdir", "ln", "ls", "tail", "cat", "env", "sleep", "rm", "tar", "gzip"):
         found = shutil.which(tool)
         assert found, tool
         (tools / tool).symlink_to(found)
@@ -89,14 +89,19 @@ def test_runs_every_step_in_order_with_its_arguments_and_returns_at_most_8_plain
     calls = _calls(env)
     assert _steps(calls) == [
         "pip", "pytest", "pytest", "bench/bench_speed.py", "bench/profile_forward.py", "bench/profile_forward.py",
-        "bench/bench_reuse.py", "bench/bench_speed.py",
+        "bench/bench_reuse.py", "bench/bench_speed.py", "bench/bench_speed.py",
     ]
-    pip, tests, tests_async, speed, sd15, sdxl, reuse, compiled = calls
+    pip, tests, tests_async, speed, sd15, sdxl, reuse, dynamic, compiled = calls
     assert "--no-index --no-deps" in pip and f"--target {env['SITE']}" in pip and ".whl/diffusers-0.42.1" in pip
     assert "-m gpu" in tests and tests.endswith("ALLOC=") and "ALLOC=backend:cudaMallocAsync" in tests_async
     for step in (tests, tests_async):
         assert "tests/unit/controlnet/test_graphs.py" in step and step.startswith("CALL -P -m pytest")
-    assert "--comfyui .comfy --runs 2 --xl-size 0" in speed
+    assert "--comfyui .comfy --runs 2 --comfy-dynamic-vram off --xl-size 0" in speed
+    # the sampling part again under ComfyUI's dynamic VRAM, its output after the first in speed.txt
+    assert "--comfyui .comfy --runs 2 --xl-size 0 --parts sampling --variants none --comfy-dynamic-vram auto" in dynamic
+    assert "== speed-dynamic (limit 150s)" in proc.stdout
+    text = (Path(env["OUT"]) / "speed.txt").read_text()
+    assert text.index("--comfy-dynamic-vram off") < text.index("== speed-dynamic") < text.index("fake python3 ran: -P bench/bench_speed.py --comfyui .comfy --runs 2 --xl-size 0 --parts sampling")
     assert "--family sd15 --channels-last" in sd15 and "--family sdxl --channels-last" in sdxl
     assert "bench/bench_reuse.py --steps 6" in reuse
     assert "--parts forward --xl-size 0 --compile inductor --no-diffusers --rounds 3 --calls 10" in compiled
@@ -124,7 +129,7 @@ def test_a_failing_step_is_reported_and_the_next_steps_still_run(tmp_path):
     assert proc.returncode == 1
     assert "== profile-sd15: exit 3" in proc.stdout and "Traceback: failed on purpose" in proc.stdout
     steps = _steps(_calls(env))
-    assert steps[-3:] == ["bench/profile_forward.py", "bench/bench_reuse.py", "bench/bench_speed.py"]
+    assert steps[-4:] == ["bench/profile_forward.py", "bench/bench_reuse.py", "bench/bench_speed.py", "bench/bench_speed.py"]
     assert "Traceback: failed on purpose" in (Path(env["OUT"]) / "profile-sd15.txt").read_text()
 
 
@@ -133,12 +138,19 @@ def test_the_compile_step_runs_only_with_two_minutes_of_the_call_left(tmp_path):
     proc = _run(repo, env, CALL_S="119")
     assert proc.returncode == 0
     assert "== compile: skipped" in proc.stdout and "of the call's 119s" in proc.stdout
-    assert _steps(_calls(env)).count("bench/bench_speed.py") == 1
+    limit = re.search(r"== speed-dynamic \(limit (\d+)s\)", proc.stdout)  # one minute is enough for it
+    assert limit and 109 <= int(limit.group(1)) <= 119  # the rest of the call, not more
+    assert _steps(_calls(env)).count("bench/bench_speed.py") == 2
     assert not (Path(env["OUT"]) / "compile.txt").exists()
     repo, env = _machine(tmp_path / "again")
     proc = _run(repo, env, CALL_S="400")
+    assert "== speed-dynamic (limit 150s)" in proc.stdout  # at most 150 s
     limit = re.search(r"== compile \(limit (\d+)s\)", proc.stdout)
     assert limit and 390 <= int(limit.group(1)) <= 400  # the rest of the call, not more
+    repo, env = _machine(tmp_path / "short")
+    proc = _run(repo, env, CALL_S="59")
+    assert "== speed-dynamic: skipped, " in proc.stdout and "of the call's 59s" in proc.stdout
+    assert _steps(_calls(env)).count("bench/bench_speed.py") == 1
 
 
 def test_runs_without_carried_wheels_and_without_nvidia_smi(tmp_path):
@@ -164,7 +176,31 @@ def test_comfyui_path_replaces_the_carried_tree(tmp_path):
     repo, env = _machine(tmp_path)
     _run(repo, env, CALL_S="100000", COMFYUI_PATH="/opt/ComfyUI")
     speeds = [c for c in _calls(env) if "bench/bench_speed.py" in c]
-    assert len(speeds) == 2 and all("--comfyui /opt/ComfyUI " in c for c in speeds)
+    assert len(speeds) == 3 and all("--comfyui /opt/ComfyUI " in c for c in speeds)
+
+
+def test_a_packed_comfyui_is_unpacked_and_used(tmp_path):
+    """bench/gpu_carry.sh packs ComfyUI as .comfy/ComfyUI.tar.gz: unpacked to COMFY_DIR, every ComfyUI step uses it;
+    one that does not unpack is reported and the rest still runs."""
+    repo, env = _machine(tmp_path)
+    tree = tmp_path / "tree"
+    (tree / "comfy").mkdir(parents=True)
+    (tree / "comfy" / "controlnet.py").write_text("# ComfyUI\n")
+    (repo / ".comfy").mkdir()
+    subprocess.run(["tar", "-C", str(tree), "-czf", str(repo / ".comfy" / "ComfyUI.tar.gz"), "."], check=True)
+    unpacked = tmp_path / "comfyui"
+    (unpacked / "stale").mkdir(parents=True)  # from an earlier call: replaced
+    proc = _run(repo, env, CALL_S="100000", COMFY_DIR=str(unpacked))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (unpacked / "comfy" / "controlnet.py").read_text() == "# ComfyUI\n" and not (unpacked / "stale").exists()
+    speeds = [c for c in _calls(env) if "bench/bench_speed.py" in c]
+    assert len(speeds) == 3 and all(f"--comfyui {unpacked} " in c for c in speeds)
+    repo, env = _machine(tmp_path / "broken")
+    (repo / ".comfy").mkdir()
+    (repo / ".comfy" / "ComfyUI.tar.gz").write_bytes(b"not a tar file")
+    proc = _run(repo, env, CALL_S="0", COMFY_DIR=str(tmp_path / "broken-comfyui"))
+    assert proc.returncode == 1 and "unpacking the carried ComfyUI (.comfy/ComfyUI.tar.gz) failed" in proc.stdout
+    assert _steps(_calls(env))[-1] == "bench/bench_reuse.py"  # every step still ran
 
 
 def test_the_step_limits_add_up_to_less_than_a_device_call():
