@@ -22,6 +22,9 @@ STEP = {"UNet only": 10.0, "ComfyUI ControlNet": 10.5, "ours": 10.2, "ComfyUI Co
         G: 10.1, "ours graph": 10.05, "ours graph x2": 10.1}
 PEAK = {"UNet only": 50.0, "ComfyUI ControlNet": 100.0, "ours": 90.0, "ComfyUI ControlNet x2": 200.0, "ours x2": 210.0,
         G: 80.0, "ours graph": 150.0, "ours graph x2": 300.0}
+# GPU memory in use (the driver's view) at a run's last step end, above its start
+IN_USE = {"UNet only": 30.0, "ComfyUI ControlNet": 70.0, "ours": 60.0, "ComfyUI ControlNet x2": 140.0, "ours x2": 150.0,
+          G: 55.0, "ours graph": 65.0, "ours graph x2": 130.0}
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +44,15 @@ def run(comfy):
         return fn
 
     real_median = bench_speed.C.median
+    reads = [0]
+
+    def device_used(device):
+        """Read at each run's start and its 3 step ends; in the timed runs it rises to the variant's figure."""
+        run_index, k = divmod(reads[0], 4)
+        reads[0] += 1
+        j = run_index - (len(order) + 1)
+        return 1000.0 + (IN_USE[order[j]] * k / 3 if j >= 0 else 0.0)
+
     # what reaches ComfyUI's sampler: the conditioning tensors' shapes
     module, why = bench_speed.C.import_comfy(comfy.path, torch.device("cpu"))
     assert module is not None, why
@@ -65,6 +77,7 @@ def run(comfy):
     mp.setattr(bench_speed, "peak_memory_mib", stand_in("peak", PEAK, 0.0))
     mp.setattr(bench_speed, "peak_reserved_mib", stand_in("held", PEAK, 20.0))
     mp.setattr(bench_speed.C, "median", stand_in("median", STEP, 0.0))
+    mp.setattr(bench_speed.DV, "device_used_mib", device_used)
     mp.setattr(bench_speed, "off_target", lambda opts, size, target: "")
     buf = io.StringIO()
     threads = torch.get_num_threads()
@@ -82,6 +95,7 @@ def test_peaks_are_recorded_per_variant(run):
     report, out, _, _, _ = run
     assert report.peak_mib == PEAK and report.reserved_mib == {k: v + 20 for k, v in PEAK.items()}, out
     assert report.step_ms == STEP
+    assert report.device_mib == IN_USE
 
 
 def test_memory_verdicts_compare_ours_with_comfyuis_path(run):
@@ -94,6 +108,11 @@ def test_memory_verdicts_compare_ours_with_comfyuis_path(run):
                         ("CUDA graphs", "150 vs 100 MiB allocated, 170 vs 120 MiB reserved  MISS"),
                         ("CUDA graphs x2", "300 vs 200 MiB allocated, 320 vs 220 MiB reserved  MISS")):
         assert re.search(rf"peak memory, {label} +<= ComfyUI {text}", out), (label, out)
+    assert ("GPU memory in use (the driver's view), ours vs ComfyUI's path: 60 vs 70 MiB in use  PASS; "
+            "two ControlNets: 150 vs 140 MiB in use  MISS") in out
+    for label, text in (("ours vs ComfyUI path", "60 vs 70 MiB in use  PASS"),
+                        ("two ControlNets", "150 vs 140 MiB in use  MISS")):
+        assert re.search(rf"GPU memory in use, {label} +<= ComfyUI {text}", out), (label, out)
 
 
 def test_step_ratios(run):
@@ -105,9 +124,9 @@ def test_step_ratios(run):
     assert re.search(r"step with ours / UNet-only step +<= 1.15x +1.020x \(ComfyUI here 1.050x, anchor 1.47x\)  PASS", out)
     assert re.search(r"step with ours / UNet-only, CUDA graphs +<= 1.15x +1.005x  PASS", out)
     rows = {m.group(1).strip(): m.groups()[1:] for m in
-            re.finditer(r"^(.{22}) +([\d.]+) +([\d.]+)x +(-?[\d.]+) +[\d.]+ +(\S+) +(\S+)$", out, re.M)}
-    assert rows["ours"] == ("10.20", "1.020", "0.20", "90", "110"), out
-    assert rows["ComfyUI ControlNet x2"] == ("11.00", "1.100", "1.00", "200", "220"), out
+            re.finditer(r"^(.{22}) +([\d.]+) +([\d.]+)x +(-?[\d.]+) +[\d.]+ +(\S+) +(\S+) +(\S+)$", out, re.M)}
+    assert rows["ours"] == ("10.20", "1.020", "0.20", "90", "110", "60"), out
+    assert rows["ComfyUI ControlNet x2"] == ("11.00", "1.100", "1.00", "200", "220", "140"), out
 
 
 def test_every_sampled_comparison_has_a_control_effect(run):
