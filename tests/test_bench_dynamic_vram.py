@@ -25,11 +25,14 @@ class ModelPatcherDynamic(ModelPatcher):
 
 
 class FakeAimdo:
-    """comfy_aimdo.control: records the calls; ``init`` and ``init_devices`` answer as told."""
+    """comfy_aimdo.control: records the calls; ``init`` and ``init_devices`` answer as the test sets (``init_answer``
+    may be an exception to raise; ``signature`` the comfy-aimdo version whose ``init`` keywords are taken;
+    ``indices_only``: ``init_devices`` refuses (index, headroom) pairs, as 0.4.9 does)."""
 
-    def __init__(self, init=True, ready=True, indices_only=False, init_signature="0.4.13"):
+    def __init__(self):
         self.calls: list[tuple[str, object]] = []
-        self.init_answer, self.ready, self.indices_only, self.signature = init, ready, indices_only, init_signature
+        self.init_answer: object = True
+        self.ready, self.indices_only, self.signature = True, False, "0.4.13"
 
     def init(self, **kwargs):
         self.calls.append(("init", kwargs))
@@ -116,7 +119,7 @@ def test_off_when_asked(comfy):
     _stays_off(comfy, line, "--comfy-dynamic-vram off")
 
 
-def test_off_where_comfyui_keeps_its_classic_patcher(comfy, monkeypatch):
+def test_off_where_comfyui_keeps_its_classic_patcher(comfy):
     on, line = DV.enable(comfy.package, torch.device("cpu"))
     assert not on
     _stays_off(comfy, line, "CPU")
