@@ -35,16 +35,11 @@ def _comfy(tmp_path: Path) -> Path:
     return src
 
 
-def _packed(repo: Path) -> set[str]:
-    """The files (not folders) in .comfy/ComfyUI.tar.gz; asserts it is the only thing in .comfy."""
+def _packed(repo: Path, folders: bool = False) -> set[str]:
+    """The files (or with ``folders``, the folders) in .comfy/ComfyUI.tar.gz; asserts it is all .comfy holds."""
     assert [p.name for p in (repo / ".comfy").iterdir()] == ["ComfyUI.tar.gz"]
     with tarfile.open(repo / ".comfy" / "ComfyUI.tar.gz") as tar:
-        return {m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()}
-
-
-def _folders(repo: Path) -> set[str]:
-    with tarfile.open(repo / ".comfy" / "ComfyUI.tar.gz") as tar:
-        return {m.name.removeprefix("./") for m in tar.getmembers() if m.isdir()}
+        return {m.name.removeprefix("./") for m in tar.getmembers() if (m.isdir() if folders else m.isfile())}
 
 
 def _fake_pip(tmp_path: Path) -> str:
@@ -74,7 +69,7 @@ def test_copies_the_python_tree_and_fetches_the_wheels(tmp_path):
     proc = _run(repo, str(src), pip=_fake_pip(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert _packed(repo) == {"comfy/controlnet.py", "comfy/vocab.json", "nodes.py", "comfy_extras/n.py"}
-    assert {"models", "custom_nodes", "input", "output", "temp"} <= _folders(repo)  # empty, as ComfyUI wants them
+    assert {"models", "custom_nodes", "input", "output", "temp"} <= _packed(repo, folders=True)  # empty, as ComfyUI wants them
     assert sorted(p.name for p in (repo / ".whl").iterdir()) == [
         "av.whl", "diffusers.whl", "importlib_metadata.whl", "torchsde.whl", "trampoline.whl", "zipp.whl"
     ]
