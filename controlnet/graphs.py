@@ -255,12 +255,14 @@ class GraphedControlNet:
         y: torch.Tensor | None,
         encoded_hint: torch.Tensor,
         needed: Sequence[bool] | None = None,
+        shared: Sequence[int] | None = None,
     ) -> Outputs:
         """The residuals (middle last), as the network's forward with ``encoded_hint`` would give them.
 
         Args:
             x: ``(N, C, h, w)`` UNet input; timesteps ``(N,)``; context ``(N, S, D)``; y ``(N, A)`` or ``None``;
-                encoded_hint ``(N or 1, model_channels, h, w)``; needed: one flag per residual or ``None``.
+                encoded_hint ``(N or 1, model_channels, h, w)``; needed: one flag per residual or ``None``;
+                shared: per row, the first row with the same inputs, or ``None`` (the network's ``shared``).
 
         Returns:
             One tensor per residual (``None`` where not needed). When recorded these are the static
@@ -268,19 +270,20 @@ class GraphedControlNet:
         """
         inputs: Inputs = (x, timesteps, context, y, encoded_hint)
         flags = None if needed is None else tuple(bool(f) for f in needed)
+        rows = None if shared is None else tuple(shared)
         if self.rerecords <= self.max_rerecords:
             self._drop_if_weights_changed()
         if self.rerecords > self.max_rerecords:
-            return self._eager(inputs, flags)
+            return self._eager(inputs, flags, rows)
         # inference mode is part of the layout: static buffers made under it cannot be written outside it
-        key = (tuple(_signature(t) for t in inputs), flags, torch.is_inference_mode_enabled())
+        key = (tuple(_signature(t) for t in inputs), flags, rows, torch.is_inference_mode_enabled())
         layout = self._layouts.get(key)
         if layout is None:
-            layout, outputs = self._record(key, inputs, flags)
+            layout, outputs = self._record(key, inputs, flags, rows)
             if outputs is not None:
                 return outputs
         if layout.captured is None:
-            return self._eager(inputs, flags)
+            return self._eager(inputs, flags, rows)
         for dst, src in zip(layout.static, inputs):
             if dst is not None and src is not None:
                 dst.copy_(src)
@@ -288,13 +291,13 @@ class GraphedControlNet:
         self.replays += 1
         return layout.captured.outputs
 
-    def _eager(self, inputs: Inputs, flags: tuple[bool, ...] | None) -> Outputs:
+    def _eager(self, inputs: Inputs, flags: tuple[bool, ...] | None, rows: tuple[int, ...] | None) -> Outputs:
         self.eager_calls += 1
         x, timesteps, context, y, enc = inputs
-        return self.network(x, None, timesteps, context, y, encoded_hint=enc, needed=flags).as_list()
+        return self.network(x, None, timesteps, context, y, encoded_hint=enc, needed=flags, shared=rows).as_list()
 
     def _record(
-        self, key: Hashable, inputs: Inputs, flags: tuple[bool, ...] | None
+        self, key: Hashable, inputs: Inputs, flags: tuple[bool, ...] | None, rows: tuple[int, ...] | None
     ) -> tuple[_Layout, Outputs | None]:
         """Record a new layout; returns it and, when recording produced them, this call's outputs."""
         eager = _Layout((), None)
@@ -314,7 +317,7 @@ class GraphedControlNet:
         sx, st, sctx, sy, senc = static
 
         def forward() -> Outputs:
-            return self.network(sx, None, st, sctx, sy, encoded_hint=senc, needed=flags).as_list()
+            return self.network(sx, None, st, sctx, sy, encoded_hint=senc, needed=flags, shared=rows).as_list()
 
         try:
             captured = self.backend.capture(forward, inputs[0].device, self._pool)

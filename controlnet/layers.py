@@ -8,6 +8,7 @@ Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -68,6 +69,37 @@ class Sequence(nn.Sequential):
             else:
                 x = layer(x)
         return x
+
+    def forward_shared(
+        self,
+        x: torch.Tensor,
+        emb: torch.Tensor,
+        emb_all: torch.Tensor,
+        context: torch.Tensor | None,
+        spread: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, bool]:
+        """:meth:`forward` with ``x`` holding one row per group of equal rows, until the first text-reading layer.
+
+        Layers before the first transformer block run on those rows (``emb`` is theirs, so it must depend on the
+        timestep alone); that block's self-attention too, and ``spread`` then rebuilds the whole batch
+        (``(n_shared, ...)`` -> ``(n, ...)``) before its cross-attention; later layers get ``emb_all``.
+
+        Returns:
+            The output, and whether it holds the whole batch (``False``: still the shared rows, no layer read the
+            text).
+        """
+        spread_done = False
+        for layer in self:
+            if spread_done:
+                x = layer(x, emb_all, context) if isinstance(layer, (TimestepBlock, SpatialTransformer)) else layer(x)
+            elif isinstance(layer, SpatialTransformer) and len(layer.transformer_blocks):
+                x = layer(x, None, context, spread)
+                spread_done = True
+            elif isinstance(layer, (TimestepBlock, SpatialTransformer)):  # depth 0: norm and projections only
+                x = layer(x, emb, None)
+            else:
+                x = layer(x)
+        return x, spread_done
 
 
 class ResBlock(TimestepBlock):
@@ -183,8 +215,20 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = ops.LayerNorm(dim)
         self.norm3 = ops.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None,
+        spread: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``x`` ``(N, L, D)``, ``context`` ``(N', S, Dc)`` -> ``(N', L, D)``.
+
+        ``spread``: ``x`` holds one row per group of equal rows (``N < N'``); the self-attention runs on those and
+        ``spread`` rebuilds all ``N'`` rows before the cross-attention, the first layer that reads the text.
+        """
         x = x + self.attn1(self.norm1(x))
+        if spread is not None:
+            x = spread(x)
         x = x + self.attn2(self.norm2(x), context)
         return x + self.ff(self.norm3(x))
 
@@ -215,17 +259,25 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out: nn.Module = ops.Linear(inner, channels) if use_linear else ops.Conv2d(inner, channels, 1)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None) -> torch.Tensor:
-        n, c, h, w = x.shape
-        x_in = x
+    def forward(
+        self,
+        x: torch.Tensor,
+        emb: torch.Tensor | None,
+        context: torch.Tensor | None,
+        spread: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``spread``: ``x`` holds one row per group of equal rows; the first block rebuilds the whole batch after its
+        self-attention (:meth:`BasicTransformerBlock.forward`), and so is the input added back at the end."""
+        x_in = x if spread is None else spread(x)
+        n, c, h, w = x_in.shape
         x = self.norm(x)
         if not self.use_linear:
             x = self.proj_in(x)
         x = x.flatten(2).transpose(1, 2)  # (N, H*W, inner)
         if self.use_linear:
             x = self.proj_in(x)
-        for block in self.transformer_blocks:
-            x = block(x, context)
+        for k, block in enumerate(self.transformer_blocks):
+            x = block(x, context, spread if k == 0 else None)
         if self.use_linear:
             x = self.proj_out(x)
         x = x.transpose(1, 2).reshape(n, -1, h, w)

@@ -7,6 +7,7 @@ middle block feed a zero-initialised 1x1 convolution whose output is one residua
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from typing import cast
 
@@ -18,6 +19,7 @@ from .config import ControlNetConfig
 from .errors import ConfigError, HintError, InputError
 from .layers import Downsample, Ops, ResBlock, Sequence, SpatialTransformer, timestep_embedding, zero_module
 from .residuals import ControlResiduals
+from .rows import check_shared, repeat_rows, shared_layout, take_rows
 
 HINT_DOWNSCALE = 8
 HINT_ENCODE_ROWS = 16
@@ -174,6 +176,7 @@ class ControlNet(nn.Module):
         *,
         encoded_hint: torch.Tensor | None = None,
         needed: Seq[bool] | None = None,
+        shared: Seq[int] | None = None,
     ) -> ControlResiduals:
         """Compute the residuals.
 
@@ -188,6 +191,12 @@ class ControlNet(nn.Module):
             needed: one flag per residual (middle last); a ``False`` entry is not computed and comes back
                 as ``None``: its zero conv is skipped, and so are the blocks after the last needed
                 residual (the middle block too when the middle residual is not needed). ``None``: all.
+            shared: per row, the first row whose ``x``, ``timesteps`` and hint rows equal its own (ComfyUI's cond
+                and uncond chunks of one call, whose rows differ only in ``context``). The layers before the first
+                one that reads ``context`` (the hint's block, the first ResBlock, the first self-attention) then
+                run once per group and their output is repeated: the same residuals with less work. The caller
+                vouches for the equality; it is not checked on the device. Ignored with ``y`` (SDXL's label differs
+                per row, and the embedding every ResBlock reads with it). ``None``: every row is computed.
 
         Returns:
             :class:`ControlResiduals` in the model's dtype: ``num_input_blocks`` skip residuals and one
@@ -226,6 +235,11 @@ class ControlNet(nn.Module):
                 f"needed has {len(needed)} flags but this {cfg.family.label} ControlNet has {cfg.num_residuals} "
                 "residuals: give one per input block and one for the middle block, middle last."
             )
+        if shared is not None and (why := check_shared(shared, x.shape[0])) is not None:
+            raise InputError(
+                f"shared must give, for each row, the first row with the same inputs; {why}. Pass None to compute "
+                "every row."
+            )
         if encoded_hint.shape[0] not in (1, x.shape[0]):
             raise HintError(
                 f"hint batch {encoded_hint.shape[0]} fits no latent batch of {x.shape[0]}; use "
@@ -248,17 +262,40 @@ class ControlNet(nn.Module):
         context = context.to(dtype)
         h = x.to(dtype)
         n_in = len(self.input_blocks)
+        layout = shared_layout(shared) if shared is not None and y is None else None
+        spread: Callable[[torch.Tensor], torch.Tensor] | None = None  # set while h holds one row per group
+        emb_all = emb
+        if layout is not None:
+            take, back = layout
+            h, emb = take_rows(h, take), take_rows(emb, take)
+            if encoded_hint.shape[0] != 1:
+                encoded_hint = take_rows(encoded_hint, take)
+
+            def spread(t: torch.Tensor) -> torch.Tensor:
+                return repeat_rows(t, back)
+
         pending: torch.Tensor | None = encoded_hint  # added after the first block, then freed
         del encoded_hint
         for i in range(min(last + 1, n_in)):
-            h = self.input_blocks[i](h, emb, context)
+            if spread is None:
+                h = self.input_blocks[i](h, emb, context)
+            else:
+                h, whole = cast(Sequence, self.input_blocks[i]).forward_shared(h, emb, emb_all, context, spread)
+                if whole:
+                    spread, emb = None, emb_all
             if pending is not None:
                 h = h + pending.to(dtype)
                 pending = None  # not needed again: freed now if this call encoded it
             if want[i]:
-                outs[i] = cast(nn.Sequential, self.zero_convs[i])[0](h)
+                out = cast(nn.Sequential, self.zero_convs[i])[0](h)
+                outs[i] = out if spread is None else spread(out)
         if want[n_in]:
-            h = self.middle_block(h, emb, context)
+            if spread is None:
+                h = self.middle_block(h, emb, context)
+            else:
+                h, whole = self.middle_block.forward_shared(h, emb, emb_all, context, spread)
+                if not whole:
+                    h = spread(h)
             outs[n_in] = self.middle_block_out[0](h)
         if cfg.global_average_pooling:
             outs = [None if o is None else o.mean(dim=(2, 3), keepdim=True).expand_as(o).contiguous() for o in outs]

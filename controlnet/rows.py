@@ -1,12 +1,19 @@
-"""Running a ControlNet on some rows of a model batch only: the rows whose control is weighted zero are skipped.
+"""Running a ControlNet on some rows of a model batch only, decided on the host (nothing here reads the device).
 
-ComfyUI batches cond and uncond chunks into one model call; when the negative rows' control is weighted zero
-("ControlNet is more important", ``uncond_multiplier`` 0) their residuals are zeros, so the network runs on the
-other rows and the residuals are spread back to the whole batch with zeros in between. Rows come in runs (one
-per chunk), so taking them is a view for one run and one copy for several; nothing here reads the device.
+Skipped rows: ComfyUI batches cond and uncond chunks into one model call; when the negative rows' control is
+weighted zero ("ControlNet is more important", ``uncond_multiplier`` 0) their residuals are zeros, so the network
+runs on the other rows and the residuals are spread back to the whole batch with zeros in between. Rows come in
+runs (one per chunk), so taking them is a view for one run and one copy for several.
+
+Shared rows: the chunks of one ComfyUI call sample the same latent at the same timestep with the same hint, and
+differ only in their text. Rows whose network inputs are equal share the part of the forward that reads nothing
+else (:func:`shared_layout`, :func:`repeat_rows`); the caller says which rows are equal (:func:`first_equal`).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,3 +66,84 @@ def spread_rows(t: torch.Tensor, runs: Runs, n: int) -> torch.Tensor:
         out[start:stop] = t[offset : offset + stop - start]
         offset += stop - start
     return out
+
+
+Pieces = tuple[tuple[int, int], ...]
+"""Row ranges ``(start, stop)`` of a smaller batch, in output order; a range may repeat (see :func:`repeat_rows`)."""
+
+
+def first_equal(keys: Sequence[Hashable | None]) -> tuple[int, ...]:
+    """Per row, the index of the first row with the same key; a ``None`` key (unknown) matches no other row.
+
+    E.g. ``(a, a)`` -> ``(0, 0)``; ``(a, b, a, b)`` -> ``(0, 1, 0, 1)``; ``(None, None)`` -> ``(0, 1)``.
+    """
+    first: dict[Hashable, int] = {}
+    out = []
+    for i, key in enumerate(keys):
+        out.append(i if key is None else first.setdefault(key, i))
+    return tuple(out)
+
+
+def check_shared(shared: Sequence[int], n: int) -> str | None:
+    """Why ``shared`` cannot describe a batch of ``n`` rows (``None`` if it can).
+
+    ``shared[r]`` must be an int in ``0..r`` naming a row that names itself: the first row of its group.
+    """
+    if len(shared) != n:
+        return f"it has {len(shared)} entries for a batch of {n} rows"
+    for r, s in enumerate(shared):
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= r:
+            return f"entry {r} is {s!r}, not a row number from 0 to {r}"
+        if shared[s] != s:
+            return f"entry {r} names row {s}, which itself names row {shared[s]} (name the first row of the group)"
+    return None
+
+
+def shared_layout(shared: Sequence[int]) -> tuple[Runs, Pieces] | None:
+    """How to compute a batch once per group of equal rows and rebuild it; ``None`` when no two rows are equal.
+
+    Args:
+        shared: per row, the first row whose inputs it repeats (as :func:`first_equal` gives; checked with
+            :func:`check_shared`).
+
+    Returns:
+        ``(take, back)``: ``take`` the runs of first rows (pass to :func:`take_rows`), ``back`` the pieces of the
+        taken rows that rebuild all rows in order (pass to :func:`repeat_rows`). E.g. ``(0, 1, 0, 1)`` ->
+        ``(((0, 2),), ((0, 2), (0, 2)))``.
+    """
+    firsts = [r for r, s in enumerate(shared) if s == r]
+    if len(firsts) == len(shared):
+        return None
+    at = {r: k for k, r in enumerate(firsts)}
+    return _ranges(firsts), _ranges([at[s] for s in shared])
+
+
+def _ranges(index: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Consecutive ascending stretches of ``index`` as ``(start, stop)`` ranges, e.g. ``(0, 1, 0, 1)`` -> ``((0, 2), (0, 2))``."""
+    out: list[tuple[int, int]] = []
+    for i in index:
+        if out and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return tuple(out)
+
+
+def repeat_rows(t: torch.Tensor, back: Pieces) -> torch.Tensor:
+    """The rows of ``(kept, ...)`` ``t`` at ``back`` (one :func:`shared_layout` result) as one new ``(n, ...)`` tensor.
+
+    Always a new tensor, never a view of ``t``: callers scale residuals in place. It keeps ``t``'s memory layout
+    when rows are ``t``'s outermost dimension (a token sequence that is a transposed view of an image, a
+    channels-last image), so the layers after it see the strides they would without sharing: a layout changed
+    here would follow through the rest of the network (on the CPU every convolution then repacks its weights).
+    """
+    n = sum(stop - start for start, stop in back)
+    row = torch.empty_like(t[:1])  # t's layout when it is dense (contiguous strides otherwise)
+    if t.dim() and row.stride(0) == math.prod(t.shape[1:]):
+        out = torch.empty_strided((n, *t.shape[1:]), row.stride(), dtype=t.dtype, device=t.device)
+        at = 0
+        for start, stop in back:
+            out[at : at + stop - start].copy_(t[start:stop])
+            at += stop - start
+        return out
+    return torch.cat([t[start:stop] for start, stop in back])

@@ -13,6 +13,7 @@ from ..controlnet.weights import ControlWeights
 from ._host import image_to_hint, log, mask_batch, unconverted
 from .control import AffordanceControl
 from .negative_rows import mark
+from .row_places import mark_places
 from .weights import SCHEDULE_TYPE, WEIGHTS_TYPE
 
 MAX_STRENGTH = 10.0  # the strength widget's maximum; a linked value may be negative, down to -MAX_STRENGTH
@@ -39,11 +40,12 @@ def _attach(conditioning: list, make: Any, cache: dict, negative: bool | None) -
 
     One control object per distinct previous control, shared by positive and negative, so ComfyUI can
     batch cond and uncond in one model call. ``negative`` (our ControlNets only, else ``None``) marks each
-    entry with the input it came through, so our control finds the negative rows whatever the guider.
+    entry with the input it came through, so our control finds the negative rows whatever the guider, and with
+    a place that ComfyUI fills in per chunk, so our control finds the rows holding the same inputs (:mod:`.row_places`).
     """
     out = []
     for tensor, options in conditioning:
-        d = options.copy() if negative is None else mark(options, negative)
+        d = options.copy() if negative is None else mark_places(mark(options, negative))
         prev = d.get("control")
         if prev is not None and not callable(getattr(prev, "get_control", None)):
             raise InputError(
@@ -85,7 +87,8 @@ def apply_control(
     Returns:
         New ``(positive, negative)`` lists; the inputs are never modified. With our ControlNets each entry is also
         marked with the input it came through (:mod:`.negative_rows`), so the uncond settings find the negative
-        whatever order a guider calls the model in.
+        whatever order a guider calls the model in, and with its place (:mod:`.row_places`), so cond and uncond
+        rows of one step share the layers that read no text.
 
     Raises:
         ScheduleError: a non-finite strength or a bad window. InputError: a control object of the wrong kind,

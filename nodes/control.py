@@ -26,10 +26,11 @@ from ..controlnet.graphs import GraphBackend, GraphedControlNet, Outputs
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for, window_batch
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
 from ..controlnet.reuse import ResidualCache, ReusePolicy, ReuseStats
-from ..controlnet.rows import kept_runs, spread_rows, take_rows
+from ..controlnet.rows import Runs, first_equal, kept_runs, spread_rows, take_rows
 from ..controlnet.schedule import ProgressMap, StrengthSchedule
 from ..controlnet.weights import ControlWeights
 from .negative_rows import row_flags
+from .row_places import row_places
 
 log = logging.getLogger("affordance.nodes")
 
@@ -665,6 +666,21 @@ class AffordanceControl:
             return self._mask_cache[key]
         return window_batch(self._mask_cache[key], frames, max(chunks, 1), "masks")
 
+    def _shared_rows(self, cond: dict, n: int, runs: Runs | None) -> tuple[int, ...] | None:
+        """For the rows the network runs on (``runs`` of the ``n``, or all), the first row holding the same inputs.
+
+        From the places ComfyUI gave our Apply node's entries (:mod:`.row_places`): rows at the same place of
+        chunks cropped alike sample the same latent at the same timestep with this control's hint. ``None`` when
+        no two rows share (or the places are unknown): the network computes every row.
+        """
+        places = row_places(cond, n)
+        if places is None:
+            return None
+        if runs is not None:
+            places = tuple(p for start, stop in runs for p in places[start:stop])
+        shared = first_equal(places)
+        return None if all(s == r for r, s in enumerate(shared)) else shared
+
     def _reused_or_computed(
         self,
         policy: ReusePolicy,
@@ -764,6 +780,7 @@ class AffordanceControl:
             runs = kept_runs(negatives)
             if not runs:
                 return prev  # a call of negative rows only (e.g. SelfAttentionGuidance's extra pass)
+        shared = self._shared_rows(cond, n, runs) if given is None and y is None else None
 
         def compute() -> list[torch.Tensor | None]:
             enc = self._encoded(x_noisy, dtype, n, batched_number, frames, given)
@@ -775,11 +792,11 @@ class AffordanceControl:
             x = sampling.calculate_input(ts, xs).to(dtype)
             timesteps = sampling.timestep(ts)
             if not self.cuda_graphs:
-                outs = net(x, None, timesteps, ctx, label, encoded_hint=enc, needed=needed).as_list()
+                outs = net(x, None, timesteps, ctx, label, encoded_hint=enc, needed=needed, shared=shared).as_list()
             else:
                 if self._graph is None:
                     self._graph = GraphedControlNet(net, self.graph_backend)
-                outs = self._graph(x, timesteps, ctx, label, enc, needed)
+                outs = self._graph(x, timesteps, ctx, label, enc, needed, shared)
                 if runs is None and self._lossy:  # a recording's outputs are overwritten by its next replay
                     return [None if o is None else o.clone() for o in outs]
             if runs is None:

@@ -14,6 +14,8 @@ from affordance.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from affordance.nodes.apply import apply_control
 from affordance.nodes.control import AffordanceControl
 from affordance.nodes.negative_rows import KEY as NEGATIVE_KEY
+from affordance.nodes.row_places import KEY as PLACE_KEY
+from affordance.nodes.row_places import RowPlaces
 from affordance.nodes.weights import ControlWeightsNode, StrengthScheduleNode
 
 
@@ -76,8 +78,11 @@ def test_entries_are_marked_with_the_input_they_came_through(control, image):
     neg[0][1]["model_conds"] = {"c_concat": "kept"}
     out_pos, out_neg = apply_control(pos, neg, control, image(), 1.0, 0.0, 1.0)
     assert [d["model_conds"][NEGATIVE_KEY].cond for _, d in out_pos] == [(False,), (False,)]
-    assert out_neg[0][1]["model_conds"] == {"c_concat": "kept", NEGATIVE_KEY: out_neg[0][1]["model_conds"][NEGATIVE_KEY]}
+    conds = out_neg[0][1]["model_conds"]
+    assert conds == {"c_concat": "kept", NEGATIVE_KEY: conds[NEGATIVE_KEY], PLACE_KEY: conds[PLACE_KEY]}
     assert out_neg[0][1]["model_conds"][NEGATIVE_KEY].cond == (True,)
+    # every entry is marked for its place too, which ComfyUI fills in per chunk
+    assert all(isinstance(d["model_conds"][PLACE_KEY], RowPlaces) for _, d in out_pos + out_neg)
     assert neg[0][1]["model_conds"] == {"c_concat": "kept"} and "model_conds" not in pos[0][1]
 
 

@@ -1,0 +1,90 @@
+"""Which rows of a model call hold the same ControlNet inputs, told to our control by ComfyUI itself.
+
+ComfyUI batches the cond and uncond chunks of one sampling step into one model call. Each chunk's rows are the
+step's latent (or the part of it an area conditioning crops), at the step's timestep, with our control's hint:
+rows at the same place of chunks cropped alike hold the same ControlNet inputs and differ only in their text. The
+ControlNet then computes the layers that read no text once for them (:func:`controlnet.rows.shared_layout`).
+
+Only ComfyUI knows each chunk's crop: it passes it to every ``model_conds`` entry as ``process_cond(area=...)``.
+Our Apply node adds a :class:`RowPlaces` entry to each conditioning entry it returns; ComfyUI keeps it through its
+conditioning nodes, makes one per chunk with the chunk's area (``process_cond``) and joins the chunks batched into
+one call (``concat``). The control finds one place per row in its ``cond`` argument, on the host: no device work,
+no sync. A row whose place is unknown (an entry not marked by our Apply node, a host that gives no area) shares
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+KEY = "affordance_place"
+"""The ``model_conds`` key (and the key of the joined places in a model call's ``cond``)."""
+
+_NOT_GIVEN = object()
+
+Place = tuple[Hashable, int] | None
+"""A row's place: the chunk's crop (``None`` for the whole latent, else ComfyUI's area) and the row's index within
+its chunk; ``None`` when unknown."""
+
+
+class RowPlaces:
+    """A ``model_conds`` entry: each row's place in the step's latent (see the module).
+
+    Follows ComfyUI's conds protocol (``process_cond``, ``can_concat``, ``concat``, ``size``) by duck typing, so it
+    needs no ComfyUI import, and holds host values only (ComfyUI moves tensors and slices them for context windows).
+    The entry an Apply node adds holds no rows: ComfyUI makes the rows of each chunk with ``process_cond``.
+    """
+
+    __slots__ = ("cond",)
+
+    def __init__(self, rows: tuple[Place, ...] = ()) -> None:
+        self.cond: tuple[Place, ...] = rows
+
+    def process_cond(self, batch_size: int, area: Any = _NOT_GIVEN, **kwargs: Any) -> RowPlaces:
+        """The entry for a chunk of ``batch_size`` rows cropped to ``area`` (ComfyUI's list, or ``None``)."""
+        crop = _crop(area)
+        if crop is _NOT_GIVEN:  # a host that does not say where its rows lie, or in terms we do not know
+            return RowPlaces((None,) * batch_size)
+        return RowPlaces(tuple((crop, j) for j in range(batch_size)))
+
+    def can_concat(self, other: object) -> bool:
+        """Any two entries join: the places never stop ComfyUI from batching cond and uncond together."""
+        return isinstance(other, RowPlaces)
+
+    def concat(self, others: list[RowPlaces]) -> tuple[Place, ...]:
+        """One place per row of the model call, chunks in ComfyUI's batch order."""
+        rows = self.cond
+        for o in others:
+            rows = rows + o.cond
+        return rows
+
+    def size(self) -> list[int]:
+        """The row count (ComfyUI's memory estimate asks every entry; unknown keys cost nothing there)."""
+        return [len(self.cond)]
+
+
+def _crop(area: Any) -> Hashable:
+    """``area`` as a hashable key (``None``: the whole latent), or ``_NOT_GIVEN`` when it is not a list of numbers."""
+    if area is None:
+        return None
+    if isinstance(area, (list, tuple)) and all(isinstance(a, (int, float)) for a in area):
+        return tuple(area)
+    return _NOT_GIVEN
+
+
+def mark_places(options: dict) -> dict:
+    """``options`` (a conditioning entry's, copied already) with a :class:`RowPlaces` entry in a new ``model_conds``."""
+    options["model_conds"] = {**options.get("model_conds", {}), KEY: RowPlaces()}
+    return options
+
+
+def row_places(cond: dict, n: int) -> tuple[Place, ...] | None:
+    """Each row's place for a model call of ``n`` rows, or ``None`` when the call's ``cond`` cannot say.
+
+    Places that do not cover the call (an entry batched in that did not come through our Apply node) are not used.
+    """
+    places = cond.get(KEY)
+    if isinstance(places, tuple) and len(places) == n:
+        return places
+    return None
