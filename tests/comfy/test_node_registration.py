@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 pytestmark = pytest.mark.comfy
 
@@ -154,11 +153,12 @@ def test_our_loader_output_works_with_comfyui_apply_node(
     assert effect > 50 * TOL
     assert diff <= TOL
 
-    # and our registered Apply node on the registered loader's output samples the same
+    # and our registered Apply node on the registered loader's output samples the same; its marks let the cond and
+    # uncond rows share the layers that read no text (computed once: equal up to rounding, not bit for bit)
     applier = registered["AST_ApplyControlNet"]
     with_our_apply = getattr(applier(), applier.FUNCTION)(*prompts, ours, image, 0.8, 0.0, 1.0)
     again = comfy_sample(fam.patcher, *with_our_apply, fam.latent(), steps=4)
-    assert torch.equal(again, mine)
+    assert record_sampling("registered AST loader + AST Apply vs + ComfyUI Apply", again, mine, effect) <= TOL
 
 
 def test_pooling_on_samples_like_comfyuis_loader_on_a_shuffle_name(

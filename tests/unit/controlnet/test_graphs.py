@@ -80,6 +80,25 @@ def test_needed_flags_are_part_of_the_layout(tiny_model, inputs, standin_graphs)
 
 
 @torch.no_grad()
+@torch.no_grad()
+def test_shared_rows_are_part_of_the_layout_and_reach_the_network(tiny_model, inputs, standin_graphs):
+    backend = standin_graphs()
+    runner = GraphedControlNet(tiny_model, backend)
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    x, t = x[:1].repeat(2, 1, 1, 1), t[:1].repeat(2)  # cond and uncond rows of one ComfyUI call
+    enc = tiny_model.encode_hint(hint[:1])
+    seen = []
+    tiny_model.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs.get("shared")), with_kwargs=True)
+    want = _eager(tiny_model, x, t, ctx, y, enc)
+    got = runner(x, t, ctx, y, enc, None, (0, 0))
+    for p, q in zip(got, want):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    runner(x, t, ctx, y, enc)
+    runner(x, t, ctx, y, enc, None, (0, 0))
+    assert backend.captures == 2 and runner.replays == 3
+    assert (0, 0) in seen[1:] and seen[1:].count(None) >= 1  # each recording ran the network with its own sharing
+
+
 @pytest.mark.parametrize("backend_args", [{"reason": "weights are offloaded"}, {"fail": "capture failed"}])
 def test_the_eager_fallback_skips_the_residuals_not_needed(tiny_model, inputs, standin_graphs, backend_args):
     """Graphs refused or failed: the eager forward still skips the residuals weighted zero (they come back as None,

@@ -1,11 +1,11 @@
-"""Taking some rows of a batch and spreading results back (the skipped rows' control is zero)."""
+"""Taking some rows of a batch and spreading results back (the skipped rows' control is zero); rows computed once per group of equal rows and repeated."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from affordance.controlnet.rows import kept_runs, spread_rows, take_rows
+from affordance.controlnet.rows import first_equal, kept_runs, repeat_rows, shared_layout, spread_rows, take_rows
 
 
 @pytest.mark.parametrize(
@@ -82,3 +82,64 @@ def test_runs_beyond_the_batch_are_refused_not_cropped(runs):
     losing rows without a word."""
     with pytest.raises(ValueError, match=r"reach beyond the 3 rows of the batch"):
         spread_rows(torch.tensor([[1.0], [2.0]]), runs, 3)
+
+
+@pytest.mark.parametrize(
+    ("keys", "first"),
+    [
+        (("a", "a"), (0, 0)),
+        (("a", "b", "a", "b"), (0, 1, 0, 1)),
+        ((None, None), (0, 1)),
+        (("a", None, "a", None), (0, 1, 0, 3)),
+        ((("area", 1), "whole", "whole", ("area", 1)), (0, 1, 1, 0)),
+    ],
+)
+def test_first_equal_names_each_rows_first_twin_and_unknown_rows_match_nothing(keys, first):
+    assert first_equal(keys) == first
+
+
+@pytest.mark.parametrize(
+    ("shared", "layout"),
+    [
+        ((0, 1), None),
+        ((0, 0), (((0, 1),), ((0, 1), (0, 1)))),
+        ((0, 1, 0, 1), (((0, 2),), ((0, 2), (0, 2)))),
+        ((0, 1, 0, 3), (((0, 2), (3, 4)), ((0, 2), (0, 1), (2, 3)))),
+        ((0, 1, 1, 0), (((0, 2),), ((0, 2), (1, 2), (0, 1)))),
+    ],
+)
+def test_shared_layout_takes_first_rows_and_rebuilds_the_batch_in_order(shared, layout):
+    assert shared_layout(shared) == layout
+    if layout is not None:
+        t = torch.arange(len(shared) * 3.0).view(len(shared), 3)
+        kept = take_rows(t, layout[0])
+        torch.testing.assert_close(repeat_rows(kept, layout[1]), t[list(shared)])
+
+
+def test_repeat_rows_is_a_new_tensor_even_for_one_piece():
+    t = torch.randn(2, 3)
+    out = repeat_rows(t, ((0, 2),))
+    assert out.data_ptr() != t.data_ptr()
+    out.mul_(0)
+    assert t.abs().sum() > 0
+
+
+@pytest.mark.parametrize("layout", ["tokens", "channels_last", "contiguous"])
+def test_repeat_rows_keeps_the_memory_layout(layout):
+    if layout == "tokens":  # a transformer's tokens: a transposed view of an image
+        t = torch.randn(1, 6, 4, 4).flatten(2).transpose(1, 2)
+    elif layout == "channels_last":
+        t = torch.randn(1, 6, 4, 4).contiguous(memory_format=torch.channels_last)
+    else:
+        t = torch.randn(1, 6, 4, 4)
+    out = repeat_rows(t, ((0, 1), (0, 1)))
+    assert out.stride() == t.stride()
+    torch.testing.assert_close(out, torch.cat([t, t]))
+
+
+def test_repeat_rows_of_a_view_with_gaps_is_contiguous_and_right():
+    base = torch.randn(2, 8, 8)
+    t = base[:, ::2, :]  # rows of 32 values spread over 64: no layout to keep
+    out = repeat_rows(t, ((1, 2), (0, 2)))
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, torch.cat([t[1:2], t]))
