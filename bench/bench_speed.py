@@ -2,10 +2,14 @@
 
 Every implementation gets the SAME seeded random weights (nothing is downloaded) and the same inputs.
 
-1. Forward cost per step (batch ``--batch`` = cond + uncond), SD1.5 at ``--size`` and SDXL at ``--xl-size``:
+1. Forward cost per step (batch ``--batch`` = cond + uncond), SD1.5 at ``--size`` and SDXL at ``--xl-size``.
+   The inputs are a CFG step's as ComfyUI batches them: the same latents, timesteps and hints in the cond and the
+   uncond half, each row its own text (and SDXL label):
 
-     ours          ``model(x, None, t, context, y, encoded_hint=...)``: the hint encoded once per run, as the
-                   sampler integration does
+     ours          ``model(x, None, t, context, y, encoded_hint=..., shared=...)``: the hint encoded once per
+                   run, and the layers before the first cross-attention run once for each cond/uncond pair, as
+                   the sampler integration does (SD1.x/2.x; SDXL's label differs per row, so nothing is shared)
+     ours all rows ours computing every row (SD1.x/2.x only): what the sharing saves
      comfyui       ``comfy.cldm.cldm.ControlNet`` built by ComfyUI's ``load_controlnet_state_dict``
      diffusers     ``diffusers.ControlNetModel`` (weights renamed by ``original_to_diffusers``)
      ... x2        two ControlNets (different weights) on the same latent, residuals summed: two of ours back
@@ -95,6 +99,7 @@ REL_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 # bf16 bounds are first guesses until a GPU run shows how far half-precision sampling drifts.
 GUESS = "ours more important"  # sampling variant: "ControlNet is more important" (negative rows skipped)
 GUESS_REFERENCE = "ours soft, positive only"
+ALL_ROWS = "ours all rows"  # forward variant: ours computing every row, the cond/uncond rows' twins too
 DYNAMIC = "ours dynamic"  # sampling variant under ComfyUI's dynamic VRAM: ours with ComfyUI's CoreModelPatcher
 SAMPLE_TOL = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
 CFG = 7.0
@@ -187,7 +192,17 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
         f"seeded random (made in {time.perf_counter() - t0:.1f} s)"
     )
     inp = C.make_inputs(config, opts.batch, size, dev, dtype, opts.seed + 1)
-    x, hint, t, ctx, y = inp["x"], inp["hint"], inp["t"], inp["context"], inp["y"]
+    x, t, hint, shared = cfg_step(inp["x"], inp["t"], inp["hint"], inp["y"])
+    ctx, y = inp["context"], inp["y"]
+    if shared is not None:
+        print(
+            f"inputs: one CFG step as ComfyUI batches it: {opts.batch // 2} latent(s) at one timestep with one hint in both "
+            "the cond and the uncond half, each row its own text; ours computes the layers before the first "
+            f"cross-attention once per latent (shared={shared}); 'ours all rows' computes every row"
+        )
+    else:
+        reason = "SDXL's label differs per row" if y is not None else "an odd batch is no cond/uncond pair"
+        print(f"inputs: every row computed by ours ({reason})")
 
     with torch.inference_mode():
         refs: list[Outputs] = []
@@ -204,15 +219,17 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
         single: dict[str, Callable[[], Outputs]] = {}
         double: dict[str, Callable[[], Outputs]] = {}
 
-        def run_ours(i: int) -> Outputs:
-            return ours[i](x, None, t, ctx, y, encoded_hint=encoded[i]).as_list()
+        def run_ours(i: int, rows: tuple[int, ...] | None = shared) -> Outputs:
+            return ours[i](x, None, t, ctx, y, encoded_hint=encoded[i], shared=rows).as_list()
 
         single["ours"] = lambda: run_ours(0)
+        if shared is not None:  # what sharing the cond and uncond rows saves
+            single[ALL_ROWS] = lambda: run_ours(0, None)
         double["ours x2"] = lambda: add(run_ours(0), run_ours(1))
         if opts.variants:  # candidates for the default, measured beside it (by default on CUDA only)
-            add_cuda_variants(config, ours, encoded, (x, t, ctx, y), single, double)
+            add_cuda_variants(config, ours, encoded, (x, t, ctx, y), shared, single, double)
         if opts.compile:  # fused kernels (normalisation + activation...) from torch.compile, when asked for
-            add_compiled_variants(ours[0], encoded[0], (x, t, ctx, y), opts, single, report, family)
+            add_compiled_variants(ours[0], encoded[0], (x, t, ctx, y), shared, opts, single, report, family)
 
         if comfy is not None:
             if opts.models == "tiny" and family == "sdxl":
@@ -341,6 +358,8 @@ def forward_section(family: str, size: int, opts: Options, comfy: Any, use_diffu
                 print(f"  {mine_name} vs {peer}: {fmt_ratio(med[mine_name], med[peer])}")
             else:
                 print(f"  {mine_name} vs {peer}: peer missing, no ratio")
+    if ALL_ROWS in med:
+        print(f"  ours vs {ALL_ROWS}: {fmt_ratio(med['ours'], med[ALL_ROWS])}")
     for (fam, name), limit in TARGET_MS.items():
         for variant in (name, *(name.replace("ours", f"ours {how}") for how in ("graph", "compiled", "compiled graph"))):
             if fam == family and variant in med:
@@ -355,6 +374,7 @@ def add_cuda_variants(
     ours: list[ControlNet],
     encoded: list[torch.Tensor],
     inputs: StepInputs,
+    shared: tuple[int, ...] | None,
     single: dict[str, Callable[[], Outputs]],
     double: dict[str, Callable[[], Outputs]],
 ) -> None:
@@ -369,7 +389,7 @@ def add_cuda_variants(
     graphs = [GraphedControlNet(ours[0]), GraphedControlNet(ours[1], own)]
 
     def replay(i: int) -> Outputs:  # every residual is asked for, so none is None
-        return cast(Outputs, graphs[i](x, t, ctx, y, encoded[i]))
+        return cast(Outputs, graphs[i](x, t, ctx, y, encoded[i], None, shared))
 
     single["ours graph"] = lambda: replay(0)
     double["ours graph x2"] = lambda: add(replay(0), replay(1))
@@ -377,8 +397,8 @@ def add_cuda_variants(
     cl_models = [copy_channels_last(m) for m in ours[:1]]
     x_cl, enc_cl = x.contiguous(memory_format=cl), encoded[0].contiguous(memory_format=cl)
     cl_graph = GraphedControlNet(cl_models[0])
-    single["ours cl"] = lambda: cl_models[0](x_cl, None, t, ctx, y, encoded_hint=enc_cl).as_list()
-    single["ours graph cl"] = lambda: cast(Outputs, cl_graph(x_cl, t, ctx, y, enc_cl))
+    single["ours cl"] = lambda: cl_models[0](x_cl, None, t, ctx, y, encoded_hint=enc_cl, shared=shared).as_list()
+    single["ours graph cl"] = lambda: cast(Outputs, cl_graph(x_cl, t, ctx, y, enc_cl, None, shared))
     if x.is_cuda:  # two ControlNets at once: the second on a side stream, joined before the sum
         side = torch.cuda.Stream(x.device)
 
@@ -394,8 +414,8 @@ def add_cuda_variants(
             return add(a, b)
 
         double["ours x2 streams"] = lambda: concurrently(
-            lambda: ours[0](x, None, t, ctx, y, encoded_hint=encoded[0]).as_list(),
-            lambda: ours[1](x, None, t, ctx, y, encoded_hint=encoded[1]).as_list(),
+            lambda: ours[0](x, None, t, ctx, y, encoded_hint=encoded[0], shared=shared).as_list(),
+            lambda: ours[1](x, None, t, ctx, y, encoded_hint=encoded[1], shared=shared).as_list(),
         )
         double["ours graph x2 streams"] = lambda: concurrently(
             lambda: replay(0),
@@ -408,6 +428,7 @@ def add_compiled_variants(
     model: torch.nn.Module,
     encoded: torch.Tensor,
     inputs: StepInputs,
+    shared: tuple[int, ...] | None,
     opts: Options,
     single: dict[str, Callable[[], Outputs]],
     report: Report,
@@ -431,7 +452,7 @@ def add_compiled_variants(
         compiled = torch.compile(copy.deepcopy(model), backend=backend, mode=mode, fullgraph=True)
 
         def run(c: Callable[..., Any] = compiled) -> Outputs:
-            return c(x, None, t, ctx, y, encoded_hint=encoded).as_list()
+            return c(x, None, t, ctx, y, encoded_hint=encoded, shared=shared).as_list()
 
         t0 = time.perf_counter()
         try:
@@ -445,6 +466,27 @@ def add_compiled_variants(
         how = f"backend {opts.compile}" + (f", mode {mode}" if mode else "")
         print(f"{name}: torch.compile ({how}) made and warmed up in {time.perf_counter() - t0:.1f} s (not timed below)")
         single[name] = run
+
+
+def cfg_step(
+    x: torch.Tensor, t: torch.Tensor, hint: torch.Tensor, y: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, ...] | None]:
+    """A CFG step's inputs as ComfyUI batches one: the first half's latents, timesteps and hints in both halves
+    (cond, then uncond), each row keeping its own text (and SDXL label). An odd batch is returned unchanged.
+
+    Returns:
+        ``x``, ``t``, ``hint`` and the ``shared`` our forward gets (each row's first twin), ``None`` for an odd
+        batch or with SDXL's label (which differs per row, so nothing is shared).
+    """
+    n = x.shape[0]
+    if n % 2:
+        return x, t, hint, None
+    per = n // 2
+
+    def twice(v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([v[:per], v[:per]])
+
+    return twice(x), twice(t), twice(hint), (None if y is not None else tuple(r % per for r in range(n)))
 
 
 def copy_channels_last(model: torch.nn.Module) -> torch.nn.Module:

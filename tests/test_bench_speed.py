@@ -49,8 +49,13 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys, keep_
         for name in names:
             assert report.forward_ms[family, name] > 0
             assert report.agree[f"{family} {name}"], out
-    rows = table_rows(out, names)
-    assert set(rows) == set(names) and all(len(v) == 2 for v in rows.values()), out  # one row per section
+    rows = table_rows(out, (*names, bench.ALL_ROWS))
+    assert set(rows) == {*names, bench.ALL_ROWS} and all(len(v) == 2 for n, v in rows.items() if n in names), out
+    # a CFG step's rows: SD1.5 shares the cond/uncond pair and times every row beside it; SDXL's label differs per row
+    assert len(rows[bench.ALL_ROWS]) == 1 and report.forward_ms["sd15", bench.ALL_ROWS] > 0
+    assert report.agree[f"sd15 {bench.ALL_ROWS}"] and ("sdxl", bench.ALL_ROWS) not in report.forward_ms
+    assert "each row its own text; ours computes the layers before the first cross-attention once per latent (shared=(0, 0))" in out
+    assert "inputs: every row computed by ours (SDXL's label differs per row)" in out
     assert "peer missing: comfyui: skipped (--no-comfyui)" in out
     assert "ours vs comfyui: peer missing, no ratio" in out
     if peers:
@@ -75,7 +80,7 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys, keep_
         for mine, peer, r in re.findall(r"^  (.+?) vs (.+?): ([\d.]+)x \(", section, flags=re.M):
             assert float(r) == pytest.approx(report.forward_ms[family, mine] / report.forward_ms[family, peer], abs=0.0051)
             checked += 1
-    assert checked == 4 * len(peers)  # ours and ours x2 against each peer, per family
+    assert checked == 4 * len(peers) + 1  # ours and ours x2 against each peer, per family; ours vs all rows (SD1.5)
 
 
 def test_ratio_wording(bench):
@@ -323,3 +328,14 @@ def test_hint_encoder_figure_is_milliseconds_per_call(bench, capsys, monkeypatch
     monkeypatch.setattr(ControlNet, "encode_hint", timed_encode)
     bench.main([*TINY_ARGS, "--calls", "2", "--xl-size", "0", "--no-comfyui", "--no-diffusers", "--threads", "1"])
     assert "ours hint encoder alone: 5.00 ms (paid once per sampling run, not per step)" in capsys.readouterr().out
+
+
+def test_cfg_step_repeats_the_first_half_and_names_each_rows_twin(bench):
+    x, t, hint = torch.randn(4, 4, 2, 2), torch.tensor([9.0, 8.0, 7.0, 6.0]), torch.rand(4, 3, 16, 16)
+    sx, st, shint, shared = bench.cfg_step(x, t, hint, None)
+    assert shared == (0, 1, 0, 1)
+    for got, given in ((sx, x), (st, t), (shint, hint)):
+        assert torch.equal(got[:2], given[:2]) and torch.equal(got[2:], given[:2])
+    assert bench.cfg_step(x, t, hint, torch.randn(4, 8))[3] is None  # SDXL's label: nothing shared
+    odd = bench.cfg_step(x[:3], t[:3], hint[:3], None)
+    assert odd[3] is None and torch.equal(odd[0], x[:3]) and torch.equal(odd[1], t[:3])
