@@ -13,44 +13,31 @@ from __future__ import annotations
 
 from typing import Any
 
+from .row_conds import RowTuple
+
 KEY = "affordance_negative"
 """The ``model_conds`` key (and the key of the joined flags in a model call's ``cond``)."""
 
 
-class NegativeRows:
+class NegativeRows(RowTuple):
     """A ``model_conds`` entry: for each row of a conditioning chunk, whether it came through a ``negative`` input.
 
-    Follows ComfyUI's conds protocol (``process_cond``, ``can_concat``, ``concat``, ``size``) by duck typing, so it
-    needs no ComfyUI import. It holds a host tuple, never a tensor: ComfyUI moves tensors to the device and slices
-    them for context windows; a model call passes other values to the UNet, which ignores keys it does not know.
+    Follows ComfyUI's conds protocol (:class:`.row_conds.RowTuple`) by duck typing, so it needs no ComfyUI import.
+    It holds a host tuple, never a tensor: ComfyUI moves tensors to the device and slices them for context windows;
+    a model call passes other values to the UNet, which ignores keys it does not know.
     """
 
-    __slots__ = ("cond",)
+    __slots__ = ()
 
     def __init__(self, rows: tuple[bool, ...]) -> None:
         if not rows:
             raise ValueError("NegativeRows needs at least one row flag, got none.")
-        self.cond: tuple[bool, ...] = tuple(bool(r) for r in rows)
+        super().__init__(tuple(bool(r) for r in rows))
 
     def process_cond(self, batch_size: int, **kwargs: Any) -> NegativeRows:
         """The entry for a chunk of ``batch_size`` rows: the flags repeated in turn (cut to ``batch_size``)."""
         reps = -(-batch_size // len(self.cond))
         return NegativeRows((self.cond * reps)[:batch_size])
-
-    def can_concat(self, other: object) -> bool:
-        """Any two entries join: the flags never stop ComfyUI from batching cond and uncond together."""
-        return isinstance(other, NegativeRows)
-
-    def concat(self, others: list[NegativeRows]) -> tuple[bool, ...]:
-        """One flag per row of the model call, chunks in ComfyUI's batch order."""
-        rows = self.cond
-        for o in others:
-            rows = rows + o.cond
-        return rows
-
-    def size(self) -> list[int]:
-        """The row count (ComfyUI's memory estimate asks every entry; unknown keys cost nothing there)."""
-        return [len(self.cond)]
 
 
 def mark(options: dict, negative: bool) -> dict:

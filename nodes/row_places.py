@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from .row_conds import RowTuple
+
 KEY = "affordance_place"
 """The ``model_conds`` key (and the key of the joined places in a model call's ``cond``)."""
 
@@ -28,18 +30,18 @@ Place = tuple[Hashable, int] | None
 its chunk; ``None`` when unknown."""
 
 
-class RowPlaces:
+class RowPlaces(RowTuple):
     """A ``model_conds`` entry: each row's place in the step's latent (see the module).
 
-    Follows ComfyUI's conds protocol (``process_cond``, ``can_concat``, ``concat``, ``size``) by duck typing, so it
-    needs no ComfyUI import, and holds host values only (ComfyUI moves tensors and slices them for context windows).
-    The entry an Apply node adds holds no rows: ComfyUI makes the rows of each chunk with ``process_cond``.
+    Follows ComfyUI's conds protocol (:class:`.row_conds.RowTuple`) by duck typing, so it needs no ComfyUI import,
+    and holds host values only (ComfyUI moves tensors and slices them for context windows). The entry an Apply
+    node adds holds no rows: ComfyUI makes the rows of each chunk with ``process_cond``.
     """
 
-    __slots__ = ("cond",)
+    __slots__ = ()
 
     def __init__(self, rows: tuple[Place, ...] = ()) -> None:
-        self.cond: tuple[Place, ...] = rows
+        super().__init__(rows)
 
     def process_cond(self, batch_size: int, area: Any = _NOT_GIVEN, **kwargs: Any) -> RowPlaces:
         """The entry for a chunk of ``batch_size`` rows cropped to ``area`` (ComfyUI's list, or ``None``)."""
@@ -47,21 +49,6 @@ class RowPlaces:
         if crop is _NOT_GIVEN:  # a host that does not say where its rows lie, or in terms we do not know
             return RowPlaces((None,) * batch_size)
         return RowPlaces(tuple((crop, j) for j in range(batch_size)))
-
-    def can_concat(self, other: object) -> bool:
-        """Any two entries join: the places never stop ComfyUI from batching cond and uncond together."""
-        return isinstance(other, RowPlaces)
-
-    def concat(self, others: list[RowPlaces]) -> tuple[Place, ...]:
-        """One place per row of the model call, chunks in ComfyUI's batch order."""
-        rows = self.cond
-        for o in others:
-            rows = rows + o.cond
-        return rows
-
-    def size(self) -> list[int]:
-        """The row count (ComfyUI's memory estimate asks every entry; unknown keys cost nothing there)."""
-        return [len(self.cond)]
 
 
 def _crop(area: Any) -> Hashable:
