@@ -40,6 +40,7 @@ from affordance.controlnet import ControlNet, diffusers_config
 
 MIB = 2**20
 META = torch.device("meta")
+SHARED = "ours, rows shared"  # ours with the cond and uncond rows sharing the layers before the first cross-attention
 
 
 class LiveBytes(TorchDispatchMode):
@@ -183,6 +184,8 @@ def implementations(
     cm = C.try_build(f"comfyui ({family})", missing, build_comfy) if comfy else None
     dm = C.try_build(f"diffusers ({family})", missing, build_diffusers) if use_diffusers else None
     impls = C.step_calls(ours, enc, cm, dm, inp)
+    if config.adm_in_channels is None:  # a CFG step's cond/uncond pair sharing its text-free layers (SD1.x/2.x)
+        impls[SHARED] = lambda: ours(inp["x"], None, inp["t"], inp["context"], None, encoded_hint=enc, shared=(0, 0)).as_list()
     weights = sum(p.numel() * p.element_size() for p in ours.parameters())
     return impls, weights
 

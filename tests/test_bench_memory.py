@@ -60,6 +60,9 @@ def test_sd15_at_512_px_outputs_are_exactly_the_residuals(capsys, monkeypatch):
     # the feed-forward gates in place: the peak is its output layer, not the gate's product
     assert found["ours"].peak_at.startswith("addmm")
     assert "not measured: comfyui: no ComfyUI checkout given" in out
+    # the cond/uncond pair sharing its text-free layers leaves the same residuals and peaks no higher
+    assert found[bench_memory.SHARED].outputs == residual_bytes
+    assert found[bench_memory.SHARED].peak == found["ours"].peak
 
 
 # ----- behaviours found untested by mutation round 6 (each test fails on its mutant) ------------------------------
