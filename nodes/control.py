@@ -721,7 +721,9 @@ class AffordanceControl:
         Args:
             x_noisy: ``(N, 4, h, w)`` raw noisy latent (N = chunks x per-chunk batch).
             t: ``(N,)`` sigmas.
-            cond: the model call's conditioning (``c_crossattn``, ``y``..., and our Apply node's per-row marks).
+            cond: the model call's conditioning (``c_crossattn``, ``y``..., and our Apply node's per-row marks: which
+                rows are negative (:mod:`.negative_rows`) and where each row lies, so that rows holding the same
+                inputs share the network's text-free layers (:mod:`.row_places`)).
             batched_number: number of cond/uncond chunks in ``x_noisy``.
             transformer_options: holds ``cond_or_uncond`` (per chunk: its index in the guider's call), the
                 fallback for finding negative rows when ``cond`` has no marks from our Apply node
