@@ -266,6 +266,24 @@ def test_cuda_graph_replays_equal_eager_on_a_gpu(tiny_model, inputs, dtype):
 
 @pytest.mark.gpu
 @torch.inference_mode()
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_a_replay_with_shared_rows_equals_eager_on_a_gpu(tiny_model, inputs, dtype):
+    """The cond/uncond pair sharing its text-free layers, recorded and replayed: the repeat of the shared rows is
+    part of the recording, and each replay follows the new latent."""
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    model = tiny_model.to("cuda", dtype)
+    enc = model.encode_hint(hint[:1].to("cuda", dtype))
+    runner = GraphedControlNet(model)
+    for i in range(3):
+        xi = (x[:1] * (1 + i) + i).repeat(2, 1, 1, 1).to("cuda", dtype)
+        args = (xi, t[:1].repeat(2).cuda() - 100 * i, ctx.roll(i, 1).to("cuda", dtype), None, enc)
+        got = [o.clone() for o in runner(*args, None, (0, 0))]
+        assert agree(got, _eager(model, *args), rtol=1e-3)
+    assert runner.recorded == 1 and runner.replays == 3
+
+
+@pytest.mark.gpu
+@torch.inference_mode()
 @pytest.mark.parametrize("which", ["tiny_model", "tiny_xl_model"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_layouts_sharing_a_pool_alternate_without_corrupting_each_other(which, request, inputs, dtype):
