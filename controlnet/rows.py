@@ -137,6 +137,14 @@ def repeat_rows(t: torch.Tensor, back: Pieces) -> torch.Tensor:
     channels-last image), so the layers after it see the strides they would without sharing: a layout changed
     here would follow through the rest of the network (on the CPU every convolution then repacks its weights).
     """
+    whole = [(0, t.shape[0])] * len(back)
+    if list(back) == whole and t.dim():  # the usual case (cond and uncond of the same latents): t repeated whole
+        if t.is_contiguous():
+            return t.repeat(len(back), *([1] * (t.dim() - 1)))  # one operator: a step dispatches few more
+        order = [0, *sorted(range(1, t.dim()), key=lambda d: -t.stride(d))]
+        laid = t.permute(order)  # contiguous when t is a dense permuted layout (tokens of an image, channels-last)
+        if laid.is_contiguous():
+            return laid.repeat(len(back), *([1] * (t.dim() - 1))).permute([order.index(d) for d in range(t.dim())])
     n = sum(stop - start for start, stop in back)
     row = torch.empty_like(t[:1])  # t's layout when it is dense (contiguous strides otherwise)
     if t.dim() and row.stride(0) == math.prod(t.shape[1:]):

@@ -125,15 +125,23 @@ def test_repeat_rows_is_a_new_tensor_even_for_one_piece():
 
 
 @pytest.mark.parametrize("layout", ["tokens", "channels_last", "contiguous"])
-def test_repeat_rows_keeps_the_memory_layout(layout):
+@pytest.mark.parametrize("back", [((0, 2), (0, 2)), ((0, 2), (1, 2), (0, 1))], ids=["whole", "pieces"])
+def test_repeat_rows_keeps_the_memory_layout(layout, back):
     if layout == "tokens":  # a transformer's tokens: a transposed view of an image
-        t = torch.randn(1, 6, 4, 4).flatten(2).transpose(1, 2)
+        t = torch.randn(2, 6, 4, 4).flatten(2).transpose(1, 2)
     elif layout == "channels_last":
-        t = torch.randn(1, 6, 4, 4).contiguous(memory_format=torch.channels_last)
+        t = torch.randn(2, 6, 4, 4).contiguous(memory_format=torch.channels_last)
     else:
-        t = torch.randn(1, 6, 4, 4)
-    out = repeat_rows(t, ((0, 1), (0, 1)))
-    assert out.stride() == t.stride()
+        t = torch.randn(2, 6, 4, 4)
+    out = repeat_rows(t, back)
+    assert out.shape[0] == 4 and out[:2].stride() == t.stride()
+    torch.testing.assert_close(out, torch.cat([t[a:b] for a, b in back]))
+
+
+def test_a_whole_repeat_of_a_view_with_gaps_is_contiguous_and_right():
+    t = torch.randn(2, 8, 8)[:, ::2, :]
+    out = repeat_rows(t, ((0, 2), (0, 2)))
+    assert out.is_contiguous()
     torch.testing.assert_close(out, torch.cat([t, t]))
 
 

@@ -211,3 +211,29 @@ def test_sharing_traces_as_one_graph():
     finally:
         torch._dynamo.reset()
     _same(got, want)
+
+
+def test_sharing_adds_few_operators_to_a_step():
+    """An eager GPU step waits on the CPU dispatching operators: the sharing's own work is a few views and one
+    repeat per shared tensor (7 operators for the usual cond/uncond pair), not a copy per row."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    model = _model(TINY)
+    x, hint, t, ctx = _cond_uncond(TINY)
+    counts = []
+    with torch.inference_mode():
+        enc = model.encode_hint(hint[:1])
+        for shared in (None, (0, 0)):
+            with Count() as c:
+                model(x, None, t, ctx, encoded_hint=enc, shared=shared)
+            counts.append(c.n)
+    assert counts[1] - counts[0] <= 7, counts
