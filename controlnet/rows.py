@@ -141,7 +141,8 @@ def repeat_rows(t: torch.Tensor, back: Pieces) -> torch.Tensor:
     if list(back) == whole and t.dim():  # the usual case (cond and uncond of the same latents): t repeated whole
         if t.is_contiguous():
             return t.repeat(len(back), *([1] * (t.dim() - 1)))  # one operator: a step dispatches few more
-        order = [0, *sorted(range(1, t.dim()), key=lambda d: -t.stride(d))]
+        strides = t.stride()
+        order = [0, *sorted(range(1, t.dim()), key=lambda d: -strides[d])]
         laid = t.permute(order)  # contiguous when t is a dense permuted layout (tokens of an image, channels-last)
         if laid.is_contiguous():
             return laid.repeat(len(back), *([1] * (t.dim() - 1))).permute([order.index(d) for d in range(t.dim())])
