@@ -11,8 +11,10 @@ attention layer and norm of the full architecture, with the channels narrowed (`
   python -P bench/bench_host_work.py --comfyui /path/to/ComfyUI          # SD1.5 and SDXL, all peers found
   python -P bench/bench_host_work.py --families sd15 --rounds 3          # ours alone without ComfyUI/diffusers
 
-Rows: ``ours`` is a step as our sampler integration runs it (hint encoded once per run); ``ours, hint in call``
-re-encodes the hint in every call, as ComfyUI and diffusers do, for a like-for-like count.
+Rows: ``ours`` is a step with the hint encoded once per run; ``ours, hint in call`` re-encodes the hint in every
+call, as ComfyUI and diffusers do, for a like-for-like count; ``ours, rows shared`` (SD1.x/2.x) is a step as our
+sampler integration runs it, the cond and uncond rows of one latent sharing the layers before the first
+cross-attention (the inputs are a CFG step's for every row: one latent in both halves).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from affordance.bench import _common as C
+from affordance.bench.bench_speed import cfg_step
+
+SHARED = "ours, rows shared"
 
 # Operators that only make views (no kernel, no new memory); everything else is counted.
 VIEW_OPS = frozenset(
@@ -97,6 +102,8 @@ def implementations(
     dev, dtype = torch.device("cpu"), torch.float32
     sd = C.random_state_dict(config, dtype=dtype)
     inp = C.make_inputs(config, 2, size, dev, dtype, seed=1)
+    # a CFG step's rows (one latent in the cond and the uncond half), as ComfyUI batches them and bench_speed times
+    inp["x"], inp["t"], inp["hint"], shared = cfg_step(inp["x"], inp["t"], inp["hint"], inp["y"])
     ours = C.build_ours(config, sd, dev)
     cm = C.try_build(f"comfyui ({family})", missing, lambda: C.build_comfy(comfy, sd, dev, dtype)) if comfy else None
     dm = (
@@ -104,7 +111,11 @@ def implementations(
         if use_diffusers
         else None
     )
-    impls = C.step_calls(ours, ours.encode_hint(inp["hint"]), cm, dm, inp)
+    enc = ours.encode_hint(inp["hint"])
+    impls = C.step_calls(ours, enc, cm, dm, inp)
+    if shared is not None:  # what the sampler integration runs for that pair (SD1.x/2.x)
+        x, t, ctx = inp["x"], inp["t"], inp["context"]
+        impls[SHARED] = lambda: ours(x, None, t, ctx, None, encoded_hint=enc, shared=shared).as_list()
     return impls, sum(v.numel() for v in sd.values())
 
 
@@ -140,7 +151,7 @@ def family_section(family: str, args: argparse.Namespace, comfy: Any, use_diffus
     print(f"host ms: median of {args.rounds} rounds x {args.calls} calls, implementations interleaved per round")
     for peer in ("comfyui", "diffusers"):
         if peer in found:
-            for mine in ("ours", "ours, hint in call"):
+            for mine in (m for m in ("ours", "ours, hint in call", SHARED) if m in found):
                 m, p = found[mine], found[peer]
                 print(
                     f"  {mine} / {peer}: operators {m.operators / p.operators:.2f}x, module calls "
