@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -9,38 +11,13 @@ from affordance.controlnet import ControlNet, ControlNetConfig, InputError
 
 from .conftest import TINY, randomize
 
+_SMALL = replace(TINY, transformer_depth_middle=1, context_dim=64, num_heads=4)
 # level 0 without attention, level 1 with: the text is first read two ResBlocks and a downsampling in
-NO_ATTENTION_FIRST = ControlNetConfig(
-    model_channels=32,
-    channel_mult=(1, 2),
-    num_res_blocks=(1, 1),
-    transformer_depth=(0, 1),
-    transformer_depth_middle=1,
-    context_dim=64,
-    num_heads=4,
-)
+NO_ATTENTION_FIRST = replace(_SMALL, transformer_depth=(0, 1))
 # no attention in the input blocks: the middle block's transformer is the first to read the text
-MIDDLE_ONLY = ControlNetConfig(
-    model_channels=32,
-    channel_mult=(1, 2),
-    num_res_blocks=(1, 1),
-    transformer_depth=(0, 0),
-    transformer_depth_middle=2,
-    context_dim=64,
-    num_heads=4,
-)
+MIDDLE_ONLY = replace(_SMALL, transformer_depth=(0, 0), transformer_depth_middle=2)
 # no attention at all (depth-0 transformers are norms and projections): nothing reads the text
-NO_TEXT = ControlNetConfig(
-    model_channels=32,
-    channel_mult=(1, 2),
-    num_res_blocks=(1, 1),
-    transformer_depth=(0, 0),
-    transformer_depth_middle=0,
-    context_dim=64,
-    num_heads=4,
-    attention=(True, False),
-    attention_middle=True,
-)
+NO_TEXT = replace(_SMALL, transformer_depth=(0, 0), transformer_depth_middle=0, attention=(True, False), attention_middle=True)
 
 
 def _model(config: ControlNetConfig) -> ControlNet:
