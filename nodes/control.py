@@ -26,11 +26,11 @@ from ..controlnet.graphs import GraphBackend, GraphedControlNet, Outputs
 from ..controlnet.hint import broadcast_batch, check_hint_batch, fit_hint, mask_for, window_batch
 from ..controlnet.model import HINT_DOWNSCALE, ControlNet
 from ..controlnet.reuse import ResidualCache, ReusePolicy, ReuseStats
-from ..controlnet.rows import Runs, first_equal, kept_runs, spread_rows, take_rows
+from ..controlnet.rows import kept_runs, spread_rows, take_rows
 from ..controlnet.schedule import ProgressMap, StrengthSchedule
 from ..controlnet.weights import ControlWeights
 from .negative_rows import row_flags
-from .row_places import row_places
+from .row_places import shared_rows
 
 log = logging.getLogger("affordance.nodes")
 
@@ -666,21 +666,6 @@ class AffordanceControl:
             return self._mask_cache[key]
         return window_batch(self._mask_cache[key], frames, max(chunks, 1), "masks")
 
-    def _shared_rows(self, cond: dict, n: int, runs: Runs | None) -> tuple[int, ...] | None:
-        """For the rows the network runs on (``runs`` of the ``n``, or all), the first row holding the same inputs.
-
-        From the places ComfyUI gave our Apply node's entries (:mod:`.row_places`): rows at the same place of
-        chunks cropped alike sample the same latent at the same timestep with this control's hint. ``None`` when
-        no two rows share (or the places are unknown): the network computes every row.
-        """
-        places = row_places(cond, n)
-        if places is None:
-            return None
-        if runs is not None:
-            places = tuple(p for start, stop in runs for p in places[start:stop])
-        shared = first_equal(places)
-        return None if all(s == r for r, s in enumerate(shared)) else shared
-
     def _reused_or_computed(
         self,
         policy: ReusePolicy,
@@ -782,7 +767,7 @@ class AffordanceControl:
             runs = kept_runs(negatives)
             if not runs:
                 return prev  # a call of negative rows only (e.g. SelfAttentionGuidance's extra pass)
-        shared = self._shared_rows(cond, n, runs) if given is None and y is None else None
+        shared = shared_rows(cond, n, runs) if given is None and y is None else None  # rows with the same inputs
 
         def compute() -> list[torch.Tensor | None]:
             enc = self._encoded(x_noisy, dtype, n, batched_number, frames, given)

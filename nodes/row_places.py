@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+from ..controlnet.rows import Runs, first_equal
 from .row_conds import RowTuple
 
 KEY = "affordance_place"
@@ -75,3 +76,19 @@ def row_places(cond: dict, n: int) -> tuple[Place, ...] | None:
     if isinstance(places, tuple) and len(places) == n:
         return places
     return None
+
+
+def shared_rows(cond: dict, n: int, runs: Runs | None = None) -> tuple[int, ...] | None:
+    """For the rows a ControlNet runs on (``runs`` of the call's ``n``, or all), the first row holding the same inputs.
+
+    Rows at the same place of chunks cropped alike sample the same latent at the same timestep with the control's
+    hint (:mod:`controlnet.rows`' ``shared``). ``None`` when no two rows share or the places are unknown: every row
+    is computed.
+    """
+    places = row_places(cond, n)
+    if places is None:
+        return None
+    if runs is not None:
+        places = tuple(p for start, stop in runs for p in places[start:stop])
+    shared = first_equal(places)
+    return None if all(s == r for r, s in enumerate(shared)) else shared
