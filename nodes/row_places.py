@@ -82,13 +82,23 @@ def shared_rows(cond: dict, n: int, runs: Runs | None = None) -> tuple[int, ...]
     """For the rows a ControlNet runs on (``runs`` of the call's ``n``, or all), the first row holding the same inputs.
 
     Rows at the same place of chunks cropped alike sample the same latent at the same timestep with the control's
-    hint (:mod:`controlnet.rows`' ``shared``). ``None`` when no two rows share or the places are unknown: every row
+    hint (:mod:`controlnet.rows`' ``shared``); a crop at offset 0 counts as the whole latent. ``None`` when no two rows share or the places are unknown: every row
     is computed.
     """
     places = row_places(cond, n)
     if places is None:
         return None
+    # ComfyUI batches chunks of one shape only, so within a call crops at offset 0 sample the same part of the
+    # latent as each other and as the whole latent's chunks, if any (e.g. a mask's bounds covering it all)
+    places = tuple(None if p is None else (None, p[1]) if _at_origin(p[0]) else p for p in places)
     if runs is not None:
         places = tuple(p for start, stop in runs for p in places[start:stop])
     shared = first_equal(places)
     return None if all(s == r for r, s in enumerate(shared)) else shared
+
+
+def _at_origin(crop: Hashable) -> bool:
+    """Whether ``crop`` is ComfyUI's area (sizes, then offsets, one per latent dimension) with every offset 0."""
+    if not isinstance(crop, tuple) or not crop or len(crop) % 2:
+        return False
+    return not any(crop[len(crop) // 2 :])

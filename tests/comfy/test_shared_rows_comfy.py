@@ -84,9 +84,9 @@ def test_rows_of_differently_cropped_chunks_are_kept_apart(
     seen = record_sharing(monkeypatch)
     shared = sample(comfy_sample, sd15, *pair)
     # area: the full and the cropped chunks in a call each per step, each call a shared pair. mask: all four chunks
-    # in one call per step; ComfyUI gives the masked ones an area, (8, 8, 0, 0) here, the whole latent by another
-    # name: two pairs (a saving missed, never a wrong one)
-    assert seen == ([(0, 0)] * 6 if region == "area" else [(0, 1, 0, 1)] * 3), seen
+    # in one call per step; ComfyUI gives the masked ones an area, (8, 8, 0, 0) here: the whole latent by another
+    # name, so all four rows share
+    assert seen == ([(0, 0)] * 6 if region == "area" else [(0, 0, 0, 0)] * 3), seen
     seen.clear()
     every_row = sample(comfy_sample, sd15, *map(without_places, pair))
     assert set(seen) == {None}

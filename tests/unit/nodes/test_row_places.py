@@ -84,11 +84,13 @@ def _spy(ctrl) -> list:
     ("chunks", "areas", "shared"),
     [
         ((0, 1), (None, None), (0, 0)),
-        ((1, 0, 1), (None, [8, 8, 0, 0], None), (0, 1, 0)),
+        ((1, 0, 1), ([8, 4, 0, 4], [8, 4, 0, 0], [8, 4, 0, 4]), (0, 1, 0)),  # crops of one size, two alike
         ((0, 1), ([8, 4, 0, 0], [8, 4, 0, 4]), None),  # two crops of the same size: different latents
+        # a crop at offset 0 batched with a whole chunk (so of the latent's size): the whole latent by another name
+        ((0, 1, 1, 0), ([8, 8, 0, 0], None, None, [8, 8, 0, 0]), (0, 0, 0, 0)),
         ((0, 1), None, None),  # no places (ComfyUI's own Apply node on our ControlNet): nothing shared
     ],
-    ids=["cond+uncond", "an area chunk between", "two areas", "unmarked"],
+    ids=["cond+uncond", "a crop between", "two areas", "whole crops", "unmarked"],
 )
 def test_the_control_shares_rows_at_the_same_place_and_gives_the_same_residuals(
     control, fake_model, image, close_lists, chunks, areas, shared
