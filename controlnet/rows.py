@@ -12,7 +12,6 @@ else (:func:`shared_layout`, :func:`repeat_rows`); the caller says which rows ar
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 
 import torch
@@ -137,22 +136,12 @@ def repeat_rows(t: torch.Tensor, back: Pieces) -> torch.Tensor:
     channels-last image), so the layers after it see the strides they would without sharing: a layout changed
     here would follow through the rest of the network (on the CPU every convolution then repacks its weights).
     """
-    whole = [(0, t.shape[0])] * len(back)
-    if list(back) == whole and t.dim():  # the usual case (cond and uncond of the same latents): t repeated whole
-        if t.is_contiguous():
-            return t.repeat(len(back), *([1] * (t.dim() - 1)))  # one operator: a step dispatches few more
-        strides = t.stride()
-        order = [0, *sorted(range(1, t.dim()), key=lambda d: -strides[d])]
-        laid = t.permute(order)  # contiguous when t is a dense permuted layout (tokens of an image, channels-last)
-        if laid.is_contiguous():
-            return laid.repeat(len(back), *([1] * (t.dim() - 1))).permute([order.index(d) for d in range(t.dim())])
-    n = sum(stop - start for start, stop in back)
-    row = torch.empty_like(t[:1])  # t's layout when it is dense (contiguous strides otherwise)
-    if t.dim() and row.stride(0) == math.prod(t.shape[1:]):
-        out = torch.empty_strided((n, *t.shape[1:]), row.stride(), dtype=t.dtype, device=t.device)
-        at = 0
-        for start, stop in back:
-            out[at : at + stop - start].copy_(t[start:stop])
-            at += stop - start
-        return out
-    return torch.cat([t[start:stop] for start, stop in back])
+    strides = t.stride()
+    order = [0, *sorted(range(1, t.dim()), key=lambda d: -strides[d])]  # t's dimensions from outer to inner
+    keep = order != list(range(t.dim()))  # a permuted layout: tokens of an image, channels-last
+    laid = t.permute(order) if keep else t  # rows outermost, the rest in t's own memory order
+    if list(back) == [(0, t.shape[0])] * len(back):  # the usual case (cond and uncond of the same latents)
+        out = laid.repeat(len(back), *([1] * (t.dim() - 1)))  # one operator: a step dispatches few more
+    else:
+        out = torch.cat([laid[start:stop] for start, stop in back])
+    return out.permute([order.index(d) for d in range(t.dim())]) if keep else out

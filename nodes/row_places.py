@@ -27,8 +27,8 @@ KEY = "affordance_place"
 _NOT_GIVEN = object()
 
 Place = tuple[Hashable, int] | None
-"""A row's place: the chunk's crop (``None`` for the whole latent, else ComfyUI's area) and the row's index within
-its chunk; ``None`` when unknown."""
+"""A row's place: the chunk's crop (``None`` for the whole latent or a crop at its origin, else ComfyUI's area) and the
+row's index within its chunk; ``None`` when unknown."""
 
 
 class RowPlaces(RowTuple):
@@ -53,11 +53,18 @@ class RowPlaces(RowTuple):
 
 
 def _crop(area: Any) -> Hashable:
-    """``area`` as a hashable key (``None``: the whole latent), or ``_NOT_GIVEN`` when it is not a list of numbers."""
+    """``area`` as a hashable key, or ``_NOT_GIVEN`` when it is not a list of numbers.
+
+    ``None`` stands for the whole latent and for a crop at its origin (ComfyUI's area is sizes, then offsets, one per
+    latent dimension): places are compared within one model call only, and ComfyUI batches chunks of one shape only,
+    so there such a crop samples what the whole latent's chunks and the other crops at the origin do (e.g. a mask's
+    bounds covering the latent).
+    """
     if area is None:
         return None
     if isinstance(area, (list, tuple)) and all(isinstance(a, (int, float)) for a in area):
-        return tuple(area)
+        crop = tuple(area)
+        return None if crop and len(crop) % 2 == 0 and not any(crop[len(crop) // 2 :]) else crop
     return _NOT_GIVEN
 
 
@@ -82,23 +89,13 @@ def shared_rows(cond: dict, n: int, runs: Runs | None = None) -> tuple[int, ...]
     """For the rows a ControlNet runs on (``runs`` of the call's ``n``, or all), the first row holding the same inputs.
 
     Rows at the same place of chunks cropped alike sample the same latent at the same timestep with the control's
-    hint (:mod:`controlnet.rows`' ``shared``); a crop at offset 0 counts as the whole latent. ``None`` when no two rows share or the places are unknown: every row
+    hint (:mod:`controlnet.rows`' ``shared``). ``None`` when no two rows share or the places are unknown: every row
     is computed.
     """
     places = row_places(cond, n)
     if places is None:
         return None
-    # ComfyUI batches chunks of one shape only, so within a call crops at offset 0 sample the same part of the
-    # latent as each other and as the whole latent's chunks, if any (e.g. a mask's bounds covering it all)
-    places = tuple(None if p is None else (None, p[1]) if _at_origin(p[0]) else p for p in places)
     if runs is not None:
         places = tuple(p for start, stop in runs for p in places[start:stop])
     shared = first_equal(places)
     return None if all(s == r for r, s in enumerate(shared)) else shared
-
-
-def _at_origin(crop: Hashable) -> bool:
-    """Whether ``crop`` is ComfyUI's area (sizes, then offsets, one per latent dimension) with every offset 0."""
-    if not isinstance(crop, tuple) or not crop or len(crop) % 2:
-        return False
-    return not any(crop[len(crop) // 2 :])
