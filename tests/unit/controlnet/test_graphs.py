@@ -114,6 +114,25 @@ def test_the_eager_fallback_skips_the_residuals_not_needed(tiny_model, inputs, s
     assert runner.recorded == 0 and runner.eager_calls >= 1
 
 
+@pytest.mark.parametrize("backend_args", [{"reason": "weights are offloaded"}, {"fail": "capture failed"}])
+def test_the_eager_fallback_shares_the_rows(tiny_model, inputs, standin_graphs, backend_args):
+    """Graphs refused or failed: the eager forward still computes the shared rows once (and gives the residuals of
+    every row), at the first call that decides and at the next that runs eagerly directly."""
+    runner = GraphedControlNet(tiny_model, standin_graphs(**backend_args))
+    x, hint, t, ctx, y = inputs(tiny_model.config)
+    x, t = x[:1].repeat(2, 1, 1, 1), t[:1].repeat(2)  # cond and uncond rows of one ComfyUI call
+    enc = tiny_model.encode_hint(hint[:1])
+    want = _eager(tiny_model, x, t, ctx, y, enc)
+    seen = []
+    tiny_model.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs.get("shared")), with_kwargs=True)
+    for _ in range(2):
+        got = runner(x, t, ctx, y, enc, None, (0, 0))
+        for p, q in zip(got, want):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert runner.recorded == 0 and runner.eager_calls == 2
+    assert seen and all(s == (0, 0) for s in seen)
+
+
 @torch.no_grad()
 @pytest.mark.parametrize(
     ("backend_args", "message"),

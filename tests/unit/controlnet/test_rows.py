@@ -106,6 +106,9 @@ def test_first_equal_names_each_rows_first_twin_and_unknown_rows_match_nothing(k
         ((0, 1, 0, 1), (((0, 2),), ((0, 2), (0, 2)))),
         ((0, 1, 0, 3), (((0, 2), (3, 4)), ((0, 2), (0, 1), (2, 3)))),
         ((0, 1, 1, 0), (((0, 2),), ((0, 2), (1, 2), (0, 1)))),
+        # ranges that grow from a row other than 0: the cond chunks of areas P and Q, then an uncond chunk of Q
+        ((0, 1, 2, 3, 2, 3), (((0, 4),), ((0, 4), (2, 4)))),
+        ((0, 0, 2, 3), (((0, 1), (2, 4)), ((0, 1), (0, 3)))),
     ],
 )
 def test_shared_layout_takes_first_rows_and_rebuilds_the_batch_in_order(shared, layout):
