@@ -80,7 +80,6 @@ def test_needed_flags_are_part_of_the_layout(tiny_model, inputs, standin_graphs)
 
 
 @torch.no_grad()
-@torch.no_grad()
 def test_shared_rows_are_part_of_the_layout_and_reach_the_network(tiny_model, inputs, standin_graphs):
     backend = standin_graphs()
     runner = GraphedControlNet(tiny_model, backend)
@@ -99,6 +98,7 @@ def test_shared_rows_are_part_of_the_layout_and_reach_the_network(tiny_model, in
     assert (0, 0) in seen[1:] and seen[1:].count(None) >= 1  # each recording ran the network with its own sharing
 
 
+@torch.no_grad()
 @pytest.mark.parametrize("backend_args", [{"reason": "weights are offloaded"}, {"fail": "capture failed"}])
 def test_the_eager_fallback_skips_the_residuals_not_needed(tiny_model, inputs, standin_graphs, backend_args):
     """Graphs refused or failed: the eager forward still skips the residuals weighted zero (they come back as None,
@@ -114,6 +114,7 @@ def test_the_eager_fallback_skips_the_residuals_not_needed(tiny_model, inputs, s
     assert runner.recorded == 0 and runner.eager_calls >= 1
 
 
+@torch.no_grad()
 @pytest.mark.parametrize("backend_args", [{"reason": "weights are offloaded"}, {"fail": "capture failed"}])
 def test_the_eager_fallback_shares_the_rows(tiny_model, inputs, standin_graphs, backend_args):
     """Graphs refused or failed: the eager forward still computes the shared rows once (and gives the residuals of
