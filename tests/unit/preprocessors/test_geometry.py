@@ -418,3 +418,60 @@ def test_a_binary_hint_detected_below_the_image_size_keeps_its_ink_in_proportion
     out = at_resolution(torch.rand(1, 3, 128, 128), 64, one_block, pad=False, binary=True)
     assert out.shape == (1, 3, 128, 128) and ((out == 0) | (out == 1)).all()
     assert abs(out[0, 0].sum().item() - 256) <= 32
+
+
+def test_an_inpaint_hint_with_black_pixels_is_still_an_inpaint_hint():
+    """A picture's black pixels (0, as in a letterboxed photo) are not negative: beside whole -1 marks the image
+    is still an inpaint hint, and its marks stay whole through a resize."""
+    from affordance.preprocessors import geometry
+
+    x = torch.full((1, 3, 64, 64), 0.5)
+    x[..., :8, :] = 0.0  # a black band
+    x[..., 20:44, 16:40] = -1.0
+    assert geometry._is_inpaint_hint(x)
+    out = resize_hint(x, 40, 24, "just_resize")
+    assert (out[out < 0] == -1).all() and (out < 0).any()
+
+
+def test_an_inpaint_mark_takes_only_the_pixels_it_mostly_covers():
+    """An output pixel is masked when less than half of the area it covers is picture: halving a mark with odd
+    edges gives its half-covered edge pixels to the picture (the mark neither grows nor smears), and a pixel
+    three-quarters masked is masked."""
+    x = torch.full((1, 3, 64, 64), 0.6)
+    x[..., 21:43, 21:43] = -1.0  # rows and columns 21..42
+    half = resize_hint(x, 32, 32, "just_resize")[0, 0] < 0  # 10.5 .. 21.5: 11..20 whole, 10 and 21 half
+    expected = torch.zeros(32, 32, dtype=torch.bool)
+    expected[11:21, 11:21] = True
+    assert torch.equal(half, expected)
+    quarter = resize_hint(x, 16, 16, "just_resize")[0, 0] < 0  # 5.25 .. 10.75: 5 and 10 three-quarters masked
+    expected = torch.zeros(16, 16, dtype=torch.bool)
+    expected[5:11, 5:11] = True
+    assert torch.equal(quarter, expected)
+
+
+def test_crop_and_resize_crops_first_beyond_16_times_the_output(monkeypatch):
+    """The whole image is scaled first (A1111's order) unless that picture would hold more than 16 times the
+    output's pixels (and more than CROP_FIRST_PIXELS, lowered here so that small sizes show the rule)."""
+    import affordance.preprocessors.geometry as geometry
+
+    monkeypatch.setattr(geometry, "CROP_FIRST_PIXELS", 1 << 10)
+    sizes: list[tuple[int, int]] = []
+    real = geometry._resize
+    monkeypatch.setattr(geometry, "_resize", lambda x, h, w, *a, **k: sizes.append((h, w)) or real(x, h, w, *a, **k))
+    resize_hint(torch.rand(1, 3, 8, 8), 8, 128, "crop_and_resize")  # 128x128 scaled: exactly 16 x 128x8
+    assert sizes == [(128, 128)]
+    sizes.clear()
+    resize_hint(torch.rand(1, 3, 8, 8), 8, 129, "crop_and_resize")  # 129x129 = 16641 > 16 x 129x8 = 16512
+    assert sizes == [(129, 8)]
+
+
+def test_resize_and_fill_keeps_a_thin_strip_one_pixel_thick():
+    """An image far thinner than the output (8x4096 into 8x8: 0.016 px at scale) still shows, as one row (or
+    column) across the middle; the rest is margin."""
+    x = torch.full((1, 3, 8, 4096), 0.9)
+    x[..., 0, :] = x[..., -1, :] = 0.2  # the border (its median fills the margins)
+    for image, flip in ((x, False), (x.transpose(-1, -2), True)):
+        out = resize_hint(image, 8, 8, "resize_and_fill")[0, 0]
+        out = out.T if flip else out
+        assert torch.equal(out[[0, 1, 2, 4, 5, 6, 7]], torch.full((7, 8), 0.2))
+        assert (out[3] > 0.5).all()
