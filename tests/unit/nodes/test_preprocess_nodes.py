@@ -122,6 +122,11 @@ def test_hint_resize_zero_size_is_a_typed_error(image):
         node.process(image(h=16, w=16), "just_resize", 64, 64, latent={"samples": torch.zeros(1, 4, 0, 0)})
     with pytest.raises(ParameterError, match=r"the connected latent is 2049x3, so the hint would be 16392x24 px"):
         node.process(image(h=16, w=16), "just_resize", 64, 64, latent={"samples": torch.zeros(1, 4, 3, 2049)})
+    # the limits themselves are allowed: a 1x2048 latent takes an 8x16384 px hint
+    (out,) = node.process(image(h=16, w=16), "just_resize", 64, 64, latent={"samples": torch.zeros(1, 4, 2048, 1)})[
+        "result"
+    ]
+    assert out.shape == (1, 16384, 8, 3)
 
 
 def test_pixel_perfect_node(image):

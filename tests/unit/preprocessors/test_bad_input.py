@@ -165,3 +165,14 @@ def test_numpy_numbers_are_numbers_and_non_finite_ones_parameter_errors():
             pixel_perfect_resolution(bad, 64, 512, 512)
         with pytest.raises(ParameterError, match="height must be an integer"):
             pixel_perfect_resolution(64, 64, bad, 512)
+
+
+def test_messages_quote_up_to_80_characters_whole_and_cut_longer_text():
+    """The preprocessors' own copy of the clipping rule (the layers share no code): 80 characters whole, 81 cut
+    to the first 60 and the last 16 around '...'."""
+    from affordance.preprocessors.base import clip, shown
+
+    assert clip("x" * 80) == "x" * 80
+    assert clip("a" * 60 + "m" * 5 + "z" * 16) == "a" * 60 + "..." + "z" * 16
+    assert shown("y" * 78) == repr("y" * 78)  # 80 with its quotes
+    assert shown("y" * 79).startswith("'yyy") and "..." in shown("y" * 79)

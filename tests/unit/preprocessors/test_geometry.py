@@ -475,3 +475,15 @@ def test_resize_and_fill_keeps_a_thin_strip_one_pixel_thick():
         out = out.T if flip else out
         assert torch.equal(out[[0, 1, 2, 4, 5, 6, 7]], torch.full((7, 8), 0.2))
         assert (out[3] > 0.5).all()
+
+
+def test_an_image_enlarged_to_the_detection_size_stays_within_0_and_1():
+    """Bicubic enlarging overshoots at sharp edges (a black/white step here, to about 1.1); the annotators get the
+    image clamped back to [0, 1], as a photo's range."""
+    from affordance.preprocessors.base import to_detection_size
+
+    x = torch.zeros(1, 3, 16, 16)
+    x[..., :, 8:] = 1.0
+    out = to_detection_size(x, 64)
+    assert out.shape == (1, 3, 64, 64)
+    assert float(out.min()) == 0.0 and float(out.max()) == 1.0
