@@ -265,6 +265,16 @@ def test_color_of_a_side_narrower_than_a_cell_is_one_cell():
     assert out.shape == x.shape and torch.equal(out, out[..., :1].expand_as(out))
 
 
+def test_color_grid_cells_are_the_images_own_not_padding():
+    """At a size that is no multiple of 64 the grid is laid on the image itself (as the reference does), not on
+    an edge-padded copy: a 96x80 image at its own size is one cell, one colour."""
+    from affordance.preprocessors import color_grid
+
+    x = torch.rand(1, 3, 96, 80, generator=torch.Generator().manual_seed(7))
+    out = color_grid(x, 80)
+    assert out.shape == x.shape and torch.equal(out, out[..., :1, :1].expand_as(out))
+
+
 def test_shuffle_warps_by_the_flow_fields_scaled_to_the_image(monkeypatch):
     """With the identity flow (x / (W - 1), y / (H - 1) for the two fields) the image comes back unchanged."""
     import affordance.preprocessors.color as color
@@ -282,6 +292,7 @@ def test_shuffle_warps_by_the_flow_fields_scaled_to_the_image(monkeypatch):
     out = shuffle(x, 0, 64)
     assert fields == [0, 1]
     assert (out - x).abs().max() <= 1 / 255 + 1e-6  # 8-bit levels, as the reference remaps them
+    assert ((out * 255) - (out * 255).round()).abs().max() < 1e-4  # on the CPU the remap itself is 8-bit
 
 
 def test_inpaint_masks_strictly_above_half():
