@@ -131,6 +131,10 @@ def test_truncated_pickle(tiny_model, write_checkpoint, container):
         (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1445157120\n", "Git LFS pointer"),
         (b"<!DOCTYPE html><html><head><title>Hugging Face</title>", "HTML page"),
         (b"these are not the weights you are looking for\n", "text beginning 'these are not the weights"),
+        # line breaks and tabs early in the file are text too (a page saved on Windows, a table)
+        (b"<!DOCTYPE html>\r\n<html><head><title>Hugging Face</title>", "HTML page"),
+        (b"not found\n\nThe model you asked for is gone.", "text beginning 'not found"),
+        (b"name\tsize\tsha256\nmodel.bin\t1445157120\tabc\n", "text beginning 'name"),
     ],
 )
 def test_text_file_renamed_safetensors(tmp_path, content, message):

@@ -126,6 +126,22 @@ def test_truncated_and_lfs_files(tmp_path):
         load_annotator(tmp_path / HED_FILE, HEDNet(), HED_FILE)
 
 
+@pytest.mark.parametrize(
+    ("content", "start"),
+    [
+        (b"<!DOCTYPE html>\r\n<html><head><title>Hugging Face</title>", "<!DOCTYPE html>"),
+        (b"not found\n\nThe file you asked for is gone.", "not found"),
+        (b"name\tsize\tsha256\nControlNetHED.pth\t29444406\n", "name"),
+    ],
+)
+def test_a_text_file_under_an_annotators_name_is_named_as_text(tmp_path, content, start):
+    """A saved web page or a table (line breaks and tabs early in the file, as saved on Windows too) is reported
+    as text with its first characters, not as damaged weights."""
+    (tmp_path / HED_FILE).write_bytes(content)
+    with pytest.raises(AnnotatorWeightsError, match=f"is a text file beginning '{start}"):
+        load_annotator(tmp_path / HED_FILE, HEDNet(), HED_FILE)
+
+
 def test_a_bfloat16_network_takes_a_float32_image():
     """The network may be in any dtype (as its docstring says): the image is cast to it, the hint comes back float32."""
     out = hed(torch.rand(1, 3, 64, 64), _random_net().to(torch.bfloat16), resolution=64)
