@@ -21,6 +21,16 @@ def test_one_middle_resblock_with_attention_is_refused():
         replace(SD15, middle_resblocks=1)
 
 
+# Round 17 (mutant 53): transformer blocks in the middle need its attention layer; a config that has them but
+# says the middle has no attention is refused, while one that names the attention explicitly is fine.
+def test_middle_transformer_blocks_without_the_attention_layer_are_refused():
+    tiny = ControlNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0))
+    assert replace(tiny, transformer_depth_middle=1, attention_middle=True).has_middle_attention
+    assert not replace(tiny, transformer_depth_middle=0, attention_middle=False).has_middle_attention
+    with pytest.raises(ConfigError, match="the middle block has transformer blocks, so it must have its attention"):
+        replace(tiny, transformer_depth_middle=1, attention_middle=False)
+
+
 # Round 10 (mutant 146): config_from_state_dict needs a zero conv for every input block, as it needs the middle
 # one (test_the_middle_zero_conv_is_needed); a state dict missing one is refused by name, not read as a config.
 def tiny(**changes: object) -> ControlNetConfig:
@@ -33,3 +43,13 @@ def test_every_zero_conv_is_needed(which):
     sd = {k: v for k, v in ControlNet(tiny()).state_dict().items() if not k.startswith(f"zero_convs.{which}.")}
     with pytest.raises(KeyMismatchError, match=rf"key 'zero_convs.{which}.0.weight' is missing"):
         config_from_state_dict(sd)
+
+
+# Round 17 (mutant 63): a ControlNet without cross-attention holds no text width; without a label embedding it is
+# read as SD1.x (768), so it loads, and reads back as the configuration it was made from.
+def test_a_controlnet_without_cross_attention_reads_as_sd1():
+    from affordance.controlnet import Family
+
+    plain = tiny(transformer_depth=(0, 0), transformer_depth_middle=0)
+    read = config_from_state_dict(ControlNet(plain).state_dict())
+    assert read == plain and read.family is Family.SD1 and read.context_dim == 768

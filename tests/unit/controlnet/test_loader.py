@@ -54,6 +54,8 @@ def test_every_layout_and_container(tiny_model, write_checkpoint, inputs, layout
     if container == "ckpt" and layout != "diffusers-folder":
         assert report.skipped_entries == ("epoch", "global_step")
     assert model.config == tiny_model.config
+    # ready for inference: no parameter asks autograd to record the sampler's forwards
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
     _same_residuals(model, tiny_model, inputs)
 
 
@@ -321,6 +323,7 @@ def test_lone_middle_resblock_round_trips_and_its_config_json_is_checked(tiny_co
         ("layers_per_block", 2, "layers_per_block 2 (the weights have 1)"),
         ("conditioning_channels", 1, "conditioning_channels 1 (the weights have 3)"),
         ("in_channels", 9, "in_channels 9 (the weights have 4)"),
+        ("cross_attention_dim", 1024, "cross_attention_dim 1024 (the weights have 768)"),
     ],
 )
 def test_config_json_contradicting_its_weights_is_named(tiny_model, write_checkpoint, key, value, wrong):
@@ -480,6 +483,7 @@ def test_a_half_precision_file_with_fp32_norms_is_a_half_precision_file(tiny_mod
     save_file(sd, str(path))
     model, report = load_controlnet(path)
     assert report.storage_dtype == half and model.dtype == half
+    assert {p.dtype for p in model.parameters()} == {half}  # the norms too: one dtype for the whole network
 
 
 def test_misshapen_weights_in_a_diffusers_folder_with_its_config_json_are_a_typed_error(tiny_model, write_checkpoint):
