@@ -184,8 +184,10 @@ def test_16_bit_drawing_keeps_its_range(tmp_path):
     [
         ("a" * 300 + ".png", "a part of it is 304 bytes, more than the 255 a file name may have"),
         ("/".join(["a"] * 3000) + ".png", "the whole path is"),
+        ("c" * 252 + ".png", "a part of it is 256 bytes, more than the 255"),  # one byte too long
+        ("/".join(["b" * 255] * 20 + ["x.png"]), "the whole path is"),  # 255-byte parts are allowed names
     ],
-    ids=["long-name", "long-path"],
+    ids=["long-name", "long-path", "name-one-byte-too-long", "long-path-of-longest-names"],
 )
 def test_a_name_too_long_for_the_file_system_is_a_clear_message(stub_comfy, ref, detail):
     """Allowed characters, but more than the file system takes: was a bare OSError ("[Errno 36] File name too
