@@ -76,8 +76,24 @@ def test_decode_truncates_toward_zero_and_drops_non_finite():
     maps[0, 1:5, 0, 0] = torch.tensor([-0.75, -0.3, 4.0, 0.9])  # x0 = -1.5 -> -1 (not -2), y0 = -0.6 -> 0
     maps[0, 0, 5, 5] = 3.0
     maps[0, 1:5, 5, 5] = torch.tensor([float("inf"), 0.0, 1.0, 1.0])
+    maps[0, 0, 7, 2] = 3.0  # finite, but beyond what an int32 pixel coordinate (the reference's) holds
+    maps[0, 1:5, 7, 2] = torch.tensor([1e12, 0.0, 1.0, 1.0])
     segments, keep = decode_lines(maps, 0.1, 0.1)
     assert segments[keep].tolist() == [[-1, 0, 8, 1]]
+    assert segments[0, ~keep[0]].abs().max() < 2**31  # the dropped ones hold no overflowed values
+
+
+def test_half_precision_maps_decode_in_float32():
+    """A half-precision network's maps are decoded in float32, as the reference's: a segment 2.98254 long (in
+    float32; 2.98242 when its length is computed in half) is kept at a distance threshold of 2.9825."""
+    maps = _maps()
+    maps[0, 0, 3, 3] = 3.0
+    maps[0, 1:5, 3, 3] = torch.tensor([0.79052734375, 1.2001953125, -1.35546875, -0.87109375])  # exact in half
+    half = maps.half()
+    segments, keep = decode_lines(half, 0.1, 2.9825)
+    assert keep.sum().item() == 1
+    reference = decode_lines(half.float(), 0.1, 2.9825)
+    assert torch.equal(segments, reference[0]) and torch.equal(keep, reference[1])
 
 
 def test_decode_is_batched_and_small_maps_use_every_pixel():

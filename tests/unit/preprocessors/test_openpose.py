@@ -213,10 +213,14 @@ def test_hand_and_face_peaks():
     maps = np.zeros((128, 128, 22))
     maps[:, :, 0] = 0.3 * np.exp(-((xx - 40) ** 2 + (yy - 30) ** 2) / 20.0)
     maps[:, :, 0] += 0.2 * np.exp(-((xx - 100) ** 2 + (yy - 90) ** 2) / 200.0)  # lower but larger: wins
+    # the same with the larger blob first in raster order (components are told apart by their own labels)
+    maps[:, :, 1] = 0.2 * np.exp(-((xx - 30) ** 2 + (yy - 20) ** 2) / 200.0)
+    maps[:, :, 1] += 0.3 * np.exp(-((xx - 100) ** 2 + (yy - 100) ** 2) / 20.0)
     peaks = D.hand_peaks(maps, 256, 64)
     assert peaks.shape == (21, 2)
     assert peaks[0].tolist() == [int(100 * 64 / 128), int(90 * 256 / 128)]
-    assert (peaks[1:] == 0).all()  # nothing above the threshold
+    assert peaks[1].tolist() == [int(30 * 64 / 128), int(20 * 256 / 128)]
+    assert (peaks[2:] == 0).all()  # nothing above the threshold
     face = np.zeros((71, 20, 30), np.float32)
     face[3, 5, 7] = face[3, 15, 20] = 0.9  # a tie: the first in raster order
     face[10, 2, 3] = 0.06
