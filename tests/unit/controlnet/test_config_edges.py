@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from affordance.controlnet import SD15, ConfigError, ControlNet, ControlNetConfig, config_from_state_dict
+from affordance.controlnet import SD15, ConfigError, ControlNet, ControlNetConfig, Family, config_from_state_dict
 from affordance.controlnet.errors import KeyMismatchError
 
 
@@ -48,8 +48,6 @@ def test_every_zero_conv_is_needed(which):
 # Round 17 (mutant 63): a ControlNet without cross-attention holds no text width; without a label embedding it is
 # read as SD1.x (768), so it loads, and reads back as the configuration it was made from.
 def test_a_controlnet_without_cross_attention_reads_as_sd1():
-    from affordance.controlnet import Family
-
     plain = tiny(transformer_depth=(0, 0), transformer_depth_middle=0)
     read = config_from_state_dict(ControlNet(plain).state_dict())
     assert read == plain and read.family is Family.SD1 and read.context_dim == 768
