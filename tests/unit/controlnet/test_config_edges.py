@@ -24,11 +24,10 @@ def test_one_middle_resblock_with_attention_is_refused():
 # Round 17 (mutant 53): transformer blocks in the middle need its attention layer; a config that has them but
 # says the middle has no attention is refused, while one that names the attention explicitly is fine.
 def test_middle_transformer_blocks_without_the_attention_layer_are_refused():
-    tiny = ControlNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=(1, 1), transformer_depth=(1, 0))
-    assert replace(tiny, transformer_depth_middle=1, attention_middle=True).has_middle_attention
-    assert not replace(tiny, transformer_depth_middle=0, attention_middle=False).has_middle_attention
+    assert tiny(transformer_depth_middle=1, attention_middle=True).has_middle_attention
+    assert not tiny(transformer_depth_middle=0, attention_middle=False).has_middle_attention
     with pytest.raises(ConfigError, match="the middle block has transformer blocks, so it must have its attention"):
-        replace(tiny, transformer_depth_middle=1, attention_middle=False)
+        tiny(transformer_depth_middle=1, attention_middle=False)
 
 
 # Round 10 (mutant 146): config_from_state_dict needs a zero conv for every input block, as it needs the middle

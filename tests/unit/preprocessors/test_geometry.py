@@ -274,13 +274,20 @@ def test_palette_colours_are_counted_over_the_whole_image(monkeypatch):
     assert geometry._is_palette(few) and not geometry._is_palette(many)
 
 
-def test_crop_first_never_builds_the_large_intermediate(monkeypatch):
-    """The crop-first path is what keeps memory bounded: no resize step makes anything near 16384x16384."""
+@pytest.fixture
+def resize_sizes(monkeypatch) -> list[tuple[int, int]]:
+    """The ``(height, width)`` of every resize step resize_hint makes, in order (the steps still run)."""
     import affordance.preprocessors.geometry as geometry
 
-    sizes = []
+    sizes: list[tuple[int, int]] = []
     real = geometry._resize
     monkeypatch.setattr(geometry, "_resize", lambda x, h, w, *a, **k: sizes.append((h, w)) or real(x, h, w, *a, **k))
+    return sizes
+
+
+def test_crop_first_never_builds_the_large_intermediate(resize_sizes):
+    """The crop-first path is what keeps memory bounded: no resize step makes anything near 16384x16384."""
+    sizes = resize_sizes
     resize_hint(torch.rand(1, 3, 8, 8), 16384, 8, "crop_and_resize")
     assert sizes == [(8, 16384)]
 
@@ -449,15 +456,13 @@ def test_an_inpaint_mark_takes_only_the_pixels_it_mostly_covers():
     assert torch.equal(quarter, expected)
 
 
-def test_crop_and_resize_crops_first_beyond_16_times_the_output(monkeypatch):
+def test_crop_and_resize_crops_first_beyond_16_times_the_output(monkeypatch, resize_sizes):
     """The whole image is scaled first (A1111's order) unless that picture would hold more than 16 times the
     output's pixels (and more than CROP_FIRST_PIXELS, lowered here so that small sizes show the rule)."""
     import affordance.preprocessors.geometry as geometry
 
     monkeypatch.setattr(geometry, "CROP_FIRST_PIXELS", 1 << 10)
-    sizes: list[tuple[int, int]] = []
-    real = geometry._resize
-    monkeypatch.setattr(geometry, "_resize", lambda x, h, w, *a, **k: sizes.append((h, w)) or real(x, h, w, *a, **k))
+    sizes = resize_sizes
     resize_hint(torch.rand(1, 3, 8, 8), 8, 128, "crop_and_resize")  # 128x128 scaled: exactly 16 x 128x8
     assert sizes == [(128, 128)]
     sizes.clear()
