@@ -145,3 +145,100 @@ def test_a_controlnet_pickle_asking_for_code_is_refused_whatever_torchs_default(
     with pytest.raises(UnsafeCheckpointError, match="is a pickle that needs to run code to load"):
         load_controlnet(path)
     assert RAN == []
+
+
+def test_a_diffusers_config_json_that_is_not_an_object_is_named(tmp_path, tiny_model, write_checkpoint):
+    """A config.json holding a JSON list is named as no JSON object (``.get`` on it raised AttributeError)."""
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    (folder / "config.json").write_text("[]")
+    with pytest.raises(CorruptCheckpointError, match=r"cn/config.json is not a JSON object\."):
+        load_controlnet(folder)
+
+
+class _ChangingFile:
+    """A file object whose first read changes the file on disk first, as a download writing it meanwhile."""
+
+    def __init__(self, f, change):
+        self._f, self._change = f, change
+
+    def readinto(self, buf):
+        if self._change is not None:
+            self._change()
+            self._change = None
+        return self._f.readinto(buf)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+@pytest.mark.parametrize("change", ["cut_short", "grown"])
+def test_a_file_changed_while_its_tensors_are_read_is_named(tmp_path, monkeypatch, change):
+    """The file is cut short, or written on, while its tensors' bytes are read (after every check before the
+    read passed): the read says the file changed, instead of returning zeros for the missing bytes or a mix of
+    two versions. A file left alone reads back exactly."""
+    path = tmp_path / "cn.safetensors"
+    tensors = {"a": torch.arange(1000, dtype=torch.float32), "b": torch.ones(10)}
+    save_file(tensors, str(path))
+    raw = read_checkpoint(path)
+    assert all(torch.equal(raw.fetch(["a", "b"])[k], tensors[k]) for k in tensors)
+
+    def cut_short():
+        os.truncate(path, 100)
+
+    def grown():
+        with open(path, "ab") as f:
+            f.write(b"\0" * 64)
+
+    real_open = pathlib.Path.open
+
+    def opener(self, *args, **kwargs):
+        f = real_open(self, *args, **kwargs)
+        return _ChangingFile(f, cut_short if change == "cut_short" else grown) if self == path else f
+
+    monkeypatch.setattr(pathlib.Path, "open", opener)
+    with pytest.raises(CorruptCheckpointError, match="changed while it was being read"):
+        raw.fetch(["a", "b"])
+
+
+@pytest.mark.skipif(not checkpoint.lazy_zip_reads(), reason="torch < 2.11 maps zip checkpoints instead")
+@pytest.mark.parametrize("when", ["after_its_directory", "while_its_pickle_is_read"])
+def test_a_zip_checkpoint_replaced_while_it_is_opened_is_named_at_once(tmp_path, monkeypatch, tiny_model, when):
+    """A .pth replaced (a download finishing) between reading its zip directory and its pickle, or while the
+    pickle is read: said at once by read_checkpoint, so one version's pickle is never paired with the other's
+    record positions."""
+    path = tmp_path / "cn.pth"
+    torch.save(tiny_model.state_dict(), path)
+    assert read_checkpoint(path).fetch is not None  # the lazy reader, untouched
+
+    def replace():
+        other = tmp_path / "other.pth"
+        torch.save({k: v + 1 for k, v in tiny_model.state_dict().items()}, other)
+        os.replace(other, path)
+
+    if when == "after_its_directory":
+        real = checkpoint._zip_layout
+
+        def layout_then_replace(p):
+            out = real(p)
+            replace()
+            return out
+
+        monkeypatch.setattr(checkpoint, "_zip_layout", layout_then_replace)
+    else:
+        real_load = checkpoint._load_pickle
+
+        def load_then_replace(p, container, f, map_location):
+            out = real_load(p, container, f, map_location)
+            if map_location == "meta":
+                replace()
+            return out
+
+        monkeypatch.setattr(checkpoint, "_load_pickle", load_then_replace)
+    with pytest.raises(CorruptCheckpointError, match="changed while it was being read"):
+        read_checkpoint(path)

@@ -290,6 +290,46 @@ def test_folder_config_json_must_describe_its_weights(tiny_model, tiny_xl_model,
         load_controlnet(folder)
 
 
+def test_another_models_config_json_beside_a_chosen_weights_file_is_ignored(
+    tiny_model, tiny_xl_model, write_checkpoint, caplog
+):
+    """A weights file chosen by itself, beside a config.json of another model (e.g. copied into the same folder):
+    the config is said to be ignored and none of its settings apply (here: its pooling and BGR order, which
+    would have changed the hint); the weights alone decide. Chosen as a folder, the same config is an error."""
+    import json
+
+    folder = write_checkpoint(tiny_xl_model, "diffusers-folder")
+    other = diffusers_config(tiny_model.config)
+    other.update(global_pool_conditions=True, controlnet_conditioning_channel_order="bgr")
+    (folder / "config.json").write_text(json.dumps(other))
+    with caplog.at_level("WARNING", logger="affordance.controlnet.loader"):
+        model, _ = load_controlnet(folder / "diffusion_pytorch_model.safetensors")
+    assert model.config == tiny_xl_model.config
+    assert not model.config.global_average_pooling
+    assert "ignoring the config.json beside it, which describes another model (block_out_channels" in caplog.text
+    with pytest.raises(CorruptCheckpointError, match="does not describe these weights"):
+        load_controlnet(folder)
+
+
+@pytest.mark.parametrize("order", ["bgr", "BGR"])
+def test_config_json_asking_for_bgr_hints_is_refused(tiny_model, write_checkpoint, order):
+    """A diffusers model trained on BGR hints (controlnet_conditioning_channel_order) would get RGB hints and
+    steer wrongly without a word: refused, naming the setting. "rgb" (the default) loads."""
+    import json
+
+    from affordance.controlnet.errors import UnknownFormatError
+
+    folder = write_checkpoint(tiny_model, "diffusers-folder")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["controlnet_conditioning_channel_order"] = order
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UnknownFormatError, match=r"asks for BGR hints \(controlnet_conditioning_channel_order='bgr'\)"):
+        load_controlnet(folder)
+    cfg["controlnet_conditioning_channel_order"] = "rgb"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert load_controlnet(folder)[0].config == tiny_model.config
+
+
 def test_lone_middle_resblock_round_trips_and_its_config_json_is_checked(tiny_config, write_checkpoint):
     """A middle block of one ResBlock (diffusers' UNetMidBlock2D) loads from every layout, bit-identical."""
     import dataclasses

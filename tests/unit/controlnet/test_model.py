@@ -102,6 +102,13 @@ def test_hint_size_must_match_latent(tiny_model, inputs):
         tiny_model(x, hint[..., :56, :56], t, ctx, y)
 
 
+def test_no_hint_at_all_is_a_hint_error(tiny_model, inputs):
+    """Neither a hint image nor an encoded hint: a HintError saying to pass one (not a TypeError from inside)."""
+    x, _, t, ctx, y = inputs(tiny_model.config)
+    with pytest.raises(HintError, match="no hint given: pass hint or encoded_hint"):
+        tiny_model(x, None, t, ctx, y)
+
+
 def test_hint_batch_mismatch(tiny_model, inputs):
     x, hint, t, ctx, y = inputs(tiny_model.config, n=3)
     with pytest.raises(HintError, match="hint batch 2 fits no latent batch of 3"):
