@@ -69,3 +69,48 @@ def test_the_middle_zero_conv_is_needed():
 def test_contexts_and_labels_of_no_family_are_named(changes):
     with pytest.raises(UnknownFormatError, match=r"matches no supported family"):
         _ = tiny(**changes).family
+
+
+def test_an_input_block_width_that_is_no_multiple_of_the_first_is_named():
+    """A ResBlock whose output channels are not a multiple of model_channels is refused by block and width."""
+    sd = dict(ControlNet(tiny()).state_dict())
+    sd["input_blocks.3.0.out_layers.3.weight"] = torch.zeros(48, 64, 3, 3)
+    with pytest.raises(KeyMismatchError, match=r"input block 3 has 48 channels, not a multiple of 32"):
+        config_from_state_dict(sd)
+
+
+@pytest.mark.parametrize("where", ["last", "first"])
+def test_an_encoder_level_without_a_residual_block_is_refused(where):
+    """A level holding only its downsampler (the last level cut off, or a first level of zero blocks) is a
+    typed KeyMismatchError, not an IndexError from reading the level's width."""
+    if where == "last":  # input_blocks: 0 conv, 1 ResBlock, 2 downsampler, 3 ResBlock: drop 3 and its zero conv
+        cut = ("input_blocks.3.", "zero_convs.3.")
+        sd = {k: v for k, v in ControlNet(tiny()).state_dict().items() if not k.startswith(cut)}
+    else:  # input_blocks: 0 conv, 1 downsampler, 2 ResBlock
+        sd = ControlNet(tiny(num_res_blocks=(0, 1), transformer_depth=(0,))).state_dict()
+    with pytest.raises(KeyMismatchError, match="a level of the encoder has no residual block"):
+        config_from_state_dict(sd)
+
+
+def test_channels_that_change_inside_a_level_are_refused():
+    """Two ResBlocks of one level (no downsampler between them) with different widths are not an SD encoder."""
+    sd = dict(ControlNet(tiny(num_res_blocks=(2, 1), transformer_depth=(1, 1, 0))).state_dict())
+    assert config_from_state_dict(sd).num_res_blocks == (2, 1)
+    sd["input_blocks.2.0.out_layers.3.weight"] = torch.zeros(64, 32, 3, 3)
+    with pytest.raises(KeyMismatchError, match="channels change inside a level of the encoder"):
+        config_from_state_dict(sd)
+
+
+@pytest.mark.parametrize(
+    ("heads", "why"),
+    [
+        ({"num_heads": 0}, "num_heads must be a positive whole number"),
+        ({"num_heads": 4, "num_head_channels": 16}, "set exactly one of num_heads"),
+    ],
+)
+def test_a_config_that_cannot_be_built_is_a_key_mismatch(heads, why):
+    """The ConfigError of a contradictory architecture becomes a KeyMismatchError (a CheckpointError) that
+    keeps its reason. From weights alone every inferred config is consistent; the head overrides reach it."""
+    sd = ControlNet(tiny()).state_dict()
+    with pytest.raises(KeyMismatchError, match=rf"inconsistent ControlNet architecture in the weights: {why}"):
+        config_from_state_dict(sd, **heads)

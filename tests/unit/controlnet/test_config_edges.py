@@ -50,3 +50,20 @@ def test_a_controlnet_without_cross_attention_reads_as_sd1():
     plain = tiny(transformer_depth=(0, 0), transformer_depth_middle=0)
     read = config_from_state_dict(ControlNet(plain).state_dict())
     assert read == plain and read.family is Family.SD1 and read.context_dim == 768
+
+
+def test_transformer_depth_needs_one_entry_per_residual_block():
+    """A transformer_depth whose length is not sum(num_res_blocks) is refused, naming both counts."""
+    with pytest.raises(ConfigError, match=r"transformer_depth needs one entry per residual block \(2\), got 3"):
+        tiny(transformer_depth=(1, 0, 0))
+    with pytest.raises(ConfigError, match=r"transformer_depth needs one entry per residual block \(3\), got 2"):
+        tiny(num_res_blocks=(2, 1))
+
+
+def test_attention_needs_one_entry_per_residual_block():
+    """An explicit attention tuple shorter or longer than transformer_depth is refused, naming both counts."""
+    assert tiny(attention=(True, False)).has_attention(0)
+    with pytest.raises(ConfigError, match=r"attention needs one entry per residual block \(2\), got 1"):
+        tiny(attention=(True,))
+    with pytest.raises(ConfigError, match=r"attention needs one entry per residual block \(2\), got 3"):
+        tiny(attention=(True, False, False))

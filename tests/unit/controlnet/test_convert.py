@@ -649,3 +649,81 @@ def test_the_middle_depth_is_written_where_diffusers_reads_it(tiny_config):
     deep_middle = dataclasses.replace(tiny_config, transformer_depth_middle=2)
     assert diffusers_config(deep_middle)["transformer_layers_per_block"] == [1, 2]
     assert diffusers_config(tiny_config)["transformer_layers_per_block"] == 1
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"transformer_depth": (1, 0, 0, 0)},  # depth 1 then 0 in the first level
+        {"transformer_depth": (0, 0, 0, 0), "attention": (True, False, False, False)},  # attention layer, then none
+    ],
+)
+def test_diffusers_config_refuses_a_level_whose_blocks_differ(tiny_config, changes):
+    """diffusers has one block type and depth per level: a level mixing depths or attention cannot be written."""
+    import dataclasses
+
+    from affordance.controlnet.errors import UnknownFormatError
+
+    mixed = dataclasses.replace(tiny_config, num_res_blocks=(2, 2), **changes)
+    with pytest.raises(UnknownFormatError, match=r"inside one level cannot be written for diffusers"):
+        diffusers_config(mixed)
+
+
+def test_diffusers_config_needs_the_same_number_of_blocks_per_level(tiny_config):
+    """diffusers' layers_per_block is one number: levels of 2 and 1 ResBlocks are refused, naming them."""
+    import dataclasses
+
+    from affordance.controlnet.errors import UnknownFormatError
+
+    uneven = dataclasses.replace(tiny_config, num_res_blocks=(2, 1), transformer_depth=(1, 1, 0))
+    with pytest.raises(UnknownFormatError, match=r"same number of blocks per level, got \(2, 1\)"):
+        diffusers_config(uneven)
+
+
+def test_diffusers_config_refuses_a_middle_depth_other_than_an_attention_last_levels(tiny_config):
+    """diffusers reads the middle depth from the last level's entry: when that level has attention of another
+    depth, the two cannot both be written."""
+    import dataclasses
+
+    from affordance.controlnet.errors import UnknownFormatError
+
+    tied = dataclasses.replace(tiny_config, transformer_depth=(1, 2), transformer_depth_middle=2)
+    assert diffusers_config(tied)["transformer_layers_per_block"] == [1, 2]
+    untied = dataclasses.replace(tied, transformer_depth_middle=1)
+    with pytest.raises(UnknownFormatError, match=r"ties the middle depth to the last level's; got \[1, 2\] and 1"):
+        diffusers_config(untied)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.uint16])
+def test_save_file_refuses_a_dtype_safetensors_cannot_hold(tmp_path, dtype):
+    """A tensor of a dtype outside safetensors' list is a typed OutputError naming it, before any file is made."""
+    from affordance.controlnet import convert as convert_module
+
+    out = tmp_path / "x.safetensors"
+    tensors = {"ok": torch.ones(2), "odd": torch.zeros(2, dtype=dtype)}
+    with pytest.raises(OutputError, match=rf"tensor 'odd' is {dtype}, which this converter does not write"):
+        convert_module.save_file(tensors, out)
+    assert not out.exists()
+
+
+def test_a_source_that_may_not_be_read_is_an_unreadable_checkpoint(tiny_model, write_checkpoint, tmp_path, monkeypatch):
+    """A source whose folder may not be searched (os.stat: EACCES; simulated, as root reads everything) is not
+    refused by convert_file's early check but by the reader, as an UnreadableCheckpointError naming the file;
+    nothing is written."""
+    import errno
+    import os
+
+    from affordance.controlnet.errors import UnreadableCheckpointError
+
+    src, dst = write_checkpoint(tiny_model), tmp_path / "out.safetensors"
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path) == str(src):
+            raise PermissionError(errno.EACCES, "Permission denied", str(src))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    with pytest.raises(UnreadableCheckpointError, match=rf"cannot read {src}: Permission denied"):
+        convert_file(src, dst, to="original")
+    assert not os.path.lexists(dst)
