@@ -314,3 +314,12 @@ def test_a_drawing_side_may_be_the_maximum_exactly():
     assert check_drawing_size(DRAWING_MAX_SIDE, 512) == (DRAWING_MAX_SIDE, 512)
     with pytest.raises(DrawingError, match="larger than the maximum"):
         check_drawing_size(512, DRAWING_MAX_SIDE + 1)
+
+
+@pytest.mark.parametrize("value", [None, 5, ""])
+def test_a_drawing_reference_that_is_not_a_non_empty_string_is_refused(value):
+    """A missing, numeric or empty reference gets a DrawingError naming the value, not an AttributeError."""
+    from affordance.preprocessors.drawing import DrawingError, parse_drawing_reference
+
+    with pytest.raises(DrawingError, match=rf"^the drawing reference must be a non-empty file path, got {value!r}\.$"):
+        parse_drawing_reference(value)

@@ -334,6 +334,33 @@ def test_two_partial_people_joined_by_a_limb_are_merged():
     assert people[0, 18] == pytest.approx(4 * 0.9 + 3 * 0.8) and people[0, 19] == 4
 
 
+def test_a_limb_between_two_overlapping_people_gives_its_end_to_the_first():
+    """Two people who share parts (both have a neck and a right shoulder) are never merged: a shoulder-ear limb from
+    person A's shoulder to person B's ear (B reached it through nose and eye) writes the ear into A as well, adding
+    one part, the ear's score and the limb's score to A; B is left as it was. The reference (body.py) takes the same
+    branch: two subsets found, a part in both, so part B goes to the first subset found."""
+    # (x, y, score, id), by part: nose 0; necks 1, 2; right shoulders 3, 4; left shoulder 5; right eye 6; right ear 7
+    scores = [0.5, 0.75, 0.625, 0.875, 0.5, 0.75, 0.625, 0.875]
+    cand = np.array([[10 * i, 5 * i, s, i] for i, s in enumerate(scores)], float)
+    conn: list = [None] * 19
+    conn[0] = np.array([[1, 3, 0.5, 0, 0], [2, 4, 0.5, 1, 1]], float)  # (2, 3) neck - right shoulder: A and B begin
+    conn[1] = np.array([[1, 5, 0.5, 0, 0]], float)  # (2, 6) neck - left shoulder: A
+    conn[12] = np.array([[2, 0, 0.5, 1, 0]], float)  # (2, 1) neck - nose: B
+    conn[13] = np.array([[0, 6, 0.5, 0, 0]], float)  # (1, 15) nose - right eye: B
+    conn[14] = np.array([[6, 7, 0.5, 0, 0]], float)  # (15, 17) right eye - right ear: B
+    conn[17] = np.array([[3, 7, 0.25, 0, 0]], float)  # (3, 17) A's right shoulder - B's right ear
+    people = D.assemble(conn, cand)
+    assert people.shape == (2, 20)
+    a, b = [-1.0] * 18, [-1.0] * 18
+    a[1], a[2], a[5], a[16] = 1, 3, 5, 7
+    b[0], b[1], b[2], b[14], b[16] = 0, 2, 4, 6, 7
+    assert people[0, :18].tolist() == a and people[1, :18].tolist() == b
+    assert people[0, 19] == 4 and people[1, 19] == 5
+    # A: neck + right shoulder + limb, left shoulder + limb, then the ear + the shoulder-ear limb
+    assert people[0, 18] == (0.75 + 0.875 + 0.5) + (0.75 + 0.5) + (0.875 + 0.25)
+    assert people[1, 18] == (0.625 + 0.5 + 0.5) + (0.5 + 0.5) + (0.625 + 0.5) + (0.875 + 0.5)
+
+
 def test_hand_edge_colours_go_round_the_hue_circle():
     import colorsys
 

@@ -1,8 +1,13 @@
-"""The main job's built-in demo scene: it holds what its docstring names (the hints of `hints` are made from it)."""
+"""The main job's built-in demo scene: it holds what its docstring names (the hints of `hints` are made from it);
+the contact sheet refuses a layout or an image it cannot draw."""
 
 from __future__ import annotations
 
-from affordance.preprocessors.sheet import demo_scene
+import pytest
+import torch
+from PIL import Image
+
+from affordance.preprocessors.sheet import contact_sheet, demo_scene
 
 
 def test_demo_scene_shows_its_sun_hills_and_windows():
@@ -19,3 +24,26 @@ def test_demo_scene_shows_its_sun_hills_and_windows():
     assert g > r + 30 and g > b + 60
     assert rgb(265, 261)[1] > 220  # a window: light
     assert max(rgb(252, 261)) < 120  # its dark frame
+
+
+@pytest.mark.parametrize(("columns", "thumb"), [(0, 320), (4, 0), (-1, -5)])
+def test_contact_sheet_refuses_a_layout_below_one(columns, thumb):
+    """columns or thumb below 1 is a ValueError that gives both values."""
+    with pytest.raises(ValueError, match=rf"columns >= 1 and thumb >= 1, got columns={columns}, thumb={thumb}\."):
+        contact_sheet([("a", torch.rand(1, 3, 8, 8))], columns=columns, thumb=thumb)
+
+
+@pytest.mark.parametrize(
+    ("image", "size"),
+    [
+        (torch.rand(1, 3, 8, 0), "0x8"),
+        (torch.rand(3, 0, 8), "8x0"),
+        (Image.new("RGB", (0, 4)), "0x4"),
+        (Image.new("RGB", (6, 0)), "6x0"),
+    ],
+)
+def test_contact_sheet_names_an_item_with_an_empty_side(image, size):
+    """An image 0 px wide or high (tensor or PIL) is refused with its label and size, wherever it is in the list."""
+    items = [("fine", torch.rand(1, 3, 8, 8)), ("hollow", image)]
+    with pytest.raises(ValueError, match=rf"contact_sheet item 'hollow' is {size} px; give a non-empty image\."):
+        contact_sheet(items)

@@ -322,3 +322,76 @@ def test_running_out_of_memory_while_unpickling_an_annotator_is_a_typed_error(tm
     monkeypatch.setattr(weights_module.torch, "load", out_of_memory)
     with pytest.raises(AnnotatorWeightsError, match=r"\([\d,]+ bytes\) could not be read: memory ran out"):
         load_annotator(path, HEDNet(), HED_FILE)
+
+
+def test_an_empty_annotator_file_is_named_empty(tmp_path):
+    """A 0-byte file under an official name (an interrupted download) is called empty, not text or damaged."""
+    path = tmp_path / HED_FILE
+    path.write_bytes(b"")
+    with pytest.raises(
+        AnnotatorWeightsError,
+        match=r"ControlNetHED.pth is empty \(0 bytes\); download it again\. This file is 0 bytes; the official",
+    ):
+        load_annotator(path, HEDNet(), HED_FILE)
+
+
+@pytest.mark.parametrize(("obj", "kind"), [([torch.zeros(2), torch.ones(3)], "list"), (torch.zeros(3), "Tensor")])
+def test_an_annotator_file_that_is_not_a_mapping_is_named(tmp_path, obj, kind):
+    """torch.save of a list of tensors (or one tensor) is refused with what it holds, not an untyped error."""
+    path = tmp_path / HED_FILE
+    torch.save(obj, path)
+    with pytest.raises(AnnotatorWeightsError, match=rf"ControlNetHED.pth holds a {kind}, not a state dict\."):
+        load_annotator(path, HEDNet(), HED_FILE)
+
+
+def test_zip_pickle_protocol_is_none_without_a_readable_data_pkl(tmp_path):
+    """No member ending in data.pkl, or a data.pkl zipfile cannot open (an unknown compression method): None;
+    a readable one gives its protocol byte."""
+    import struct
+    import zipfile
+
+    from affordance.preprocessors import weights
+
+    readable = tmp_path / "readable.pth"
+    torch.save({"w": torch.zeros(2)}, readable)
+    assert weights._zip_pickle_protocol(readable) == 2
+    no_pickle = tmp_path / "no_pickle.pth"
+    with zipfile.ZipFile(no_pickle, "w") as zf:
+        zf.writestr("archive/version", "3\n")
+        zf.writestr("archive/data/0", bytes(8))
+    assert weights._zip_pickle_protocol(no_pickle) is None
+    unreadable = tmp_path / "unreadable.pth"
+    with zipfile.ZipFile(unreadable, "w") as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    data = bytearray(unreadable.read_bytes())
+    central = data.index(b"PK\x01\x02")
+    data[8:10] = data[central + 10 : central + 12] = struct.pack("<H", 99)  # compression method 99, local and central
+    unreadable.write_bytes(data)
+    with zipfile.ZipFile(unreadable) as zf:
+        assert zf.namelist() == ["archive/data.pkl"]
+    assert weights._zip_pickle_protocol(unreadable) is None
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")
+def test_a_protocol_4_annotator_zip_that_zipfile_cannot_parse_is_still_named_protocol_4(tmp_path):
+    """torch reads a zip whose 'version needed to extract' Python's zipfile refuses; its data.pkl's protocol cannot
+    be read then, and the FRAME opcode torch stops at is taken as protocol 4 or more, not as a damaged byte."""
+    import struct
+
+    path = tmp_path / HED_FILE
+    torch.save(HEDNet().state_dict(), path, pickle_protocol=4)
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the first central-directory entry
+    data[entry + 6 : entry + 8] = struct.pack("<H", 0xFFFF)
+    path.write_bytes(data)
+    with pytest.raises(AnnotatorWeightsError, match=r"is a pickle of protocol 4 or more .*refused") as info:
+        load_annotator(path, HEDNet(), HED_FILE)
+    assert "damaged" not in str(info.value)
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux's /proc/self/mem")
+def test_an_io_error_reading_an_annotator_file_is_a_typed_error():
+    """A regular file whose read fails (/proc/self/mem at offset 0: EIO) is named with the system's reason, without
+    the permissions advice."""
+    with pytest.raises(AnnotatorWeightsError, match=r"^cannot read /proc/self/mem: Input/output error\.$"):
+        load_annotator(Path("/proc/self/mem"), HEDNet(), HED_FILE)
