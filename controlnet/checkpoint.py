@@ -31,6 +31,7 @@ import torch
 from .errors import (
     CheckpointError,
     CorruptCheckpointError,
+    InvalidWeightsError,
     UnknownFormatError,
     UnreadableCheckpointError,
     UnsafeCheckpointError,
@@ -52,7 +53,15 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool,
     "F8_E4M3": torch.float8_e4m3fn,
     "F8_E5M2": torch.float8_e5m2,
+    **{  # AMD's fp8 (ROCm); safetensors names them since 0.6
+        name: getattr(torch, attr)
+        for name, attr in (("F8_E4M3FNUZ", "float8_e4m3fnuz"), ("F8_E5M2FNUZ", "float8_e5m2fnuz"))
+        if hasattr(torch, attr)
+    },
 }
+# safetensors' other data types: valid files, but no ControlNet's weights (block scales, packed 4/6-bit values of
+# quantized formats, unsigned or complex numbers); named as such instead of as a damaged header
+OTHER_SAFETENSORS_DTYPES = frozenset({"F4", "F6_E2M3", "F6_E3M2", "F8_E8M0", "U16", "U32", "U64", "C64"})
 MAX_HEADER = 100 * 1024 * 1024
 DIFFUSERS_WEIGHT_NAMES = (
     "diffusion_pytorch_model.safetensors",
@@ -233,6 +242,12 @@ def _read_safetensors(
         return v
 
     for key, info in header.items():
+        if isinstance(info, dict) and isinstance(info.get("dtype"), str) and info["dtype"] in OTHER_SAFETENSORS_DTYPES:
+            raise InvalidWeightsError(
+                f"{path}: tensor {key!r} is stored as {info['dtype']}, a data type Affordance does not read (it "
+                f"reads {', '.join(SAFETENSORS_DTYPES)}); the file is quantized in a format it does not support. "
+                "Use an fp16, bf16 or fp32 copy of the model."
+            )
         try:
             dtype = SAFETENSORS_DTYPES[info["dtype"]]
             shape = [whole(s) for s in info["shape"]]

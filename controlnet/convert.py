@@ -146,9 +146,9 @@ class Interrupted(KeyboardInterrupt):
 _Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers  # what signal.signal takes
 _STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
 _CHUNK = 64 << 20  # bytes written per call: a signal handler (Ctrl-C) runs between two of them
-_SAFETENSORS_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
 # safetensors' order of dtypes in a file (its Rust enum's, largest first): the same files, byte for byte
 _SAFETENSORS_ORDER = ("I64", "F64", "F32", "I32", "BF16", "F16", "I16", "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL")
+_SAFETENSORS_NAMES = {SAFETENSORS_DTYPES[name]: name for name in _SAFETENSORS_ORDER}  # what this writer writes
 
 
 def _little_endian_bytes(tensor: torch.Tensor) -> memoryview:

@@ -41,7 +41,8 @@ class KeyMismatchError(CheckpointError):
 
 
 class InvalidWeightsError(CheckpointError):
-    """Weights hold NaN or Inf values, or have shapes the architecture cannot take."""
+    """Weights hold NaN or Inf values, have shapes the architecture cannot take, or are stored in a data type
+    that holds no plain weights (integers, block scales, packed 4-bit values)."""
 
 
 class ConfigError(ControlNetError, ValueError):

@@ -183,13 +183,23 @@ def _widen_fp8(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.to(torch.float16) if v.dtype in _FP8 else v for k, v in sd.items()}
 
 
+_WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what the model computes in
+
+
 def _check_values(sd: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights (fp8 already widened) of a data type the model cannot compute in, or holding NaN or Inf."""
     bad = []
     for key, t in sd.items():
         if not t.is_floating_point():
             raise InvalidWeightsError(
                 f"{source}: ControlNet weight {key!r} is stored as {t.dtype}, not floating point; the file is damaged "
                 "or quantised in a way Affordance does not read."
+            )
+        if t.dtype not in _WEIGHT_DTYPES:  # e.g. float8_e8m0fnu (block scales), float4_e2m1fn_x2 (packed)
+            raise InvalidWeightsError(
+                f"{source}: ControlNet weight {key!r} is stored as {t.dtype}, a format that holds no plain weights "
+                "(Affordance reads fp32, fp16, bf16 and fp8 e4m3/e5m2 weights); the file is quantised in a way "
+                "Affordance does not read. Use an fp16, bf16 or fp32 copy of the model."
             )
         if t.numel() and not all(torch.isfinite(v) for v in torch.aminmax(t)):  # NaN and +-Inf show in min/max
             bad.append(key)

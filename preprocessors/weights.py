@@ -355,12 +355,21 @@ def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
     return sd
 
 
+_FP8 = tuple(
+    getattr(torch, n)
+    for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+    if hasattr(torch, n)
+)
+_READ = (torch.float16, torch.bfloat16, torch.float32, torch.float64, *_FP8)  # floating dtypes read as weights
+
+
 def load_annotator(path: str | Path, net: Net, name: str | None = None) -> Net:
     """Load an annotator file into ``net`` after checking every key and shape; returns ``net`` in eval mode.
 
     Raises:
-        AnnotatorWeightsError: missing file, unsafe or damaged file, or a file of another annotator
-            (named keys), e.g. a different file saved under an official name.
+        AnnotatorWeightsError: missing file, unsafe or damaged file, a file of another annotator (named
+            keys), e.g. a different file saved under an official name, or weights of a data type that holds
+            no plain weights (fp8 weights are read, widened exactly).
     """
     path = Path(path)
     try:
@@ -392,6 +401,13 @@ def load_annotator(path: str | Path, net: Net, name: str | None = None) -> Net:
             f"{path} does not hold the weights of {expected_name} ({'; '.join(p for p in parts if p)}). "
             f"It is another model or a damaged file; get {expected_name} from {SOURCE}.{size_note(path, expected_name)}"
         )
+    odd = next((k for k, v in sd.items() if v.is_complex() or (v.is_floating_point() and v.dtype not in _READ)), None)
+    if odd is not None:  # block scales (e8m0), packed fp4, complex numbers: torch cannot check or copy them as weights
+        raise AnnotatorWeightsError(
+            f"{path}: weight {odd!r} is stored as {sd[odd].dtype}, which holds no plain weights (annotators are read "
+            f"from fp32, fp16, bf16 or fp8 files); get {expected_name} from {SOURCE}."
+        )
+    sd = {k: v.float() if v.dtype in _FP8 else v for k, v in sd.items()}  # exact; torch finds no min/max of fp8
     bad = [k for k, v in sd.items() if v.is_floating_point() and not all(torch.isfinite(t) for t in torch.aminmax(v))]
     if bad:
         raise AnnotatorWeightsError(f"{path} has NaN or Inf weights ({', '.join(bad[:4])}); download it again.")

@@ -664,3 +664,71 @@ def test_running_out_of_memory_while_unpickling_is_a_typed_error(tiny_model, tmp
     monkeypatch.setattr(checkpoint_module.torch, "load", out_of_memory)
     with pytest.raises(UnreadableCheckpointError, match=r"legacy.pth \([\d,]+ bytes\) could not be read: memory ran out"):
         read_checkpoint(path)
+
+
+def _typed_safetensors(path: pathlib.Path, entries: dict[str, tuple[str, torch.Tensor]]) -> None:
+    """A safetensors file written byte by byte: ``key -> (dtype name, tensor)``, whatever names this safetensors
+    knows (tensors are stored as their raw bytes; a little-endian host)."""
+    header, blobs, offset = {}, [], 0
+    for key, (name, tensor) in entries.items():
+        raw = tensor.contiguous().view(torch.uint8).numpy().tobytes()
+        header[key] = {"dtype": name, "shape": list(tensor.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+@pytest.mark.parametrize(("name", "attr"), [("F8_E4M3FNUZ", "float8_e4m3fnuz"), ("F8_E5M2FNUZ", "float8_e5m2fnuz")])
+def test_amd_fp8_safetensors_weights_load_exactly(tiny_model, tmp_path, name, attr):
+    """fp8 in AMD's forms (FNUZ, as ROCm tools write them) loads as every other fp8 file: widened to fp16,
+    nothing rounded (they were called a malformed header)."""
+    if not hasattr(torch, attr):
+        pytest.skip(f"this torch has no {attr}")
+    dtype = getattr(torch, attr)
+    sd = {k: v.to(dtype) for k, v in tiny_model.state_dict().items()}
+    path = tmp_path / "fnuz.safetensors"
+    _typed_safetensors(path, {k: (name, v) for k, v in sd.items()})
+    model, report = load_controlnet(path)
+    assert report.storage_dtype == dtype
+    for key, value in model.state_dict().items():
+        assert value.dtype == torch.float16 and torch.equal(value, sd[key].to(torch.float16)), key
+
+
+@pytest.mark.parametrize("name", ["F8_E8M0", "F4", "F6_E2M3", "C64", "U16"])
+def test_a_safetensors_data_type_of_no_weights_is_named_not_called_damaged(tiny_model, tmp_path, name):
+    """A valid safetensors file holding a data type no ControlNet weight has (the block scales or packed 4/6-bit
+    values of quantized formats, unsigned or complex numbers) is named as such, not as a malformed header."""
+    sd = {k: ("F32", v) for k, v in tiny_model.state_dict().items()}
+    sd["input_blocks.1.0.out_layers.3.bias"] = (name, torch.zeros(32, dtype=torch.uint8))
+    path = tmp_path / "quant.safetensors"
+    _typed_safetensors(path, sd)
+    with pytest.raises(
+        InvalidWeightsError,
+        match=rf"tensor 'input_blocks.1.0.out_layers.3.bias' is stored as {name}, a data type Affordance does not read",
+    ):
+        load_controlnet(path)
+
+
+@pytest.mark.parametrize("attr", ["float8_e8m0fnu", "float4_e2m1fn_x2"])
+def test_weights_of_a_scale_or_packed_dtype_are_refused_by_name(tiny_model, tmp_path, attr, caplog):
+    """A .pth weight in torch's block-scale (e8m0) or packed fp4 dtype is floating point to torch but no plain
+    weight: a typed InvalidWeightsError naming it (the NaN check raised a bare NotImplementedError), and the
+    convert command says it and exits 2 instead of printing a traceback."""
+    if not hasattr(torch, attr):
+        pytest.skip(f"this torch has no {attr}")
+    from affordance.controlnet import convert
+
+    sd = dict(tiny_model.state_dict())
+    sd["input_blocks.1.0.out_layers.3.bias"] = torch.zeros(32, dtype=torch.uint8).view(getattr(torch, attr))
+    path = tmp_path / "scales.pth"
+    torch.save(sd, path)
+    with pytest.raises(
+        InvalidWeightsError,
+        match=rf"'input_blocks.1.0.out_layers.3.bias' is stored as torch.{attr}, a format that holds no plain weights",
+    ):
+        load_controlnet(path)
+    assert convert.main([str(path), str(tmp_path / "out.safetensors"), "--to", "original"]) == 2
+    assert f"error: {path}: ControlNet weight 'input_blocks.1.0.out_layers.3.bias' is stored as torch.{attr}" in caplog.text
+    assert not (tmp_path / "out.safetensors").exists()
