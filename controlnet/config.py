@@ -81,6 +81,8 @@ class ControlNetConfig:
                 f"num_res_blocks has {len(self.num_res_blocks)} levels but channel_mult has "
                 f"{len(self.channel_mult)}: give one entry per level."
             )
+        if any(n < 1 for n in self.num_res_blocks):  # its weights could not be read back (nor written for diffusers)
+            raise ConfigError(f"num_res_blocks needs at least one ResBlock per level, got {self.num_res_blocks}.")
         if len(self.transformer_depth) != sum(self.num_res_blocks):
             raise ConfigError(
                 f"transformer_depth needs one entry per residual block ({sum(self.num_res_blocks)}), "

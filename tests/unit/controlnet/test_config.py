@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from affordance.controlnet import SD15, SDXL, ControlNet, ControlNetConfig, UnknownFormatError, config_from_state_dict
-from affordance.controlnet.errors import KeyMismatchError
+from affordance.controlnet.errors import ConfigError, KeyMismatchError
 
 
 def tiny(**changes: object) -> ControlNetConfig:
@@ -79,17 +79,16 @@ def test_an_input_block_width_that_is_no_multiple_of_the_first_is_named():
         config_from_state_dict(sd)
 
 
-@pytest.mark.parametrize("where", ["last", "first"])
-def test_an_encoder_level_without_a_residual_block_is_refused(where):
-    """A level holding only its downsampler (the last level cut off, or a first level of zero blocks) is a
-    typed KeyMismatchError, not an IndexError from reading the level's width."""
-    if where == "last":  # input_blocks: 0 conv, 1 ResBlock, 2 downsampler, 3 ResBlock: drop 3 and its zero conv
-        cut = ("input_blocks.3.", "zero_convs.3.")
-        sd = {k: v for k, v in ControlNet(tiny()).state_dict().items() if not k.startswith(cut)}
-    else:  # input_blocks: 0 conv, 1 downsampler, 2 ResBlock
-        sd = ControlNet(tiny(num_res_blocks=(0, 1), transformer_depth=(0,))).state_dict()
+def test_an_encoder_level_without_a_residual_block_is_refused():
+    """A level holding only its downsampler (here the last level cut off) is a typed KeyMismatchError, not an
+    IndexError from reading the level's width; a config cannot ask for such a level either."""
+    # input_blocks: 0 conv, 1 ResBlock, 2 downsampler, 3 ResBlock: drop 3 and its zero conv
+    cut = ("input_blocks.3.", "zero_convs.3.")
+    sd = {k: v for k, v in ControlNet(tiny()).state_dict().items() if not k.startswith(cut)}
     with pytest.raises(KeyMismatchError, match="a level of the encoder has no residual block"):
         config_from_state_dict(sd)
+    with pytest.raises(ConfigError, match=r"num_res_blocks needs at least one ResBlock per level, got \(0, 1\)"):
+        tiny(num_res_blocks=(0, 1), transformer_depth=(0,))
 
 
 def test_channels_that_change_inside_a_level_are_refused():
