@@ -242,3 +242,17 @@ def test_a_zip_checkpoint_replaced_while_it_is_opened_is_named_at_once(tmp_path,
         monkeypatch.setattr(checkpoint, "_load_pickle", load_then_replace)
     with pytest.raises(CorruptCheckpointError, match="changed while it was being read"):
         read_checkpoint(path)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 3")
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_legacy_torch_save_of_pickle_protocol_2_or_3_loads_exactly(tmp_path, tiny_model, protocol):
+    """torch.save's pre-zip format with pickle protocol 2 (its default) or 3 is a weights file torch's safe loader
+    reads: it loads bit for bit (protocol 3 was only ever tried by name, never read back)."""
+    path = tmp_path / "legacy.pth"
+    torch.save(tiny_model.state_dict(), path, pickle_protocol=protocol, _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:2] == bytes([0x80, protocol])
+    assert read_checkpoint(path).container == "torch-legacy"
+    model, _ = load_controlnet(path)
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
