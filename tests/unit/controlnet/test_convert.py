@@ -630,6 +630,50 @@ def test_interruptible_off_the_main_thread_changes_no_handler():
     assert seen == [before] and signal.getsignal(signal.SIGTERM) is before
 
 
+def test_an_ignored_stop_signal_stays_ignored_while_converting():
+    """A conversion started with SIGINT ignored (`command &` in a script, nohup) is not stopped by a SIGINT; SIGTERM,
+    not ignored, still stops it; afterwards SIGINT is ignored again."""
+    import os
+    import signal
+
+    from affordance.controlnet.convert import Interrupted, interruptible
+
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        try:
+            with interruptible():
+                os.kill(os.getpid(), signal.SIGINT)  # ignored: the block goes on
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        except Interrupted:
+            pytest.fail("an ignored SIGINT stopped the conversion")
+        with pytest.raises(Interrupted) as caught, interruptible():
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert caught.value.signum == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, inherited if inherited is not None else signal.default_int_handler)
+
+
+def test_a_written_file_is_complete_when_it_is_synced(tmp_path, monkeypatch):
+    """os.fsync sees every byte of the file (Python's buffer flushed first): a power cut after the rename finds the
+    whole file, not one cut at the last buffer."""
+    import os
+
+    from affordance.controlnet import convert as convert_module
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "x.safetensors"
+    convert_module.save_file({"a": torch.arange(3000, dtype=torch.float32), "b": torch.ones(7)}, out)
+    assert synced == [out.stat().st_size]
+
+
 def test_diffusers_config_names_what_diffusers_cannot_build(tiny_config):
     import dataclasses
 
