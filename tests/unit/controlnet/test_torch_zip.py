@@ -328,3 +328,31 @@ def test_a_layout_and_its_records_cannot_be_changed(tmp_path):
         layout.records = {}
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.size = 0
+
+
+def _declaring(path, declared: int, size: int) -> None:
+    """A zip of ``size`` bytes whose one record declares ``declared`` bytes (zeros, deflated; an archive comment
+    pads the file to its size)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data/0", bytes(declared))
+    pad = size - path.stat().st_size
+    assert 0 <= pad < 1 << 16
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.comment = b"x" * pad
+    assert path.stat().st_size == size
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_the_inflation_ratio_is_ten_times_the_file_exactly(tmp_path, monkeypatch, extra, refused):
+    """Above the floor, records may declare up to 10x the file's size; one byte more is a bomb.
+
+    (The annotator reader has the same ratio: ``tests/unit/preprocessors/test_weights_registry.py``.)"""
+    monkeypatch.setattr(checkpoint_module, "MAX_INFLATED_FLOOR", 0)
+    bomb = tmp_path / "w.pth"
+    _declaring(bomb, 500_000 + extra, 50_000)
+    with bomb.open("rb") as f:
+        if refused:
+            with pytest.raises(CorruptCheckpointError, match="declare 500,001 bytes once uncompressed"):
+                checkpoint_module._check_inflated_size(bomb, f, 50_000)
+        else:
+            checkpoint_module._check_inflated_size(bomb, f, 50_000)

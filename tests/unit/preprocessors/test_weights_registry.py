@@ -431,3 +431,24 @@ def test_annotator_weights_of_a_scale_packed_or_complex_dtype_are_named(tmp_path
     torch.save(sd, path)
     with pytest.raises(AnnotatorWeightsError, match=rf"weight {re.escape(repr(key))} is stored as torch.{attr}, which holds no plain weights"):
         load_annotator(path, HEDNet(), HED_FILE)
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_the_annotator_inflation_ratio_is_ten_times_the_file_exactly(tmp_path, monkeypatch, extra, refused):
+    """As for ControlNets: above the floor, records may declare up to 10x the file's size; one byte more is a bomb."""
+    import zipfile
+
+    from affordance.preprocessors import weights
+
+    monkeypatch.setattr(weights, "MAX_INFLATED_FLOOR", 0)
+    bomb = tmp_path / "w.pth"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data/0", bytes(500_000 + extra))
+    with zipfile.ZipFile(bomb, "a") as zf:  # an archive comment pads the file to 50,000 bytes
+        zf.comment = b"x" * (50_000 - bomb.stat().st_size)
+    assert bomb.stat().st_size == 50_000
+    if refused:
+        with pytest.raises(AnnotatorWeightsError, match="declare 500,001 bytes once uncompressed"):
+            weights._check_inflated_size(bomb)
+    else:
+        weights._check_inflated_size(bomb)
