@@ -27,6 +27,15 @@ def test_detects_our_layouts(keys, layout, prefix):
     assert (d.layout, d.prefix) == (layout, prefix)
 
 
+def test_keys_given_once_as_a_generator_are_read_like_a_set():
+    """detect_format takes any iterable of names: a generator (read once) detects what its set does."""
+    merged = {"control_model." + k for k in ORIGINAL} | {"model.diffusion_model.input_blocks.0.0.weight"}
+    for keys in (ORIGINAL, merged):
+        expected = detect_format(keys)
+        d = detect_format(k for k in sorted(keys))
+        assert (d.layout, d.prefix) == (expected.layout, expected.prefix)
+
+
 def test_merged_selects_only_control_keys():
     d = detect_format({"control_model.zero_convs.0.0.weight", "model.diffusion_model.x"})
     assert d.selects("control_model.zero_convs.0.0.weight")
