@@ -176,3 +176,70 @@ def test_messages_quote_up_to_80_characters_whole_and_cut_longer_text():
     assert clip("a" * 60 + "m" * 5 + "z" * 16) == "a" * 60 + "..." + "z" * 16
     assert shown("y" * 78) == repr("y" * 78)  # 80 with its quotes
     assert shown("y" * 79).startswith("'yyy") and "..." in shown("y" * 79)
+
+
+def _learned(name: str):
+    """``image -> hint`` of one learned preprocessor with a seeded random network (CPU, detection at 64 px)."""
+    torch.manual_seed(0)
+    if name in ("hed", "fake_scribble"):
+        from affordance.preprocessors.hed import HEDNet, fake_scribble, hed
+
+        net = HEDNet().eval()
+        return (lambda x: hed(x, net, resolution=64)) if name == "hed" else (lambda x: fake_scribble(x, net, 64))
+    if name == "pidinet":
+        from affordance.preprocessors.pidinet import PiDiNet, pidinet
+
+        net = PiDiNet().eval()
+        return lambda x: pidinet(x, net, resolution=64)
+    if name == "mlsd":
+        from affordance.preprocessors.mlsd import MLSDNet, mlsd
+
+        net = MLSDNet().eval()
+        return lambda x: mlsd(x, net, resolution=64)
+    if name == "lineart":
+        from affordance.preprocessors.lineart import LineartNet, lineart
+
+        net = LineartNet().eval()
+        return lambda x: lineart(x, net, 64)
+    if name == "lineart_anime":
+        from affordance.preprocessors.lineart_anime import LineartAnimeNet, lineart_anime
+
+        net = LineartAnimeNet().eval()
+        return lambda x: lineart_anime(x, net, 64)
+    if name in ("midas_depth", "midas_normal"):
+        from affordance.preprocessors.midas import DPTHybridNet, midas_depth, midas_normal
+
+        net = DPTHybridNet().eval()
+        return (lambda x: midas_depth(x, net, 64)) if name == "midas_depth" else (lambda x: midas_normal(x, net, resolution=64))
+    if name == "normal_bae":
+        from affordance.preprocessors.normalbae import NormalBaeNet, normal_bae
+
+        net = NormalBaeNet().eval()
+        return lambda x: normal_bae(x, net, 64)
+    from affordance.preprocessors.openpose import BodyPoseNet, openpose
+
+    net = BodyPoseNet().eval()
+    return lambda x: openpose(x, net, resolution=64)[0]
+
+
+LEARNED = ("hed", "fake_scribble", "pidinet", "mlsd", "lineart", "lineart_anime", "midas_depth", "midas_normal", "normal_bae", "openpose")
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_every_learned_preprocessor_takes_odd_formats_and_refuses_nan(name):
+    """Like the others: RGBA (opaque), greyscale and 8-bit levels give what the same RGB float image gives, and a NaN
+    is a typed ImageInputError (the networks would have raised their own errors, or drawn from NaN)."""
+    run = _learned(name)
+    g = torch.Generator().manual_seed(1)
+    levels = torch.randint(0, 256, (1, 3, 40, 48), generator=g, dtype=torch.uint8)
+    rgb = levels.float() / 255.0
+    with torch.no_grad():
+        expected = run(rgb)
+        assert torch.equal(run(torch.cat([rgb, torch.ones_like(rgb[:, :1])], 1)), expected)  # RGBA, opaque
+        assert torch.equal(run(levels), expected)  # uint8
+        grey = rgb[:, :1]
+        assert torch.equal(run(grey), run(grey.expand(-1, 3, -1, -1)))
+        bad = rgb.clone()
+        bad[0, 1, 3, 4] = float("nan")
+        with pytest.raises(ImageInputError, match="NaN or Inf"):
+            run(bad)
