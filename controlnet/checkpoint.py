@@ -244,9 +244,9 @@ def _read_safetensors(
     for key, info in header.items():
         if isinstance(info, dict) and isinstance(info.get("dtype"), str) and info["dtype"] in OTHER_SAFETENSORS_DTYPES:
             raise InvalidWeightsError(
-                f"{path}: tensor {key!r} is stored as {info['dtype']}, a data type Affordance does not read (it "
-                f"reads {', '.join(SAFETENSORS_DTYPES)}); the file is quantized in a format it does not support. "
-                "Use an fp16, bf16 or fp32 copy of the model."
+                f"{path}: tensor {key!r} is stored as {info['dtype']}, a data type Affordance does not read (weights "
+                "may be F32, F16, BF16, F64 or fp8: F8_E4M3, F8_E5M2 and their FNUZ forms); the file is quantized in "
+                "a format it does not support. Use an fp16, bf16 or fp32 copy of the model."
             )
         try:
             dtype = SAFETENSORS_DTYPES[info["dtype"]]
