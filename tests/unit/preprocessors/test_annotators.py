@@ -225,6 +225,19 @@ def test_tile_cpu_and_torch_paths_agree(photo, k):
     np.testing.assert_allclose(_tile_cv2(im, k), ref[0].permute(1, 2, 0).numpy(), atol=2e-3)
 
 
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_tile_of_an_image_under_32_px_works_on_a_64_px_grid_on_both_paths(k):
+    """Sides that round to 0 multiples of 64 (8 to 31 px) are taken as 64 on the CPU and torch paths alike."""
+    from affordance.preprocessors.color import _tile_cv2
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 20), torch.linspace(0, 1, 24), indexing="ij")
+    x = torch.stack([yy, xx, (yy + xx) / 2])[None]  # smooth ramps: the paths' rounding stays small
+    ref = tile_core(x, k)
+    assert ref.shape[-2:] == (64, 64)
+    ref = torch.nn.functional.interpolate(ref, size=(20, 24), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(_tile_cv2(x[0].permute(1, 2, 0).numpy(), k), ref[0].permute(1, 2, 0).numpy(), atol=2e-3)
+
+
 def test_noise_disk_is_the_reference_recipe():
     """Coarse uniform noise, cv2 bicubic resize to (H + 2F, W + 2F), crop F, min-max: ControlNet 1.1's make_noise_disk."""
     h, w, f = 300, 520, 256
