@@ -404,3 +404,12 @@ def test_smart_resize_shrinks_by_area_and_grows_by_lanczos():
     x = np.random.default_rng(2).random((40, 60, 3)).astype(np.float32)
     np.testing.assert_array_equal(D.smart_resize(x, 20, 30), cv2.resize(x, (30, 20), interpolation=cv2.INTER_AREA))
     np.testing.assert_array_equal(D.smart_resize(x, 80, 120), cv2.resize(x, (120, 80), interpolation=cv2.INTER_LANCZOS4))
+
+
+def test_smart_resize_truncates_target_sides_but_keeps_one_pixel():
+    """Fractional sides are truncated as the reference does; a side under 1 px (the body pass's 184 px height of a
+    very tall image gives its width as a fraction) becomes exactly 1 px, not 0 (OpenCV's assertion) nor more."""
+    x = np.random.default_rng(3).random((40, 60, 3)).astype(np.float32)
+    assert D.smart_resize(x, 20.9, 30.9).shape == (20, 30, 3)
+    assert D.smart_resize(x, 0.4, 30).shape == (1, 30, 3)
+    assert D.smart_resize(x, 30, 0.9).shape == (30, 1, 3)
