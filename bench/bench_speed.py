@@ -933,8 +933,8 @@ def main(argv: list[str] | None = None) -> Report:
         compile=args.compile,
         dynamic_vram=args.comfy_dynamic_vram,
     )
-    size = args.size or (512 if cuda else 64)
-    xl_size = args.xl_size if args.xl_size is not None else (1024 if cuda else 128)
+    size = args.size or (TARGET_SIZE["sd15"] if cuda else 64)  # a plain GPU run is at the targets' sizes
+    xl_size = args.xl_size if args.xl_size is not None else (TARGET_SIZE["sdxl"] if cuda else 128)
     for family, px in (("sd15", size), ("sdxl", xl_size)):
         step = 8 * 2 ** (len(opts.config(family).channel_mult) - 1)
         if px and px % step:

@@ -150,3 +150,10 @@ def test_models_are_built_in_the_runs_dtype(dtype):
     setup = bench_reuse.build("tiny", 64, torch.device("cpu"), dtype, seed=0, vae=True)
     for module, want in ((setup.unet, dtype), (setup.loaded.network, dtype), (setup.vae, torch.float32)):
         assert {p.dtype for p in module.parameters()} == {want}, type(module).__name__
+
+
+def test_the_run_samples_a_latent_of_the_image_size_over_8():
+    """The noise is the latent of the hint image (SD's VAE: 1/8 of its sides, 4 channels), of a 48 x 48 image here
+    for the tiny preset as for any size: a hint resized to another latent size still ran, timing another size."""
+    setup = bench_reuse.build("tiny", 48, torch.device("cpu"), torch.float32, seed=0, vae=False)
+    assert setup.image.shape == (1, 48, 48, 3) and setup.noise.shape == (1, 4, 6, 6)

@@ -59,7 +59,10 @@ def test_tiny_cpu_run_prints_every_figure_and_outputs_agree(bench, capsys, keep_
     assert "peer missing: comfyui: skipped (--no-comfyui)" in out
     assert "ours vs comfyui: peer missing, no ratio" in out
     if peers:
+        import diffusers
+
         assert "ours vs diffusers: " in out and "ours x2 vs diffusers x2: " in out
+        assert f"\ndiffusers: {diffusers.__version__}\n" in out  # a recorded run names the peer's version
     else:
         assert "peer missing: diffusers" in out
     assert "## 2. Inside a ComfyUI sampling run: skipped" in out
