@@ -84,12 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     impls: dict[str, Callable[[], Outputs]] = {}
-    models: dict[str, torch.nn.Module] = {}
     missing: dict[str, str] = {}
     inp = C.make_inputs(config, args.batch, size, device, dtype, args.seed + 1)
 
     ours = C.build_ours(config, sd, device)
-    models["ours"] = ours
     impls["ours"] = lambda: ours(inp["x"], inp["hint"], inp["t"], inp["context"], inp["y"]).as_list()
     with torch.inference_mode():
         encoded = ours.encode_hint(inp["hint"])
@@ -103,7 +101,6 @@ def main(argv: list[str] | None = None) -> None:
     else:
         try:
             cm = C.build_comfy(comfy, sd, device, dtype)
-            models["comfyui"] = cm
 
             def run_comfy() -> Outputs:
                 out = cm(x=inp["x"], hint=inp["hint"], timesteps=inp["t"], context=inp["context"], y=inp["y"])
@@ -122,7 +119,6 @@ def main(argv: list[str] | None = None) -> None:
             import diffusers
 
             dm = C.build_diffusers(config, sd, device)
-            models["diffusers"] = dm
 
             def run_diffusers() -> Outputs:
                 down, mid = dm(

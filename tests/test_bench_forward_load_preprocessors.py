@@ -68,14 +68,31 @@ def test_forward_figures_are_per_call_at_the_size_asked_for(monkeypatch, capsys,
     assert medians == {"ours": "3.0", "ours+encoded": "0.0"}, out
 
 
-def test_load_runs_each_variant_in_a_child_process(tmp_path, capsys):
-    """The children are started with this interpreter (-P only where it runs with it: Python 3.10 has none)."""
+@pytest.mark.parametrize(("family", "size"), [("sd15", 256), ("sdxl", 512)])
+def test_forward_defaults_on_the_cpu(monkeypatch, capsys, keep_torch_threads, family, size):
+    """With no size, batch, dtype or timing asked for, a CPU run is the documented one: 256 px (SDXL twice that),
+    batch 2, fp32, 3 rounds of 2 calls after 1 warm-up call (a tiny ControlNet in place of the preset)."""
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    monkeypatch.setattr(C, "config_for", lambda family: TINY)
+    bench_forward.main(["--device", "cpu", "--family", family, "--no-diffusers", "--threads", "1"])
+    out = capsys.readouterr().out
+    latent = size // 8
+    setup = f"setup: {family}, batch 2, {size}x{size} px (latent {latent}x{latent}), float32, median of 3 rounds x 2 calls"
+    assert f"{setup} after 1 warm-up call(s)" in out, out
+
+
+def test_load_runs_each_variant_in_a_child_process(tmp_path, capsys, monkeypatch):
+    """The children are started with this interpreter (-P only where it runs with it: Python 3.10 has none); with no
+    ComfyUI checkout, ComfyUI's variants are skipped as the report says, not run and reported missing."""
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
     model = ControlNet(TINY)
     path = tmp_path / "tiny.pth"
     torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
-    bench_load.main(["--file", str(path), "--variants", "ours,ours-fp32", "--repeats", "1", "--device", "cpu"])
+    bench_load.main(["--file", str(path), "--variants", "ours,ours-fp32,comfy", "--repeats", "1", "--device", "cpu"])
     out = capsys.readouterr().out
-    assert "unavailable" not in out, out
+    assert "unavailable" not in out and "missing" not in out, out
+    assert "ComfyUI: not given (--comfyui PATH or COMFYUI_PATH); its variants are skipped" in out
+    assert not [ln for ln in out.splitlines() if "comfy" in ln.split()[:1] or "comfy:" in ln], out
     rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.split()[:1] in (["ours"], ["ours-fp32"])}
     assert rows["ours"][1] == "float16" and rows["ours-fp32"][1] == "float32", out
     assert float(rows["ours"][2]) > 0 and float(rows["ours-fp32"][2]) > 0
@@ -104,6 +121,9 @@ def test_ru_maxrss_figure_is_an_increase(tmp_path, capsys):
     result = json.loads([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1])
     assert "error" not in result, result
     assert result["ru_maxrss_increase"] < resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if Path("/proc/self/status").is_file():  # the file-backed figure is also an increase: a 0.1 MB file read once
+        # adds far less than the shared libraries this process already maps (a sum would count them twice)
+        assert result["end_file_backed_increase"] < bench_load._status()["RssFile"], result
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").is_file(), reason="needs Linux's /proc/self/smaps")
