@@ -95,6 +95,8 @@ def test_printed_figures_are_mib(capsys, monkeypatch):
     out = capsys.readouterr().out
     m = re.search(r"^ours\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s", out, re.M)
     peak, outputs, diff = (float(v) for v in m.groups())
+    header = out[: m.start()].rstrip("\n").rsplit("\n", 1)[-1].split()  # the table names its columns and units
+    assert header[:2] == ["implementation", "peak"] and "MiB" in header and "outputs" in header, out
     assert abs(peak - found["ours"].peak / 2**20) <= 0.05
     assert abs(outputs - found["ours"].outputs / 2**20) <= 0.05
     assert abs(diff - (found["ours"].peak - found["ours"].outputs) / 2**20) <= 0.05

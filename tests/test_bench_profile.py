@@ -23,6 +23,10 @@ def test_profile_prints_eager_graph_and_channels_last(capsys):
         assert figures["device_ms"] > 0 and figures["launched"] > 0 and figures["wall_ms"] > 0
     assert "### graph requested (ran eagerly: no CUDA device)" in out
     assert "aten::" in out and "device: " in out
+    shown = re.search(r"predicted \(bench_memory.py, meta device\): peak ([\d.]+) MiB, outputs ([\d.]+) MiB", out)
+    assert shown and (float(shown[1]), float(shown[2])) == (
+        round(memory["predicted_peak"], 1), round(memory["predicted_outputs"], 1)
+    ), out  # the printed figures are the returned ones, in MiB
 
 
 def test_profiled_step_is_batch_2(monkeypatch, capsys):
@@ -65,3 +69,20 @@ def test_figures_are_per_call(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "per call: wall 2.00 ms (profiler on), aten operators (nested calls counted) 2, their CPU time 3.00 ms" in out
     assert re.search(r"^ +2\.000 +1\.0  aten::conv2d$", out, flags=re.M) and "aten::add" not in out  # top 1
+
+
+@pytest.mark.parametrize(("family", "channels", "adm"), [("sd15", 320, False), ("sdxl", 128, True)])
+def test_cpu_runs_a_reduced_architecture_of_the_family_asked_for(monkeypatch, capsys, family, channels, adm):
+    """On the CPU each family is cut to two levels of one ResBlock (seconds, not minutes), keeping what makes it
+    that family: SD1.5's width and text size; SDXL's label input and its attention-free first level."""
+    built = []
+    build = profile_forward.C.build_ours
+    monkeypatch.setattr(profile_forward.C, "build_ours", lambda config, *a: built.append(config) or build(config, *a))
+    monkeypatch.setattr(profile_forward, "memory_section", lambda *a: {})
+    monkeypatch.setattr(profile_forward, "profile_calls", lambda *a, **k: {})
+    profile_forward.main(["--device", "cpu", "--calls", "1", "--family", family])
+    (config,) = built
+    assert f"setup: {family}, batch 2, 64x64 px" in capsys.readouterr().out
+    assert config.model_channels == channels and (config.adm_in_channels is not None) == adm
+    assert config.channel_mult == (1, 1) and config.num_res_blocks == (1, 1)
+    assert config.transformer_depth == ((0, 2) if family == "sdxl" else (1, 1))
