@@ -19,6 +19,9 @@ def test_counts_ours_and_the_hint_encoder_it_saves(capsys, monkeypatch, keep_tor
     assert hinted.operators - ours.operators == 15 and hinted.module_calls - ours.module_calls == 16
     assert ours.ms > 0 and "convolution" in dict(ours.top)
     assert "all agree" in out and "not measured: comfyui: no ComfyUI checkout given" in out
+    assert "diffusers" not in work and "\ndiffusers: " not in out  # --no-diffusers leaves the peer out
+    assert "host ms: median of 1 rounds x 1 calls, implementations interleaved per round" in out
+    assert torch.get_num_threads() == 1  # --threads' default: host time without thread hand-offs
     # the cond/uncond pair sharing its text-free layers: one repeat per shared tensor (the first residual, the first
     # transformer's input and its tokens); the two blocks up to the cut run layer by layer, not as module calls
     shared = work[bench_host_work.SHARED]

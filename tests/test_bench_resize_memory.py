@@ -27,6 +27,8 @@ def test_each_kind_is_what_resize_hint_tells_apart(kind):
     from affordance.preprocessors import geometry
 
     x = bench_resize_memory.make(kind, 128)
+    low = -1.0 if kind == "inpaint" else 0.0  # an image's range; the inpaint hint marks its masked pixels -1
+    assert x.shape == (1, 3, 128, 128) and x.min() >= low and x.max() <= 1
     assert geometry._is_inpaint_hint(x) is (kind == "inpaint")
     assert geometry._is_binary(x) is (kind == "binary")
     assert geometry._is_palette(x) is (kind == "palette")

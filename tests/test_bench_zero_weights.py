@@ -14,6 +14,8 @@ def test_patterns_agree_and_computed_residuals_are_checked(capsys, keep_torch_th
     out = capsys.readouterr().out
     assert set(found) == {"all", "shallow third", "all but the middle", "middle only", "every other"}
     assert "every pattern's computed residuals are bit-equal to the full forward's" in out
+    assert "setup: sd15, batch 2, 64x64 px, float32, median of 1" in out
+    assert re.search(r"^pattern +residuals +ms +x all  \(patterns interleaved per round\)$", out, flags=re.M), out
     rows = {m[0].strip(): m[1:] for m in re.findall(r"^(.+?) +(\d+) / (\d+) +([\d.]+) +([\d.]+)x$", out, flags=re.M)}
     assert set(rows) == set(found), out
     assert rows["all"][:2] == ("13", "13") and rows["shallow third"][:2] == ("4", "13")
