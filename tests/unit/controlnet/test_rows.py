@@ -49,6 +49,28 @@ def test_one_run_is_padded_with_zeros(runs):
     assert out.data_ptr() != rows.data_ptr()
 
 
+@pytest.mark.parametrize("runs", [((0, 2),), ((2, 4),)], ids=["first", "last"])
+def test_one_run_is_one_operator(runs):
+    """The usual step (one cond chunk beside one uncond chunk) spreads each residual with a single padding
+    operator, not a zero tensor filled run by run: a step dispatches one operator per residual."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    rows = torch.ones(2, 3, 2)
+    with torch.inference_mode(), Ops() as ops:
+        out = spread_rows(rows, runs, 4)
+    assert len(ops.seen) == 1, ops.seen
+    assert torch.count_nonzero(out[runs[0][0] : runs[0][1]]) == rows.numel() == torch.count_nonzero(out)
+
+
 def test_spread_refuses_runs_that_do_not_match_the_rows():
     with pytest.raises(ValueError, match="hold 1 rows but the tensor has 2"):
         spread_rows(torch.ones(2, 3), ((0, 1),), 3)

@@ -71,6 +71,8 @@ def test_window_checks():
         check_window(0.7, 0.3)
     with pytest.raises(ScheduleError, match="within 0..1"):
         check_window(-0.1, 1.0)
+    with pytest.raises(ScheduleError, match=r"within 0..1, got 1.5 and 1.0"):  # out of range, not "swap them"
+        check_window(1.5, 1.0)
 
 
 def test_progress_map_inverts_a_sigma_schedule():
