@@ -318,6 +318,10 @@ def test_a_tie_on_the_border_of_a_binary_hint_fills_black():
     x[..., :4, :] = 1.0  # the top half white: its left and right borders are half white
     out = resize_hint(x, 64, 64, "resize_and_fill")
     assert float(out[0, :, 0, 0].max()) == 0.0 and float(out[0, :, -1, -1].max()) == 0.0
+    x = torch.ones(1, 3, 8, 16)
+    x[..., 3:5, 6:10] = 0.0  # black ink inside a white border: the margins are white
+    out = resize_hint(x, 64, 64, "resize_and_fill")
+    assert float(out[0, :, 0, 0].min()) == 1.0 and float(out[0, :, -1, -1].min()) == 1.0
 
 
 def test_an_inpaint_hints_picture_is_resized_not_flattened():
