@@ -193,6 +193,9 @@ def test_hints_with_annotator_weights(tmp_path):
     for key in ("hed", "fake_scribble", "pidinet", "mlsd", "canny"):
         with Image.open(tmp_path / "o" / f"demo_scene_{key}.png") as im:
             assert im.size == (768, 512), key
+            if key in ("hed", "pidinet"):  # soft edge maps of the scene: shades, not one flat colour
+                low, high = im.convert("L").getextrema()
+                assert low < high, (key, low, high)
     assert re.search(r"lineart +skipped: .*sk_model\.pth is a text file", out)
     assert re.search(r"midas_depth +skipped: needs dpt_hybrid-midas-501f0c75\.pt in ", out)
     assert not (tmp_path / "o" / "demo_scene_lineart.png").exists()
