@@ -179,50 +179,17 @@ def test_messages_quote_up_to_80_characters_whole_and_cut_longer_text():
 
 
 def _learned(name: str):
-    """``image -> hint`` of one learned preprocessor with a seeded random network (CPU, detection at 64 px)."""
+    """``image -> hint`` of one learned preprocessor (the main job's gallery entry) with seeded random networks (CPU,
+    detection at 64 px)."""
+    from affordance.preprocessors.networks import LEARNED_GALLERY, NETWORK_FOR_FILE
+
+    files, run = LEARNED_GALLERY[name]
     torch.manual_seed(0)
-    if name in ("hed", "fake_scribble"):
-        from affordance.preprocessors.hed import HEDNet, fake_scribble, hed
-
-        net = HEDNet().eval()
-        return (lambda x: hed(x, net, resolution=64)) if name == "hed" else (lambda x: fake_scribble(x, net, 64))
-    if name == "pidinet":
-        from affordance.preprocessors.pidinet import PiDiNet, pidinet
-
-        net = PiDiNet().eval()
-        return lambda x: pidinet(x, net, resolution=64)
-    if name == "mlsd":
-        from affordance.preprocessors.mlsd import MLSDNet, mlsd
-
-        net = MLSDNet().eval()
-        return lambda x: mlsd(x, net, resolution=64)
-    if name == "lineart":
-        from affordance.preprocessors.lineart import LineartNet, lineart
-
-        net = LineartNet().eval()
-        return lambda x: lineart(x, net, 64)
-    if name == "lineart_anime":
-        from affordance.preprocessors.lineart_anime import LineartAnimeNet, lineart_anime
-
-        net = LineartAnimeNet().eval()
-        return lambda x: lineart_anime(x, net, 64)
-    if name in ("midas_depth", "midas_normal"):
-        from affordance.preprocessors.midas import DPTHybridNet, midas_depth, midas_normal
-
-        net = DPTHybridNet().eval()
-        return (lambda x: midas_depth(x, net, 64)) if name == "midas_depth" else (lambda x: midas_normal(x, net, resolution=64))
-    if name == "normal_bae":
-        from affordance.preprocessors.normalbae import NormalBaeNet, normal_bae
-
-        net = NormalBaeNet().eval()
-        return lambda x: normal_bae(x, net, 64)
-    from affordance.preprocessors.openpose import BodyPoseNet, openpose
-
-    net = BodyPoseNet().eval()
-    return lambda x: openpose(x, net, resolution=64)[0]
+    nets = [NETWORK_FOR_FILE[f]().eval() for f in files]
+    return lambda x: run(x, nets, 64)
 
 
-LEARNED = ("hed", "fake_scribble", "pidinet", "mlsd", "lineart", "lineart_anime", "midas_depth", "midas_normal", "normal_bae", "openpose")
+LEARNED = ("hed", "fake_scribble", "pidinet", "mlsd", "lineart", "lineart_anime", "midas_depth", "midas_normal", "normalbae", "openpose")
 
 
 @pytest.mark.parametrize("name", LEARNED)
