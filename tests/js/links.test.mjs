@@ -3,7 +3,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { SUBGRAPH_INPUT_ID, subgraphNodesOf, visitSources, widgetValue } from "../../web/js/lib/links.js";
+import {
+  MAX_LINKS_PER_WALK,
+  SUBGRAPH_INPUT_ID,
+  subgraphNodesOf,
+  visitSources,
+  widgetValue,
+} from "../../web/js/lib/links.js";
 
 class Graph {
   constructor(root = null) {
@@ -296,5 +302,72 @@ test("a chain of 64 Reroute nodes is followed, one of 65 is not (the hop limit)"
     }
     g.link(from, 0, c, 0);
     assert.equal(src(c, 0), expected, `${count} Reroute nodes`);
+  }
+});
+
+test("through nested pass-through subgraphs, each input leads back out through the use the chain came in by", () => {
+  // `inner` passes its input out and is used twice inside `outer` (each use fed by another of outer's inputs);
+  // outer's output is the second use's. Leaving inner must go to that use, not to every use of inner.
+  const root = new Graph();
+  const outer = new Graph(root);
+  const inner = new Graph(root);
+  root.subgraphs.set("outer", outer);
+  root.subgraphs.set("inner", inner);
+  inner.linkOut(SUBGRAPH_INPUT_ID, 0, 0);
+  const first = outer.add({ id: 1, subgraph: inner, inputs: [{ name: "image", link: null }] });
+  const second = outer.add({ id: 2, subgraph: inner, inputs: [{ name: "image", link: null }] });
+  outer.link(SUBGRAPH_INPUT_ID, 0, first, 0);
+  outer.link(SUBGRAPH_INPUT_ID, 1, second, 0);
+  outer.linkOut(2, 0, 0);
+  const use = root.add({ id: 5, subgraph: outer, inputs: [{ name: "a", link: null }, { name: "b", link: null }] });
+  root.add(preview(6, "/view?a.png"));
+  root.add(preview(7, "/view?b.png"));
+  root.link(6, 0, use, 0);
+  root.link(7, 0, use, 1);
+  const c = root.add(canvas(8));
+  root.link(5, 0, c, 0);
+  assert.equal(src(c, 0), "/view?b.png");
+  outer.outputs[0].linkIds = [];
+  outer.linkOut(1, 0, 0);
+  assert.equal(src(c, 0), "/view?a.png");
+});
+
+test("a step into a subgraph's output and one out through its input each count towards the hop limit", () => {
+  // a chain of uses of one pass-through subgraph: each use is two steps (in through its output, out through
+  // its input), so 32 uses are followed (64 hops) and 33 are not
+  for (const [count, expected] of [[32, "/view?far.png"], [33, undefined]]) {
+    const root = new Graph();
+    const pass = new Graph(root);
+    root.subgraphs.set("pass", pass);
+    pass.linkOut(SUBGRAPH_INPUT_ID, 0, 0);
+    root.add(preview(2, "/view?far.png"));
+    let from = 2;
+    for (let i = 0; i < count; i++) {
+      const use = root.add({ id: 100 + i, subgraph: pass, inputs: [{ name: "image", link: null }] });
+      root.link(from, 0, use, 0);
+      from = 100 + i;
+    }
+    const c = root.add(canvas(1));
+    root.link(from, 0, c, 0);
+    assert.equal(src(c, 0), expected, `${count} uses`);
+  }
+});
+
+test("a walk follows up to MAX_LINKS_PER_WALK links: the source 4096 links away is found, one 4097 away is not", () => {
+  // a subgraph used by many nodes, each fed by a node with no image but the last: the walk looks at the link
+  // inside, then one link per use
+  assert.equal(MAX_LINKS_PER_WALK, 4096);
+  for (const [uses, expected] of [[MAX_LINKS_PER_WALK - 1, "/view?last.png"], [MAX_LINKS_PER_WALK, undefined]]) {
+    const root = new Graph();
+    const sub = new Graph(root);
+    root.subgraphs.set("s", sub);
+    const c = sub.add(canvas(1));
+    sub.link(SUBGRAPH_INPUT_ID, 0, c, 0);
+    for (let i = 0; i < uses; i++) {
+      const use = root.add({ id: 10000 + i, subgraph: sub, inputs: [{ name: "image", link: null }] });
+      root.add(preview(i + 1, i === uses - 1 ? "/view?last.png" : undefined));
+      root.link(i + 1, 0, use, 0);
+    }
+    assert.equal(src(c, 0), expected, `${uses} uses`);
   }
 });

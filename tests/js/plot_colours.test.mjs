@@ -10,6 +10,9 @@ test("luminance reads hex, rgb() and hsl() colours, and nothing else", () => {
   assert.equal(luminance("#000"), 0);
   assert.equal(luminance("#FFFFFF"), 1);
   assert.equal(luminance("#ffffff80"), 1);
+  // WCAG 2's relative luminance of mid grey, 0x80 = 128: ((128/255 + 0.055) / 1.055) ** 2.4
+  assert.ok(Math.abs(luminance("#808080") - 0.21586050011389926) < 1e-12);
+  assert.ok(Math.abs(luminance("#0a0a0a") - 10 / 255 / 12.92) < 1e-12); // the linear part near black
   assert.ok(Math.abs(luminance("rgb(212, 212, 212)") - luminance("#d4d4d4")) < 1e-12);
   // the editor hands a node its palette-adjusted colour as hsla() while it draws it
   assert.ok(Math.abs(luminance("hsla(0, 0%, 96.1%, 1)") - luminance("#f5f5f5")) < 2e-3);

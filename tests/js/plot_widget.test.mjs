@@ -38,7 +38,9 @@ test("guardText undoes a user's bad text with a toast, keeps links' text, and ad
   const toasts = [];
   const app = { extensionManager: { toast: { add: (t) => toasts.push(t.summary) } } };
   const n = node();
-  const widget = { name: "custom_weights", value: "1, 2", callback: () => "orig" };
+  const given = [];
+  const callback = (v, ...rest) => (given.push([v, ...rest]), "orig");
+  const widget = { name: "custom_weights", value: "1, 2", callback };
   const rejected = [];
   let accepted = 0;
   const guard = guardText(app, n, widget, {
@@ -48,8 +50,9 @@ test("guardText undoes a user's bad text with a toast, keeps links' text, and ad
     onReject: (r) => rejected.push(r),
   });
   widget.value = "1, x";
-  assert.equal(widget.callback(widget.value), "orig");
+  assert.equal(widget.callback(widget.value, "canvas", "node"), "orig");
   assert.equal(widget.value, "1, 2");
+  assert.deepEqual(given, [["1, 2", "canvas", "node"]]); // the original callback sees the restored text
   assert.equal(rejected.length, 1);
   assert.equal(rejected[0].text, "1, x");
   assert.equal(rejected[0].kept, "1, 2");

@@ -150,6 +150,7 @@ test("addKeyframe inserts in order and refuses a progress already taken", () => 
   assert.equal(r.changed, true);
   r = addKeyframe(k, 0.6001, 0.5);
   assert.equal(r.changed, false);
+  assert.equal(r.index, -1); // no keyframe was added
   assert.equal(r.text, "0:1, 0.6:1, 1:0.2");
   r = addKeyframe([[0.5, 1]], -3, 7.25, 2);
   assert.deepEqual(r.keyframes, [
@@ -159,6 +160,9 @@ test("addKeyframe inserts in order and refuses a progress already taken", () => 
   assert.equal(r.index, 0);
   r = addKeyframe([[0.5, 1]], 0.75, -1);
   assert.deepEqual(r.keyframes[1], [0.75, 0]);
+  // a pointer position that is not a number adds at progress 0 with multiplier 0
+  r = addKeyframe([[0.5, 1]], NaN, Infinity);
+  assert.deepEqual(r.keyframes[0], [0, 0]);
 });
 
 test("removeKeyframe never removes the last one", () => {
@@ -166,10 +170,17 @@ test("removeKeyframe never removes the last one", () => {
   const r = removeKeyframe(k, 1);
   assert.equal(r.text, "0:1, 1:0.2");
   assert.equal(r.changed, true);
+  assert.equal(r.index, -1); // nothing is selected afterwards
   const one = removeKeyframe([[0.5, 1]], 0);
   assert.equal(one.changed, false);
   assert.equal(one.text, "0.5:1");
   assert.equal(removeKeyframe(k, 9).changed, false);
+  // only an index of a keyframe removes one: not the length, a fraction, NaN or text
+  for (const index of [k.length, 1.5, NaN, "1", -1]) {
+    const kept = removeKeyframe(k, index);
+    assert.equal(kept.changed, false, String(index));
+    assert.equal(kept.text, "0:1, 0.6:1, 1:0.2", String(index));
+  }
 });
 
 test("add then remove, and move there and back, round-trip the text", () => {

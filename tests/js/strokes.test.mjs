@@ -54,7 +54,10 @@ test("a horizontal line of size 4 is 4 pixels thick with round caps", () => {
   assert.equal(at(r, 7, 9), 0);
   assert.equal(at(r, 31, 9), 255);
   assert.equal(at(r, 32, 9), 0);
-  assert.deepEqual(rect.slice(0, 2), [7, 7]);
+  assert.deepEqual(rect, [7, 7, 33, 13]); // [left, top, right, bottom): the caps' pixels and half a pixel more
+  // a bent stroke's changed area covers all its segments (it is redrawn and uploaded from this area)
+  const bent = stampStroke(createRaster(64, 64), { t: "s", r: 4, e: 0, p: [10, 10, 30, 10, 30, 40] });
+  assert.deepEqual(bent, [7, 7, 33, 43]);
 });
 
 test("thin diagonal strokes stay connected (no gaps) at size 1", () => {
@@ -169,6 +172,10 @@ test("records round-trip at 0.1 px and bad records are refused with the field na
     [{ v: 1, ops: [{ t: "z" }] }, /stroke #1 has type "z"/],
     [{ v: 1, ops: [{ t: "s", r: 0, p: [1, 1] }] }, /brush size 0/],
     [{ v: 1, ops: [{ t: "s", r: 4, p: [1] }] }, /even, non-empty/],
+    [{ v: 1, ops: [{ t: "s", r: 4, p: [] }] }, /stroke #1 must have an even, non-empty list/],
+    [{ v: 1, ops: [{ t: "s", r: 4, p: "1,2" }] }, /stroke #1 must have an even, non-empty list/],
+    [{ v: 1, ops: [{ t: "c" }, null] }, /stroke #2 of the saved drawing is not an object/],
+    [{ v: 1, ops: ["s"] }, /stroke #1 of the saved drawing is not an object/],
     [{ v: 1, ops: [{ t: "c" }, { t: "s", r: 4, p: [1, null] }] }, /stroke #2 holds a coordinate/],
     [{ v: 1, base: "../x.png", ops: [] }, /is not a path the canvas reads/],
     // any other value made an eraser (found by fuzzing saved records)
@@ -186,6 +193,12 @@ test("records round-trip at 0.1 px and bad records are refused with the field na
   const again = decodeRecord(JSON.parse(JSON.stringify(encodeRecord(null, first.ops))));
   assert.equal(fileNameFor(render(32, 16, again.ops)), fileNameFor(render(32, 16, first.ops)));
   assert.deepEqual(decodeRecord({ v: 1, ops: [{ t: "s", r: 2, p: [1, 1] }] }).ops[0].e, 0); // no flag: draws
+  // the flags a record may hold: 0/1 and the booleans of records written by hand or by other tools
+  const flags = [0, 1, false, true].map((e) => decodeRecord({ v: 1, ops: [{ t: "s", r: 2, e, p: [1, 1] }] }).ops[0].e);
+  assert.deepEqual(flags, [0, 1, 0, 1]);
+  // exactly MAX_POINTS points are kept (one more is refused, above)
+  const most = { v: 1, ops: [{ t: "s", r: 2, p: new Array(2 * MAX_POINTS).fill(1) }] };
+  assert.equal(countPoints(decodeRecord(most).ops), MAX_POINTS);
 });
 
 test("pointer to drawing coordinates follows the element's CSS scale and clamps", () => {

@@ -74,5 +74,13 @@ test("the work runs once per animation frame under the Vue renderer only, for el
   assert.equal(drivenCount(), 0);
   runFrame(); // the loop ends with nothing left to serve
   assert.equal(frames.length, 0);
+  // a widget registered after the loop ended starts it again
+  const later = make(true);
+  assert.equal(frames.length, 1);
+  runFrame();
+  assert.equal(later.calls.n, 1);
+  later.node.onRemoved();
+  runFrame();
+  assert.equal(frames.length, 0);
   globalThis.LiteGraph.vueNodesMode = false;
 });

@@ -53,6 +53,7 @@ test("pySplit / pyStrip use Python's whitespace, not JavaScript's", () => {
   assert.deepEqual(pySplit(" a\u2003b\x1cc\ufeffd "), ["a", "b", "c\ufeffd"]);
   assert.equal(pyStrip("\x85 x \u3000"), "x");
   assert.equal(pyAscii("it's"), `"it's"`);
+  assert.equal(pyAscii(`a'b"c`), `'a\\'b"c'`); // both quotes: single ones, the ' escaped
   assert.equal(pyAscii("a\nb"), "'a\\nb'");
   // Python's ascii(): every non-ASCII character escaped, whatever Unicode version the browser knows
   assert.equal(pyAscii("\u00bd \u0661 \u{11f51}\x1c"), "'\\xbd \\u0661 \\U00011f51\\x1c'");
@@ -182,6 +183,8 @@ test("axis: top is max(1, largest rounded up to 0.5), bottom 0 unless negative",
   assert.deepEqual(yTicks(0, 1), [0, 0.5, 1]);
   assert.deepEqual(yTicks(0, 3), [0, 1, 2, 3]);
   assert.deepEqual(yTicks(-0.5, 1), [-0.5, 0, 0.5, 1]);
+  assert.deepEqual(yTicks(0, 7), [0, 2, 4, 6]); // wider spans: about five steps, rounded up to whole numbers
+  assert.deepEqual(yTicks(-3, 10), [-3, 0, 3, 6, 9]);
   assert.equal(dragLimit(1), 1.5);
 });
 
@@ -192,6 +195,33 @@ test("value <-> pixel mapping round-trips and puts yMax at the top of the plot a
   for (const v of [0, 0.3, 1, 1.5, 2]) assert.ok(near(yToValue(f, valueToY(f, v)), v));
   const tiny = makeFrame(10, 10, 0, 1);
   assert.ok(tiny.right > tiny.left && tiny.bottom > tiny.top);
+});
+
+test("makeFrame keeps the padding on each side, and half of a side too short for it", () => {
+  const f = makeFrame(300, 150, 0, 1.5);
+  assert.deepEqual([f.left, f.top, f.right, f.bottom], [30, 20, 290, 134]); // PAD: left 30, top 20, right 10, bottom 16
+  // an empty value range (all values equal) is widened to one unit above, not divided by
+  assert.deepEqual([makeFrame(300, 150, 0, 0).yMax, makeFrame(300, 150, 2, 1).yMax], [1, 3]);
+  assert.equal(valueToY(makeFrame(300, 150, 0, 0), 0), 134);
+  const flat = makeFrame(300, 30, 0, 1); // 20 + 16 rows of padding do not fit in 30
+  assert.deepEqual([flat.top, flat.bottom], [15, 16]);
+  assert.equal(makeFrame(300, 150, 0, 1, { left: 5, right: 7, top: 3, bottom: 11 }).bottom, 139);
+});
+
+test("the value axis reaches down to the lowest value when some are negative, whatever the others", () => {
+  assert.equal(axisMin([-1.2, 3]), -1.5);
+  assert.equal(axisMin([2, -0.1, 0.7]), -0.5);
+  const frame = makeFrame(200, 100, -1, 1);
+  assert.equal(valueToY(frame, -1), frame.bottom);
+  assert.equal(valueToY(frame, 0), (frame.top + frame.bottom) / 2);
+  assert.equal(valueToY(frame, 1), frame.top);
+});
+
+test("bars stay at least 1 px wide however many share a narrow plot", () => {
+  const { bars, slot } = barGeometry(new Array(200).fill(1), 100, 80);
+  assert.ok(slot < 1);
+  for (const b of bars) assert.equal(b.width, 1);
+  assert.ok(near(barGeometry([1, 1], 330, 150).bars[0].width, 0.7 * 145)); // 70 % of a slot otherwise
 });
 
 test("barGeometry: one bar per value, centred in equal slots, handle at the bar's end", () => {

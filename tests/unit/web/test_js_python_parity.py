@@ -49,7 +49,9 @@ WEIGHT_TEXTS = [
     "1, " + "x" * 80, "1, " + "x" * 81, "1, " + "\u00e9" * 80, "1, " + "\u00e9" * 81,
     # every character Python's str.isspace() knows separates values; digits 0-9 of another script; escapes
     *("1" + chr(c) + "2" for c in range(0x110000) if chr(c).isspace()),
-    "1, a\x7fb", "1, a\u00ffb\u0100c",
+    "1, a\x7fb", "1, a\u00ffb\u0100c", "1, a\uffffb\U00010000c",
+    # quotes: ascii() picks double quotes for a text with ' and no ", else single quotes with ' escaped
+    "1, it's", "1, a'b\"c", '1, say "hi"', "1, '", "1, \\'",
 ]  # fmt: skip
 
 KEYFRAME_TEXTS = [
@@ -196,7 +198,9 @@ def test_keyframes_match_python(node, tmp_path: Path) -> None:
 
 
 def test_duplicate_progress_message_matches_python(node, tmp_path: Path) -> None:
-    texts = ["0:1, 0:2", "0.5:1, 0.5:1", "1e-05:1, 0.00001:2", "1:1, 1.0:0", "-0:2, 0:1", "0:2, -0:1"]
+    # repr() writes 1e-05 but 0.0001 (exponents from -4 up are written out)
+    texts = ["0:1, 0:2", "0.5:1, 0.5:1", "1e-05:1, 0.00001:2", "0.0001:1, 1e-4:2", "0.00011:1, 1.1e-4:0",
+             "1:1, 1.0:0", "-0:2, 0:1", "0:2, -0:1"]  # fmt: skip
     results = run_js(node, tmp_path, [{"kind": "keyframes", "text": t} for t in texts])
     for text, res in zip(texts, results):
         with pytest.raises(ScheduleError) as exc:
