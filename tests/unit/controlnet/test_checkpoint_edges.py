@@ -256,3 +256,12 @@ def test_a_legacy_torch_save_of_pickle_protocol_2_or_3_loads_exactly(tmp_path, t
     model, _ = load_controlnet(path)
     for key, value in tiny_model.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_the_unpicklers_reason_is_its_first_line_without_torchs_advice_and_at_most_200_characters():
+    reason = checkpoint._unpickler_reason
+    advice = "Weights only load failed. This file can still be loaded, to do so you have two options, weights_only"
+    message = f"{advice}\n(1) In PyTorch 2.6 ...\nWeightsUnpickler error: Unsupported operand 172\n\nCheck the docs."
+    assert reason(message) == "Unsupported operand 172"
+    assert reason("WeightsUnpickler error: " + "x" * 300) == "x" * 200
+    assert reason("WeightsUnpickler error: \nCheck the documentation of torch.load") == "no reason given"

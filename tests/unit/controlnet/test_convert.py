@@ -693,6 +693,10 @@ def test_the_middle_depth_is_written_where_diffusers_reads_it(tiny_config):
     deep_middle = dataclasses.replace(tiny_config, transformer_depth_middle=2)
     assert diffusers_config(deep_middle)["transformer_layers_per_block"] == [1, 2]
     assert diffusers_config(tiny_config)["transformer_layers_per_block"] == 1
+    # the official SDXL ControlNets' config.json: the attention-free first level is written as 1
+    from affordance.controlnet.config import SDXL
+
+    assert diffusers_config(SDXL)["transformer_layers_per_block"] == [1, 2, 10]
 
 
 @pytest.mark.parametrize(

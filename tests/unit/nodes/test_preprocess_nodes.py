@@ -736,6 +736,11 @@ def test_detection_output_that_cannot_fit_is_refused_before_any_work(monkeypatch
     with pytest.raises(ParameterError, match="resolution must be an integer between 8 and 4096, got 8192"):
         node.process(frames[:1], resolution=8192, output_size="detection")  # a linked value, unchecked by ComfyUI
     assert calls == []
+    # a wide image's detection size follows both of its sides: 128x512 at 512 is 2048x512 (24 MiB as an IMAGE)
+    monkeypatch.setattr(preprocess, "free_memory", lambda device: 16 << 20)
+    with pytest.raises(ParameterError, match=r"1 hint\(s\) at the detection size 2048x512 px take about 24 MiB"):
+        node.process(torch.rand(1, 128, 512, 3), resolution=512, output_size="detection")
+    assert calls == []
     monkeypatch.setattr(preprocess, "free_memory", lambda device: 64 << 30)
     assert node.process(frames[:2], resolution=256, output_size="detection")["result"][0].shape == (2, 256, 256, 3)
 

@@ -98,6 +98,11 @@ def test_wrong_annotator_under_official_name(tmp_path):
     torch.save({"conv1_1.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / HED_FILE)  # an OpenPose-like file
     with pytest.raises(AnnotatorWeightsError, match=r"does not hold the weights of ControlNetHED.pth \(37 missing"):
         load_annotator(tmp_path / HED_FILE, HEDNet(), HED_FILE)
+    # without a name the file's own name is the one expected, with the official file's size beside it
+    with pytest.raises(AnnotatorWeightsError) as info:
+        load_annotator(tmp_path / HED_FILE, HEDNet())
+    assert "does not hold the weights of ControlNetHED.pth (37 missing" in str(info.value)
+    assert "; the official ControlNetHED.pth is 29,444,406 bytes." in str(info.value)
 
 
 class _Payload:

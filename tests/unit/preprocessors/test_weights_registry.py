@@ -283,6 +283,31 @@ def test_locate_annotator_follows_symlinked_folders_and_ends_on_a_loop(tmp_path)
     assert locate_annotator(folder, "scannet.pt") == folder / "scannet.pt"
 
 
+def test_locate_annotator_walks_each_real_folder_once(tmp_path, monkeypatch):
+    """Two links back to the top would make 2^depth paths (until the OS's link limit) if each were walked."""
+    import os
+
+    folder = tmp_path / "annotators"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "netG.pth").write_bytes(b"x")
+    for link in ("up1", "up2"):
+        (folder / "sub" / link).symlink_to(folder, target_is_directory=True)
+    walked: list[str] = []
+    real_walk = os.walk
+
+    def counting_walk(top, *args, **kwargs):
+        for entry in real_walk(top, *args, **kwargs):
+            walked.append(entry[0])
+            assert len(walked) <= 50, f"walked {len(walked)} folders: {walked[-3:]}"
+            yield entry
+
+    monkeypatch.setattr(os, "walk", counting_walk)
+    assert locate_annotator(folder, "netG.pth") == folder / "sub" / "netG.pth"
+    walked.clear()
+    assert locate_annotator(folder, "scannet.pt") == folder / "scannet.pt"  # not found: the path it would have
+    assert len(walked) <= 4, walked  # the top, sub, and the two links found walked already
+
+
 def test_a_zip_header_zipfile_cannot_parse_loads_as_torch_reads_it(tmp_path):
     """A 'version needed to extract' that Python's zipfile refuses made its NotImplementedError escape from the
     zip-bomb check; torch's own reader loads such an archive (found by fuzzing)."""
