@@ -50,6 +50,12 @@ def value(page: Page, nid: int, name: str):
     return page.js(WIDGET + "return w.value;", nid, name)
 
 
+def plot_pixels(page: Page, nid: int, name: str) -> str:
+    """The plot's canvas as a PNG data URL, after the graph's redraw has redrawn it."""
+    page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
+    return page.js(WIDGET + "return (w.element.querySelector('canvas') || w.element).toDataURL();", nid, name)
+
+
 def set_text(page: Page, nid: int, name: str, text: str) -> None:
     """Set a text widget the way the prompt dialog does (value, then its callback)."""
     page.js(WIDGET + "w.value = arguments[2]; w.callback?.(arguments[2], app.canvas, n);", nid, name, text)
@@ -161,14 +167,18 @@ def test_schedule_plot_drag_add_remove_and_bad_text(fresh: Page):
     assert len(geometry(page, nid, "ast_schedule_plot")["points"]) == 3
     page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
     page.screenshot_node(nid, "schedule_plot")
-    # bad keyframes are refused, the last good text stays
+    # bad keyframes are refused, the last good text stays; the plot says so until the next good text
     good = value(page, nid, "keyframes")
+    before = plot_pixels(page, nid, "ast_schedule_plot")
     set_text(page, nid, "keyframes", "0:1, 1.5:0.2")
     assert value(page, nid, "keyframes") == good
     toast = page.wait(
         "return [...document.querySelectorAll('.p-toast-message, [data-testid=toast]')].map(e => e.innerText).join('\\n');", 10
     )
     assert "1.5" in toast and "between 0 and 1" in toast
+    assert plot_pixels(page, nid, "ast_schedule_plot") != before  # "Rejected ..." over the plot
+    set_text(page, nid, "keyframes", good)
+    assert plot_pixels(page, nid, "ast_schedule_plot") == before
     # step interpolation redraws live
     page.js(WIDGET + "w.value = 'step'; w.callback?.(w.value);", nid, "interpolation")
     page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
@@ -176,6 +186,12 @@ def test_schedule_plot_drag_add_remove_and_bad_text(fresh: Page):
     saved = json.loads(page.js("return JSON.stringify(app.graph.serialize());"))
     (node,) = [n for n in saved["nodes"] if str(n["id"]) == str(nid)]
     assert node["widgets_values"] == [good, "step"]
+    # a right click on a keyframe removes it, the first one too
+    first = geometry(page, nid, "ast_schedule_plot")["points"][0]
+    ActionChains(page.driver).move_to_element_with_offset(
+        el, int(first["x"] * s - r[0] / 2), int(first["y"] * s - r[1] / 2)
+    ).context_click().perform()
+    assert value(page, nid, "keyframes") == good.split(", ", 1)[1]
     assert page.console_errors() == []
 
 
@@ -286,6 +302,15 @@ def test_headers_never_overlap_on_the_narrowest_node(fresh: Page):
                 time.sleep(0.3)  # the element takes its new size
                 page.js(WIDGET + "window.__astHeader = []; w.redraw();", nid, name)
                 texts = page.js("return window.__astHeader;")
+                # the bitmap follows the element's new width (height unchanged): drawn sharp, not stretched
+                sizes = page.js(
+                    WIDGET + "const c = w.element.querySelector('canvas') || w.element;"
+                    "const k = (window.devicePixelRatio || 1) * Math.min(4, Math.max(1, app.canvas.ds.scale));"
+                    "return [c.width, Math.round(c.clientWidth * k), c.height, Math.round(c.clientHeight * k)];",
+                    nid,
+                    name,
+                )
+                assert sizes[0] == sizes[1] and sizes[2] == sizes[3], (width, sizes)
                 left = [t for t in texts if t["t"].startswith(caption[:4])]
                 right = [t for t in texts if not t["t"].startswith(caption[:4])]
                 assert left and right, texts
