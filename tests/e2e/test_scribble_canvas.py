@@ -152,6 +152,18 @@ def test_draw_upload_queue_save_and_reload(fresh: Page):
     assert page.console_errors() == []
 
 
+def shown(page: Page, nid: int) -> np.ndarray:
+    """Where the canvas on screen shows ink: its ink layer's opaque pixels (white on a transparent layer)."""
+    b64, w, h = page.js(
+        STATE + "const c = s.el.ink; const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " const a = new Uint8Array(d.length / 4); for (let i = 0; i < a.length; i++) a[i] = d[4 * i + 3];"
+        " let t = ''; for (let i = 0; i < a.length; i += 8192) t += String.fromCharCode.apply(null, a.subarray(i, i + 8192));"
+        " return [btoa(t), c.width, c.height];",
+        nid,
+    )
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(h, w)
+
+
 def test_eraser_undo_clear_and_brush(fresh: Page):
     page = fresh
     nid = add_canvas(page, 128, 128)
@@ -159,15 +171,19 @@ def test_eraser_undo_clear_and_brush(fresh: Page):
     draw(page, nid, [(0.2, 0.5), (0.8, 0.5)])
     thick = raster(page, nid)
     assert 16 <= (thick[:, 64] > 0).sum() <= 24, "brush size 20 on a 128 px canvas"
+    assert np.array_equal(shown(page, nid) > 0, thick > 0), "the stroke is shown as drawn, nothing else"
     assert page.js("return app.graph.getNodeById(arguments[0]).properties.ast_brush;", nid) == 20
     page.js(STATE + "s.el.erase.click();", nid)
     draw(page, nid, [(0.5, 0.1), (0.5, 0.9)])
     erased = raster(page, nid)
     assert erased[64, 64] == 0 and erased[64, 30] == 255
+    assert np.array_equal(shown(page, nid) > 0, erased > 0)
     page.js(STATE + "s.el.undo.click();", nid)
     assert np.array_equal(raster(page, nid), thick)
+    assert np.array_equal(shown(page, nid) > 0, thick > 0), "undo shows the drawing as it was"
     page.js(STATE + "s.el.clear.click();", nid)
     assert raster(page, nid).max() == 0
+    assert shown(page, nid).max() == 0
     assert page.js(STATE + "return s.value;", nid) == ""
     page.js(STATE + "s.el.undo.click();", nid)
     assert np.array_equal(raster(page, nid), thick), "clear is undoable"
@@ -264,6 +280,18 @@ def test_background_image_to_trace(fresh: Page, source: str):
     assert page.js(STATE + "return [s.raster.width, s.raster.height];", nid) == [160, 96]
     draw(page, nid, [(0.1, 0.1), (0.45, 0.9)])
     page.screenshot_node(nid, "scribble_background")
+    # unlinked, the background leaves the canvas (and the drawing stays)
+    page.js(
+        "const n = app.graph.getNodeById(arguments[0]); n.disconnectInput(n.inputs.findIndex(i => i.name === 'background'));"
+        "app.canvas.setDirty(true, true); app.canvas.draw(true, true);",
+        nid,
+    )
+    page.wait(STATE + "app.canvas.setDirty(true, true); app.canvas.draw(true, true); return !s.bgImage;", 10, nid)
+    page.js(STATE + "s.el.fit.click(); s.rebuild();", nid)  # no background to fit to: nothing changes
+    rgb = "const d = s.bgCtx.getImageData(0, 0, s.raster.width, s.raster.height).data; let m = 0;"
+    rgb += " for (let i = 0; i < d.length; i += 4) m = Math.max(m, d[i], d[i + 1], d[i + 2]); return m;"
+    assert page.js(STATE + rgb, nid) == 0  # plain black under the ink again
+    assert raster(page, nid).max() == 255
     assert page.console_errors() == []
 
 
