@@ -271,6 +271,18 @@ def test_hover_highlight_ends_when_the_pointer_leaves(fresh: Page):
     far = page.js("return [window.innerWidth - 40, window.innerHeight - 60];")
     move(*far)  # the empty graph, far from the node
     assert pixel(bar["x"]) == pixel(other["x"]), "the highlight ends when the pointer leaves"
+    # the schedule plot's keyframe under the pointer, likewise
+    sid = page.add_node("AST_StrengthSchedule", (100, 620))
+    plot_widget(page, sid, "ast_schedule_plot")
+    plain = plot_pixels(page, sid, "ast_schedule_plot")
+    point = geometry(page, sid, "ast_schedule_plot")["points"][1]
+    at = page.js(
+        WIDGET + "const r = w.element.getBoundingClientRect(); return [r.left, r.top];", sid, "ast_schedule_plot"
+    )
+    move(at[0] + point["x"], at[1] + point["y"])
+    assert plot_pixels(page, sid, "ast_schedule_plot") != plain, "the hovered keyframe is highlighted"
+    move(*far)
+    assert plot_pixels(page, sid, "ast_schedule_plot") == plain, "the highlight ends when the pointer leaves"
     assert page.console_errors() == []
 
 
