@@ -19,6 +19,12 @@ class Graph {
     this.subgraphs = new Map();
     this.nextLink = 1;
   }
+  /** A new subgraph of this root graph, registered under `name`. */
+  subgraph(name) {
+    const g = new Graph(this);
+    this.subgraphs.set(name, g);
+    return g;
+  }
   getLink(id) {
     return this._links.get(id);
   }
@@ -92,8 +98,7 @@ test("a direct link and a chain of Reroute nodes lead to the image's node", () =
 
 test("from inside a subgraph, a subgraph input leads to what feeds the subgraph node outside", () => {
   const root = new Graph();
-  const sub = new Graph(root);
-  root.subgraphs.set("s", sub);
+  const sub = root.subgraph("s");
   const c = sub.add(canvas(1));
   sub.link(SUBGRAPH_INPUT_ID, 1, c, 0); // the subgraph's second input feeds the background
   const outer = root.add({ id: 7, type: "subgraph-uuid", subgraph: sub, inputs: [{ name: "x", link: null }, { name: "image", link: null }] });
@@ -108,10 +113,8 @@ test("from inside a subgraph, a subgraph input leads to what feeds the subgraph 
 
 test("a subgraph used twice: the first use whose source has an image; a nested subgraph is left too", () => {
   const root = new Graph();
-  const mid = new Graph(root);
-  const sub = new Graph(root);
-  root.subgraphs.set("mid", mid);
-  root.subgraphs.set("sub", sub);
+  const mid = root.subgraph("mid");
+  const sub = root.subgraph("sub");
   const c = sub.add(canvas(1));
   sub.link(SUBGRAPH_INPUT_ID, 0, c, 0);
   const a = root.add({ id: 5, subgraph: sub, inputs: [{ name: "image", link: null }] }); // unlinked use
@@ -152,8 +155,7 @@ test("a widget's value: its own, a primitive's through a link, the promoted widg
   root.link(4, 0, c, 2);
   assert.deepEqual(widgetValue(c, "height"), { linked: true, value: undefined });
 
-  const sub = new Graph(root);
-  root.subgraphs.set("s", sub);
+  const sub = root.subgraph("s");
   const inner = sub.add(canvas(1));
   sub.link(SUBGRAPH_INPUT_ID, 0, inner, 1);
   const outer = root.add({
@@ -171,10 +173,8 @@ test("a widget's value: its own, a primitive's through a link, the promoted widg
 
 test("outside a subgraph, its node's output leads to what feeds that output inside (nested too)", () => {
   const root = new Graph();
-  const sub = new Graph(root);
-  const deep = new Graph(root);
-  root.subgraphs.set("s", sub);
-  root.subgraphs.set("d", deep);
+  const sub = root.subgraph("s");
+  const deep = root.subgraph("d");
   const c = root.add(canvas(1));
   const outer = root.add({ id: 7, type: "subgraph-uuid", subgraph: sub, inputs: [] });
   root.link(7, 1, c, 0); // the subgraph node's second output feeds the background
@@ -199,8 +199,7 @@ test("outside a subgraph, its node's output leads to what feeds that output insi
 test("through a subgraph whose output comes from its own input: the use the chain came in through", () => {
   // a pass-through subgraph used twice, each use fed a different image; the canvas reads the second use
   const root = new Graph();
-  const sub = new Graph(root);
-  root.subgraphs.set("s", sub);
+  const sub = root.subgraph("s");
   sub.linkOut(SUBGRAPH_INPUT_ID, 0, 0);
   const a = root.add({ id: 5, subgraph: sub, inputs: [{ name: "image", link: null }] });
   const b = root.add({ id: 6, subgraph: sub, inputs: [{ name: "image", link: null }] });
@@ -217,8 +216,7 @@ test("through a subgraph whose output comes from its own input: the use the chai
 
 test("a widget's value from a primitive inside a subgraph, through the subgraph node's output", () => {
   const root = new Graph();
-  const sub = new Graph(root);
-  root.subgraphs.set("s", sub);
+  const sub = root.subgraph("s");
   const c = root.add(canvas(1));
   root.add({ id: 7, subgraph: sub, inputs: [{ name: "w", link: null, widget: { name: "w" } }], widgets: [{ name: "w", value: 96 }] });
   root.link(7, 0, c, 1);
@@ -233,8 +231,7 @@ test("a widget's value from a primitive inside a subgraph, through the subgraph 
 
 test("frontends from 1.4x give node ids as strings: a subgraph input's link starts at \"-10\"", () => {
   const root = new Graph();
-  const sub = new Graph(root);
-  root.subgraphs.set("s", sub);
+  const sub = root.subgraph("s");
   const c = sub.add(canvas("1"));
   const id = sub.link("-10", 0, c, 0);
   assert.equal(sub.getLink(id).origin_id, "-10");
@@ -251,8 +248,7 @@ test("a walk that forks at every use of nested subgraphs stops after a bounded n
   const levels = 22;
   const gs = [];
   for (let k = 0; k < levels; k++) {
-    const g = new Graph(root);
-    root.subgraphs.set(`g${k}`, g);
+    const g = root.subgraph(`g${k}`);
     gs.push(g);
   }
   const c = gs[0].add(canvas(1));
@@ -276,8 +272,7 @@ test("a walk that forks at every use of nested subgraphs stops after a bounded n
   assert.ok(performance.now() - start < 5000);
   // a shallow nest within the budget is still followed to its source
   root.add(preview(9, "shallow.png"));
-  const g1 = new Graph(root);
-  root.subgraphs.set("g1", g1);
+  const g1 = root.subgraph("g1");
   const inner = g1.add(canvas(1));
   g1.link(SUBGRAPH_INPUT_ID, 0, inner, 0);
   root.link(9, 0, root.add({ id: 2, subgraph: g1, inputs: [{ name: "image", link: null }] }), 0);
@@ -309,10 +304,8 @@ test("through nested pass-through subgraphs, each input leads back out through t
   // `inner` passes its input out and is used twice inside `outer` (each use fed by another of outer's inputs);
   // outer's output is the second use's. Leaving inner must go to that use, not to every use of inner.
   const root = new Graph();
-  const outer = new Graph(root);
-  const inner = new Graph(root);
-  root.subgraphs.set("outer", outer);
-  root.subgraphs.set("inner", inner);
+  const outer = root.subgraph("outer");
+  const inner = root.subgraph("inner");
   inner.linkOut(SUBGRAPH_INPUT_ID, 0, 0);
   const first = outer.add({ id: 1, subgraph: inner, inputs: [{ name: "image", link: null }] });
   const second = outer.add({ id: 2, subgraph: inner, inputs: [{ name: "image", link: null }] });
@@ -337,8 +330,7 @@ test("a step into a subgraph's output and one out through its input each count t
   // its input), so 32 uses are followed (64 hops) and 33 are not
   for (const [count, expected] of [[32, "/view?far.png"], [33, undefined]]) {
     const root = new Graph();
-    const pass = new Graph(root);
-    root.subgraphs.set("pass", pass);
+    const pass = root.subgraph("pass");
     pass.linkOut(SUBGRAPH_INPUT_ID, 0, 0);
     root.add(preview(2, "/view?far.png"));
     let from = 2;
@@ -359,8 +351,7 @@ test("a walk follows up to MAX_LINKS_PER_WALK links: the source 4096 links away 
   assert.equal(MAX_LINKS_PER_WALK, 4096);
   for (const [uses, expected] of [[MAX_LINKS_PER_WALK - 1, "/view?last.png"], [MAX_LINKS_PER_WALK, undefined]]) {
     const root = new Graph();
-    const sub = new Graph(root);
-    root.subgraphs.set("s", sub);
+    const sub = root.subgraph("s");
     const c = sub.add(canvas(1));
     sub.link(SUBGRAPH_INPUT_ID, 0, c, 0);
     for (let i = 0; i < uses; i++) {
