@@ -167,6 +167,8 @@ def shown(page: Page, nid: int) -> np.ndarray:
 def test_eraser_undo_clear_and_brush(fresh: Page):
     page = fresh
     nid = add_canvas(page, 128, 128)
+    page.js(STATE + "s.el.clear.click();", nid)
+    assert page.js(STATE + "return s.ops.length;", nid) == 0, "clearing a blank canvas records no step"
     page.js(STATE + "s.el.size.value = '20'; s.el.size.dispatchEvent(new Event('input'));", nid)
     draw(page, nid, [(0.2, 0.5), (0.8, 0.5)])
     thick = raster(page, nid)
@@ -276,8 +278,18 @@ def test_background_image_to_trace(fresh: Page, source: str):
     assert raster(page, nid).max() == 0
     pixel = page.js(STATE + "return Array.from(s.bgCtx.getImageData(10, 64, 1, 1).data);", nid)
     assert pixel[0] > 60 and pixel[2] < pixel[0], pixel
+    # fitting sets the size as a user's edit of the widgets does: their callbacks hear of it (ComfyUI's own
+    # listeners and other extensions follow a widget through its callback)
+    page.js(
+        "const n = app.graph.getNodeById(arguments[0]); window.__astHeard = [];"
+        "for (const w of n.widgets.filter(w => ['width', 'height'].includes(w.name))) {"
+        "  const cb = w.callback; w.callback = function (v, ...rest) {"
+        "    window.__astHeard.push([w.name, v]); return cb?.call(this, v, ...rest); }; }",
+        nid,
+    )
     page.js(STATE + "s.el.fit.click();", nid)
     assert page.js(STATE + "return [s.raster.width, s.raster.height];", nid) == [160, 96]
+    assert page.js("return window.__astHeard;") == [["width", 160], ["height", 96]]
     draw(page, nid, [(0.1, 0.1), (0.45, 0.9)])
     page.screenshot_node(nid, "scribble_background")
     # unlinked, the background leaves the canvas (and the drawing stays)
