@@ -805,3 +805,56 @@ def test_a_node_never_changes_its_input_image(node_id):
     before = img.clone()
     getattr(cls(), cls.FUNCTION)(img, **(_defaults(cls) | {"resolution": 96}))
     assert torch.equal(img, before)
+
+
+def _ranged(cls) -> dict[str, dict]:
+    """The node's INT/FLOAT widgets with a min and max (image sizes and the resolution excluded: their maximum
+    would mean a huge image), by name."""
+    spec = cls.INPUT_TYPES()
+    widgets = {**spec["required"], **spec.get("optional", {})}
+    return {
+        name: opts
+        for name, (kind, *rest) in widgets.items()
+        for opts in rest[:1]
+        if kind in ("INT", "FLOAT") and "min" in opts and name not in ("resolution", "width", "height")
+    }
+
+
+RANGED = sorted(k for k, cls in NODE_CLASS_MAPPINGS.items() if k in NODES or k in LEARNED if _ranged(cls))
+
+
+def test_the_ranged_widgets_cover_the_preprocessors_with_settings():
+    assert set(RANGED) >= {
+        "AST_CannyPreprocessor",
+        "AST_LineartStandardPreprocessor",
+        "AST_LuminancePreprocessor",
+        "AST_MLSDPreprocessor",
+        "AST_MiDaSNormalPreprocessor",
+        "AST_ShufflePreprocessor",
+        "AST_TilePreprocessor",
+    }
+
+
+@pytest.mark.parametrize("end", ["min", "max"])
+@pytest.mark.parametrize("node_id", RANGED)
+def test_every_value_a_widget_offers_is_accepted(node_id, end, image, monkeypatch):
+    """The ends of each widget's range (all at once, with the smallest resolution) pass VALIDATE_INPUTS and
+    run: a function whose own check were narrower than its widget would refuse a value the user was offered
+    (a linked value skips ComfyUI's min/max check, so ours is the one that counts)."""
+    from affordance.nodes import annotators, preprocess_learned
+
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    kwargs = _defaults(cls) | {name: opts[end] for name, opts in _ranged(cls).items()} | {"resolution": 64}
+    if hasattr(cls, "VALIDATE_INPUTS"):
+        import inspect
+
+        asked = inspect.signature(cls.VALIDATE_INPUTS).parameters
+        assert cls.VALIDATE_INPUTS(**{k: v for k, v in kwargs.items() if k in asked}) is True
+    if node_id in LEARNED:  # random networks of the official layouts: the settings act after the network
+        built: dict = {}
+        monkeypatch.setattr(
+            preprocess_learned, "annotator_model", lambda name, build, node: built.setdefault(name, build().eval())
+        )
+        annotators.clear_cache()
+    (out,) = getattr(cls(), cls.FUNCTION)(image(h=40, w=56), **kwargs)["result"]
+    assert out.shape == (1, 40, 56, 3) and torch.isfinite(out).all() and 0 <= out.min() <= out.max() <= 1
