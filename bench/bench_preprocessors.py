@@ -3,7 +3,8 @@
 The peer pattern (comfyui_controlnet_aux's ``common_annotator_call`` around the ControlNet 1.1
 annotators): for each image of the batch, convert to 8-bit HWC numpy, resize the short side to the
 detection resolution and pad to a multiple of 64, run the OpenCV annotator, crop, convert back.
-Ours: one batched call on the device. Prints images/s for both and their ratio.
+Ours: one batched call on the device. Prints images/s for both and their ratio, and whether the canny and
+tile hints are the peers' (on the CPU they must be, bit for bit: the same work is timed).
 
     python -P bench/bench_preprocessors.py [--device cuda|cpu] [--batch 16] [--size 1024] [--rounds 3]
 """
@@ -21,6 +22,9 @@ import torch
 from affordance.bench import _common as C
 from affordance.preprocessors import canny, shuffle, tile
 from affordance.preprocessors.sheet import demo_scene
+
+# the deterministic hints, compared with the peers' (shuffle's flow is random in both)
+COMPARED = ("canny", "tile")
 
 
 def _pad64(x: int) -> int:
@@ -112,9 +116,11 @@ def main(argv: list[str] | None = None) -> None:
         t_ours = C.timed(functools.partial(ours, x), device, args.rounds)
         t_peer = C.timed(functools.partial(peer_loop, theirs, images, res), device, args.rounds)
         print(f"{name:<10} {args.batch / t_peer:>14.1f} {args.batch / t_ours:>13.1f} {t_peer / t_ours:>10.2f}x")
-        if name == "canny":
-            same = torch.equal(ours(images[:2].to(device)).cpu(), peer_loop(theirs, images[:2], res))
-            print(f"{'':<10} canny hints identical to the peers': {same}")
+        if name in COMPARED:
+            a, b = ours(images[:2].to(device)).cpu(), peer_loop(theirs, images[:2], res)
+            same = a.shape == b.shape and torch.equal(a, b)
+            gap = f" (largest difference {(a - b).abs().max().item():.3g})" if a.shape == b.shape and not same else ""
+            print(f"{'':<10} {name} hints identical to the peers': {same}{gap}")
     C.print_load_average("after")
 
 

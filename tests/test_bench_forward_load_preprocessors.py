@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -103,6 +105,7 @@ def test_preprocessors_prints_rates_and_canny_parity(capsys, keep_torch_threads)
     bench_preprocessors.main(args)
     out = capsys.readouterr().out
     assert "canny hints identical to the peers': True" in out
+    assert "tile hints identical to the peers': True" in out
     for name in ("canny", "shuffle", "tile"):
         row = next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
         assert float(row.split()[1]) > 0 and float(row.split()[2]) > 0, row
@@ -169,3 +172,19 @@ def test_load_report_figures_notes_and_ratios(capsys):
     assert "comfyui: after the load" not in out
     ratio = "ours vs comfyui (float16): time 0.27x (ours 3.7x faster), peak RSS increase 0.25x, peak private 0.25x"
     assert ratio in out
+
+
+def test_the_peers_resize_pads_to_64_and_crops_back():
+    """comfyui_controlnet_aux's resize around an annotator: short side to the resolution (cubic when enlarging,
+    area when shrinking), edge padding to multiples of 64, and a crop back to the resized size."""
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    padded, crop = bench_preprocessors._peer_resize_with_pad(img, 64)
+    resized = cv2.resize(img, (90, 64), interpolation=cv2.INTER_CUBIC)  # 70 * 64 / 50 = 89.6
+    assert padded.shape == (64, 128, 3)
+    assert np.array_equal(padded[:, :90], resized) and np.array_equal(padded[:, 90:], np.repeat(resized[:, -1:], 38, 1))
+    assert np.array_equal(crop(padded), resized) and crop(padded).flags.c_contiguous
+    padded, crop = bench_preprocessors._peer_resize_with_pad(img, 40)
+    shrunk = cv2.resize(img, (56, 40), interpolation=cv2.INTER_AREA)
+    assert padded.shape == (64, 64, 3) and np.array_equal(padded[40:], np.repeat(padded[39:40], 24, 0))
+    assert np.array_equal(crop(padded), shrunk)
