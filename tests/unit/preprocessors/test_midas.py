@@ -111,6 +111,9 @@ def test_normal_map_on_a_depth_ramp():
     want = torch.tensor([[204.0, 127.0, 229.0]]).repeat(11, 1)
     want[[0, 1, 10]] = torch.tensor([255.0, 127.0, 127.0])  # border (gradient 0) and background (x/10 < 0.15)
     assert torch.equal(levels.permute(1, 2, 0), want.expand(5, 11, 3))
+    # background is below the threshold, as the reference's `depth < bg_th`: column 2 (exactly 0.2) is kept
+    at = (normal_from_depth(ramp, a=6.0, bg_threshold=0.2) * 255).round()[0, :, 2]
+    assert at[:, 1].tolist() == [255.0, 127.0, 127.0] and at[:, 2].tolist() == [204.0, 127.0, 229.0]
     # the same ramp along y moves the gradient to G
     levels_y = (normal_from_depth(ramp.transpose(-1, -2), a=6.0, bg_threshold=0.15) * 255).round()[0]
     assert levels_y[:, 5, 0].tolist() == [204.0, 229.0, 127.0]
