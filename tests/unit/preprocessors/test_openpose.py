@@ -268,6 +268,20 @@ def test_json_format():
     assert canvas.shape == (64, 80, 3) and canvas[16, 40].tolist() == list(BODY_COLORS[0])
 
 
+def test_draw_poses_draws_every_part_unless_told_not_to():
+    """By default a person's body, hands and face are all drawn (each as its own drawer draws it)."""
+    hand = [(0.1 + 0.02 * i, 0.2 + 0.01 * i) for i in range(21)]
+    face = [(0.25, 0.5), (0.3, 0.55)]
+    person = {"body": [None] * 18, "left_hand": None, "right_hand": None, "face": None}
+    blank = np.zeros((64, 80, 3), np.uint8)
+    for part, drawer, points in (("right_hand", draw_hand, hand), ("left_hand", draw_hand, hand), ("face", draw_face, face)):
+        people = [person | {part: points}]
+        want = drawer(blank.copy(), points)
+        assert want.any() and np.array_equal(draw_poses(people, 64, 80), want), part
+        off = {"hand": False} if "hand" in part else {"face": False}
+        assert not draw_poses(people, 64, 80, **off).any(), part
+
+
 # ---------------------------------------------------------------------------------------------- contract
 
 
