@@ -19,6 +19,7 @@ from affordance.preprocessors.pidinet import (
     safe_step,
     vanilla_kernel,
 )
+from affordance.preprocessors.sheet import demo_scene
 from affordance.preprocessors.weights import AnnotatorWeightsError, load_annotator
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -126,6 +127,18 @@ def test_batch_equals_single_images_and_size_kept():
     torch.testing.assert_close(out[1:], pidinet(x[1:], net, resolution=64), atol=1 / 255, rtol=0)
     strokes = pidinet_scribble(x, net, resolution=64)
     assert strokes.shape == (2, 3, 70, 90) and set(strokes.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_defaults_are_controlnets_softedge_pidinet_at_512():
+    """Called without options, both functions detect at ControlNet's 512 px with neither the safe step nor the
+    0.5 filter (``softedge_pidinet`` / ``scribble_pidinet``)."""
+    net = _random_net(2, gain=2.0)  # strong enough edges that the scribble keeps some
+    x = demo_scene(40, 56)
+    assert 0 < pidinet_scribble(x, net).mean() < 1
+    assert torch.equal(pidinet(x, net), pidinet(x, net, safe=False, resolution=512, apply_filter=False))
+    assert not torch.equal(pidinet(x, net), pidinet(x, net, resolution=448))  # the resolution shows in the result
+    assert torch.equal(pidinet_scribble(x, net), pidinet_scribble(x, net, safe=False, resolution=512))
+    assert not torch.equal(pidinet_scribble(x, net), pidinet_scribble(x, net, resolution=448))
 
 
 def test_bad_resolution():
