@@ -56,6 +56,19 @@ def test_hed_and_fake_scribble_keep_size():
     assert strokes.shape == (1, 3, 70, 90) and set(strokes.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_fake_scribble_turns_a_strong_edge_into_a_stroke_along_it():
+    """A bright vertical edge (HED 255 over x = 26..34) becomes a bold stroke over it and nothing far from it
+    (ControlNet's NMS(127, 3), blur(3), > 4; the thinning itself is compared with the original in
+    tests/reference)."""
+    from affordance.preprocessors.hed import fake_scribble_levels
+
+    edges = torch.zeros(1, 1, 48, 64)
+    edges[..., 26:35] = 255.0
+    strokes = fake_scribble_levels(edges)[0, 0]
+    assert strokes.shape == (48, 64) and set(strokes.unique().tolist()) == {0.0, 1.0}
+    assert strokes[:, 30].all() and not strokes[:, :20].any() and not strokes[:, 41:].any()
+
+
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "module", "safetensors"])
 def test_loader_unwraps_official_containers(tmp_path, wrap):
     net = _random_net(2)
