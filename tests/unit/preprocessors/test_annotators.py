@@ -54,6 +54,23 @@ def test_otsu_equals_opencv(photo, levels):
     assert otsu_thresholds(grey_levels(levels(photo))).item() == t
 
 
+def test_otsu_equals_opencv_on_flat_and_few_level_images():
+    """Where Otsu has little to choose from: flat images (no threshold splits them), two levels, one pixel off,
+    and small images of 1-4 random levels (seeded)."""
+    rng = np.random.default_rng(0)
+    cases = [np.full((16, 16), v, np.uint8) for v in (0, 1, 128, 254, 255)]
+    cases.append(np.repeat(np.array([[0, 255]], np.uint8), 8, axis=1).repeat(16, axis=0))
+    one_off = np.full((16, 16), 40, np.uint8)
+    one_off[0, 0] = 41
+    cases.append(one_off)
+    for _ in range(150):
+        values = rng.choice(256, int(rng.integers(1, 5)), replace=False)
+        cases.append(rng.choice(values, (int(rng.integers(1, 9)), int(rng.integers(1, 9)))).astype(np.uint8))
+    want = [cv2.threshold(g, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0] for g in cases]
+    got = [otsu_thresholds(torch.from_numpy(g).float()[None, None]).item() for g in cases]
+    assert got == want
+
+
 @pytest.mark.parametrize("threshold", [0, 100, 200, 255])
 def test_binary_formula(photo, levels, threshold):
     grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
