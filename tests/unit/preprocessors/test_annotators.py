@@ -80,12 +80,20 @@ def test_binary_formula(photo, levels, threshold):
     assert np.array_equal(binary_levels(levels(photo), threshold)[0, 0].numpy() > 0, ref)
 
 
-def test_lineart_standard_formula(photo, levels):
+@pytest.mark.parametrize("faint", [False, True])
+def test_lineart_standard_formula(photo, levels, faint):
+    """The reference recipe; ``faint``: the photo squeezed into 8 levels, where no line is stronger than 8 and
+    the reference's median of nothing (NaN) leaves the divisor at 16."""
+    if faint:
+        photo = (photo.astype(np.float32) * (8 / 255) + 100).round().astype(np.uint8)
     x = photo.astype(np.float32)
     g = cv2.GaussianBlur(x, (0, 0), 6.0)
     v = np.min(g - x, axis=2).clip(0, 255)
-    v /= max(16, np.median(v[v > 8]))
+    strong = v[v > 8]
+    assert (strong.size == 0) == faint
+    v /= max(16, np.median(strong)) if strong.size else 16  # max(16, nan) is 16 (the reference warns)
     ref = (v * 127).clip(0, 255).astype(np.uint8).astype(np.int32)
+    assert ref.max() > 0
     got = (lineart_standard_levels(levels(photo), 6.0, 8.0)[0, 0] * 255).round().numpy().astype(np.int32)
     assert np.abs(ref - got).max() <= 1  # float32 blur rounding, at most one level
     assert (ref == got).mean() >= 0.999
