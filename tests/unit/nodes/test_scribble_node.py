@@ -132,6 +132,14 @@ def test_missing_unsafe_and_oversized_drawings_are_refused(stub_comfy):
     path = write_drawing(stub_comfy / "input", big, np.zeros((8, DRAWING_MAX_SIDE + 8), np.uint8))
     with pytest.raises(DrawingError, match=r"is 4104x8 pixels, larger than the maximum"):
         read_drawing(path, 64, 48)
+    # the largest drawing the canvas makes is read (cropped to the size asked for), on either side
+    for shape in ((8, DRAWING_MAX_SIDE), (DRAWING_MAX_SIDE, 8)):
+        ink = np.zeros(shape, np.uint8)
+        ink[:, :2] = 255
+        path = write_drawing(stub_comfy / "input", "affordance_scribbles/largest.png", ink)
+        want = torch.zeros(48, 64)
+        want[: shape[0], :2] = 1.0
+        assert torch.equal(read_drawing(path, 64, 48), want)
     (stub_comfy / "input" / "affordance_scribbles" / "junk.png").write_bytes(b"not a png")
     with pytest.raises(DrawingError, match="cannot be read as an image"):
         Node().draw(64, 48, "affordance_scribbles/junk.png")
