@@ -169,6 +169,10 @@ def test_eraser_undo_clear_and_brush(fresh: Page):
     nid = add_canvas(page, 128, 128)
     page.js(STATE + "s.el.clear.click();", nid)
     assert page.js(STATE + "return s.ops.length;", nid) == 0, "clearing a blank canvas records no step"
+    # the slider's lowest position is the smallest brush, and touch drawing does not scroll the page
+    page.js(STATE + "s.el.size.value = '0'; s.el.size.dispatchEvent(new Event('input'));", nid)
+    assert page.js("return app.graph.getNodeById(arguments[0]).properties.ast_brush;", nid) == 1
+    assert page.js(STATE + "return getComputedStyle(s.el.ink).touchAction;", nid) == "none"
     page.js(STATE + "s.el.size.value = '20'; s.el.size.dispatchEvent(new Event('input'));", nid)
     draw(page, nid, [(0.2, 0.5), (0.8, 0.5)])
     thick = raster(page, nid)
@@ -400,6 +404,35 @@ def _canvas_workflow(ref: str, width: int, height: int) -> dict:
     }
 
 
+def test_damaged_saved_strokes_show_the_drawing_file_say_so_and_stay_until_edited(fresh: Page):
+    """A workflow whose kept strokes this version cannot read (edited by hand, a later version's format) loads:
+    the canvas shows the drawing file the node names instead, says why as an error that stays, and leaves the
+    strokes in the workflow as they were (saving it loses nothing) until the drawing is edited."""
+    page = fresh
+    ref = "affordance_scribbles/kept_file.png"
+    ink = np.zeros((96, 128), np.uint8)
+    ink[40:56, 20:100] = 255
+    (page.server.input_dir / "affordance_scribbles").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(ink).save(page.server.input_dir / ref)
+    damaged = {"v": 99, "base": None, "ops": [{"t": "future", "data": [1, 2, 3]}]}
+    workflow = _canvas_workflow(ref, 128, 96)
+    workflow["nodes"][0]["properties"] = {"ast_scribble": damaged}
+    page.js_async("await app.loadGraphData(arguments[0], true, true, 'damaged');", workflow)
+    page.wait(STATE + "return !s.restoring && !!s.base;", 20, 1)
+    time.sleep(0.5)  # some frames
+    assert np.array_equal(raster(page, 1) > 0, ink > 0)
+    state, text = page.js(STATE + "return [s.el.status.dataset.state, s.el.status.textContent];", 1)
+    assert state == "error" and "The saved strokes cannot be read" in text and "version 99" in text, text
+    assert f"showing input/{ref} instead" in text and "until the drawing is edited" in text, text
+    kept = "return app.graph.serialize().nodes[0].properties.ast_scribble;"
+    assert page.js(kept) == damaged
+    draw(page, 1, [(0.5, 0.1), (0.5, 0.9)])
+    record = page.js(kept)
+    assert record["v"] != 99 and len(record["ops"]) == 1, record
+    assert page.js(STATE + "return s.el.status.dataset.state;", 1) == "ok"
+    assert page.console_errors() == []
+
+
 @pytest.mark.parametrize("case", ["missing", "too_large"])
 def test_a_drawing_that_cannot_be_shown_is_never_overwritten(fresh: Page, case: str):
     """Queueing sends the file name unchanged (the backend reports the problem) and never uploads over it."""
@@ -550,6 +583,9 @@ def test_width_height_and_brush_set_by_other_code_are_followed(fresh: Page):
         page.js("app.canvas.setDirty(true, true); app.canvas.draw(true, true);")
         time.sleep(0.05)
     assert page.js("return window.__astLabelWrites;") == 1
+    # one beyond any brush (above 256) is not used: the default 8 is, and the slider says so
+    page.js("app.graph.getNodeById(arguments[0]).properties.ast_brush = 999; app.canvas.setDirty(true, true);", nid)
+    page.wait(STATE + "return s.el.size.value === '8' && s.el.sizeLabel.textContent === '8 px';", 10, nid)
     # a collapsed node draws no frames: a height set by other code is applied when the prompt is made
     page.js(
         "const n = app.graph.getNodeById(arguments[0]); n.collapse(true);"
@@ -592,6 +628,29 @@ def test_a_drawing_named_by_other_code_is_shown(fresh: Page):
     page.wait(STATE + "return !s.restoring && s.ops.length === 1 && !s.base;", 20, nid)
     assert np.array_equal(raster(page, nid), stroke)
     assert page.console_errors() == []
+
+
+def test_strokes_after_a_named_drawing_that_cannot_be_shown_are_drawn_on_black(fresh: Page):
+    """Other code names a drawing (shown), then a missing file (an error): strokes drawn next start from black,
+    with nothing of the drawing shown before under them, also when the canvas is redrawn from its strokes."""
+    page = fresh
+    nid = add_canvas(page, 128, 96)
+    name = "affordance_probe_square2.png"
+    square = np.zeros((96, 128), np.uint8)
+    square[20:60, 10:50] = 255
+    Image.fromarray(square).save(page.server.input_dir / name)
+    named = "app.graph.getNodeById(arguments[0]).widgets.find(w => w.name === 'drawing').value = arguments[1];"
+    page.js(named, nid, name)
+    page.wait(STATE + "return !s.restoring && !!s.base;", 20, nid)
+    page.js(named, nid, "affordance_scribbles/not_there.png")
+    page.wait(STATE + "return !s.restoring && s.el.status.dataset.state === 'error';", 20, nid)
+    assert raster(page, nid).max() == 0
+    draw(page, nid, [(0.8, 0.1), (0.8, 0.9)])
+    drawn = raster(page, nid)
+    assert drawn[:, 90:115].any() and not drawn[:, :80].any(), "the square named before came back under the stroke"
+    page.js(STATE + "s.el.undo.click();", nid)  # redrawn from the strokes: none left, black
+    assert raster(page, nid).max() == 0, "the square named before came back on undo"
+    assert [e for e in page.console_errors() if "not_there.png" not in e] == []  # (the browser logs the 404)
 
 
 def _trace_source(page: Page, name: str) -> int:

@@ -457,11 +457,17 @@ class ScribbleCanvas {
     const task = (async () => {
       const saved = this.value;
       this.ownRef = ""; // until the saved drawing is shown again, its name is not ours to upload
+      const kept = this.node.properties?.[RECORD];
       let record;
+      let unreadable = null;
       try {
-        record = S.decodeRecord(this.node.properties?.[RECORD]);
+        record = S.decodeRecord(kept);
       } catch (err) {
-        this.setStatus(`The saved strokes cannot be read (${err.message}); showing the drawing file instead.`, true);
+        // Strokes this version cannot read (edited by hand, or a later version's format) stay in the workflow
+        // as they are until the user edits the drawing: reading the workflow must not rewrite them.
+        const shown = saved ? `showing input/${saved} instead` : "the canvas starts blank";
+        unreadable = `The saved strokes cannot be read (${err.message}); ${shown}. They stay in the workflow until the drawing is edited.`;
+        this.setStatus(unreadable, true);
         console.warn(LOG, err.message);
         record = { base: null, ops: [] };
       }
@@ -492,6 +498,10 @@ class ScribbleCanvas {
       // workflow from another machine): it is uploaded when a prompt is made (see upload), rather than probed
       // for with a request that may 404 and log errors.
       this.afterChange(track);
+      if (unreadable) {
+        this.node.properties[RECORD] = kept;
+        this.setStatus(unreadable, true);
+      }
     })();
     this.restoring = task.finally(() => {
       this.restoring = null;
