@@ -196,6 +196,27 @@ def test_eraser_undo_clear_and_brush(fresh: Page):
     assert page.console_errors() == []
 
 
+def test_a_press_shows_its_dot_before_the_pointer_moves_or_lifts(fresh: Page):
+    """Drawing answers at once: the brush's dot is on screen while the button is still held, before any move."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    page = fresh
+    nid = add_canvas(page, 128, 128)
+    ink = page.js(STATE + "return s.el.ink;", nid)
+    ActionChains(page.driver, duration=10).move_to_element(ink).click_and_hold().perform()
+    try:
+        page.wait(STATE + "return !!s.active;", 5, nid)
+        held = shown(page, nid)
+        ys, xs = np.nonzero(held)
+        # a dot of the 8 px brush (about 50 pixels) under the pointer, at the centre (+-2 for pointer rounding)
+        assert 30 <= len(ys) <= 80 and abs(ys.mean() - 64) <= 2 and abs(xs.mean() - 64) <= 2, (len(ys), ys.mean(), xs.mean())
+    finally:
+        ActionChains(page.driver).release().perform()
+    page.wait(STATE + "return s.ops.length === 1;", 5, nid)
+    assert np.array_equal(raster(page, nid) > 0, held > 0)
+    assert page.console_errors() == []
+
+
 def test_failed_upload_is_shown_and_nothing_is_lost(fresh: Page):
     page = fresh
     nid = add_canvas(page, 128, 96)
