@@ -447,9 +447,13 @@ def test_damaged_saved_strokes_show_the_drawing_file_say_so_and_stay_until_edite
     assert f"showing input/{ref} instead" in text and "until the drawing is edited" in text, text
     kept = "return app.graph.serialize().nodes[0].properties.ast_scribble;"
     assert page.js(kept) == damaged
-    draw(page, 1, [(0.5, 0.1), (0.5, 0.9)])
+    # the node still names the file (saved, the workflow reopens as it was; queued, the file is what runs)
+    assert page.js("return app.graph.serialize().nodes[0].widgets_values[2];") == ref
+    assert page.js_async("const p = await app.graphToPrompt(); return p.output;")["1"]["inputs"]["drawing"] == ref
+    draw(page, 1, [(0.5, 0.1), (0.5, 0.9)])  # an edit: a drawing of our own, on top of the file
     record = page.js(kept)
-    assert record["v"] != 99 and len(record["ops"]) == 1, record
+    assert record["v"] != 99 and record["base"] == ref and len(record["ops"]) == 1, record
+    assert (raster(page, 1)[20:76, 62:66] > 0).all() and np.array_equal(raster(page, 1)[:, :56] > 0, ink[:, :56] > 0)
     assert page.js(STATE + "return s.el.status.dataset.state;", 1) == "ok"
     assert page.console_errors() == []
 

@@ -457,11 +457,10 @@ class ScribbleCanvas {
     const task = (async () => {
       const saved = this.value;
       this.ownRef = ""; // until the saved drawing is shown again, its name is not ours to upload
-      const kept = this.node.properties?.[RECORD];
       let record;
       let unreadable = null;
       try {
-        record = S.decodeRecord(kept);
+        record = S.decodeRecord(this.node.properties?.[RECORD]);
       } catch (err) {
         // Strokes this version cannot read (edited by hand, or a later version's format) stay in the workflow
         // as they are until the user edits the drawing: reading the workflow must not rewrite them.
@@ -497,10 +496,13 @@ class ScribbleCanvas {
       // The saved reference names this very drawing (content hash), but this server may lack the file (a
       // workflow from another machine): it is uploaded when a prompt is made (see upload), rather than probed
       // for with a request that may 404 and log errors.
-      this.afterChange(track);
       if (unreadable) {
-        this.node.properties[RECORD] = kept;
+        // shown, nothing of the node changed: the strokes and the file's name stay as the workflow has them
+        // (the file is not ours to upload over; the first edit makes a drawing of our own on top of it)
         this.setStatus(unreadable, true);
+        this.node.setDirtyCanvas?.(true, true);
+      } else {
+        this.afterChange(track);
       }
     })();
     this.restoring = task.finally(() => {
