@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import weakref
 
 import pytest
@@ -820,7 +821,7 @@ def _ranged(cls) -> dict[str, dict]:
     }
 
 
-RANGED = sorted(k for k, cls in NODE_CLASS_MAPPINGS.items() if k in NODES or k in LEARNED if _ranged(cls))
+RANGED = sorted(k for k, cls in NODE_CLASS_MAPPINGS.items() if (k in NODES or k in LEARNED) and _ranged(cls))
 
 
 def test_the_ranged_widgets_cover_the_preprocessors_with_settings():
@@ -846,8 +847,6 @@ def test_every_value_a_widget_offers_is_accepted(node_id, end, image, monkeypatc
     cls = NODE_CLASS_MAPPINGS[node_id]
     kwargs = _defaults(cls) | {name: opts[end] for name, opts in _ranged(cls).items()} | {"resolution": 64}
     if hasattr(cls, "VALIDATE_INPUTS"):
-        import inspect
-
         asked = inspect.signature(cls.VALIDATE_INPUTS).parameters
         assert cls.VALIDATE_INPUTS(**{k: v for k, v in kwargs.items() if k in asked}) is True
     if node_id in LEARNED:  # random networks of the official layouts: the settings act after the network
