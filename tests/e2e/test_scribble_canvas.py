@@ -453,7 +453,8 @@ def test_damaged_saved_strokes_show_the_drawing_file_say_so_and_stay_until_edite
     draw(page, 1, [(0.5, 0.1), (0.5, 0.9)])  # an edit: a drawing of our own, on top of the file
     record = page.js(kept)
     assert record["v"] != 99 and record["base"] == ref and len(record["ops"]) == 1, record
-    assert (raster(page, 1)[20:76, 62:66] > 0).all() and np.array_equal(raster(page, 1)[:, :56] > 0, ink[:, :56] > 0)
+    drawn = raster(page, 1)
+    assert (drawn[20:76, 62:66] > 0).all() and np.array_equal(drawn[:, :56] > 0, ink[:, :56] > 0)
     assert page.js(STATE + "return s.el.status.dataset.state;", 1) == "ok"
     assert page.console_errors() == []
 

@@ -466,7 +466,6 @@ class ScribbleCanvas {
         // as they are until the user edits the drawing: reading the workflow must not rewrite them.
         const shown = saved ? `showing input/${saved} instead` : "the canvas starts blank";
         unreadable = `The saved strokes cannot be read (${err.message}); ${shown}. They stay in the workflow until the drawing is edited.`;
-        this.setStatus(unreadable, true);
         console.warn(LOG, err.message);
         record = { base: null, ops: [] };
       }
